@@ -1,0 +1,173 @@
+// Package base makes root filesystems for base images without a registry:
+// Debian bootstrapped from the Debian archive with mmdebstrap.
+//
+// mmdebstrap runs in its "root" mode. Rootless, snapbuild's process is already
+// root in its own user namespace (mapped from /etc/subuid), so files get the
+// right owners directly; device nodes cannot be made there and are skipped in
+// both modes (/dev stays an empty directory: the sandbox mounts its own).
+package base
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// DefaultMirror is the Debian archive used when none is configured. Override
+// it with Debian.Mirror or the SNAPBUILD_DEBIAN_MIRROR environment variable.
+const DefaultMirror = "http://deb.debian.org/debian"
+
+// recipeVersion changes whenever the bootstrap below changes what it makes, so
+// that cached bases made by an older recipe are not reused.
+const recipeVersion = "debian-slim/1"
+
+// Debian is a Debian root filesystem made by mmdebstrap.
+type Debian struct {
+	Suite    string   // e.g. "bookworm", "trixie"
+	Packages []string // extra packages on top of the minbase variant
+	Mirror   string   // archive URL; "" means $SNAPBUILD_DEBIAN_MIRROR or DefaultMirror
+}
+
+// SlimPackages is what DebianSlim adds to Debian's minbase, to match Modal's
+// debian_slim: Python with pip, python -> python3, and the compilers Modal
+// installs (gcc, gfortran, build-essential).
+var SlimPackages = []string{
+	"python3", "python3-pip", "python3-venv", "python-is-python3",
+	"gcc", "gfortran", "build-essential", "ca-certificates",
+}
+
+func (d Debian) mirror() string {
+	if d.Mirror != "" {
+		return d.Mirror
+	}
+	if m := os.Getenv("SNAPBUILD_DEBIAN_MIRROR"); m != "" {
+		return m
+	}
+	return DefaultMirror
+}
+
+// Definition is the part of the cache key that does not depend on the
+// archive: suite, package set and recipe version.
+func (d Debian) Definition() string {
+	return fmt.Sprintf("%s suite=%s packages=%s", recipeVersion, d.Suite, strings.Join(d.Packages, ","))
+}
+
+// ArchiveState returns the sha256 of the suite's InRelease file, which changes
+// whenever the archive's content for the suite changes. It fails when the
+// mirror cannot be reached within 10 seconds.
+func (d Debian) ArchiveState(ctx context.Context) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	url := strings.TrimRight(d.mirror(), "/") + "/dists/" + d.Suite + "/InRelease"
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", fmt.Errorf("debian mirror %q: %w", d.mirror(), err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("debian mirror: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("debian mirror: GET %s: %s", url, resp.Status)
+	}
+	h := sha256.New()
+	if _, err := io.Copy(h, resp.Body); err != nil {
+		return "", fmt.Errorf("debian mirror: GET %s: %w", url, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// customize runs inside mmdebstrap after the packages are installed ($1 is
+// the rootfs): no host resolv.conf or hostname in the image, pip may install
+// into the system Python as in the official python images (no PEP 668
+// refusal), and debconf is noninteractive as Modal's debian_slim sets it.
+const customize = `set -e
+rm -f "$1/etc/resolv.conf" "$1/etc/hostname"
+rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED
+if [ -x "$1/usr/bin/debconf-set-selections" ]; then
+  echo 'debconf debconf/frontend select Noninteractive' | chroot "$1" debconf-set-selections
+fi
+`
+
+// Bootstrap fills the empty directory rootfs with the Debian system, streaming
+// mmdebstrap's output to log. It needs mmdebstrap and apt on the host.
+func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) error {
+	if _, err := exec.LookPath("mmdebstrap"); err != nil {
+		return fmt.Errorf("making a Debian base needs mmdebstrap: install it (apt-get install mmdebstrap)")
+	}
+	args := []string{
+		"--mode=root", "--variant=minbase", "--format=directory",
+		"--skip=output/mknod", "--skip=check/empty",
+		// "slim": no documentation or translations, as Docker's debian:slim.
+		"--dpkgopt=path-exclude=/usr/share/man/*",
+		"--dpkgopt=path-exclude=/usr/share/doc/*",
+		"--dpkgopt=path-include=/usr/share/doc/*/copyright",
+		"--dpkgopt=path-exclude=/usr/share/info/*",
+		"--dpkgopt=path-exclude=/usr/share/locale/*",
+		"--dpkgopt=path-exclude=/usr/share/lintian/*",
+		"--customize-hook=" + customize,
+	}
+	if len(d.Packages) > 0 {
+		args = append(args, "--include="+strings.Join(d.Packages, ","))
+	}
+	args = append(args, d.Suite, rootfs, d.mirror())
+	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
+	cmd.Stdin = nil
+	cmd.Stdout, cmd.Stderr = log, log
+	// mmdebstrap's chroot must not inherit a proxy meant for the host only,
+	// nor our locale; keep the environment minimal and predictable.
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "HOME=/root"}
+	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "TMPDIR"} {
+		if v, ok := os.LookupEnv(k); ok {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+	}
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("mmdebstrap %s from %s failed: %w (its output is above)", d.Suite, d.mirror(), err)
+	}
+	return nil
+}
+
+// Env is the base image's environment, as in the official python images.
+func (d Debian) Env() []string {
+	return []string{
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"LANG=C.UTF-8",
+	}
+}
+
+// PythonVersion reads the full Python version from the bootstrapped rootfs
+// (Debian's python3 package version), or "" when it cannot tell.
+func PythonVersion(rootfs string) string {
+	f, err := os.Open(rootfs + "/var/lib/dpkg/status")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	inPy := false
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case line == "Package: python3":
+			inPy = true
+		case line == "":
+			inPy = false
+		case inPy && strings.HasPrefix(line, "Version: "):
+			v := strings.TrimPrefix(line, "Version: ")
+			v, _, _ = strings.Cut(v, "-")
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,617 @@
+package snapbuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/snapbuild/snapbuild/base"
+	"github.com/snapbuild/snapbuild/oci"
+	"github.com/snapbuild/snapbuild/overlay"
+	"github.com/snapbuild/snapbuild/sandbox"
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+// BuilderVersion is the Modal image builder version whose commands snapbuild
+// emits. Only 2025.06 (and PREVIEW, its equal) are implemented.
+const BuilderVersion = "2025.06"
+
+// Builder builds Images into a local store. A Builder is not safe for
+// concurrent use; several Builders (or processes) on one store serialize their
+// builds on the store's lock.
+type Builder struct {
+	store    *store
+	progress Progress
+	mirror   string
+	forceAll bool
+	network  sandbox.Network
+	seq      int
+	stats    Stats
+}
+
+// Option configures a Builder.
+type Option func(*Builder) error
+
+// WithRoot sets the store directory. The default is DefaultRoot().
+func WithRoot(dir string) Option {
+	return func(b *Builder) error {
+		if dir == "" {
+			return errors.New("WithRoot: empty directory")
+		}
+		st, err := openStore(dir)
+		if err != nil {
+			return err
+		}
+		b.store = st
+		return nil
+	}
+}
+
+// WithProgress sets where build events go. The default is plain text on
+// standard error.
+func WithProgress(p Progress) Option {
+	return func(b *Builder) error { b.progress = p; return nil }
+}
+
+// WithDebianMirror sets the Debian archive that Debian bases are bootstrapped
+// from. The default is $SNAPBUILD_DEBIAN_MIRROR, else base.DefaultMirror.
+func WithDebianMirror(url string) Option {
+	return func(b *Builder) error { b.mirror = url; return nil }
+}
+
+// WithForceBuild rebuilds every step, ignoring and replacing cache entries.
+// The default is true when MODAL_FORCE_BUILD or SNAPBUILD_FORCE_BUILD is set to
+// anything but "", "0" or "false" (case-insensitive), as Modal parses it.
+func WithForceBuild(force bool) Option {
+	return func(b *Builder) error { b.forceAll = force; return nil }
+}
+
+// WithNetwork sets the network of RUN steps. The default is the host's.
+func WithNetwork(n sandbox.Network) Option {
+	return func(b *Builder) error {
+		if n != sandbox.NetworkHost && n != sandbox.NetworkNone {
+			return fmt.Errorf("WithNetwork: unknown network %q: use %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone)
+		}
+		b.network = n
+		return nil
+	}
+}
+
+// NewBuilder opens the store and returns a Builder. The process must have
+// called Init: NewBuilder fails when it is neither root nor in a user
+// namespace.
+func NewBuilder(opts ...Option) (*Builder, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main")
+	}
+	b := &Builder{
+		progress: NewPlainProgress(os.Stderr),
+		forceAll: envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
+		network:  sandbox.NetworkHost,
+	}
+	for _, o := range opts {
+		if err := o(b); err != nil {
+			return nil, err
+		}
+	}
+	if b.store == nil {
+		st, err := openStore("")
+		if err != nil {
+			return nil, err
+		}
+		b.store = st
+	}
+	return b, nil
+}
+
+// Close releases the store.
+func (b *Builder) Close() error { return b.store.close() }
+
+// Root is the store directory.
+func (b *Builder) Root() string { return b.store.root }
+
+func envBool(name string) bool {
+	v := strings.ToLower(os.Getenv(name))
+	return v != "" && v != "0" && v != "false"
+}
+
+// Stats counts what a build did.
+type Stats struct {
+	Steps             int // steps executed or found cached
+	Cached            int // steps taken from the cache
+	ContainersStarted int // sandboxes started (RUN steps that were not cached)
+}
+
+// Result describes a built image.
+type Result struct {
+	ID       string             // "im-" + 22 base62 characters, as Modal's
+	Manifest ocispec.Descriptor // the image manifest in the store
+	Config   ocispec.Image
+	Stats    Stats
+}
+
+// buildState is the image as built so far.
+type buildState struct {
+	id      string // image ID of the last complete Modal layer
+	chain   digest.Digest
+	layers  []ocispec.Descriptor
+	diffIDs []digest.Digest
+	config  ocispec.ImageConfig
+	history []ocispec.History
+	shell   []string
+}
+
+func (s *buildState) clone() *buildState {
+	c := *s
+	c.layers = slices.Clone(s.layers)
+	c.diffIDs = slices.Clone(s.diffIDs)
+	c.history = slices.Clone(s.history)
+	c.config.Env = slices.Clone(s.config.Env)
+	c.shell = slices.Clone(s.shell)
+	return &c
+}
+
+// plannedStep is one instruction to execute.
+type plannedStep struct {
+	layer int
+	instr instruction
+}
+
+// Build builds img into the store and returns the result of its last layer.
+// Each Modal layer of the chain is also stored as an image of its own.
+//
+// Errors: the Image's own error (see Image.Err); *InvalidError for bad
+// definitions found at build time (missing local files, unsupported
+// instructions); *StepError when a step's process fails; ctx.Err() when
+// cancelled. A failed build leaves the store consistent and its cache entries
+// for the steps that succeeded.
+func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
+	if img.err != nil {
+		return Result{}, img.err
+	}
+	if len(img.layers) == 0 {
+		return Result{}, &InvalidError{Message: "No commands were provided for the image — have you tried using snapbuild.DebianSlim()?"}
+	}
+	if v := os.Getenv("MODAL_IMAGE_BUILDER_VERSION"); v != "" && v != BuilderVersion && v != "PREVIEW" {
+		return Result{}, fmt.Errorf("MODAL_IMAGE_BUILDER_VERSION=%s: snapbuild implements the %s builder (and PREVIEW) only", v, BuilderVersion)
+	}
+	var plan []plannedStep
+	parsed := make([][]instruction, len(img.layers))
+	for i, l := range img.layers {
+		ins, err := parseCommands(l.commands)
+		if err != nil {
+			return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
+		}
+		if len(ins) == 0 || !ins[0].isFrom() {
+			return Result{}, &InvalidError{Method: l.method, Message: "a layer's commands must start with FROM"}
+		}
+		if (i == 0) != (l.root != nil) || (i > 0 && ins[0].fromRef() != "base") {
+			return Result{}, &InvalidError{Method: l.method, Message: "only the first layer may have a FROM other than \"FROM base\""}
+		}
+		parsed[i] = ins
+		for j, in := range ins {
+			if j == 0 && i > 0 {
+				continue
+			}
+			plan = append(plan, plannedStep{layer: i, instr: in})
+		}
+	}
+	if err := b.store.lockExclusive(); err != nil {
+		return Result{}, err
+	}
+	defer b.store.unlock()
+
+	b.stats = Stats{}
+	st := &buildState{}
+	var res Result
+	n := 0
+	for i, l := range img.layers {
+		ctxFiles, err := resolveContext(l)
+		if err != nil {
+			return Result{}, err
+		}
+		force := b.forceAll || l.forceBuild
+		for j, in := range parsed[i] {
+			if j == 0 && i > 0 {
+				continue
+			}
+			n++
+			ev := Event{Step: n, Total: len(plan), Instruction: in.text}
+			if err := b.runStep(ctx, st, l, in, ctxFiles, force, ev); err != nil {
+				return Result{}, err
+			}
+		}
+		res, err = b.commitImage(st, l, ctxFiles)
+		if err != nil {
+			return Result{}, err
+		}
+	}
+	res.Stats = b.stats
+	return res, nil
+}
+
+// runStep executes one instruction on st, reporting progress.
+func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event) error {
+	start := time.Now()
+	ev.Kind = EventStart
+	b.progress.Event(ev)
+	cached, err := b.execute(ctx, st, l, in, files, force, ev)
+	ev.Kind, ev.Duration, ev.Cached = EventDone, time.Since(start), cached
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	b.progress.Event(ev)
+	b.stats.Steps++
+	if cached {
+		b.stats.Cached++
+	}
+	return err
+}
+
+// stepKey is the cache key of a filesystem-changing step: everything that can
+// change its result. Build-time env values are left out, as Modal leaves
+// secret values out (only the names count).
+func stepKey(st *buildState, l *layer, in instruction, inputs string) string {
+	var envKeys []string
+	for k := range l.buildEnv {
+		envKeys = append(envKeys, k)
+	}
+	sort.Strings(envKeys)
+	v := struct {
+		Version     string        `json:"v"`
+		Parent      digest.Digest `json:"parent"`
+		Instruction string        `json:"instruction"`
+		Env         []string      `json:"env"`
+		BuildEnv    []string      `json:"buildEnv"`
+		Workdir     string        `json:"workdir"`
+		Shell       []string      `json:"shell"`
+		User        string        `json:"user"`
+		Inputs      string        `json:"inputs"`
+		Platform    string        `json:"platform"`
+	}{"snapbuild-step/1", st.chain, in.text, st.config.Env, envKeys, st.config.WorkingDir,
+		st.shell, st.config.User, inputs, runtime.GOOS + "/" + runtime.GOARCH}
+	bs, _ := json.Marshal(v)
+	sum := sha256.Sum256(bs)
+	return hex.EncodeToString(sum[:])
+}
+
+// layerStep returns the cached result of key, or prepares a snapshot on st,
+// lets change modify it, and commits the difference as a layer.
+func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr string, force bool, change func(a *snapshot.Active) error) (bool, error) {
+	if !force {
+		rec, ok, err := b.store.step(key)
+		if err != nil {
+			return false, err
+		}
+		if ok && b.store.stepUsable(rec) {
+			st.apply(rec)
+			return true, nil
+		}
+	}
+	a, err := b.store.snaps.Prepare(st.chain)
+	if err != nil {
+		return false, err
+	}
+	defer a.Remove()
+	if err := change(a); err != nil {
+		return false, err
+	}
+	rec, err := b.commitLayer(ctx, st.chain, a, key, instr)
+	if err != nil {
+		return false, err
+	}
+	st.apply(rec)
+	return false, nil
+}
+
+// commitLayer diffs a's upper dir into a zstd layer, commits the snapshot and
+// records the step.
+func (b *Builder) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string) (stepRecord, error) {
+	if err := a.Unmount(); err != nil {
+		return stepRecord{}, err
+	}
+	var stats overlay.Stats
+	layer, err := b.store.blobs.WriteLayer(ctx, func(w io.Writer) error {
+		var err error
+		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.snaps.UserXattr()})
+		return err
+	})
+	if err != nil {
+		return stepRecord{}, err
+	}
+	rec := stepRecord{Key: key, Instruction: instr}
+	if stats.Entries == 0 {
+		rec.Empty = true
+	} else {
+		rec.Layer, rec.DiffID = layer.Descriptor, layer.DiffID
+		rec.ChainID = snapshot.ChainID(parent, layer.DiffID)
+		if err := b.store.snaps.Commit(a, rec.ChainID); err != nil {
+			return stepRecord{}, err
+		}
+	}
+	if err := b.store.putStep(rec); err != nil {
+		return stepRecord{}, err
+	}
+	return rec, nil
+}
+
+// apply adds a step's layer (if any) to the state.
+func (s *buildState) apply(r stepRecord) {
+	s.history = append(s.history, ocispec.History{CreatedBy: r.Instruction, Comment: "snapbuild", EmptyLayer: r.Empty})
+	if r.Empty {
+		return
+	}
+	s.chain = r.ChainID
+	s.layers = append(s.layers, r.Layer)
+	s.diffIDs = append(s.diffIDs, r.DiffID)
+}
+
+// configOnly records an instruction that changes only the image config.
+func (s *buildState) configOnly(instr string) {
+	s.history = append(s.history, ocispec.History{CreatedBy: instr, Comment: "snapbuild", EmptyLayer: true})
+}
+
+// commitImage stores the image made so far as the result of Modal layer l.
+func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Result, error) {
+	cfg := ocispec.Image{
+		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
+		Config:   st.config,
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: slices.Clone(st.diffIDs)},
+		History:  slices.Clone(st.history),
+	}
+	if cfg.RootFS.DiffIDs == nil {
+		cfg.RootFS.DiffIDs = []digest.Digest{}
+	}
+	manifest, err := b.store.blobs.WriteImage(cfg, slices.Clone(st.layers))
+	if err != nil {
+		return Result{}, err
+	}
+	var inputs []string
+	for _, f := range files {
+		inputs = append(inputs, fmt.Sprintf("%s %s %o", f.path, f.digest, f.mode))
+	}
+	def, _ := json.Marshal(struct {
+		Parent   string   `json:"parent"`
+		Builder  string   `json:"builder"`
+		Commands []string `json:"commands"`
+		Inputs   []string `json:"inputs"`
+		Manifest string   `json:"manifest"`
+	}{st.id, BuilderVersion, l.commands, inputs, manifest.Digest.String()})
+	rec := imageRecord{ID: imageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Parent: st.id}
+	if err := b.store.putImage(rec); err != nil {
+		return Result{}, err
+	}
+	st.id = rec.ID
+	return Result{ID: rec.ID, Manifest: manifest, Config: cfg}, nil
+}
+
+// imageID derives a Modal-style image ID, "im-" + 22 base62 characters, from a
+// layer definition.
+func imageID(def []byte) string {
+	sum := sha256.Sum256(def)
+	s := new(big.Int).SetBytes(sum[:]).Text(62)
+	for len(s) < 22 {
+		s = "0" + s
+	}
+	return "im-" + s[:22]
+}
+
+// Tag names image id (or an existing name) so that later commands can use the
+// name. An existing name is moved.
+func (b *Builder) Tag(name, ref string) error {
+	if err := validName(name); err != nil {
+		return err
+	}
+	if err := b.store.lockExclusive(); err != nil {
+		return err
+	}
+	defer b.store.unlock()
+	rec, err := b.store.resolve(ref)
+	if err != nil {
+		return err
+	}
+	return b.store.setName(name, rec.ID)
+}
+
+func validName(name string) error {
+	if name == "" || strings.HasPrefix(name, "im-") || strings.ContainsAny(name, " \t\n") {
+		return fmt.Errorf("image name %q: a name must be non-empty, contain no whitespace and not start with \"im-\" (reserved for image IDs)", name)
+	}
+	return nil
+}
+
+// ImageInfo describes a stored image.
+type ImageInfo struct {
+	ID       string             `json:"id"`
+	Names    []string           `json:"names,omitempty"`
+	Manifest ocispec.Descriptor `json:"manifest"`
+	Config   ocispec.Image      `json:"config"`
+	Size     int64              `json:"size"` // compressed layers, bytes
+}
+
+// Images lists the named images, sorted by name.
+func (b *Builder) Images() ([]ImageInfo, error) {
+	names, err := b.store.names()
+	if err != nil {
+		return nil, err
+	}
+	byID := map[string]*ImageInfo{}
+	var out []*ImageInfo
+	keys := make([]string, 0, len(names))
+	for n := range names {
+		keys = append(keys, n)
+	}
+	sort.Strings(keys)
+	for _, n := range keys {
+		id := names[n]
+		if info, ok := byID[id]; ok {
+			info.Names = append(info.Names, n)
+			continue
+		}
+		info, err := b.Inspect(id)
+		if err != nil {
+			return nil, err
+		}
+		info.Names = []string{n}
+		byID[id] = &info
+		out = append(out, &info)
+	}
+	res := make([]ImageInfo, len(out))
+	for i, p := range out {
+		res[i] = *p
+	}
+	return res, nil
+}
+
+// Inspect describes the image named by ref (an ID or a name).
+func (b *Builder) Inspect(ref string) (ImageInfo, error) {
+	rec, err := b.store.resolve(ref)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	cfg, err := b.store.blobs.Config(m)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	info := ImageInfo{ID: rec.ID, Manifest: rec.Manifest, Config: cfg}
+	for _, l := range m.Layers {
+		info.Size += l.Size
+	}
+	names, err := b.store.names()
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	for n, id := range names {
+		if id == rec.ID {
+			info.Names = append(info.Names, n)
+		}
+	}
+	sort.Strings(info.Names)
+	return info, nil
+}
+
+// Remove deletes the name ref. The image's content stays in the store (it is
+// the build cache).
+func (b *Builder) Remove(name string) error {
+	if err := b.store.lockExclusive(); err != nil {
+		return err
+	}
+	defer b.store.unlock()
+	names, err := b.store.names()
+	if err != nil {
+		return err
+	}
+	if _, ok := names[name]; !ok {
+		return fmt.Errorf("no image named %q in store %s", name, b.store.root)
+	}
+	return b.store.setName(name, "")
+}
+
+// Export writes the image ref to dest, "oci:DIR[:TAG]" or
+// "oci-archive:FILE[:TAG]" (skopeo's transport syntax).
+func (b *Builder) Export(ref, dest string) error {
+	r, err := oci.ParseReference(dest)
+	if err != nil {
+		return err
+	}
+	rec, err := b.store.resolve(ref)
+	if err != nil {
+		return err
+	}
+	return b.store.blobs.Export(rec.Manifest, r)
+}
+
+// RunOptions are the stdio and overrides of Builder.Run.
+type RunOptions struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Env            []string // extra KEY=value entries
+	Workdir        string   // overrides the image's working directory
+}
+
+// Run runs a command in a throwaway container of image ref, like a Modal
+// Sandbox: args replace the image's CMD (the ENTRYPOINT, if any, stays in
+// front); no args runs ENTRYPOINT + CMD. Nothing the command writes is kept.
+// It returns the command's exit status.
+func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptions) (int, error) {
+	rec, err := b.store.resolve(ref)
+	if err != nil {
+		return 0, err
+	}
+	info, err := b.Inspect(rec.ID)
+	if err != nil {
+		return 0, err
+	}
+	c := info.Config.Config
+	argv := slices.Clone(c.Entrypoint)
+	if len(args) > 0 {
+		argv = append(argv, args...)
+	} else {
+		argv = append(argv, c.Cmd...)
+	}
+	if len(argv) == 0 {
+		return 0, fmt.Errorf("image %s has no ENTRYPOINT or CMD: give a command", ref)
+	}
+	a, err := b.store.snaps.Prepare(rec.ChainID)
+	if err != nil {
+		return 0, err
+	}
+	defer a.Remove()
+	uid, gid, err := resolveUser(a.Rootfs, c.User)
+	if err != nil {
+		return 0, err
+	}
+	b.seq++
+	stateDir := filepath.Join(b.store.root, "run", fmt.Sprint(os.Getpid()))
+	defer os.RemoveAll(stateDir)
+	res, err := sandbox.Run(ctx, sandbox.Spec{
+		ID:       fmt.Sprintf("snapbuild-run-%d-%d", os.Getpid(), b.seq),
+		StateDir: stateDir,
+		Rootfs:   a.Rootfs,
+		Args:     argv,
+		Env:      withPath(append(slices.Clone(c.Env), o.Env...)),
+		Cwd:      orDefault(o.Workdir, c.WorkingDir),
+		UID:      uid, GID: gid,
+		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
+		Network: b.network,
+	})
+	return res.ExitCode, err
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// withPath adds Docker's default PATH when env has none.
+func withPath(env []string) []string {
+	for _, e := range env {
+		if strings.HasPrefix(e, "PATH=") {
+			return env
+		}
+	}
+	return append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+}
+
+var _ = base.DefaultMirror

@@ -1,0 +1,345 @@
+// Command snapbuild builds container images locally, rootless and offline,
+// from recipes written with modal.Image's methods.
+//
+//	snapbuild build FILE [IMAGE...] [-t NAME] [--progress plain|tty|json] [--force-build]
+//	snapbuild run NAME [-- CMD...]
+//	snapbuild images | inspect NAME | rm NAME | export NAME DEST
+//
+// Every command accepts --root DIR (default $SNAPBUILD_ROOT, else
+// /var/lib/snapbuild for root, ~/.local/share/snapbuild for users).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"golang.org/x/term"
+
+	"github.com/snapbuild/snapbuild"
+	"github.com/snapbuild/snapbuild/recipe"
+	"github.com/snapbuild/snapbuild/sandbox"
+)
+
+const usage = `snapbuild builds container images locally, rootless and offline.
+
+Usage:
+  snapbuild build FILE [IMAGE...] [-t NAME] [--progress plain|tty|json] [--force-build] [--network host|none] [--mirror URL]
+  snapbuild run NAME [-e KEY=VALUE] [-w DIR] [-- CMD [ARG...]]
+  snapbuild images [--json]
+  snapbuild inspect NAME
+  snapbuild rm NAME
+  snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG]
+
+Global flag (any command): --root DIR   store directory (default: $SNAPBUILD_ROOT,
+  /var/lib/snapbuild for root, $XDG_DATA_HOME/snapbuild or ~/.local/share/snapbuild)
+`
+
+func main() {
+	snapbuild.Init()
+	os.Exit(run(os.Args[1:]))
+}
+
+// exitError carries an exit status through run.
+type exitError int
+
+func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func run(argv []string) int {
+	if len(argv) == 0 || argv[0] == "-h" || argv[0] == "--help" || argv[0] == "help" {
+		fmt.Print(usage)
+		return 0
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch cmd, args := argv[0], argv[1:]; cmd {
+	case "build":
+		err = cmdBuild(ctx, args)
+	case "run":
+		err = cmdRun(ctx, args)
+	case "images":
+		err = cmdImages(args)
+	case "inspect":
+		err = cmdInspect(args)
+	case "rm":
+		err = cmdRm(args)
+	case "export":
+		err = cmdExport(args)
+	default:
+		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
+	}
+	var ee exitError
+	switch {
+	case errors.As(err, &ee):
+		return int(ee)
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// parse parses flags that may come before, between or after positional
+// arguments, up to a "--"; it returns the positional arguments and what
+// follows "--".
+func parse(fs *flag.FlagSet, args []string) (pos, rest []string, err error) {
+	fs.SetOutput(io.Discard)
+	for i, a := range args {
+		if a == "--" {
+			args, rest = args[:i], args[i+1:]
+			break
+		}
+	}
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", fs.Name(), err)
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, rest, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+}
+
+func newBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error) {
+	if root != "" {
+		opts = append(opts, snapbuild.WithRoot(root))
+	}
+	return snapbuild.NewBuilder(opts...)
+}
+
+func cmdBuild(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("build", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	tag := fs.String("t", "", "name of the image (single-image recipes)")
+	progress := fs.String("progress", "auto", "plain, tty, json or auto")
+	force := fs.Bool("force-build", false, "rebuild every step")
+	network := fs.String("network", "host", "network of RUN steps: host or none")
+	mirror := fs.String("mirror", "", "Debian archive for debian_slim bases")
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return errors.New("build: give a recipe file: snapbuild build FILE [IMAGE...]")
+	}
+	imgs, err := recipe.Load(pos[0], *tag)
+	if err != nil {
+		return err
+	}
+	if *tag != "" && len(imgs) > 1 {
+		return fmt.Errorf("build: -t names the image of a single-image recipe; %s holds %d named images", pos[0], len(imgs))
+	}
+	if want := pos[1:]; len(want) > 0 {
+		var sel []recipe.Image
+		for _, w := range want {
+			found := false
+			for _, im := range imgs {
+				if im.Name == w {
+					sel, found = append(sel, im), true
+				}
+			}
+			if !found {
+				return fmt.Errorf("build: %s has no image %q", pos[0], w)
+			}
+		}
+		imgs = sel
+	}
+	p, err := progressFor(*progress)
+	if err != nil {
+		return err
+	}
+	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network))}
+	if *force {
+		opts = append(opts, snapbuild.WithForceBuild(true))
+	}
+	if *mirror != "" {
+		opts = append(opts, snapbuild.WithDebianMirror(*mirror))
+	}
+	b, err := newBuilder(*root, opts...)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	for _, im := range imgs {
+		res, err := b.Build(ctx, im.Image)
+		if err != nil {
+			return fmt.Errorf("build %s: %w", im.Name, err)
+		}
+		if err := b.Tag(im.Name, res.ID); err != nil {
+			return err
+		}
+		if *progress == "json" {
+			json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": im.Name, "id": res.ID,
+				"manifest": res.Manifest.Digest, "stats": res.Stats})
+		} else {
+			fmt.Printf("%s %s %s (%d steps, %d cached, %d containers)\n", im.Name, res.ID, res.Manifest.Digest,
+				res.Stats.Steps, res.Stats.Cached, res.Stats.ContainersStarted)
+		}
+	}
+	return nil
+}
+
+func progressFor(mode string) (snapbuild.Progress, error) {
+	switch mode {
+	case "auto":
+		if term.IsTerminal(int(os.Stderr.Fd())) {
+			return snapbuild.NewTTYProgress(os.Stderr), nil
+		}
+		return snapbuild.NewPlainProgress(os.Stderr), nil
+	case "plain":
+		return snapbuild.NewPlainProgress(os.Stderr), nil
+	case "tty":
+		return snapbuild.NewTTYProgress(os.Stderr), nil
+	case "json":
+		return snapbuild.NewJSONProgress(os.Stderr), nil
+	}
+	return nil, fmt.Errorf("--progress=%s: use plain, tty, json or auto", mode)
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func cmdRun(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	workdir := fs.String("w", "", "working directory")
+	network := fs.String("network", "host", "host or none")
+	var env listFlag
+	fs.Var(&env, "e", "KEY=VALUE (repeatable)")
+	pos, rest, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("run: give one image: snapbuild run NAME [-- CMD...]")
+	}
+	for _, e := range env {
+		if !strings.Contains(e, "=") {
+			return fmt.Errorf("run: -e %q: want KEY=VALUE", e)
+		}
+	}
+	b, err := newBuilder(*root, snapbuild.WithNetwork(sandbox.Network(*network)))
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	code, err := b.Run(ctx, pos[0], rest, snapbuild.RunOptions{
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Env: env, Workdir: *workdir,
+	})
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return exitError(code)
+	}
+	return nil
+}
+
+func cmdImages(args []string) error {
+	fs := flag.NewFlagSet("images", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if _, _, err := parse(fs, args); err != nil {
+		return err
+	}
+	b, err := newBuilder(*root)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	imgs, err := b.Images()
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return json.NewEncoder(os.Stdout).Encode(imgs)
+	}
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tIMAGE ID\tMANIFEST\tLAYERS\tSIZE")
+	for _, im := range imgs {
+		for _, n := range im.Names {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.1f MB\n", n, im.ID, im.Manifest.Digest.Encoded()[:12],
+				len(im.Config.RootFS.DiffIDs), float64(im.Size)/1e6)
+		}
+	}
+	return tw.Flush()
+}
+
+func cmdInspect(args []string) error {
+	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return errors.New("inspect: give one image name or ID")
+	}
+	b, err := newBuilder(*root)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	info, err := b.Inspect(pos[0])
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(info)
+}
+
+func cmdRm(args []string) error {
+	fs := flag.NewFlagSet("rm", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return errors.New("rm: give image names")
+	}
+	b, err := newBuilder(*root)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	for _, n := range pos {
+		if err := b.Remove(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func cmdExport(args []string) error {
+	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		return errors.New("export: snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG]")
+	}
+	b, err := newBuilder(*root)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	return b.Export(pos[0], pos[1])
+}

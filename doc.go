@@ -1,0 +1,32 @@
+// Package snapbuild builds container images locally, rootless and offline,
+// with the API of Modal's modal.Image.
+//
+// An Image is an immutable value built by chaining methods that mirror
+// modal.Image (DebianSlim, AptInstall, RunCommands, Env, Workdir, ...). Each
+// method appends one Modal "layer": the Dockerfile-like instructions that Modal
+// emits for it (see shared/spec/modal-image.md), starting with "FROM base".
+// A Builder executes those instructions step by step: each RUN runs in a
+// libcontainer sandbox on an overlayfs snapshot of its parent, the snapshot's
+// upper dir becomes a zstd OCI layer, and each step is cached by content.
+//
+// A program that builds images must call Init first in main:
+//
+//	func main() {
+//		snapbuild.Init()
+//		...
+//	}
+//
+// Init may re-execute the program (as libcontainer's container init, or into
+// a user namespace when not run as root); see sandbox.Init.
+//
+// Errors found while chaining (a bad argument) are kept in the Image and
+// returned by Image.Err and by Builder.Build, so a chain reads like Python's.
+package snapbuild
+
+import "github.com/snapbuild/snapbuild/sandbox"
+
+// Init must be the first call in main of any program that builds or runs
+// images. It handles libcontainer's "init" re-execution and moves the process
+// into a user namespace (rootless) or a private mount namespace (root). It may
+// not return: it exits the process when it ran a re-executed role.
+func Init() { sandbox.Init() }

@@ -1,0 +1,47 @@
+package snapbuild
+
+import (
+	"fmt"
+	"strings"
+)
+
+// InvalidError reports a bad argument to an Image method, as Modal's
+// modal.exception.InvalidError does. Message follows Modal's wording where
+// Modal has one.
+type InvalidError struct {
+	Method  string // the Image method, e.g. "apt_install"
+	Message string
+}
+
+func (e *InvalidError) Error() string {
+	if e.Method == "" {
+		return e.Message
+	}
+	return e.Method + ": " + e.Message
+}
+
+func invalidf(method, format string, args ...any) error {
+	return &InvalidError{Method: method, Message: fmt.Sprintf(format, args...)}
+}
+
+// StepError reports a build step whose process exited with a non-zero status.
+type StepError struct {
+	Step        int    // 1-based step number in the build
+	Instruction string // e.g. "RUN apt-get install -y git"
+	ExitCode    int
+	Tail        []string // the last lines of the step's output
+}
+
+func (e *StepError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "step %d failed: %s: exit code %d", e.Step, e.Instruction, e.ExitCode)
+	if len(e.Tail) > 0 {
+		b.WriteString("\nlast lines of output:\n")
+		for _, l := range e.Tail {
+			b.WriteString("  | ")
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}

@@ -1,0 +1,359 @@
+package snapbuild
+
+import (
+	"fmt"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Image is an immutable image definition: a chain of Modal layers, each a
+// short Dockerfile. Every method returns a new Image and leaves its receiver
+// unchanged, like modal.Image. The zero Image has no layers; start from a
+// constructor such as DebianSlim or FromID.
+type Image struct {
+	layers []*layer
+	err    error
+}
+
+// layer is one Modal image layer (one modal.Image object): its Dockerfile
+// commands and what they need.
+type layer struct {
+	method     string
+	commands   []string       // Dockerfile lines; "FROM base" first unless root
+	root       *rootSpec      // how a root layer's FROM is resolved; nil otherwise
+	context    []contextInput // COPY sources, resolved at build time
+	forceBuild bool
+	buildEnv   map[string]string // per-step env= (build time only, not persisted)
+}
+
+// rootSpec says where a root layer's base comes from.
+type rootSpec struct {
+	debian *debianBase // DebianSlim
+	fromID string      // FromID
+}
+
+// StepOption configures one build step, as Modal's common keyword arguments do.
+type StepOption func(*layer)
+
+// ForceBuild rebuilds the layer even if it is cached, and replaces the cache
+// entry (Modal's force_build=True).
+func ForceBuild() StepOption { return func(l *layer) { l.forceBuild = true } }
+
+// BuildEnv sets environment variables for the step's processes only; they are
+// not saved in the image (Modal's env= keyword, which Modal passes as a
+// Secret). As in Modal only the names, not the values, feed the cache key.
+func BuildEnv(vars map[string]string) StepOption {
+	return func(l *layer) {
+		if l.buildEnv == nil {
+			l.buildEnv = map[string]string{}
+		}
+		for k, v := range vars {
+			l.buildEnv[k] = v
+		}
+	}
+}
+
+// Err returns the first error recorded while the image was chained, or nil.
+// Builder.Build returns it too.
+func (img Image) Err() error { return img.err }
+
+// Commands returns the Dockerfile commands of each layer, base first: what
+// Modal would send for this image. It is meant for inspection and tests.
+func (img Image) Commands() [][]string {
+	out := make([][]string, len(img.layers))
+	for i, l := range img.layers {
+		out[i] = slices.Clone(l.commands)
+	}
+	return out
+}
+
+// with returns a copy of img with l appended, after applying opts to l.
+func (img Image) with(l *layer, opts []StepOption) Image {
+	if img.err != nil {
+		return img
+	}
+	if len(img.layers) == 0 {
+		return Image{err: invalidf(l.method, "Image has not been constructed yet. Use one of the static factory methods prior to calling %s like `DebianSlim` or `FromID`", l.method)}
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	return Image{layers: append(slices.Clone(img.layers), l)}
+}
+
+func (img Image) fail(err error) Image {
+	if img.err != nil {
+		return img
+	}
+	return Image{layers: img.layers, err: err}
+}
+
+// DefaultPythonVersion is the Python series DebianSlim uses when given "".
+// Modal uses the local interpreter's version instead; snapbuild picks a fixed
+// series so that one recipe gives one image on every machine.
+const DefaultPythonVersion = "3.11"
+
+var pythonVersionRE = regexp.MustCompile(`^3(?:\.\d{1,2}){1,2}(rc\d*)?t?$`)
+
+// modalSeries is what Modal's 2025.06 builder accepts for debian_slim.
+var modalSeries = []string{"3.10", "3.11", "3.12", "3.13", "3.14"}
+
+// DebianSlim is modal.Image.debian_slim(python_version): Debian with Python,
+// pip, gcc, gfortran and build-essential, debconf set to noninteractive, and
+// CMD ["sleep", "172800"] (builder 2025.06).
+//
+// Modal starts from Docker Hub's python:<version>-slim-<codename>; snapbuild
+// works offline and bootstraps the same content from the Debian archive with
+// mmdebstrap instead (see package base), so the Python is Debian's: "3.11"
+// gives bookworm's Python 3.11, "3.13" gives trixie's Python 3.13. Other series
+// and micro pins ("3.11.8") are errors that say what can be had offline.
+// pythonVersion "" means DefaultPythonVersion.
+func DebianSlim(pythonVersion string, opts ...StepOption) Image {
+	const method = "debian_slim"
+	if pythonVersion == "" {
+		pythonVersion = DefaultPythonVersion
+	}
+	if !pythonVersionRE.MatchString(pythonVersion) {
+		return Image{err: invalidf(method, "Invalid Python version: %q", pythonVersion)}
+	}
+	if strings.HasSuffix(pythonVersion, "t") {
+		return Image{err: invalidf(method, "Free threaded Python is not supported with Image.debian_slim")}
+	}
+	parts := strings.Split(pythonVersion, ".")
+	series := parts[0] + "." + strings.TrimRight(parts[1], "rc0123456789t")
+	if len(parts) == 2 {
+		series = pythonVersion
+	}
+	if !slices.Contains(modalSeries, series) {
+		return Image{err: invalidf(method, "Unsupported Python version: %q. When using the '2025.06' Image builder, Modal supports the following series: %q", pythonVersion, modalSeries)}
+	}
+	suite, ok := debianSuiteFor[series]
+	if !ok || len(parts) > 2 {
+		return Image{err: invalidf(method, "Python %s cannot be had offline: the Debian archive gives %s. Use one of those series (without a micro version), or build the base elsewhere and start from it with FromID", pythonVersion, offlineSeries())}
+	}
+	l := &layer{
+		method: method,
+		commands: []string{
+			fmt.Sprintf("FROM python:%s-slim-%s", series, suite),
+			`CMD ["sleep", "172800"]`,
+		},
+		root: &rootSpec{debian: &debianBase{Suite: suite, Python: series}},
+	}
+	for _, o := range opts {
+		o(l)
+	}
+	return Image{layers: []*layer{l}}
+}
+
+// debianSuiteFor maps a Python series to the Debian suite that ships it.
+var debianSuiteFor = map[string]string{"3.11": "bookworm", "3.13": "trixie"}
+
+func offlineSeries() string {
+	var s []string
+	for series, suite := range debianSuiteFor {
+		s = append(s, fmt.Sprintf("Python %s (Debian %s)", series, suite))
+	}
+	sort.Strings(s)
+	return strings.Join(s, " and ")
+}
+
+// FromID starts from an image built earlier into the same store, named by its
+// ID ("im-...") or by a name given with -t / Builder.Tag
+// (modal.Image.from_id).
+func FromID(id string) Image {
+	if id == "" {
+		return Image{err: invalidf("from_id", "empty image ID")}
+	}
+	return Image{layers: []*layer{{method: "from_id", commands: []string{"FROM " + id}, root: &rootSpec{fromID: id}}}}
+}
+
+// AptInstall is modal.Image.apt_install: "RUN apt-get update" then
+// "RUN apt-get install -y <packages>", packages in the given order, quoted
+// only when needed. No packages gives the same image.
+func (img Image) AptInstall(packages []string, opts ...StepOption) Image {
+	if len(packages) == 0 {
+		return img
+	}
+	return img.with(&layer{method: "apt_install", commands: []string{
+		"FROM base",
+		"RUN apt-get update",
+		"RUN apt-get install -y " + shlexJoin(packages),
+	}}, opts)
+}
+
+// RunCommands is modal.Image.run_commands: each command becomes its own RUN
+// instruction, verbatim, so shell state such as `cd` does not carry from one
+// to the next. No commands gives the same image.
+func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
+	if len(commands) == 0 {
+		return img
+	}
+	cmds := []string{"FROM base"}
+	for _, c := range commands {
+		cmds = append(cmds, "RUN "+c)
+	}
+	return img.with(&layer{method: "run_commands", commands: cmds}, opts)
+}
+
+// PipInstall is modal.Image.pip_install for plain package lists:
+// "RUN python -m pip install <packages>", packages sorted (Python code-point
+// order) and quoted only when needed. A package starting with "-" is an error.
+func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
+	if len(packages) == 0 {
+		return img
+	}
+	for _, p := range packages {
+		if strings.HasPrefix(p, "-") {
+			return img.fail(invalidf("pip_install", "Package list for `Image.pip_install` cannot contain other arguments; try the `extra_options` parameter instead."))
+		}
+	}
+	sorted := slices.Clone(packages)
+	sort.Strings(sorted)
+	return img.with(&layer{method: "pip_install", commands: []string{
+		"FROM base",
+		"RUN python -m pip install " + shlexJoin(sorted),
+	}}, opts)
+}
+
+// EnvVar is one environment variable, for EnvVars.
+type EnvVar struct{ Name, Value string }
+
+// Env is modal.Image.env: one "ENV KEY=<quoted value>" line per variable,
+// persisted in the image config. Go maps have no order, so the lines are
+// sorted by name; use EnvVars to keep an order of your own (Modal keeps the
+// dict's order).
+func (img Image) Env(vars map[string]string) Image {
+	names := make([]string, 0, len(vars))
+	for k := range vars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	list := make([]EnvVar, len(names))
+	for i, k := range names {
+		list[i] = EnvVar{k, vars[k]}
+	}
+	return img.EnvVars(list...)
+}
+
+// EnvVars is Env with the variables in the given order.
+func (img Image) EnvVars(vars ...EnvVar) Image {
+	cmds := []string{"FROM base"}
+	for _, v := range vars {
+		if v.Name == "" || strings.ContainsAny(v.Name, "= \t\n") {
+			return img.fail(invalidf("env", "invalid variable name %q: a name must be non-empty and contain no '=' or whitespace", v.Name))
+		}
+		cmds = append(cmds, "ENV "+v.Name+"="+shlexQuote(v.Value))
+	}
+	return img.with(&layer{method: "env", commands: cmds}, nil)
+}
+
+// Workdir is modal.Image.workdir: "WORKDIR <path>" (quoted when needed). The
+// directory is created if missing, and later steps run in it.
+func (img Image) Workdir(dir string) Image {
+	if dir == "" {
+		return img.fail(invalidf("workdir", "empty path"))
+	}
+	return img.with(&layer{method: "workdir", commands: []string{"FROM base", "WORKDIR " + shlexQuote(dir)}}, nil)
+}
+
+// Entrypoint is modal.Image.entrypoint: `ENTRYPOINT ["a", "b"]`.
+func (img Image) Entrypoint(args []string, opts ...StepOption) Image {
+	return img.with(&layer{method: "entrypoint", commands: []string{"FROM base", "ENTRYPOINT " + jsonList(args)}}, opts)
+}
+
+// Cmd is modal.Image.cmd: `CMD ["a", "b"]`.
+func (img Image) Cmd(args []string, opts ...StepOption) Image {
+	return img.with(&layer{method: "cmd", commands: []string{"FROM base", "CMD " + jsonList(args)}}, opts)
+}
+
+// Shell is modal.Image.shell: `SHELL ["/bin/bash", "-c"]`; later RUN
+// instructions run through it.
+func (img Image) Shell(args []string, opts ...StepOption) Image {
+	return img.with(&layer{method: "shell", commands: []string{"FROM base", "SHELL " + jsonList(args)}}, opts)
+}
+
+// AddLocalFile is modal.Image.add_local_file(local_path, remote_path, copy=True):
+// a layer "COPY . /" whose build context holds the file at remotePath.
+// remotePath must be absolute; a trailing "/" appends the local file's name.
+// The local path is resolved (symlinks followed) and read at build time.
+//
+// copy=false (a runtime mount in Modal) is not supported yet and is an error.
+func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
+	const method = "add_local_file"
+	if !copy {
+		return img.fail(invalidf(method, "copy=False (attach the file when a container starts) is not supported yet: pass copy=True to copy it into the image"))
+	}
+	if !path.IsAbs(remotePath) {
+		return img.fail(invalidf(method, "image.add_local_file() currently only supports absolute remote_path values"))
+	}
+	if strings.HasSuffix(remotePath, "/") {
+		remotePath += filepath.Base(localPath)
+	}
+	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"},
+		context: []contextInput{{local: localPath, remote: path.Clean(remotePath)}}}, nil)
+}
+
+// AddLocalDir is modal.Image.add_local_dir(local_path, remote_path, copy=True,
+// ignore=[...]): the directory's contents land under remotePath. ignore holds
+// .dockerignore-style patterns (moby/patternmatcher) matched against paths
+// relative to localPath; a match excludes the file. Directory symlinks are
+// not descended, file symlinks are copied as their targets' content, as Modal
+// does.
+//
+// copy=false is not supported yet and is an error.
+func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore []string) Image {
+	const method = "add_local_dir"
+	if !copy {
+		return img.fail(invalidf(method, "copy=False (attach the directory when a container starts) is not supported yet: pass copy=True to copy it into the image"))
+	}
+	if !path.IsAbs(remotePath) {
+		return img.fail(invalidf(method, "image.add_local_dir() currently only supports absolute remote_path values"))
+	}
+	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"},
+		context: []contextInput{{local: localPath, remote: path.Clean(remotePath), dir: true, ignore: slices.Clone(ignore)}}}, nil)
+}
+
+// shlexQuote is Python's shlex.quote.
+func shlexQuote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	safe := true
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_@%+=:,./-", r)) {
+			safe = false
+			break
+		}
+	}
+	if safe {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
+}
+
+// shlexJoin is Python's shlex.join.
+func shlexJoin(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		q[i] = shlexQuote(a)
+	}
+	return strings.Join(q, " ")
+}
+
+// jsonList renders a Dockerfile exec-form list the way Modal does: items in
+// double quotes joined by ", ". Modal does not escape; snapbuild escapes '"'
+// and '\' (a deliberate fix: Modal's output is then invalid JSON and Docker
+// would silently run it in shell form). For other items the text, and so the
+// cache key, is Modal's.
+func jsonList(args []string) string {
+	q := make([]string, len(args))
+	for i, a := range args {
+		a = strings.ReplaceAll(a, `\`, `\\`)
+		q[i] = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}

@@ -1,0 +1,270 @@
+package oci
+
+import (
+	"archive/tar"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// Transport names a destination kind, as in skopeo's transport syntax.
+type Transport string
+
+const (
+	// TransportLayout is an OCI image layout directory: oci:DIR[:TAG].
+	TransportLayout Transport = "oci"
+	// TransportArchive is a tar of an OCI image layout: oci-archive:FILE[:TAG].
+	TransportArchive Transport = "oci-archive"
+)
+
+// Reference is a parsed export destination.
+type Reference struct {
+	Transport Transport
+	Path      string // directory or archive file
+	Tag       string // org.opencontainers.image.ref.name; "" for none
+}
+
+// ParseReference parses "oci:DIR[:TAG]" or "oci-archive:FILE[:TAG]". As in
+// skopeo, the tag is what follows the last ":" of the path part.
+func ParseReference(s string) (Reference, error) {
+	transport, rest, ok := strings.Cut(s, ":")
+	if !ok || rest == "" {
+		return Reference{}, fmt.Errorf("destination %q: want oci:DIR[:TAG] or oci-archive:FILE[:TAG]", s)
+	}
+	ref := Reference{Transport: Transport(transport), Path: rest}
+	switch ref.Transport {
+	case TransportLayout, TransportArchive:
+	default:
+		return Reference{}, fmt.Errorf("destination %q: unknown transport %q: use oci:DIR[:TAG] or oci-archive:FILE[:TAG]", s, transport)
+	}
+	if i := strings.LastIndex(rest, ":"); i >= 0 {
+		ref.Path, ref.Tag = rest[:i], rest[i+1:]
+		if ref.Tag == "" {
+			return Reference{}, fmt.Errorf("destination %q: empty tag after ':'", s)
+		}
+	}
+	if ref.Path == "" {
+		return Reference{}, fmt.Errorf("destination %q: empty path", s)
+	}
+	return ref, nil
+}
+
+func (r Reference) String() string {
+	if r.Tag == "" {
+		return string(r.Transport) + ":" + r.Path
+	}
+	return string(r.Transport) + ":" + r.Path + ":" + r.Tag
+}
+
+// Export writes the image whose manifest is manifest to ref. An existing OCI
+// layout directory is extended: its other images stay, an image with the same
+// tag is replaced. An oci-archive file is written to a temporary name and
+// renamed, so a failed export leaves no half-written archive.
+func (s *Store) Export(manifest ocispec.Descriptor, ref Reference) error {
+	switch ref.Transport {
+	case TransportLayout:
+		return s.exportLayout(manifest, ref.Path, ref.Tag)
+	case TransportArchive:
+		return s.exportArchive(manifest, ref)
+	}
+	return fmt.Errorf("export: unknown transport %q", ref.Transport)
+}
+
+// blobsOf lists the manifest, its config and its layers.
+func (s *Store) blobsOf(manifest ocispec.Descriptor) ([]digest.Digest, error) {
+	m, err := s.Manifest(manifest.Digest)
+	if err != nil {
+		return nil, err
+	}
+	ds := []digest.Digest{manifest.Digest, m.Config.Digest}
+	for _, l := range m.Layers {
+		ds = append(ds, l.Digest)
+	}
+	return ds, nil
+}
+
+func indexEntry(manifest ocispec.Descriptor, tag string) ocispec.Descriptor {
+	d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: manifest.Digest, Size: manifest.Size}
+	if tag != "" {
+		d.Annotations = map[string]string{ocispec.AnnotationRefName: tag}
+	}
+	return d
+}
+
+func (s *Store) exportLayout(manifest ocispec.Descriptor, dir, tag string) error {
+	blobs, err := s.blobsOf(manifest)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
+		return fmt.Errorf("export %s: %w", dir, err)
+	}
+	for _, d := range blobs {
+		dst := filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded())
+		if _, err := os.Stat(dst); err == nil {
+			continue
+		}
+		if err := copyFile(s.Path(d), dst); err != nil {
+			return fmt.Errorf("export %s: blob %s: %w", dir, d, err)
+		}
+	}
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex}
+	if b, err := os.ReadFile(filepath.Join(dir, ocispec.ImageIndexFile)); err == nil {
+		if err := json.Unmarshal(b, &idx); err != nil {
+			return fmt.Errorf("export %s: existing index.json: %w", dir, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("export %s: %w", dir, err)
+	}
+	var kept []ocispec.Descriptor
+	for _, m := range idx.Manifests {
+		name := m.Annotations[ocispec.AnnotationRefName]
+		if (tag != "" && name == tag) || (tag == "" && name == "" && m.Digest == manifest.Digest) {
+			continue
+		}
+		kept = append(kept, m)
+	}
+	idx.Manifests = append(kept, indexEntry(manifest, tag))
+	if err := writeFileAtomic(filepath.Join(dir, ocispec.ImageLayoutFile), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+		return err
+	}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, ocispec.ImageIndexFile), b)
+}
+
+func (s *Store) exportArchive(manifest ocispec.Descriptor, ref Reference) error {
+	blobs, err := s.blobsOf(manifest)
+	if err != nil {
+		return err
+	}
+	dir := filepath.Dir(ref.Path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(ref.Path)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	defer func() {
+		f.Close()
+		os.Remove(f.Name())
+	}()
+	tw := tar.NewWriter(f)
+	add := func(name string, data []byte) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+			return err
+		}
+		_, err := tw.Write(data)
+		return err
+	}
+	for _, d := range []string{"blobs/", "blobs/sha256/"} {
+		if err := tw.WriteHeader(&tar.Header{Name: d, Mode: 0o755, Typeflag: tar.TypeDir, Format: tar.FormatPAX}); err != nil {
+			return err
+		}
+	}
+	for _, d := range blobs {
+		if err := s.tarBlob(tw, d); err != nil {
+			return fmt.Errorf("export %s: %w", ref, err)
+		}
+	}
+	if err := add(ocispec.ImageLayoutFile, []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+		return err
+	}
+	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex,
+		Manifests: []ocispec.Descriptor{indexEntry(manifest, ref.Tag)}}
+	b, err := json.Marshal(idx)
+	if err != nil {
+		return err
+	}
+	if err := add(ocispec.ImageIndexFile, b); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		return err
+	}
+	if err := os.Rename(f.Name(), ref.Path); err != nil {
+		return fmt.Errorf("export %s: %w", ref, err)
+	}
+	return nil
+}
+
+func (s *Store) tarBlob(tw *tar.Writer, d digest.Digest) error {
+	f, err := s.Open(d)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: "blobs/sha256/" + d.Encoded(), Mode: 0o444, Size: st.Size(), Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+		return err
+	}
+	_, err = io.Copy(tw, f)
+	return err
+}
+
+// copyFile copies src to dst through a temporary file; it hard-links when both
+// are on one filesystem.
+func copyFile(src, dst string) error {
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.CreateTemp(filepath.Dir(dst), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(out.Name())
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Chmod(0o444); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(out.Name(), dst)
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

@@ -1,0 +1,52 @@
+package oci
+
+import (
+	"fmt"
+
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+// WriteImage stores config and a manifest listing layers (base layer first) and
+// returns the manifest's descriptor. config.RootFS.DiffIDs must list the
+// layers' diffIDs in the same order; WriteImage checks the counts agree.
+func (s *Store) WriteImage(config ocispec.Image, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
+	if len(config.RootFS.DiffIDs) != len(layers) {
+		return ocispec.Descriptor{}, fmt.Errorf("oci image: config lists %d diffIDs for %d layers", len(config.RootFS.DiffIDs), len(layers))
+	}
+	config.RootFS.Type = "layers"
+	cdesc, err := s.WriteJSON(ocispec.MediaTypeImageConfig, config)
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	if layers == nil {
+		layers = []ocispec.Descriptor{}
+	}
+	m := ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    cdesc,
+		Layers:    layers,
+	}
+	return s.WriteJSON(ocispec.MediaTypeImageManifest, m)
+}
+
+// Manifest reads the manifest blob d.
+func (s *Store) Manifest(d digest.Digest) (ocispec.Manifest, error) {
+	var m ocispec.Manifest
+	if err := s.ReadJSON(d, &m); err != nil {
+		return m, err
+	}
+	if m.MediaType != "" && m.MediaType != ocispec.MediaTypeImageManifest {
+		return m, fmt.Errorf("oci image: blob %s is a %s, not an image manifest", d, m.MediaType)
+	}
+	return m, nil
+}
+
+// Config reads the image config that manifest m points to.
+func (s *Store) Config(m ocispec.Manifest) (ocispec.Image, error) {
+	var c ocispec.Image
+	err := s.ReadJSON(m.Config.Digest, &c)
+	return c, err
+}

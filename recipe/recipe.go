@@ -1,0 +1,418 @@
+// Package recipe reads image recipes: YAML (or JSON) files whose steps are
+// modal.Image method names with Modal's argument names, and turns them into
+// snapbuild Images.
+//
+// A recipe is either a list of steps (one image) or a mapping of image names
+// to lists of steps (several images, built in file order). Each step is a
+// one-key mapping, method: arguments, where arguments are a mapping of Modal's
+// keyword arguments, a list (the method's variadic arguments), a single
+// string (its first argument), or null:
+//
+//	- debian_slim: {python_version: "3.11"}
+//	- apt_install: [git]
+//	- run_commands: ["git --version > /git-version"]
+//	- env: {GREETING: hello}
+//	- workdir: /work
+//
+// Relative local paths (add_local_file, add_local_dir) are taken relative to
+// the recipe file's directory, not to the process's working directory as in
+// Modal: a recipe then builds the same way from anywhere.
+package recipe
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/snapbuild/snapbuild"
+)
+
+// Image is one named image of a recipe.
+type Image struct {
+	Name  string
+	Image snapbuild.Image
+}
+
+// Load reads and parses the recipe file at path. defaultName names the image
+// of a single-list recipe ("" means the file's base name without extension).
+func Load(path, defaultName string) ([]Image, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("recipe: %w", err)
+	}
+	if defaultName == "" {
+		defaultName = strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))
+	}
+	dir, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, err
+	}
+	imgs, err := Parse(data, dir, defaultName)
+	if err != nil {
+		return nil, fmt.Errorf("recipe %s: %w", path, err)
+	}
+	return imgs, nil
+}
+
+// Parse parses recipe data; dir resolves relative local paths.
+func Parse(data []byte, dir, defaultName string) ([]Image, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, err
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("empty recipe: list the steps, starting with a base such as `- debian_slim: {}`")
+	}
+	root := doc.Content[0]
+	switch root.Kind {
+	case yaml.SequenceNode:
+		img, err := parseSteps(root, dir)
+		if err != nil {
+			return nil, err
+		}
+		return []Image{{Name: defaultName, Image: img}}, nil
+	case yaml.MappingNode:
+		var out []Image
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			name := root.Content[i].Value
+			if root.Content[i+1].Kind != yaml.SequenceNode {
+				return nil, fmt.Errorf("line %d: image %q: want a list of steps", root.Content[i+1].Line, name)
+			}
+			img, err := parseSteps(root.Content[i+1], dir)
+			if err != nil {
+				return nil, fmt.Errorf("image %q: %w", name, err)
+			}
+			out = append(out, Image{Name: name, Image: img})
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("line %d: a recipe is a list of steps or a mapping of image names to lists of steps", root.Line)
+}
+
+func parseSteps(seq *yaml.Node, dir string) (snapbuild.Image, error) {
+	var img snapbuild.Image
+	for i, step := range seq.Content {
+		if step.Kind != yaml.MappingNode || len(step.Content) != 2 {
+			return img, fmt.Errorf("line %d: step %d: want a one-key mapping `method: arguments`, e.g. `- apt_install: [git]`", step.Line, i+1)
+		}
+		method, args := step.Content[0].Value, step.Content[1]
+		m, ok := methods[method]
+		if !ok {
+			return img, fmt.Errorf("line %d: unknown method %q; supported: %s", step.Line, method, strings.Join(methodNames(), ", "))
+		}
+		if (i == 0) != m.root {
+			if i == 0 {
+				return img, fmt.Errorf("line %d: the first step must make a base (debian_slim or from_id), not %s", step.Line, method)
+			}
+			return img, fmt.Errorf("line %d: %s makes a new base and can only be the first step", step.Line, method)
+		}
+		a, err := newArgs(method, args, m.positional)
+		if err != nil {
+			return img, fmt.Errorf("line %d: %w", step.Line, err)
+		}
+		a.dir = dir
+		next, err := m.apply(img, a)
+		if err == nil {
+			err = a.unused()
+		}
+		if err == nil {
+			err = next.Err()
+		}
+		if err != nil {
+			return img, fmt.Errorf("line %d: %w", step.Line, err)
+		}
+		img = next
+	}
+	if len(seq.Content) == 0 {
+		return img, fmt.Errorf("line %d: no steps", seq.Line)
+	}
+	return img, nil
+}
+
+type method struct {
+	root       bool
+	positional string // the argument a list or scalar stands for
+	apply      func(snapbuild.Image, *args) (snapbuild.Image, error)
+}
+
+var methods = map[string]method{
+	"debian_slim": {root: true, positional: "python_version", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
+		v, err := a.str("python_version")
+		if err != nil {
+			return snapbuild.Image{}, err
+		}
+		opts, err := a.stepOptions(false)
+		return snapbuild.DebianSlim(v, opts...), err
+	}},
+	"from_id": {root: true, positional: "image_id", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
+		v, err := a.str("image_id")
+		return snapbuild.FromID(v), err
+	}},
+	"apt_install": {positional: "packages", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		p, err := a.strs("packages")
+		if err != nil {
+			return img, err
+		}
+		opts, err := a.stepOptions(true)
+		return img.AptInstall(p, opts...), err
+	}},
+	"pip_install": {positional: "packages", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		p, err := a.strs("packages")
+		if err != nil {
+			return img, err
+		}
+		opts, err := a.stepOptions(true)
+		return img.PipInstall(p, opts...), err
+	}},
+	"run_commands": {positional: "commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		c, err := a.strs("commands")
+		if err != nil {
+			return img, err
+		}
+		opts, err := a.stepOptions(true)
+		return img.RunCommands(c, opts...), err
+	}},
+	"env": {positional: "vars", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		vars, err := a.env("vars")
+		return img.EnvVars(vars...), err
+	}},
+	"workdir": {positional: "path", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		p, err := a.str("path")
+		return img.Workdir(p), err
+	}},
+	"entrypoint": {positional: "entrypoint_commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		c, err := a.strs("entrypoint_commands")
+		return img.Entrypoint(c), err
+	}},
+	"cmd": {positional: "cmd", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		c, err := a.strs("cmd")
+		return img.Cmd(c), err
+	}},
+	"shell": {positional: "shell_commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		c, err := a.strs("shell_commands")
+		return img.Shell(c), err
+	}},
+	"add_local_file": {apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		local, remote, copy, err := a.localArgs()
+		return img.AddLocalFile(local, remote, copy), err
+	}},
+	"add_local_dir": {apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+		local, remote, copy, err := a.localArgs()
+		if err != nil {
+			return img, err
+		}
+		ignore, err := a.strs("ignore")
+		return img.AddLocalDir(local, remote, copy, ignore), err
+	}},
+}
+
+func methodNames() []string {
+	var n []string
+	for k := range methods {
+		n = append(n, k)
+	}
+	sort.Strings(n)
+	return n
+}
+
+// args holds one step's arguments by name and tracks which were used.
+type args struct {
+	method string
+	dir    string
+	named  map[string]*yaml.Node
+	order  []string
+	used   map[string]bool
+}
+
+func newArgs(method string, n *yaml.Node, positional string) (*args, error) {
+	a := &args{method: method, named: map[string]*yaml.Node{}, used: map[string]bool{}}
+	switch n.Kind {
+	case yaml.MappingNode:
+		if method == "env" && !hasKey(n, "vars") {
+			// env: {A: x, B: y} is the common short form of env: {vars: {...}}.
+			a.named["vars"] = n
+			a.order = []string{"vars"}
+			return a, nil
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if _, dup := a.named[k]; dup {
+				return nil, fmt.Errorf("%s: argument %q given twice", method, k)
+			}
+			a.named[k] = n.Content[i+1]
+			a.order = append(a.order, k)
+		}
+	case yaml.SequenceNode, yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return a, nil
+		}
+		if positional == "" {
+			return nil, fmt.Errorf("%s: give the arguments by name, e.g. {local_path: ..., remote_path: ..., copy: true}", method)
+		}
+		a.named[positional] = n
+		a.order = []string{positional}
+	default:
+		return nil, fmt.Errorf("%s: unsupported argument form", method)
+	}
+	return a, nil
+}
+
+func hasKey(n *yaml.Node, key string) bool {
+	for i := 0; i < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *args) get(name string) *yaml.Node {
+	a.used[name] = true
+	return a.named[name]
+}
+
+func (a *args) unused() error {
+	for _, k := range a.order {
+		if !a.used[k] {
+			var known []string
+			for k := range a.used {
+				known = append(known, k)
+			}
+			sort.Strings(known)
+			return fmt.Errorf("%s: unknown argument %q (known: %s)", a.method, k, strings.Join(known, ", "))
+		}
+	}
+	return nil
+}
+
+func (a *args) str(name string) (string, error) {
+	n := a.get(name)
+	if n == nil || n.Tag == "!!null" {
+		return "", nil
+	}
+	if n.Kind != yaml.ScalarNode {
+		return "", fmt.Errorf("%s: %s must be a string", a.method, name)
+	}
+	if n.Tag == "!!float" {
+		// Modal: "The `python_version` argument should be a string, not a float."
+		return "", fmt.Errorf("%s: the `%s` argument should be a string, not a float: quote it (%q)", a.method, name, n.Value)
+	}
+	return n.Value, nil
+}
+
+func (a *args) boolean(name string, def bool) (bool, error) {
+	n := a.get(name)
+	if n == nil || n.Tag == "!!null" {
+		return def, nil
+	}
+	var b bool
+	if err := n.Decode(&b); err != nil {
+		return false, fmt.Errorf("%s: %s must be true or false", a.method, name)
+	}
+	return b, nil
+}
+
+// strs accepts a list of strings or a single string (flattened one level,
+// as Modal's _flatten_str_args).
+func (a *args) strs(name string) ([]string, error) {
+	n := a.get(name)
+	if n == nil || n.Tag == "!!null" {
+		return nil, nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		return []string{n.Value}, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("%s: %s must only contain strings", a.method, name)
+	}
+	var out []string
+	for _, c := range n.Content {
+		switch {
+		case c.Kind == yaml.ScalarNode && c.Tag == "!!str":
+			out = append(out, c.Value)
+		case c.Kind == yaml.SequenceNode:
+			for _, cc := range c.Content {
+				if cc.Kind != yaml.ScalarNode || cc.Tag != "!!str" {
+					return nil, fmt.Errorf("%s: %s must only contain strings", a.method, name)
+				}
+				out = append(out, cc.Value)
+			}
+		default:
+			return nil, fmt.Errorf("%s: %s must only contain strings (quote %q)", a.method, name, c.Value)
+		}
+	}
+	return out, nil
+}
+
+func (a *args) env(name string) ([]snapbuild.EnvVar, error) {
+	n := a.get(name)
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: want a mapping of variable names to string values", a.method)
+	}
+	var vars []snapbuild.EnvVar
+	var bad []string
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i].Value, n.Content[i+1]
+		if v.Kind != yaml.ScalarNode || v.Tag != "!!str" {
+			bad = append(bad, k)
+			continue
+		}
+		vars = append(vars, snapbuild.EnvVar{Name: k, Value: v.Value})
+	}
+	if len(bad) > 0 {
+		return nil, fmt.Errorf("Image ENV variables must be strings. Invalid keys: %q (quote the values)", bad)
+	}
+	return vars, nil
+}
+
+// stepOptions reads force_build and (if allowed) env.
+func (a *args) stepOptions(withEnv bool) ([]snapbuild.StepOption, error) {
+	var opts []snapbuild.StepOption
+	fb, err := a.boolean("force_build", false)
+	if err != nil {
+		return nil, err
+	}
+	if fb {
+		opts = append(opts, snapbuild.ForceBuild())
+	}
+	if withEnv && a.named["env"] != nil {
+		vars, err := a.env("env")
+		if err != nil {
+			return nil, err
+		}
+		m := map[string]string{}
+		for _, v := range vars {
+			m[v.Name] = v.Value
+		}
+		opts = append(opts, snapbuild.BuildEnv(m))
+	} else if withEnv {
+		a.used["env"] = true
+	}
+	return opts, nil
+}
+
+func (a *args) localArgs() (string, string, bool, error) {
+	local, err := a.str("local_path")
+	if err != nil {
+		return "", "", false, err
+	}
+	if local == "" {
+		return "", "", false, fmt.Errorf("%s: local_path is required", a.method)
+	}
+	remote, err := a.str("remote_path")
+	if err != nil {
+		return "", "", false, err
+	}
+	copy, err := a.boolean("copy", false)
+	if err != nil {
+		return "", "", false, err
+	}
+	if !filepath.IsAbs(local) && !strings.HasPrefix(local, "~") {
+		local = filepath.Join(a.dir, local)
+	}
+	return local, remote, copy, nil
+}

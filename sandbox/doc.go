@@ -1,0 +1,17 @@
+// Package sandbox runs one build step in a libcontainer (runc) container on a
+// prepared rootfs.
+//
+// The model is the buildah one: the whole snapbuild process first enters a user
+// namespace of its own (see Init), mapped 0 -> the invoking user and
+// 1..N -> the user's /etc/subuid and /etc/subgid ranges. Inside it the process is
+// "root": it mounts the overlay snapshot and asks libcontainer for a container
+// with pid, ipc, uts and mount namespaces (no user namespace of its own, no
+// network namespace unless asked), with cgroup errors ignored. As real root the
+// same code runs without the user namespace; Init then re-executes the process
+// into a private mount namespace so that a killed build never leaks a mount.
+//
+// A Spec describes the process, its environment, the rootfs and extra bind
+// mounts; Run starts it, streams its output and waits for it. Mount targets that
+// the runtime had to create in the rootfs (for example /etc/resolv.conf) are
+// reported in Result.Stubs so that the caller can keep them out of the layer.
+package sandbox

@@ -1,0 +1,247 @@
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+)
+
+// Network selects the network a sandbox sees.
+type Network string
+
+const (
+	// NetworkHost shares the host's network namespace (the default): apt-get
+	// and pip reach the host's mirrors and proxies.
+	NetworkHost Network = "host"
+	// NetworkNone gives the sandbox a network namespace with loopback only.
+	NetworkNone Network = "none"
+)
+
+// BindMount is a bind mount of a host path into the sandbox.
+type BindMount struct {
+	Source      string // host path, file or directory
+	Destination string // absolute path inside the sandbox
+	ReadOnly    bool
+}
+
+// Spec describes one sandboxed process.
+type Spec struct {
+	// ID names the container; it must be unique within StateDir and consist of
+	// letters, digits and "_+-.".
+	ID string
+	// StateDir holds libcontainer's state for the container's lifetime.
+	StateDir string
+	// Rootfs is the mounted root filesystem (an overlay snapshot).
+	Rootfs string
+	// Args is the command and its arguments; Args[0] is looked up in the
+	// sandbox's PATH by the container init.
+	Args []string
+	// Env is the process environment, "KEY=value" entries.
+	Env []string
+	// Cwd is the absolute working directory inside the rootfs; "" means "/".
+	Cwd string
+	// UID and GID the process runs as, inside the sandbox.
+	UID, GID int
+	// Stdin, Stdout and Stderr connect the process; nil means /dev/null.
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	// Mounts are extra bind mounts, applied after the standard ones.
+	Mounts []BindMount
+	// Network defaults to NetworkHost.
+	Network Network
+	// Hostname defaults to "snapbuild".
+	Hostname string
+}
+
+// Result is what Run observed.
+type Result struct {
+	// ExitCode is the process's exit status, or 128+signal when it was killed.
+	ExitCode int
+	// Stubs lists the paths, relative to the rootfs and without a leading "/",
+	// that did not exist before the run and that the runtime created only to
+	// mount over them (e.g. "etc/resolv.conf"). They belong to no layer.
+	Stubs []string
+}
+
+// defaultCaps is Docker's default capability set.
+var defaultCaps = []string{
+	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
+	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
+	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+}
+
+// Run starts the process described by s, waits for it and tears the container
+// down. A non-zero exit status is not an error: it is reported in
+// Result.ExitCode. Errors are failures to set up or start the container. When ctx
+// is cancelled the process is killed and ctx.Err() is returned.
+func Run(ctx context.Context, s Spec) (Result, error) {
+	spec, err := runtimeSpec(s)
+	if err != nil {
+		return Result{}, err
+	}
+	stubs := missingTargets(s.Rootfs, spec.Mounts)
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:      s.ID,
+		Spec:            spec,
+		RootlessEUID:    os.Geteuid() != 0,
+		RootlessCgroups: InUserNamespace() || os.Geteuid() != 0,
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox %s: config: %w", s.ID, err)
+	}
+	cfg.ParentDeathSignal = int(unix.SIGKILL)
+	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
+		return Result{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
+	}
+	c, err := libcontainer.Create(s.StateDir, s.ID, cfg)
+	if err != nil {
+		return Result{}, fmt.Errorf("sandbox %s: create container: %w", s.ID, err)
+	}
+	defer c.Destroy()
+
+	p := &libcontainer.Process{
+		Args:   s.Args,
+		Env:    s.Env,
+		Cwd:    orDefault(s.Cwd, "/"),
+		UID:    s.UID,
+		GID:    s.GID,
+		Stdin:  s.Stdin,
+		Stdout: s.Stdout,
+		Stderr: s.Stderr,
+		Init:   true,
+	}
+	if err := c.Run(p); err != nil {
+		return Result{Stubs: stubs}, fmt.Errorf("sandbox %s: start %q: %w", s.ID, strings.Join(s.Args, " "), err)
+	}
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-ctx.Done():
+			_ = p.Signal(unix.SIGKILL)
+		case <-done:
+		}
+	}()
+	ps, werr := p.Wait()
+	close(done)
+	res := Result{Stubs: stubs}
+	if ps == nil {
+		return res, fmt.Errorf("sandbox %s: wait: %w", s.ID, werr)
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		res.ExitCode = 128 + int(ws.Signal())
+	} else {
+		res.ExitCode = ps.ExitCode()
+	}
+	if ctx.Err() != nil {
+		return res, ctx.Err()
+	}
+	return res, nil
+}
+
+func runtimeSpec(s Spec) (*specs.Spec, error) {
+	if s.ID == "" || s.StateDir == "" || s.Rootfs == "" {
+		return nil, errors.New("sandbox: Spec needs ID, StateDir and Rootfs")
+	}
+	if len(s.Args) == 0 {
+		return nil, fmt.Errorf("sandbox %s: no command given", s.ID)
+	}
+	spec := specconv.Example()
+	spec.Root = &specs.Root{Path: s.Rootfs}
+	spec.Hostname = orDefault(s.Hostname, "snapbuild")
+	spec.Process.Terminal = false
+	spec.Process.NoNewPrivileges = false
+	spec.Process.Capabilities = &specs.LinuxCapabilities{
+		Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps,
+	}
+	spec.Linux.Resources = nil
+	spec.Linux.Seccomp = nil
+	spec.Linux.Namespaces = []specs.LinuxNamespace{
+		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
+		{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
+	}
+	if s.Network == NetworkNone {
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
+	}
+	var mounts []specs.Mount
+	for _, m := range spec.Mounts {
+		switch m.Destination {
+		case "/sys":
+			// sysfs cannot be mounted in a user namespace that does not own
+			// the network namespace: bind the host's, read-only.
+			m = specs.Mount{Destination: "/sys", Type: "bind", Source: "/sys",
+				Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
+		case "/sys/fs/cgroup":
+			continue
+		}
+		mounts = append(mounts, m)
+	}
+	if s.Network != NetworkNone {
+		for _, f := range []string{"/etc/resolv.conf", "/etc/hosts"} {
+			if _, err := os.Stat(f); err == nil {
+				mounts = append(mounts, specs.Mount{Destination: f, Type: "bind", Source: f,
+					Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
+			}
+		}
+	}
+	for _, m := range s.Mounts {
+		if !path.IsAbs(m.Destination) {
+			return nil, fmt.Errorf("sandbox %s: mount destination %q is not absolute", s.ID, m.Destination)
+		}
+		opts := []string{"rbind"}
+		if m.ReadOnly {
+			opts = append(opts, "ro")
+		}
+		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+	}
+	spec.Mounts = mounts
+	return spec, nil
+}
+
+// missingTargets returns the first missing component of each mount destination,
+// relative to rootfs, for destinations that lie in the rootfs itself (not under
+// an earlier mount).
+func missingTargets(rootfs string, mounts []specs.Mount) []string {
+	var stubs, covered []string
+	seen := map[string]bool{}
+next:
+	for _, m := range mounts {
+		dest := path.Clean(m.Destination)
+		for _, c := range covered {
+			if dest != c && strings.HasPrefix(dest, strings.TrimSuffix(c, "/")+"/") {
+				continue next
+			}
+		}
+		covered = append(covered, dest)
+		rel := strings.TrimPrefix(dest, "/")
+		parts := strings.Split(rel, "/")
+		for i := range parts {
+			p := strings.Join(parts[:i+1], "/")
+			if _, err := os.Lstat(filepath.Join(rootfs, p)); err != nil {
+				if !seen[p] {
+					seen[p] = true
+					stubs = append(stubs, p)
+				}
+				break
+			}
+		}
+	}
+	return stubs
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,240 @@
+// Package snapshot keeps committed filesystem snapshots and prepares overlay
+// mounts on top of them.
+//
+// The model is containerd's overlay snapshotter: a committed snapshot is the
+// overlay upper dir of the step that made it, kept as it is (with overlay
+// whiteouts and opaque markers) under <root>/<chainID>/fs, and it names its
+// parent. An active snapshot is a fresh upper dir mounted over the chain of its
+// parent's fs dirs (top-most first); committing it renames its upper dir into
+// place. Snapshots are named by the OCI ChainID of the layers they hold, so two
+// steps that produce the same layer on the same parent share one snapshot.
+//
+// Committed snapshots are immutable. Every mutation goes through a temporary
+// directory under <root>/.tmp and a rename, so a killed process leaves at most
+// a temporary directory behind, which CleanTemp removes.
+package snapshot
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+
+	"github.com/snapbuild/snapbuild/overlay"
+)
+
+// Store is a directory of committed snapshots.
+type Store struct {
+	root      string
+	userXattr bool
+}
+
+// New opens the snapshot store at root. userXattr must be true when the process
+// runs in a user namespace: overlay then keeps whiteout and opaque markers in
+// user.overlay.* xattrs, and every mount of the store's snapshots must agree.
+func New(root string, userXattr bool) (*Store, error) {
+	if err := os.MkdirAll(filepath.Join(root, ".tmp"), 0o700); err != nil {
+		return nil, fmt.Errorf("snapshot store: %w", err)
+	}
+	return &Store{root: root, userXattr: userXattr}, nil
+}
+
+// UserXattr reports the overlay xattr namespace the store was opened with.
+func (s *Store) UserXattr() bool { return s.userXattr }
+
+// ChainID returns the OCI chain ID of diffID on top of parent ("" for a base
+// layer): sha256(parent + " " + diffID), or diffID itself for a base layer.
+func ChainID(parent, diffID digest.Digest) digest.Digest {
+	if parent == "" {
+		return diffID
+	}
+	return digest.FromString(parent.String() + " " + diffID.String())
+}
+
+func (s *Store) dir(id digest.Digest) string { return filepath.Join(s.root, id.Encoded()) }
+
+// FS is the directory holding the files of committed snapshot id.
+func (s *Store) FS(id digest.Digest) string { return filepath.Join(s.dir(id), "fs") }
+
+// Exists reports whether snapshot id is committed.
+func (s *Store) Exists(id digest.Digest) bool {
+	_, err := os.Stat(filepath.Join(s.dir(id), "parent"))
+	return err == nil
+}
+
+// Lowers returns the fs dirs of snapshot id and its ancestors, top-most first:
+// the lowerdir list of a mount on top of id. id "" (no parent) gives nil.
+func (s *Store) Lowers(id digest.Digest) ([]string, error) {
+	var lowers []string
+	for id != "" {
+		b, err := os.ReadFile(filepath.Join(s.dir(id), "parent"))
+		if err != nil {
+			return nil, fmt.Errorf("snapshot %s: %w", id, err)
+		}
+		lowers = append(lowers, s.FS(id))
+		parent := strings.TrimSpace(string(b))
+		if parent == "" {
+			break
+		}
+		id = digest.Digest(parent)
+		if err := id.Validate(); err != nil {
+			return nil, fmt.Errorf("snapshot store is corrupt: parent of a snapshot: %w", err)
+		}
+		if len(lowers) > 500 {
+			return nil, fmt.Errorf("snapshot %s: chain longer than 500 layers (overlay's limit): squash the image", id)
+		}
+	}
+	return lowers, nil
+}
+
+// Active is a writable snapshot being prepared: an upper and a work dir in a
+// temporary directory, mounted over the parent's chain at Rootfs.
+type Active struct {
+	Dir     string   // temporary directory holding fs/, work/ and rootfs/
+	Upper   string   // Dir/fs: the overlay upper dir, i.e. the step's changes
+	Rootfs  string   // Dir/rootfs: the merged mount
+	Lowers  []string // the parent chain, top-most first
+	Parent  digest.Digest
+	mounted bool
+	store   *Store
+}
+
+// Prepare creates an active snapshot on top of committed snapshot parent (""
+// for an empty rootfs) and mounts it.
+func (s *Store) Prepare(parent digest.Digest) (*Active, error) {
+	lowers, err := s.Lowers(parent)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp(filepath.Join(s.root, ".tmp"), fmt.Sprintf("active-%d-", os.Getpid()))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot prepare: %w", err)
+	}
+	a := &Active{Dir: dir, Upper: filepath.Join(dir, "fs"), Rootfs: filepath.Join(dir, "rootfs"),
+		Lowers: lowers, Parent: parent, store: s}
+	for _, d := range []string{a.Upper, filepath.Join(dir, "work"), a.Rootfs} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			a.Remove()
+			return nil, fmt.Errorf("snapshot prepare: %w", err)
+		}
+	}
+	if len(lowers) == 0 {
+		// Nothing below: the upper dir is the rootfs.
+		if err := os.Remove(a.Rootfs); err != nil {
+			a.Remove()
+			return nil, err
+		}
+		a.Rootfs = a.Upper
+		return a, nil
+	}
+	m := overlay.Mount{Lowers: lowers, Upper: a.Upper, Work: filepath.Join(dir, "work"), UserXattr: s.userXattr}
+	if err := m.Mount(a.Rootfs); err != nil {
+		a.Remove()
+		return nil, fmt.Errorf("snapshot prepare on %s: %w", parent, err)
+	}
+	a.mounted = true
+	return a, nil
+}
+
+// Unmount unmounts the merged rootfs; the upper dir stays. It is idempotent.
+func (a *Active) Unmount() error {
+	if !a.mounted {
+		return nil
+	}
+	if err := overlay.Unmount(a.Rootfs); err != nil {
+		return fmt.Errorf("snapshot: %w", err)
+	}
+	a.mounted = false
+	return nil
+}
+
+// Remove unmounts and deletes the active snapshot. It is idempotent.
+func (a *Active) Remove() error {
+	err := a.Unmount()
+	return errors.Join(err, os.RemoveAll(a.Dir))
+}
+
+// Commit unmounts a and makes its upper dir the committed snapshot id on top of
+// a.Parent. If id is already committed (the same layer was made before), a is
+// removed instead. After Commit, a must not be used.
+func (s *Store) Commit(a *Active, id digest.Digest) error {
+	if err := a.Unmount(); err != nil {
+		return err
+	}
+	defer a.Remove()
+	if s.Exists(id) {
+		return nil
+	}
+	if err := os.RemoveAll(filepath.Join(a.Dir, "work")); err != nil {
+		return fmt.Errorf("snapshot commit %s: %w", id, err)
+	}
+	os.Remove(filepath.Join(a.Dir, "rootfs"))
+	if err := writeParent(a.Dir, a.Parent); err != nil {
+		return fmt.Errorf("snapshot commit %s: %w", id, err)
+	}
+	// A leftover from a crash between a rename and its parent file cannot
+	// exist (the parent file is written first), but a stale dir without one
+	// can: clear it.
+	if err := os.RemoveAll(s.dir(id)); err != nil {
+		return fmt.Errorf("snapshot commit %s: %w", id, err)
+	}
+	if err := os.Rename(a.Dir, s.dir(id)); err != nil {
+		return fmt.Errorf("snapshot commit %s: %w", id, err)
+	}
+	return nil
+}
+
+func writeParent(dir string, parent digest.Digest) error {
+	f, err := os.Create(filepath.Join(dir, "parent"))
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(parent.String() + "\n"); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// CleanTemp removes active snapshots left behind by killed processes, after
+// unmounting them if they are still mounted in this mount namespace. Active
+// snapshots of live processes (a long-running container) are kept.
+func (s *Store) CleanTemp() error {
+	tmp := filepath.Join(s.root, ".tmp")
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		if ownerAlive(e.Name()) {
+			continue
+		}
+		d := filepath.Join(tmp, e.Name())
+		_ = overlay.Unmount(filepath.Join(d, "rootfs"))
+		errs = append(errs, os.RemoveAll(d))
+	}
+	return errors.Join(errs...)
+}
+
+// ownerAlive reports whether the process that created the active snapshot
+// dir name ("active-<pid>-<random>") still runs.
+func ownerAlive(name string) bool {
+	var pid int
+	if _, err := fmt.Sscanf(name, "active-%d-", &pid); err != nil || pid <= 0 {
+		return false
+	}
+	if pid == os.Getpid() {
+		return false
+	}
+	err := unix.Kill(pid, 0)
+	return err == nil || err == unix.EPERM
+}

@@ -1,0 +1,406 @@
+package snapbuild
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/parser"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
+
+	"github.com/snapbuild/snapbuild/base"
+	"github.com/snapbuild/snapbuild/overlay"
+	"github.com/snapbuild/snapbuild/sandbox"
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+// instruction is one parsed Dockerfile instruction.
+type instruction struct {
+	text string // the original text, e.g. "RUN apt-get update"
+	cmd  any    // *instructions.RunCommand, *instructions.Stage, ...
+}
+
+func (in instruction) isFrom() bool { _, ok := in.cmd.(*instructions.Stage); return ok }
+
+func (in instruction) fromRef() string {
+	if s, ok := in.cmd.(*instructions.Stage); ok {
+		return s.BaseName
+	}
+	return ""
+}
+
+// parseCommands parses a layer's Dockerfile lines with BuildKit's parser.
+func parseCommands(lines []string) ([]instruction, error) {
+	res, err := parser.Parse(strings.NewReader(strings.Join(lines, "\n") + "\n"))
+	if err != nil {
+		return nil, fmt.Errorf("parsing commands: %w", err)
+	}
+	var out []instruction
+	for _, node := range res.AST.Children {
+		cmd, err := instructions.ParseInstruction(node)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", node.Original, err)
+		}
+		out = append(out, instruction{text: node.Original, cmd: cmd})
+	}
+	return out, nil
+}
+
+// defaultShell is the shell of RUN instructions in shell form.
+var defaultShell = []string{"/bin/sh", "-c"}
+
+// execute runs instruction in on st. It reports whether the step was cached.
+func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event) (bool, error) {
+	lex := shell.NewLex('\\')
+	expand := func(word string) (string, error) {
+		s, _, err := lex.ProcessWord(word, shell.EnvsFromSlice(st.config.Env))
+		return s, err
+	}
+	switch c := in.cmd.(type) {
+	case *instructions.Stage:
+		return b.from(ctx, st, l, in, force, ev)
+	case *instructions.RunCommand:
+		return b.run(ctx, st, l, in, c, force, ev)
+	case *instructions.EnvCommand:
+		if err := c.Expand(expand); err != nil {
+			return false, fmt.Errorf("%s: %w", in.text, err)
+		}
+		for _, kv := range c.Env {
+			st.config.Env = setEnv(st.config.Env, kv.Key, kv.Value)
+		}
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.WorkdirCommand:
+		if err := c.Expand(expand); err != nil {
+			return false, fmt.Errorf("%s: %w", in.text, err)
+		}
+		dir := c.Path
+		if !path.IsAbs(dir) {
+			dir = path.Join("/", st.config.WorkingDir, dir)
+		}
+		dir = path.Clean(dir)
+		st.config.WorkingDir = dir
+		key := stepKey(st, l, in, "mkdir "+dir)
+		return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
+			p, err := securejoin.SecureJoin(a.Rootfs, dir)
+			if err != nil {
+				return err
+			}
+			return os.MkdirAll(p, 0o755)
+		})
+	case *instructions.CmdCommand:
+		st.config.Cmd = cmdLine(st, c.ShellDependantCmdLine)
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.EntrypointCommand:
+		st.config.Entrypoint = cmdLine(st, c.ShellDependantCmdLine)
+		st.config.Cmd = nil // as Docker: a new ENTRYPOINT resets an inherited CMD
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.ShellCommand:
+		st.shell = slices.Clone(c.Shell)
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.LabelCommand:
+		if err := c.Expand(expand); err != nil {
+			return false, fmt.Errorf("%s: %w", in.text, err)
+		}
+		if st.config.Labels == nil {
+			st.config.Labels = map[string]string{}
+		}
+		for _, kv := range c.Labels {
+			st.config.Labels[kv.Key] = kv.Value
+		}
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.UserCommand:
+		if err := c.Expand(expand); err != nil {
+			return false, fmt.Errorf("%s: %w", in.text, err)
+		}
+		st.config.User = c.User
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.CopyCommand:
+		return b.copyContext(ctx, st, l, in, c, files, force)
+	}
+	return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: this instruction is not supported yet", in.text)}
+}
+
+// cmdLine turns CMD/ENTRYPOINT arguments into an exec-form list.
+func cmdLine(st *buildState, c instructions.ShellDependantCmdLine) []string {
+	if c.PrependShell {
+		return append(slices.Clone(shellOf(st)), strings.Join(c.CmdLine, " "))
+	}
+	return slices.Clone(c.CmdLine)
+}
+
+func shellOf(st *buildState) []string {
+	if len(st.shell) > 0 {
+		return st.shell
+	}
+	return defaultShell
+}
+
+// setEnv sets key=value in env, replacing an existing entry in place.
+func setEnv(env []string, key, value string) []string {
+	for i, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			env = slices.Clone(env)
+			env[i] = key + "=" + value
+			return env
+		}
+	}
+	return append(slices.Clone(env), key+"="+value)
+}
+
+// from starts the build from a root layer's base.
+func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
+	switch {
+	case l.root != nil && l.root.debian != nil:
+		return b.fromDebian(ctx, st, l, in, force, ev)
+	case l.root != nil && l.root.fromID != "":
+		rec, err := b.store.resolve(l.root.fromID)
+		if err != nil {
+			return false, &InvalidError{Method: "from_id", Message: err.Error()}
+		}
+		info, err := b.Inspect(rec.ID)
+		if err != nil {
+			return false, err
+		}
+		if rec.ChainID != "" && !b.store.snaps.Exists(rec.ChainID) {
+			return false, fmt.Errorf("image %s: its filesystem snapshot %s is missing from the store", rec.ID, rec.ChainID)
+		}
+		m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
+		if err != nil {
+			return false, err
+		}
+		*st = buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
+			config: info.Config.Config, history: info.Config.History, shell: rec.Shell}
+		return true, nil
+	}
+	return false, &InvalidError{Method: l.method, Message: in.text + ": unknown base"}
+}
+
+// debianBase is DebianSlim's base: a Debian suite with SlimPackages.
+type debianBase struct {
+	Suite  string
+	Python string // series, e.g. "3.11"
+}
+
+// fromDebian bootstraps (or reuses) the Debian base of a DebianSlim layer. The
+// cache key is the suite, the package set and the archive state (the hash of
+// the suite's InRelease file); when the mirror cannot be reached the newest
+// base made for the same suite and packages is reused.
+func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
+	d := base.Debian{Suite: l.root.debian.Suite, Packages: base.SlimPackages, Mirror: b.mirror}
+	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
+	defRel := filepath.Join("bases", defKey+".json")
+	var key string
+	state, err := d.ArchiveState(ctx)
+	if err == nil {
+		key = sha256hex("snapbuild-base/1 " + d.Definition() + " archive=" + state)
+	} else {
+		var last stepRecord
+		ok, rerr := b.store.readJSON(defRel, &last)
+		if rerr != nil || !ok {
+			return false, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
+		}
+		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
+			Line: fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)})
+		key = last.Key
+	}
+	*st = buildState{}
+	log := &lineWriter{keep: 20, emit: func(s string) {
+		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
+	}}
+	cached, err := b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
+		defer log.flush()
+		return d.Bootstrap(ctx, a.Rootfs, log)
+	})
+	if err != nil {
+		return false, err
+	}
+	rec, _, err := b.store.step(key)
+	if err != nil {
+		return false, err
+	}
+	if rec.Python == "" && !rec.Empty {
+		rec.Python = base.PythonVersion(b.store.snaps.FS(rec.ChainID))
+		if err := b.store.putStep(rec); err != nil {
+			return false, err
+		}
+	}
+	if err := b.store.writeJSON(defRel, rec); err != nil {
+		return false, err
+	}
+	st.config.Env = d.Env()
+	if rec.Python != "" {
+		st.config.Env = append(st.config.Env, "PYTHON_VERSION="+rec.Python)
+	}
+	return cached, nil
+}
+
+// run executes a RUN instruction in a sandbox.
+func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.RunCommand, force bool, ev Event) (bool, error) {
+	if len(c.FlagsUsed) > 0 {
+		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: RUN flags %v are not supported yet", in.text, c.FlagsUsed)}
+	}
+	var args []string
+	if c.PrependShell {
+		args = append(slices.Clone(shellOf(st)), strings.Join(c.CmdLine, " "))
+	} else {
+		args = slices.Clone(c.CmdLine)
+	}
+	key := stepKey(st, l, in, "")
+	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
+		uid, gid, err := resolveUser(a.Rootfs, st.config.User)
+		if err != nil {
+			return fmt.Errorf("%s: %w", in.text, err)
+		}
+		env := withPath(slices.Clone(st.config.Env))
+		keys := make([]string, 0, len(l.buildEnv))
+		for k := range l.buildEnv {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			env = setEnv(env, k, l.buildEnv[k])
+		}
+		out := &lineWriter{keep: 20, emit: func(s string) {
+			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
+		}}
+		b.seq++
+		b.stats.ContainersStarted++
+		res, err := sandbox.Run(ctx, sandbox.Spec{
+			ID:       fmt.Sprintf("snapbuild-%d-%d", os.Getpid(), b.seq),
+			StateDir: filepath.Join(b.store.root, "tmp", "run"),
+			Rootfs:   a.Rootfs,
+			Args:     args,
+			Env:      env,
+			Cwd:      orDefault(st.config.WorkingDir, "/"),
+			UID:      uid, GID: gid,
+			Stdout: out, Stderr: out,
+			Network: b.network,
+		})
+		out.flush()
+		if err != nil {
+			return err
+		}
+		if err := overlay.RemoveStubs(a.Upper, a.Lowers, res.Stubs, b.store.snaps.UserXattr()); err != nil {
+			return err
+		}
+		if res.ExitCode != 0 {
+			return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
+		}
+		return nil
+	})
+}
+
+// copyContext executes "COPY . <dest>" from the layer's build context (the
+// files of AddLocalFile/AddLocalDir at their remote paths).
+func (b *Builder) copyContext(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.CopyCommand, files []contextFile, force bool) (bool, error) {
+	if c.From != "" || len(c.SourcePaths) != 1 || path.Clean(c.SourcePaths[0]) != "." || c.Chown != "" || c.Chmod != "" {
+		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: only \"COPY . <dest>\" of the build context is supported yet", in.text)}
+	}
+	dest := c.DestPath
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", st.config.WorkingDir, dest)
+	}
+	var inputs strings.Builder
+	for _, f := range files {
+		fmt.Fprintf(&inputs, "%s %s %o\n", f.path, f.digest, f.mode)
+	}
+	key := stepKey(st, l, in, "dest="+dest+"\n"+inputs.String())
+	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
+		for _, f := range files {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := copyInto(a.Rootfs, path.Join(dest, f.path), f); err != nil {
+				return fmt.Errorf("%s: %s: %w", in.text, f.source, err)
+			}
+		}
+		return nil
+	})
+}
+
+// resolveUser turns a Docker USER value ("", "name", "uid", "name:group",
+// "uid:gid") into numeric IDs using the rootfs's /etc/passwd and /etc/group.
+func resolveUser(rootfs, user string) (int, int, error) {
+	if user == "" {
+		return 0, 0, nil
+	}
+	u, g, hasGroup := strings.Cut(user, ":")
+	uid, gid := -1, -1
+	if n, err := strconv.Atoi(u); err == nil {
+		uid = n
+	}
+	if uid < 0 || !hasGroup {
+		name, id, pgid, ok := lookupDB(rootfs, "/etc/passwd", u, uid)
+		if !ok && uid < 0 {
+			return 0, 0, fmt.Errorf("USER %s: no user %q in the image's /etc/passwd", user, u)
+		}
+		if ok {
+			_ = name
+			uid, gid = id, pgid
+		}
+	}
+	if hasGroup {
+		if n, err := strconv.Atoi(g); err == nil {
+			gid = n
+		} else {
+			_, id, _, ok := lookupDB(rootfs, "/etc/group", g, -1)
+			if !ok {
+				return 0, 0, fmt.Errorf("USER %s: no group %q in the image's /etc/group", user, g)
+			}
+			gid = id
+		}
+	}
+	if gid < 0 {
+		gid = 0
+	}
+	return uid, gid, nil
+}
+
+// lookupDB finds an entry by name (or by id when id >= 0) in a passwd- or
+// group-format file of the rootfs; it returns name, id and (for passwd) the
+// primary gid.
+func lookupDB(rootfs, file, name string, id int) (string, int, int, bool) {
+	p, err := securejoin.SecureJoin(rootfs, file)
+	if err != nil {
+		return "", 0, 0, false
+	}
+	f, err := os.Open(p)
+	if err != nil {
+		return "", 0, 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		parts := strings.Split(sc.Text(), ":")
+		if len(parts) < 3 {
+			continue
+		}
+		n, err := strconv.Atoi(parts[2])
+		if err != nil {
+			continue
+		}
+		if parts[0] == name || (id >= 0 && n == id) {
+			pg := 0
+			if len(parts) > 3 {
+				pg, _ = strconv.Atoi(parts[3])
+			}
+			return parts[0], n, pg, true
+		}
+	}
+	return "", 0, 0, false
+}
