@@ -8,11 +8,11 @@
 // keyword arguments, a list (the method's variadic arguments), a single
 // string (its first argument), or null:
 //
-//	- debian_slim: {python_version: "3.11"}
-//	- apt_install: [git]
-//	- run_commands: ["git --version > /git-version"]
-//	- env: {GREETING: hello}
-//	- workdir: /work
+//   - debian_slim: {python_version: "3.11"}
+//   - apt_install: [git]
+//   - run_commands: ["git --version > /git-version"]
+//   - env: {GREETING: hello}
+//   - workdir: /work
 //
 // Relative local paths (add_local_file, add_local_dir) are taken relative to
 // the recipe file's directory, not to the process's working directory as in
