@@ -182,7 +182,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 		if *progress == "json" {
 			json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": im.Name, "id": res.ID,
-				"manifest": res.Manifest.Digest, "stats": res.Stats})
+				"manifest": res.Manifest.Digest, "stats": res.Stats, "peakRSSKiB": peakRSSKiB()})
 		} else {
 			fmt.Printf("%s %s %s (%d steps, %d cached, %d containers)\n", im.Name, res.ID, res.Manifest.Digest,
 				res.Stats.Steps, res.Stats.Cached, res.Stats.ContainersStarted)
@@ -342,4 +342,14 @@ func cmdExport(args []string) error {
 	}
 	defer b.Close()
 	return b.Export(pos[0], pos[1])
+}
+
+// peakRSSKiB is this process's peak resident set size (the builder itself,
+// not the sandboxed processes), in KiB.
+func peakRSSKiB() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss
 }
