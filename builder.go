@@ -132,9 +132,9 @@ func envBool(name string) bool {
 
 // Stats counts what a build did.
 type Stats struct {
-	Steps             int // steps executed or found cached
-	Cached            int // steps taken from the cache
-	ContainersStarted int // sandboxes started (RUN steps that were not cached)
+	Steps             int `json:"steps"`             // steps executed or found cached
+	Cached            int `json:"cached"`            // steps taken from the cache
+	ContainersStarted int `json:"containersStarted"` // sandboxes started (RUN steps that were not cached)
 }
 
 // Result describes a built image.
