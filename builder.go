@@ -214,7 +214,10 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 	if err := b.store.lockExclusive(); err != nil {
 		return Result{}, err
 	}
-	defer b.store.unlock()
+	defer func() {
+		_ = cleanDir(filepath.Join(b.store.root, "tmp"))
+		b.store.unlock()
+	}()
 
 	b.stats = Stats{}
 	st := &buildState{}

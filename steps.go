@@ -295,6 +295,10 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 		if err != nil {
 			return err
 		}
+		// Stubs are removed from the upper dir directly: unmount first.
+		if err := a.Unmount(); err != nil {
+			return err
+		}
 		if err := overlay.RemoveStubs(a.Upper, a.Lowers, res.Stubs, b.store.snaps.UserXattr()); err != nil {
 			return err
 		}

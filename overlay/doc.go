@@ -45,10 +45,12 @@
 // # Mount options
 //
 // Mount never enables redirect_dir, metacopy or index: with them the upper
-// dir no longer describes the change on its own (renamed directories would
-// point into lower layers). It asks the kernel for index=off, and, without
-// userxattr, redirect_dir=off and metacopy=off; with userxattr the kernel
-// already forces redirect_dir and metacopy off and refuses redirect_dir=off.
+// dir no longer describes the change on its own (a renamed directory would
+// point into a lower layer, a metadata-only copy-up would lack its data). It
+// asks for index=off, metacopy=off and redirect_dir=nofollow; "nofollow"
+// rather than "off" because the kernel refuses "off" together with userxattr,
+// and inside a user namespace. Renaming a lower directory through the mount
+// therefore fails with EXDEV, and tools such as mv fall back to copying.
 //
 // # Ownership and capabilities
 //

@@ -20,8 +20,22 @@ import (
 // lowerTime is the mtime given to every entry of the test lowers.
 var lowerTime = time.Date(2020, 1, 2, 3, 4, 5, 123456789, time.UTC)
 
-// needRoot skips the test when not running as root, unless CI=true, where a
-// missing capability fails it.
+// testUserXattr is set when the tests run inside a user namespace, as
+// rootless builds do: there overlay needs the userxattr option, marks opaque
+// dirs with user.overlay.opaque, and trusted.* xattrs are out of reach.
+var testUserXattr = inUserNamespace()
+
+func inUserNamespace() bool {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(b))
+	return len(f) != 3 || f[0] != "0" || f[1] != "0" || f[2] != "4294967295"
+}
+
+// needRoot skips the test when not running as root (in the initial or in a
+// user namespace), unless CI=true, where a missing capability fails it.
 func needRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() == 0 {
@@ -55,7 +69,7 @@ func needOverlay(t testing.TB) {
 				return
 			}
 		}
-		m := Mount{Lowers: []string{dir + "/l"}, Upper: dir + "/u", Work: dir + "/w"}
+		m := Mount{Lowers: []string{dir + "/l"}, Upper: dir + "/u", Work: dir + "/w", UserXattr: testUserXattr}
 		if overlayProbeErr = m.Mount(dir + "/m"); overlayProbeErr == nil {
 			overlayProbeErr = Unmount(dir + "/m")
 		}

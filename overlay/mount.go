@@ -26,19 +26,24 @@ var errNoLowerdirPlus = errors.New("kernel lacks fsconfig lowerdir+")
 //
 // It prefers the new mount API (fsopen/fsconfig with one "lowerdir+" per
 // layer, Linux 6.8 and later), which has no limit on the number of layers
-// beyond the kernel's own stacking limit (500 lowers). On older kernels it
-// falls back to mount(2) with a lowerdir=a:b:c option string; that string must
-// fit in one page (4096 bytes on most machines), and Mount returns an error
-// naming the layer count when it does not.
+// beyond the kernel's own (500 lowers). fsconfig takes strings of at most 255
+// bytes; longer layer paths are passed as O_PATH descriptors (Linux 6.13+).
+// Where the kernel can do neither, Mount falls back to mount(2) with a
+// lowerdir=a:b:c option string; that string must fit in one page (4096 bytes
+// on most machines), and Mount returns an error naming the layer count when
+// it does not. Paths may hold any character: ':', ',' and '\' are escaped.
 //
 // Special cases, where overlayfs would refuse the mount:
 //   - no Upper and a single lower: the lower is bind-mounted read-only;
 //   - no Lowers: Upper is bind-mounted read-write (a base layer: every change
 //     lands in Upper directly, and Work is not used).
 //
-// Mount asks for index=off and, unless UserXattr is set, redirect_dir=off and
-// metacopy=off, so that the upper dir alone describes the change; options the
-// kernel does not know are left out. A mount without Upper is read-only.
+// Mount asks for index=off, redirect_dir=nofollow and metacopy=off, so that
+// the upper dir alone describes the change; options the kernel does not know
+// are left out. A mount without Upper is read-only. Inside a user namespace
+// set UserXattr: without it the mount may succeed, but removing a directory
+// that exists in a lower then fails with EIO (overlayfs cannot write its
+// trusted.* xattrs there).
 //
 // Errors wrap the kernel's errno (errors.Is(err, unix.EPERM) works) and, with
 // the new mount API, include the kernel's own message.
@@ -90,15 +95,11 @@ func (m Mount) validate(target string) error {
 	return nil
 }
 
-// extraOptions returns the options that keep redirect_dir, metacopy and index
-// off. With userxattr the kernel forces redirect_dir and metacopy off itself
-// and rejects redirect_dir=off as conflicting.
-func (m Mount) extraOptions() [][2]string {
-	if m.UserXattr {
-		return [][2]string{{"index", "off"}}
-	}
-	return [][2]string{{"index", "off"}, {"redirect_dir", "off"}, {"metacopy", "off"}}
-}
+// extraOptions keeps redirect_dir, metacopy and index off, so that the upper
+// dir alone describes the change. redirect_dir=nofollow (neither create nor
+// follow redirects) rather than "off": the kernel refuses "off" with
+// userxattr, and with EPERM inside a user namespace without it.
+var extraOptions = [...][2]string{{"index", "off"}, {"redirect_dir", "nofollow"}, {"metacopy", "off"}}
 
 // mountNew mounts with fsopen/fsconfig/fsmount/move_mount. It returns
 // errNoLowerdirPlus when the kernel cannot do that for overlay.
@@ -120,6 +121,9 @@ func (m Mount) mountNew(target string) error {
 	}
 	fsLog(fd)
 
+	if err := unix.FsconfigSetString(fd, "source", "overlay"); err != nil {
+		return fmt.Errorf("option source: %w%s", err, fsLog(fd))
+	}
 	for i, l := range m.Lowers {
 		if err := fsconfigPath(fd, "lowerdir+", l, l); err != nil {
 			if i == 0 && errors.Is(err, errUnknownParameter) {
@@ -147,7 +151,7 @@ func (m Mount) mountNew(target string) error {
 			return fmt.Errorf("option userxattr: %w%s", err, fsLog(fd))
 		}
 	}
-	for _, kv := range m.extraOptions() {
+	for _, kv := range extraOptions {
 		if err := unix.FsconfigSetString(fd, kv[0], kv[1]); err != nil {
 			if err == unix.EINVAL {
 				fsLog(fd) // unknown to this kernel: leave it at the default
@@ -191,7 +195,7 @@ func (m Mount) mountLegacy(target string) error {
 		opts = append(opts, "userxattr")
 	}
 	base := strings.Join(opts, ",")
-	for _, kv := range m.extraOptions() {
+	for _, kv := range extraOptions {
 		opts = append(opts, kv[0]+"="+kv[1])
 	}
 	full := strings.Join(opts, ",")

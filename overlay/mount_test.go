@@ -63,13 +63,13 @@ func TestMountManyLowers(t *testing.T) {
 	for _, n := range []int{2, 3, 5} {
 		t.Run(fmt.Sprintf("ro-%d", n), func(t *testing.T) {
 			d := newOverlayDirs(t)
-			mountT(t, Mount{Lowers: layers(t, d.root, n)}, d.merged)
+			mountT(t, Mount{Lowers: layers(t, d.root, n), UserXattr: testUserXattr}, d.merged)
 			checkMerged(t, d.merged, n)
 			checkReadOnly(t, d.merged)
 		})
 		t.Run(fmt.Sprintf("rw-%d", n), func(t *testing.T) {
 			d := newOverlayDirs(t)
-			mountT(t, Mount{Lowers: layers(t, d.root, n), Upper: d.upper, Work: d.work}, d.merged)
+			mountT(t, Mount{Lowers: layers(t, d.root, n), Upper: d.upper, Work: d.work, UserXattr: testUserXattr}, d.merged)
 			checkMerged(t, d.merged, n)
 			must(t, os.WriteFile(d.merged+"/new", []byte("x"), 0o644))
 			if _, err := os.Stat(d.upper + "/new"); err != nil {
@@ -88,10 +88,10 @@ func TestMountManyLongLowers(t *testing.T) {
 	var lowers []string
 	for i := range 120 {
 		dir := fmt.Sprintf("%s%03d", long, i)
-		build(t, dir, tree{fmt.Sprintf("f%03d", i): "x"}, false)
+		build(t, dir, tree{fmt.Sprintf("f%03d", i): "x"}, testUserXattr)
 		lowers = append(lowers, dir)
 	}
-	m := Mount{Lowers: lowers, Upper: d.upper, Work: d.work}
+	m := Mount{Lowers: lowers, Upper: d.upper, Work: d.work, UserXattr: testUserXattr}
 	err := m.mountNew(d.merged)
 	if errors.Is(err, errNoLowerdirPlus) {
 		t.Skip("kernel lacks fsconfig lowerdir+ (Linux < 6.8)")
@@ -114,7 +114,7 @@ func TestMountLegacy(t *testing.T) {
 	needOverlay(t)
 	t.Run("rw", func(t *testing.T) {
 		d := newOverlayDirs(t)
-		m := Mount{Lowers: layers(t, d.root, 3), Upper: d.upper, Work: d.work}
+		m := Mount{Lowers: layers(t, d.root, 3), Upper: d.upper, Work: d.work, UserXattr: testUserXattr}
 		must(t, m.mountLegacy(d.merged))
 		t.Cleanup(func() { must(t, Unmount(d.merged)) })
 		checkMerged(t, d.merged, 3)
@@ -127,7 +127,7 @@ func TestMountLegacy(t *testing.T) {
 	})
 	t.Run("ro", func(t *testing.T) {
 		d := newOverlayDirs(t)
-		m := Mount{Lowers: layers(t, d.root, 3)}
+		m := Mount{Lowers: layers(t, d.root, 3), UserXattr: testUserXattr}
 		must(t, m.mountLegacy(d.merged))
 		t.Cleanup(func() { must(t, Unmount(d.merged)) })
 		checkMerged(t, d.merged, 3)
@@ -155,12 +155,12 @@ func TestMountSpecialCharacters(t *testing.T) {
 			root := t.TempDir()
 			l1, l2 := root+"/low:1,a", root+`/low\2`
 			upper, work, merged := root+"/up:,per", root+"/wo,rk", root+"/merged"
-			build(t, l1, tree{"one": "1"}, false)
-			build(t, l2, tree{"two": "2"}, false)
+			build(t, l1, tree{"one": "1"}, testUserXattr)
+			build(t, l2, tree{"two": "2"}, testUserXattr)
 			for _, p := range []string{upper, work, merged} {
 				must(t, os.Mkdir(p, 0o755))
 			}
-			m := Mount{Lowers: []string{l1, l2}, Upper: upper, Work: work}
+			m := Mount{Lowers: []string{l1, l2}, Upper: upper, Work: work, UserXattr: testUserXattr}
 			var err error
 			if api == "new" {
 				err = m.mountNew(merged)
@@ -189,8 +189,8 @@ func TestMountSingleLowerReadOnly(t *testing.T) {
 	needOverlay(t)
 	d := newOverlayDirs(t)
 	lower := d.root + "/lower"
-	build(t, lower, tree{"file": "content"}, false)
-	mountT(t, Mount{Lowers: []string{lower}}, d.merged)
+	build(t, lower, tree{"file": "content"}, testUserXattr)
+	mountT(t, Mount{Lowers: []string{lower}, UserXattr: testUserXattr}, d.merged)
 	if b, err := os.ReadFile(d.merged + "/file"); err != nil || string(b) != "content" {
 		t.Errorf("read through the mount = %q, %v", b, err)
 	}
@@ -200,7 +200,7 @@ func TestMountSingleLowerReadOnly(t *testing.T) {
 func TestMountUpperOnly(t *testing.T) {
 	needOverlay(t)
 	d := newOverlayDirs(t)
-	mountT(t, Mount{Upper: d.upper, Work: d.work}, d.merged)
+	mountT(t, Mount{Upper: d.upper, Work: d.work, UserXattr: testUserXattr}, d.merged)
 	must(t, os.WriteFile(d.merged+"/file", []byte("x"), 0o644))
 	if _, err := os.Stat(d.upper + "/file"); err != nil {
 		t.Errorf("write did not land in the upper dir: %v", err)
@@ -259,11 +259,11 @@ func TestMountLongPaths(t *testing.T) {
 		long += "/" + strings.Repeat("d", 60)
 	}
 	l1, l2, upper, work := long+"/l1", long+"/l2", long+"/upper", long+"/work"
-	build(t, l1, tree{"one": "1"}, false)
-	build(t, l2, tree{"two": "2"}, false)
+	build(t, l1, tree{"one": "1"}, testUserXattr)
+	build(t, l2, tree{"two": "2"}, testUserXattr)
 	must(t, os.Mkdir(upper, 0o755))
 	must(t, os.Mkdir(work, 0o755))
-	mountT(t, Mount{Lowers: []string{l1, l2}, Upper: upper, Work: work}, d.merged)
+	mountT(t, Mount{Lowers: []string{l1, l2}, Upper: upper, Work: work, UserXattr: testUserXattr}, d.merged)
 	for _, f := range []string{"one", "two"} {
 		if _, err := os.Stat(d.merged + "/" + f); err != nil {
 			t.Error(err)

@@ -24,10 +24,10 @@ func TestRemoveStubs(t *testing.T) {
 		"srv/":              "",
 		"dev/":              "",
 		"home/user/.bashrc": "rc",
-	}, false)
+	}, testUserXattr)
 	must(t, unix.Setxattr(lower+"/etc", "user.keep", []byte("1"), 0))
 	setTimes(t, lower, lowerTime)
-	mountT(t, Mount{Lowers: []string{lower}, Upper: d.upper, Work: d.work}, d.merged)
+	mountT(t, Mount{Lowers: []string{lower}, Upper: d.upper, Work: d.work, UserXattr: testUserXattr}, d.merged)
 
 	m := func(p string) string { return d.merged + "/" + p }
 	touch := func(p string) { t.Helper(); must(t, os.WriteFile(m(p), nil, 0o644)) }
@@ -46,7 +46,7 @@ func TestRemoveStubs(t *testing.T) {
 
 	// A symlink in the upper dir must not lead RemoveStubs outside it.
 	outside := d.root + "/outside"
-	build(t, outside, tree{"victim": "v"}, false)
+	build(t, outside, tree{"victim": "v"}, testUserXattr)
 	must(t, os.Symlink(outside, d.upper+"/evil"))
 
 	stubs := []string{
@@ -62,7 +62,7 @@ func TestRemoveStubs(t *testing.T) {
 		"missing/stub",
 		"etc/hosts", // duplicates are fine
 	}
-	must(t, RemoveStubs(d.upper, []string{lower}, stubs, false))
+	must(t, RemoveStubs(d.upper, []string{lower}, stubs, testUserXattr))
 
 	if _, err := os.Stat(outside + "/victim"); err != nil {
 		t.Errorf("RemoveStubs followed a symlink out of the upper dir: %v", err)
@@ -74,7 +74,7 @@ func TestRemoveStubs(t *testing.T) {
 	}
 	must(t, os.Remove(d.upper+"/evil"))
 
-	es, _ := diffT(t, d.upper, DiffOptions{Lowers: []string{lower}})
+	es, _ := diffT(t, d.upper, DiffOptions{Lowers: []string{lower}, UserXattr: testUserXattr})
 	want := []string{
 		"home/user/",
 		"home/user/.wh..bashrc",
@@ -96,10 +96,10 @@ func TestRemoveStubsNoParentOutsideLowers(t *testing.T) {
 	needRoot(t)
 	root := t.TempDir()
 	lower, upper := root+"/lower", root+"/upper"
-	build(t, lower, tree{"etc/": "", "opaque:odir/": ""}, false)
+	build(t, lower, tree{"etc/": "", "opaque:odir/": ""}, testUserXattr)
 	// Upper etc is opaque (deleted and recreated): it must stay even when empty.
-	build(t, upper, tree{"opaque:etc/": "", "etc/resolv.conf": "", "odir/stub": ""}, false)
-	must(t, RemoveStubs(upper, []string{lower}, []string{"etc/resolv.conf", "odir/stub"}, false))
+	build(t, upper, tree{"opaque:etc/": "", "etc/resolv.conf": "", "odir/stub": ""}, testUserXattr)
+	must(t, RemoveStubs(upper, []string{lower}, []string{"etc/resolv.conf", "odir/stub"}, testUserXattr))
 	if _, err := os.Stat(upper + "/etc"); err != nil {
 		t.Errorf("opaque etc removed: %v", err)
 	}
@@ -115,7 +115,7 @@ func TestRemoveStubsNoParentOutsideLowers(t *testing.T) {
 func TestRemoveStubsBadPath(t *testing.T) {
 	upper := t.TempDir()
 	for _, s := range []string{"../etc/hosts", "/", ""} {
-		if err := RemoveStubs(upper, nil, []string{s}, false); err == nil {
+		if err := RemoveStubs(upper, nil, []string{s}, testUserXattr); err == nil {
 			t.Errorf("RemoveStubs(%q) succeeded, want an error", s)
 		}
 	}
