@@ -42,6 +42,12 @@ const envMountNS = "_SNAPBUILD_MOUNTNS"
 // namespace cannot be set up (no subordinate ID range, missing newuidmap).
 func Init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// This runs in the container's init process (runc's stage 2, made
+		// with CLONE_PARENT, so its parent is the builder). libcontainer's
+		// ParentDeathSignal only reaches the stage-0 process, so without
+		// this a killed builder would leave the step running. libcontainer
+		// keeps the signal across its credential changes.
+		_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
 		libcontainer.Init() // never returns
 	}
 	if reexec.Init() {

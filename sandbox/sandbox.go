@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"syscall"
 
@@ -86,6 +87,25 @@ var defaultCaps = []string{
 // Result.ExitCode. Errors are failures to set up or start the container. When ctx
 // is cancelled the process is killed and ctx.Err() is returned.
 func Run(ctx context.Context, s Spec) (Result, error) {
+	// The container's init process has this OS thread as its parent (runc
+	// clones it with CLONE_PARENT) and dies with it (see Init): keep the
+	// goroutine on one thread that lives until the process is reaped.
+	type outcome struct {
+		res Result
+		err error
+	}
+	ch := make(chan outcome, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		res, err := run(ctx, s)
+		ch <- outcome{res, err}
+	}()
+	o := <-ch
+	return o.res, o.err
+}
+
+func run(ctx context.Context, s Spec) (Result, error) {
 	spec, err := runtimeSpec(s)
 	if err != nil {
 		return Result{}, err

@@ -1,0 +1,788 @@
+package snapbuild
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"runtime"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+// ---- cache keys ----
+
+func uKeyState() *buildState {
+	return &buildState{
+		id:     "im-0000000000000000000000",
+		chain:  digest.FromString("parent chain"),
+		config: ocispec.ImageConfig{Env: []string{"PATH=/usr/bin", "LANG=C.UTF-8"}, WorkingDir: "/w", User: "app"},
+		shell:  []string{"/bin/bash", "-c"},
+	}
+}
+
+func uKeyLayer() *layer {
+	return &layer{method: "run_commands", commands: []string{"FROM base", "RUN echo hi"}, buildEnv: map[string]string{"TOKEN": "secret-1"}}
+}
+
+func TestStepKeyStableAndSensitive(t *testing.T) {
+	in := instruction{text: "RUN echo hi"}
+	k0 := stepKey(uKeyState(), uKeyLayer(), in, "inputs")
+	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(k0) {
+		t.Fatalf("key %q is not 64 hex digits", k0)
+	}
+	if k := stepKey(uKeyState(), uKeyLayer(), in, "inputs"); k != k0 {
+		t.Fatalf("key not stable: %s vs %s", k, k0)
+	}
+
+	changes := map[string]func(st *buildState, l *layer, in *instruction, inputs *string){
+		"parent chain": func(st *buildState, _ *layer, _ *instruction, _ *string) { st.chain = digest.FromString("other") },
+		"no parent":    func(st *buildState, _ *layer, _ *instruction, _ *string) { st.chain = "" },
+		"instruction":  func(_ *buildState, _ *layer, in *instruction, _ *string) { in.text = "RUN echo  hi" },
+		"env value":    func(st *buildState, _ *layer, _ *instruction, _ *string) { st.config.Env[1] = "LANG=C" },
+		"env added": func(st *buildState, _ *layer, _ *instruction, _ *string) {
+			st.config.Env = append(st.config.Env, "X=1")
+		},
+		"env order":      func(st *buildState, _ *layer, _ *instruction, _ *string) { slices.Reverse(st.config.Env) },
+		"workdir":        func(st *buildState, _ *layer, _ *instruction, _ *string) { st.config.WorkingDir = "/" },
+		"shell":          func(st *buildState, _ *layer, _ *instruction, _ *string) { st.shell = []string{"/bin/sh", "-c"} },
+		"default shell":  func(st *buildState, _ *layer, _ *instruction, _ *string) { st.shell = nil },
+		"user":           func(st *buildState, _ *layer, _ *instruction, _ *string) { st.config.User = "root" },
+		"inputs":         func(_ *buildState, _ *layer, _ *instruction, s *string) { *s = "inputs2" },
+		"build env key":  func(_ *buildState, l *layer, _ *instruction, _ *string) { l.buildEnv["OTHER"] = "x" },
+		"build env gone": func(_ *buildState, l *layer, _ *instruction, _ *string) { l.buildEnv = nil },
+		"build env renamed": func(_ *buildState, l *layer, _ *instruction, _ *string) {
+			l.buildEnv = map[string]string{"TOKEN2": "secret-1"}
+		},
+	}
+	seen := map[string]string{k0: "baseline"}
+	for name, change := range changes {
+		st, l, in2, inputs := uKeyState(), uKeyLayer(), in, "inputs"
+		change(st, l, &in2, &inputs)
+		k := stepKey(st, l, in2, inputs)
+		if k == k0 {
+			t.Errorf("changing %s did not change the key", name)
+		}
+		if prev, dup := seen[k]; dup {
+			t.Errorf("changing %s gave the same key as %s", name, prev)
+		}
+		seen[k] = name
+	}
+
+	same := map[string]func(st *buildState, l *layer){
+		"build env value": func(_ *buildState, l *layer) { l.buildEnv["TOKEN"] = "secret-2" },
+		"force build":     func(_ *buildState, l *layer) { l.forceBuild = true },
+		"method":          func(_ *buildState, l *layer) { l.method = "apt_install" },
+		"parent image id": func(st *buildState, _ *layer) { st.id = "im-1111111111111111111111" },
+		"history":         func(st *buildState, _ *layer) { st.configOnly("ENV X=1") },
+		"cmd":             func(st *buildState, _ *layer) { st.config.Cmd = []string{"sleep", "1"} },
+	}
+	for name, change := range same {
+		st, l := uKeyState(), uKeyLayer()
+		change(st, l)
+		if k := stepKey(st, l, in, "inputs"); k != k0 {
+			t.Errorf("changing only %s changed the key", name)
+		}
+	}
+	// Key order of BuildEnv does not matter.
+	l1, l2 := uKeyLayer(), uKeyLayer()
+	l1.buildEnv = map[string]string{"A": "1", "B": "2", "C": "3"}
+	l2.buildEnv = map[string]string{"C": "x", "A": "y", "B": "z"}
+	if stepKey(uKeyState(), l1, in, "") != stepKey(uKeyState(), l2, in, "") {
+		t.Error("BuildEnv with the same names but other values (and insertion order) changed the key")
+	}
+}
+
+func TestImageIDFormat(t *testing.T) {
+	re := regexp.MustCompile(`^im-[0-9A-Za-z]{22}$`)
+	seen := map[string]bool{}
+	for i := 0; i < 500; i++ {
+		def := []byte(strings.Repeat("x", i))
+		id := imageID(def)
+		if !re.MatchString(id) {
+			t.Fatalf("imageID = %q, want im- + 22 base62 characters", id)
+		}
+		if !validImageID(id) {
+			t.Errorf("validImageID(%q) = false", id)
+		}
+		if imageID(def) != id {
+			t.Fatalf("imageID not deterministic for %q", def)
+		}
+		if seen[id] {
+			t.Fatalf("imageID collision at %d: %s", i, id)
+		}
+		seen[id] = true
+	}
+	// Known values (computed independently: sha256 as a big-endian number in
+	// base 62, digits 0-9a-zA-Z, first 22 digits), so that a change of the
+	// derivation, which would orphan every stored image ID, is noticed.
+	for def, want := range map[string]string{"snapbuild": "im-8FQEXqb5vvm6hhH9GdZ0v3", "": "im-RZwTDmWjELXeEmMEb0eIIe"} {
+		if got := imageID([]byte(def)); got != want {
+			t.Errorf("imageID(%q) = %s, want %s", def, got, want)
+		}
+	}
+	for _, bad := range []string{"", "im-", "im-abc", "im-0123456789abcdefghijk!", "xx-0123456789abcdefghijkl", "im-0123456789abcdefghijklm"} {
+		if validImageID(bad) {
+			t.Errorf("validImageID(%q) = true", bad)
+		}
+	}
+}
+
+// ---- config generation with a real store ----
+
+func uTar(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(files[n])); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func uBuilder(t *testing.T) *Builder {
+	t.Helper()
+	s, err := openStore(t.TempDir())
+	if err != nil {
+		t.Fatalf("openStore: %v", err)
+	}
+	t.Cleanup(func() { s.close() })
+	return &Builder{store: s, progress: ProgressFunc(func(Event) {})}
+}
+
+// uRootState puts one real layer into b's store and returns a state as a
+// DebianSlim FROM step leaves it.
+func uRootState(t *testing.T, b *Builder) *buildState {
+	t.Helper()
+	data := uTar(t, map[string]string{"etc/os-release": "ID=debian\n"})
+	lay, err := b.store.blobs.WriteLayer(context.Background(), func(w io.Writer) error { _, err := w.Write(data); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := &buildState{}
+	st.apply(stepRecord{Key: "root", Instruction: "FROM python:3.11-slim-bookworm", Layer: lay.Descriptor, DiffID: lay.DiffID,
+		ChainID: snapshot.ChainID("", lay.DiffID)})
+	st.config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}
+	return st
+}
+
+// uExecLayer executes the config-only instructions of img's last layer on st
+// (skipping FROM), as Build does, and commits the image.
+func uExecLayer(t *testing.T, b *Builder, st *buildState, img Image) Result {
+	t.Helper()
+	l := img.layers[len(img.layers)-1]
+	ins, err := parseCommands(l.commands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range ins {
+		if in.isFrom() {
+			continue
+		}
+		if _, err := b.execute(context.Background(), st, l, in, nil, false, Event{}); err != nil {
+			t.Fatalf("execute %q: %v", in.text, err)
+		}
+	}
+	res, err := b.commitImage(st, l, nil)
+	if err != nil {
+		t.Fatalf("commitImage: %v", err)
+	}
+	return res
+}
+
+func TestOpenStoreLayout(t *testing.T) {
+	dir := t.TempDir()
+	s, err := openStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.close()
+	for _, d := range []string{"steps", "bases", "images", "tmp", "blobs/sha256", "snapshots"} {
+		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
+			t.Errorf("store lacks %s/: %v", d, err)
+		}
+	}
+	mode, err := os.ReadFile(filepath.Join(dir, "mode"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := strings.TrimSpace(string(mode)); m != "root" && m != "rootless" {
+		t.Errorf("mode file = %q", mode)
+	}
+	// The other mode is refused.
+	other := "root"
+	if strings.TrimSpace(string(mode)) == "root" {
+		other = "rootless"
+	}
+	if err := checkStoreMode(dir, other == "rootless"); err == nil || !strings.Contains(err.Error(), "cannot be used "+other) {
+		t.Errorf("checkStoreMode(other mode) = %v", err)
+	}
+	if err := checkStoreMode(dir, other != "rootless"); err != nil {
+		t.Errorf("checkStoreMode(same mode) = %v", err)
+	}
+}
+
+func TestCommitImageConfig(t *testing.T) {
+	b := uBuilder(t)
+	st := uRootState(t, b)
+	root := DebianSlim("3.11")
+	r1 := uExecLayer(t, b, st, root)
+	if st.id != r1.ID {
+		t.Errorf("state id %q, want the committed image %q", st.id, r1.ID)
+	}
+	if !reflect.DeepEqual(r1.Config.Config.Cmd, []string{"sleep", "172800"}) {
+		t.Errorf("debian_slim CMD = %q", r1.Config.Config.Cmd)
+	}
+
+	img := root.Env(map[string]string{"A": "x y", "B": "$HOME", "LANG": "en_US.UTF-8"})
+	r2 := uExecLayer(t, b, st, img)
+	wantEnv := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=en_US.UTF-8", "A=x y", "B=$HOME"}
+	if !reflect.DeepEqual(r2.Config.Config.Env, wantEnv) {
+		t.Errorf("env = %q, want %q (LANG replaced in place, $HOME literal)", r2.Config.Config.Env, wantEnv)
+	}
+	if r2.ID == r1.ID {
+		t.Error("child image has its parent's ID")
+	}
+
+	img = img.Entrypoint([]string{"/entry.sh", "--flag"})
+	r3 := uExecLayer(t, b, st, img)
+	if !reflect.DeepEqual(r3.Config.Config.Entrypoint, []string{"/entry.sh", "--flag"}) {
+		t.Errorf("entrypoint = %q", r3.Config.Config.Entrypoint)
+	}
+	if r3.Config.Config.Cmd != nil {
+		t.Errorf("ENTRYPOINT did not reset the inherited CMD: %q", r3.Config.Config.Cmd)
+	}
+
+	img = img.Cmd([]string{"serve", "--port", "8000"})
+	r4 := uExecLayer(t, b, st, img)
+	if !reflect.DeepEqual(r4.Config.Config.Cmd, []string{"serve", "--port", "8000"}) {
+		t.Errorf("cmd = %q", r4.Config.Config.Cmd)
+	}
+
+	img = img.Shell([]string{"/bin/bash", "-c"})
+	r5 := uExecLayer(t, b, st, img)
+	if !reflect.DeepEqual(st.shell, []string{"/bin/bash", "-c"}) {
+		t.Errorf("shell = %q", st.shell)
+	}
+
+	// WORKDIR changes the filesystem (mkdir), so it is a cached step: seed the
+	// step cache with an empty result so that no mount is needed.
+	img = img.Workdir("/my dir")
+	wl := img.layers[len(img.layers)-1]
+	wins, err := parseCommands(wl.commands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// execute keys the step on the state with the new working directory.
+	ws := st.clone()
+	ws.config.WorkingDir = "/my dir"
+	if err := b.store.putStep(stepRecord{Key: stepKey(ws, wl, wins[1], "mkdir /my dir"), Instruction: wins[1].text, Empty: true}); err != nil {
+		t.Fatal(err)
+	}
+	r6 := uExecLayer(t, b, st, img)
+	if r6.Config.Config.WorkingDir != "/my dir" {
+		t.Errorf("workdir = %q", r6.Config.Config.WorkingDir)
+	}
+
+	// The config as stored.
+	m, err := b.store.blobs.Manifest(r6.Manifest.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r6.Manifest.MediaType != ocispec.MediaTypeImageManifest || m.MediaType != ocispec.MediaTypeImageManifest || m.SchemaVersion != 2 {
+		t.Errorf("manifest media type %q / %q, schema %d", r6.Manifest.MediaType, m.MediaType, m.SchemaVersion)
+	}
+	if m.Config.MediaType != ocispec.MediaTypeImageConfig {
+		t.Errorf("config media type %q", m.Config.MediaType)
+	}
+	if len(m.Layers) != 1 || m.Layers[0].MediaType != ocispec.MediaTypeImageLayerZstd || m.Layers[0].Digest != st.layers[0].Digest {
+		t.Errorf("layers = %+v", m.Layers)
+	}
+	cfg, err := b.store.blobs.Config(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg, r6.Config) {
+		t.Errorf("stored config differs from the result:\n%+v\n%+v", cfg, r6.Config)
+	}
+	if cfg.OS != "linux" || cfg.Architecture != runtime.GOARCH {
+		t.Errorf("platform %s/%s", cfg.OS, cfg.Architecture)
+	}
+	if cfg.RootFS.Type != "layers" || !reflect.DeepEqual(cfg.RootFS.DiffIDs, []digest.Digest{st.diffIDs[0]}) {
+		t.Errorf("rootfs = %+v", cfg.RootFS)
+	}
+	wantEnv = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=en_US.UTF-8", "A=x y", "B=$HOME"}
+	c := cfg.Config
+	if !reflect.DeepEqual(c.Env, wantEnv) || c.WorkingDir != "/my dir" ||
+		!reflect.DeepEqual(c.Entrypoint, []string{"/entry.sh", "--flag"}) || !reflect.DeepEqual(c.Cmd, []string{"serve", "--port", "8000"}) {
+		t.Errorf("stored config = %+v", c)
+	}
+	wantHist := []ocispec.History{
+		{CreatedBy: "FROM python:3.11-slim-bookworm", Comment: "snapbuild"},
+		{CreatedBy: `CMD ["sleep", "172800"]`, Comment: "snapbuild", EmptyLayer: true},
+		{CreatedBy: "ENV A='x y'", Comment: "snapbuild", EmptyLayer: true},
+		{CreatedBy: "ENV B='$HOME'", Comment: "snapbuild", EmptyLayer: true},
+		{CreatedBy: "ENV LANG=en_US.UTF-8", Comment: "snapbuild", EmptyLayer: true},
+		{CreatedBy: `ENTRYPOINT ["/entry.sh", "--flag"]`, Comment: "snapbuild", EmptyLayer: true},
+		{CreatedBy: `CMD ["serve", "--port", "8000"]`, Comment: "snapbuild", EmptyLayer: true},
+		{CreatedBy: `SHELL ["/bin/bash", "-c"]`, Comment: "snapbuild", EmptyLayer: true},
+		{CreatedBy: "WORKDIR '/my dir'", Comment: "snapbuild", EmptyLayer: true},
+	}
+	if !reflect.DeepEqual(cfg.History, wantHist) {
+		t.Errorf("history:\n got  %+v\n want %+v", cfg.History, wantHist)
+	}
+	// Non-empty history entries must match the layers (OCI rule).
+	nonEmpty := 0
+	for _, h := range cfg.History {
+		if !h.EmptyLayer {
+			nonEmpty++
+		}
+	}
+	if nonEmpty != len(cfg.RootFS.DiffIDs) {
+		t.Errorf("%d non-empty history entries for %d layers", nonEmpty, len(cfg.RootFS.DiffIDs))
+	}
+
+	// Records: each Modal layer is an image of its own, chained by Parent.
+	rec, err := b.store.resolve(r6.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Parent != r5.ID || rec.Manifest.Digest != r6.Manifest.Digest || !reflect.DeepEqual(rec.Shell, []string{"/bin/bash", "-c"}) || rec.ChainID != st.chain {
+		t.Errorf("image record = %+v", rec)
+	}
+	info, err := b.Inspect(r2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(info.Config.Config.Env, r2.Config.Config.Env) || info.Size != st.layers[0].Size {
+		t.Errorf("Inspect(r2) = %+v", info)
+	}
+	for _, r := range []Result{r1, r2, r3, r4, r5, r6} {
+		if !validImageID(r.ID) {
+			t.Errorf("invalid image ID %q", r.ID)
+		}
+	}
+}
+
+func TestCommitImageRawJSON(t *testing.T) {
+	b := uBuilder(t)
+	st := &buildState{} // no layers at all
+	l := &layer{method: "debian_slim", commands: []string{"FROM scratch"}}
+	res, err := b.commitImage(st, l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := b.store.blobs.Manifest(res.Manifest.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.store.blobs.ReadBlob(m.Config.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generic map[string]any
+	if err := json.Unmarshal(raw, &generic); err != nil {
+		t.Fatal(err)
+	}
+	rootfs, _ := generic["rootfs"].(map[string]any)
+	if ids, ok := rootfs["diff_ids"].([]any); !ok || len(ids) != 0 {
+		t.Errorf("rootfs.diff_ids = %#v, want an empty JSON list (not null)", rootfs["diff_ids"])
+	}
+	if _, ok := generic["created"]; ok {
+		t.Errorf("config has a created time (images must be reproducible): %s", raw)
+	}
+	rawM, err := b.store.blobs.ReadBlob(res.Manifest.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(rawM, []byte(`"layers":[]`)) {
+		t.Errorf("manifest layers is not an empty list: %s", rawM)
+	}
+}
+
+func TestCommitImageDeterministic(t *testing.T) {
+	commit := func(b *Builder, cmds []string, parent string, files []contextFile) Result {
+		st := uRootState(t, b)
+		st.id = parent
+		res, err := b.commitImage(st, &layer{method: "run_commands", commands: cmds}, files)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	b1, b2 := uBuilder(t), uBuilder(t)
+	cmds := []string{"FROM base", "RUN true"}
+	a := commit(b1, cmds, "im-aaaaaaaaaaaaaaaaaaaaaa", nil)
+	if again := commit(b1, cmds, "im-aaaaaaaaaaaaaaaaaaaaaa", nil); again.ID != a.ID || again.Manifest.Digest != a.Manifest.Digest {
+		t.Errorf("same store, same input: %s/%s vs %s/%s", again.ID, again.Manifest.Digest, a.ID, a.Manifest.Digest)
+	}
+	if other := commit(b2, cmds, "im-aaaaaaaaaaaaaaaaaaaaaa", nil); other.ID != a.ID || other.Manifest.Digest != a.Manifest.Digest {
+		t.Errorf("another store, same input: %s vs %s", other.ID, a.ID)
+	}
+	if c := commit(b1, []string{"FROM base", "RUN  true"}, "im-aaaaaaaaaaaaaaaaaaaaaa", nil); c.ID == a.ID {
+		t.Error("different commands gave the same image ID")
+	}
+	if c := commit(b1, cmds, "im-bbbbbbbbbbbbbbbbbbbbbb", nil); c.ID == a.ID {
+		t.Error("different parent gave the same image ID")
+	}
+	f := []contextFile{{path: "app/x", digest: digest.FromString("x"), mode: 0o644}}
+	withFiles := commit(b1, cmds, "im-aaaaaaaaaaaaaaaaaaaaaa", f)
+	if withFiles.ID == a.ID {
+		t.Error("context files did not change the image ID")
+	}
+	f[0].mode = 0o755
+	if c := commit(b1, cmds, "im-aaaaaaaaaaaaaaaaaaaaaa", f); c.ID == withFiles.ID {
+		t.Error("a context file's mode did not change the image ID")
+	}
+}
+
+func TestExecuteConfigInstructions(t *testing.T) {
+	b := uBuilder(t)
+	st := &buildState{config: ocispec.ImageConfig{Env: []string{"PATH=/bin", "HOME=/root"}}}
+	l := &layer{method: "dockerfile_commands"}
+	ins, err := parseCommands([]string{
+		"FROM base",
+		"ENV P=$PATH:/opt/bin", // unquoted: expanded, as Docker does
+		"ENV Q='$PATH'",        // quoted: literal
+		`ENTRYPOINT ["/e"]`,
+		"CMD echo $HOME", // shell form, default shell
+		`SHELL ["/bin/bash", "-xc"]`,
+		"ENTRYPOINT run it", // shell form, with the new shell
+		"LABEL a=b c=\"d e\"",
+		"USER 1000:1000",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, in := range ins[1:] {
+		cached, err := b.execute(context.Background(), st, l, in, nil, false, Event{})
+		if err != nil || cached {
+			t.Fatalf("execute %q: cached=%v err=%v", in.text, cached, err)
+		}
+	}
+	c := st.config
+	if !reflect.DeepEqual(c.Env, []string{"PATH=/bin", "HOME=/root", "P=/bin:/opt/bin", "Q=$PATH"}) {
+		t.Errorf("env = %q", c.Env)
+	}
+	if !reflect.DeepEqual(c.Entrypoint, []string{"/bin/bash", "-xc", "run it"}) {
+		t.Errorf("entrypoint = %q", c.Entrypoint)
+	}
+	if c.Cmd != nil {
+		t.Errorf("cmd = %q, want reset by the later ENTRYPOINT", c.Cmd)
+	}
+	if !reflect.DeepEqual(c.Labels, map[string]string{"a": "b", "c": "d e"}) {
+		t.Errorf("labels = %v", c.Labels)
+	}
+	if c.User != "1000:1000" {
+		t.Errorf("user = %q", c.User)
+	}
+	if len(st.history) != len(ins)-1 {
+		t.Errorf("%d history entries for %d instructions", len(st.history), len(ins)-1)
+	}
+
+	// CMD in shell form uses the shell in effect.
+	st2 := &buildState{}
+	ins, err = parseCommands([]string{"FROM base", "CMD echo hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.execute(context.Background(), st2, l, ins[1], nil, false, Event{}); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(st2.config.Cmd, []string{"/bin/sh", "-c", "echo hi"}) {
+		t.Errorf("shell-form CMD = %q", st2.config.Cmd)
+	}
+
+	// Unsupported instructions are InvalidErrors naming the method.
+	ins, err = parseCommands([]string{"FROM base", "EXPOSE 80"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.execute(context.Background(), st2, l, ins[1], nil, false, Event{})
+	if err == nil || err.Error() != "dockerfile_commands: EXPOSE 80: this instruction is not supported yet" {
+		t.Errorf("EXPOSE: %v", err)
+	}
+}
+
+func TestSetEnv(t *testing.T) {
+	orig := []string{"A=1", "B=2", "C=3"}
+	got := setEnv(orig, "B", "x=y")
+	if !reflect.DeepEqual(got, []string{"A=1", "B=x=y", "C=3"}) {
+		t.Errorf("replace: %q", got)
+	}
+	if !reflect.DeepEqual(orig, []string{"A=1", "B=2", "C=3"}) {
+		t.Errorf("setEnv modified its argument: %q", orig)
+	}
+	got = setEnv(orig, "D", "")
+	if !reflect.DeepEqual(got, []string{"A=1", "B=2", "C=3", "D="}) {
+		t.Errorf("append: %q", got)
+	}
+	// A prefix of a name is not that name.
+	got = setEnv([]string{"AB=1", "A"}, "A", "2")
+	if !reflect.DeepEqual(got, []string{"AB=1", "A=2"}) {
+		t.Errorf("prefix: %q", got)
+	}
+	if got := setEnv(nil, "K", "v"); !reflect.DeepEqual(got, []string{"K=v"}) {
+		t.Errorf("nil: %q", got)
+	}
+	// The appended result does not share storage with the input.
+	base := make([]string, 1, 10)
+	base[0] = "A=1"
+	x := setEnv(base, "X", "1")
+	y := setEnv(base, "Y", "1")
+	if x[1] != "X=1" || y[1] != "Y=1" {
+		t.Errorf("aliasing: %q %q", x, y)
+	}
+}
+
+func TestWithPathAndResolveUser(t *testing.T) {
+	if got := withPath([]string{"A=1"}); got[len(got)-1] != "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" {
+		t.Errorf("withPath = %q", got)
+	}
+	if got := withPath([]string{"PATH=/x"}); !reflect.DeepEqual(got, []string{"PATH=/x"}) {
+		t.Errorf("withPath kept = %q", got)
+	}
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "etc"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(root, "etc/passwd"), []byte("root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n"), 0o644)
+	os.WriteFile(filepath.Join(root, "etc/group"), []byte("root:x:0:\nstaff:x:50:\n"), 0o644)
+	for _, tc := range []struct {
+		user     string
+		uid, gid int
+		err      bool
+	}{
+		{"", 0, 0, false},
+		{"app", 1000, 1001, false},
+		{"1000", 1000, 1001, false},
+		{"2000", 2000, 0, false},
+		{"app:staff", 1000, 50, false},
+		{"app:7", 1000, 7, false},
+		{"5:6", 5, 6, false},
+		{"nobody", 0, 0, true},
+		{"app:nogroup", 0, 0, true},
+	} {
+		uid, gid, err := resolveUser(root, tc.user)
+		if (err != nil) != tc.err || (!tc.err && (uid != tc.uid || gid != tc.gid)) {
+			t.Errorf("resolveUser(%q) = %d, %d, %v; want %d, %d, err=%v", tc.user, uid, gid, err, tc.uid, tc.gid, tc.err)
+		}
+	}
+}
+
+func TestBuilderExportTagRemove(t *testing.T) {
+	b := uBuilder(t)
+	st := uRootState(t, b)
+	res := uExecLayer(t, b, st, DebianSlim("3.11"))
+
+	dir := filepath.Join(t.TempDir(), "out")
+	if err := b.Export(res.ID, "oci:"+dir+":snap"); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var idx ocispec.Index
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Manifests) != 1 || idx.Manifests[0].Digest != res.Manifest.Digest || idx.Manifests[0].Annotations[ocispec.AnnotationRefName] != "snap" {
+		t.Errorf("index = %s", raw)
+	}
+
+	err = b.Export("nope", "oci:"+dir+":x")
+	if err == nil || !strings.HasPrefix(err.Error(), `no image "nope" in store `) {
+		t.Errorf("export of a missing image: %v", err)
+	}
+	if err := b.Export(res.ID, "docker://x"); err == nil {
+		t.Error("export to docker://: no error")
+	}
+
+	// Names.
+	for _, bad := range []string{"", "im-foo", "a b"} {
+		if err := b.Tag(bad, res.ID); err == nil {
+			t.Errorf("Tag(%q): no error", bad)
+		}
+	}
+	if err := b.Tag("hello", res.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Tag("hello2", "hello"); err != nil { // a name can name a name's image
+		t.Fatal(err)
+	}
+	info, err := b.Inspect("hello")
+	if err != nil || info.ID != res.ID || !reflect.DeepEqual(info.Names, []string{"hello", "hello2"}) {
+		t.Errorf("Inspect(hello) = %+v, %v", info, err)
+	}
+	if err := b.Export("hello", "oci-archive:"+filepath.Join(t.TempDir(), "x.tar")); err != nil {
+		t.Errorf("export by name: %v", err)
+	}
+	imgs, err := b.Images()
+	if err != nil || len(imgs) != 1 || imgs[0].ID != res.ID || !reflect.DeepEqual(imgs[0].Names, []string{"hello", "hello2"}) {
+		t.Errorf("Images() = %+v, %v", imgs, err)
+	}
+	if err := b.Remove("hello"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Inspect("hello"); err == nil {
+		t.Error("Inspect after Remove: no error")
+	}
+	if _, err := b.Inspect(res.ID); err != nil {
+		t.Errorf("the image itself must stay after Remove: %v", err)
+	}
+	if err := b.Remove("hello"); err == nil {
+		t.Error("Remove of a missing name: no error")
+	}
+	if err := b.Tag("x", "im-0000000000000000000000"); err == nil {
+		t.Error("Tag of a missing image: no error")
+	}
+}
+
+// uStubBase records an image with no layers in b's store and returns its ID.
+func uStubBase(t *testing.T, b *Builder) string {
+	t.Helper()
+	m, err := b.store.blobs.WriteImage(ocispec.Image{
+		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
+		Config:   ocispec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"sh"}},
+		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const id = "im-stubstubstubstubstub12"
+	if err := b.store.putImage(imageRecord{ID: id, Manifest: m}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// Build end to end on steps that need no sandbox: FROM an existing image and
+// config-only instructions.
+func TestBuildConfigOnlyChain(t *testing.T) {
+	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "")
+	b := uBuilder(t)
+	var events []Event
+	b.progress = ProgressFunc(func(e Event) { events = append(events, e) })
+	base := uStubBase(t, b)
+	img := FromID(base).Env(map[string]string{"B": "2", "A": "x y"}).Cmd([]string{"run", "it"})
+	res, err := b.Build(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := res.Config.Config
+	if !reflect.DeepEqual(c.Env, []string{"PATH=/bin", "A=x y", "B=2"}) || !reflect.DeepEqual(c.Cmd, []string{"run", "it"}) {
+		t.Errorf("config = %+v", c)
+	}
+	if res.Stats != (Stats{Steps: 4, Cached: 1}) {
+		t.Errorf("stats = %+v, want 4 steps, 1 cached (the FROM of a stored image)", res.Stats)
+	}
+	var got []string
+	for _, e := range events {
+		got = append(got, fmt.Sprintf("%s %d/%d %s cached=%v err=%q", e.Kind, e.Step, e.Total, e.Instruction, e.Cached, e.Error))
+	}
+	want := []string{
+		"start 1/4 FROM " + base + ` cached=false err=""`,
+		"done 1/4 FROM " + base + ` cached=true err=""`,
+		`start 2/4 ENV A='x y' cached=false err=""`,
+		`done 2/4 ENV A='x y' cached=false err=""`,
+		`start 3/4 ENV B=2 cached=false err=""`,
+		`done 3/4 ENV B=2 cached=false err=""`,
+		`start 4/4 CMD ["run", "it"] cached=false err=""`,
+		`done 4/4 CMD ["run", "it"] cached=false err=""`,
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("events:\n got  %q\n want %q", got, want)
+	}
+	// Every Modal layer is an image; the chain is linked by Parent.
+	rec, err := b.store.resolve(res.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	envRec, err := b.store.resolve(rec.Parent)
+	if err != nil {
+		t.Fatalf("parent %q: %v", rec.Parent, err)
+	}
+	fromRec, err := b.store.resolve(envRec.Parent)
+	if err != nil {
+		t.Fatalf("grandparent %q: %v", envRec.Parent, err)
+	}
+	if fromRec.Parent != base {
+		t.Errorf("first layer's parent = %q, want the base %q", fromRec.Parent, base)
+	}
+	// Deterministic: the same chain builds to the same ID.
+	res2, err := b.Build(context.Background(), img)
+	if err != nil || res2.ID != res.ID || res2.Manifest.Digest != res.Manifest.Digest {
+		t.Errorf("rebuild: %s %v, want %s", res2.ID, err, res.ID)
+	}
+	// A different value, a different image.
+	res3, err := b.Build(context.Background(), FromID(base).Env(map[string]string{"B": "3", "A": "x y"}).Cmd([]string{"run", "it"}))
+	if err != nil || res3.ID == res.ID {
+		t.Errorf("changed env: %s %v", res3.ID, err)
+	}
+}
+
+func TestBuildErrors(t *testing.T) {
+	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "")
+	b := uBuilder(t)
+	ctx := context.Background()
+	if _, err := b.Build(ctx, Image{}); err == nil || err.Error() != "No commands were provided for the image — have you tried using snapbuild.DebianSlim()?" {
+		t.Errorf("empty image: %v", err)
+	}
+	bad := DebianSlim("2.7")
+	if _, err := b.Build(ctx, bad); err != bad.Err() {
+		t.Errorf("image error: %v, want %v", err, bad.Err())
+	}
+	if _, err := b.Build(ctx, FromID("missing")); err == nil || !strings.HasPrefix(err.Error(), `from_id: no image "missing" in store `) {
+		t.Errorf("missing base: %v", err)
+	}
+	noFrom := Image{layers: []*layer{{method: "x", commands: []string{"RUN true"}, root: &rootSpec{fromID: "a"}}}}
+	if _, err := b.Build(ctx, noFrom); err == nil || err.Error() != "x: a layer's commands must start with FROM" {
+		t.Errorf("no FROM: %v", err)
+	}
+	twoRoots := FromID("a")
+	twoRoots.layers = append(twoRoots.layers, &layer{method: "y", commands: []string{"FROM other"}})
+	if _, err := b.Build(ctx, twoRoots); err == nil || err.Error() != `y: only the first layer may have a FROM other than "FROM base"` {
+		t.Errorf("second root: %v", err)
+	}
+	unsupported := FromID("a")
+	unsupported.layers = append(unsupported.layers, &layer{method: "z", commands: []string{"FROM base", "EXPOSE 80"}})
+	base := uStubBase(t, b)
+	unsupported.layers[0] = FromID(base).layers[0]
+	if _, err := b.Build(ctx, unsupported); err == nil || err.Error() != "z: EXPOSE 80: this instruction is not supported yet" {
+		t.Errorf("unsupported instruction: %v", err)
+	}
+	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "2024.10")
+	if _, err := b.Build(ctx, FromID(base)); err == nil || !strings.Contains(err.Error(), "snapbuild implements the 2025.06 builder") {
+		t.Errorf("builder version: %v", err)
+	}
+	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "PREVIEW")
+	if _, err := b.Build(ctx, FromID(base)); err != nil {
+		t.Errorf("PREVIEW: %v", err)
+	}
+}

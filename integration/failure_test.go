@@ -1,0 +1,246 @@
+package integration
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestFailingStep: a step that exits non-zero fails the build with the step,
+// its exit code and its last lines of output, and leaves the store usable.
+func TestFailingStep(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	r := runner{t: t, root: rootDir}
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, "fail.yaml", `
+- debian_slim: {}
+- run_commands:
+  - echo fine > /ok
+  - "echo about to fail; echo boom >&2; exit 7"
+`)
+	res := r.run("", "build", recipe, "--progress", "plain")
+	if res.code == 0 {
+		t.Fatalf("build of a failing step succeeded:\n%s", res.stderr)
+	}
+	for _, want := range []string{
+		// Steps: 1 FROM, 2 CMD (debian_slim), 3 and 4 the RUNs.
+		"step 4 failed: RUN echo about to fail; echo boom >&2; exit 7: exit code 7",
+		"  | about to fail",
+		"  | boom",
+		"#4 ERROR",
+	} {
+		if !strings.Contains(res.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, tail(res.stderr, 30))
+		}
+	}
+	if m := storeMounts(t, rootDir); len(m) > 0 {
+		t.Errorf("mounts left under the store: %v", m)
+	}
+	if l := leftovers(t, rootDir); len(l) > 0 {
+		t.Errorf("temporary files left in the store: %v", l)
+	}
+	// The step before the failure was cached; the store still builds.
+	fixed := writeRecipe(t, dir, "fixed.yaml", `
+- debian_slim: {}
+- run_commands:
+  - echo fine > /ok
+  - "echo recovered > /recovered"
+`)
+	s := r.build(fixed)
+	if s.Stats.ContainersStarted != 1 {
+		t.Errorf("rebuild after the failure started %d containers, want 1 (the first RUN is cached)", s.Stats.ContainersStarted)
+	}
+	out := r.ok("run", "fixed", "--", "cat", "/ok", "/recovered")
+	if out.stdout != "fine\nrecovered\n" {
+		t.Errorf("run: %q", out.stdout)
+	}
+}
+
+// TestKilledBuild: SIGKILL of snapbuild in the middle of a step leaves no
+// mount, no running sandbox, and a store that the next build cleans and uses.
+func TestKilledBuild(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	r := runner{t: t, root: rootDir}
+	dir := t.TempDir()
+	marker := "sleep 271.5"
+	recipe := writeRecipe(t, dir, "killed.yaml", `
+- debian_slim: {}
+- run_commands: ["echo started; `+marker+`"]
+`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	cmd := r.cmd(ctx, "build", recipe, "--progress", "plain")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(stderr)
+	started := false
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), "#3 started") { // 1 FROM, 2 CMD, 3 RUN
+			started = true
+			break
+		}
+	}
+	if !started {
+		cmd.Wait()
+		t.Fatal("the step never started")
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for sc.Scan() {
+		}
+	}()
+	cmd.Wait()
+
+	// The sandboxed process dies with the builder (parent-death signal).
+	deadline := time.Now().Add(10 * time.Second)
+	for sleeping(marker) && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if sleeping(marker) {
+		t.Errorf("the step's process %q outlived the killed build", marker)
+	}
+	if m := storeMounts(t, rootDir); len(m) > 0 {
+		t.Errorf("mounts left under the store: %v", m)
+	}
+	// The next build clears what the killed one left and succeeds.
+	ok := writeRecipe(t, dir, "after.yaml", `
+- debian_slim: {}
+- run_commands: ["echo after > /after"]
+`)
+	r.build(ok)
+	if l := leftovers(t, rootDir); len(l) > 0 {
+		t.Errorf("temporary files left in the store after the next build: %v", l)
+	}
+	if out := r.ok("run", "after", "--", "cat", "/after"); out.stdout != "after\n" {
+		t.Errorf("run: %q", out.stdout)
+	}
+}
+
+// sleeping reports whether a process whose command line contains marker runs.
+func sleeping(marker string) bool {
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err == nil && strings.Contains(strings.ReplaceAll(string(b), "\x00", " "), marker) {
+			return true
+		}
+	}
+	return false
+}
+
+// TestForceBuild: MODAL_FORCE_BUILD, its alias SNAPBUILD_FORCE_BUILD, and
+// force_build on one step rebuild instead of using the cache.
+func TestForceBuild(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, "force.yaml", `
+- debian_slim: {}
+- run_commands: ["echo one > /one", "echo two > /two"]
+`)
+	r := runner{t: t, root: rootDir}
+	r.build(recipe)
+	if s := r.build(recipe); s.Stats.ContainersStarted != 0 {
+		t.Fatalf("cached build started %d containers", s.Stats.ContainersStarted)
+	}
+	for _, env := range []string{"MODAL_FORCE_BUILD=1", "SNAPBUILD_FORCE_BUILD=true"} {
+		fr := runner{t: t, root: rootDir, env: []string{env}}
+		if s := fr.build(recipe); s.Stats.ContainersStarted != 2 {
+			t.Errorf("%s: started %d containers, want 2", env, s.Stats.ContainersStarted)
+		}
+	}
+	if s := (runner{t: t, root: rootDir, env: []string{"MODAL_FORCE_BUILD=0"}}).build(recipe); s.Stats.ContainersStarted != 0 {
+		t.Errorf("MODAL_FORCE_BUILD=0 rebuilt (%d containers)", s.Stats.ContainersStarted)
+	}
+	one := writeRecipe(t, dir, "force-one.yaml", `
+- debian_slim: {}
+- run_commands: {commands: ["echo one > /one", "echo two > /two"], force_build: true}
+- run_commands: ["echo three > /three"]
+`)
+	r.build(one)
+	// The forced layer's steps rerun; the layer after it reruns too because
+	// its parent's content (file mtimes) changed: the rebuild cascades, as
+	// Modal's new image ID cascades to dependents.
+	if s := r.build(one); s.Stats.ContainersStarted != 3 {
+		t.Errorf("force_build on one layer: started %d containers, want 3 (its 2 steps and the dependent one)", s.Stats.ContainersStarted)
+	}
+}
+
+// TestAddLocal copies local files and directories into the image
+// (add_local_file / add_local_dir with copy=True) and rebuilds when their
+// content changes.
+func TestAddLocal(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src")
+	for p, content := range map[string]string{
+		"app/main.py":             "print('hi')\n",
+		"app/pkg/util.py":         "X = 1\n",
+		"app/__pycache__/x.pyc":   "junk",
+		"app/notes.txt":           "notes\n",
+		"config/settings.toml":    "a = 1\n",
+		"config/secret/token.txt": "s3cret\n",
+	} {
+		full := filepath.Join(src, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(src, "app/main.py"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	recipe := writeRecipe(t, dir, "local.yaml", `
+- debian_slim: {}
+- add_local_dir: {local_path: src/app, remote_path: /opt/app, copy: true, ignore: ["**/__pycache__", "*.txt"]}
+- add_local_file: {local_path: src/config/settings.toml, remote_path: /etc/myapp/, copy: true}
+`)
+	r := runner{t: t, root: rootDir}
+	r.build(recipe)
+	out := r.ok("run", "local", "--", "sh", "-c", "cd /opt/app && find . -type f | sort && stat -c '%a %u' main.py pkg/util.py /etc/myapp/settings.toml && cat /etc/myapp/settings.toml")
+	want := "./main.py\n./pkg/util.py\n755 0\n640 0\n640 0\na = 1\n"
+	if out.stdout != want {
+		t.Errorf("image content:\n%s\nwant:\n%s", out.stdout, want)
+	}
+	// FROM and the two COPY steps are cached; CMD only sets the config.
+	if s := r.build(recipe); s.Stats.Cached != 3 || s.Stats.Steps != 4 {
+		t.Errorf("unchanged local files: %+v, want the 3 filesystem steps of 4 cached", s.Stats)
+	}
+	if err := os.WriteFile(filepath.Join(src, "app/pkg/util.py"), []byte("X = 2\n"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	r.build(recipe)
+	if out := r.ok("run", "local", "--", "cat", "/opt/app/pkg/util.py"); out.stdout != "X = 2\n" {
+		t.Errorf("after a change: %q", out.stdout)
+	}
+	missing := writeRecipe(t, dir, "missing.yaml", `
+- debian_slim: {}
+- add_local_file: {local_path: nope.txt, remote_path: /x, copy: true}
+`)
+	res := r.run("", "build", missing)
+	if res.code == 0 || !strings.Contains(res.stderr, "local file "+filepath.Join(dir, "nope.txt")+" does not exist") {
+		t.Errorf("missing local file: exit %d, stderr:\n%s", res.code, tail(res.stderr, 5))
+	}
+}
