@@ -239,6 +239,15 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 				return Result{}, err
 			}
 		}
+		if l.root != nil && l.root.fromID != "" {
+			// from_id adds no layer: its result is the stored image itself.
+			info, err := b.Inspect(st.id)
+			if err != nil {
+				return Result{}, err
+			}
+			res = Result{ID: info.ID, Manifest: info.Manifest, Config: info.Config}
+			continue
+		}
 		res, err = b.commitImage(st, l, ctxFiles)
 		if err != nil {
 			return Result{}, err

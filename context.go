@@ -2,6 +2,7 @@ package snapbuild
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -101,19 +102,25 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 		return nil, fmt.Errorf("local dir %s is not a directory", abs)
 	}
 	var pm *patternmatcher.PatternMatcher
-	if len(in.ignore) > 0 {
-		if pm, err = patternmatcher.New(in.ignore); err != nil {
+	if patterns := cleanPatterns(in.ignore); len(patterns) > 0 {
+		if pm, err = patternmatcher.New(patterns); err != nil {
 			return nil, fmt.Errorf("ignore patterns %q: %w", in.ignore, err)
 		}
 	}
-	err = filepath.WalkDir(abs, func(p string, d fs.DirEntry, err error) error {
+	// A local_path that is itself a symlink to a directory is walked through
+	// (os.walk does), only symlinks below it are not.
+	walkRoot, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return nil, err
+	}
+	err = filepath.WalkDir(walkRoot, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if p == abs || d.IsDir() {
+		if p == walkRoot || d.IsDir() {
 			return nil
 		}
-		rel, err := filepath.Rel(abs, p)
+		rel, err := filepath.Rel(walkRoot, p)
 		if err != nil {
 			return err
 		}
@@ -151,6 +158,24 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 	return files, err
 }
 
+// cleanPatterns prepares ignore patterns as Modal's FilePatternMatcher does:
+// surrounding whitespace and leading/trailing "/" stripped, empty ones dropped.
+func cleanPatterns(patterns []string) []string {
+	var out []string
+	for _, p := range patterns {
+		neg := strings.HasPrefix(strings.TrimSpace(p), "!")
+		p = strings.Trim(strings.TrimPrefix(strings.TrimSpace(p), "!"), "/")
+		if p == "" && !neg {
+			continue
+		}
+		if neg {
+			p = "!" + p
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
 func hashFile(p string) (digest.Digest, error) {
 	f, err := os.Open(p)
 	if err != nil {
@@ -171,11 +196,8 @@ func sha256hex(s string) string {
 // while copied: a file changed since the build started is an error, as
 // Modal's build validation makes it.
 func copyInto(rootfs, dest string, f contextFile) error {
-	parent, err := securejoin.SecureJoin(rootfs, path.Dir(dest))
+	parent, err := mkdirAllIn(rootfs, path.Dir(dest))
 	if err != nil {
-		return err
-	}
-	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return err
 	}
 	target := filepath.Join(parent, path.Base(dest))
@@ -213,4 +235,40 @@ func copyInto(rootfs, dest string, f contextFile) error {
 		_ = os.Chtimes(target, st.ModTime(), st.ModTime())
 	}
 	return nil
+}
+
+// mkdirAllIn makes dir (absolute, in the image) inside rootfs like mkdir -p,
+// resolving symlinks within rootfs. Directories it creates are 0755 and owned
+// by the process (root in the image), whatever the umask. It returns the
+// directory's host path.
+func mkdirAllIn(rootfs, dir string) (string, error) {
+	target, err := securejoin.SecureJoin(rootfs, dir)
+	if err != nil {
+		return "", err
+	}
+	rel, err := filepath.Rel(rootfs, target)
+	if err != nil {
+		return "", err
+	}
+	cur := rootfs
+	for _, part := range strings.Split(rel, string(filepath.Separator)) {
+		if part == "." || part == "" {
+			continue
+		}
+		cur = filepath.Join(cur, part)
+		err := os.Mkdir(cur, 0o755)
+		switch {
+		case err == nil:
+			if err := os.Chmod(cur, 0o755); err != nil {
+				return "", err
+			}
+		case errors.Is(err, fs.ErrExist):
+			if fi, err := os.Stat(cur); err != nil || !fi.IsDir() {
+				return "", fmt.Errorf("%s exists in the image and is not a directory", dir)
+			}
+		default:
+			return "", err
+		}
+	}
+	return target, nil
 }

@@ -1,6 +1,7 @@
 package snapbuild
 
 import (
+	"encoding/json"
 	"fmt"
 	"path"
 	"path/filepath"
@@ -97,7 +98,10 @@ func (img Image) fail(err error) Image {
 // series so that one recipe gives one image on every machine.
 const DefaultPythonVersion = "3.11"
 
-var pythonVersionRE = regexp.MustCompile(`^3(?:\.\d{1,2}){1,2}(rc\d*)?t?$`)
+var (
+	pythonVersionRE = regexp.MustCompile(`^3(?:\.\d{1,2}){1,2}(rc\d*)?t?$`)
+	pythonSeriesRE  = regexp.MustCompile(`^3\.\d{1,2}`)
+)
 
 // modalSeries is what Modal's 2025.06 builder accepts for debian_slim.
 var modalSeries = []string{"3.10", "3.11", "3.12", "3.13", "3.14"}
@@ -118,21 +122,21 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 		pythonVersion = DefaultPythonVersion
 	}
 	if !pythonVersionRE.MatchString(pythonVersion) {
-		return Image{err: invalidf(method, "Invalid Python version: %q", pythonVersion)}
+		return Image{err: invalidf(method, "Invalid Python version: %s", pyRepr(pythonVersion))}
 	}
 	if strings.HasSuffix(pythonVersion, "t") {
 		return Image{err: invalidf(method, "Free threaded Python is not supported with Image.debian_slim")}
 	}
-	parts := strings.Split(pythonVersion, ".")
-	series := parts[0] + "." + strings.TrimRight(parts[1], "rc0123456789t")
-	if len(parts) == 2 {
-		series = pythonVersion
-	}
+	series := pythonSeriesRE.FindString(pythonVersion)
 	if !slices.Contains(modalSeries, series) {
-		return Image{err: invalidf(method, "Unsupported Python version: %q. When using the '2025.06' Image builder, Modal supports the following series: %q", pythonVersion, modalSeries)}
+		reprs := make([]string, len(modalSeries))
+		for i, s := range modalSeries {
+			reprs[i] = pyRepr(s)
+		}
+		return Image{err: invalidf(method, "Unsupported Python version: %s. When using the '2025.06' Image builder, Modal supports the following series: [%s]", pyRepr(pythonVersion), strings.Join(reprs, ", "))}
 	}
 	suite, ok := debianSuiteFor[series]
-	if !ok || len(parts) > 2 {
+	if !ok || series != pythonVersion {
 		return Image{err: invalidf(method, "Python %s cannot be had offline: the Debian archive gives %s. Use one of those series (without a micro version), or build the base elsewhere and start from it with FromID", pythonVersion, offlineSeries())}
 	}
 	l := &layer{
@@ -317,6 +321,15 @@ func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore []s
 		context: []contextInput{{local: localPath, remote: path.Clean(remotePath), dir: true, ignore: slices.Clone(ignore)}}}, nil)
 }
 
+// pyRepr quotes s as Python's repr does for plain strings, so that messages
+// read as Modal's.
+func pyRepr(s string) string {
+	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
+		return `"` + s + `"`
+	}
+	return "'" + strings.ReplaceAll(s, "'", `\'`) + "'"
+}
+
 // shlexQuote is Python's shlex.quote.
 func shlexQuote(s string) string {
 	if s == "" {
@@ -345,15 +358,19 @@ func shlexJoin(args []string) string {
 }
 
 // jsonList renders a Dockerfile exec-form list the way Modal does: items in
-// double quotes joined by ", ". Modal does not escape; snapbuild escapes '"'
-// and '\' (a deliberate fix: Modal's output is then invalid JSON and Docker
-// would silently run it in shell form). For other items the text, and so the
-// cache key, is Modal's.
+// double quotes joined by ", ". Modal does not escape; snapbuild escapes as
+// JSON does ('"', '\\' and control characters; a deliberate fix: Modal's
+// output is then invalid JSON, which Docker silently runs in shell form, or
+// a newline breaks the line). For other items the text, and so the cache key,
+// is Modal's.
 func jsonList(args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		a = strings.ReplaceAll(a, `\`, `\\`)
-		q[i] = `"` + strings.ReplaceAll(a, `"`, `\"`) + `"`
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		_ = enc.Encode(a) // a string always encodes
+		q[i] = strings.TrimSuffix(b.String(), "\n")
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }

@@ -50,8 +50,7 @@ func (f ProgressFunc) Event(e Event) { f(e) }
 //	#3 CACHED
 func NewPlainProgress(w io.Writer) Progress { return &textProgress{w: w} }
 
-// NewTTYProgress is NewPlainProgress with colour and without the output of
-// successful cached steps, for terminals.
+// NewTTYProgress is NewPlainProgress with colour, for terminals.
 func NewTTYProgress(w io.Writer) Progress { return &textProgress{w: w, color: true} }
 
 // NewJSONProgress writes each Event as one JSON object per line.

@@ -91,11 +91,8 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 		st.config.WorkingDir = dir
 		key := stepKey(st, l, in, "mkdir "+dir)
 		return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-			p, err := securejoin.SecureJoin(a.Rootfs, dir)
-			if err != nil {
-				return err
-			}
-			return os.MkdirAll(p, 0o755)
+			_, err := mkdirAllIn(a.Rootfs, dir)
+			return err
 		})
 	case *instructions.CmdCommand:
 		st.config.Cmd = cmdLine(st, c.ShellDependantCmdLine)

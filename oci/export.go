@@ -33,7 +33,8 @@ type Reference struct {
 }
 
 // ParseReference parses "oci:DIR[:TAG]" or "oci-archive:FILE[:TAG]". As in
-// skopeo, the tag is what follows the last ":" of the path part.
+// skopeo, the path ends at the first ":" and the tag is everything after it
+// (so a path cannot contain ":").
 func ParseReference(s string) (Reference, error) {
 	transport, rest, ok := strings.Cut(s, ":")
 	if !ok || rest == "" {
@@ -45,8 +46,8 @@ func ParseReference(s string) (Reference, error) {
 	default:
 		return Reference{}, fmt.Errorf("destination %q: unknown transport %q: use oci:DIR[:TAG] or oci-archive:FILE[:TAG]", s, transport)
 	}
-	if i := strings.LastIndex(rest, ":"); i >= 0 {
-		ref.Path, ref.Tag = rest[:i], rest[i+1:]
+	if p, tag, ok := strings.Cut(rest, ":"); ok {
+		ref.Path, ref.Tag = p, tag
 		if ref.Tag == "" {
 			return Reference{}, fmt.Errorf("destination %q: empty tag after ':'", s)
 		}

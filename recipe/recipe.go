@@ -77,8 +77,13 @@ func Parse(data []byte, dir, defaultName string) ([]Image, error) {
 		return []Image{{Name: defaultName, Image: img}}, nil
 	case yaml.MappingNode:
 		var out []Image
+		seen := map[string]bool{}
 		for i := 0; i+1 < len(root.Content); i += 2 {
 			name := root.Content[i].Value
+			if seen[name] {
+				return nil, fmt.Errorf("line %d: image %q is defined twice", root.Content[i].Line, name)
+			}
+			seen[name] = true
 			if root.Content[i+1].Kind != yaml.SequenceNode {
 				return nil, fmt.Errorf("line %d: image %q: want a list of steps", root.Content[i+1].Line, name)
 			}

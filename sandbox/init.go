@@ -59,11 +59,11 @@ func Init() {
 			os.Exit(125)
 		}
 		unshare.MaybeReexecUsingUserNamespace(false) // returns only in the child
-		makeMountsPrivate()
+		workerSetup()
 		return
 	}
 	if os.Getenv(unshare.UsernsEnvName) != "" || os.Getenv(envMountNS) != "" {
-		makeMountsPrivate()
+		workerSetup()
 		return
 	}
 	os.Exit(reexecInMountNS())
@@ -74,6 +74,14 @@ func Init() {
 // use the user.overlay.* xattrs.
 func InUserNamespace() bool {
 	return unshare.IsRootless() || os.Getenv(unshare.UsernsEnvName) != ""
+}
+
+// workerSetup runs in the process that builds: its mounts must not propagate
+// back to the host's namespace, and files it makes in images (WORKDIR, COPY
+// parents) get Docker's modes whatever the invoking shell's umask.
+func workerSetup() {
+	makeMountsPrivate()
+	unix.Umask(0o022)
 }
 
 func makeMountsPrivate() {

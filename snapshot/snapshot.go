@@ -235,6 +235,16 @@ func ownerAlive(name string) bool {
 	if pid == os.Getpid() {
 		return false
 	}
-	err := unix.Kill(pid, 0)
-	return err == nil || err == unix.EPERM
+	if err := unix.Kill(pid, 0); err != nil && err != unix.EPERM {
+		return false
+	}
+	// A zombie (killed, not yet reaped) holds nothing any more.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && b[i+2] == 'Z' {
+		return false
+	}
+	return true
 }
