@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 )
@@ -27,7 +28,7 @@ const DefaultMirror = "http://deb.debian.org/debian"
 
 // recipeVersion changes whenever the bootstrap below changes what it makes, so
 // that cached bases made by an older recipe are not reused.
-const recipeVersion = "debian-slim/1"
+const recipeVersion = "debian-slim/2"
 
 // Debian is a Debian root filesystem made by mmdebstrap.
 type Debian struct {
@@ -133,6 +134,24 @@ func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) err
 	}
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("mmdebstrap %s from %s failed: %w (its output is above)", d.Suite, d.mirror(), err)
+	}
+	return emptyDev(rootfs)
+}
+
+// emptyDev leaves /dev an empty directory. As real root mmdebstrap makes
+// device nodes and /dev/fd-style links even with output/mknod skipped; the
+// sandbox (and every runtime) mounts its own /dev, and a rootless build could
+// not make them, so the same base is made either way.
+func emptyDev(rootfs string) error {
+	dev := filepath.Join(rootfs, "dev")
+	ents, err := os.ReadDir(dev)
+	if err != nil {
+		return fmt.Errorf("debian base: %w", err)
+	}
+	for _, e := range ents {
+		if err := os.RemoveAll(filepath.Join(dev, e.Name())); err != nil {
+			return fmt.Errorf("debian base: %w", err)
+		}
 	}
 	return nil
 }
