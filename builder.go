@@ -295,8 +295,9 @@ func stepKey(st *buildState, l *layer, in instruction, inputs string) string {
 		User        string        `json:"user"`
 		Inputs      string        `json:"inputs"`
 		Platform    string        `json:"platform"`
+		GPU         string        `json:"gpu,omitempty"`
 	}{"snapbuild-step/1", st.chain, in.text, st.config.Env, envKeys, st.config.WorkingDir,
-		st.shell, st.config.User, inputs, runtime.GOOS + "/" + runtime.GOARCH}
+		st.shell, st.config.User, inputs, runtime.GOOS + "/" + runtime.GOARCH, l.gpu}
 	bs, _ := json.Marshal(v)
 	sum := sha256.Sum256(bs)
 	return hex.EncodeToString(sum[:])

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"sort"
 	"strings"
+
+	"github.com/snapbuild/snapbuild/gpu"
 )
 
 // Image is an immutable image definition: a chain of Modal layers, each a
@@ -29,6 +31,8 @@ type layer struct {
 	context    []contextInput // COPY sources, resolved at build time
 	forceBuild bool
 	buildEnv   map[string]string // per-step env= (build time only, not persisted)
+	gpu        string            // per-step gpu= in Modal's gpu_config form ("A100:2"); "" for none
+	gpuErr     error
 }
 
 // rootSpec says where a root layer's base comes from.
@@ -58,6 +62,22 @@ func BuildEnv(vars map[string]string) StepOption {
 	}
 }
 
+// GPU runs the layer's steps with the host's NVIDIA GPUs (Modal's gpu=
+// keyword: "T4", "a100:2", "any"; the type is upper-cased). The request is
+// part of the cache key, as Modal's gpu_config is part of the layer
+// definition. The GPU type is not checked against the host's; the count is.
+// A bad value is an error of the Image (see Err).
+func GPU(request string) StepOption {
+	return func(l *layer) {
+		r, err := gpu.ParseRequest(request)
+		if err != nil {
+			l.gpu, l.gpuErr = "", &InvalidError{Method: l.method, Message: err.Error()}
+			return
+		}
+		l.gpu = r.String()
+	}
+}
+
 // Err returns the first error recorded while the image was chained, or nil.
 // Builder.Build returns it too.
 func (img Image) Err() error { return img.err }
@@ -82,6 +102,9 @@ func (img Image) with(l *layer, opts []StepOption) Image {
 	}
 	for _, o := range opts {
 		o(l)
+	}
+	if l.gpuErr != nil {
+		return img.fail(l.gpuErr)
 	}
 	return Image{layers: append(slices.Clone(img.layers), l)}
 }

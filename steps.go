@@ -18,6 +18,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 
 	"github.com/snapbuild/snapbuild/base"
+	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/sandbox"
 	"github.com/snapbuild/snapbuild/snapshot"
@@ -272,6 +273,10 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 		for _, k := range keys {
 			env = setEnv(env, k, l.buildEnv[k])
 		}
+		devices, err := gpuDevices(l.gpu)
+		if err != nil {
+			return &InvalidError{Method: l.method, Message: err.Error()}
+		}
 		out := &lineWriter{keep: 20, emit: func(s string) {
 			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
 		}}
@@ -287,6 +292,7 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 			UID:      uid, GID: gid,
 			Stdout: out, Stderr: out,
 			Network: b.network,
+			Devices: devices,
 		})
 		out.flush()
 		if err != nil {
@@ -332,6 +338,29 @@ func (b *Builder) copyContext(ctx context.Context, st *buildState, l *layer, in 
 		}
 		return nil
 	})
+}
+
+// gpuDevices finds the host devices for a layer's gpu request ("" for none).
+func gpuDevices(request string) ([]sandbox.Device, error) {
+	if request == "" {
+		return nil, nil
+	}
+	r, err := gpu.ParseRequest(request)
+	if err != nil {
+		return nil, err
+	}
+	devs, err := gpu.Devices("/")
+	if err != nil {
+		return nil, fmt.Errorf("gpu=%q: %w", request, err)
+	}
+	if err := gpu.Check(r, devs); err != nil {
+		return nil, err
+	}
+	out := make([]sandbox.Device, len(devs))
+	for i, d := range devs {
+		out[i] = sandbox.Device{Path: d.Path, Major: int64(d.Major), Minor: int64(d.Minor)}
+	}
+	return out, nil
 }
 
 // resolveUser turns a Docker USER value ("", "name", "uid", "name:group",

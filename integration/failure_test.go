@@ -244,3 +244,26 @@ func TestAddLocal(t *testing.T) {
 		t.Errorf("missing local file: exit %d, stderr:\n%s", res.code, tail(res.stderr, 5))
 	}
 }
+
+// TestGPUStepWithoutGPU: a step that asks for a GPU on a host without an
+// NVIDIA driver fails before starting, with a message that says so.
+func TestGPUStepWithoutGPU(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	if _, err := os.Stat("/dev/nvidiactl"); err == nil {
+		t.Skip("this host has an NVIDIA GPU; the test is for hosts without one")
+	}
+	dir := t.TempDir()
+	recipe := writeRecipe(t, dir, "gpu.yaml", `
+- debian_slim: {}
+- run_commands: {commands: ["nvidia-smi"], gpu: "a100:2"}
+`)
+	res := (runner{t: t, root: rootDir}).run("", "build", recipe, "--progress", "json")
+	if res.code == 0 || !strings.Contains(res.stderr, `gpu=\"A100:2\": no NVIDIA GPU found`) && !strings.Contains(res.stderr, `gpu="A100:2": no NVIDIA GPU found`) {
+		t.Errorf("exit %d, stderr:\n%s", res.code, tail(res.stderr, 5))
+	}
+	if strings.Contains(res.stdout, `"containersStarted"`) {
+		t.Errorf("a summary was printed for a failed build: %s", res.stdout)
+	}
+}

@@ -384,6 +384,15 @@ func (a *args) stepOptions(withEnv bool) ([]snapbuild.StepOption, error) {
 	if fb {
 		opts = append(opts, snapbuild.ForceBuild())
 	}
+	if withEnv {
+		g, err := a.str("gpu")
+		if err != nil {
+			return nil, err
+		}
+		if g != "" {
+			opts = append(opts, snapbuild.GPU(g))
+		}
+	}
 	if withEnv && a.named["env"] != nil {
 		vars, err := a.env("env")
 		if err != nil {

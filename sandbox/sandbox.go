@@ -63,6 +63,15 @@ type Spec struct {
 	Network Network
 	// Hostname defaults to "snapbuild".
 	Hostname string
+	// Devices are host character devices (e.g. /dev/nvidia0) bound into
+	// the sandbox at the same path and allowed by the device cgroup.
+	Devices []Device
+}
+
+// Device is a host character device node.
+type Device struct {
+	Path         string // absolute; the same inside the sandbox
+	Major, Minor int64
 }
 
 // Result is what Run observed.
@@ -223,6 +232,21 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 			opts = append(opts, "ro")
 		}
 		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
+	}
+	for _, d := range s.Devices {
+		if !path.IsAbs(d.Path) {
+			return nil, fmt.Errorf("sandbox %s: device %q is not an absolute path", s.ID, d.Path)
+		}
+		// Bound, not created: mknod is not possible rootless. /dev is a
+		// tmpfs, so the mount target never reaches the rootfs.
+		mounts = append(mounts, specs.Mount{Destination: d.Path, Type: "bind", Source: d.Path,
+			Options: []string{"bind", "nosuid", "noexec"}})
+		if spec.Linux.Resources == nil {
+			spec.Linux.Resources = &specs.LinuxResources{}
+		}
+		major, minor := d.Major, d.Minor
+		spec.Linux.Resources.Devices = append(spec.Linux.Resources.Devices, specs.LinuxDeviceCgroup{
+			Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"})
 	}
 	spec.Mounts = mounts
 	return spec, nil
