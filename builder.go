@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,8 +41,27 @@ type Builder struct {
 	mirror   string
 	forceAll bool
 	network  sandbox.Network
+	epoch    time.Time
 	seq      int
 	stats    Stats
+}
+
+// DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
+// 1980-01-01T00:00:00Z (315532800), the earliest time a zip file can hold,
+// so that tools which zip files from an image (wheel builders) still work.
+var DefaultEpoch = time.Unix(315532800, 0).UTC()
+
+// epochFromEnv reads SOURCE_DATE_EPOCH (seconds since 1970, UTC).
+func epochFromEnv() (time.Time, error) {
+	v := os.Getenv("SOURCE_DATE_EPOCH")
+	if v == "" {
+		return DefaultEpoch, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds since 1970-01-01 UTC", v)
+	}
+	return time.Unix(n, 0).UTC(), nil
 }
 
 // Option configures a Builder.
@@ -81,6 +101,15 @@ func WithForceBuild(force bool) Option {
 	return func(b *Builder) error { b.forceAll = force; return nil }
 }
 
+// WithEpoch sets the reproducibility timestamp (SOURCE_DATE_EPOCH): layer
+// mtimes later than it are clamped to it, whiteouts carry it, and RUN steps
+// and Debian bootstraps see it as SOURCE_DATE_EPOCH (so Python compiles
+// hash-checked .pyc files, which clamped mtimes cannot invalidate). The
+// default is $SOURCE_DATE_EPOCH, else DefaultEpoch.
+func WithEpoch(t time.Time) Option {
+	return func(b *Builder) error { b.epoch = t.UTC().Truncate(time.Second); return nil }
+}
+
 // WithNetwork sets the network of RUN steps. The default is the host's.
 func WithNetwork(n sandbox.Network) Option {
 	return func(b *Builder) error {
@@ -99,10 +128,15 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main")
 	}
+	epoch, err := epochFromEnv()
+	if err != nil {
+		return nil, err
+	}
 	b := &Builder{
 		progress: NewPlainProgress(os.Stderr),
 		forceAll: envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
 		network:  sandbox.NetworkHost,
+		epoch:    epoch,
 	}
 	for _, o := range opts {
 		if err := o(b); err != nil {
@@ -278,7 +312,7 @@ func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in inst
 // stepKey is the cache key of a filesystem-changing step: everything that can
 // change its result. Build-time env values are left out, as Modal leaves
 // secret values out (only the names count).
-func stepKey(st *buildState, l *layer, in instruction, inputs string) string {
+func stepKey(st *buildState, l *layer, in instruction, inputs string, epoch time.Time) string {
 	var envKeys []string
 	for k := range l.buildEnv {
 		envKeys = append(envKeys, k)
@@ -296,8 +330,9 @@ func stepKey(st *buildState, l *layer, in instruction, inputs string) string {
 		Inputs      string        `json:"inputs"`
 		Platform    string        `json:"platform"`
 		GPU         string        `json:"gpu,omitempty"`
+		Epoch       int64         `json:"epoch"`
 	}{"snapbuild-step/1", st.chain, in.text, st.config.Env, envKeys, st.config.WorkingDir,
-		st.shell, st.config.User, inputs, runtime.GOOS + "/" + runtime.GOARCH, l.gpu}
+		st.shell, st.config.User, inputs, runtime.GOOS + "/" + runtime.GOARCH, l.gpu, epoch.Unix()}
 	bs, _ := json.Marshal(v)
 	sum := sha256.Sum256(bs)
 	return hex.EncodeToString(sum[:])
@@ -341,7 +376,7 @@ func (b *Builder) commitLayer(ctx context.Context, parent digest.Digest, a *snap
 	var stats overlay.Stats
 	layer, err := b.store.blobs.WriteLayer(ctx, func(w io.Writer) error {
 		var err error
-		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.snaps.UserXattr()})
+		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.snaps.UserXattr(), Epoch: &b.epoch})
 		return err
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -39,11 +40,11 @@ func uKeyLayer() *layer {
 
 func TestStepKeyStableAndSensitive(t *testing.T) {
 	in := instruction{text: "RUN echo hi"}
-	k0 := stepKey(uKeyState(), uKeyLayer(), in, "inputs")
+	k0 := stepKey(uKeyState(), uKeyLayer(), in, "inputs", DefaultEpoch)
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(k0) {
 		t.Fatalf("key %q is not 64 hex digits", k0)
 	}
-	if k := stepKey(uKeyState(), uKeyLayer(), in, "inputs"); k != k0 {
+	if k := stepKey(uKeyState(), uKeyLayer(), in, "inputs", DefaultEpoch); k != k0 {
 		t.Fatalf("key not stable: %s vs %s", k, k0)
 	}
 
@@ -63,6 +64,7 @@ func TestStepKeyStableAndSensitive(t *testing.T) {
 		"inputs":         func(_ *buildState, _ *layer, _ *instruction, s *string) { *s = "inputs2" },
 		"build env key":  func(_ *buildState, l *layer, _ *instruction, _ *string) { l.buildEnv["OTHER"] = "x" },
 		"build env gone": func(_ *buildState, l *layer, _ *instruction, _ *string) { l.buildEnv = nil },
+		"gpu":            func(_ *buildState, l *layer, _ *instruction, _ *string) { l.gpu = "T4" },
 		"build env renamed": func(_ *buildState, l *layer, _ *instruction, _ *string) {
 			l.buildEnv = map[string]string{"TOKEN2": "secret-1"}
 		},
@@ -71,7 +73,7 @@ func TestStepKeyStableAndSensitive(t *testing.T) {
 	for name, change := range changes {
 		st, l, in2, inputs := uKeyState(), uKeyLayer(), in, "inputs"
 		change(st, l, &in2, &inputs)
-		k := stepKey(st, l, in2, inputs)
+		k := stepKey(st, l, in2, inputs, DefaultEpoch)
 		if k == k0 {
 			t.Errorf("changing %s did not change the key", name)
 		}
@@ -92,15 +94,19 @@ func TestStepKeyStableAndSensitive(t *testing.T) {
 	for name, change := range same {
 		st, l := uKeyState(), uKeyLayer()
 		change(st, l)
-		if k := stepKey(st, l, in, "inputs"); k != k0 {
+		if k := stepKey(st, l, in, "inputs", DefaultEpoch); k != k0 {
 			t.Errorf("changing only %s changed the key", name)
 		}
+	}
+	// The reproducibility epoch clamps the layer's mtimes: it is an input.
+	if stepKey(uKeyState(), uKeyLayer(), in, "inputs", DefaultEpoch.Add(time.Second)) == k0 {
+		t.Error("changing the epoch did not change the key")
 	}
 	// Key order of BuildEnv does not matter.
 	l1, l2 := uKeyLayer(), uKeyLayer()
 	l1.buildEnv = map[string]string{"A": "1", "B": "2", "C": "3"}
 	l2.buildEnv = map[string]string{"C": "x", "A": "y", "B": "z"}
-	if stepKey(uKeyState(), l1, in, "") != stepKey(uKeyState(), l2, in, "") {
+	if stepKey(uKeyState(), l1, in, "", DefaultEpoch) != stepKey(uKeyState(), l2, in, "", DefaultEpoch) {
 		t.Error("BuildEnv with the same names but other values (and insertion order) changed the key")
 	}
 }
@@ -301,7 +307,7 @@ func TestCommitImageConfig(t *testing.T) {
 	// execute keys the step on the state with the new working directory.
 	ws := st.clone()
 	ws.config.WorkingDir = "/my dir"
-	if err := b.store.putStep(stepRecord{Key: stepKey(ws, wl, wins[1], "mkdir /my dir"), Instruction: wins[1].text, Empty: true}); err != nil {
+	if err := b.store.putStep(stepRecord{Key: stepKey(ws, wl, wins[1], "mkdir /my dir", b.epoch), Instruction: wins[1].text, Empty: true}); err != nil {
 		t.Fatal(err)
 	}
 	r6 := uExecLayer(t, b, st, img)

@@ -90,7 +90,7 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 		}
 		dir = path.Clean(dir)
 		st.config.WorkingDir = dir
-		key := stepKey(st, l, in, "mkdir "+dir)
+		key := stepKey(st, l, in, "mkdir "+dir, b.epoch)
 		return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
 			_, err := mkdirAllIn(a.Rootfs, dir)
 			return err
@@ -148,6 +148,16 @@ func shellOf(st *buildState) []string {
 	return defaultShell
 }
 
+// hasEnv reports whether env sets key.
+func hasEnv(env []string, key string) bool {
+	for _, e := range env {
+		if k, _, _ := strings.Cut(e, "="); k == key {
+			return true
+		}
+	}
+	return false
+}
+
 // setEnv sets key=value in env, replacing an existing entry in place.
 func setEnv(env []string, key, value string) []string {
 	for i, e := range env {
@@ -199,7 +209,7 @@ type debianBase struct {
 // the suite's InRelease file); when the mirror cannot be reached the newest
 // base made for the same suite and packages is reused.
 func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
-	d := base.Debian{Suite: l.root.debian.Suite, Packages: base.SlimPackages, Mirror: b.mirror}
+	d := base.Debian{Suite: l.root.debian.Suite, Packages: base.SlimPackages, Mirror: b.mirror, Epoch: b.epoch}
 	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
 	defRel := filepath.Join("bases", defKey+".json")
 	var key string
@@ -258,13 +268,16 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 	} else {
 		args = slices.Clone(c.CmdLine)
 	}
-	key := stepKey(st, l, in, "")
+	key := stepKey(st, l, in, "", b.epoch)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
 		uid, gid, err := resolveUser(a.Rootfs, st.config.User)
 		if err != nil {
 			return fmt.Errorf("%s: %w", in.text, err)
 		}
 		env := withPath(slices.Clone(st.config.Env))
+		if !hasEnv(env, "SOURCE_DATE_EPOCH") {
+			env = append(env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.epoch.Unix()))
+		}
 		keys := make([]string, 0, len(l.buildEnv))
 		for k := range l.buildEnv {
 			keys = append(keys, k)
@@ -326,7 +339,7 @@ func (b *Builder) copyContext(ctx context.Context, st *buildState, l *layer, in 
 	for _, f := range files {
 		fmt.Fprintf(&inputs, "%s %s %o\n", f.path, f.digest, f.mode)
 	}
-	key := stepKey(st, l, in, "dest="+dest+"\n"+inputs.String())
+	key := stepKey(st, l, in, "dest="+dest+"\n"+inputs.String(), b.epoch)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
 		for _, f := range files {
 			if err := ctx.Err(); err != nil {

@@ -35,6 +35,9 @@ type Debian struct {
 	Suite    string   // e.g. "bookworm", "trixie"
 	Packages []string // extra packages on top of the minbase variant
 	Mirror   string   // archive URL; "" means $SNAPBUILD_DEBIAN_MIRROR or DefaultMirror
+	// Epoch is passed to mmdebstrap as SOURCE_DATE_EPOCH, which makes its
+	// output reproducible (shadow's last-change dates, logs, caches).
+	Epoch time.Time
 }
 
 // SlimPackages is what DebianSlim adds to Debian's minbase, to match Modal's
@@ -58,7 +61,7 @@ func (d Debian) mirror() string {
 // Definition is the part of the cache key that does not depend on the
 // archive: suite, package set and recipe version.
 func (d Debian) Definition() string {
-	return fmt.Sprintf("%s suite=%s packages=%s", recipeVersion, d.Suite, strings.Join(d.Packages, ","))
+	return fmt.Sprintf("%s suite=%s packages=%s epoch=%d", recipeVersion, d.Suite, strings.Join(d.Packages, ","), d.Epoch.Unix())
 }
 
 // ArchiveState returns the sha256 of the suite's InRelease file, which changes
@@ -126,7 +129,8 @@ func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) err
 	cmd.Stdout, cmd.Stderr = log, log
 	// mmdebstrap's chroot must not inherit a proxy meant for the host only,
 	// nor our locale; keep the environment minimal and predictable.
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "HOME=/root"}
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "HOME=/root",
+		fmt.Sprintf("SOURCE_DATE_EPOCH=%d", d.Epoch.Unix())}
 	for _, k := range []string{"http_proxy", "https_proxy", "no_proxy", "TMPDIR"} {
 		if v, ok := os.LookupEnv(k); ok {
 			cmd.Env = append(cmd.Env, k+"="+v)
