@@ -327,3 +327,28 @@ func leftovers(t *testing.T, root string) []string {
 	}
 	return out
 }
+
+// imageInfo is what `snapbuild inspect` prints.
+type imageInfo struct {
+	ID       string `json:"id"`
+	Manifest struct {
+		Digest string `json:"digest"`
+	} `json:"manifest"`
+	Config struct {
+		RootFS struct {
+			DiffIDs []string `json:"diff_ids"`
+		} `json:"rootfs"`
+		History []struct {
+			CreatedBy string `json:"created_by"`
+		} `json:"history"`
+	} `json:"config"`
+}
+
+func inspect(t *testing.T, r runner, name string) imageInfo {
+	t.Helper()
+	var info imageInfo
+	if err := json.Unmarshal([]byte(r.ok("inspect", name).stdout), &info); err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
