@@ -221,6 +221,9 @@ func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 	}
 	cmds := []string{"FROM base"}
 	for _, c := range commands {
+		if bareNewline(c) {
+			return img.fail(invalidf("run_commands", "command %q holds a line break: each command is one Dockerfile RUN line, so the next line would be read as an instruction. Join the lines with && or ;, end them with \\, or pass each line as its own command", c))
+		}
 		cmds = append(cmds, "RUN "+c)
 	}
 	return img.with(&layer{method: "run_commands", commands: cmds}, opts)
@@ -244,6 +247,20 @@ func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
 		"FROM base",
 		"RUN python -m pip install " + shlexJoin(sorted),
 	}}, opts)
+}
+
+// bareNewline reports whether s has a line break that is not a Dockerfile
+// line continuation (a backslash at the end of the line). Modal sends such a
+// command as is and its build fails on the next line; snapbuild says so when
+// the method is called.
+func bareNewline(s string) bool {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	for _, l := range lines[:len(lines)-1] {
+		if !strings.HasSuffix(strings.TrimRight(l, " \t\r"), "\\") {
+			return true
+		}
+	}
+	return false
 }
 
 // EnvVar is one environment variable, for EnvVars.

@@ -538,3 +538,16 @@ func TestLoweringAddLocalFileBaseName(t *testing.T) {
 		t.Errorf("remote = %q", got)
 	}
 }
+
+func TestRunCommandsLineBreaks(t *testing.T) {
+	base := DebianSlim("3.11")
+	for _, ok := range []string{"echo a && \\\n  echo b", "echo a \\\r\necho b", "echo trailing\n"} {
+		if err := base.RunCommands([]string{ok}).Err(); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	err := base.RunCommands([]string{"set -e\nmkdir /x"}).Err()
+	if err == nil || !strings.Contains(err.Error(), "holds a line break") || !strings.Contains(err.Error(), `end them with \,`) {
+		t.Errorf("bare newline: %v", err)
+	}
+}

@@ -1,0 +1,13 @@
+# The state that later steps of matrix.yaml change.
+set -e
+mkdir -p /t && cd /t
+for f in modify chmod_only chown_only chown_nobody mtime_only xattr_only del_file renback cp_chmod cp_mv lowerlink ren_file target; do echo "$f" > $f; done
+chmod 644 cp_chmod
+cp /bin/true capbin
+mkdir -p del_tree/x/y && echo 1 > del_tree/x/y/f
+mkdir -p recreate_later/old recreate_same/old && echo old > recreate_later/old/f && echo old > recreate_same/old/f
+mkdir -p rmstar/a rmall/a && touch rmstar/a/1 rmstar/f rmall/f
+mkdir -p ren_dir/sub && echo c > ren_dir/sub/c
+ln -s target symre
+echo ten > ten && for i in 1 2 3 4 5 6 7 8 9; do ln ten ten.$i; done
+mkdir setbits
