@@ -114,7 +114,7 @@ func WithEpoch(t time.Time) Option {
 func WithNetwork(n sandbox.Network) Option {
 	return func(b *Builder) error {
 		if n != sandbox.NetworkHost && n != sandbox.NetworkNone {
-			return fmt.Errorf("WithNetwork: unknown network %q: use %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone)
+			return fmt.Errorf("unknown network %q: use %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone)
 		}
 		b.network = n
 		return nil
@@ -288,8 +288,16 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		}
 	}
 	res.Stats = b.stats
+	if n := len(st.layers); n > maxRuntimeLayers {
+		b.progress.Event(Event{Kind: EventWarn, Step: len(plan), Total: len(plan), Line: fmt.Sprintf(
+			"the image has %d layers: podman and Docker cannot run images of more than %d; join run_commands strings with && to make fewer RUN steps", n, maxRuntimeLayers)})
+	}
 	return res, nil
 }
+
+// maxRuntimeLayers is the most layers containers/storage (podman, buildah)
+// and Docker mount; an image with more builds but does not run there.
+const maxRuntimeLayers = 125
 
 // runStep executes one instruction on st, reporting progress.
 func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event) error {
@@ -462,7 +470,7 @@ func imageID(def []byte) string {
 // Tag names image id (or an existing name) so that later commands can use the
 // name. An existing name is moved.
 func (b *Builder) Tag(name, ref string) error {
-	if err := validName(name); err != nil {
+	if err := ValidateName(name); err != nil {
 		return err
 	}
 	if err := b.store.lockExclusive(); err != nil {
@@ -476,7 +484,9 @@ func (b *Builder) Tag(name, ref string) error {
 	return b.store.setName(name, rec.ID)
 }
 
-func validName(name string) error {
+// ValidateName checks an image name for Tag: non-empty, no whitespace, and
+// not starting with "im-" (image IDs).
+func ValidateName(name string) error {
 	if name == "" || strings.HasPrefix(name, "im-") || strings.ContainsAny(name, " \t\n") {
 		return fmt.Errorf("image name %q: a name must be non-empty, contain no whitespace and not start with \"im-\" (reserved for image IDs)", name)
 	}

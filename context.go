@@ -84,7 +84,7 @@ func addFile(files []contextFile, in contextInput) ([]contextFile, error) {
 		return nil, fmt.Errorf("local file %s does not exist", abs)
 	}
 	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("local file %s is not a regular file: use AddLocalDir for directories", abs)
+		return nil, fmt.Errorf("local file %s is not a regular file: use add_local_dir (AddLocalDir) for directories", abs)
 	}
 	return append(files, contextFile{path: strings.TrimPrefix(in.remote, "/"), source: real, mode: fi.Mode().Perm() | fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky)}), nil
 }

@@ -275,7 +275,7 @@ func TestResolveContextErrors(t *testing.T) {
 		want string
 	}{
 		{"missing file", uBase(t).AddLocalFile(missing, "/x", true), "add_local_file: local file " + missing + " does not exist"},
-		{"file is a dir", uBase(t).AddLocalFile(dir, "/x", true), "add_local_file: local file " + dir + " is not a regular file: use AddLocalDir for directories"},
+		{"file is a dir", uBase(t).AddLocalFile(dir, "/x", true), "add_local_file: local file " + dir + " is not a regular file: use add_local_dir (AddLocalDir) for directories"},
 		{"missing dir", uBase(t).AddLocalDir(missing, "/x", true, nil), "add_local_dir: local dir " + missing + " does not exist"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -221,6 +221,9 @@ func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 	}
 	cmds := []string{"FROM base"}
 	for _, c := range commands {
+		if strings.TrimSpace(c) == "" {
+			return img.fail(invalidf("run_commands", "empty command: remove it, or give a shell command"))
+		}
 		if bareNewline(c) {
 			return img.fail(invalidf("run_commands", "command %q holds a line break: each command is one Dockerfile RUN line, so the next line would be read as an instruction. Join the lines with && or ;, end them with \\, or pass each line as its own command", c))
 		}

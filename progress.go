@@ -12,9 +12,10 @@ import (
 type EventKind string
 
 const (
-	EventStart  EventKind = "start"  // a step begins
-	EventOutput EventKind = "output" // one line of a step's output
-	EventDone   EventKind = "done"   // a step ended (Cached, Duration, Error)
+	EventStart  EventKind = "start"   // a step begins
+	EventOutput EventKind = "output"  // one line of a step's output
+	EventDone   EventKind = "done"    // a step ended (Cached, Duration, Error)
+	EventWarn   EventKind = "warning" // something the user should know (Line)
 )
 
 // Event is one progress report from a build.
@@ -85,6 +86,8 @@ func (p *textProgress) Event(e Event) {
 		fmt.Fprintf(p.w, "%s %s\n", p.paint("1;34", fmt.Sprintf("#%d [%d/%d]", e.Step, e.Step, e.Total)), e.Instruction)
 	case EventOutput:
 		fmt.Fprintf(p.w, "#%d %s\n", e.Step, e.Line)
+	case EventWarn:
+		fmt.Fprintf(p.w, "%s %s\n", p.paint("1;33", "WARNING:"), e.Line)
 	case EventDone:
 		switch {
 		case e.Error != "":

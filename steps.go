@@ -3,6 +3,7 @@ package snapbuild
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path"
@@ -268,7 +269,8 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 	} else {
 		args = slices.Clone(c.CmdLine)
 	}
-	key := stepKey(st, l, in, "", b.epoch)
+	// The network is an input: a step run offline may make other files.
+	key := stepKey(st, l, in, "network="+string(b.network), b.epoch)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
 		uid, gid, err := resolveUser(a.Rootfs, st.config.User)
 		if err != nil {
@@ -308,6 +310,9 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 			Devices: devices,
 		})
 		out.flush()
+		if errors.Is(err, sandbox.ErrCommandNotFound) || errors.Is(err, sandbox.ErrCommandNotExecutable) {
+			return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: append(out.lastLines(), err.Error())}
+		}
 		if err != nil {
 			return err
 		}

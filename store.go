@@ -70,6 +70,9 @@ func openStore(root string) (*store, error) {
 	}
 	for _, d := range []string{"steps", "bases", "images", "tmp"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				return nil, fmt.Errorf("store %s is not writable by this user (made by another user, or by root?): use a store of your own with --root or SNAPBUILD_ROOT", abs)
+			}
 			return nil, fmt.Errorf("store %s: %w", abs, err)
 		}
 	}
@@ -107,7 +110,7 @@ func checkStoreMode(root string, rootless bool) error {
 		return err
 	}
 	if got := strings.TrimSpace(string(b)); got != mode {
-		return fmt.Errorf("store %s was made by a %s snapbuild and cannot be used %s: use another --root", root, got, mode)
+		return fmt.Errorf("store %s was made by a %s snapbuild and cannot be used %s: use another --root", root, got, map[string]string{"root": "as root", "rootless": "rootless"}[mode])
 	}
 	return nil
 }
@@ -267,7 +270,11 @@ func (s *store) resolve(ref string) (imageRecord, error) {
 		known = append(known, n)
 	}
 	sort.Strings(known)
-	return imageRecord{}, fmt.Errorf("no image %q in store %s (names: %s): build it first, or pass --root", ref, s.root, strings.Join(known, ", "))
+	have := "it has no named images"
+	if len(known) > 0 {
+		have = "its names: " + strings.Join(known, ", ")
+	}
+	return imageRecord{}, fmt.Errorf("no image %q in store %s (%s): build it first, or pass --root", ref, s.root, have)
 }
 
 func validImageID(id string) bool {

@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -127,6 +128,15 @@ func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) err
 	cmd := exec.CommandContext(ctx, "mmdebstrap", args...)
 	cmd.Stdin = nil
 	cmd.Stdout, cmd.Stderr = log, log
+	// mmdebstrap runs as the init of its own pid and mount namespaces: when
+	// it dies (cancelled, or its parent-death signal when the builder is
+	// killed), the kernel kills apt, dpkg and every maintainer script with
+	// it, and the mounts it made in the target vanish.
+	cmd.SysProcAttr = &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWNS,
+		Pdeathsig:  syscall.SIGKILL,
+	}
+	cmd.WaitDelay = 5 * time.Second
 	// mmdebstrap's chroot must not inherit a proxy meant for the host only,
 	// nor our locale; keep the environment minimal and predictable.
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LC_ALL=C.UTF-8", "HOME=/root",
@@ -137,6 +147,9 @@ func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) err
 		}
 	}
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		return fmt.Errorf("mmdebstrap %s from %s failed: %w (its output is above)", d.Suite, d.mirror(), err)
 	}
 	return emptyDev(rootfs)

@@ -14,6 +14,11 @@
 //   - env: {GREETING: hello}
 //   - workdir: /work
 //
+// from_id names an image in the store (an "im-..." ID or a name given by an
+// earlier build), except when it names another image of the same recipe:
+// then the image is built on that image's definition, whatever the order in
+// the file, and a change to it rebuilds its dependents.
+//
 // Relative local paths (add_local_file, add_local_dir) are taken relative to
 // the recipe file's directory, not to the process's working directory as in
 // Modal: a recipe then builds the same way from anywhere.
@@ -70,35 +75,75 @@ func Parse(data []byte, dir, defaultName string) ([]Image, error) {
 	root := doc.Content[0]
 	switch root.Kind {
 	case yaml.SequenceNode:
-		img, err := parseSteps(root, dir)
+		img, err := (&parser{dir: dir}).steps(root)
 		if err != nil {
 			return nil, err
 		}
 		return []Image{{Name: defaultName, Image: img}}, nil
 	case yaml.MappingNode:
-		var out []Image
-		seen := map[string]bool{}
+		p := &parser{dir: dir, nodes: map[string]*yaml.Node{}, done: map[string]snapbuild.Image{}, visiting: map[string]bool{}}
+		var names []string
 		for i := 0; i+1 < len(root.Content); i += 2 {
 			name := root.Content[i].Value
-			if seen[name] {
+			if _, dup := p.nodes[name]; dup {
 				return nil, fmt.Errorf("line %d: image %q is defined twice", root.Content[i].Line, name)
 			}
-			seen[name] = true
 			if root.Content[i+1].Kind != yaml.SequenceNode {
 				return nil, fmt.Errorf("line %d: image %q: want a list of steps", root.Content[i+1].Line, name)
 			}
-			img, err := parseSteps(root.Content[i+1], dir)
-			if err != nil {
-				return nil, fmt.Errorf("image %q: %w", name, err)
-			}
-			out = append(out, Image{Name: name, Image: img})
+			p.nodes[name] = root.Content[i+1]
+			names = append(names, name)
 		}
-		return out, nil
+		for _, name := range names {
+			if _, err := p.image(name); err != nil {
+				return nil, err
+			}
+		}
+		return p.out, nil
 	}
 	return nil, fmt.Errorf("line %d: a recipe is a list of steps or a mapping of image names to lists of steps", root.Line)
 }
 
-func parseSteps(seq *yaml.Node, dir string) (snapbuild.Image, error) {
+// parser parses the images of one recipe. An image whose from_id names
+// another image of the same recipe is parsed after it, on top of its
+// definition.
+type parser struct {
+	dir      string
+	nodes    map[string]*yaml.Node // the recipe's images by name
+	done     map[string]snapbuild.Image
+	visiting map[string]bool
+	out      []Image // in build order: every image after the ones it uses
+}
+
+// image parses the named image of the recipe (once).
+func (p *parser) image(name string) (snapbuild.Image, error) {
+	if img, ok := p.done[name]; ok {
+		return img, nil
+	}
+	if p.visiting[name] {
+		return snapbuild.Image{}, fmt.Errorf("image %q: from_id makes a cycle through %q", name, name)
+	}
+	p.visiting[name] = true
+	img, err := p.steps(p.nodes[name])
+	if err != nil {
+		return img, fmt.Errorf("image %q: %w", name, err)
+	}
+	p.done[name] = img
+	p.out = append(p.out, Image{Name: name, Image: img})
+	return img, nil
+}
+
+// local returns the definition of image name of the same recipe, if any.
+func (p *parser) local(name string) (snapbuild.Image, bool, error) {
+	if _, ok := p.nodes[name]; !ok {
+		return snapbuild.Image{}, false, nil
+	}
+	img, err := p.image(name)
+	return img, true, err
+}
+
+func (p *parser) steps(seq *yaml.Node) (snapbuild.Image, error) {
+	dir := p.dir
 	var img snapbuild.Image
 	for i, step := range seq.Content {
 		if step.Kind != yaml.MappingNode || len(step.Content) != 2 {
@@ -119,7 +164,7 @@ func parseSteps(seq *yaml.Node, dir string) (snapbuild.Image, error) {
 		if err != nil {
 			return img, fmt.Errorf("line %d: %w", step.Line, err)
 		}
-		a.dir = dir
+		a.dir, a.parser = dir, p
 		next, err := m.apply(img, a)
 		if err == nil {
 			err = a.unused()
@@ -144,75 +189,89 @@ type method struct {
 	apply      func(snapbuild.Image, *args) (snapbuild.Image, error)
 }
 
-var methods = map[string]method{
-	"debian_slim": {root: true, positional: "python_version", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
-		v, err := a.str("python_version")
-		if err != nil {
-			return snapbuild.Image{}, err
-		}
-		opts, err := a.stepOptions(false)
-		return snapbuild.DebianSlim(v, opts...), err
-	}},
-	"from_id": {root: true, positional: "image_id", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
-		v, err := a.str("image_id")
-		return snapbuild.FromID(v), err
-	}},
-	"apt_install": {positional: "packages", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		p, err := a.strs("packages")
-		if err != nil {
-			return img, err
-		}
-		opts, err := a.stepOptions(true)
-		return img.AptInstall(p, opts...), err
-	}},
-	"pip_install": {positional: "packages", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		p, err := a.strs("packages")
-		if err != nil {
-			return img, err
-		}
-		opts, err := a.stepOptions(true)
-		return img.PipInstall(p, opts...), err
-	}},
-	"run_commands": {positional: "commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		c, err := a.strs("commands")
-		if err != nil {
-			return img, err
-		}
-		opts, err := a.stepOptions(true)
-		return img.RunCommands(c, opts...), err
-	}},
-	"env": {positional: "vars", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		vars, err := a.env("vars")
-		return img.EnvVars(vars...), err
-	}},
-	"workdir": {positional: "path", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		p, err := a.str("path")
-		return img.Workdir(p), err
-	}},
-	"entrypoint": {positional: "entrypoint_commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		c, err := a.strs("entrypoint_commands")
-		return img.Entrypoint(c), err
-	}},
-	"cmd": {positional: "cmd", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		c, err := a.strs("cmd")
-		return img.Cmd(c), err
-	}},
-	"shell": {positional: "shell_commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		c, err := a.strs("shell_commands")
-		return img.Shell(c), err
-	}},
-	"add_local_file": {apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		local, remote, copy, err := a.localArgs()
-		return img.AddLocalFile(local, remote, copy), err
-	}},
-	"add_local_dir": {apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-		local, remote, copy, err := a.localArgs()
-		if err != nil {
-			return img, err
-		}
-		ignore, err := a.strs("ignore")
-		return img.AddLocalDir(local, remote, copy, ignore), err
-	}},
+// methods maps each recipe method to its Image call. It is filled in init:
+// from_id refers back to the parser, which uses the table.
+var methods map[string]method
+
+func init() {
+	methods = map[string]method{
+		"debian_slim": {root: true, positional: "python_version", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
+			v, err := a.str("python_version")
+			if err != nil {
+				return snapbuild.Image{}, err
+			}
+			opts, err := a.stepOptions(false)
+			return snapbuild.DebianSlim(v, opts...), err
+		}},
+		"from_id": {root: true, positional: "image_id", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
+			v, err := a.str("image_id")
+			if err != nil {
+				return snapbuild.Image{}, err
+			}
+			// Another image of this recipe: build on its definition, so that a
+			// change to it rebuilds this one too.
+			if img, ok, err := a.parser.local(v); ok || err != nil {
+				return img, err
+			}
+			return snapbuild.FromID(v), nil
+		}},
+		"apt_install": {positional: "packages", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			p, err := a.strs("packages")
+			if err != nil {
+				return img, err
+			}
+			opts, err := a.stepOptions(true)
+			return img.AptInstall(p, opts...), err
+		}},
+		"pip_install": {positional: "packages", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			p, err := a.strs("packages")
+			if err != nil {
+				return img, err
+			}
+			opts, err := a.stepOptions(true)
+			return img.PipInstall(p, opts...), err
+		}},
+		"run_commands": {positional: "commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			c, err := a.strs("commands")
+			if err != nil {
+				return img, err
+			}
+			opts, err := a.stepOptions(true)
+			return img.RunCommands(c, opts...), err
+		}},
+		"env": {positional: "vars", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			vars, err := a.env("vars")
+			return img.EnvVars(vars...), err
+		}},
+		"workdir": {positional: "path", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			p, err := a.str("path")
+			return img.Workdir(p), err
+		}},
+		"entrypoint": {positional: "entrypoint_commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			c, err := a.strs("entrypoint_commands")
+			return img.Entrypoint(c), err
+		}},
+		"cmd": {positional: "cmd", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			c, err := a.strs("cmd")
+			return img.Cmd(c), err
+		}},
+		"shell": {positional: "shell_commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			c, err := a.strs("shell_commands")
+			return img.Shell(c), err
+		}},
+		"add_local_file": {apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			local, remote, copy, err := a.localArgs()
+			return img.AddLocalFile(local, remote, copy), err
+		}},
+		"add_local_dir": {apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			local, remote, copy, err := a.localArgs()
+			if err != nil {
+				return img, err
+			}
+			ignore, err := a.strs("ignore")
+			return img.AddLocalDir(local, remote, copy, ignore), err
+		}},
+	}
 }
 
 func methodNames() []string {
@@ -228,6 +287,7 @@ func methodNames() []string {
 type args struct {
 	method string
 	dir    string
+	parser *parser
 	named  map[string]*yaml.Node
 	order  []string
 	used   map[string]bool

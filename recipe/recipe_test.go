@@ -108,10 +108,33 @@ alpha:
 	if len(imgs) != 2 || imgs[0].Name != "zeta" || imgs[1].Name != "alpha" {
 		t.Fatalf("images = %+v, want zeta then alpha (file order)", imgs)
 	}
-	sameCommands(t, imgs[0].Image, snapbuild.DebianSlim("3.11").AptInstall([]string{"git"}))
-	sameCommands(t, imgs[1].Image, snapbuild.FromID("zeta").PipInstall([]string{"numpy"}))
+	zeta := snapbuild.DebianSlim("3.11").AptInstall([]string{"git"})
+	sameCommands(t, imgs[0].Image, zeta)
+	// from_id of an image of the same recipe builds on its definition.
+	sameCommands(t, imgs[1].Image, zeta.PipInstall([]string{"numpy"}))
 
-	err := parseErr(t, "a:\n  - debian_slim: null\nb: {debian_slim: null}\n")
+	// Whatever the order in the file: the used image comes first.
+	imgs = parse(t, `
+child:
+  - from_id: parent
+  - run_commands: ["true"]
+parent:
+  - debian_slim: null
+other:
+  - from_id: im-0123456789012345678901
+`)
+	if len(imgs) != 3 || imgs[0].Name != "parent" || imgs[1].Name != "child" || imgs[2].Name != "other" {
+		t.Fatalf("build order = %+v, want parent, child, other", imgs)
+	}
+	sameCommands(t, imgs[1].Image, snapbuild.DebianSlim("").RunCommands([]string{"true"}))
+	sameCommands(t, imgs[2].Image, snapbuild.FromID("im-0123456789012345678901"))
+
+	err := parseErr(t, "a:\n  - from_id: b\nb:\n  - from_id: a\n")
+	if want := `image "a": line 2: image "b": line 4: image "a": from_id makes a cycle through "a"`; err.Error() != want {
+		t.Errorf("cycle: error %q, want %q", err, want)
+	}
+
+	err = parseErr(t, "a:\n  - debian_slim: null\nb: {debian_slim: null}\n")
 	if want := `line 3: image "b": want a list of steps`; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}

@@ -84,6 +84,21 @@ type Result struct {
 	Stubs []string
 }
 
+// ErrCommandNotFound and ErrCommandNotExecutable report that the process
+// could not be started; Result.ExitCode is then 127 or 126, as a shell's.
+var (
+	ErrCommandNotFound      = errors.New("command not found")
+	ErrCommandNotExecutable = errors.New("command not executable")
+)
+
+// lastPart is the innermost cause in a libcontainer error chain.
+func lastPart(msg string) string {
+	if i := strings.LastIndex(msg, ": exec: "); i >= 0 {
+		return msg[i+2:]
+	}
+	return msg
+}
+
 // defaultCaps is Docker's default capability set.
 var defaultCaps = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
@@ -151,7 +166,17 @@ func run(ctx context.Context, s Spec) (Result, error) {
 		Init:   true,
 	}
 	if err := c.Run(p); err != nil {
-		return Result{Stubs: stubs}, fmt.Errorf("sandbox %s: start %q: %w", s.ID, strings.Join(s.Args, " "), err)
+		res := Result{Stubs: stubs}
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory"):
+			res.ExitCode = 127
+			return res, fmt.Errorf("%w: %s: %s", ErrCommandNotFound, s.Args[0], lastPart(msg))
+		case strings.Contains(msg, "permission denied") && strings.Contains(msg, "exec"):
+			res.ExitCode = 126
+			return res, fmt.Errorf("%w: %s: %s", ErrCommandNotExecutable, s.Args[0], lastPart(msg))
+		}
+		return res, fmt.Errorf("sandbox %s: start %q: %w", s.ID, strings.Join(s.Args, " "), err)
 	}
 	done := make(chan struct{})
 	go func() {

@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -32,12 +33,14 @@ import (
 const usage = `snapbuild builds container images locally, rootless and offline.
 
 Usage:
+  snapbuild [--root DIR] COMMAND ...
   snapbuild build FILE [IMAGE...] [-t NAME] [--progress plain|tty|json] [--force-build] [--network host|none] [--mirror URL]
-  snapbuild run NAME [-e KEY=VALUE] [-w DIR] [-- CMD [ARG...]]
+  snapbuild run [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
   snapbuild images [--json]
   snapbuild inspect NAME
   snapbuild rm NAME
   snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG]
+  snapbuild version
 
 Global flag (any command): --root DIR   store directory (default: $SNAPBUILD_ROOT,
   /var/lib/snapbuild for root, $XDG_DATA_HOME/snapbuild or ~/.local/share/snapbuild)
@@ -53,7 +56,19 @@ type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
 
+// globalRoot is a --root given before the command.
+var globalRoot string
+
 func run(argv []string) int {
+	for len(argv) > 0 && strings.HasPrefix(argv[0], "--root") {
+		if v, ok := strings.CutPrefix(argv[0], "--root="); ok {
+			globalRoot, argv = v, argv[1:]
+		} else if argv[0] == "--root" && len(argv) > 1 {
+			globalRoot, argv = argv[1], argv[2:]
+		} else {
+			break
+		}
+	}
 	if len(argv) == 0 || argv[0] == "-h" || argv[0] == "--help" || argv[0] == "help" {
 		fmt.Print(usage)
 		return 0
@@ -74,6 +89,8 @@ func run(argv []string) int {
 		err = cmdRm(args)
 	case "export":
 		err = cmdExport(args)
+	case "version":
+		err = cmdVersion()
 	default:
 		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
 	}
@@ -81,6 +98,18 @@ func run(argv []string) int {
 	switch {
 	case errors.As(err, &ee):
 		return int(ee)
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Print(usage)
+		return 0
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(os.Stderr, "snapbuild: interrupted")
+		return 130
+	case errors.Is(err, sandbox.ErrCommandNotFound):
+		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
+		return 127
+	case errors.Is(err, sandbox.ErrCommandNotExecutable):
+		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
+		return 126
 	case err != nil:
 		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
 		return 1
@@ -101,6 +130,9 @@ func parse(fs *flag.FlagSet, args []string) (pos, rest []string, err error) {
 	}
 	for {
 		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, nil, err
+			}
 			return nil, nil, fmt.Errorf("%s: %w", fs.Name(), err)
 		}
 		args = fs.Args()
@@ -113,6 +145,9 @@ func parse(fs *flag.FlagSet, args []string) (pos, rest []string, err error) {
 }
 
 func newBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error) {
+	if root == "" {
+		root = globalRoot
+	}
 	if root != "" {
 		opts = append(opts, snapbuild.WithRoot(root))
 	}
@@ -140,6 +175,14 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	if *tag != "" && len(imgs) > 1 {
 		return fmt.Errorf("build: -t names the image of a single-image recipe; %s holds %d named images", pos[0], len(imgs))
+	}
+	for _, im := range imgs {
+		if err := snapbuild.ValidateName(im.Name); err != nil {
+			if *tag == "" && len(imgs) == 1 {
+				return fmt.Errorf("build: the image is named after the recipe file: %w; name it with -t NAME", err)
+			}
+			return fmt.Errorf("build: %w", err)
+		}
 	}
 	if want := pos[1:]; len(want) > 0 {
 		var sel []recipe.Image
@@ -220,12 +263,26 @@ func cmdRun(ctx context.Context, args []string) error {
 	network := fs.String("network", "host", "host or none")
 	var env listFlag
 	fs.Var(&env, "e", "KEY=VALUE (repeatable)")
-	pos, rest, err := parse(fs, args)
-	if err != nil {
-		return err
+	fs.SetOutput(io.Discard)
+	// Flags come before the image name; everything after it is the command
+	// ("--" before the command is optional).
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("run: %w", err)
 	}
-	if len(pos) != 1 {
-		return errors.New("run: give one image: snapbuild run NAME [-- CMD...]")
+	rest := fs.Args()
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:]
+	}
+	if len(rest) == 0 {
+		return errors.New("run: give an image: snapbuild run [FLAGS] NAME [--] [CMD...]")
+	}
+	pos := rest[:1]
+	rest = rest[1:]
+	if len(rest) > 0 && rest[0] == "--" {
+		rest = rest[1:]
 	}
 	for _, e := range env {
 		if !strings.Contains(e, "=") {
@@ -352,4 +409,22 @@ func peakRSSKiB() int64 {
 		return 0
 	}
 	return ru.Maxrss
+}
+
+func cmdVersion() error {
+	v := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" {
+				v += " " + s.Value
+			}
+		}
+		fmt.Printf("snapbuild %s (%s, Modal image builder %s)\n", v, bi.GoVersion, snapbuild.BuilderVersion)
+		return nil
+	}
+	fmt.Println("snapbuild", v)
+	return nil
 }
