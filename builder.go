@@ -44,6 +44,8 @@ type Builder struct {
 	epoch    time.Time
 	seq      int
 	stats    Stats
+	// lastCommit is how long the current step's layer capture took.
+	lastCommit time.Duration
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -304,8 +306,9 @@ func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in inst
 	start := time.Now()
 	ev.Kind = EventStart
 	b.progress.Event(ev)
+	b.lastCommit = 0
 	cached, err := b.execute(ctx, st, l, in, files, force, ev)
-	ev.Kind, ev.Duration, ev.Cached = EventDone, time.Since(start), cached
+	ev.Kind, ev.Duration, ev.Cached, ev.Commit = EventDone, time.Since(start), cached, b.lastCommit
 	if err != nil {
 		ev.Error = err.Error()
 	}
@@ -367,10 +370,12 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 	if err := change(a); err != nil {
 		return false, err
 	}
+	start := time.Now()
 	rec, err := b.commitLayer(ctx, st.chain, a, key, instr)
 	if err != nil {
 		return false, err
 	}
+	b.lastCommit = time.Since(start)
 	st.apply(rec)
 	return false, nil
 }

@@ -27,7 +27,10 @@ type Event struct {
 	Line        string        `json:"line,omitempty"`     // EventOutput
 	Cached      bool          `json:"cached,omitempty"`   // EventDone: no work was done
 	Duration    time.Duration `json:"duration,omitempty"` // EventDone, nanoseconds
-	Error       string        `json:"error,omitempty"`    // EventDone of a failed step
+	// Commit is the part of Duration spent capturing the layer (diff, tar,
+	// zstd, hashes, fsync, snapshot commit), nanoseconds; 0 when none.
+	Commit time.Duration `json:"commit,omitempty"`
+	Error  string        `json:"error,omitempty"` // EventDone of a failed step
 }
 
 // Progress receives build events. Calls come from one goroutine at a time.
