@@ -13,6 +13,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
+	"github.com/snapbuild/snapbuild/internal/atomicfile"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/sandbox"
 	"github.com/snapbuild/snapbuild/snapshot"
@@ -181,24 +182,7 @@ func (s *store) writeJSON(rel string, v any) error {
 	if err != nil {
 		return err
 	}
-	p := filepath.Join(s.root, rel)
-	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
+	return atomicfile.Write(filepath.Join(s.root, rel), append(b, '\n'), 0o644)
 }
 
 func (s *store) step(key string) (stepRecord, bool, error) {

@@ -13,6 +13,8 @@ import (
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/snapbuild/snapbuild/internal/atomicfile"
 )
 
 // Transport names a destination kind, as in skopeo's transport syntax.
@@ -134,14 +136,14 @@ func (s *Store) exportLayout(manifest ocispec.Descriptor, dir, tag string) error
 		kept = append(kept, m)
 	}
 	idx.Manifests = append(kept, indexEntry(manifest, tag))
-	if err := writeFileAtomic(filepath.Join(dir, ocispec.ImageLayoutFile), []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, ocispec.ImageLayoutFile), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
 		return err
 	}
 	b, err := json.Marshal(idx)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(dir, ocispec.ImageIndexFile), b)
+	return atomicfile.Write(filepath.Join(dir, ocispec.ImageIndexFile), b, 0o644)
 }
 
 func (s *Store) exportArchive(manifest ocispec.Descriptor, ref Reference) error {
@@ -231,41 +233,8 @@ func copyFile(src, dst string) error {
 		return err
 	}
 	defer in.Close()
-	out, err := os.CreateTemp(filepath.Dir(dst), ".tmp-")
-	if err != nil {
+	return atomicfile.Copy(dst, 0o444, func(w io.Writer) error {
+		_, err := io.Copy(w, in)
 		return err
-	}
-	defer os.Remove(out.Name())
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Chmod(0o444); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Rename(out.Name(), dst)
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
+	})
 }

@@ -336,17 +336,26 @@ func cmdImages(args []string) error {
 	return tw.Flush()
 }
 
-func cmdInspect(args []string) error {
-	fs := flag.NewFlagSet("inspect", flag.ContinueOnError)
+// storeArgs parses a command that takes --root and positional arguments,
+// checks their count against want (a usage line), and opens the store.
+func storeArgs(name string, args []string, ok func(n int) bool, want string) (*snapbuild.Builder, []string, error) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	root := fs.String("root", "", "store directory")
 	pos, _, err := parse(fs, args)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	if len(pos) != 1 {
-		return errors.New("inspect: give one image name or ID")
+	if !ok(len(pos)) {
+		return nil, nil, fmt.Errorf("%s: usage: snapbuild %s", name, want)
 	}
 	b, err := newBuilder(*root)
+	return b, pos, err
+}
+
+func exactly(n int) func(int) bool { return func(m int) bool { return m == n } }
+
+func cmdInspect(args []string) error {
+	b, pos, err := storeArgs("inspect", args, exactly(1), "inspect NAME|ID")
 	if err != nil {
 		return err
 	}
@@ -360,40 +369,22 @@ func cmdInspect(args []string) error {
 	return enc.Encode(info)
 }
 
+// cmdRm removes each name given, reporting every failure.
 func cmdRm(args []string) error {
-	fs := flag.NewFlagSet("rm", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	pos, _, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) == 0 {
-		return errors.New("rm: give image names")
-	}
-	b, err := newBuilder(*root)
+	b, pos, err := storeArgs("rm", args, func(n int) bool { return n > 0 }, "rm NAME...")
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	var errs []error
 	for _, n := range pos {
-		if err := b.Remove(n); err != nil {
-			return err
-		}
+		errs = append(errs, b.Remove(n))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func cmdExport(args []string) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	pos, _, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) != 2 {
-		return errors.New("export: snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG]")
-	}
-	b, err := newBuilder(*root)
+	b, pos, err := storeArgs("export", args, exactly(2), "export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG]")
 	if err != nil {
 		return err
 	}
