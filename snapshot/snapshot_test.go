@@ -1,0 +1,151 @@
+package snapshot
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+)
+
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("overlay mounts need root (CI=true)")
+		}
+		t.Skip("overlay mounts need root")
+	}
+}
+
+func TestChainID(t *testing.T) {
+	a, b := digest.FromString("a"), digest.FromString("b")
+	if ChainID("", a) != a {
+		t.Error("the chain ID of a base layer is its diffID")
+	}
+	if want := digest.FromString(a.String() + " " + b.String()); ChainID(a, b) != want {
+		t.Errorf("ChainID(a, b) = %s, want %s (OCI image spec)", ChainID(a, b), want)
+	}
+}
+
+// TestPrepareCommit stacks three snapshots and checks what each mount sees.
+func TestPrepareCommit(t *testing.T) {
+	needRoot(t)
+	s, err := New(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, err := s.Prepare("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if base.Rootfs != base.Upper {
+		t.Errorf("a snapshot without parent is written in place: rootfs %s, upper %s", base.Rootfs, base.Upper)
+	}
+	os.WriteFile(filepath.Join(base.Rootfs, "a"), []byte("base"), 0o644)
+	id1 := digest.FromString("layer1")
+	if err := s.Commit(base, id1); err != nil {
+		t.Fatal(err)
+	}
+	if !s.Exists(id1) {
+		t.Fatal("committed snapshot missing")
+	}
+
+	a2, err := s.Prepare(id1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(a2.Rootfs, "a")); err != nil || string(b) != "base" {
+		t.Fatalf("the child does not see its parent: %q %v", b, err)
+	}
+	os.WriteFile(filepath.Join(a2.Rootfs, "b"), []byte("two"), 0o644)
+	if err := os.Remove(filepath.Join(a2.Rootfs, "a")); err != nil {
+		t.Fatal(err)
+	}
+	id2 := ChainID(id1, digest.FromString("layer2"))
+	if err := s.Commit(a2, id2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(a2.Dir); !os.IsNotExist(err) {
+		t.Errorf("the active dir outlived its commit: %v", err)
+	}
+	lowers, err := s.Lowers(id2)
+	if err != nil || len(lowers) != 2 || lowers[0] != s.FS(id2) || lowers[1] != s.FS(id1) {
+		t.Fatalf("Lowers = %v, %v; want [%s %s]", lowers, err, s.FS(id2), s.FS(id1))
+	}
+
+	a3, err := s.Prepare(id2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(a3.Rootfs, "a")); !os.IsNotExist(err) {
+		t.Errorf("a file deleted in the parent is visible: %v", err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(a3.Rootfs, "b")); string(b) != "two" {
+		t.Errorf("b = %q", b)
+	}
+	// Commit of an existing chain ID keeps the first and drops this one.
+	os.WriteFile(filepath.Join(a3.Rootfs, "c"), nil, 0o644)
+	if err := s.Commit(a3, id2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(s.FS(id2), "c")); !os.IsNotExist(err) {
+		t.Error("a second commit of one chain ID replaced the first")
+	}
+	if err := a3.Remove(); err != nil {
+		t.Errorf("Remove after Commit: %v", err)
+	}
+}
+
+func TestCleanTemp(t *testing.T) {
+	needRoot(t)
+	root := t.TempDir()
+	s, err := New(root, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, _ := s.Prepare("")
+	id := digest.FromString("p")
+	if err := s.Commit(parent, id); err != nil {
+		t.Fatal(err)
+	}
+	mine, err := s.Prepare(id) // mounted, owned by this (live) process
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A dead process's leftovers: pid 0x7ffffffe does not exist.
+	dead := filepath.Join(root, ".tmp", "active-2147483646-123")
+	os.MkdirAll(filepath.Join(dead, "fs"), 0o755)
+	if err := s.CleanTemp(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Error("a dead process's active snapshot was kept")
+	}
+	// The caller holds the build lock, so its own earlier active snapshots
+	// are leftovers too: unmounted, then removed.
+	if _, err := os.Stat(mine.Dir); !os.IsNotExist(err) {
+		t.Errorf("this process's active snapshot was kept: %v", err)
+	}
+	if b, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(b), mine.Rootfs) {
+		t.Errorf("%s is still mounted", mine.Rootfs)
+	}
+	ents, _ := os.ReadDir(filepath.Join(root, ".tmp"))
+	if len(ents) != 0 {
+		t.Errorf("left in .tmp: %v", ents)
+	}
+}
+
+func TestLowersErrors(t *testing.T) {
+	s, err := New(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l, err := s.Lowers(""); err != nil || l != nil {
+		t.Errorf("Lowers(\"\") = %v, %v", l, err)
+	}
+	if _, err := s.Lowers(digest.FromString("missing")); err == nil {
+		t.Error("Lowers of a missing snapshot: no error")
+	}
+}
