@@ -272,6 +272,9 @@ func init() {
 			return img.AddLocalDir(local, remote, copy, ignore), err
 		}},
 	}
+	for name, m := range installMethods() {
+		methods[name] = m
+	}
 }
 
 func methodNames() []string {
