@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -255,6 +256,9 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		b.store.unlock()
 	}()
 
+	if err := b.checkSources(img, plan); err != nil {
+		return Result{}, err
+	}
 	b.stats = Stats{}
 	st := &buildState{}
 	var res Result
@@ -300,6 +304,34 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 // maxRuntimeLayers is the most layers containers/storage (podman, buildah)
 // and Docker mount; an image with more builds but does not run there.
 const maxRuntimeLayers = 125
+
+// checkSources fails before any step runs when an image the build needs is
+// not in the store: a stored base (from_id, a tool image such as
+// micromamba's) or the image of a COPY --from.
+func (b *Builder) checkSources(img Image, plan []plannedStep) error {
+	for _, p := range plan {
+		l := img.layers[p.layer]
+		var ref string
+		switch c := p.instr.cmd.(type) {
+		case *instructions.Stage:
+			if l.root != nil {
+				ref = l.root.fromID
+			}
+		case *instructions.CopyCommand:
+			ref = c.From
+		}
+		if ref == "" {
+			continue
+		}
+		if _, err := b.store.resolve(ref); err != nil {
+			if strings.HasPrefix(ref, "im-") {
+				return &InvalidError{Method: l.method, Message: err.Error()}
+			}
+			return missingSource(l.method, p.instr.text, ref, err)
+		}
+	}
+	return nil
+}
 
 // runStep executes one instruction on st, reporting progress.
 func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event) error {

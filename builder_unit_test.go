@@ -764,8 +764,11 @@ func TestBuildErrors(t *testing.T) {
 	if _, err := b.Build(ctx, bad); err != bad.Err() {
 		t.Errorf("image error: %v, want %v", err, bad.Err())
 	}
-	if _, err := b.Build(ctx, FromID("missing")); err == nil || !strings.HasPrefix(err.Error(), `from_id: no image "missing" in store `) {
+	if _, err := b.Build(ctx, FromID("missing")); err == nil || !strings.HasPrefix(err.Error(), `from_id: FROM missing: image "missing" is not in the store, and snapbuild does not pull images: provide it first`) {
 		t.Errorf("missing base: %v", err)
+	}
+	if _, err := b.Build(ctx, FromID("im-0123456789012345678901")); err == nil || !strings.HasPrefix(err.Error(), `from_id: no image "im-0123456789012345678901" in store `) {
+		t.Errorf("missing base ID: %v", err)
 	}
 	noFrom := Image{layers: []*layer{{method: "x", commands: []string{"RUN true"}, root: &rootSpec{fromID: "a"}}}}
 	if _, err := b.Build(ctx, noFrom); err == nil || err.Error() != "x: a layer's commands must start with FROM" {

@@ -37,8 +37,9 @@ type layer struct {
 
 // rootSpec says where a root layer's base comes from.
 type rootSpec struct {
-	debian *debianBase // DebianSlim
-	fromID string      // FromID
+	debian  *debianBase // DebianSlim
+	fromID  string      // FromID, or a stored tool image (micromamba)
+	scratch bool        // FromScratch
 }
 
 // StepOption configures one build step, as Modal's common keyword arguments do.
@@ -196,6 +197,13 @@ func FromID(id string) Image {
 		return Image{err: invalidf("from_id", "empty image ID")}
 	}
 	return Image{layers: []*layer{{method: "from_id", commands: []string{"FROM " + id}, root: &rootSpec{fromID: id}}}}
+}
+
+// FromScratch is modal.Image.from_scratch(): "FROM scratch", an empty root
+// filesystem. Only steps that need no program in the image (COPY, ENV, ...)
+// can follow it, unless files are copied in first.
+func FromScratch() Image {
+	return Image{layers: []*layer{{method: "from_scratch", commands: []string{"FROM scratch"}, root: &rootSpec{scratch: true}}}}
 }
 
 // AptInstall is modal.Image.apt_install: "RUN apt-get update" then

@@ -129,7 +129,10 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 		st.configOnly(in.text)
 		return false, nil
 	case *instructions.CopyCommand:
-		return b.copyContext(ctx, st, l, in, c, files, force)
+		if c.From != "" {
+			return b.copyFromImage(ctx, st, l, in, c, force)
+		}
+		return b.copyFromContext(ctx, st, l, in, c, files, force)
 	}
 	return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: this instruction is not supported yet", in.text)}
 }
@@ -176,10 +179,17 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 	switch {
 	case l.root != nil && l.root.debian != nil:
 		return b.fromDebian(ctx, st, l, in, force, ev)
+	case l.root != nil && l.root.scratch:
+		*st = buildState{}
+		st.configOnly(in.text)
+		return false, nil
 	case l.root != nil && l.root.fromID != "":
 		rec, err := b.store.resolve(l.root.fromID)
 		if err != nil {
-			return false, &InvalidError{Method: "from_id", Message: err.Error()}
+			if strings.HasPrefix(l.root.fromID, "im-") {
+				return false, &InvalidError{Method: l.method, Message: err.Error()}
+			}
+			return false, missingSource(l.method, in.text, l.root.fromID, err)
 		}
 		info, err := b.Inspect(rec.ID)
 		if err != nil {
@@ -325,34 +335,6 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 		}
 		if res.ExitCode != 0 {
 			return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
-		}
-		return nil
-	})
-}
-
-// copyContext executes "COPY . <dest>" from the layer's build context (the
-// files of AddLocalFile/AddLocalDir at their remote paths).
-func (b *Builder) copyContext(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.CopyCommand, files []contextFile, force bool) (bool, error) {
-	if c.From != "" || len(c.SourcePaths) != 1 || path.Clean(c.SourcePaths[0]) != "." || c.Chown != "" || c.Chmod != "" {
-		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: only \"COPY . <dest>\" of the build context is supported yet", in.text)}
-	}
-	dest := c.DestPath
-	if !path.IsAbs(dest) {
-		dest = path.Join("/", st.config.WorkingDir, dest)
-	}
-	var inputs strings.Builder
-	for _, f := range files {
-		fmt.Fprintf(&inputs, "%s %s %o\n", f.path, f.digest, f.mode)
-	}
-	key := stepKey(st, l, in, "dest="+dest+"\n"+inputs.String(), b.epoch)
-	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-		for _, f := range files {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := copyInto(a.Rootfs, path.Join(dest, f.path), f); err != nil {
-				return fmt.Errorf("%s: %s: %w", in.text, f.source, err)
-			}
 		}
 		return nil
 	})

@@ -156,7 +156,7 @@ func (p *parser) steps(seq *yaml.Node) (snapbuild.Image, error) {
 		}
 		if (i == 0) != m.root {
 			if i == 0 {
-				return img, fmt.Errorf("line %d: the first step must make a base (debian_slim or from_id), not %s", step.Line, method)
+				return img, fmt.Errorf("line %d: the first step must make a base (debian_slim, micromamba, from_id or from_scratch), not %s", step.Line, method)
 			}
 			return img, fmt.Errorf("line %d: %s makes a new base and can only be the first step", step.Line, method)
 		}
@@ -214,6 +214,9 @@ func init() {
 				return img, err
 			}
 			return snapbuild.FromID(v), nil
+		}},
+		"from_scratch": {root: true, apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
+			return snapbuild.FromScratch(), nil
 		}},
 		"apt_install": {positional: "packages", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
 			p, err := a.strs("packages")

@@ -140,6 +140,33 @@ func (s *Store) Prepare(parent digest.Digest) (*Active, error) {
 	return a, nil
 }
 
+// View mounts committed snapshot id read-only in a temporary directory, for
+// copying files out of it. Remove the returned Active when done.
+func (s *Store) View(id digest.Digest) (*Active, error) {
+	lowers, err := s.Lowers(id)
+	if err != nil {
+		return nil, err
+	}
+	if len(lowers) == 0 {
+		return nil, errors.New("snapshot view: an empty image has no files")
+	}
+	dir, err := os.MkdirTemp(filepath.Join(s.root, ".tmp"), fmt.Sprintf("active-%d-", os.Getpid()))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot view: %w", err)
+	}
+	a := &Active{Dir: dir, Rootfs: filepath.Join(dir, "rootfs"), Lowers: lowers, Parent: id, store: s}
+	if err := os.Mkdir(a.Rootfs, 0o755); err != nil {
+		a.Remove()
+		return nil, err
+	}
+	if err := (overlay.Mount{Lowers: lowers, UserXattr: s.userXattr}).Mount(a.Rootfs); err != nil {
+		a.Remove()
+		return nil, fmt.Errorf("snapshot view of %s: %w", id, err)
+	}
+	a.mounted = true
+	return a, nil
+}
+
 // Unmount unmounts the merged rootfs; the upper dir stays. It is idempotent.
 func (a *Active) Unmount() error {
 	if !a.mounted {
