@@ -202,7 +202,12 @@ func TestParseArgumentForms(t *testing.T) {
 }
 
 func TestParseErrors(t *testing.T) {
-	const supported = "add_local_dir, add_local_file, apt_install, cmd, debian_slim, entrypoint, env, from_id, pip_install, run_commands, shell, workdir"
+	supported := strings.Join(methodNames(), ", ")
+	for _, m := range []string{"debian_slim", "from_id", "from_scratch", "apt_install", "run_commands", "add_local_dir"} {
+		if !strings.Contains(supported, m) {
+			t.Errorf("method %s is not in the table", m)
+		}
+	}
 	for _, tc := range []struct {
 		name, src, want string
 	}{
