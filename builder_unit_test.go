@@ -795,3 +795,19 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("PREVIEW: %v", err)
 	}
 }
+
+// env() expands references to variables the image sets ($PATH), as Modal's
+// examples need, and keeps others literal; ENV in dockerfile text follows
+// Docker's quoting.
+func TestEnvExpansionRule(t *testing.T) {
+	b := uBuilder(t)
+	st := uRootState(t, b)
+	img := uBase(t).EnvVars(EnvVar{"PATH", "/root/.local/bin:$PATH"}, EnvVar{"B", "$HOME/x"}, EnvVar{"C", "${LANG}"})
+	res := uExecLayer(t, b, st, img)
+	env := res.Config.Config.Env
+	for _, want := range []string{"PATH=/root/.local/bin:/usr/local/bin:/usr/bin:/bin", "B=$HOME/x", "C=C.UTF-8"} {
+		if !slices.Contains(env, want) {
+			t.Errorf("env %q lacks %q", env, want)
+		}
+	}
+}

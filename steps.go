@@ -8,6 +8,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -77,7 +78,11 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 			return false, fmt.Errorf("%s: %w", in.text, err)
 		}
 		for _, kv := range c.Env {
-			st.config.Env = setEnv(st.config.Env, kv.Key, kv.Value)
+			v := kv.Value
+			if l.method == "env" {
+				v = expandKnown(v, st.config.Env)
+			}
+			st.config.Env = setEnv(st.config.Env, kv.Key, v)
 		}
 		st.configOnly(in.text)
 		return false, nil
@@ -150,6 +155,30 @@ func shellOf(st *buildState) []string {
 		return st.shell
 	}
 	return defaultShell
+}
+
+// envRefRE matches $NAME and ${NAME}.
+var envRefRE = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)`)
+
+// expandKnown replaces $NAME and ${NAME} in an env() value by the value of
+// NAME in the image's environment so far; references to names the image does
+// not set stay as they are.
+//
+// This is snapbuild's rule for modal.Image.env: Modal emits
+// ENV PATH='/x:$PATH', which Docker's quoting would keep literal, yet Modal's
+// own examples (.env({"PATH": "/root/.local/bin:$PATH"})) need $PATH to
+// expand. Expanding only what the image defines makes those work and keeps
+// values such as '$HOME' (HOME is not in the config) literal.
+func expandKnown(v string, env []string) string {
+	return envRefRE.ReplaceAllStringFunc(v, func(ref string) string {
+		name := strings.Trim(ref, "${}")
+		for _, e := range env {
+			if k, val, ok := strings.Cut(e, "="); ok && k == name {
+				return val
+			}
+		}
+		return ref
+	})
 }
 
 // hasEnv reports whether env sets key.
