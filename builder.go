@@ -361,6 +361,9 @@ func stepKey(st *buildState, l *layer, in instruction, inputs string, epoch time
 		envKeys = append(envKeys, k)
 	}
 	sort.Strings(envKeys)
+	for _, s := range l.secrets {
+		envKeys = append(envKeys, s.Repr())
+	}
 	v := struct {
 		Version     string        `json:"v"`
 		Parent      digest.Digest `json:"parent"`

@@ -33,6 +33,7 @@ type layer struct {
 	buildEnv   map[string]string // per-step env= (build time only, not persisted)
 	gpu        string            // per-step gpu= in Modal's gpu_config form ("A100:2"); "" for none
 	gpuErr     error
+	secrets    []Secret
 }
 
 // rootSpec says where a root layer's base comes from.

@@ -107,6 +107,7 @@ func (p *textProgress) Event(e Event) {
 // the last few lines for error messages. It is safe for concurrent writers.
 type lineWriter struct {
 	mu   sync.Mutex
+	mask func(string) string // nil: none; masks secrets before a line leaves
 	emit func(string)
 	buf  []byte
 	tail []string
@@ -135,6 +136,9 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 func (w *lineWriter) line(s string) {
 	if n := len(s); n > 0 && s[n-1] == '\r' {
 		s = s[:n-1]
+	}
+	if w.mask != nil {
+		s = w.mask(s)
 	}
 	w.emit(s)
 	w.tail = append(w.tail, s)

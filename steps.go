@@ -327,11 +327,30 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 		for _, k := range keys {
 			env = setEnv(env, k, l.buildEnv[k])
 		}
+		secretVars := map[string]string{}
+		for _, s := range l.secrets {
+			vars, err := s.load()
+			if err != nil {
+				return &InvalidError{Method: l.method, Message: err.Error()}
+			}
+			for k, v := range vars {
+				secretVars[k] = v
+			}
+		}
+		names := make([]string, 0, len(secretVars))
+		for k := range secretVars {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		for _, k := range names {
+			env = setEnv(env, k, secretVars[k])
+		}
+		mask := newRedactor(secretVars)
 		devices, err := gpuDevices(l.gpu)
 		if err != nil {
 			return &InvalidError{Method: l.method, Message: err.Error()}
 		}
-		out := &lineWriter{keep: 20, emit: func(s string) {
+		out := &lineWriter{keep: 20, mask: mask.mask, emit: func(s string) {
 			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
 		}}
 		b.seq++

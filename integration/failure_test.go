@@ -3,7 +3,10 @@ package integration
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -265,5 +268,48 @@ func TestGPUStepWithoutGPU(t *testing.T) {
 	}
 	if strings.Contains(res.stdout, `"containersStarted"`) {
 		t.Errorf("a summary was printed for a failed build: %s", res.stdout)
+	}
+}
+
+// TestSecrets: a secret reaches the step's processes and nothing else: not
+// the store (layers, records, configs), not the build output.
+func TestSecrets(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap", "grep")
+	requireMirror(t)
+	dir := t.TempDir()
+	const value = "s3cr3t-VALUE-4711"
+	if err := os.WriteFile(filepath.Join(dir, "tokens.env"), []byte("FILE_TOKEN="+value+"-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	recipe := writeRecipe(t, dir, "secret.yaml", `
+- debian_slim: {}
+- run_commands:
+    commands:
+      - 'printf %s "$TOKEN:$FILE_TOKEN" | sha256sum | cut -c1-64 > /checked && echo "token is $TOKEN"'
+    secrets: [{from_dict: {TOKEN: `+value+`}}, {from_dotenv: tokens.env}]
+`)
+	store := filepath.Join(t.TempDir(), "store")
+	r := runner{t: t, root: store}
+	res := r.run("", "build", recipe, "--progress", "plain")
+	if res.code != 0 {
+		t.Fatalf("build: exit %d\n%s", res.code, tail(res.stderr, 20))
+	}
+	if strings.Contains(res.stderr+res.stdout, value) {
+		t.Errorf("the secret value is in the build output:\n%s", res.stderr)
+	}
+	if !strings.Contains(res.stderr, "token is [secret TOKEN]") {
+		t.Errorf("the masked output line is missing:\n%s", tail(res.stderr, 10))
+	}
+	sum := sha256.Sum256([]byte(value + ":" + value + "-file"))
+	if out := r.ok("run", "secret", "cat", "/checked"); out.stdout != hex.EncodeToString(sum[:])+"\n" {
+		t.Errorf("the step did not see both secrets: %q", out.stdout)
+	}
+	out, err := exec.Command("grep", "-r", "-a", "-l", "s3cr3t-VALUE", store).CombinedOutput()
+	if err == nil || len(out) > 0 {
+		t.Errorf("the secret value is in the store:\n%s", out)
+	}
+	if out := r.ok("run", "secret", "sh", "-c", "env; cat /proc/1/environ"); strings.Contains(out.stdout, value) {
+		t.Errorf("the secret is in the image's environment:\n%s", out.stdout)
 	}
 }

@@ -451,6 +451,13 @@ func (a *args) stepOptions(withEnv bool) ([]snapbuild.StepOption, error) {
 		opts = append(opts, snapbuild.ForceBuild())
 	}
 	if withEnv {
+		secrets, err := a.secrets("secrets")
+		if err != nil {
+			return nil, err
+		}
+		if len(secrets) > 0 {
+			opts = append(opts, snapbuild.Secrets(secrets...))
+		}
 		g, err := a.str("gpu")
 		if err != nil {
 			return nil, err
@@ -495,4 +502,52 @@ func (a *args) localArgs() (string, string, bool, error) {
 		local = filepath.Join(a.dir, local)
 	}
 	return local, remote, copy, nil
+}
+
+// secrets reads a list of {from_dict: {K: V}}, {from_name: NAME} and
+// {from_dotenv: PATH} (relative to the recipe's directory).
+func (a *args) secrets(name string) ([]snapbuild.Secret, error) {
+	n := a.get(name)
+	if n == nil || n.Tag == "!!null" {
+		return nil, nil
+	}
+	if n.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("%s: %s must be a list such as [{from_name: my-secret}]", a.method, name)
+	}
+	var out []snapbuild.Secret
+	for _, s := range n.Content {
+		if s.Kind != yaml.MappingNode || len(s.Content) != 2 {
+			return nil, fmt.Errorf("%s: line %d: a secret is {from_dict: {KEY: VALUE}}, {from_name: NAME} or {from_dotenv: PATH}", a.method, s.Line)
+		}
+		kind, v := s.Content[0].Value, s.Content[1]
+		switch kind {
+		case "from_dict":
+			sub := &args{method: a.method, named: map[string]*yaml.Node{"vars": v}, used: map[string]bool{}}
+			vars, err := sub.env("vars")
+			if err != nil {
+				return nil, err
+			}
+			m := map[string]string{}
+			for _, kv := range vars {
+				m[kv.Name] = kv.Value
+			}
+			out = append(out, snapbuild.SecretFromDict(m))
+		case "from_name", "from_dotenv":
+			if v.Kind != yaml.ScalarNode || v.Value == "" {
+				return nil, fmt.Errorf("%s: line %d: %s takes a string", a.method, s.Line, kind)
+			}
+			if kind == "from_name" {
+				out = append(out, snapbuild.SecretFromName(v.Value))
+				continue
+			}
+			p := v.Value
+			if !filepath.IsAbs(p) {
+				p = filepath.Join(a.dir, p)
+			}
+			out = append(out, snapbuild.SecretFromDotenv(p))
+		default:
+			return nil, fmt.Errorf("%s: line %d: unknown secret kind %q: use from_dict, from_name or from_dotenv", a.method, s.Line, kind)
+		}
+	}
+	return out, nil
 }

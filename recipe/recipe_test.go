@@ -212,7 +212,7 @@ func TestParseErrors(t *testing.T) {
 		name, src, want string
 	}{
 		{"unknown method", "- debian_slim: null\n- conda_install: [x]\n", `line 2: unknown method "conda_install"; supported: ` + supported},
-		{"unknown argument", "- debian_slim: null\n- apt_install: {packages: [git], bogus: 1}\n", `line 2: apt_install: unknown argument "bogus" (known: env, force_build, gpu, packages)`},
+		{"unknown argument", "- debian_slim: null\n- apt_install: {packages: [git], bogus: 1}\n", `line 2: apt_install: unknown argument "bogus" (known: env, force_build, gpu, packages, secrets)`},
 		{"unknown argument debian_slim env", "- debian_slim: {env: {A: b}}\n", `line 1: debian_slim: unknown argument "env" (known: force_build, python_version)`},
 		{"unknown argument workdir", "- debian_slim: null\n- workdir: {path: /w, force_build: true}\n", `line 2: workdir: unknown argument "force_build" (known: path)`},
 		{"argument twice", "- debian_slim: null\n- apt_install: {packages: [a], packages: [b]}\n", `line 2: apt_install: argument "packages" given twice`},
