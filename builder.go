@@ -180,6 +180,10 @@ type Result struct {
 	Manifest ocispec.Descriptor // the image manifest in the store
 	Config   ocispec.Image
 	Stats    Stats
+	// Mounts are the add_local_* copy=False files: not in the image (ID),
+	// attached by Run and written as a last layer by Export. Use TagResult
+	// to keep them with a name.
+	Mounts []Mount
 }
 
 // buildState is the image as built so far.
@@ -229,7 +233,16 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 	}
 	var plan []plannedStep
 	parsed := make([][]instruction, len(img.layers))
+	var mounts []*layer
 	for i, l := range img.layers {
+		if l.mount {
+			mounts = append(mounts, l)
+			continue
+		}
+		if len(mounts) > 0 {
+			return Result{}, &InvalidError{Method: l.method, Message: "An image tried to run a build step after using `image.add_local_*` to include local files. " +
+				"Run `image.add_local_*` with `copy=True` prior to any build steps, or move the `image.add_local_*` calls to the end of the chain"}
+		}
 		ins, err := parseCommands(l.commands)
 		if err != nil {
 			return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
@@ -264,6 +277,9 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 	var res Result
 	n := 0
 	for i, l := range img.layers {
+		if l.mount {
+			continue
+		}
 		ctxFiles, err := resolveContext(l)
 		if err != nil {
 			return Result{}, err
@@ -294,6 +310,9 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		}
 	}
 	res.Stats = b.stats
+	for _, l := range mounts {
+		res.Mounts = append(res.Mounts, l.context...)
+	}
 	if n := len(st.layers); n > maxRuntimeLayers {
 		b.progress.Event(Event{Kind: EventWarn, Step: len(plan), Total: len(plan), Line: fmt.Sprintf(
 			"the image has %d layers: podman and Docker cannot run images of more than %d; join run_commands strings with && to make fewer RUN steps", n, maxRuntimeLayers)})
@@ -635,7 +654,11 @@ func (b *Builder) Export(ref, dest string) error {
 	if err != nil {
 		return err
 	}
-	return b.store.blobs.Export(rec.Manifest, r)
+	manifest, err := b.exportManifest(context.Background(), ref, rec)
+	if err != nil {
+		return err
+	}
+	return b.store.blobs.Export(manifest, r)
 }
 
 // RunOptions are the stdio and overrides of Builder.Run.
@@ -669,11 +692,22 @@ func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptio
 	if len(argv) == 0 {
 		return 0, fmt.Errorf("image %s has no ENTRYPOINT or CMD: give a command", ref)
 	}
+	mounts, err := b.mountsOf(ref)
+	if err != nil {
+		return 0, err
+	}
+	files, err := mountFiles(mounts)
+	if err != nil {
+		return 0, err
+	}
 	a, err := b.store.snaps.Prepare(rec.ChainID)
 	if err != nil {
 		return 0, err
 	}
 	defer a.Remove()
+	if err := attachMounts(ctx, a.Rootfs, files); err != nil {
+		return 0, err
+	}
 	uid, gid, err := resolveUser(a.Rootfs, c.User)
 	if err != nil {
 		return 0, err

@@ -34,6 +34,7 @@ type layer struct {
 	gpu        string            // per-step gpu= in Modal's gpu_config form ("A100:2"); "" for none
 	gpuErr     error
 	secrets    []Secret
+	mount      bool // add_local_* copy=False: no commands, attached at run time
 }
 
 // rootSpec says where a root layer's base comes from.
@@ -332,25 +333,31 @@ func (img Image) Shell(args []string, opts ...StepOption) Image {
 	return img.with(&layer{method: "shell", commands: []string{"FROM base", "SHELL " + jsonList(args)}}, opts)
 }
 
-// AddLocalFile is modal.Image.add_local_file(local_path, remote_path, copy=True):
-// a layer "COPY . /" whose build context holds the file at remotePath.
+// AddLocalFile is modal.Image.add_local_file(local_path, remote_path, copy).
 // remotePath must be absolute; a trailing "/" appends the local file's name.
-// The local path is resolved (symlinks followed) and read at build time.
+// The local path is resolved (symlinks followed) when it is read.
 //
-// copy=false (a runtime mount in Modal) is not supported yet and is an error.
+// copy=true: a layer "COPY . /" whose build context holds the file at
+// remotePath, cached by path, content and mode.
+//
+// copy=false (Modal's default): no layer and no new image ID; the file is
+// read and attached when `snapbuild run` (Builder.Run) starts a container,
+// and written as a last layer when the image is exported (an OCI image has
+// no other place for it). A build step after a copy=false layer is an error,
+// as in Modal.
 func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 	const method = "add_local_file"
-	if !copy {
-		return img.fail(invalidf(method, "copy=False (attach the file when a container starts) is not supported yet: pass copy=True to copy it into the image"))
-	}
 	if !path.IsAbs(remotePath) {
 		return img.fail(invalidf(method, "image.add_local_file() currently only supports absolute remote_path values"))
 	}
 	if strings.HasSuffix(remotePath, "/") {
 		remotePath += filepath.Base(localPath)
 	}
-	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"},
-		context: []contextInput{{local: localPath, remote: path.Clean(remotePath)}}}, nil)
+	in := contextInput{local: localPath, remote: path.Clean(remotePath)}
+	if !copy {
+		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
+	}
+	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"}, context: []contextInput{in}}, nil)
 }
 
 // AddLocalDir is modal.Image.add_local_dir(local_path, remote_path, copy=True,
@@ -358,19 +365,17 @@ func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 // .dockerignore-style patterns (moby/patternmatcher) matched against paths
 // relative to localPath; a match excludes the file. Directory symlinks are
 // not descended, file symlinks are copied as their targets' content, as Modal
-// does.
-//
-// copy=false is not supported yet and is an error.
+// does. copy=false works as for AddLocalFile.
 func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore []string) Image {
 	const method = "add_local_dir"
-	if !copy {
-		return img.fail(invalidf(method, "copy=False (attach the directory when a container starts) is not supported yet: pass copy=True to copy it into the image"))
-	}
 	if !path.IsAbs(remotePath) {
 		return img.fail(invalidf(method, "image.add_local_dir() currently only supports absolute remote_path values"))
 	}
-	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"},
-		context: []contextInput{{local: localPath, remote: path.Clean(remotePath), dir: true, ignore: slices.Clone(ignore)}}}, nil)
+	in := contextInput{local: localPath, remote: path.Clean(remotePath), dir: true, ignore: slices.Clone(ignore)}
+	if !copy {
+		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
+	}
+	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"}, context: []contextInput{in}}, nil)
 }
 
 // pyRepr quotes s as Python's repr does for plain strings, so that messages

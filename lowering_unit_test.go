@@ -359,9 +359,19 @@ func TestLoweringAddLocalFile(t *testing.T) {
 		uWantErr(t, base.AddLocalFile("/src/f", rel, true), "add_local_file",
 			"add_local_file: image.add_local_file() currently only supports absolute remote_path values")
 	}
-	err := base.AddLocalFile("/src/f", "/app/f", false).Err()
-	if err == nil || !strings.HasPrefix(err.Error(), "add_local_file: copy=False ") {
-		t.Errorf("copy=false: error %v", err)
+	m := base.AddLocalFile("/src/f", "/app/f", false)
+	if m.Err() != nil || !m.layers[len(m.layers)-1].mount {
+		t.Errorf("copy=false: %v, want a mount layer", m.Err())
+	}
+	// A build step after a copy=False layer fails at build time (spec 27);
+	// more copy=False layers are fine.
+	after := m.AddLocalDir("/src", "/d", false, nil).RunCommands([]string{"true"})
+	if after.Err() != nil {
+		t.Fatalf("chaining is lazy: %v", after.Err())
+	}
+	_, err := uBuilder(t).Build(t.Context(), after)
+	if err == nil || !strings.HasPrefix(err.Error(), "run_commands: An image tried to run a build step after using `image.add_local_*` to include local files.") {
+		t.Errorf("build step after copy=False: %v", err)
 	}
 }
 
@@ -381,9 +391,9 @@ func TestLoweringAddLocalDir(t *testing.T) {
 	}
 	uWantErr(t, base.AddLocalDir("data", "place", true, nil), "add_local_dir",
 		"add_local_dir: image.add_local_dir() currently only supports absolute remote_path values")
-	err := base.AddLocalDir("data", "/place", false, nil).Err()
-	if err == nil || !strings.HasPrefix(err.Error(), "add_local_dir: copy=False ") {
-		t.Errorf("copy=false: error %v", err)
+	m := base.AddLocalDir("data", "/place", false, nil)
+	if m.Err() != nil || !m.layers[len(m.layers)-1].mount || len(m.layers[len(m.layers)-1].commands) != 0 {
+		t.Errorf("copy=false: %v, want a mount layer without commands", m.Err())
 	}
 }
 

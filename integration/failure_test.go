@@ -313,3 +313,58 @@ func TestSecrets(t *testing.T) {
 		t.Errorf("the secret is in the image's environment:\n%s", out.stdout)
 	}
 }
+
+// TestAddLocalNoCopy: add_local_* with copy=False (Modal's default) adds no
+// layer and keeps the image ID; snapbuild run attaches the files as they
+// are when the container starts; export writes them as a last layer.
+func TestAddLocalNoCopy(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap", "skopeo", "podman", "runc")
+	requireMirror(t)
+	dir := t.TempDir()
+	os.MkdirAll(filepath.Join(dir, "src", "pkg"), 0o755)
+	os.WriteFile(filepath.Join(dir, "src", "pkg", "mod.py"), []byte("V = 1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "src", "skip.pyc"), []byte("x"), 0o644)
+	os.WriteFile(filepath.Join(dir, "conf.toml"), []byte("a = 1\n"), 0o600)
+	base := writeRecipe(t, dir, "nocopy-base.yaml", "- debian_slim: {}\n- run_commands: [\"echo base > /base\"]\n")
+	mounted := writeRecipe(t, dir, "nocopy.yaml", `
+- debian_slim: {}
+- run_commands: ["echo base > /base"]
+- add_local_dir: {local_path: src, remote_path: /root/src, ignore: ["*.pyc"]}
+- add_local_file: {local_path: conf.toml, remote_path: /etc/app/}
+`)
+	r := runner{t: t, root: rootDir}
+	b := r.build(base)
+	m := r.build(mounted)
+	if m.ID != b.ID || m.Manifest != b.Manifest {
+		t.Errorf("copy=False changed the image: %s %s vs %s %s", m.ID, m.Manifest, b.ID, b.Manifest)
+	}
+	show := []string{"run", "nocopy", "sh", "-c", "find /root/src -type f | sort; cat /root/src/pkg/mod.py; stat -c %a /etc/app/conf.toml"}
+	if out := r.ok(show...); out.stdout != "/root/src/pkg/mod.py\nV = 1\n600\n" {
+		t.Errorf("run sees:\n%s", out.stdout)
+	}
+	// The files are read when the container starts: no rebuild needed.
+	os.WriteFile(filepath.Join(dir, "src", "pkg", "mod.py"), []byte("V = 2\n"), 0o644)
+	if out := r.ok("run", "nocopy", "cat", "/root/src/pkg/mod.py"); out.stdout != "V = 2\n" {
+		t.Errorf("after an edit, run sees %q", out.stdout)
+	}
+	if out := r.run("", "run", "nocopy-base", "test", "-e", "/root/src"); out.code != 1 {
+		t.Errorf("the base image (same ID, no mounts) has /root/src (exit %d)", out.code)
+	}
+	layout := filepath.Join(t.TempDir(), "layout")
+	r.ok("export", "nocopy", "oci:"+layout+":nocopy")
+	created, entries := layerEntries(t, layout)
+	last := entries[len(entries)-1]
+	var names []string
+	for _, h := range last {
+		names = append(names, h.Name)
+	}
+	if !strings.Contains(created[len(created)-1], "copy=False") || !strings.Contains(strings.Join(names, " "), "root/src/pkg/mod.py") ||
+		strings.Contains(strings.Join(names, " "), "skip.pyc") {
+		t.Errorf("export's last layer (%s): %q", created[len(created)-1], names)
+	}
+	out := podmanRun(t, "oci:"+layout+":nocopy", "nocopy", "cat /root/src/pkg/mod.py /etc/app/conf.toml")
+	if out != "V = 2\na = 1\n" {
+		t.Errorf("podman sees %q", out)
+	}
+}

@@ -253,10 +253,10 @@ func TestParseErrors(t *testing.T) {
 	if _, err := Parse([]byte("- [unclosed\n"), "/r", "d"); err == nil {
 		t.Error("invalid YAML: no error")
 	}
-	// copy defaults to false, as in Modal, which snapbuild does not support yet.
-	err := parseErr(t, "- debian_slim: null\n- add_local_file: {local_path: /f, remote_path: /x}\n")
-	if !strings.HasPrefix(err.Error(), "line 2: add_local_file: copy=False ") {
-		t.Errorf("copy default: %v", err)
+	// copy defaults to false, as in Modal: a runtime mount, no commands.
+	imgs := parse(t, "- debian_slim: null\n- add_local_file: {local_path: /f, remote_path: /x}\n")
+	if cmds := imgs[0].Image.Commands(); len(cmds) != 2 || len(cmds[1]) != 0 {
+		t.Errorf("copy default: layers %q, want a mount layer without commands", cmds)
 	}
 }
 

@@ -220,7 +220,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("build %s: %w", im.Name, err)
 		}
-		if err := b.Tag(im.Name, res.ID); err != nil {
+		if err := b.TagResult(im.Name, res); err != nil {
 			return err
 		}
 		if *progress == "json" {
