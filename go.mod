@@ -3,6 +3,7 @@ module github.com/snapbuild/snapbuild
 go 1.26.8
 
 require (
+	github.com/BurntSushi/toml v1.6.0
 	github.com/klauspost/compress v1.20.4
 	github.com/moby/buildkit v0.34.2
 	github.com/opencontainers/cgroups v0.1.0

@@ -130,7 +130,7 @@ var (
 )
 
 // modalSeries is what Modal's 2025.06 builder accepts for debian_slim.
-var modalSeries = []string{"3.10", "3.11", "3.12", "3.13", "3.14"}
+var modalSeries = []string{"3.10", "3.11", "3.12", "3.13", "3.14", "3.14t"}
 
 // DebianSlim is modal.Image.debian_slim(python_version): Debian with Python,
 // pip, gcc, gfortran and build-essential, debconf set to noninteractive, and
@@ -159,7 +159,7 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 		for i, s := range modalSeries {
 			reprs[i] = pyRepr(s)
 		}
-		return Image{err: invalidf(method, "Unsupported Python version: %s. When using the '2025.06' Image builder, Modal supports the following series: [%s]", pyRepr(pythonVersion), strings.Join(reprs, ", "))}
+		return Image{err: invalidf(method, "Unsupported Python version: %s. When using the '2025.06' Image builder, Modal supports the following series: [%s].", pyRepr(pythonVersion), strings.Join(reprs, ", "))}
 	}
 	suite, ok := debianSuiteFor[series]
 	if !ok || series != pythonVersion {

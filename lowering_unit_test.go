@@ -115,7 +115,7 @@ func TestLoweringDebianSlimErrors(t *testing.T) {
 		{"abc", `debian_slim: Invalid Python version: 'abc'`},
 		{"3", `debian_slim: Invalid Python version: '3'`},
 		{"3.11.8.1", `debian_slim: Invalid Python version: '3.11.8.1'`},
-		{"3.9", `debian_slim: Unsupported Python version: '3.9'. When using the '2025.06' Image builder, Modal supports the following series: ['3.10', '3.11', '3.12', '3.13', '3.14']`},
+		{"3.9", `debian_slim: Unsupported Python version: '3.9'. When using the '2025.06' Image builder, Modal supports the following series: ['3.10', '3.11', '3.12', '3.13', '3.14', '3.14t'].`},
 	} {
 		t.Run(tc.version, func(t *testing.T) {
 			img := DebianSlim(tc.version)

@@ -50,20 +50,13 @@ func SecretFromDotenv(path string) Secret { return Secret{kind: "dotenv", name: 
 func (s Secret) Repr() string {
 	switch s.kind {
 	case "dict":
-		return fmt.Sprintf("Secret.from_dict(%s)", pyList(s.keys))
+		// Modal's repr lists the key names unquoted.
+		return fmt.Sprintf("Secret.from_dict([%s])", strings.Join(s.keys, ", "))
 	case "name":
 		return fmt.Sprintf("modal.Secret.from_name(%s)", pyRepr(s.name))
 	default:
 		return fmt.Sprintf("modal.Secret.from_dotenv(%s)", pyRepr(s.name))
 	}
-}
-
-func pyList(items []string) string {
-	q := make([]string, len(items))
-	for i, s := range items {
-		q[i] = pyRepr(s)
-	}
-	return "[" + strings.Join(q, ", ") + "]"
 }
 
 // Secrets gives the step's processes the secrets' variables (Modal's

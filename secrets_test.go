@@ -8,7 +8,7 @@ import (
 )
 
 func TestSecretRepr(t *testing.T) {
-	if r := SecretFromDict(map[string]string{"B": "2", "A": "1"}).Repr(); r != "Secret.from_dict(['A', 'B'])" {
+	if r := SecretFromDict(map[string]string{"B": "2", "A": "1"}).Repr(); r != "Secret.from_dict([A, B])" {
 		t.Errorf("dict repr %q", r)
 	}
 	if r := SecretFromName("hf").Repr(); r != "modal.Secret.from_name('hf')" {
