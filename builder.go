@@ -309,6 +309,9 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 			return Result{}, err
 		}
 	}
+	if err := b.probeMetadata(ctx, st, res.Manifest.Digest); err != nil {
+		b.progress.Event(Event{Kind: EventWarn, Step: len(plan), Total: len(plan), Line: "could not probe the image's metadata (python, packages, libc): " + err.Error()})
+	}
 	res.Stats = b.stats
 	for _, l := range mounts {
 		res.Mounts = append(res.Mounts, l.context...)
@@ -559,6 +562,9 @@ type ImageInfo struct {
 	Manifest ocispec.Descriptor `json:"manifest"`
 	Config   ocispec.Image      `json:"config"`
 	Size     int64              `json:"size"` // compressed layers, bytes
+	// Metadata is what Modal's ImageMetadata reports, probed after the
+	// build; nil for an image built before snapbuild probed.
+	Metadata *Metadata `json:"metadata,omitempty"`
 }
 
 // Images lists the named images, sorted by name.
@@ -609,7 +615,11 @@ func (b *Builder) Inspect(ref string) (ImageInfo, error) {
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	info := ImageInfo{ID: rec.ID, Manifest: rec.Manifest, Config: cfg}
+	md, err := b.metadata(rec.Manifest.Digest)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	info := ImageInfo{ID: rec.ID, Manifest: rec.Manifest, Config: cfg, Metadata: md}
 	for _, l := range m.Layers {
 		info.Size += l.Size
 	}

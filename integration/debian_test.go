@@ -39,11 +39,29 @@ PY
 pip install --no-index --no-deps /tmp/hellowheel-1.0-py3-none-any.whl
 cd / && python -c 'import hellowheel; print(hellowheel.MSG)'
 `
-	out := r.ok("run", "slim", "--network", "none", "--", "sh", "-c", script)
+	out := r.ok("run", "--network", "none", "slim", "--", "sh", "-c", script)
 	for _, want := range []string{"Python 3.11.", "pip ", "gcc (Debian", "GNU Fortran", "GNU Make", "Value: Noninteractive", "wheel-ok"} {
 		if !strings.Contains(out.stdout, want) {
 			t.Errorf("debian_slim lacks %q:\n%s\n%s", want, out.stdout, tail(out.stderr, 20))
 		}
+	}
+
+	// Modal's ImageMetadata, probed after the build.
+	var meta struct {
+		Metadata struct {
+			PythonVersionInfo string            `json:"python_version_info"`
+			PythonPackages    map[string]string `json:"python_packages"`
+			LibcVersionInfo   string            `json:"libc_version_info"`
+			Builder           string            `json:"image_builder_version"`
+		} `json:"metadata"`
+	}
+	if err := json.Unmarshal([]byte(r.ok("inspect", "slim").stdout), &meta); err != nil {
+		t.Fatal(err)
+	}
+	md := meta.Metadata
+	if !strings.HasPrefix(md.PythonVersionInfo, "Python 3.11.") || md.PythonPackages["pip"] == "" ||
+		!strings.HasPrefix(md.LibcVersionInfo, "glibc 2.") || md.Builder != "2025.06" {
+		t.Errorf("metadata = %+v", md)
 	}
 
 	layout := filepath.Join(t.TempDir(), "layout")
