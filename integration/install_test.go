@@ -1,0 +1,192 @@
+package integration
+
+import (
+	"archive/zip"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// wheel writes a pure-Python wheel for package name (importable as
+// strings.ReplaceAll(name, "-", "_")) whose module holds VALUE = value, with
+// the given Requires-Dist lines, into dir; it returns the file name.
+func wheel(t *testing.T, dir, name, version, value string, requires ...string) string {
+	t.Helper()
+	mod := strings.ReplaceAll(name, "-", "_")
+	file := fmt.Sprintf("%s-%s-py3-none-any.whl", mod, version)
+	f, err := os.Create(filepath.Join(dir, file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z := zip.NewWriter(f)
+	info := fmt.Sprintf("%s-%s.dist-info", mod, version)
+	meta := fmt.Sprintf("Metadata-Version: 2.1\nName: %s\nVersion: %s\n", name, version)
+	for _, r := range requires {
+		meta += "Requires-Dist: " + r + "\n"
+	}
+	for n, content := range map[string]string{
+		mod + "/__init__.py":    fmt.Sprintf("VALUE = %q\n", value),
+		info + "/METADATA":      meta,
+		info + "/WHEEL":         "Wheel-Version: 1.0\nGenerator: snapbuild-test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+		info + "/RECORD":        "",
+		info + "/top_level.txt": mod + "\n",
+	} {
+		w, err := z.Create(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(content))
+	}
+	if err := z.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return file
+}
+
+// packageIndex serves wheels as a PEP 503 "simple" index on 127.0.0.1 and
+// returns its URL (".../simple").
+func packageIndex(t *testing.T, wheels map[string][]string) string {
+	t.Helper()
+	root := t.TempDir()
+	files := filepath.Join(root, "files")
+	os.MkdirAll(files, 0o755)
+	for project, ws := range wheels {
+		var links strings.Builder
+		for _, w := range ws {
+			b, err := os.ReadFile(w)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(b)
+			os.WriteFile(filepath.Join(files, filepath.Base(w)), b, 0o644)
+			fmt.Fprintf(&links, "<a href=\"../../files/%s#sha256=%s\">%s</a>\n", filepath.Base(w), hex.EncodeToString(sum[:]), filepath.Base(w))
+		}
+		d := filepath.Join(root, "simple", project)
+		os.MkdirAll(d, 0o755)
+		os.WriteFile(filepath.Join(d, "index.html"), []byte("<!DOCTYPE html><html><body>\n"+links.String()+"</body></html>\n"), 0o644)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.FileServer(http.Dir(root))}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/simple"
+}
+
+// TestInstallers installs from a local package index with pip_install,
+// pip_install_from_requirements and pip_install_from_pyproject, and runs
+// uv_pip_install and micromamba against stand-in tools provided as images
+// (the real uv and micromamba binaries cannot be had offline).
+func TestInstallers(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	dir := t.TempDir()
+	whl := t.TempDir()
+	dep := wheel(t, whl, "snapdep", "1.0", "dep-ok")
+	app := wheel(t, whl, "snapapp", "2.0", "app-ok", "snapdep>=1.0")
+	extra := wheel(t, whl, "snapextra", "0.1", "extra-ok")
+	index := packageIndex(t, map[string][]string{
+		"snapdep": {filepath.Join(whl, dep)}, "snapapp": {filepath.Join(whl, app)}, "snapextra": {filepath.Join(whl, extra)},
+	})
+	os.WriteFile(filepath.Join(dir, "requirements.txt"), []byte("snapextra==0.1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "pyproject.toml"), []byte(`[project]
+name = "demo"
+version = "0"
+dependencies = ["snapapp"]
+[project.optional-dependencies]
+more = ["snapextra"]
+`), 0o644)
+	recipe := writeRecipe(t, dir, "pips.yaml", fmt.Sprintf(`
+- debian_slim: {}
+- pip_install: {packages: [snapapp], index_url: %q}
+- pip_install_from_requirements: {requirements_txt: requirements.txt, index_url: %q}
+- run_commands: ["python -m pip uninstall -y snapapp snapdep snapextra"]
+- pip_install_from_pyproject: {pyproject_toml: pyproject.toml, optional_dependencies: [more], index_url: %q}
+`, index, index, index))
+	r := runner{t: t, root: rootDir}
+	r.build(recipe)
+	out := r.ok("run", "pips", "python", "-c", "import snapapp, snapdep, snapextra; print(snapapp.VALUE, snapdep.VALUE, snapextra.VALUE)")
+	if out.stdout != "app-ok dep-ok extra-ok\n" {
+		t.Errorf("installed packages: %q", out.stdout)
+	}
+	if out := r.ok("run", "pips", "cat", "/.requirements.txt"); out.stdout != "snapextra==0.1\n" {
+		t.Errorf("/.requirements.txt = %q", out.stdout)
+	}
+
+	// uv: a stand-in binary in an image named as Modal's uv image. It
+	// records its arguments and installs with pip from the same index.
+	uvDir := t.TempDir()
+	os.WriteFile(filepath.Join(uvDir, "uv"), []byte(`#!/bin/sh
+printf '%s\n' "$@" > /uv-args
+shift 2 # "pip install"
+exec python -m pip install --no-cache-dir --index-url `+index+` snapapp
+`), 0o755)
+	tools := writeRecipe(t, uvDir, "tools.yaml", `
+ghcr.io/astral-sh/uv:latest:
+  - from_scratch: {}
+  - add_local_file: {local_path: uv, remote_path: /uv, copy: true}
+`)
+	// Without the tool image the build fails before any step runs.
+	uvRecipe := writeRecipe(t, dir, "uv.yaml", `
+- debian_slim: {}
+- uv_pip_install: {packages: [snapapp, "snapdep>=1"], index_url: "`+index+`"}
+`)
+	fresh := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	res := fresh.run("", "build", uvRecipe, "--progress", "plain")
+	if res.code == 0 || !strings.Contains(res.stderr, `image "ghcr.io/astral-sh/uv:latest" is not in the store, and snapbuild does not pull images`) ||
+		strings.Contains(res.stderr, "#1 [1/") {
+		t.Errorf("uv without its image: exit %d\n%s", res.code, tail(res.stderr, 6))
+	}
+	r.ok("build", tools)
+	r.build(uvRecipe)
+	args := r.ok("run", "uv", "cat", "/uv-args").stdout
+	wantArgs := "pip\ninstall\n--python\n/usr/bin/python\n--compile-bytecode\n--index-url\n" + index + "\nsnapapp\nsnapdep>=1\n"
+	if args != wantArgs {
+		t.Errorf("uv was called with:\n%s\nwant:\n%s", args, wantArgs)
+	}
+	if out := r.ok("run", "uv", "sh", "-c", "ls -l /.uv/uv && python -c 'import snapapp; print(snapapp.VALUE)'"); !strings.Contains(out.stdout, "app-ok") {
+		t.Errorf("uv step: %s", out.stdout)
+	}
+
+	// micromamba: a stand-in base named as Modal's micromamba image, with the
+	// SHELL wrapper the real one has; RUN lines go through it.
+	mmDir := t.TempDir()
+	os.WriteFile(filepath.Join(mmDir, "_dockerfile_shell.sh"), []byte("#!/bin/sh\necho \"$@\" >> /shell-log\nexec /bin/sh -c \"$@\"\n"), 0o755)
+	os.WriteFile(filepath.Join(mmDir, "micromamba"), []byte("#!/bin/sh\necho \"micromamba $*\" >> /micromamba-log\n"), 0o755)
+	mmTools := writeRecipe(t, mmDir, "mm.yaml", `
+mambaorg/micromamba:2.1.1-debian12-slim:
+  - debian_slim: {}
+  - add_local_file: {local_path: _dockerfile_shell.sh, remote_path: /usr/local/bin/_dockerfile_shell.sh, copy: true}
+  - add_local_file: {local_path: micromamba, remote_path: /usr/local/bin/micromamba, copy: true}
+`)
+	r.ok("build", mmTools)
+	mm := writeRecipe(t, dir, "mamba.yaml", `
+- micromamba: {python_version: "3.11"}
+- micromamba_install: {packages: [numpy, "scipy<2"], channels: [conda-forge]}
+`)
+	r.build(mm)
+	log := r.ok("run", "mamba", "cat", "/micromamba-log", "/shell-log").stdout
+	for _, want := range []string{
+		"micromamba install -n base -y python=3.11 pip -c conda-forge",
+		"micromamba install numpy scipy<2 -c conda-forge --yes",
+		"micromamba install numpy 'scipy<2' -c conda-forge --yes", // as the shell wrapper saw it
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("micromamba log lacks %q:\n%s", want, log)
+		}
+	}
+	cfg := r.ok("inspect", "mamba").stdout
+	if !strings.Contains(cfg, "MAMBA_DOCKERFILE_ACTIVATE=1") || !strings.Contains(cfg, `"172800"`) {
+		t.Errorf("micromamba config:\n%s", cfg)
+	}
+}
