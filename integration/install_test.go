@@ -123,6 +123,40 @@ more = ["snapextra"]
 		t.Errorf("/.requirements.txt = %q", out.stdout)
 	}
 
+	// poetry from Debian (python3-poetry), poetry_version=None: the project's
+	// dependency comes from the local index, declared as a poetry source.
+	// Modal's command passes --compile, which bookworm's poetry 1.3 lacks:
+	// trixie's (Python 3.13) has it.
+	os.MkdirAll(filepath.Join(dir, "poetry"), 0o755)
+	os.WriteFile(filepath.Join(dir, "poetry", "pyproject.toml"), []byte(`[tool.poetry]
+name = "demo"
+version = "0.1.0"
+description = ""
+authors = ["Snap Build <snap@example.com>"]
+
+[tool.poetry.dependencies]
+python = "^3.13"
+snapapp = "2.0"
+
+[[tool.poetry.source]]
+name = "local"
+url = "`+index+`/"
+priority = "primary"
+
+[build-system]
+requires = ["poetry-core"]
+build-backend = "poetry.core.masonry.api"
+`), 0o644)
+	poetry := writeRecipe(t, dir, "poetry.yaml", `
+- debian_slim: {python_version: "3.13"}
+- apt_install: [python3-poetry]
+- poetry_install_from_file: {poetry_pyproject_toml: poetry/pyproject.toml, poetry_version: null, ignore_lockfile: true}
+`)
+	r.build(poetry)
+	if out := r.ok("run", "poetry", "python", "-c", "import snapapp, snapdep; print(snapapp.VALUE, snapdep.VALUE)"); out.stdout != "app-ok dep-ok\n" {
+		t.Errorf("poetry installed: %q", out.stdout)
+	}
+
 	// uv: a stand-in binary in an image named as Modal's uv image. It
 	// records its arguments and installs with pip from the same index.
 	uvDir := t.TempDir()
