@@ -45,6 +45,7 @@ type Builder struct {
 	epoch    time.Time
 	seq      int
 	stats    Stats
+	args     map[string]string // ARG values of the layer being built
 	// lastCommit is how long the current step's layer capture took.
 	lastCommit time.Duration
 }
@@ -280,6 +281,7 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		if l.mount {
 			continue
 		}
+		b.args = map[string]string{}
 		ctxFiles, err := resolveContext(l)
 		if err != nil {
 			return Result{}, err

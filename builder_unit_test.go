@@ -525,13 +525,19 @@ func TestExecuteConfigInstructions(t *testing.T) {
 	}
 
 	// Unsupported instructions are InvalidErrors naming the method.
-	ins, err = parseCommands([]string{"FROM base", "EXPOSE 80"})
+	ins, err = parseCommands([]string{"FROM base", "EXPOSE 80 53/udp", "HEALTHCHECK CMD true"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = b.execute(context.Background(), st2, l, ins[1], nil, false, Event{})
-	if err == nil || err.Error() != "dockerfile_commands: EXPOSE 80: this instruction is not supported yet" {
+	if _, err = b.execute(context.Background(), st2, l, ins[1], nil, false, Event{}); err != nil {
 		t.Errorf("EXPOSE: %v", err)
+	}
+	if _, ok := st2.config.ExposedPorts["80/tcp"]; !ok || len(st2.config.ExposedPorts) != 2 {
+		t.Errorf("exposed ports = %v", st2.config.ExposedPorts)
+	}
+	_, err = b.execute(context.Background(), st2, l, ins[2], nil, false, Event{})
+	if err == nil || err.Error() != `dockerfile_commands: line 3: HEALTHCHECK is not supported (in "HEALTHCHECK CMD true")` {
+		t.Errorf("HEALTHCHECK: %v", err)
 	}
 }
 
@@ -780,10 +786,10 @@ func TestBuildErrors(t *testing.T) {
 		t.Errorf("second root: %v", err)
 	}
 	unsupported := FromID("a")
-	unsupported.layers = append(unsupported.layers, &layer{method: "z", commands: []string{"FROM base", "EXPOSE 80"}})
+	unsupported.layers = append(unsupported.layers, &layer{method: "z", commands: []string{"FROM base", "ONBUILD RUN true"}})
 	base := uStubBase(t, b)
 	unsupported.layers[0] = FromID(base).layers[0]
-	if _, err := b.Build(ctx, unsupported); err == nil || err.Error() != "z: EXPOSE 80: this instruction is not supported yet" {
+	if _, err := b.Build(ctx, unsupported); err == nil || err.Error() != `z: line 2: ONBUILD is not supported (in "ONBUILD RUN true")` {
 		t.Errorf("unsupported instruction: %v", err)
 	}
 	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "2024.10")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -23,7 +24,10 @@ type contextInput struct {
 	local  string   // local path as given
 	remote string   // absolute path in the image
 	dir    bool     // AddLocalDir: copy the directory's contents
-	ignore []string // AddLocalDir: .dockerignore-style exclusions
+	ignore []string // .dockerignore-style exclusions; "@dockerignore": read <local>/.dockerignore
+	// include, when set, selects the files to take (COPY source patterns,
+	// matched with their parent directories); nil takes all.
+	include []string
 }
 
 // contextFile is one file of a layer's build context, at its path relative to
@@ -101,8 +105,21 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("local dir %s is not a directory", abs)
 	}
+	ignore := in.ignore
+	if slices.Equal(ignore, []string{"@dockerignore"}) {
+		ignore = nil
+		if b, err := os.ReadFile(filepath.Join(abs, ".dockerignore")); err == nil {
+			ignore = strings.Split(string(b), "\n")
+		}
+	}
+	var inc *patternmatcher.PatternMatcher
+	if in.include != nil {
+		if inc, err = patternmatcher.New(in.include); err != nil {
+			return nil, fmt.Errorf("COPY sources %q: %w", in.include, err)
+		}
+	}
 	var pm *patternmatcher.PatternMatcher
-	if patterns := cleanPatterns(in.ignore); len(patterns) > 0 {
+	if patterns := cleanPatterns(ignore); len(patterns) > 0 {
 		if pm, err = patternmatcher.New(patterns); err != nil {
 			return nil, fmt.Errorf("ignore patterns %q: %w", in.ignore, err)
 		}
@@ -125,6 +142,11 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
+		if inc != nil {
+			if ok, err := inc.MatchesOrParentMatches(rel); err != nil || !ok {
+				return err
+			}
+		}
 		if pm != nil {
 			ignored, err := pm.MatchesOrParentMatches(rel)
 			if err != nil {

@@ -34,7 +34,8 @@ type layer struct {
 	gpu        string            // per-step gpu= in Modal's gpu_config form ("A100:2"); "" for none
 	gpuErr     error
 	secrets    []Secret
-	mount      bool // add_local_* copy=False: no commands, attached at run time
+	mount      bool              // add_local_* copy=False: no commands, attached at run time
+	buildArgs  map[string]string // dockerfile_commands build_args
 }
 
 // rootSpec says where a root layer's base comes from.

@@ -30,6 +30,7 @@ import (
 type instruction struct {
 	text string // the original text, e.g. "RUN apt-get update"
 	cmd  any    // *instructions.RunCommand, *instructions.Stage, ...
+	line int    // line in the layer's commands, from 1 ("FROM base" is 1)
 }
 
 func (in instruction) isFrom() bool { _, ok := in.cmd.(*instructions.Stage); return ok }
@@ -53,7 +54,7 @@ func parseCommands(lines []string) ([]instruction, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", node.Original, err)
 		}
-		out = append(out, instruction{text: node.Original, cmd: cmd})
+		out = append(out, instruction{text: node.Original, cmd: cmd, line: node.StartLine})
 	}
 	return out, nil
 }
@@ -65,7 +66,8 @@ var defaultShell = []string{"/bin/sh", "-c"}
 func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event) (bool, error) {
 	lex := shell.NewLex('\\')
 	expand := func(word string) (string, error) {
-		s, _, err := lex.ProcessWord(word, shell.EnvsFromSlice(st.config.Env))
+		// ENV wins over ARG, as in Docker.
+		s, _, err := lex.ProcessWord(word, shell.EnvsFromSlice(append(b.argEnv(), st.config.Env...)))
 		return s, err
 	}
 	switch c := in.cmd.(type) {
@@ -133,13 +135,61 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 		st.config.User = c.User
 		st.configOnly(in.text)
 		return false, nil
+	case *instructions.ArgCommand:
+		return false, b.arg(st, l, in, c, expand)
+	case *instructions.AddCommand:
+		if err := c.Expand(expand); err != nil {
+			return false, fmt.Errorf("%s: %w", in.text, err)
+		}
+		return b.add(ctx, st, l, in, c, files, force)
+	case *instructions.ExposeCommand:
+		if st.config.ExposedPorts == nil {
+			st.config.ExposedPorts = map[string]struct{}{}
+		}
+		for _, p := range c.Ports {
+			p, err := expand(p)
+			if err != nil {
+				return false, err
+			}
+			if !strings.Contains(p, "/") {
+				p += "/tcp"
+			}
+			st.config.ExposedPorts[p] = struct{}{}
+		}
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.VolumeCommand:
+		if st.config.Volumes == nil {
+			st.config.Volumes = map[string]struct{}{}
+		}
+		for _, v := range c.Volumes {
+			v, err := expand(v)
+			if err != nil {
+				return false, err
+			}
+			st.config.Volumes[v] = struct{}{}
+		}
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.StopSignalCommand:
+		sig, err := expand(c.Signal)
+		if err != nil {
+			return false, err
+		}
+		st.config.StopSignal = sig
+		st.configOnly(in.text)
+		return false, nil
 	case *instructions.CopyCommand:
+		if err := c.Expand(expand); err != nil {
+			return false, fmt.Errorf("%s: %w", in.text, err)
+		}
 		if c.From != "" {
 			return b.copyFromImage(ctx, st, l, in, c, force)
 		}
 		return b.copyFromContext(ctx, st, l, in, c, files, force)
 	}
-	return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: this instruction is not supported yet", in.text)}
+	name := strings.ToUpper(strings.Fields(in.text + " ?")[0])
+	return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("line %d: %s is not supported (in %q)", in.line, name, in.text)}
 }
 
 // cmdLine turns CMD/ENTRYPOINT arguments into an exec-form list.
@@ -303,19 +353,29 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: RUN flags %v are not supported yet", in.text, c.FlagsUsed)}
 	}
 	var args []string
-	if c.PrependShell {
+	switch {
+	case len(c.Files) > 0:
+		args = heredocCommand(st, c)
+	case c.PrependShell:
 		args = append(slices.Clone(shellOf(st)), strings.Join(c.CmdLine, " "))
-	} else {
+	default:
 		args = slices.Clone(c.CmdLine)
 	}
-	// The network is an input: a step run offline may make other files.
-	key := stepKey(st, l, in, "network="+string(b.network), b.epoch)
+	argEnv := b.argEnv()
+	// The network and the ARG values are inputs: a step run offline, or
+	// with other build args, may make other files.
+	key := stepKey(st, l, in, fmt.Sprintf("network=%s args=%q", b.network, argEnv), b.epoch)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
 		uid, gid, err := resolveUser(a.Rootfs, st.config.User)
 		if err != nil {
 			return fmt.Errorf("%s: %w", in.text, err)
 		}
 		env := withPath(slices.Clone(st.config.Env))
+		for _, kv := range argEnv {
+			if k, v, _ := strings.Cut(kv, "="); !hasEnv(env, k) {
+				env = append(env, k+"="+v)
+			}
+		}
 		if !hasEnv(env, "SOURCE_DATE_EPOCH") {
 			env = append(env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.epoch.Unix()))
 		}

@@ -242,6 +242,48 @@ func init() {
 			opts, err := a.stepOptions(true)
 			return img.RunCommands(c, opts...), err
 		}},
+		"dockerfile_commands": {positional: "commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			cmds, err := a.strs("commands")
+			if err != nil {
+				return img, err
+			}
+			var o snapbuild.DockerfileOptions
+			if a.named["context_files"] != nil {
+				files, err := a.env("context_files")
+				if err != nil {
+					return img, err
+				}
+				o.ContextFiles = map[string]string{}
+				for _, f := range files {
+					o.ContextFiles[f.Name] = a.local(f.Value)
+				}
+			}
+			dir, err := a.str("context_dir")
+			if err != nil {
+				return img, err
+			}
+			o.ContextDir = a.local(dir)
+			if a.named["ignore"] != nil {
+				if o.Ignore, err = a.strs("ignore"); err != nil {
+					return img, err
+				}
+				if o.Ignore == nil {
+					o.Ignore = []string{}
+				}
+			}
+			if a.named["build_args"] != nil {
+				ba, err := a.env("build_args")
+				if err != nil {
+					return img, err
+				}
+				o.BuildArgs = map[string]string{}
+				for _, kv := range ba {
+					o.BuildArgs[kv.Name] = kv.Value
+				}
+			}
+			opts, err := a.stepOptions(true)
+			return img.DockerfileCommands(cmds, o, opts...), err
+		}},
 		"env": {positional: "vars", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
 			vars, err := a.env("vars")
 			return img.EnvVars(vars...), err
@@ -550,4 +592,16 @@ func (a *args) secrets(name string) ([]snapbuild.Secret, error) {
 		}
 	}
 	return out, nil
+}
+
+// local resolves a local path of the recipe against its directory ("" means
+// the directory itself).
+func (a *args) local(p string) string {
+	if p == "" {
+		return a.dir
+	}
+	if filepath.IsAbs(p) || strings.HasPrefix(p, "~") {
+		return p
+	}
+	return filepath.Join(a.dir, p)
 }

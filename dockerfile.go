@@ -1,0 +1,340 @@
+package snapbuild
+
+import (
+	"archive/tar"
+	"compress/bzip2"
+	"compress/gzip"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+
+	securejoin "github.com/cyphar/filepath-securejoin"
+	"github.com/klauspost/compress/zstd"
+	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+// DockerfileOptions are dockerfile_commands' keyword arguments.
+type DockerfileOptions struct {
+	// ContextFiles maps build-context paths ("/app.conf") to local files,
+	// read at build time (Modal's context_files).
+	ContextFiles map[string]string
+	// ContextDir is the build context for COPY and ADD sources; "" means the
+	// process's working directory when the method is called (Modal takes it
+	// when the image is built).
+	ContextDir string
+	// Ignore holds .dockerignore-style patterns for the context. nil means
+	// Modal's AUTO_DOCKERIGNORE: <ContextDir>/.dockerignore when it exists.
+	Ignore []string
+	// BuildArgs are the values of ARG instructions (docker --build-arg).
+	BuildArgs map[string]string
+}
+
+// DockerfileCommands is modal.Image.dockerfile_commands: "FROM base" and the
+// given lines verbatim, as one layer. Instructions: RUN (shell and exec
+// form, heredocs), COPY and ADD from the build context (--chown, --chmod;
+// ADD extracts local tar archives) or COPY --from a stored image, ENV, ARG
+// with build args, WORKDIR, USER, SHELL, ENTRYPOINT, CMD, LABEL, EXPOSE,
+// VOLUME, STOPSIGNAL. Anything else is an error naming the instruction and
+// its line. Only the context files that COPY/ADD sources select are read
+// and hashed, as Modal uploads only those (spec 7): a source with a "$" or
+// a "--" flag of its own is refused as Modal refuses it.
+func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts ...StepOption) Image {
+	const method = "dockerfile_commands"
+	if len(commands) == 0 {
+		return img
+	}
+	l := &layer{method: method, commands: append([]string{"FROM base"}, commands...), buildArgs: o.BuildArgs}
+	names := make([]string, 0, len(o.ContextFiles))
+	for name := range o.ContextFiles {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		l.context = append(l.context, contextInput{local: expandHome(o.ContextFiles[name]), remote: path.Clean("/" + name)})
+	}
+	patterns, err := copyPatterns(commands)
+	if err != nil {
+		return img.fail(&InvalidError{Method: method, Message: err.Error()})
+	}
+	if len(patterns) > 0 {
+		dir := o.ContextDir
+		if dir == "" {
+			dir = "."
+		}
+		abs, err := filepath.Abs(expandHome(dir))
+		if err != nil {
+			return img.fail(&InvalidError{Method: method, Message: err.Error()})
+		}
+		ignore := o.Ignore
+		if ignore == nil {
+			ignore = []string{"@dockerignore"} // read <dir>/.dockerignore at build time
+		}
+		l.context = append(l.context, contextInput{local: abs, remote: "/", dir: true, ignore: ignore, include: patterns})
+	}
+	return img.with(l, opts)
+}
+
+// copyPatterns extracts the build-context patterns that COPY and ADD
+// sources name (Modal's extract_copy_command_patterns): "." is everything;
+// --from sources need no context.
+func copyPatterns(commands []string) ([]string, error) {
+	ins, err := parseCommands(append([]string{"FROM base"}, commands...))
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, in := range ins {
+		var srcs []string
+		switch c := in.cmd.(type) {
+		case *instructions.CopyCommand:
+			if c.From != "" {
+				continue
+			}
+			srcs = c.SourcePaths
+		case *instructions.AddCommand:
+			srcs = c.SourcePaths
+		default:
+			continue
+		}
+		for _, s := range srcs {
+			if strings.HasPrefix(s, "--") || strings.Contains(s, "$") {
+				return nil, fmt.Errorf("COPY command: %s using special flags/arguments/variables are not supported", s)
+			}
+			if isURL(s) {
+				continue
+			}
+			p := strings.Trim(path.Clean("/"+s), "/")
+			if p == "" {
+				p = "**"
+			}
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+func isURL(s string) bool {
+	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "git@")
+}
+
+// argEnv returns the layer's ARG values as KEY=value entries for expansion
+// and for RUN (they are not saved in the image).
+func (b *Builder) argEnv() []string {
+	keys := make([]string, 0, len(b.args))
+	for k := range b.args {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	env := make([]string, 0, len(keys))
+	for _, k := range keys {
+		env = append(env, k+"="+b.args[k])
+	}
+	return env
+}
+
+// arg executes ARG: the value is the build arg, else the default.
+func (b *Builder) arg(st *buildState, l *layer, in instruction, c *instructions.ArgCommand, expand func(string) (string, error)) error {
+	for _, kv := range c.Args {
+		if v, ok := l.buildArgs[kv.Key]; ok {
+			b.args[kv.Key] = v
+			continue
+		}
+		if kv.Value != nil {
+			v, err := expand(*kv.Value)
+			if err != nil {
+				return fmt.Errorf("%s: %w", in.text, err)
+			}
+			b.args[kv.Key] = v
+		} else {
+			b.args[kv.Key] = ""
+		}
+	}
+	st.configOnly(in.text)
+	return nil
+}
+
+// add executes ADD from the build context: like COPY, except that a local
+// tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.zst) is extracted into the
+// destination. URLs and git sources need the network and are refused.
+func (b *Builder) add(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.AddCommand, files []contextFile, force bool) (bool, error) {
+	for _, s := range c.SourcePaths {
+		if isURL(s) {
+			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: ADD of %s needs the network, which snapbuild builds do not assume: download it and COPY the file from the build context", in.text, s)}
+		}
+	}
+	dest := c.DestPath
+	if !path.IsAbs(dest) {
+		dest = path.Join("/", st.config.WorkingDir, dest) + map[bool]string{true: "/"}[strings.HasSuffix(dest, "/")]
+	}
+	items, err := planCopy(files, c.SourcePaths, dest)
+	if err != nil {
+		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
+	}
+	var inputs strings.Builder
+	fmt.Fprintf(&inputs, "ADD chown=%s chmod=%s\n", c.Chown, c.Chmod)
+	for _, it := range items {
+		fmt.Fprintf(&inputs, "%s %s %o\n", it.dest, it.file.digest, it.file.mode)
+	}
+	key := stepKey(st, l, in, inputs.String(), b.epoch)
+	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
+		own, err := parseOwnership(a.Rootfs, c.Chown, c.Chmod)
+		if err != nil {
+			return &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
+		}
+		for _, it := range items {
+			if isArchive(it.file.path) {
+				dir := path.Clean(dest)
+				if err := extractTar(ctx, it.file.source, a.Rootfs, dir, own); err != nil {
+					return fmt.Errorf("%s: %s: %w", in.text, it.file.source, err)
+				}
+				continue
+			}
+			if err := copyInto(a.Rootfs, it.dest, it.file); err != nil {
+				return fmt.Errorf("%s: %s: %w", in.text, it.file.source, err)
+			}
+			if err := own.apply(a.Rootfs, it.dest); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+func isArchive(name string) bool {
+	for _, ext := range []string{".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.zst"} {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// extractTar unpacks the archive at src into dir of the image, as ADD does:
+// entries keep their modes, owners and mtimes (own overrides owners), links
+// and paths stay inside the rootfs.
+func extractTar(ctx context.Context, src, rootfs, dir string, own ownership) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	switch {
+	case strings.HasSuffix(src, ".gz") || strings.HasSuffix(src, ".tgz"):
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		r = zr
+	case strings.HasSuffix(src, ".bz2") || strings.HasSuffix(src, ".tbz2"):
+		r = bzip2.NewReader(f)
+	case strings.HasSuffix(src, ".zst"):
+		zr, err := zstd.NewReader(f)
+		if err != nil {
+			return err
+		}
+		defer zr.Close()
+		r = zr
+	}
+	tr := tar.NewReader(r)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		h, err := tr.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		name := path.Join(dir, path.Clean("/"+h.Name))
+		parent, err := mkdirAllIn(rootfs, path.Dir(name))
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(parent, path.Base(name))
+		mode := os.FileMode(h.Mode).Perm() | modeBits(uint64(h.Mode))
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.Mkdir(target, 0o755); err != nil && !os.IsExist(err) {
+				return err
+			}
+		case tar.TypeReg:
+			os.Remove(target)
+			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(out, tr); err != nil {
+				out.Close()
+				return err
+			}
+			if err := out.Close(); err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			os.Remove(target)
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return err
+			}
+		case tar.TypeLink:
+			old, err := securejoin.SecureJoin(rootfs, path.Join(dir, path.Clean("/"+h.Linkname)))
+			if err != nil {
+				return err
+			}
+			os.Remove(target)
+			if err := os.Link(old, target); err != nil {
+				return err
+			}
+			continue
+		default:
+			continue // devices and fifos are not unpacked
+		}
+		uid, gid := h.Uid, h.Gid
+		if own.uid >= 0 {
+			uid, gid = own.uid, own.gid
+		}
+		if err := os.Lchown(target, uid, gid); err != nil {
+			return err
+		}
+		if h.Typeflag != tar.TypeSymlink {
+			if own.setMode {
+				mode = own.mode
+			}
+			if err := os.Chmod(target, mode); err != nil {
+				return err
+			}
+			_ = os.Chtimes(target, h.ModTime, h.ModTime)
+		}
+	}
+}
+
+// heredocCommand turns a RUN with heredocs into its argv, as BuildKit runs
+// them: "RUN <<EOF" runs the document as a shell script; "RUN cmd <<EOF"
+// gives the shell the command with its here-documents, which the shell then
+// feeds to the command.
+func heredocCommand(st *buildState, c *instructions.RunCommand) []string {
+	line := strings.TrimSpace(strings.Join(c.CmdLine, " "))
+	if strings.HasPrefix(line, "<<") && !strings.Contains(line, " ") {
+		return append(slices.Clone(shellOf(st)), c.Files[0].Data)
+	}
+	script := line
+	for _, f := range c.Files {
+		data := f.Data
+		if !strings.HasSuffix(data, "\n") {
+			data += "\n"
+		}
+		script += "\n" + data + f.Name
+	}
+	return append(slices.Clone(shellOf(st)), script)
+}

@@ -1,0 +1,116 @@
+package integration
+
+import (
+	"archive/tar"
+	"compress/gzip"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDockerfileCommands runs dockerfile_commands with a build context:
+// ARG and build args, ENV expansion, COPY with .dockerignore (and a "!"
+// re-include), --chown and --chmod, ADD of a local tar (extracted), a
+// heredoc RUN, USER, relative WORKDIR, and EXPOSE/VOLUME/STOPSIGNAL in the
+// config.
+func TestDockerfileCommands(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	dir := t.TempDir()
+	ctx := filepath.Join(dir, "ctx")
+	for p, c := range map[string]string{
+		"app/main.py":       "print('main')\n",
+		"app/secret.key":    "nope\n",
+		"app/keep.key":      "kept\n",
+		"app/build/out.o":   "junk\n",
+		"unrelated/big.bin": "not copied\n",
+	} {
+		os.MkdirAll(filepath.Join(ctx, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(ctx, p), []byte(c), 0o644)
+	}
+	os.WriteFile(filepath.Join(ctx, ".dockerignore"), []byte("**/*.key\n!app/keep.key\napp/build\n"), 0o644)
+	// A tar for ADD.
+	f, _ := os.Create(filepath.Join(ctx, "bundle.tar.gz"))
+	zw := gzip.NewWriter(f)
+	tw := tar.NewWriter(zw)
+	tw.WriteHeader(&tar.Header{Name: "bundle/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "bundle/run.sh", Typeflag: tar.TypeReg, Mode: 0o755, Size: 8})
+	tw.Write([]byte("echo hi\n"))
+	tw.WriteHeader(&tar.Header{Name: "bundle/link", Typeflag: tar.TypeSymlink, Linkname: "run.sh"})
+	tw.Close()
+	zw.Close()
+	f.Close()
+
+	recipe := writeRecipe(t, dir, "df.yaml", `
+- debian_slim: {}
+- dockerfile_commands:
+    commands:
+      - ARG GREETING=hello
+      - ARG TARGET
+      - ENV APP_HOME=/srv/app MSG="${GREETING} ${TARGET}"
+      - RUN useradd -m -u 1234 app
+      - WORKDIR $APP_HOME
+      - COPY --chown=app:app app/ ./
+      - COPY --chmod=0600 app/main.py /etc/main.copy
+      - ADD bundle.tar.gz /opt/
+      - |-
+        RUN <<EOF
+        echo "$GREETING $TARGET" > /greeting
+        echo second >> /greeting
+        EOF
+      - RUN python3 - <<PY
+      - "import os; open('/py-heredoc', 'w').write(os.environ['MSG'])"
+      - PY
+      - WORKDIR sub
+      - USER app
+      - RUN id -u > /tmp/whoami
+      - EXPOSE 8000 53/udp
+      - VOLUME /data
+      - STOPSIGNAL SIGINT
+    context_dir: ctx
+    build_args: {TARGET: world}
+`)
+	r := runner{t: t, root: rootDir}
+	r.build(recipe)
+	out := r.ok("run", "df", "sh", "-c", `cd /srv/app && find . -type f | sort && stat -c '%U %a' main.py /etc/main.copy && cat /greeting /py-heredoc && echo && cat /tmp/whoami && ls -l /opt/bundle | awk 'NR>1{print $1, $NF}' && echo "arg=[$GREETING]"`)
+	want := "./keep.key\n./main.py\napp 644\nroot 600\nhello world\nsecond\nhello world\n1234\nlrwxrwxrwx run.sh\n-rwxr-xr-x run.sh\narg=[]\n"
+	if out.stdout != want {
+		t.Errorf("image content:\n%s\nwant:\n%s", out.stdout, want)
+	}
+	var info struct {
+		Config struct {
+			Config struct {
+				User         string
+				WorkingDir   string
+				ExposedPorts map[string]struct{}
+				Volumes      map[string]struct{}
+				StopSignal   string
+				Env          []string
+			} `json:"config"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(r.ok("inspect", "df").stdout), &info); err != nil {
+		t.Fatal(err)
+	}
+	c := info.Config.Config
+	if c.User != "app" || c.WorkingDir != "/srv/app/sub" || len(c.ExposedPorts) != 2 || c.Volumes == nil || c.StopSignal != "SIGINT" {
+		t.Errorf("config = %+v", c)
+	}
+	if s := strings.Join(c.Env, " "); !strings.Contains(s, "MSG=hello world") || strings.Contains(s, "GREETING") {
+		t.Errorf("env = %q (ARG values must not persist)", c.Env)
+	}
+	// Changing a file COPY does not select keeps the cache.
+	os.WriteFile(filepath.Join(ctx, "unrelated", "big.bin"), []byte("changed\n"), 0o644)
+	if s := r.build(recipe); s.Stats.ContainersStarted != 0 {
+		t.Errorf("a file outside the COPY sources rebuilt %d steps", s.Stats.ContainersStarted)
+	}
+	// An unsupported instruction names itself and its line.
+	bad := writeRecipe(t, dir, "bad.yaml", "- debian_slim: {}\n- dockerfile_commands: [\"RUN true\", \"HEALTHCHECK CMD true\"]\n")
+	res := r.run("", "build", bad)
+	if res.code == 0 || !strings.Contains(res.stderr, `dockerfile_commands: line 3: HEALTHCHECK is not supported`) {
+		t.Errorf("HEALTHCHECK: exit %d\n%s", res.code, tail(res.stderr, 4))
+	}
+}
