@@ -46,6 +46,10 @@ type Builder struct {
 	seq      int
 	stats    Stats
 	args     map[string]string // ARG values of the layer being built
+	stages   []stage           // finished stages of a multi-stage Dockerfile
+	// started and stageName track the stage being built.
+	started   bool
+	stageName string
 	// lastCommit is how long the current step's layer capture took.
 	lastCommit time.Duration
 }
@@ -248,7 +252,11 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		if err != nil {
 			return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
 		}
-		if len(ins) == 0 || !ins[0].isFrom() {
+		if l.root != nil && l.root.dockerfile {
+			if err := checkDockerfile(ins); err != nil {
+				return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
+			}
+		} else if len(ins) == 0 || !ins[0].isFrom() {
 			return Result{}, &InvalidError{Method: l.method, Message: "a layer's commands must start with FROM"}
 		}
 		if (i == 0) != (l.root != nil) || (i > 0 && ins[0].fromRef() != "base") {
@@ -282,6 +290,7 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 			continue
 		}
 		b.args = map[string]string{}
+		b.stages, b.started, b.stageName = nil, false, ""
 		ctxFiles, err := resolveContext(l)
 		if err != nil {
 			return Result{}, err
@@ -341,8 +350,14 @@ func (b *Builder) checkSources(img Image, plan []plannedStep) error {
 			if l.root != nil {
 				ref = l.root.fromID
 			}
+			if l.root != nil && l.root.dockerfile {
+				continue // resolved per stage, with ARG expansion, by fromStage
+			}
 		case *instructions.CopyCommand:
 			ref = c.From
+			if l.root != nil && l.root.dockerfile {
+				continue // may name a stage
+			}
 		}
 		if ref == "" {
 			continue

@@ -15,6 +15,8 @@ import (
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/snapshot"
 )
@@ -188,9 +190,18 @@ func (o ownership) apply(rootfs, dest string) error {
 // paths in a stored image, mounted read-only. IMAGE is an image ID or a name
 // in the store; snapbuild does not pull (see checkSources).
 func (b *Builder) copyFromImage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.CopyCommand, force bool) (bool, error) {
-	rec, err := b.store.resolve(c.From)
-	if err != nil {
-		return false, missingSource(l.method, in.text, c.From, err)
+	var rec imageRecord
+	if s, ok := b.stage(c.From); ok {
+		// A stage of this Dockerfile: its chain is its content.
+		rec = imageRecord{ChainID: s.state.chain, Manifest: ocispec.Descriptor{Digest: digest.Digest(s.state.chain)}}
+		if s.state.chain == "" {
+			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: stage %q has no files", in.text, c.From)}
+		}
+	} else {
+		var err error
+		if rec, err = b.store.resolve(c.From); err != nil {
+			return false, missingSource(l.method, in.text, c.From, err)
+		}
 	}
 	dest := c.DestPath
 	if !path.IsAbs(dest) {

@@ -5,11 +5,14 @@ import (
 	"compress/bzip2"
 	"compress/gzip"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -337,4 +340,191 @@ func heredocCommand(st *buildState, c *instructions.RunCommand) []string {
 		script += "\n" + data + f.Name
 	}
 	return append(slices.Clone(shellOf(st)), script)
+}
+
+// stage is a finished stage of a multi-stage Dockerfile.
+type stage struct {
+	name  string // lower-cased AS name, "" if none
+	state *buildState
+}
+
+// stage finds a finished stage by name or index.
+func (b *Builder) stage(ref string) (stage, bool) {
+	for i, s := range b.stages {
+		if strings.EqualFold(s.name, ref) || fmt.Sprint(i) == ref {
+			return s, true
+		}
+	}
+	return stage{}, false
+}
+
+// checkDockerfile checks a Dockerfile's shape: ARG lines, then FROM, then
+// anything.
+func checkDockerfile(ins []instruction) error {
+	for _, in := range ins {
+		switch in.cmd.(type) {
+		case *instructions.ArgCommand:
+			continue
+		case *instructions.Stage:
+			return nil
+		}
+		return fmt.Errorf("line %d: a Dockerfile must start with FROM (ARG lines may come before it)", in.line)
+	}
+	return errors.New("the Dockerfile has no FROM")
+}
+
+// fromStage starts a stage of a Dockerfile: the state so far becomes a
+// finished stage, and the new one starts from an earlier stage, from
+// scratch, or from an image in the store (snapbuild does not pull).
+func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.Stage, expand func(string) (string, error)) (bool, error) {
+	if c.Platform != "" {
+		p, err := expand(c.Platform)
+		if err != nil {
+			return false, err
+		}
+		if want := "linux/" + runtime.GOARCH; p != want && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
+			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("line %d: FROM --platform=%s: snapbuild builds %s only", in.line, p, want)}
+		}
+	}
+	if b.started {
+		b.stages = append(b.stages, stage{name: strings.ToLower(b.stageName), state: st.clone()})
+	}
+	b.started, b.stageName = true, c.Name
+	ref, err := expand(c.BaseName)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", in.text, err)
+	}
+	if s, ok := b.stage(ref); ok {
+		*st = *s.state.clone()
+		st.configOnly(in.text)
+		return true, nil
+	}
+	if ref == "scratch" {
+		*st = buildState{}
+		st.configOnly(in.text)
+		return false, nil
+	}
+	if d := offlinePython(ref); d != nil {
+		// Docker Hub's python image: bootstrapped like debian_slim.
+		return b.fromDebian(ctx, st, &layer{method: l.method, root: &rootSpec{debian: d}}, in, false, Event{})
+	}
+	rec, err := b.store.resolve(ref)
+	if err != nil {
+		return false, missingSource(l.method, in.text, ref, err)
+	}
+	info, err := b.Inspect(rec.ID)
+	if err != nil {
+		return false, err
+	}
+	m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
+	if err != nil {
+		return false, err
+	}
+	*st = buildState{chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
+		config: info.Config.Config, history: info.Config.History, shell: rec.Shell}
+	return true, nil
+}
+
+var pythonImageRE = regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?python:(3\.\d+)(?:-slim)?(?:-(bookworm|trixie))?$`)
+
+// offlinePython maps Docker Hub's python:<series>[-slim][-<codename>] to the
+// Debian base snapbuild can bootstrap offline (the same as debian_slim's, so
+// it also holds gcc and build-essential), or nil.
+func offlinePython(ref string) *debianBase {
+	m := pythonImageRE.FindStringSubmatch(ref)
+	if m == nil {
+		return nil
+	}
+	suite, ok := debianSuiteFor[m[1]]
+	if !ok || (m[2] != "" && m[2] != suite) {
+		return nil
+	}
+	return &debianBase{Suite: suite, Python: m[1]}
+}
+
+// FromDockerfileOptions are from_dockerfile's keyword arguments.
+type FromDockerfileOptions struct {
+	// ContextDir is the build context; "" means the process's working
+	// directory when the method is called.
+	ContextDir string
+	// Ignore: nil means Modal's AUTO_DOCKERIGNORE lookup (spec 8): the
+	// first of <Dockerfile dir>/<Dockerfile name>.dockerignore,
+	// <Dockerfile dir>/.dockerignore and <ContextDir>/.dockerignore that
+	// exists and lies inside ContextDir.
+	Ignore    []string
+	BuildArgs map[string]string
+	// AddPython is Modal's add_python; it needs python-build-standalone,
+	// which cannot be had offline: setting it is an error.
+	AddPython string
+}
+
+// FromDockerfile is modal.Image.from_dockerfile: the Dockerfile's own
+// stages (FROM ... AS ..., COPY --from=<stage>) as one inner layer, then the
+// outer layer "FROM base" that carries force_build. Base images of FROM
+// lines are taken from the store by name (snapbuild does not pull: build or
+// import them first), except python:3.11[-slim][-bookworm] and
+// python:3.13[-slim][-trixie], which are bootstrapped from the Debian
+// archive like DebianSlim; "scratch" and earlier stages work as in Docker.
+// The file is read when the method is called.
+func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOption) Image {
+	const method = "from_dockerfile"
+	if o.AddPython != "" {
+		return Image{err: invalidf(method, "add_python=%q needs python-build-standalone, which cannot be had offline: install Python in the Dockerfile instead", o.AddPython)}
+	}
+	path := expandHome(dockerfile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Image{err: invalidf(method, "%v", err)}
+	}
+	lines := strings.Split(string(data), "\n")
+	dir := o.ContextDir
+	if dir == "" {
+		dir = "."
+	}
+	ctxDir, err := filepath.Abs(expandHome(dir))
+	if err != nil {
+		return Image{err: invalidf(method, "%v", err)}
+	}
+	patterns, err := copyPatterns(lines)
+	if err != nil {
+		return Image{err: &InvalidError{Method: method, Message: err.Error()}}
+	}
+	inner := &layer{method: method, commands: lines, root: &rootSpec{dockerfile: true}, buildArgs: o.BuildArgs}
+	if len(patterns) > 0 {
+		ignore := o.Ignore
+		if ignore == nil {
+			ignore = autoDockerignore(path, ctxDir)
+		}
+		inner.context = []contextInput{{local: ctxDir, remote: "/", dir: true, ignore: ignore, include: patterns}}
+	}
+	for _, o := range opts {
+		o(inner)
+	}
+	inner.forceBuild = false // as Modal: the inner layer ignores force_build
+	img := Image{layers: []*layer{inner}}
+	outer := &layer{method: method, commands: []string{"FROM base"}}
+	return img.with(outer, opts)
+}
+
+// autoDockerignore reads the ignore file Modal's AUTO_DOCKERIGNORE finds for
+// a Dockerfile, or returns none.
+func autoDockerignore(dockerfile, ctxDir string) []string {
+	dir := filepath.Dir(dockerfile)
+	for _, p := range []string{
+		filepath.Join(dir, filepath.Base(dockerfile)+".dockerignore"),
+		filepath.Join(dir, ".dockerignore"),
+		filepath.Join(ctxDir, ".dockerignore"),
+	} {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			continue
+		}
+		if rel, err := filepath.Rel(ctxDir, abs); err != nil || strings.HasPrefix(rel, "..") {
+			continue
+		}
+		if b, err := os.ReadFile(abs); err == nil {
+			return strings.Split(string(b), "\n")
+		}
+	}
+	return []string{}
 }

@@ -43,6 +43,9 @@ type rootSpec struct {
 	debian  *debianBase // DebianSlim
 	fromID  string      // FromID, or a stored tool image (micromamba)
 	scratch bool        // FromScratch
+	// dockerfile: FromDockerfile's inner layer; its own FROM lines (several
+	// stages) are resolved by fromStage.
+	dockerfile bool
 }
 
 // StepOption configures one build step, as Modal's common keyword arguments do.

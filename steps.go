@@ -72,6 +72,9 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 	}
 	switch c := in.cmd.(type) {
 	case *instructions.Stage:
+		if l.root != nil && l.root.dockerfile {
+			return b.fromStage(ctx, st, l, in, c, expand)
+		}
 		return b.from(ctx, st, l, in, force, ev)
 	case *instructions.RunCommand:
 		return b.run(ctx, st, l, in, c, force, ev)

@@ -114,3 +114,60 @@ func TestDockerfileCommands(t *testing.T) {
 		t.Errorf("HEALTHCHECK: exit %d\n%s", res.code, tail(res.stderr, 4))
 	}
 }
+
+// TestFromDockerfile builds a multi-stage Dockerfile: global ARG in FROM,
+// python:3.11-slim bootstrapped offline, a scratch stage, COPY --from
+// stages, heredoc RUN, the <Dockerfile>.dockerignore lookup (it wins over
+// the context's .dockerignore), USER and CMD.
+func TestFromDockerfile(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	dir := t.TempDir()
+	for p, c := range map[string]string{
+		"app/main.py":                        "import pathlib\nprint('main ran', pathlib.Path('/assets/BUILT').read_text().strip())\n",
+		"app/skip.tmp":                       "ignored\n",
+		".dockerignore":                      "app/main.py\n",
+		"docker/app.Dockerfile.dockerignore": "**/*.tmp\n",
+		"docker/app.Dockerfile": `ARG BASE=python:3.11-slim-bookworm
+FROM ${BASE} AS builder
+WORKDIR /src
+COPY app/ ./
+RUN <<EOF
+python -m compileall -q .
+echo built > /src/BUILT
+EOF
+
+FROM scratch AS assets
+COPY --from=builder /src/BUILT /BUILT
+
+FROM python:3.11-slim
+COPY --from=builder /src /app
+COPY --from=assets /BUILT /assets/BUILT
+USER nobody
+CMD ["python", "/app/main.py"]
+`,
+	} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(p)), 0o755)
+		os.WriteFile(filepath.Join(dir, p), []byte(c), 0o644)
+	}
+	recipe := writeRecipe(t, dir, "fromdf.yaml", `
+- from_dockerfile: {path: docker/app.Dockerfile, context_dir: .}
+- run_commands: ["true"]
+`)
+	r := runner{t: t, root: rootDir}
+	r.build(recipe)
+	out := r.run("", "run", "fromdf")
+	if out.code != 0 || out.stdout != "main ran built\n" {
+		t.Errorf("CMD: exit %d, %q\n%s", out.code, out.stdout, out.stderr)
+	}
+	if out := r.ok("run", "fromdf", "sh", "-c", "id -un; ls /app | sort | tr '\\n' ' '"); out.stdout != "nobody\nBUILT __pycache__ main.py " {
+		t.Errorf("user and /app: %q", out.stdout)
+	}
+	missing := writeRecipe(t, dir, "missing.yaml", "- from_dockerfile: {path: other.Dockerfile}\n")
+	os.WriteFile(filepath.Join(dir, "other.Dockerfile"), []byte("FROM registry.example/nope:1\nRUN true\n"), 0o644)
+	res := r.run("", "build", missing)
+	if res.code == 0 || !strings.Contains(res.stderr, `image "registry.example/nope:1" is not in the store, and snapbuild does not pull images`) {
+		t.Errorf("a FROM image that is not in the store: exit %d\n%s", res.code, tail(res.stderr, 4))
+	}
+}

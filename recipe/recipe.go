@@ -156,7 +156,7 @@ func (p *parser) steps(seq *yaml.Node) (snapbuild.Image, error) {
 		}
 		if (i == 0) != m.root {
 			if i == 0 {
-				return img, fmt.Errorf("line %d: the first step must make a base (debian_slim, micromamba, from_id or from_scratch), not %s", step.Line, method)
+				return img, fmt.Errorf("line %d: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_id or from_scratch), not %s", step.Line, method)
 			}
 			return img, fmt.Errorf("line %d: %s makes a new base and can only be the first step", step.Line, method)
 		}
@@ -214,6 +214,44 @@ func init() {
 				return img, err
 			}
 			return snapbuild.FromID(v), nil
+		}},
+		"from_dockerfile": {root: true, positional: "path", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
+			p, err := a.str("path")
+			if err != nil {
+				return snapbuild.Image{}, err
+			}
+			if p == "" {
+				return snapbuild.Image{}, fmt.Errorf("from_dockerfile: path is required")
+			}
+			var o snapbuild.FromDockerfileOptions
+			dir, err := a.str("context_dir")
+			if err != nil {
+				return snapbuild.Image{}, err
+			}
+			o.ContextDir = a.local(dir)
+			if a.named["ignore"] != nil {
+				if o.Ignore, err = a.strs("ignore"); err != nil {
+					return snapbuild.Image{}, err
+				}
+				if o.Ignore == nil {
+					o.Ignore = []string{}
+				}
+			}
+			if a.named["build_args"] != nil {
+				ba, err := a.env("build_args")
+				if err != nil {
+					return snapbuild.Image{}, err
+				}
+				o.BuildArgs = map[string]string{}
+				for _, kv := range ba {
+					o.BuildArgs[kv.Name] = kv.Value
+				}
+			}
+			if o.AddPython, err = a.str("add_python"); err != nil {
+				return snapbuild.Image{}, err
+			}
+			opts, err := a.stepOptions(true)
+			return snapbuild.FromDockerfile(a.local(p), o, opts...), err
 		}},
 		"from_scratch": {root: true, apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
 			return snapbuild.FromScratch(), nil

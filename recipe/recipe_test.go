@@ -139,7 +139,7 @@ other:
 		t.Errorf("error %q, want %q", err, want)
 	}
 	err = parseErr(t, "a:\n  - debian_slim: null\nb:\n  - apt_install: [git]\n")
-	if want := `image "b": line 4: the first step must make a base (debian_slim, micromamba, from_id or from_scratch), not apt_install`; err.Error() != want {
+	if want := `image "b": line 4: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_id or from_scratch), not apt_install`; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 }
@@ -216,7 +216,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown argument debian_slim env", "- debian_slim: {env: {A: b}}\n", `line 1: debian_slim: unknown argument "env" (known: force_build, python_version)`},
 		{"unknown argument workdir", "- debian_slim: null\n- workdir: {path: /w, force_build: true}\n", `line 2: workdir: unknown argument "force_build" (known: path)`},
 		{"argument twice", "- debian_slim: null\n- apt_install: {packages: [a], packages: [b]}\n", `line 2: apt_install: argument "packages" given twice`},
-		{"first step not a base", "- apt_install: [git]\n", "line 1: the first step must make a base (debian_slim, micromamba, from_id or from_scratch), not apt_install"},
+		{"first step not a base", "- apt_install: [git]\n", "line 1: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_id or from_scratch), not apt_install"},
 		{"base not first", "- debian_slim: null\n- run_commands: [x]\n- from_id: foo\n", "line 3: from_id makes a new base and can only be the first step"},
 		{"float python_version", "- debian_slim: {python_version: 3.11}\n", "line 1: debian_slim: the `python_version` argument should be a string, not a float: quote it (\"3.11\")"},
 		{"float python_version 3.10", "- debian_slim: {python_version: 3.10}\n", "line 1: debian_slim: the `python_version` argument should be a string, not a float: quote it (\"3.10\")"},
@@ -280,7 +280,7 @@ func TestLoadNameAndErrors(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("- apt_install: [git]\n"), 0o644)
 	_, err = Load(bad, "")
-	if want := "recipe " + bad + ": line 1: the first step must make a base (debian_slim, micromamba, from_id or from_scratch), not apt_install"; err == nil || err.Error() != want {
+	if want := "recipe " + bad + ": line 1: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_id or from_scratch), not apt_install"; err == nil || err.Error() != want {
 		t.Errorf("Load error %v, want %q", err, want)
 	}
 	_, err = Load(filepath.Join(dir, "missing.yaml"), "")
