@@ -346,6 +346,26 @@ func init() {
 			local, remote, copy, err := a.localArgs()
 			return img.AddLocalFile(local, remote, copy), err
 		}},
+		"add_local_python_source": {positional: "modules", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
+			mods, err := a.strs("modules")
+			if err != nil {
+				return img, err
+			}
+			copy, err := a.boolean("copy", false)
+			if err != nil {
+				return img, err
+			}
+			var ignore []string
+			if a.named["ignore"] != nil {
+				if ignore, err = a.strs("ignore"); err != nil {
+					return img, err
+				}
+				if ignore == nil {
+					ignore = []string{}
+				}
+			}
+			return img.AddLocalPythonSource(mods, copy, ignore), nil
+		}},
 		"add_local_dir": {apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
 			local, remote, copy, err := a.localArgs()
 			if err != nil {
