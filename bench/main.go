@@ -1,13 +1,17 @@
-// Command bench runs snapbuild and buildah side by side on the same work,
-// from the same local base image, and prints a table of median wall times,
-// snapbuild/buildah ratios and peak RSS.
+// Command bench measures snapbuild and prints tables of medians against
+// targets. It has two parts (see README.md), both run by default. The
+// compare part (compare.go) runs snapbuild and buildah side by side on the
+// same work, from the same local base image: median wall times,
+// snapbuild/buildah ratios and peak RSS. The capture part (capture.go)
+// measures the cost of capturing a step's layer (issue 3): commit time on a
+// small and a 2 GB base, capture throughput on a ~200 MB change against
+// `tar -c | zstd -3 -T0`, and peak RSS by layer size.
 //
-//	go run -tags "$(TAGS)" ./bench -bin bin/snapbuild [-n 5] [-keep] [-v]
+//	go run -tags "$(TAGS)" ./bench -bin bin/snapbuild [-n 5] [-only compare|capture] [-keep] [-v]
 //
-// It builds a debian_slim base once with snapbuild, exports it as an OCI
-// layout and pulls that into a private buildah store, so both tools start
-// from identical content; then it times three workloads (see README.md).
-// Everything lives in one temporary directory, removed at the end.
+// It builds a debian_slim base once with snapbuild; buildah gets the same
+// content by pulling snapbuild's OCI export. Everything lives in one
+// temporary directory, removed at the end.
 package main
 
 import (
@@ -30,22 +34,23 @@ import (
 	"time"
 )
 
-// Targets for snapbuild, from the project's goals.
-const (
-	coldTarget   = 0.10 // snapbuild/buildah, 10 tiny RUN steps, cold
-	cachedTarget = 0.25 // snapbuild/buildah, the same, fully cached
-	rssTargetMiB = 64   // snapbuild's own peak RSS
-)
+// rssTargetMiB is the project's bound on snapbuild's own peak RSS.
+const rssTargetMiB = 64
 
 func main() {
 	b := &bench{}
 	flag.StringVar(&b.bin, "bin", "bin/snapbuild", "snapbuild binary")
 	flag.IntVar(&b.n, "n", 5, "timed iterations per workload and tool")
+	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah) or capture (layer capture, issue 3)")
 	flag.BoolVar(&b.keep, "keep", false, "keep the temporary directory (stores, recipes)")
 	flag.BoolVar(&b.verbose, "v", false, "print every iteration's times")
 	flag.Parse()
 	if b.n < 1 {
 		fmt.Fprintln(os.Stderr, "bench: -n must be at least 1")
+		os.Exit(2)
+	}
+	if !slices.Contains([]string{"", "all", "compare", "capture"}, b.only) {
+		fmt.Fprintf(os.Stderr, "bench: -only must be compare or capture, not %q\n", b.only)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -60,36 +65,34 @@ func main() {
 type bench struct {
 	bin     string
 	n       int
+	only    string // "compare", "capture", or "" / "all" for both
 	keep    bool
 	verbose bool
 
-	dir     string   // temporary directory holding everything
-	store   string   // snapbuild --root
-	runc    string   // runtime for buildah
-	buildah []string // buildah and its global flags
-	skipped string   // why buildah is skipped; "" when it runs
-	budArgs []string // extra `buildah bud` flags found to be needed
-	notes   []string // printed under the table
+	dir      string   // temporary directory holding everything
+	store    string   // snapbuild --root
+	runc     string   // runtime for buildah
+	buildah  []string // buildah and its global flags
+	budStore bool     // buildah's private store may hold something
+	skipped  string   // why buildah is skipped; "" when it runs
+	budArgs  []string // extra `buildah bud` flags found to be needed
+
+	notes  []string // printed under the tables
+	met    []string // targets met, over all parts
+	missed []string // targets missed
 }
 
 // run is one timed command.
 type run struct {
-	wall    time.Duration
-	treeRSS int64 // KiB: wait4's ru_maxrss, the largest process of the tree it reaped
-	selfRSS int64 // KiB: snapbuild's own peakRSSKiB (0 for buildah)
-	stdout  string
-	stderr  string
+	wall     time.Duration
+	treeRSS  int64  // KiB: wait4's ru_maxrss, the largest process of the tree it reaped
+	selfRSS  int64  // KiB: snapbuild's own peakRSSKiB (0 for buildah)
+	manifest string // snapbuild: the image's manifest digest
+	stdout   string
+	stderr   string
 }
 
-// workload collects one workload's runs.
-type workload struct {
-	name       string
-	target     float64 // ratio target, 0 for none
-	snap, bud  []run
-	snapValid  string // why snapbuild's runs do not measure what they should, if so
-	budValid   string
-	bigPayload bool // RUN payloads (apt-get) may outgrow the builder
-}
+func (b *bench) part(name string) bool { return b.only == "" || b.only == "all" || b.only == name }
 
 func (b *bench) main(ctx context.Context) (err error) {
 	if err := b.checkTools(); err != nil {
@@ -102,84 +105,46 @@ func (b *bench) main(ctx context.Context) (err error) {
 	defer b.cleanup()
 	start, load0 := time.Now(), loadAvg()
 
-	// The base: snapbuild builds and exports it; buildah pulls that export.
+	// The base, for both parts; buildah pulls it in compare.
 	logf("base: building debian_slim python 3.11 with snapbuild (needs deb.debian.org)")
 	base, err := b.snapbuild(ctx, "base.yaml", "- debian_slim: {python_version: \"3.11\"}\n", "benchbase", 15*time.Minute)
 	if err != nil {
 		return err
 	}
-	var baseOut struct{ Manifest string }
-	json.Unmarshal([]byte(lastLine(base.stdout)), &baseOut)
-	logf("base: built in %s, manifest %s", secs(base.wall), baseOut.Manifest)
-	oci := filepath.Join(b.dir, "base-oci")
-	if _, err := b.command(ctx, time.Minute, b.bin, "export", "benchbase", "--root", b.store, "oci:"+oci+":base"); err != nil {
-		return err
-	}
-	if b.skipped == "" {
-		if err := b.setupBuildah(ctx, oci, baseOut.Manifest); err != nil {
-			if os.Geteuid() == 0 {
-				return err
-			}
-			b.skipBuildah(fmt.Sprintf("rootless buildah did not work here (%v)", firstLine(err.Error())))
-		}
-	}
+	logf("base: built in %s, manifest %s", secs(base.wall), base.manifest)
 
-	// Warm-up, not timed: page cache, and which bud flags this host needs.
-	logf("warm-up: one untimed cold build with each tool")
-	yml, cf := tinyRecipe("warm")
-	if _, err := b.snapbuild(ctx, "warm.yaml", yml, "warm", 5*time.Minute); err != nil {
-		return err
-	}
-	if b.skipped == "" {
-		if _, err := b.bud(ctx, "warm", cf, "warm", false); err != nil {
-			if msg := strings.ToLower(err.Error()); !strings.Contains(msg, "rlimit") && !strings.Contains(msg, "ulimit") {
-				return err
-			}
-			// Raising hard rlimits is not permitted in some sandboxes.
-			b.budArgs = []string{"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
-			b.notes = append(b.notes, "buildah needed --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 here")
-			if _, err := b.bud(ctx, "warm", cf, "warm", false); err != nil {
-				return err
-			}
-		}
-	}
-
-	cold := &workload{name: "10 tiny RUN, cold", target: coldTarget}
-	cached := &workload{name: "10 tiny RUN, cached", target: cachedTarget}
-	apt := &workload{name: "apt_install git", bigPayload: true}
-	token := fmt.Sprintf("%x", time.Now().UnixNano())
-	for i := 1; i <= b.n; i++ {
-		yml, cf = tinyRecipe(fmt.Sprintf("%s-%d", token, i))
-		if err := b.pair(ctx, cold, i, "tiny.yaml", yml, "tiny", cf, false); err != nil {
+	if b.part("compare") {
+		if err := b.compare(ctx, base.manifest); err != nil {
 			return err
 		}
 	}
-	for i := 1; i <= b.n; i++ { // the last cold recipe again
-		if err := b.pair(ctx, cached, i, "tiny.yaml", yml, "tiny", cf, false); err != nil {
+	if b.part("capture") {
+		if err := b.capture(ctx); err != nil {
 			return err
 		}
 	}
-	aptYAML := "- from_id: benchbase\n- apt_install: {packages: [git], force_build: true}\n"
-	aptCF := "FROM benchbase\nRUN apt-get update\nRUN apt-get install -y git\n"
-	for i := 1; i <= b.n; i++ {
-		if err := b.pair(ctx, apt, i, "apt.yaml", aptYAML, "apt", aptCF, true); err != nil {
-			return err
-		}
-	}
-
-	// Check that each run measured what its row says.
-	cold.snapValid = checkSnap(cold.snap, func(s stats) bool { return s.ContainersStarted == 10 && s.Cached == s.Steps-10 }, "10 containers, nothing but FROM cached")
-	cached.snapValid = checkSnap(cached.snap, func(s stats) bool { return s.ContainersStarted == 0 && s.Cached == s.Steps }, "no container, every step cached")
-	apt.snapValid = checkSnap(apt.snap, func(s stats) bool { return s.ContainersStarted == 2 }, "2 containers (update, install)")
-	cold.budValid = checkBud(cold.bud, 0)
-	cached.budValid = checkBud(cached.bud, 10)
-	apt.budValid = checkBud(apt.bud, 0)
 
 	b.notes = append(b.notes, fmt.Sprintf("load average %s at the start, %s at the end, on %d CPUs (other work on the host skews the times)",
 		load0, loadAvg(), runtime.NumCPU()))
-	b.report([]*workload{cold, cached, apt})
+	if len(b.notes) > 0 {
+		fmt.Println()
+	}
+	for _, n := range b.notes {
+		fmt.Printf("note: %s\n", n)
+	}
+	fmt.Printf("\ntargets met: %s\n", listOrNone(b.met))
+	fmt.Printf("targets missed: %s\n", listOrNone(b.missed))
 	logf("bench took %s", time.Since(start).Round(time.Second))
 	return nil
+}
+
+// verdict files a target under met or missed.
+func (b *bench) verdict(ok bool, what string) {
+	if ok {
+		b.met = append(b.met, what)
+	} else {
+		b.missed = append(b.missed, what)
+	}
 }
 
 // checkTools fails early, naming the Debian package, when a tool is missing,
@@ -200,6 +165,13 @@ func (b *bench) checkTools() error {
 	if b.runc, err = lookPath("runc"); err != nil {
 		return errors.New("runc not found: install the Debian package runc (apt-get install -y runc)")
 	}
+	if b.part("capture") {
+		for _, t := range []string{"tar", "zstd", "du", "bash"} {
+			if _, err := exec.LookPath(t); err != nil {
+				return fmt.Errorf("%s not found (the capture part's peer needs it): install the Debian package %s", t, t)
+			}
+		}
+	}
 	b.buildah = []string{bud, "--storage-driver", "overlay"}
 	if os.Geteuid() != 0 {
 		u, err := user.Current()
@@ -218,68 +190,54 @@ func (b *bench) skipBuildah(why string) {
 	logf("buildah skipped: %s", why)
 }
 
-// setupBuildah points buildah at private directories and pulls the base
-// once, before any timing, tagged benchbase like snapbuild's.
-func (b *bench) setupBuildah(ctx context.Context, oci, manifest string) error {
-	b.buildah = append(b.buildah, "--root", filepath.Join(b.dir, "buildah-root"), "--runroot", filepath.Join(b.dir, "buildah-run"))
-	r, err := b.command(ctx, 5*time.Minute, b.buildah[0], append(b.buildah[1:], "pull", "-q", "oci:"+oci+":base")...)
+// toBuildah gives buildah snapbuild's image tag, untimed: snapbuild exports
+// it as an OCI layout, buildah (with private --root and --runroot) pulls
+// that and tags it the same; both must then show the same manifest digest.
+// As a user, a buildah that does not work is skipped rather than fatal.
+func (b *bench) toBuildah(ctx context.Context, tag, manifest string) error {
+	if b.skipped != "" {
+		return nil
+	}
+	err := b.pullIntoBuildah(ctx, tag, manifest)
+	if err != nil && os.Geteuid() != 0 {
+		b.skipBuildah(fmt.Sprintf("rootless buildah did not work here (%v)", firstLine(err.Error())))
+		return nil
+	}
+	return err
+}
+
+func (b *bench) pullIntoBuildah(ctx context.Context, tag, manifest string) error {
+	if !b.budStore {
+		b.buildah = append(b.buildah, "--root", filepath.Join(b.dir, "buildah-root"), "--runroot", filepath.Join(b.dir, "buildah-run"))
+		b.budStore = true
+	}
+	oci := filepath.Join(b.dir, "oci-"+tag)
+	defer os.RemoveAll(oci) // buildah copies what it needs
+	if _, err := b.command(ctx, 10*time.Minute, b.bin, "export", tag, "--root", b.store, "oci:"+oci+":"+tag); err != nil {
+		return err
+	}
+	r, err := b.command(ctx, 10*time.Minute, b.buildah[0], append(b.buildah[1:], "pull", "-q", "oci:"+oci+":"+tag)...)
 	if err != nil {
 		return err
 	}
 	id := lastLine(r.stdout)
-	if _, err := b.command(ctx, time.Minute, b.buildah[0], append(b.buildah[1:], "tag", id, "benchbase")...); err != nil {
+	if _, err := b.command(ctx, time.Minute, b.buildah[0], append(b.buildah[1:], "tag", id, tag)...); err != nil {
 		return err
 	}
-	r, err = b.command(ctx, time.Minute, b.buildah[0], append(b.buildah[1:], "inspect", "--type", "image", "--format", "{{.FromImageDigest}}", "benchbase")...)
+	r, err = b.command(ctx, time.Minute, b.buildah[0], append(b.buildah[1:], "inspect", "--type", "image", "--format", "{{.FromImageDigest}}", tag)...)
 	if err != nil {
 		return err
 	}
 	if got := lastLine(r.stdout); got != manifest {
-		return fmt.Errorf("buildah's benchbase has manifest %s, snapbuild's %s: not the same base", got, manifest)
+		return fmt.Errorf("buildah's %s has manifest %s, snapbuild's %s: not the same image", tag, got, manifest)
 	}
-	logf("base: pulled into buildah (same manifest)")
-	return nil
-}
-
-// pair runs iteration i of a workload with both tools, snapbuild first on
-// odd iterations and buildah first on even ones, so that neither always
-// follows the other.
-func (b *bench) pair(ctx context.Context, w *workload, i int, file, yml, tag, containerfile string, noCache bool) error {
-	snap := func() error {
-		r, err := b.snapbuild(ctx, file, yml, tag, 10*time.Minute)
-		w.snap = append(w.snap, r)
-		return err
-	}
-	bud := func() error {
-		if b.skipped != "" {
-			return nil
-		}
-		r, err := b.bud(ctx, tag, containerfile, tag, noCache)
-		w.bud = append(w.bud, r)
-		return err
-	}
-	first, second := snap, bud
-	if i%2 == 0 {
-		first, second = bud, snap
-	}
-	if err := first(); err != nil {
-		return err
-	}
-	if err := second(); err != nil {
-		return err
-	}
-	if b.verbose {
-		msg := fmt.Sprintf("%s %d/%d: snapbuild %s", w.name, i, b.n, secs(w.snap[len(w.snap)-1].wall))
-		if len(w.bud) > 0 {
-			msg += ", buildah " + secs(w.bud[len(w.bud)-1].wall)
-		}
-		logf("%s", msg)
-	}
+	logf("%s: pulled into buildah (same manifest)", tag)
 	return nil
 }
 
 // snapbuild writes recipe text to file and builds it as tag with JSON
-// progress; the final stdout line carries stats and peakRSSKiB.
+// progress; the final stdout line carries the manifest, stats and
+// peakRSSKiB, and stderr holds one JSON event per line.
 func (b *bench) snapbuild(ctx context.Context, file, recipe, tag string, limit time.Duration) (run, error) {
 	path := filepath.Join(b.dir, file)
 	if err := os.WriteFile(path, []byte(recipe), 0o644); err != nil {
@@ -290,13 +248,14 @@ func (b *bench) snapbuild(ctx context.Context, file, recipe, tag string, limit t
 		return r, err
 	}
 	var out struct {
+		Manifest   string
 		PeakRSSKiB int64
 		Stats      stats
 	}
 	if err := json.Unmarshal([]byte(lastLine(r.stdout)), &out); err != nil {
 		return r, fmt.Errorf("snapbuild build %s: cannot read its final JSON line %q: %v", file, lastLine(r.stdout), err)
 	}
-	r.selfRSS = out.PeakRSSKiB
+	r.selfRSS, r.manifest = out.PeakRSSKiB, out.Manifest
 	return r, nil
 }
 
@@ -321,6 +280,24 @@ func (b *bench) bud(ctx context.Context, ctxName, containerfile, tag string, noC
 	args = append(args, b.budArgs...)
 	args = append(args, "-f", filepath.Join(dir, "Containerfile"), dir)
 	return b.command(ctx, 10*time.Minute, b.buildah[0], args...)
+}
+
+// budWarm is an untimed `bud` that also finds out whether this host needs
+// fixed rlimits: if buildah fails to raise them (some sandboxes forbid it),
+// it retries with --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 and
+// keeps those flags from then on.
+func (b *bench) budWarm(ctx context.Context, ctxName, containerfile, tag string) error {
+	_, err := b.bud(ctx, ctxName, containerfile, tag, false)
+	if err == nil || len(b.budArgs) > 0 {
+		return err
+	}
+	if msg := strings.ToLower(err.Error()); !strings.Contains(msg, "rlimit") && !strings.Contains(msg, "ulimit") {
+		return err
+	}
+	b.budArgs = []string{"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
+	b.notes = append(b.notes, "buildah needed --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 here")
+	_, err = b.bud(ctx, ctxName, containerfile, tag, false)
+	return err
 }
 
 // command runs a command, timing it from start to exit, and returns an error
@@ -361,7 +338,7 @@ func (b *bench) cleanup() {
 		logf("kept %s", b.dir)
 		return
 	}
-	if slices.Contains(b.buildah, "--root") { // buildah's store was made
+	if b.budStore {
 		for _, a := range [][]string{{"rm", "-a"}, {"rmi", "-af"}} {
 			exec.Command(b.buildah[0], append(slices.Clone(b.buildah[1:]), a...)...).Run()
 		}
@@ -371,7 +348,7 @@ func (b *bench) cleanup() {
 		syscall.Unmount(mounts[i], syscall.MNT_DETACH)
 	}
 	err := os.RemoveAll(b.dir)
-	if err != nil && slices.Contains(b.buildah, "--root") && os.Geteuid() != 0 {
+	if err != nil && b.budStore && os.Geteuid() != 0 {
 		// Rootless buildah leaves files owned by subordinate IDs.
 		err = exec.Command(b.buildah[0], "unshare", "rm", "-rf", b.dir).Run()
 	}
@@ -380,130 +357,12 @@ func (b *bench) cleanup() {
 	}
 }
 
-// report prints the table, the notes and which targets are met.
-func (b *bench) report(ws []*workload) {
-	fmt.Printf("\nsnapbuild vs buildah %s, median of %d, wall time per build\n\n", b.buildahVersion(), b.n)
-	row := "%-28s  %-10s  %-10s  %-7s  %s\n"
-	fmt.Printf(row, "workload", "snapbuild", "buildah", "ratio", "target")
-	var met, missed []string
-	for _, w := range ws {
-		s := median(w.snap)
-		bs, ratio, target := "-", "-", "-"
-		if w.target > 0 {
-			target = fmt.Sprintf("<= %.2fx", w.target)
-		}
-		if len(w.bud) > 0 {
-			m := median(w.bud)
-			bs = secs(m)
-			r := s.Seconds() / m.Seconds()
-			ratio = fmt.Sprintf("%.3fx", r)
-			if w.target > 0 {
-				name := fmt.Sprintf("%s %s %s", w.name, ratio, target)
-				if r <= w.target {
-					met = append(met, name)
-				} else {
-					missed = append(missed, name)
-				}
-			}
-		}
-		fmt.Printf(row, w.name, secs(s), bs, ratio, target)
-		if w.snapValid != "" {
-			b.notes = append(b.notes, fmt.Sprintf("INVALID %s (snapbuild): %s", w.name, w.snapValid))
-		}
-		if w.budValid != "" {
-			b.notes = append(b.notes, fmt.Sprintf("INVALID %s (buildah): %s", w.name, w.budValid))
-		}
+func (b *bench) buildahVersion() string {
+	if b.skipped != "" {
+		return "(buildah skipped)"
 	}
-
-	// Peak RSS. The row sets snapbuild's own figure against buildah's wait4
-	// figure over the tiny-RUN builds, whose only payloads are `sh -c echo`.
-	self := func(r run) int64 { return r.selfRSS }
-	tree := func(r run) int64 { return r.treeRSS }
-	var snapSelf, budTiny int64
-	for _, w := range ws {
-		snapSelf = max(snapSelf, peak(w.snap, self))
-		if !w.bigPayload {
-			budTiny = max(budTiny, peak(w.bud, tree))
-		}
-	}
-	bs := "-"
-	if budTiny > 0 {
-		bs = mib(budTiny)
-	}
-	rssTarget := fmt.Sprintf("< %d MiB (snapbuild)", rssTargetMiB)
-	fmt.Printf(row, "peak RSS (builder process)", mib(snapSelf), bs, "", rssTarget)
-	name := fmt.Sprintf("peak RSS %s %s", mib(snapSelf), rssTarget)
-	if snapSelf < rssTargetMiB*1024 {
-		met = append(met, name)
-	} else {
-		missed = append(missed, name)
-	}
-
-	fmt.Printf("\npeak RSS by workload, max over its timed builds\n\n")
-	row2 := "%-28s  %-15s  %-15s  %s\n"
-	fmt.Printf(row2, "workload", "snapbuild self", "snapbuild tree", "buildah tree")
-	for _, w := range ws {
-		bt := "-"
-		if len(w.bud) > 0 {
-			bt = mib(peak(w.bud, tree))
-		}
-		fmt.Printf(row2, w.name, mib(peak(w.snap, self)), mib(peak(w.snap, tree)), bt)
-	}
-	fmt.Print(`
-  self: the peakRSSKiB snapbuild prints (getrusage RUSAGE_SELF): the builder
-        process alone, sandboxed RUN payloads excluded.
-  tree: ru_maxrss from wait4 on the process the bench started: the largest
-        single process (not a sum) among it and the descendants it reaped,
-        such as runc, sandbox helpers and RUN payloads like apt-get.
-  The "builder process" row: snapbuild self over all workloads (what the
-  target is about); buildah tree over the tiny-RUN builds only, whose
-  payloads are tiny shells, so that it is in practice buildah's own size
-  (buildah reports no self figure).
-`)
-	if len(b.notes) > 0 {
-		fmt.Println()
-	}
-	for _, n := range b.notes {
-		fmt.Printf("note: %s\n", n)
-	}
-	fmt.Printf("\ntargets met: %s\n", listOrNone(met))
-	fmt.Printf("targets missed: %s\n", listOrNone(missed))
-}
-
-// tinyRecipe returns the snapbuild recipe and the Containerfile of ten RUN
-// steps, each writing a tiny file that holds token.
-func tinyRecipe(token string) (yml, containerfile string) {
-	var cmds []string
-	cf := "FROM benchbase\n"
-	for i := 1; i <= 10; i++ {
-		c := fmt.Sprintf("echo %s-%d > /f%d", token, i, i)
-		cmds = append(cmds, fmt.Sprintf("%q", c))
-		cf += "RUN " + c + "\n"
-	}
-	return "- from_id: benchbase\n- run_commands: [" + strings.Join(cmds, ", ") + "]\n", cf
-}
-
-// checkSnap says why some snapbuild run's stats are not the expected ones.
-func checkSnap(rs []run, ok func(stats) bool, want string) string {
-	for _, r := range rs {
-		var out struct{ Stats stats }
-		json.Unmarshal([]byte(lastLine(r.stdout)), &out)
-		if !ok(out.Stats) {
-			return fmt.Sprintf("want %s, got %+v", want, out.Stats)
-		}
-	}
-	return ""
-}
-
-// checkBud says why some buildah run did not use its cache for exactly
-// hits steps.
-func checkBud(rs []run, hits int) string {
-	for _, r := range rs {
-		if n := strings.Count(r.stdout+r.stderr, "Using cache"); n != hits {
-			return fmt.Sprintf("want %d cached steps, got %d", hits, n)
-		}
-	}
-	return ""
+	out, _ := exec.Command(b.buildah[0], "--version").Output()
+	return strings.TrimPrefix(firstLine(string(out)), "buildah version ")
 }
 
 // peak is the largest of f over rs.
@@ -514,27 +373,24 @@ func peak(rs []run, f func(run) int64) (m int64) {
 	return m
 }
 
+// median is the median wall time of rs.
 func median(rs []run) time.Duration {
-	if len(rs) == 0 {
-		return 0
-	}
 	d := make([]time.Duration, len(rs))
 	for i, r := range rs {
 		d[i] = r.wall
 	}
-	slices.Sort(d)
+	return medianOf(d)
+}
+
+func medianOf(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	d = slices.Sorted(slices.Values(d))
 	if len(d)%2 == 1 {
 		return d[len(d)/2]
 	}
 	return (d[len(d)/2-1] + d[len(d)/2]) / 2
-}
-
-func (b *bench) buildahVersion() string {
-	if b.skipped != "" {
-		return "(buildah skipped)"
-	}
-	out, _ := exec.Command(b.buildah[0], "--version").Output()
-	return strings.TrimPrefix(firstLine(string(out)), "buildah version ")
 }
 
 // lookPath finds a program on PATH or in the sbin directories, which a
