@@ -129,31 +129,52 @@ func modeBits(m uint64) os.FileMode {
 	return b
 }
 
-// copyFromContext executes a COPY (or ADD of local files) from the layer's
-// build context.
+// copyFromContext executes a COPY from the layer's build context.
 func (b *Builder) copyFromContext(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.CopyCommand, files []contextFile, force bool) (bool, error) {
-	dest := c.DestPath
-	if !path.IsAbs(dest) {
-		dest = path.Join("/", st.config.WorkingDir, dest) + map[bool]string{true: "/"}[strings.HasSuffix(dest, "/")]
+	return b.contextCopy(ctx, st, l, in, c.SourcePaths, c.DestPath, c.Chown, c.Chmod, files, force, false)
+}
+
+// destIn resolves a COPY/ADD destination against WORKDIR, keeping a
+// trailing "/" (which means "into this directory").
+func destIn(st *buildState, dest string) string {
+	if path.IsAbs(dest) {
+		return dest
 	}
-	items, err := planCopy(files, c.SourcePaths, dest)
+	abs := path.Join("/", st.config.WorkingDir, dest)
+	if strings.HasSuffix(dest, "/") {
+		abs += "/"
+	}
+	return abs
+}
+
+// contextCopy copies build-context sources to dest (COPY, and ADD with
+// unpack: local tar archives are extracted into dest).
+func (b *Builder) contextCopy(ctx context.Context, st *buildState, l *layer, in instruction, srcs []string, dest, chown, chmod string, files []contextFile, force, unpack bool) (bool, error) {
+	dest = destIn(st, dest)
+	items, err := planCopy(files, srcs, dest)
 	if err != nil {
 		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
 	}
 	var inputs strings.Builder
-	fmt.Fprintf(&inputs, "chown=%s chmod=%s\n", c.Chown, c.Chmod)
+	fmt.Fprintf(&inputs, "unpack=%v chown=%s chmod=%s\n", unpack, chown, chmod)
 	for _, it := range items {
 		fmt.Fprintf(&inputs, "%s %s %o\n", it.dest, it.file.digest, it.file.mode)
 	}
 	key := stepKey(st, l, in, inputs.String(), b.epoch)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-		own, err := parseOwnership(a.Rootfs, c.Chown, c.Chmod)
+		own, err := parseOwnership(a.Rootfs, chown, chmod)
 		if err != nil {
 			return &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
 		}
 		for _, it := range items {
 			if err := ctx.Err(); err != nil {
 				return err
+			}
+			if unpack && isArchive(it.file.path) {
+				if err := extractTar(ctx, it.file.source, a.Rootfs, path.Clean(dest), own); err != nil {
+					return fmt.Errorf("%s: %s: %w", in.text, it.file.source, err)
+				}
+				continue
 			}
 			if err := copyInto(a.Rootfs, it.dest, it.file); err != nil {
 				return fmt.Errorf("%s: %s: %w", in.text, it.file.source, err)
@@ -203,10 +224,7 @@ func (b *Builder) copyFromImage(ctx context.Context, st *buildState, l *layer, i
 			return false, missingSource(l.method, in.text, c.From, err)
 		}
 	}
-	dest := c.DestPath
-	if !path.IsAbs(dest) {
-		dest = path.Join("/", st.config.WorkingDir, dest) + map[bool]string{true: "/"}[strings.HasSuffix(dest, "/")]
-	}
+	dest := destIn(st, c.DestPath)
 	inputs := fmt.Sprintf("from=%s srcs=%q chown=%s chmod=%s", rec.Manifest.Digest, c.SourcePaths, c.Chown, c.Chmod)
 	key := stepKey(st, l, in, inputs, b.epoch)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {

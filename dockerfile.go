@@ -20,8 +20,6 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-
-	"github.com/snapbuild/snapbuild/snapshot"
 )
 
 // DockerfileOptions are dockerfile_commands' keyword arguments.
@@ -173,42 +171,7 @@ func (b *Builder) add(ctx context.Context, st *buildState, l *layer, in instruct
 			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: ADD of %s needs the network, which snapbuild builds do not assume: download it and COPY the file from the build context", in.text, s)}
 		}
 	}
-	dest := c.DestPath
-	if !path.IsAbs(dest) {
-		dest = path.Join("/", st.config.WorkingDir, dest) + map[bool]string{true: "/"}[strings.HasSuffix(dest, "/")]
-	}
-	items, err := planCopy(files, c.SourcePaths, dest)
-	if err != nil {
-		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
-	}
-	var inputs strings.Builder
-	fmt.Fprintf(&inputs, "ADD chown=%s chmod=%s\n", c.Chown, c.Chmod)
-	for _, it := range items {
-		fmt.Fprintf(&inputs, "%s %s %o\n", it.dest, it.file.digest, it.file.mode)
-	}
-	key := stepKey(st, l, in, inputs.String(), b.epoch)
-	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-		own, err := parseOwnership(a.Rootfs, c.Chown, c.Chmod)
-		if err != nil {
-			return &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
-		}
-		for _, it := range items {
-			if isArchive(it.file.path) {
-				dir := path.Clean(dest)
-				if err := extractTar(ctx, it.file.source, a.Rootfs, dir, own); err != nil {
-					return fmt.Errorf("%s: %s: %w", in.text, it.file.source, err)
-				}
-				continue
-			}
-			if err := copyInto(a.Rootfs, it.dest, it.file); err != nil {
-				return fmt.Errorf("%s: %s: %w", in.text, it.file.source, err)
-			}
-			if err := own.apply(a.Rootfs, it.dest); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
+	return b.contextCopy(ctx, st, l, in, c.SourcePaths, c.DestPath, c.Chown, c.Chmod, files, force, true)
 }
 
 func isArchive(name string) bool {
