@@ -320,9 +320,6 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 			return Result{}, err
 		}
 	}
-	if err := b.probeMetadata(ctx, st, res.Manifest.Digest); err != nil {
-		b.progress.Event(Event{Kind: EventWarn, Step: len(plan), Total: len(plan), Line: "could not probe the image's metadata (python, packages, libc): " + err.Error()})
-	}
 	res.Stats = b.stats
 	for _, l := range mounts {
 		res.Mounts = append(res.Mounts, l.context...)
@@ -579,8 +576,8 @@ type ImageInfo struct {
 	Manifest ocispec.Descriptor `json:"manifest"`
 	Config   ocispec.Image      `json:"config"`
 	Size     int64              `json:"size"` // compressed layers, bytes
-	// Metadata is what Modal's ImageMetadata reports, probed after the
-	// build; nil for an image built before snapbuild probed.
+	// Metadata is what Modal's ImageMetadata reports, when it was probed
+	// (see Builder.Metadata); nil otherwise.
 	Metadata *Metadata `json:"metadata,omitempty"`
 }
 

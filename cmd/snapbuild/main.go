@@ -360,6 +360,9 @@ func cmdInspect(args []string) error {
 		return err
 	}
 	defer b.Close()
+	if _, err := b.Metadata(context.Background(), pos[0]); err != nil {
+		fmt.Fprintf(os.Stderr, "snapbuild: could not probe the image's metadata: %v\n", err)
+	}
 	info, err := b.Inspect(pos[0])
 	if err != nil {
 		return err
