@@ -179,6 +179,9 @@ func (b *bench) commitScale(ctx context.Context, c *captureResults) error {
 		}
 		for _, bs := range order {
 			yml, cf := tiny(bs, fmt.Sprintf("%s-%d", token, i))
+			// The bases left gigabytes to write back (files, blobs, buildah's
+			// copy): let no writeback overlap the commit's fsyncs.
+			syscall.Sync()
 			r, err := b.snapStep(ctx, "tiny-"+bs.tag+".yaml", yml, "tiny-"+bs.tag, "/newfile", 5*time.Minute)
 			if err != nil {
 				return err
@@ -186,6 +189,7 @@ func (b *bench) commitScale(ctx context.Context, c *captureResults) error {
 			bs.snap = append(bs.snap, r)
 			msg := fmt.Sprintf("capture: tiny step on the %s %d/%d: commit %s, step %s", bs.label, i, scaleRuns*b.n, secs(r.step.Commit), secs(r.step.Duration))
 			if b.skipped == "" {
+				syscall.Sync()
 				r, err := b.bud(ctx, "tiny-"+bs.tag, cf, "tiny-"+bs.tag, false)
 				if err != nil {
 					return err
@@ -430,6 +434,7 @@ func (b *bench) reportCapture(c *captureResults) {
 			fmt.Printf(row, name, secs(s), secs(l), fmt.Sprintf("%.2fx", r), t)
 		}
 		line("snapbuild commit", medianBy(small.snap, commit), medianBy(big.snap, commit), commitScaleTarget)
+		fmt.Printf(row, "  25th-75th percentile", spread(small.snap, commit), spread(big.snap, commit), "", "")
 		line("snapbuild step (whole RUN)", medianBy(small.snap, duration), medianBy(big.snap, duration), 0)
 		line("snapbuild build (wall)", medianBy(small.snap, wall), medianBy(big.snap, wall), 0)
 		if len(small.bud) > 0 {
@@ -438,6 +443,8 @@ func (b *bench) reportCapture(c *captureResults) {
 		fmt.Print(`
   commit: the "commit" of the step's JSON done event (unmount, diff of the
           upper dir, tar, sha256, zstd, sha256, fsync, snapshot commit);
+          a few ms of fixed work whose spread (percentiles) shows the noise
+          of the host, against which to read the ratio;
   step:   its "duration" (snapshot, container, commit);
   build:  the whole snapbuild process, start to exit.
   The bases' files are random bytes (incompressible).
@@ -559,6 +566,19 @@ func medianBy(rs []stepRun, f func(stepRun) time.Duration) time.Duration {
 		d[i] = f(r)
 	}
 	return medianOf(d)
+}
+
+// spread is the 25th and 75th percentiles of f over rs.
+func spread(rs []stepRun, f func(stepRun) time.Duration) string {
+	if len(rs) == 0 {
+		return "-"
+	}
+	d := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		d[i] = f(r)
+	}
+	slices.Sort(d)
+	return secs(d[len(d)/4]) + " - " + secs(d[(3*len(d))/4])
 }
 
 func peakBy(rs []stepRun, f func(stepRun) int64) (m int64) {
