@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -200,6 +201,7 @@ type buildState struct {
 	config  ocispec.ImageConfig
 	history []ocispec.History
 	shell   []string
+	health  *dockerspec.HealthcheckConfig // HEALTHCHECK (Docker's config extension)
 }
 
 func (s *buildState) clone() *buildState {
@@ -509,7 +511,10 @@ func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Re
 	if cfg.RootFS.DiffIDs == nil {
 		cfg.RootFS.DiffIDs = []digest.Digest{}
 	}
-	manifest, err := b.store.blobs.WriteImage(cfg, slices.Clone(st.layers))
+	manifest, err := b.store.blobs.WriteDockerImage(dockerspec.DockerOCIImage{Image: cfg, Config: dockerspec.DockerOCIImageConfig{
+		ImageConfig:             st.config,
+		DockerOCIImageConfigExt: dockerspec.DockerOCIImageConfigExt{Healthcheck: st.health, Shell: st.shell},
+	}}, slices.Clone(st.layers))
 	if err != nil {
 		return Result{}, err
 	}
@@ -524,7 +529,7 @@ func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Re
 		Inputs   []string `json:"inputs"`
 		Manifest string   `json:"manifest"`
 	}{st.id, BuilderVersion, l.commands, inputs, manifest.Digest.String()})
-	rec := imageRecord{ID: imageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Parent: st.id}
+	rec := imageRecord{ID: imageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
 	if err := b.store.putImage(rec); err != nil {
 		return Result{}, err
 	}

@@ -525,7 +525,7 @@ func TestExecuteConfigInstructions(t *testing.T) {
 	}
 
 	// Unsupported instructions are InvalidErrors naming the method.
-	ins, err = parseCommands([]string{"FROM base", "EXPOSE 80 53/udp", "HEALTHCHECK CMD true"})
+	ins, err = parseCommands([]string{"FROM base", "EXPOSE 80 53/udp", "ONBUILD RUN true", "HEALTHCHECK --interval=5s CMD curl -f http://localhost/"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -536,8 +536,31 @@ func TestExecuteConfigInstructions(t *testing.T) {
 		t.Errorf("exposed ports = %v", st2.config.ExposedPorts)
 	}
 	_, err = b.execute(context.Background(), st2, l, ins[2], nil, false, Event{})
-	if err == nil || err.Error() != `dockerfile_commands: line 3: HEALTHCHECK is not supported (in "HEALTHCHECK CMD true")` {
-		t.Errorf("HEALTHCHECK: %v", err)
+	if err == nil || err.Error() != `dockerfile_commands: line 3: ONBUILD is not supported (in "ONBUILD RUN true")` {
+		t.Errorf("ONBUILD: %v", err)
+	}
+	if _, err = b.execute(context.Background(), st2, l, ins[3], nil, false, Event{}); err != nil {
+		t.Fatalf("HEALTHCHECK: %v", err)
+	}
+	if h := st2.health; h == nil || strings.Join(h.Test, "|") != "CMD-SHELL|curl -f http://localhost/" || h.Interval != 5*time.Second {
+		t.Errorf("healthcheck = %+v", h)
+	}
+	// It is written into the config as Docker's extension, as BuildKit does.
+	res, err := b.commitImage(st2, l, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := b.store.blobs.ReadBlob(res.Manifest.Digest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Config struct{ Digest digest.Digest }
+	}
+	json.Unmarshal(raw, &m)
+	cfg, _ := b.store.blobs.ReadBlob(m.Config.Digest)
+	if !strings.Contains(string(cfg), `"Healthcheck":{"Test":["CMD-SHELL","curl -f http://localhost/"],"Interval":5000000000}`) {
+		t.Errorf("config lacks the healthcheck: %s", cfg)
 	}
 }
 

@@ -384,7 +384,7 @@ func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in in
 		return false, err
 	}
 	*st = buildState{chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
-		config: info.Config.Config, history: info.Config.History, shell: rec.Shell}
+		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health}
 	return true, nil
 }
 

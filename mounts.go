@@ -111,7 +111,7 @@ func (b *Builder) exportManifest(ctx context.Context, ref string, rec imageRecor
 		return ocispec.Descriptor{}, err
 	}
 	st := &buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
-		config: info.Config.Config, history: info.Config.History, shell: rec.Shell}
+		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health}
 	var inputs strings.Builder
 	for _, f := range files {
 		fmt.Fprintf(&inputs, "/%s %s %o\n", f.path, f.digest, f.mode)

@@ -18,6 +18,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
@@ -113,6 +114,14 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 	case *instructions.EntrypointCommand:
 		st.config.Entrypoint = cmdLine(st, c.ShellDependantCmdLine)
 		st.config.Cmd = nil // as Docker: a new ENTRYPOINT resets an inherited CMD
+		st.configOnly(in.text)
+		return false, nil
+	case *instructions.HealthCheckCommand:
+		h := *c.Health
+		if len(h.Test) == 1 && h.Test[0] == "NONE" {
+			h = dockerspec.HealthcheckConfig{Test: []string{"NONE"}}
+		}
+		st.health = &h
 		st.configOnly(in.text)
 		return false, nil
 	case *instructions.ShellCommand:
@@ -285,7 +294,7 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 			return false, err
 		}
 		*st = buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
-			config: info.Config.Config, history: info.Config.History, shell: rec.Shell}
+			config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health}
 		return true, nil
 	}
 	return false, &InvalidError{Method: l.method, Message: in.text + ": unknown base"}

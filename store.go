@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
@@ -160,7 +161,10 @@ type imageRecord struct {
 	Manifest ocispec.Descriptor `json:"manifest"`
 	ChainID  digest.Digest      `json:"chainID,omitempty"`
 	Shell    []string           `json:"shell,omitempty"`
-	Parent   string             `json:"parent,omitempty"`
+	// Health is the HEALTHCHECK, kept here so that images built on this
+	// one inherit it (it is also in the config, as Docker's extension).
+	Health *dockerspec.HealthcheckConfig `json:"healthcheck,omitempty"`
+	Parent string                        `json:"parent,omitempty"`
 }
 
 func (s *store) readJSON(rel string, v any) (bool, error) {

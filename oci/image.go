@@ -3,6 +3,7 @@ package oci
 import (
 	"fmt"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -12,6 +13,13 @@ import (
 // returns the manifest's descriptor. config.RootFS.DiffIDs must list the
 // layers' diffIDs in the same order; WriteImage checks the counts agree.
 func (s *Store) WriteImage(config ocispec.Image, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
+	return s.WriteDockerImage(dockerspec.DockerOCIImage{Image: config, Config: dockerspec.DockerOCIImageConfig{ImageConfig: config.Config}}, layers)
+}
+
+// WriteDockerImage is WriteImage for a config with Docker's extensions to
+// the OCI image config (Healthcheck, Shell, OnBuild; moby/docker-image-spec),
+// which BuildKit writes the same way.
+func (s *Store) WriteDockerImage(config dockerspec.DockerOCIImage, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
 	if len(config.RootFS.DiffIDs) != len(layers) {
 		return ocispec.Descriptor{}, fmt.Errorf("oci image: config lists %d diffIDs for %d layers", len(config.RootFS.DiffIDs), len(layers))
 	}
