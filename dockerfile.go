@@ -43,8 +43,9 @@ type DockerfileOptions struct {
 // form, heredocs), COPY and ADD from the build context (--chown, --chmod;
 // ADD extracts local tar archives) or COPY --from a stored image, ENV, ARG
 // with build args, WORKDIR, USER, SHELL, ENTRYPOINT, CMD, LABEL, EXPOSE,
-// VOLUME, STOPSIGNAL. Anything else is an error naming the instruction and
-// its line. Only the context files that COPY/ADD sources select are read
+// VOLUME, STOPSIGNAL, HEALTHCHECK (written, with SHELL, as Docker's
+// extension of the OCI config, as BuildKit writes it). Anything else
+// (ONBUILD, MAINTAINER) is an error naming the instruction and its line. Only the context files that COPY/ADD sources select are read
 // and hashed, as Modal uploads only those (spec 7): a source with a "$" or
 // a "--" flag of its own is refused as Modal refuses it.
 func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts ...StepOption) Image {

@@ -18,7 +18,7 @@ import (
 // config.
 func TestDockerfileCommands(t *testing.T) {
 	requireRoot(t)
-	requireTools(t, "mmdebstrap")
+	requireTools(t, "mmdebstrap", "skopeo")
 	requireMirror(t)
 	dir := t.TempDir()
 	ctx := filepath.Join(dir, "ctx")
