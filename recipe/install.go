@@ -44,12 +44,9 @@ func installMethods() map[string]method {
 			return img.PipInstallWith(pkgs, o, opts...), err
 		}},
 		"pip_install_from_requirements": {positional: "requirements_txt", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-			req, err := a.localPath("requirements_txt")
+			req, err := a.requiredPath("requirements_txt")
 			if err != nil {
 				return img, err
-			}
-			if req == "" {
-				return img, fmt.Errorf("%s: requirements_txt is required", a.method)
 			}
 			o, err := a.pipOptions()
 			if err != nil {
@@ -59,12 +56,9 @@ func installMethods() map[string]method {
 			return img.PipInstallFromRequirements(req, o, opts...), err
 		}},
 		"pip_install_from_pyproject": {positional: "pyproject_toml", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-			pp, err := a.localPath("pyproject_toml")
+			pp, err := a.requiredPath("pyproject_toml")
 			if err != nil {
 				return img, err
-			}
-			if pp == "" {
-				return img, fmt.Errorf("%s: pyproject_toml is required", a.method)
 			}
 			optional, err := a.strs("optional_dependencies")
 			if err != nil {
@@ -144,12 +138,9 @@ func installMethods() map[string]method {
 			return img.UvSync(dir, o, opts...), err
 		}},
 		"poetry_install_from_file": {positional: "poetry_pyproject_toml", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
-			pp, err := a.localPath("poetry_pyproject_toml")
+			pp, err := a.requiredPath("poetry_pyproject_toml")
 			if err != nil {
 				return img, err
-			}
-			if pp == "" {
-				return img, fmt.Errorf("%s: poetry_pyproject_toml is required", a.method)
 			}
 			var o snapbuild.PoetryOptions
 			if o.PoetryLockfile, err = a.localPath("poetry_lockfile"); err != nil {
@@ -229,6 +220,15 @@ func (a *args) localPath(name string) (string, error) {
 		return p, err
 	}
 	return a.resolve(p), nil
+}
+
+// requiredPath is localPath for an argument that must be given.
+func (a *args) requiredPath(name string) (string, error) {
+	p, err := a.localPath(name)
+	if err == nil && p == "" {
+		err = fmt.Errorf("%s: %s is required", a.method, name)
+	}
+	return p, err
 }
 
 // localPaths reads a list of local paths (Modal: None or a list).

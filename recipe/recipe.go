@@ -598,10 +598,7 @@ func (a *args) localArgs() (string, string, bool, error) {
 	if err != nil {
 		return "", "", false, err
 	}
-	if !filepath.IsAbs(local) && !strings.HasPrefix(local, "~") {
-		local = filepath.Join(a.dir, local)
-	}
-	return local, remote, copy, nil
+	return a.resolve(local), remote, copy, nil
 }
 
 // secrets reads a list of {from_dict: {K: V}}, {from_name: NAME} and
@@ -658,8 +655,5 @@ func (a *args) local(p string) string {
 	if p == "" {
 		return a.dir
 	}
-	if filepath.IsAbs(p) || strings.HasPrefix(p, "~") {
-		return p
-	}
-	return filepath.Join(a.dir, p)
+	return a.resolve(p)
 }
