@@ -376,16 +376,12 @@ func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in in
 	if err != nil {
 		return false, missingSource(l.method, in.text, ref, err)
 	}
-	info, err := b.Inspect(rec.ID)
+	s, _, err := b.stateOf(rec)
 	if err != nil {
 		return false, err
 	}
-	m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
-	if err != nil {
-		return false, err
-	}
-	*st = buildState{chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
-		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health}
+	*st = *s
+	st.id = "" // a stage base is not the Modal layer's parent
 	return true, nil
 }
 

@@ -102,16 +102,10 @@ func (b *Builder) exportManifest(ctx context.Context, ref string, rec imageRecor
 		return ocispec.Descriptor{}, err
 	}
 	defer b.store.unlock()
-	info, err := b.Inspect(rec.ID)
+	st, cfg, err := b.stateOf(rec)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
-	if err != nil {
-		return ocispec.Descriptor{}, err
-	}
-	st := &buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
-		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health}
 	var inputs strings.Builder
 	for _, f := range files {
 		fmt.Fprintf(&inputs, "/%s %s %o\n", f.path, f.digest, f.mode)
@@ -123,7 +117,6 @@ func (b *Builder) exportManifest(ctx context.Context, ref string, rec imageRecor
 	}); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	cfg := info.Config
 	cfg.RootFS.DiffIDs = st.diffIDs
 	cfg.History = st.history
 	return b.store.blobs.WriteImage(cfg, st.layers)

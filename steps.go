@@ -19,6 +19,7 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
@@ -282,22 +283,33 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 			}
 			return false, missingSource(l.method, in.text, l.root.fromID, err)
 		}
-		info, err := b.Inspect(rec.ID)
+		s, _, err := b.stateOf(rec)
 		if err != nil {
 			return false, err
 		}
-		if rec.ChainID != "" && !b.store.snaps.Exists(rec.ChainID) {
-			return false, fmt.Errorf("image %s: its filesystem snapshot %s is missing from the store", rec.ID, rec.ChainID)
-		}
-		m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
-		if err != nil {
-			return false, err
-		}
-		*st = buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
-			config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health}
+		*st = *s
 		return true, nil
 	}
 	return false, &InvalidError{Method: l.method, Message: in.text + ": unknown base"}
+}
+
+// stateOf loads a stored image as the state further steps build on: its
+// layers, config, history, shell and healthcheck. It also returns the image
+// config.
+func (b *Builder) stateOf(rec imageRecord) (*buildState, ocispec.Image, error) {
+	info, err := b.Inspect(rec.ID)
+	if err != nil {
+		return nil, ocispec.Image{}, err
+	}
+	if rec.ChainID != "" && !b.store.snaps.Exists(rec.ChainID) {
+		return nil, ocispec.Image{}, fmt.Errorf("image %s: its filesystem snapshot %s is missing from the store", rec.ID, rec.ChainID)
+	}
+	m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
+	if err != nil {
+		return nil, ocispec.Image{}, err
+	}
+	return &buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
+		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health}, info.Config, nil
 }
 
 // debianBase is DebianSlim's base: a Debian suite with SlimPackages.
