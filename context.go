@@ -10,7 +10,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"slices"
 	"sort"
 	"strings"
 
@@ -21,10 +20,10 @@ import (
 
 // contextInput is a local file or directory that a layer copies in.
 type contextInput struct {
-	local  string   // local path as given
-	remote string   // absolute path in the image
-	dir    bool     // AddLocalDir: copy the directory's contents
-	ignore []string // .dockerignore-style exclusions; "@dockerignore": read <local>/.dockerignore
+	local  string  // local path as given
+	remote string  // absolute path in the image
+	dir    bool    // AddLocalDir: copy the directory's contents
+	ignore Matcher // files to leave out (paths relative to local); nil leaves none out
 	// include, when set, selects the files to take (COPY source patterns,
 	// matched with their parent directories); nil takes all.
 	include []string
@@ -105,23 +104,10 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 	if !fi.IsDir() {
 		return nil, fmt.Errorf("local dir %s is not a directory", abs)
 	}
-	ignore := in.ignore
-	if slices.Equal(ignore, []string{"@dockerignore"}) {
-		ignore = nil
-		if b, err := os.ReadFile(filepath.Join(abs, ".dockerignore")); err == nil {
-			ignore = strings.Split(string(b), "\n")
-		}
-	}
 	var inc *patternmatcher.PatternMatcher
 	if in.include != nil {
 		if inc, err = patternmatcher.New(in.include); err != nil {
 			return nil, fmt.Errorf("COPY sources %q: %w", in.include, err)
-		}
-	}
-	var pm *patternmatcher.PatternMatcher
-	if patterns := cleanPatterns(ignore); len(patterns) > 0 {
-		if pm, err = patternmatcher.New(patterns); err != nil {
-			return nil, fmt.Errorf("ignore patterns %q: %w", in.ignore, err)
 		}
 	}
 	// A local_path that is itself a symlink to a directory is walked through
@@ -147,8 +133,12 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 				return err
 			}
 		}
-		if pm != nil {
-			ignored, err := pm.MatchesOrParentMatches(rel)
+		st, statErr := os.Stat(p) // follows file symlinks, as Modal's os.walk upload does
+		if statErr == nil && st.IsDir() {
+			return nil // a directory symlink: os.walk lists it as a directory and does not descend
+		}
+		if in.ignore != nil {
+			ignored, err := in.ignore.Match(rel)
 			if err != nil {
 				return err
 			}
@@ -156,12 +146,8 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 				return nil
 			}
 		}
-		st, err := os.Stat(p) // follows file symlinks, as Modal's os.walk upload does
-		if err != nil {
-			return fmt.Errorf("%s: %w (a dangling symlink?)", p, err)
-		}
-		if st.IsDir() {
-			return nil // a directory symlink: not descended, as in Modal
+		if statErr != nil {
+			return fmt.Errorf("%s: %w (a dangling symlink?)", p, statErr)
 		}
 		if !st.Mode().IsRegular() {
 			return nil // sockets, fifos, devices: nothing to upload
@@ -178,24 +164,6 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 		return nil
 	})
 	return files, err
-}
-
-// cleanPatterns prepares ignore patterns as Modal's FilePatternMatcher does:
-// surrounding whitespace and leading/trailing "/" stripped, empty ones dropped.
-func cleanPatterns(patterns []string) []string {
-	var out []string
-	for _, p := range patterns {
-		neg := strings.HasPrefix(strings.TrimSpace(p), "!")
-		p = strings.Trim(strings.TrimPrefix(strings.TrimSpace(p), "!"), "/")
-		if p == "" && !neg {
-			continue
-		}
-		if neg {
-			p = "!" + p
-		}
-		out = append(out, p)
-	}
-	return out
 }
 
 func hashFile(p string) (digest.Digest, error) {

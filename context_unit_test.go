@@ -109,7 +109,7 @@ func uCheckFiles(t *testing.T, got []contextFile, want []uCtxWant) {
 
 func TestResolveContextDir(t *testing.T) {
 	dir, outside := uContextTree(t)
-	img := uBase(t).AddLocalDir(dir, "/app/", true, []string{"*.pyc", "!keep.pyc", "**/__pycache__"})
+	img := uBase(t).AddLocalDir(dir, "/app/", true, NewFilePatternMatcher("*.pyc", "!keep.pyc", "**/__pycache__"))
 	files, err := resolveContext(img.layers[1])
 	if err != nil {
 		t.Fatal(err)
@@ -165,7 +165,7 @@ func TestResolveContextIgnoreSemantics(t *testing.T) {
 			"sub/__pycache__/c.cpython-311.pyc", "sub/c.py", "sub/d.pyc", "suid"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			img := uBase(t).AddLocalDir(dir, "/", true, tc.ignore)
+			img := uBase(t).AddLocalDir(dir, "/", true, NewFilePatternMatcher(tc.ignore...))
 			files, err := resolveContext(img.layers[1])
 			if err != nil {
 				t.Fatal(err)
@@ -180,7 +180,7 @@ func TestResolveContextIgnoreSemantics(t *testing.T) {
 		})
 	}
 	// A bare "!" is an error (moby/patternmatcher, like Modal's ValueError).
-	img := uBase(t).AddLocalDir(dir, "/", true, []string{"!"})
+	img := uBase(t).AddLocalDir(dir, "/", true, NewFilePatternMatcher("!"))
 	if _, err := resolveContext(img.layers[1]); err == nil {
 		t.Error(`ignore "!": no error`)
 	}
@@ -190,7 +190,7 @@ func TestResolveContextIgnoreLeadingSlash(t *testing.T) {
 	dir, _ := uContextTree(t)
 	// Modal's FilePatternMatcher strips a leading "/" from each pattern (spec
 	// §9): "/linkout" ignores the top-level linkout.
-	img := uBase(t).AddLocalDir(dir, "/", true, []string{"/linkout", "/sub/"})
+	img := uBase(t).AddLocalDir(dir, "/", true, NewFilePatternMatcher("/linkout", "/sub/"))
 	files, err := resolveContext(img.layers[1])
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +223,7 @@ func TestResolveContextDanglingSymlink(t *testing.T) {
 		t.Errorf("error %T is not an add_local_dir InvalidError", err)
 	}
 	// Ignored, it is no problem.
-	img = uBase(t).AddLocalDir(dir, "/d", true, []string{"dangling"})
+	img = uBase(t).AddLocalDir(dir, "/d", true, NewFilePatternMatcher("dangling"))
 	files, err := resolveContext(img.layers[1])
 	if err != nil || len(files) != 1 || files[0].path != "d/ok.txt" {
 		t.Errorf("ignored dangling symlink: %v %+v", err, files)
@@ -479,7 +479,7 @@ func TestResolveContextDirIsSymlink(t *testing.T) {
 	dir, _ := uContextTree(t)
 	link := filepath.Join(t.TempDir(), "ctx-link")
 	uSymlink(t, dir, link)
-	files, err := resolveContext(uBase(t).AddLocalDir(link, "/app", true, []string{"*.pyc", "**/__pycache__"}).layers[1])
+	files, err := resolveContext(uBase(t).AddLocalDir(link, "/app", true, NewFilePatternMatcher("*.pyc", "**/__pycache__")).layers[1])
 	if err != nil {
 		t.Fatal(err)
 	}

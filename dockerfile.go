@@ -31,9 +31,11 @@ type DockerfileOptions struct {
 	// process's working directory when the method is called (Modal takes it
 	// when the image is built).
 	ContextDir string
-	// Ignore holds .dockerignore-style patterns for the context. nil means
-	// Modal's AUTO_DOCKERIGNORE: <ContextDir>/.dockerignore when it exists.
-	Ignore []string
+	// Ignore selects context files to leave out (NewFilePatternMatcher for
+	// .dockerignore-style patterns, or any Matcher). nil means Modal's
+	// AUTO_DOCKERIGNORE: the patterns of <ContextDir>/.dockerignore when it
+	// exists; a non-nil Ignore replaces that lookup, as in Modal.
+	Ignore Matcher
 	// BuildArgs are the values of ARG instructions (docker --build-arg).
 	BuildArgs map[string]string
 }
@@ -77,7 +79,7 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 		}
 		ignore := o.Ignore
 		if ignore == nil {
-			ignore = []string{"@dockerignore"} // read <dir>/.dockerignore at build time
+			ignore = dockerignoreMatcher(filepath.Join(abs, ".dockerignore")) // read at build time
 		}
 		l.context = append(l.context, contextInput{local: abs, remote: "/", dir: true, ignore: ignore, include: patterns})
 	}
@@ -410,8 +412,8 @@ type FromDockerfileOptions struct {
 	// Ignore: nil means Modal's AUTO_DOCKERIGNORE lookup (spec 8): the
 	// first of <Dockerfile dir>/<Dockerfile name>.dockerignore,
 	// <Dockerfile dir>/.dockerignore and <ContextDir>/.dockerignore that
-	// exists and lies inside ContextDir.
-	Ignore    []string
+	// exists and lies inside ContextDir. A non-nil Ignore replaces it.
+	Ignore    Matcher
 	BuildArgs map[string]string
 	// AddPython is Modal's add_python; it needs python-build-standalone,
 	// which cannot be had offline: setting it is an error.
@@ -466,9 +468,9 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	return img.with(outer, opts)
 }
 
-// autoDockerignore reads the ignore file Modal's AUTO_DOCKERIGNORE finds for
-// a Dockerfile, or returns none.
-func autoDockerignore(dockerfile, ctxDir string) []string {
+// autoDockerignore returns the patterns of the ignore file Modal's
+// AUTO_DOCKERIGNORE finds for a Dockerfile, or a matcher of nothing.
+func autoDockerignore(dockerfile, ctxDir string) Matcher {
 	dir := filepath.Dir(dockerfile)
 	for _, p := range []string{
 		filepath.Join(dir, filepath.Base(dockerfile)+".dockerignore"),
@@ -482,9 +484,9 @@ func autoDockerignore(dockerfile, ctxDir string) []string {
 		if rel, err := filepath.Rel(ctxDir, abs); err != nil || strings.HasPrefix(rel, "..") {
 			continue
 		}
-		if b, err := os.ReadFile(abs); err == nil {
-			return strings.Split(string(b), "\n")
+		if _, err := os.Stat(abs); err == nil {
+			return FilePatternMatcherFromFile(abs)
 		}
 	}
-	return []string{}
+	return NewFilePatternMatcher()
 }

@@ -365,17 +365,19 @@ func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 }
 
 // AddLocalDir is modal.Image.add_local_dir(local_path, remote_path, copy=True,
-// ignore=[...]): the directory's contents land under remotePath. ignore holds
-// .dockerignore-style patterns (moby/patternmatcher) matched against paths
-// relative to localPath; a match excludes the file. Directory symlinks are
+// ignore=...): the directory's contents land under remotePath. ignore
+// (nil: nothing) is given each file's path relative to localPath and leaves
+// out those it matches: NewFilePatternMatcher("*.pyc", "!keep.pyc") for
+// .dockerignore-style patterns, FilePatternMatcherFromFile, Invert, or a
+// MatcherFunc, as Modal's ignore takes patterns or a callable. Directory symlinks are
 // not descended, file symlinks are copied as their targets' content, as Modal
 // does. copy=false works as for AddLocalFile.
-func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore []string) Image {
+func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore Matcher) Image {
 	const method = "add_local_dir"
 	if !path.IsAbs(remotePath) {
 		return img.fail(invalidf(method, "image.add_local_dir() currently only supports absolute remote_path values"))
 	}
-	in := contextInput{local: localPath, remote: path.Clean(remotePath), dir: true, ignore: slices.Clone(ignore)}
+	in := contextInput{local: localPath, remote: path.Clean(remotePath), dir: true, ignore: ignore}
 	if !copy {
 		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
 	}

@@ -377,17 +377,18 @@ func TestLoweringAddLocalFile(t *testing.T) {
 
 func TestLoweringAddLocalDir(t *testing.T) {
 	base := uBase(t)
-	ignore := []string{"*.pyc", "!keep.pyc"}
+	patterns := []string{"*.pyc", "!keep.pyc"}
+	ignore := NewFilePatternMatcher(patterns...)
 	img := base.AddLocalDir("data/sub", "/place/", true, ignore)
 	uWantCommands(t, uLastLayer(t, img), []string{"FROM base", "COPY . /"})
 	l := img.layers[1]
-	want := []contextInput{{local: "data/sub", remote: "/place", dir: true, ignore: []string{"*.pyc", "!keep.pyc"}}}
+	want := []contextInput{{local: "data/sub", remote: "/place", dir: true, ignore: ignore}}
 	if !reflect.DeepEqual(l.context, want) {
 		t.Errorf("context = %+v, want %+v", l.context, want)
 	}
-	ignore[0] = "changed"
-	if l.context[0].ignore[0] != "*.pyc" {
-		t.Error("AddLocalDir keeps a reference to the caller's ignore slice")
+	patterns[0] = "changed"
+	if got, _ := ignore.Patterns(); got[0] != "*.pyc" {
+		t.Error("NewFilePatternMatcher keeps a reference to the caller's slice")
 	}
 	uWantErr(t, base.AddLocalDir("data", "place", true, nil), "add_local_dir",
 		"add_local_dir: image.add_local_dir() currently only supports absolute remote_path values")

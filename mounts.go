@@ -21,10 +21,10 @@ const mountsFile = "mounts.json"
 
 // mountRecord is the stored form of a Mount.
 type mountRecord struct {
-	Local  string   `json:"local"`
-	Remote string   `json:"remote"`
-	Dir    bool     `json:"dir,omitempty"`
-	Ignore []string `json:"ignore,omitempty"`
+	Local  string       `json:"local"`
+	Remote string       `json:"remote"`
+	Dir    bool         `json:"dir,omitempty"`
+	Ignore *matcherSpec `json:"ignore,omitempty"`
 }
 
 // TagResult names the image of res, with its runtime mounts (see
@@ -47,7 +47,13 @@ func (b *Builder) TagResult(name string, res Result) error {
 		if err != nil {
 			return err
 		}
-		all[name] = append(all[name], mountRecord{Local: local, Remote: m.remote, Dir: m.dir, Ignore: m.ignore})
+		rec := mountRecord{Local: local, Remote: m.remote, Dir: m.dir}
+		if m.dir {
+			if rec.Ignore, err = storedMatcher(m.ignore, m); err != nil {
+				return err
+			}
+		}
+		all[name] = append(all[name], rec)
 	}
 	return b.store.writeJSON(mountsFile, all)
 }
@@ -60,7 +66,11 @@ func (b *Builder) mountsOf(ref string) ([]contextInput, error) {
 	}
 	var out []contextInput
 	for _, m := range all[ref] {
-		out = append(out, contextInput{local: m.Local, remote: m.Remote, dir: m.Dir, ignore: m.Ignore})
+		in := contextInput{local: m.Local, remote: m.Remote, dir: m.Dir}
+		if m.Ignore != nil {
+			in.ignore = &FilePatternMatcher{spec: *m.Ignore}
+		}
+		out = append(out, in)
 	}
 	return out, nil
 }

@@ -12,7 +12,7 @@ import (
 
 // NonPythonFiles is add_local_python_source's default ignore: every file
 // that is not a .py file (Modal's NON_PYTHON_FILES, ~FilePatternMatcher("**/*.py")).
-var NonPythonFiles = []string{"**", "!**/*.py"}
+var NonPythonFiles Matcher = NewFilePatternMatcher("**/*.py").Invert()
 
 // findSpecScript prints, for each module name in argv, where the local
 // Python finds it (Modal resolves modules with importlib.util.find_spec in
@@ -40,7 +40,7 @@ print(json.dumps(out))
 // .py files); as in Modal, an explicit ignore replaces it and no other rule
 // (such as skipping dot-directories) applies. copy works as for
 // AddLocalDir. The modules are resolved when the method is called.
-func (img Image) AddLocalPythonSource(modules []string, copy bool, ignore []string) Image {
+func (img Image) AddLocalPythonSource(modules []string, copy bool, ignore Matcher) Image {
 	const method = "add_local_python_source"
 	if len(modules) == 0 {
 		return img

@@ -37,7 +37,7 @@ func TestAddLocalPythonSource(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("files = %q, want %q", got, want)
 	}
-	all := uBase(t).AddLocalPythonSource([]string{"mypkg"}, false, []string{"data.json"})
+	all := uBase(t).AddLocalPythonSource([]string{"mypkg"}, false, NewFilePatternMatcher("data.json"))
 	if all.Err() != nil || !all.layers[len(all.layers)-1].mount {
 		t.Fatalf("copy=false: %v", all.Err())
 	}

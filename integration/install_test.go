@@ -158,12 +158,22 @@ build-backend = "poetry.core.masonry.api"
 	}
 
 	// uv: a stand-in binary in an image named as Modal's uv image. It
-	// records its arguments and installs with pip from the same index.
+	// records its arguments in /uv-args-<subcommand> and installs with pip
+	// from the same index: "uv pip install" into the system Python, "uv
+	// sync" into a venv at <project>/.venv, as uv does.
 	uvDir := t.TempDir()
 	os.WriteFile(filepath.Join(uvDir, "uv"), []byte(`#!/bin/sh
-printf '%s\n' "$@" > /uv-args
-shift 2 # "pip install"
-exec python -m pip install --no-cache-dir --index-url `+index+` snapapp
+set -e
+printf '%s\n' "$@" > /uv-args-$1
+case "$1" in
+pip) exec python -m pip install --no-cache-dir --index-url `+index+` snapapp ;;
+sync)
+	project=$(printf '%s\n' "$@" | sed -n 's/^--project=//p')
+	test -f "$project/pyproject.toml"
+	python -m venv "$project/.venv"
+	exec "$project/.venv/bin/python" -m pip install --no-cache-dir --index-url `+index+` snapapp ;;
+esac
+exit 2
 `), 0o755)
 	tools := writeRecipe(t, uvDir, "tools.yaml", `
 ghcr.io/astral-sh/uv:latest:
@@ -183,13 +193,41 @@ ghcr.io/astral-sh/uv:latest:
 	}
 	r.ok("build", tools)
 	r.build(uvRecipe)
-	args := r.ok("run", "uv", "cat", "/uv-args").stdout
+	args := r.ok("run", "uv", "cat", "/uv-args-pip").stdout
 	wantArgs := "pip\ninstall\n--python\n/usr/bin/python\n--compile-bytecode\n--index-url\n" + index + "\nsnapapp\nsnapdep>=1\n"
 	if args != wantArgs {
 		t.Errorf("uv was called with:\n%s\nwant:\n%s", args, wantArgs)
 	}
 	if out := r.ok("run", "uv", "sh", "-c", "ls -l /.uv/uv && python -c 'import snapapp; print(snapapp.VALUE)'"); !strings.Contains(out.stdout, "app-ok") {
 		t.Errorf("uv step: %s", out.stdout)
+	}
+
+	// uv_sync: the project's pyproject.toml and uv.lock are copied to /.uv,
+	// uv syncs there (--frozen since a lock exists), and /.uv/.venv/bin
+	// leads PATH in the image.
+	os.MkdirAll(filepath.Join(dir, "uvproj"), 0o755)
+	os.WriteFile(filepath.Join(dir, "uvproj", "pyproject.toml"), []byte(`[project]
+name = "uvdemo"
+version = "0"
+dependencies = ["snapapp"]
+[dependency-groups]
+dev = []
+`), 0o644)
+	os.WriteFile(filepath.Join(dir, "uvproj", "uv.lock"), []byte("version = 1\n"), 0o644)
+	syncRecipe := writeRecipe(t, dir, "uvsync.yaml", `
+- debian_slim: {}
+- uv_sync: {uv_project_dir: uvproj, groups: [dev], extra_options: --no-cache}
+`)
+	r.build(syncRecipe)
+	args = r.ok("run", "uvsync", "cat", "/uv-args-sync").stdout
+	if want := "sync\n--project=/.uv\n--no-install-workspace\n--compile-bytecode\n--group=dev\n--no-cache\n--frozen\n"; args != want {
+		t.Errorf("uv sync was called with:\n%s\nwant:\n%s", args, want)
+	}
+	out = r.ok("run", "uvsync", "sh", "-c", `echo "$PATH"; cat /.uv/uv.lock; command -v python; python -c 'import snapapp; print(snapapp.VALUE)'; /usr/bin/python -c 'import snapapp' 2>&1 || echo not-in-system`)
+	for _, want := range []string{"/.uv/.venv/bin:", "version = 1", "/.uv/.venv/bin/python", "app-ok", "not-in-system"} {
+		if !strings.Contains(out.stdout, want) {
+			t.Errorf("uv_sync image lacks %q:\n%s", want, out.stdout)
+		}
 	}
 
 	// micromamba: a stand-in base named as Modal's micromamba image, with the

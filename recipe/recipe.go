@@ -19,6 +19,10 @@
 // then the image is built on that image's definition, whatever the order in
 // the file, and a change to it rebuilds its dependents.
 //
+// ignore (add_local_dir, add_local_python_source, dockerfile_commands,
+// from_dockerfile) is a list of patterns, {patterns: [...], invert: true}
+// (Modal's ~FilePatternMatcher(...)) or {from_file: PATH} (with invert too).
+//
 // Relative local paths (add_local_file, add_local_dir) are taken relative to
 // the recipe file's directory, not to the process's working directory as in
 // Modal: a recipe then builds the same way from anywhere.
@@ -229,13 +233,8 @@ func init() {
 				return snapbuild.Image{}, err
 			}
 			o.ContextDir = a.local(dir)
-			if a.named["ignore"] != nil {
-				if o.Ignore, err = a.strs("ignore"); err != nil {
-					return snapbuild.Image{}, err
-				}
-				if o.Ignore == nil {
-					o.Ignore = []string{}
-				}
+			if o.Ignore, err = a.matcher("ignore"); err != nil {
+				return snapbuild.Image{}, err
 			}
 			if a.named["build_args"] != nil {
 				ba, err := a.env("build_args")
@@ -301,13 +300,8 @@ func init() {
 				return img, err
 			}
 			o.ContextDir = a.local(dir)
-			if a.named["ignore"] != nil {
-				if o.Ignore, err = a.strs("ignore"); err != nil {
-					return img, err
-				}
-				if o.Ignore == nil {
-					o.Ignore = []string{}
-				}
+			if o.Ignore, err = a.matcher("ignore"); err != nil {
+				return img, err
 			}
 			if a.named["build_args"] != nil {
 				ba, err := a.env("build_args")
@@ -355,14 +349,9 @@ func init() {
 			if err != nil {
 				return img, err
 			}
-			var ignore []string
-			if a.named["ignore"] != nil {
-				if ignore, err = a.strs("ignore"); err != nil {
-					return img, err
-				}
-				if ignore == nil {
-					ignore = []string{}
-				}
+			ignore, err := a.matcher("ignore")
+			if err != nil {
+				return img, err
 			}
 			return img.AddLocalPythonSource(mods, copy, ignore), nil
 		}},
@@ -371,7 +360,7 @@ func init() {
 			if err != nil {
 				return img, err
 			}
-			ignore, err := a.strs("ignore")
+			ignore, err := a.matcher("ignore")
 			return img.AddLocalDir(local, remote, copy, ignore), err
 		}},
 	}
@@ -517,6 +506,56 @@ func (a *args) strs(name string) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// matcher reads an ignore= argument: a pattern or a list of them
+// (FilePatternMatcher(*patterns)), or a mapping {patterns: [...]} or
+// {from_file: PATH} (FilePatternMatcher.from_file, PATH relative to the
+// recipe), either with invert: true (Modal's ~matcher). Absent or null means
+// nil (the method's default).
+func (a *args) matcher(name string) (snapbuild.Matcher, error) {
+	n := a.named[name]
+	if n == nil || n.Tag == "!!null" {
+		a.used[name] = true
+		return nil, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		p, err := a.strs(name)
+		return snapbuild.NewFilePatternMatcher(p...), err
+	}
+	a.used[name] = true
+	sub, err := newArgs(a.method+": "+name, n, "")
+	if err != nil {
+		return nil, err
+	}
+	patterns, err := sub.strs("patterns")
+	if err != nil {
+		return nil, err
+	}
+	file, err := sub.str("from_file")
+	if err != nil {
+		return nil, err
+	}
+	invert, err := sub.boolean("invert", false)
+	if err != nil {
+		return nil, err
+	}
+	if err := sub.unused(); err != nil {
+		return nil, err
+	}
+	var m *snapbuild.FilePatternMatcher
+	switch {
+	case file != "" && patterns != nil:
+		return nil, fmt.Errorf("%s: %s takes patterns or from_file, not both", a.method, name)
+	case file != "":
+		m = snapbuild.FilePatternMatcherFromFile(a.resolve(file))
+	default:
+		m = snapbuild.NewFilePatternMatcher(patterns...)
+	}
+	if invert {
+		m = m.Invert()
+	}
+	return m, nil
 }
 
 func (a *args) env(name string) ([]snapbuild.EnvVar, error) {

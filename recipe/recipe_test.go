@@ -192,8 +192,8 @@ func TestParseArgumentForms(t *testing.T) {
 		{"cmd mapping", "- debian_slim: null\n- cmd: {cmd: [a, b]}\n", base.Cmd([]string{"a", "b"})},
 		{"shell mapping", "- debian_slim: null\n- shell: {shell_commands: [/bin/bash, -c]}\n", base.Shell([]string{"/bin/bash", "-c"})},
 		{"add_local_file", "- debian_slim: null\n- add_local_file: {local_path: /abs/f, remote_path: /r/, copy: true}\n", base.AddLocalFile("/abs/f", "/r/", true)},
-		{"add_local_dir", "- debian_slim: null\n- add_local_dir: {local_path: /abs/d, remote_path: /r, copy: true, ignore: ['*.pyc', '!keep.pyc']}\n", base.AddLocalDir("/abs/d", "/r", true, []string{"*.pyc", "!keep.pyc"})},
-		{"add_local_dir ignore scalar", "- debian_slim: null\n- add_local_dir: {local_path: /abs/d, remote_path: /r, copy: true, ignore: '*.pyc'}\n", base.AddLocalDir("/abs/d", "/r", true, []string{"*.pyc"})},
+		{"add_local_dir", "- debian_slim: null\n- add_local_dir: {local_path: /abs/d, remote_path: /r, copy: true, ignore: ['*.pyc', '!keep.pyc']}\n", base.AddLocalDir("/abs/d", "/r", true, snapbuild.NewFilePatternMatcher("*.pyc", "!keep.pyc"))},
+		{"add_local_dir ignore scalar", "- debian_slim: null\n- add_local_dir: {local_path: /abs/d, remote_path: /r, copy: true, ignore: '*.pyc'}\n", base.AddLocalDir("/abs/d", "/r", true, snapbuild.NewFilePatternMatcher("*.pyc"))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			sameCommands(t, parseOne(t, tc.src), tc.want)
