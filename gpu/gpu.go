@@ -1,10 +1,16 @@
 // Package gpu parses GPU requests as Modal's gpu= argument takes them and
-// finds the host's NVIDIA device nodes that a sandbox needs for them.
+// plans how a build step's sandbox gets the host's NVIDIA GPUs.
 //
-// This is the device-node half of GPU support: the nodes are bind-mounted
-// into the step's sandbox (no mknod, so it works rootless). Driver libraries
-// and CDI specs (tags.cncf.io/container-device-interface) come with
-// run_function support.
+// Resolve turns requests ("T4", "A100:2", "any", or a list of fallbacks)
+// into an Injection: the device nodes to bind, the driver files to mount
+// read-only, the environment and the OCI hooks. It prefers the host's CDI
+// specs (Container Device Interface, tags.cncf.io/container-device-interface,
+// as written by `nvidia-ctk cdi generate` to /etc/cdi or /var/run/cdi) and
+// otherwise finds the driver's device nodes, libraries and tools itself, as
+// nvidia-container-cli does. A request the host cannot serve (type or count)
+// fails before anything runs, with an error that says what the host has.
+//
+// Devices are bound, never created (no mknod), so this works rootless.
 package gpu
 
 import (
@@ -53,17 +59,19 @@ func ParseRequest(s string) (Request, error) {
 	return r, nil
 }
 
-// Device is a host device node to bind into a sandbox.
+// Device is a host character device node to bind into a sandbox.
 type Device struct {
-	Path         string // absolute host path, also its path in the sandbox
+	Path         string // absolute path in the sandbox ("/dev/nvidia0")
+	HostPath     string // absolute path on the host; "" means Path
 	Major, Minor uint32
 }
 
 // Devices lists the NVIDIA device nodes under root ("/" on a real host):
 // /dev/nvidia[0-9]*, /dev/nvidiactl, /dev/nvidia-uvm*, /dev/nvidia-modeset and
-// /dev/nvidia-caps/*, sorted by path. Only character devices count. It returns
-// an error when there is no /dev/nvidiactl or no GPU node: the host has no
-// usable NVIDIA driver.
+// /dev/nvidia-caps/*, sorted by path. Only character devices count. Path is
+// the node's path below root ("/dev/nvidia0"), HostPath the path found
+// (root joined with Path). It returns an error when there is no
+// /dev/nvidiactl or no GPU node: the host has no usable NVIDIA driver.
 func Devices(root string) ([]Device, error) {
 	var paths []string
 	for _, pat := range []string{"dev/nvidia*", "dev/nvidia-caps/*"} {
@@ -82,7 +90,7 @@ func Devices(root string) ([]Device, error) {
 			continue
 		}
 		rel, _ := filepath.Rel(root, p)
-		d := Device{Path: "/" + filepath.ToSlash(rel), Major: unix.Major(st.Rdev), Minor: unix.Minor(st.Rdev)}
+		d := Device{Path: "/" + filepath.ToSlash(rel), HostPath: p, Major: unix.Major(st.Rdev), Minor: unix.Minor(st.Rdev)}
 		devs = append(devs, d)
 		base := filepath.Base(p)
 		switch {
@@ -99,7 +107,9 @@ func Devices(root string) ([]Device, error) {
 }
 
 // Check reports whether devs can serve r: enough GPU nodes for r.Count. The
-// GPU type is not checked (snapbuild uses the host's GPUs as they are).
+// GPU type is not checked.
+//
+// Deprecated: Resolve checks type and count and plans the whole injection.
 func Check(r Request, devs []Device) error {
 	n := 0
 	for _, d := range devs {

@@ -80,11 +80,11 @@ func TestDevices(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Device{
-		{"/dev/nvidia-caps/nvidia-cap1", 236, 1},
-		{"/dev/nvidia-uvm", 511, 0},
-		{"/dev/nvidia0", 195, 0},
-		{"/dev/nvidia1", 195, 1},
-		{"/dev/nvidiactl", 195, 255},
+		{"/dev/nvidia-caps/nvidia-cap1", dev + "/nvidia-caps/nvidia-cap1", 236, 1},
+		{"/dev/nvidia-uvm", dev + "/nvidia-uvm", 511, 0},
+		{"/dev/nvidia0", dev + "/nvidia0", 195, 0},
+		{"/dev/nvidia1", dev + "/nvidia1", 195, 1},
+		{"/dev/nvidiactl", dev + "/nvidiactl", 195, 255},
 	}
 	if !reflect.DeepEqual(devs, want) {
 		t.Errorf("Devices = %+v\nwant %+v", devs, want)

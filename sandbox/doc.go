@@ -10,8 +10,13 @@
 // same code runs without the user namespace; Init then re-executes the process
 // into a private mount namespace so that a killed build never leaks a mount.
 //
-// A Spec describes the process, its environment, the rootfs and extra bind
-// mounts; Run starts it, streams its output and waits for it. Mount targets that
+// A Spec describes the process, its environment, the rootfs, extra bind
+// mounts, device nodes (bound, never created) and OCI hooks (e.g. from a CDI
+// spec); Run starts it, streams its output and waits for it. Mount targets that
 // the runtime had to create in the rootfs (for example /etc/resolv.conf) are
 // reported in Result.Stubs so that the caller can keep them out of the layer.
+// With hooks and Spec.UpperDir, Run starts the container, records what the
+// runtime and the hooks made in the upper dir before the process runs (the
+// process waits at libcontainer's exec fifo meanwhile), and adds to
+// Result.Stubs whatever of it the process left unchanged.
 package sandbox

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -63,16 +64,58 @@ type Spec struct {
 	Network Network
 	// Hostname defaults to "snapbuild".
 	Hostname string
-	// Devices are host character devices (e.g. /dev/nvidia0) bound into
-	// the sandbox at the same path and allowed by the device cgroup.
+	// Devices are host character devices (e.g. /dev/nvidia0) bound
+	// read-only into the sandbox (never created with mknod, so it works
+	// rootless; the nodes still open for writing) and allowed by the
+	// device cgroup.
 	Devices []Device
+	// Hooks are OCI runtime hooks (e.g. from a CDI spec) that libcontainer
+	// runs while it sets the container up, before the process starts. When
+	// there are hooks, the hooks get the container's state on stdin with a
+	// bundle directory whose config.json names the rootfs (root.path), as
+	// OCI runtimes give it: hooks such as nvidia-ctk's find the rootfs so.
+	Hooks []Hook
+	// UpperDir is the overlay upper dir of Rootfs, optional. With hooks,
+	// Run records what the runtime and the hooks made in it before the
+	// process started, and reports in Result.Stubs the entries that the
+	// process left as they were (see Result.Stubs). Without hooks it is not
+	// used: mount stubs are found as without it.
+	UpperDir string
 }
 
 // Device is a host character device node.
 type Device struct {
-	Path         string // absolute; the same inside the sandbox
+	Path         string // absolute path inside the sandbox
+	HostPath     string // absolute path on the host; "" means Path
 	Major, Minor int64
 }
+
+// Hook is an OCI runtime hook (runtime-spec config "hooks"). Path is run with
+// Args (Args[0] is the program name; empty Args means {Path}) and exactly
+// Env, with the container's OCI state as JSON on stdin.
+type Hook struct {
+	// Stage is the OCI hook point: HookPrestart, HookCreateRuntime,
+	// HookCreateContainer or HookPoststart. All of them run before the
+	// process starts: prestart and createRuntime in the builder's
+	// namespaces, createContainer in the container's mount namespace before
+	// pivot_root (so host paths still work and the rootfs is at Rootfs),
+	// poststart after the container is created. startContainer and poststop
+	// hooks are refused: they run while or after the process runs, so what
+	// they change in the rootfs could not be told apart from the step's work.
+	Stage   string
+	Path    string
+	Args    []string
+	Env     []string
+	Timeout time.Duration // 0: no limit
+}
+
+// Hook stages (OCI names).
+const (
+	HookPrestart        = "prestart"
+	HookCreateRuntime   = "createRuntime"
+	HookCreateContainer = "createContainer"
+	HookPoststart       = "poststart"
+)
 
 // Result is what Run observed.
 type Result struct {
@@ -81,6 +124,16 @@ type Result struct {
 	// Stubs lists the paths, relative to the rootfs and without a leading "/",
 	// that did not exist before the run and that the runtime created only to
 	// mount over them (e.g. "etc/resolv.conf"). They belong to no layer.
+	//
+	// With Hooks and UpperDir it also lists, sorted, every upper dir entry
+	// that appeared or changed while the container was set up (mount
+	// stubs, copied-up parents, what the hooks wrote: /etc/ld.so.cache,
+	// symlinks, /etc/ld.so.conf.d files) and that was still unchanged
+	// (same inode, type, mode, owner, link count, size, mtime and ctime,
+	// and content for regular files up to 4 MiB) when the process exited. An entry the process changed is the process's work
+	// and is not listed. Removing the listed entries from the upper dir
+	// (overlay.RemoveStubs) leaves exactly the process's changes; a listed
+	// directory is only removable once empty.
 	Stubs []string
 }
 
@@ -148,6 +201,20 @@ func run(ctx context.Context, s Spec) (Result, error) {
 	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
 	}
+	var track *upperTracker
+	if len(s.Hooks) > 0 {
+		bundle, err := writeBundle(s, spec)
+		if err != nil {
+			return Result{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
+		}
+		defer os.RemoveAll(bundle)
+		setBundleLabel(cfg, bundle)
+		if s.UpperDir != "" {
+			if track, err = newUpperTracker(s.UpperDir); err != nil {
+				return Result{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
+			}
+		}
+	}
 	c, err := libcontainer.Create(s.StateDir, s.ID, cfg)
 	if err != nil {
 		return Result{}, fmt.Errorf("sandbox %s: create container: %w", s.ID, err)
@@ -165,10 +232,27 @@ func run(ctx context.Context, s Spec) (Result, error) {
 		Stderr: s.Stderr,
 		Init:   true,
 	}
-	if err := c.Run(p); err != nil {
+	if track == nil {
+		err = c.Run(p)
+	} else {
+		// Start stops the init at the exec fifo, after the mounts and the
+		// hooks: what is new in the upper dir now is the runtime's.
+		if err = c.Start(p); err == nil {
+			if err = track.started(); err == nil {
+				err = c.Exec()
+			} else {
+				_ = p.Signal(unix.SIGKILL)
+				_, _ = p.Wait()
+				return Result{Stubs: stubs}, fmt.Errorf("sandbox %s: %w", s.ID, err)
+			}
+		}
+	}
+	if err != nil {
 		res := Result{Stubs: stubs}
 		msg := err.Error()
 		switch {
+		case strings.Contains(msg, "error running ") && strings.Contains(msg, " hook #"):
+			return res, fmt.Errorf("sandbox %s: %w", s.ID, err)
 		case strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory"):
 			res.ExitCode = 127
 			return res, fmt.Errorf("%w: %s: %s", ErrCommandNotFound, s.Args[0], lastPart(msg))
@@ -189,6 +273,9 @@ func run(ctx context.Context, s Spec) (Result, error) {
 	ps, werr := p.Wait()
 	close(done)
 	res := Result{Stubs: stubs}
+	if track != nil {
+		res.Stubs = mergeSorted(stubs, track.unchanged())
+	}
 	if ps == nil {
 		return res, fmt.Errorf("sandbox %s: wait: %w", s.ID, werr)
 	}
@@ -259,13 +346,17 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
 	}
 	for _, d := range s.Devices {
-		if !path.IsAbs(d.Path) {
-			return nil, fmt.Errorf("sandbox %s: device %q is not an absolute path", s.ID, d.Path)
+		src := orDefault(d.HostPath, d.Path)
+		if !path.IsAbs(d.Path) || !path.IsAbs(src) {
+			return nil, fmt.Errorf("sandbox %s: device %q (host %q) is not an absolute path", s.ID, d.Path, src)
 		}
 		// Bound, not created: mknod is not possible rootless. /dev is a
-		// tmpfs, so the mount target never reaches the rootfs.
-		mounts = append(mounts, specs.Mount{Destination: d.Path, Type: "bind", Source: d.Path,
-			Options: []string{"bind", "nosuid", "noexec"}})
+		// tmpfs, so the mount target never reaches the rootfs. Read-only
+		// binds still open for writing (the read-only flag only guards
+		// regular files, directories and symlinks), but the host's node
+		// cannot be chmod-ed or chown-ed through them.
+		mounts = append(mounts, specs.Mount{Destination: d.Path, Type: "bind", Source: src,
+			Options: []string{"bind", "nosuid", "noexec", "ro"}})
 		if spec.Linux.Resources == nil {
 			spec.Linux.Resources = &specs.LinuxResources{}
 		}
@@ -274,6 +365,34 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 			Allow: true, Type: "c", Major: &major, Minor: &minor, Access: "rwm"})
 	}
 	spec.Mounts = mounts
+	if len(s.Hooks) > 0 {
+		spec.Hooks = &specs.Hooks{}
+	}
+	for _, h := range s.Hooks {
+		if !path.IsAbs(h.Path) {
+			return nil, fmt.Errorf("sandbox %s: hook %q is not an absolute path", s.ID, h.Path)
+		}
+		oh := specs.Hook{Path: h.Path, Args: h.Args, Env: h.Env}
+		if len(oh.Args) == 0 {
+			oh.Args = []string{h.Path}
+		}
+		if h.Timeout > 0 {
+			secs := int((h.Timeout + time.Second - 1) / time.Second)
+			oh.Timeout = &secs
+		}
+		switch h.Stage {
+		case HookPrestart:
+			spec.Hooks.Prestart = append(spec.Hooks.Prestart, oh) //nolint:staticcheck // CDI specs may still use it
+		case HookCreateRuntime:
+			spec.Hooks.CreateRuntime = append(spec.Hooks.CreateRuntime, oh)
+		case HookCreateContainer:
+			spec.Hooks.CreateContainer = append(spec.Hooks.CreateContainer, oh)
+		case HookPoststart:
+			spec.Hooks.Poststart = append(spec.Hooks.Poststart, oh)
+		default:
+			return nil, fmt.Errorf("sandbox %s: hook %s: stage %q is not supported (prestart, createRuntime, createContainer, poststart): a hook that runs while or after the process runs could change the rootfs unnoticed", s.ID, h.Path, h.Stage)
+		}
+	}
 	return spec, nil
 }
 

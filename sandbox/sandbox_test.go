@@ -1,12 +1,15 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -89,6 +92,11 @@ func TestRuntimeSpecErrors(t *testing.T) {
 		"no args":         {ID: "x", StateDir: "/s", Rootfs: "/r"},
 		"relative mount":  {ID: "x", StateDir: "/s", Rootfs: "/r", Args: []string{"x"}, Mounts: []BindMount{{Source: "/a", Destination: "rel"}}},
 		"relative device": {ID: "x", StateDir: "/s", Rootfs: "/r", Args: []string{"x"}, Devices: []Device{{Path: "nvidia0"}}},
+		"relative host":   {ID: "x", StateDir: "/s", Rootfs: "/r", Args: []string{"x"}, Devices: []Device{{Path: "/dev/nvidia0", HostPath: "dev/nvidia0"}}},
+		"relative hook":   {ID: "x", StateDir: "/s", Rootfs: "/r", Args: []string{"x"}, Hooks: []Hook{{Stage: HookCreateContainer, Path: "hook"}}},
+		"startContainer":  {ID: "x", StateDir: "/s", Rootfs: "/r", Args: []string{"x"}, Hooks: []Hook{{Stage: "startContainer", Path: "/hook"}}},
+		"poststop":        {ID: "x", StateDir: "/s", Rootfs: "/r", Args: []string{"x"}, Hooks: []Hook{{Stage: "poststop", Path: "/hook"}}},
+		"no stage":        {ID: "x", StateDir: "/s", Rootfs: "/r", Args: []string{"x"}, Hooks: []Hook{{Path: "/hook"}}},
 	} {
 		if _, err := runtimeSpec(s); err == nil {
 			t.Errorf("%s: no error", name)
@@ -131,5 +139,128 @@ func TestSubIDCount(t *testing.T) {
 	}
 	if n, err := subIDCount(filepath.Join(t.TempDir(), "missing"), "alice", "1"); err != nil || n != 0 {
 		t.Errorf("missing file = %d, %v", n, err)
+	}
+}
+
+func TestRuntimeSpecHooks(t *testing.T) {
+	s := Spec{ID: "x", StateDir: "/tmp/state", Rootfs: "/tmp/rootfs", Args: []string{"true"},
+		Devices: []Device{{Path: "/dev/nvidia0", HostPath: "/fake/dev/nvidia0", Major: 195}},
+		Hooks: []Hook{
+			{Stage: HookCreateContainer, Path: "/usr/bin/nvidia-cdi-hook", Args: []string{"nvidia-cdi-hook", "update-ldcache"}, Env: []string{"A=1"}, Timeout: 1500 * time.Millisecond},
+			{Stage: HookCreateRuntime, Path: "/bin/rt"},
+			{Stage: HookPrestart, Path: "/bin/pre"},
+			{Stage: HookPoststart, Path: "/bin/post"},
+		}}
+	spec, err := runtimeSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := mountByDest(spec, "/dev/nvidia0"); m == nil || m.Source != "/fake/dev/nvidia0" {
+		t.Errorf("device bound from %+v, want the host path", m)
+	}
+	two := 2
+	want := &specs.Hooks{
+		CreateContainer: []specs.Hook{{Path: "/usr/bin/nvidia-cdi-hook", Args: []string{"nvidia-cdi-hook", "update-ldcache"}, Env: []string{"A=1"}, Timeout: &two}},
+		CreateRuntime:   []specs.Hook{{Path: "/bin/rt", Args: []string{"/bin/rt"}}},
+		Prestart:        []specs.Hook{{Path: "/bin/pre", Args: []string{"/bin/pre"}}},
+		Poststart:       []specs.Hook{{Path: "/bin/post", Args: []string{"/bin/post"}}},
+	}
+	if !reflect.DeepEqual(spec.Hooks, want) {
+		t.Errorf("hooks = %+v\nwant %+v", spec.Hooks, want)
+	}
+	s.Hooks = nil
+	if spec, _ := runtimeSpec(s); spec.Hooks != nil {
+		t.Errorf("hooks without hooks: %+v", spec.Hooks)
+	}
+}
+
+func TestBundle(t *testing.T) {
+	dir := t.TempDir()
+	s := Spec{ID: "c1", StateDir: dir, Rootfs: "/some/rootfs", Args: []string{"sh", "-c", "x"}, Env: []string{"SECRET=1"}}
+	spec, err := runtimeSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := writeBundle(s, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b != filepath.Join(dir, "c1.bundle") {
+		t.Errorf("bundle dir = %s", b)
+	}
+	data, err := os.ReadFile(filepath.Join(b, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got specs.Spec
+	if err := json.Unmarshal(data, &got); err != nil {
+		t.Fatal(err)
+	}
+	if got.Root == nil || got.Root.Path != "/some/rootfs" || len(got.Process.Env) != 0 || !reflect.DeepEqual(got.Process.Args, s.Args) {
+		t.Errorf("config.json: root %+v, process %+v", got.Root, got.Process)
+	}
+	cfg := &configs.Config{Labels: []string{"a=b", "bundle=/cwd", "c=d"}}
+	setBundleLabel(cfg, b)
+	if want := []string{"a=b", "c=d", "bundle=" + b}; !reflect.DeepEqual(cfg.Labels, want) {
+		t.Errorf("labels = %q, want %q", cfg.Labels, want)
+	}
+}
+
+// TestUpperTracker: entries made between the first scan and started() and
+// left alone afterwards are reported; earlier ones, later ones and changed
+// ones are not.
+func TestUpperTracker(t *testing.T) {
+	upper := t.TempDir()
+	write := func(p, s string) {
+		t.Helper()
+		full := filepath.Join(upper, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("before", "x")
+	write("touched-before/f", "x")
+	tr, err := newUpperTracker(upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// the runtime and the hooks
+	write("etc/ld.so.cache", "hook")
+	write("etc/ld.so.conf.d/nvcr.conf", "hook")
+	write("usr/lib/libcuda.so.1", "")
+	write("changed-by-step", "hook")
+	write("removed-by-step", "hook")
+	write("touched-before/g", "hook") // the dir changes: reported
+	if err := os.Symlink("libcuda.so.1", filepath.Join(upper, "usr/lib/libcuda.so")); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.started(); err != nil {
+		t.Fatal(err)
+	}
+	// the step
+	// (no pause: a same-size rewrite within the clock tick is caught by
+	// the content hash)
+	write("changed-by-step", "step") // same size as "hook"
+	if err := os.Remove(filepath.Join(upper, "removed-by-step")); err != nil {
+		t.Fatal(err)
+	}
+	write("etc/ld.so.conf.d/mine.conf", "step")
+	write("new-by-step", "step")
+	if err := os.Chmod(filepath.Join(upper, "usr/lib"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// etc/ld.so.conf.d got a file from the step: with coarse timestamps
+	// (no multigrain ctime) it may look unchanged, which is harmless: a
+	// listed directory is only removed when empty.
+	got := slices.DeleteFunc(tr.unchanged(), func(p string) bool { return p == "etc/ld.so.conf.d" })
+	want := []string{"etc", "etc/ld.so.cache", "etc/ld.so.conf.d/nvcr.conf", "touched-before", "touched-before/g", "usr", "usr/lib/libcuda.so", "usr/lib/libcuda.so.1"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("unchanged = %q\nwant %q", got, want)
+	}
+	if m := mergeSorted([]string{"b", "a"}, []string{"a", "c"}); !reflect.DeepEqual(m, []string{"a", "b", "c"}) {
+		t.Errorf("mergeSorted = %q", m)
 	}
 }
