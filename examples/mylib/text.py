@@ -1,0 +1,6 @@
+"""Text helpers."""
+
+
+def shout(text: str) -> str:
+    """Returns text in capitals, with an exclamation mark."""
+    return text.upper() + "!"

@@ -1,0 +1,217 @@
+// Package frontend reads Modal app files: Python files that define
+// modal.Image chains, unchanged, as `snapbuild build app.py` takes them.
+//
+// snapbuild cannot evaluate Python, so it runs the file with the host's
+// python3 and a small modal package of its own (embedded here, under
+// python/), which records each Image method call instead of talking to
+// Modal. Load imports the file as `modal deploy app.py` does (its __name__
+// is the file's stem, so `if __name__ == "__main__":` blocks do not run; the
+// file's directory and the working directory are on sys.path; the working
+// directory is unchanged) and returns the images it defines as recipe JSON,
+// which recipe.Parse reads with the process's working directory as the
+// recipe directory (relative local paths are relative to the working
+// directory, Modal's rule).
+//
+// The images of a file are its module-level modal.Image variables, named by
+// the variable, and the image of each @app.function() and @app.cls(), named
+// by the function or class ("<app>.<name>" when the name is taken), in
+// definition order. What Modal resolves in the local Python process
+// (add_local_python_source's modules, a callable ignore=, a .env file, a
+// run_function's source and globals) is resolved while the file is loaded;
+// README.md lists the recipe forms written.
+//
+// run_function steps run the function in a build container: WriteRuntime
+// writes the modal package and the runner script for that container, to be
+// mounted read-only at RuntimeDir, and the runner is started as
+// RunnerCommand("python") with a Request at RequestPath.
+package frontend
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// python holds the shim: the modal package, the front end and the runner.
+//
+//go:embed python/*.py python/modal/*.py
+var python embed.FS
+
+const (
+	// RuntimeDir is where build containers find the runtime that
+	// WriteRuntime writes (snapbuild's modal package and the runner).
+	RuntimeDir = "/.snapbuild/python"
+	// RunnerScript is the runner's file name in the runtime directory.
+	RunnerScript = "snapbuild_run_function.py"
+	// RequestPath is where the runner reads its Request in the container.
+	RequestPath = "/.snapbuild/request.json"
+
+	bootstrapScript = "snapbuild_frontend.py"
+)
+
+// Request is what the runner reads at RequestPath: the function to call,
+// by module and qualified name (the module is imported from /root, where the
+// step's source is mounted) or pickled, and its arguments, pickled (Input)
+// or as JSON values (Args, Kwargs; used when Input is empty).
+type Request struct {
+	Module   string         `json:"module,omitempty"`
+	Function string         `json:"function,omitempty"`
+	Pickled  string         `json:"pickled,omitempty"` // base64 of cloudpickle.dumps(f)
+	Input    string         `json:"input,omitempty"`   // base64 of pickle.dumps((args, kwargs))
+	Args     []any          `json:"args,omitempty"`
+	Kwargs   map[string]any `json:"kwargs,omitempty"`
+}
+
+// RunnerCommand is the command that runs a run_function step in a build
+// container whose runtime is mounted at RuntimeDir: python (the image's
+// interpreter, e.g. "python"), the runner, and RequestPath. The runner
+// exits 0 when the function returns, 1 with the traceback on stderr when it
+// raises.
+func RunnerCommand(python string) []string {
+	return []string{python, path.Join(RuntimeDir, RunnerScript), RequestPath}
+}
+
+// Options tune LoadWith. The zero value is Load's behaviour.
+type Options struct {
+	// Selector keeps only the image of this name (a variable, function or
+	// class name). The default is every image of the file.
+	Selector string
+	// Python is the interpreter that runs the file. The default is python3
+	// on PATH.
+	Python string
+	// Output receives what the file prints, and Python's warnings when the
+	// file loads. The default is os.Stderr.
+	Output io.Writer
+}
+
+// Error is a failure of the Python side: the file raised (Output holds the
+// traceback), had no such image, or could not be run.
+type Error struct {
+	File   string
+	Output string // what Python wrote on stderr
+	Err    error  // the exit status, usually
+}
+
+func (e *Error) Error() string {
+	if out := strings.TrimSpace(e.Output); out != "" {
+		return fmt.Sprintf("%s: %s", e.File, out)
+	}
+	return fmt.Sprintf("%s: %v", e.File, e.Err)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// SplitRef splits "app.py::name" into the file and the selector (Modal's
+// syntax for an object of a file); a ref without "::" is a file.
+func SplitRef(ref string) (file, selector string) {
+	file, selector, _ = strings.Cut(ref, "::")
+	return file, selector
+}
+
+// Load runs the Modal app file with the host's python3 and returns its
+// images as recipe JSON ({name: [steps...]}); selector, when not empty,
+// keeps only the image of that name. See LoadWith.
+func Load(ctx context.Context, file, selector string) ([]byte, error) {
+	return LoadWith(ctx, file, Options{Selector: selector})
+}
+
+// LoadWith is Load with options. The embedded Python tree is written to a
+// private temporary directory, removed before LoadWith returns. Python runs
+// in the caller's working directory and environment, with PYTHONHASHSEED=0
+// unless set (so that run_function's pickled globals are the same from run
+// to run). An *Error carries Python's stderr (the traceback) when the file
+// fails.
+func LoadWith(ctx context.Context, file string, opts Options) ([]byte, error) {
+	py := opts.Python
+	if py == "" {
+		var err error
+		if py, err = exec.LookPath("python3"); err != nil {
+			// err wraps exec.ErrNotFound.
+			return nil, fmt.Errorf("%s: reading a Modal app file needs python3 on PATH (snapbuild runs the file with the local Python, as Modal does): %w", file, err)
+		}
+	}
+	if _, err := os.Stat(file); err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "snapbuild-frontend-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	if err := writeTree(dir, func(string) bool { return true }); err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, "recipe.json")
+	args := []string{filepath.Join(dir, bootstrapScript), "--out", out}
+	if opts.Selector != "" {
+		args = append(args, "--select", opts.Selector)
+	}
+	args = append(args, "--", file)
+	cmd := exec.CommandContext(ctx, py, args...)
+	cmd.Env = os.Environ()
+	if _, ok := os.LookupEnv("PYTHONHASHSEED"); !ok {
+		cmd.Env = append(cmd.Env, "PYTHONHASHSEED=0")
+	}
+	output := opts.Output
+	if output == nil {
+		output = os.Stderr
+	}
+	var stderr bytes.Buffer
+	cmd.Stdout = output
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("%s: %w", file, ctx.Err())
+		}
+		return nil, &Error{File: file, Output: stderr.String(), Err: err}
+	}
+	io.Copy(output, &stderr) // warnings
+	return os.ReadFile(out)
+}
+
+// WriteRuntime writes what a build container needs to run a run_function
+// step into dir (created if needed): snapbuild's modal package (dir/modal)
+// and the runner (dir/snapbuild_run_function.py), world-readable. Mount dir
+// read-only at RuntimeDir and start RunnerCommand.
+func WriteRuntime(dir string) error {
+	return writeTree(dir, func(p string) bool {
+		return p == RunnerScript || strings.HasPrefix(p, "modal/")
+	})
+}
+
+// writeTree copies the embedded files that keep accepts (by their path
+// relative to python/) into dir.
+func writeTree(dir string, keep func(string) bool) error {
+	return fs.WalkDir(python, "python", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel := strings.TrimPrefix(p, "python/")
+		if !keep(rel) {
+			return nil
+		}
+		data, err := python.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(rel))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			return fmt.Errorf("writing the Python runtime: %w", err)
+		}
+		return os.Chmod(dst, 0o644) // readable whatever the umask
+	})
+}

@@ -1,0 +1,3 @@
+"""modal.functions: Modal's module of the Function class."""
+
+from .app import Function  # noqa: F401

@@ -1,0 +1,1 @@
+"""Unit tests of snapbuild's Python front end (run by frontend_test.go)."""
