@@ -24,6 +24,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/base"
+	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/sandbox"
@@ -44,6 +45,7 @@ type Builder struct {
 	forceAll bool
 	network  sandbox.Network
 	epoch    time.Time
+	gpu      gpu.Options // where GPU steps find the host's NVIDIA devices and CDI specs
 	seq      int
 	stats    Stats
 	args     map[string]string // ARG values of the layer being built
@@ -126,6 +128,21 @@ func WithNetwork(n sandbox.Network) Option {
 			return fmt.Errorf("unknown network %q: use %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone)
 		}
 		b.network = n
+		return nil
+	}
+}
+
+// WithCDISpecDirs sets the directories where GPU steps look for CDI specs
+// (nvidia.com/gpu), in increasing priority. The default is /etc/cdi and
+// /var/run/cdi, as the CDI tools use.
+func WithCDISpecDirs(dirs ...string) Option {
+	return func(b *Builder) error {
+		for _, d := range dirs {
+			if !filepath.IsAbs(d) {
+				return fmt.Errorf("CDI spec directory %q: give an absolute path", d)
+			}
+		}
+		b.gpu.CDISpecDirs = slices.Clone(dirs)
 		return nil
 	}
 }
@@ -263,6 +280,9 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		}
 		if (i == 0) != (l.root != nil) || (i > 0 && ins[0].fromRef() != "base") {
 			return Result{}, &InvalidError{Method: l.method, Message: "only the first layer may have a FROM other than \"FROM base\""}
+		}
+		if l.function != nil {
+			ins = append(ins, instruction{text: l.function.title(), cmd: l.function, line: 2})
 		}
 		parsed[i] = ins
 		for j, in := range ins {

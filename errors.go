@@ -3,6 +3,7 @@ package snapbuild
 import (
 	"fmt"
 	"strings"
+	"time"
 )
 
 // InvalidError reports a bad argument to an Image method, as Modal's
@@ -29,12 +30,19 @@ type StepError struct {
 	Step        int    // 1-based step number in the build
 	Instruction string // e.g. "RUN apt-get install -y git"
 	ExitCode    int
-	Tail        []string // the last lines of the step's output
+	// TimedOut is the step's timeout when it was killed for running
+	// longer (run_function's timeout=); 0 otherwise.
+	TimedOut time.Duration
+	Tail     []string // the last lines of the step's output
 }
 
 func (e *StepError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "step %d failed: %s: exit code %d", e.Step, e.Instruction, e.ExitCode)
+	if e.TimedOut > 0 {
+		fmt.Fprintf(&b, "step %d failed: %s: timed out after %s and was killed", e.Step, e.Instruction, e.TimedOut)
+	} else {
+		fmt.Fprintf(&b, "step %d failed: %s: exit code %d", e.Step, e.Instruction, e.ExitCode)
+	}
 	if len(e.Tail) > 0 {
 		b.WriteString("\nlast lines of output:\n")
 		for _, l := range e.Tail {

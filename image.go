@@ -36,6 +36,7 @@ type layer struct {
 	secrets    []Secret
 	mount      bool              // add_local_* copy=False: no commands, attached at run time
 	buildArgs  map[string]string // dockerfile_commands build_args
+	function   *functionStep     // run_function: the call, after "FROM base"
 }
 
 // rootSpec says where a root layer's base comes from.
@@ -70,18 +71,26 @@ func BuildEnv(vars map[string]string) StepOption {
 }
 
 // GPU runs the layer's steps with the host's NVIDIA GPUs (Modal's gpu=
-// keyword: "T4", "a100:2", "any"; the type is upper-cased). The request is
-// part of the cache key, as Modal's gpu_config is part of the layer
-// definition. The GPU type is not checked against the host's; the count is.
-// A bad value is an error of the Image (see Err).
-func GPU(request string) StepOption {
+// keyword: "T4", "a100:2", "any", "H100!"; the type is upper-cased). Several
+// requests are fallbacks, as Modal's gpu=["H100", "A100"]: the first the
+// host can serve is used. The requests are part of the cache key, as
+// Modal's gpu_config is part of the layer definition. A step fails before
+// its container starts when the host has no such GPU (type and count), and
+// says what it has. A bad value (an unknown type, a bad count) is an error
+// of the Image (see Err); Modal's client leaves unknown types to its server.
+func GPU(requests ...string) StepOption {
 	return func(l *layer) {
-		r, err := gpu.ParseRequest(request)
+		reqs, err := gpu.ParseRequests(requests)
+		for _, r := range reqs {
+			if err == nil {
+				err = r.Validate()
+			}
+		}
 		if err != nil {
 			l.gpu, l.gpuErr = "", &InvalidError{Method: l.method, Message: err.Error()}
 			return
 		}
-		l.gpu = r.String()
+		l.gpu = gpu.Join(reqs)
 	}
 }
 

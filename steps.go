@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
@@ -80,6 +81,8 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 		return b.from(ctx, st, l, in, force, ev)
 	case *instructions.RunCommand:
 		return b.run(ctx, st, l, in, c, force, ev)
+	case *functionStep:
+		return b.runFunction(ctx, st, l, in, force, ev)
 	case *instructions.EnvCommand:
 		if err := c.Expand(expand); err != nil {
 			return false, fmt.Errorf("%s: %w", in.text, err)
@@ -390,109 +393,138 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 	// with other build args, may make other files.
 	key := stepKey(st, l, in, fmt.Sprintf("network=%s args=%q", b.network, argEnv), b.epoch)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-		uid, gid, err := resolveUser(a.Rootfs, st.config.User)
-		if err != nil {
-			return fmt.Errorf("%s: %w", in.text, err)
-		}
-		env := withPath(slices.Clone(st.config.Env))
-		for _, kv := range argEnv {
-			if k, v, _ := strings.Cut(kv, "="); !hasEnv(env, k) {
-				env = append(env, k+"="+v)
-			}
-		}
-		if !hasEnv(env, "SOURCE_DATE_EPOCH") {
-			env = append(env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.epoch.Unix()))
-		}
-		keys := make([]string, 0, len(l.buildEnv))
-		for k := range l.buildEnv {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			env = setEnv(env, k, l.buildEnv[k])
-		}
-		secretVars := map[string]string{}
-		for _, s := range l.secrets {
-			vars, err := s.load()
-			if err != nil {
-				return &InvalidError{Method: l.method, Message: err.Error()}
-			}
-			for k, v := range vars {
-				secretVars[k] = v
-			}
-		}
-		names := make([]string, 0, len(secretVars))
-		for k := range secretVars {
-			names = append(names, k)
-		}
-		sort.Strings(names)
-		for _, k := range names {
-			env = setEnv(env, k, secretVars[k])
-		}
-		mask := newRedactor(secretVars)
-		devices, err := gpuDevices(l.gpu)
-		if err != nil {
-			return &InvalidError{Method: l.method, Message: err.Error()}
-		}
-		out := &lineWriter{keep: 20, mask: mask.mask, emit: func(s string) {
-			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
-		}}
-		b.seq++
-		b.stats.ContainersStarted++
-		res, err := sandbox.Run(ctx, sandbox.Spec{
-			ID:       fmt.Sprintf("snapbuild-%d-%d", os.Getpid(), b.seq),
-			StateDir: filepath.Join(b.store.root, "tmp", "run"),
-			Rootfs:   a.Rootfs,
-			Args:     args,
-			Env:      env,
-			Cwd:      orDefault(st.config.WorkingDir, "/"),
-			UID:      uid, GID: gid,
-			Stdout: out, Stderr: out,
-			Network: b.network,
-			Devices: devices,
-		})
-		out.flush()
-		if errors.Is(err, sandbox.ErrCommandNotFound) || errors.Is(err, sandbox.ErrCommandNotExecutable) {
-			return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: append(out.lastLines(), err.Error())}
-		}
-		if err != nil {
-			return err
-		}
-		// Stubs are removed from the upper dir directly: unmount first.
-		if err := a.Unmount(); err != nil {
-			return err
-		}
-		if err := overlay.RemoveStubs(a.Upper, a.Lowers, res.Stubs, b.store.snaps.UserXattr()); err != nil {
-			return err
-		}
-		if res.ExitCode != 0 {
-			return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
-		}
-		return nil
+		return b.sandboxed(ctx, st, l, in, ev, a, stepProcess{args: args, argEnv: argEnv, keep: 20})
 	})
 }
 
-// gpuDevices finds the host devices for a layer's gpu request ("" for none).
-func gpuDevices(request string) ([]sandbox.Device, error) {
+// stepProcess is the process a RUN or run_function step runs in its sandbox.
+type stepProcess struct {
+	args    []string
+	argEnv  []string            // ARG values, "K=V", below the image's ENV
+	env     []string            // set over everything else, "K=V"
+	mounts  []sandbox.BindMount // extra bind mounts (not in the layer)
+	keep    int                 // output lines kept for the error of a failed step
+	timeout time.Duration       // 0: none
+}
+
+// sandboxed runs p on the snapshot a of st as user st.config.User, with the
+// image's environment, the ARG values, the step's env= and secrets (masked
+// in the output), its GPUs and p's mounts. Mount targets the runtime made
+// are removed from the upper dir afterwards. A non-zero exit is a *StepError
+// holding the output's last lines.
+func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in instruction, ev Event, a *snapshot.Active, p stepProcess) error {
+	uid, gid, err := resolveUser(a.Rootfs, st.config.User)
+	if err != nil {
+		return fmt.Errorf("%s: %w", in.text, err)
+	}
+	env := withPath(slices.Clone(st.config.Env))
+	for _, kv := range p.argEnv {
+		if k, v, _ := strings.Cut(kv, "="); !hasEnv(env, k) {
+			env = append(env, k+"="+v)
+		}
+	}
+	if !hasEnv(env, "SOURCE_DATE_EPOCH") {
+		env = append(env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.epoch.Unix()))
+	}
+	keys := make([]string, 0, len(l.buildEnv))
+	for k := range l.buildEnv {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		env = setEnv(env, k, l.buildEnv[k])
+	}
+	secretVars := map[string]string{}
+	for _, s := range l.secrets {
+		vars, err := s.load()
+		if err != nil {
+			return &InvalidError{Method: l.method, Message: err.Error()}
+		}
+		for k, v := range vars {
+			secretVars[k] = v
+		}
+	}
+	names := make([]string, 0, len(secretVars))
+	for k := range secretVars {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		env = setEnv(env, k, secretVars[k])
+	}
+	for _, kv := range p.env {
+		k, v, _ := strings.Cut(kv, "=")
+		env = setEnv(env, k, v)
+	}
+	mask := newRedactor(secretVars)
+	inj, err := gpuInjection(l.gpu, b.gpu)
+	if err != nil {
+		return &InvalidError{Method: l.method, Message: err.Error()}
+	}
+	out := &lineWriter{keep: p.keep, mask: mask.mask, emit: func(s string) {
+		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
+	}}
+	runCtx := ctx
+	if p.timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeout(ctx, p.timeout)
+		defer cancel()
+	}
+	b.seq++
+	b.stats.ContainersStarted++
+	spec := sandbox.Spec{
+		ID:       fmt.Sprintf("snapbuild-%d-%d", os.Getpid(), b.seq),
+		StateDir: filepath.Join(b.store.root, "tmp", "run"),
+		Rootfs:   a.Rootfs,
+		UpperDir: a.Upper,
+		Args:     p.args,
+		Env:      env,
+		Cwd:      orDefault(st.config.WorkingDir, "/"),
+		UID:      uid, GID: gid,
+		Stdout: out, Stderr: out,
+		Network: b.network,
+		Mounts:  p.mounts,
+	}
+	if inj != nil {
+		inj.Apply(&spec) // after the env is final: CDI's entries override
+		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: "gpu: " + inj.Description})
+	}
+	res, err := sandbox.Run(runCtx, spec)
+	out.flush()
+	if errors.Is(err, sandbox.ErrCommandNotFound) || errors.Is(err, sandbox.ErrCommandNotExecutable) {
+		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: append(out.lastLines(), err.Error())}
+	}
+	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
+		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, TimedOut: p.timeout, Tail: out.lastLines()}
+	}
+	if err != nil {
+		return err
+	}
+	// Stubs are removed from the upper dir directly: unmount first.
+	if err := a.Unmount(); err != nil {
+		return err
+	}
+	if err := overlay.RemoveStubs(a.Upper, a.Lowers, res.Stubs, b.store.snaps.UserXattr()); err != nil {
+		return err
+	}
+	if res.ExitCode != 0 {
+		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
+	}
+	return nil
+}
+
+// gpuInjection plans the GPU devices, driver files, env and CDI hooks for
+// a layer's gpu request ("" for none; "H100,A100" lists fallbacks). Errors
+// start with the request and say what the host has.
+func gpuInjection(request string, o gpu.Options) (*gpu.Injection, error) {
 	if request == "" {
 		return nil, nil
 	}
-	r, err := gpu.ParseRequest(request)
+	reqs, err := gpu.ParseList(request)
 	if err != nil {
 		return nil, err
 	}
-	devs, err := gpu.Devices("/")
-	if err != nil {
-		return nil, fmt.Errorf("gpu=%q: %w", request, err)
-	}
-	if err := gpu.Check(r, devs); err != nil {
-		return nil, err
-	}
-	out := make([]sandbox.Device, len(devs))
-	for i, d := range devs {
-		out[i] = sandbox.Device{Path: d.Path, Major: int64(d.Major), Minor: int64(d.Minor)}
-	}
-	return out, nil
+	return gpu.Resolve(reqs, o)
 }
 
 // resolveUser turns a Docker USER value ("", "name", "uid", "name:group",

@@ -367,6 +367,9 @@ func init() {
 	for name, m := range installMethods() {
 		methods[name] = m
 	}
+	for name, m := range functionMethods() {
+		methods[name] = m
+	}
 }
 
 func methodNames() []string {
@@ -597,12 +600,12 @@ func (a *args) stepOptions(withEnv bool) ([]snapbuild.StepOption, error) {
 		if len(secrets) > 0 {
 			opts = append(opts, snapbuild.Secrets(secrets...))
 		}
-		g, err := a.str("gpu")
+		g, err := a.strs("gpu")
 		if err != nil {
 			return nil, err
 		}
-		if g != "" {
-			opts = append(opts, snapbuild.GPU(g))
+		if len(g) > 0 {
+			opts = append(opts, snapbuild.GPU(g...))
 		}
 	}
 	if withEnv && a.named["env"] != nil {

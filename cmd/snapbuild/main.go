@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -26,6 +27,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/snapbuild/snapbuild"
+	"github.com/snapbuild/snapbuild/frontend"
 	"github.com/snapbuild/snapbuild/recipe"
 	"github.com/snapbuild/snapbuild/sandbox"
 )
@@ -168,14 +170,16 @@ func cmdBuild(ctx context.Context, args []string) error {
 	force := fs.Bool("force-build", false, "rebuild every step")
 	network := fs.String("network", "host", "network of RUN steps: host or none")
 	mirror := fs.String("mirror", "", "Debian archive for debian_slim bases")
+	var cdiDirs listFlag
+	fs.Var(&cdiDirs, "cdi-spec-dir", "directory of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return errors.New("build: give a recipe file: snapbuild build FILE [IMAGE...]")
+		return errors.New("build: give a recipe file or a Python file: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME]")
 	}
-	imgs, err := recipe.Load(pos[0], *tag)
+	imgs, err := loadDefinitions(ctx, pos[0], *tag)
 	if err != nil {
 		return err
 	}
@@ -216,6 +220,15 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if *mirror != "" {
 		opts = append(opts, snapbuild.WithDebianMirror(*mirror))
 	}
+	if len(cdiDirs) > 0 {
+		abs := make([]string, len(cdiDirs))
+		for i, d := range cdiDirs {
+			if abs[i], err = filepath.Abs(d); err != nil {
+				return err
+			}
+		}
+		opts = append(opts, snapbuild.WithCDISpecDirs(abs...))
+	}
 	b, err := newBuilder(*root, opts...)
 	if err != nil {
 		return err
@@ -238,6 +251,33 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 	}
 	return nil
+}
+
+// loadDefinitions reads a recipe file, or runs a Python file (FILE.py or
+// FILE.py::NAME) that defines modal.Image chains with the bundled modal
+// front end; its local paths are relative to the working directory, as in
+// Modal.
+func loadDefinitions(ctx context.Context, arg, tag string) ([]recipe.Image, error) {
+	file, selector, _ := strings.Cut(arg, "::")
+	if !strings.HasSuffix(file, ".py") {
+		return recipe.Load(arg, tag)
+	}
+	data, err := frontend.Load(ctx, file, selector)
+	if err != nil {
+		return nil, err
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	imgs, err := recipe.Parse(data, cwd, strings.TrimSuffix(filepath.Base(file), ".py"))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", arg, err)
+	}
+	if tag != "" && len(imgs) == 1 {
+		imgs[0].Name = tag
+	}
+	return imgs, nil
 }
 
 func progressFor(mode string) (snapbuild.Progress, error) {

@@ -1,0 +1,394 @@
+package snapbuild
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/snapbuild/snapbuild/frontend"
+	"github.com/snapbuild/snapbuild/sandbox"
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+// Function names the Python callable a RunFunction step calls inside the
+// build container (Modal's run_function raw_f).
+type Function struct {
+	// Module is the callable's module as the container imports it: "app"
+	// for app.py, "pkg.train" for a module of package pkg.
+	Module string
+	// Name is the callable's qualified name within Module: "download" or
+	// "Model.download". A decorated modal Function is unwrapped in the
+	// container (its get_raw_f()), as Modal does.
+	Name string
+	// Source is the local file (app.py) or top-level package directory
+	// (pkg/) that defines Module; it is bind-mounted read-only at
+	// /root/<base name> for the step and is not part of the layer (Modal's
+	// include_source=True). "" means the module is already in the image
+	// (include_source=False).
+	Source string
+	// Pickled is a cloudpickle payload of the callable, for functions that
+	// cannot be imported (defined in __main__ of an interactive session);
+	// it replaces Module and Name and needs cloudpickle in the image.
+	Pickled []byte
+	// Definition is the text that identifies the callable's code in the
+	// cache key: Modal's inspect.getsource(f) plus the repr of the step's
+	// resources. "" means Module, Name and the content of Source.
+	Definition string
+	// Globals are the referenced global values, serialized by the caller:
+	// opaque bytes that only feed the cache key (Modal's
+	// BuildFunction.globals).
+	Globals []byte
+}
+
+// FunctionCall holds run_function's arguments other than the callable.
+type FunctionCall struct {
+	// Args and Kwargs are JSON values passed to the callable (numbers,
+	// strings, lists, maps). Input replaces them.
+	Args   []any
+	Kwargs map[string]any
+	// Input is pickle.dumps((args, kwargs)), as Modal serializes a
+	// Function's input; at most 2 MiB.
+	Input []byte
+	// Volumes maps absolute container paths to volumes, bind-mounted
+	// read-write for the step; what the function writes there stays in the
+	// volume and is not part of the layer.
+	Volumes map[string]Volume
+	// Timeout kills the function after this long and fails the build
+	// (Modal's timeout=, default 3600 s). It is not part of the cache key.
+	Timeout time.Duration
+}
+
+// maxFunctionInput is Modal's limit on run_function's serialized arguments.
+const maxFunctionInput = 2 << 20
+
+// DefaultFunctionTimeout is run_function's default timeout, as Modal's.
+const DefaultFunctionTimeout = time.Hour
+
+// Volume is a directory on this machine mounted into a run_function step,
+// standing in for a modal.Volume: either a named volume kept in the
+// store (<root>/volumes/<name>) or a host directory.
+type Volume struct {
+	Name            string // a named volume; "" for HostPath
+	CreateIfMissing bool   // a missing named volume is created (else an error)
+	HostPath        string // a host directory, used as it is
+}
+
+// VolumeFromName is modal.Volume.from_name(name, create_if_missing=...).
+func VolumeFromName(name string, createIfMissing bool) Volume {
+	return Volume{Name: name, CreateIfMissing: createIfMissing}
+}
+
+// HostVolume mounts the host directory dir as a volume.
+func HostVolume(dir string) Volume { return Volume{HostPath: dir} }
+
+// repr is the volume as it counts in the cache key.
+func (v Volume) repr() string {
+	if v.Name != "" {
+		return fmt.Sprintf("modal.Volume.from_name(%s)", pyRepr(v.Name))
+	}
+	return fmt.Sprintf("HostVolume(%s)", pyRepr(v.HostPath))
+}
+
+var (
+	volumeName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	pyDotted   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+)
+
+// functionStep is a run_function layer's callable and call.
+type functionStep struct {
+	fn   Function
+	call FunctionCall
+}
+
+// title is the step's instruction text in progress output and history.
+func (f *functionStep) title() string {
+	if len(f.fn.Pickled) > 0 {
+		return "RUN_FUNCTION <pickled function>"
+	}
+	return "RUN_FUNCTION " + f.fn.Module + "." + f.fn.Name
+}
+
+// RunFunction is modal.Image.run_function: the callable runs once, in a
+// sandbox on this image, with the image's Python (python, else python3 on
+// the image's PATH); when it returns, the filesystem it leaves is committed
+// as a layer. The module is imported in the container (its top-level code
+// runs there) with /root and snapbuild's own "modal" package first on
+// sys.path, so the module's `import modal` works without Modal. Source and
+// volumes are bind mounts and do not reach the layer. An exception fails
+// the build with the Python traceback (a *StepError); so does the timeout.
+//
+// Step options: Secrets and BuildEnv (environment of the call), GPU
+// (NVIDIA devices), ForceBuild. The cache key (spec 2, 28) holds
+// Definition (or Source's content), Globals, the arguments, the secrets'
+// names, the env names, gpu and the volumes; not the timeout.
+//
+// Errors (Modal's where it has them): no Module/Name and no Pickled;
+// arguments over 2 MiB ("Arguments to `run_function` are too large (N
+// bytes). Maximum size is 2097152 bytes."); a negative timeout; a relative
+// or duplicate volume path; a bad volume name.
+func (img Image) RunFunction(fn Function, call FunctionCall, opts ...StepOption) Image {
+	const method = "run_function"
+	if len(fn.Pickled) == 0 {
+		if !pyDotted.MatchString(fn.Module) {
+			return img.fail(invalidf(method, "module %q is not a Python module name: give the module that defines the function (e.g. \"app\" for app.py)", fn.Module))
+		}
+		if strings.HasSuffix(fn.Name, "<lambda>") {
+			return img.fail(invalidf(method, "Image.run_function does not support lambda functions."))
+		}
+		if strings.Contains(fn.Name, "<locals>") {
+			return img.fail(invalidf(method, "Modal can only import functions defined in global scope unless they are `serialized=True`"))
+		}
+		if !pyDotted.MatchString(fn.Name) {
+			return img.fail(invalidf(method, "function %q is not a qualified name: give the function's name in its module (e.g. \"download\" or \"Model.download\")", fn.Name))
+		}
+	}
+	if n := len(call.Input); n > maxFunctionInput {
+		return img.fail(invalidf(method, "Arguments to `run_function` are too large (%d bytes). Maximum size is %d bytes.", n, maxFunctionInput))
+	}
+	if len(call.Input) == 0 {
+		b, err := json.Marshal([]any{call.Args, call.Kwargs})
+		if err != nil {
+			return img.fail(invalidf(method, "args and kwargs must be JSON values: %v", err))
+		}
+		if len(b) > maxFunctionInput {
+			return img.fail(invalidf(method, "Arguments to `run_function` are too large (%d bytes). Maximum size is %d bytes.", len(b), maxFunctionInput))
+		}
+	}
+	if call.Timeout < 0 {
+		return img.fail(invalidf(method, "timeout must be positive, not %s", call.Timeout))
+	}
+	for p, v := range call.Volumes {
+		if !path.IsAbs(p) || path.Clean(p) == "/" {
+			return img.fail(invalidf(method, "volume mount path %q must be an absolute path other than /", p))
+		}
+		switch {
+		case v.Name != "" && v.HostPath != "":
+			return img.fail(invalidf(method, "volume at %s: give a name or a host path, not both", p))
+		case v.Name != "" && !volumeName.MatchString(v.Name):
+			return img.fail(invalidf(method, "volume name %q: use 1-64 letters, digits, '.', '-' or '_'", v.Name))
+		case v.Name == "" && v.HostPath == "":
+			return img.fail(invalidf(method, "volume at %s has neither a name nor a host path", p))
+		}
+	}
+	return img.with(&layer{method: method, commands: []string{"FROM base"}, function: &functionStep{fn: fn, call: call}}, opts)
+}
+
+// runFunction executes a run_function step on st.
+func (b *Builder) runFunction(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
+	f := l.function
+	inputs, err := f.keyInputs(l)
+	if err != nil {
+		return false, &InvalidError{Method: l.method, Message: err.Error()}
+	}
+	mounts, err := b.functionMounts(f)
+	if err != nil {
+		return false, &InvalidError{Method: l.method, Message: err.Error()}
+	}
+	key := stepKey(st, l, in, fmt.Sprintf("network=%s %s", b.network, inputs), b.epoch)
+	timeout := f.call.Timeout
+	if timeout == 0 {
+		timeout = DefaultFunctionTimeout
+	}
+	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
+		rt, err := os.MkdirTemp(filepath.Join(b.store.root, "tmp"), "function-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(rt)
+		if err := f.writeRuntime(rt); err != nil {
+			return err
+		}
+		ms := append([]sandbox.BindMount{{Source: rt, Destination: functionRuntimeDir, ReadOnly: true}}, mounts...)
+		return b.sandboxed(ctx, st, l, in, ev, a, stepProcess{
+			// The image's python: "python" as Modal's images have it, else python3.
+			args: append([]string{"/bin/sh", "-c", `if command -v python >/dev/null 2>&1; then exec python "$@"; fi; exec python3 "$@"`},
+				frontend.RunnerCommand("python")...),
+			env:     []string{"PYTHONUNBUFFERED=1"},
+			mounts:  ms,
+			keep:    60,
+			timeout: timeout,
+		})
+	})
+}
+
+// functionRuntimeDir is where a run_function step finds snapbuild's Python
+// runtime (frontend.RuntimeDir) and its request (frontend.RequestPath).
+const functionRuntimeDir = "/.snapbuild"
+
+// writeRuntime writes the Python runtime and the request into dir.
+func (f *functionStep) writeRuntime(dir string) error {
+	if err := frontend.WriteRuntime(filepath.Join(dir, "python")); err != nil {
+		return err
+	}
+	req := map[string]any{}
+	if len(f.fn.Pickled) > 0 {
+		req["pickled"] = f.fn.Pickled
+	} else {
+		req["module"], req["function"] = f.fn.Module, f.fn.Name
+	}
+	if len(f.call.Input) > 0 {
+		req["input"] = f.call.Input
+	} else {
+		req["args"], req["kwargs"] = orEmpty(f.call.Args), orEmptyMap(f.call.Kwargs)
+	}
+	b, err := json.Marshal(req) // []byte values are base64, as the runner expects
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "request.json"), b, 0o644)
+}
+
+func orEmpty(a []any) []any {
+	if a == nil {
+		return []any{}
+	}
+	return a
+}
+
+func orEmptyMap(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}
+
+// functionMounts returns the step's source and volume mounts.
+func (b *Builder) functionMounts(f *functionStep) ([]sandbox.BindMount, error) {
+	var ms []sandbox.BindMount
+	if f.fn.Source != "" && len(f.fn.Pickled) == 0 {
+		src, err := filepath.Abs(expandHome(f.fn.Source))
+		if err != nil {
+			return nil, err
+		}
+		fi, err := os.Stat(src)
+		if err != nil {
+			return nil, fmt.Errorf("function source %s: %w", src, err)
+		}
+		if !fi.IsDir() && !fi.Mode().IsRegular() {
+			return nil, fmt.Errorf("function source %s is neither a file nor a directory", src)
+		}
+		ms = append(ms, sandbox.BindMount{Source: src, Destination: "/root/" + filepath.Base(src), ReadOnly: true})
+	}
+	paths := make([]string, 0, len(f.call.Volumes))
+	for p := range f.call.Volumes {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		dir, err := b.volumeDir(f.call.Volumes[p])
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, sandbox.BindMount{Source: dir, Destination: path.Clean(p)})
+	}
+	return ms, nil
+}
+
+// volumeDir returns the host directory of v, making a named volume when
+// v.CreateIfMissing.
+func (b *Builder) volumeDir(v Volume) (string, error) {
+	if v.HostPath != "" {
+		dir, err := filepath.Abs(expandHome(v.HostPath))
+		if err != nil {
+			return "", err
+		}
+		if fi, err := os.Stat(dir); err != nil || !fi.IsDir() {
+			return "", fmt.Errorf("volume directory %s does not exist: create it first", dir)
+		}
+		return dir, nil
+	}
+	dir := filepath.Join(b.store.root, "volumes", v.Name)
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	if !v.CreateIfMissing {
+		return "", fmt.Errorf("Volume '%s' not found: create it with create_if_missing=True (a directory %s)", v.Name, dir)
+	}
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// keyInputs is what identifies the call in the cache key: the code's
+// definition (or the source's content), the globals, the arguments and the
+// volumes. Secrets, env names and gpu are added by stepKey.
+func (f *functionStep) keyInputs(l *layer) (string, error) {
+	def := f.fn.Definition
+	if def == "" && len(f.fn.Pickled) == 0 {
+		sum, err := sourceDigest(f.fn.Source)
+		if err != nil {
+			return "", err
+		}
+		def = fmt.Sprintf("%s.%s source=%s", f.fn.Module, f.fn.Name, sum)
+	}
+	var vols []string
+	for p, v := range f.call.Volumes {
+		vols = append(vols, path.Clean(p)+"="+v.repr())
+	}
+	sort.Strings(vols)
+	input := f.call.Input
+	if len(input) == 0 {
+		input, _ = json.Marshal([]any{orEmpty(f.call.Args), orEmptyMap(f.call.Kwargs)})
+	}
+	v := struct {
+		Module     string   `json:"module,omitempty"`
+		Name       string   `json:"name,omitempty"`
+		Pickled    string   `json:"pickled,omitempty"`
+		Definition string   `json:"definition"`
+		Globals    string   `json:"globals"`
+		Input      string   `json:"input"`
+		Volumes    []string `json:"volumes"`
+		Source     bool     `json:"includeSource"`
+	}{f.fn.Module, f.fn.Name, sha256hexBytes(f.fn.Pickled), def, sha256hexBytes(f.fn.Globals), sha256hexBytes(input), vols, f.fn.Source != ""}
+	if len(f.fn.Pickled) == 0 {
+		v.Pickled = ""
+	}
+	b, err := json.Marshal(v)
+	return "function=" + string(b), err
+}
+
+func sha256hexBytes(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// sourceDigest hashes a source file, or a package directory's .py files
+// (paths and contents), for a Function without a Definition.
+func sourceDigest(src string) (string, error) {
+	if src == "" {
+		return "none", nil
+	}
+	src, err := filepath.Abs(expandHome(src))
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() || (p != src && !strings.HasSuffix(p, ".py")) {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		fmt.Fprintf(h, "%s %d\n", rel, len(b))
+		h.Write(b)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("function source: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
