@@ -32,7 +32,8 @@ type layer struct {
 	forceBuild bool
 	buildEnv   map[string]string // per-step env= (build time only, not persisted)
 	gpu        string            // per-step gpu= in Modal's gpu_config form ("A100:2"); "" for none
-	gpuErr     error
+	optErr     error             // a bad step option, reported by with
+	volumes    map[string]Volume // run_commands volumes=, mounted for the RUN steps
 	secrets    []Secret
 	mount      bool              // add_local_* copy=False: no commands, attached at run time
 	buildArgs  map[string]string // dockerfile_commands build_args
@@ -87,10 +88,30 @@ func GPU(requests ...string) StepOption {
 			}
 		}
 		if err != nil {
-			l.gpu, l.gpuErr = "", &InvalidError{Method: l.method, Message: err.Error()}
+			l.gpu, l.optErr = "", &InvalidError{Method: l.method, Message: err.Error()}
 			return
 		}
 		l.gpu = gpu.Join(reqs)
+	}
+}
+
+// Volumes mounts volumes into the layer's RUN steps (Modal's run_commands
+// volumes=): container path -> Volume, read-write; what the steps write
+// there stays in the volume and is not part of the layer. Paths must be
+// canonical absolute paths other than /, /root and /tmp, and a volume may be
+// mounted at one path only (spec 20). The volumes are part of the cache key.
+func Volumes(vols map[string]Volume) StepOption {
+	return func(l *layer) {
+		if err := checkVolumes(vols); err != nil {
+			l.optErr = &InvalidError{Method: l.method, Message: err.Error()}
+			return
+		}
+		if l.volumes == nil {
+			l.volumes = map[string]Volume{}
+		}
+		for p, v := range vols {
+			l.volumes[p] = v
+		}
 	}
 }
 
@@ -119,8 +140,8 @@ func (img Image) with(l *layer, opts []StepOption) Image {
 	for _, o := range opts {
 		o(l)
 	}
-	if l.gpuErr != nil {
-		return img.fail(l.gpuErr)
+	if l.optErr != nil {
+		return img.fail(l.optErr)
 	}
 	return Image{layers: append(slices.Clone(img.layers), l)}
 }

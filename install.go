@@ -629,8 +629,8 @@ func Micromamba(pythonVersion string, opts ...StepOption) Image {
 		},
 		root: &rootSpec{fromID: MicromambaImage},
 	}, opts)
-	if l.gpuErr != nil {
-		return Image{err: l.gpuErr}
+	if l.optErr != nil {
+		return Image{err: l.optErr}
 	}
 	return Image{layers: []*layer{l}}
 }

@@ -104,6 +104,66 @@ var (
 	pyDotted   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 )
 
+// checkVolumes validates volume mounts as Modal does (spec 20): canonical
+// absolute paths other than /, /root and /tmp, each volume at one path.
+func checkVolumes(vols map[string]Volume) error {
+	paths := make([]string, 0, len(vols))
+	for p := range vols {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	seen := map[Volume]string{}
+	for _, p := range paths {
+		v := vols[p]
+		switch {
+		case !path.IsAbs(p) || path.Clean(p) != p:
+			return fmt.Errorf("volume mount path %q must be a canonical, absolute path", p)
+		case p == "/" || p == "/root" || p == "/tmp":
+			return fmt.Errorf("volume mount path %q: a volume cannot be mounted at /, /root or /tmp", p)
+		case v.Name != "" && v.HostPath != "":
+			return fmt.Errorf("volume at %s: give a name or a host path, not both", p)
+		case v.Name != "" && !volumeName.MatchString(v.Name):
+			return fmt.Errorf("volume name %q: use 1-64 letters, digits, '.', '-' or '_'", v.Name)
+		case v.Name == "" && v.HostPath == "":
+			return fmt.Errorf("volume at %s has neither a name nor a host path", p)
+		}
+		key := Volume{Name: v.Name, HostPath: v.HostPath}
+		if other, dup := seen[key]; dup {
+			return fmt.Errorf("%s is mounted at both %s and %s: a volume can be mounted at one path only", v.repr(), other, p)
+		}
+		seen[key] = p
+	}
+	return nil
+}
+
+// volumeMounts returns the bind mounts of vols, sorted by path.
+func (b *Builder) volumeMounts(vols map[string]Volume) ([]sandbox.BindMount, error) {
+	paths := make([]string, 0, len(vols))
+	for p := range vols {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	var ms []sandbox.BindMount
+	for _, p := range paths {
+		dir, err := b.volumeDir(vols[p])
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, sandbox.BindMount{Source: dir, Destination: p})
+	}
+	return ms, nil
+}
+
+// volumesKey is the volumes as they count in a cache key.
+func volumesKey(vols map[string]Volume) []string {
+	var out []string
+	for p, v := range vols {
+		out = append(out, p+"="+v.repr())
+	}
+	sort.Strings(out)
+	return out
+}
+
 // functionStep is a run_function layer's callable and call.
 type functionStep struct {
 	fn   Function
@@ -167,18 +227,8 @@ func (img Image) RunFunction(fn Function, call FunctionCall, opts ...StepOption)
 	if call.Timeout < 0 {
 		return img.fail(invalidf(method, "timeout must be positive, not %s", call.Timeout))
 	}
-	for p, v := range call.Volumes {
-		if !path.IsAbs(p) || path.Clean(p) == "/" {
-			return img.fail(invalidf(method, "volume mount path %q must be an absolute path other than /", p))
-		}
-		switch {
-		case v.Name != "" && v.HostPath != "":
-			return img.fail(invalidf(method, "volume at %s: give a name or a host path, not both", p))
-		case v.Name != "" && !volumeName.MatchString(v.Name):
-			return img.fail(invalidf(method, "volume name %q: use 1-64 letters, digits, '.', '-' or '_'", v.Name))
-		case v.Name == "" && v.HostPath == "":
-			return img.fail(invalidf(method, "volume at %s has neither a name nor a host path", p))
-		}
+	if err := checkVolumes(call.Volumes); err != nil {
+		return img.fail(invalidf(method, "%s", err))
 	}
 	return img.with(&layer{method: method, commands: []string{"FROM base"}, function: &functionStep{fn: fn, call: call}}, opts)
 }
@@ -279,19 +329,8 @@ func (b *Builder) functionMounts(f *functionStep) ([]sandbox.BindMount, error) {
 		}
 		ms = append(ms, sandbox.BindMount{Source: src, Destination: "/root/" + filepath.Base(src), ReadOnly: true})
 	}
-	paths := make([]string, 0, len(f.call.Volumes))
-	for p := range f.call.Volumes {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		dir, err := b.volumeDir(f.call.Volumes[p])
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, sandbox.BindMount{Source: dir, Destination: path.Clean(p)})
-	}
-	return ms, nil
+	vms, err := b.volumeMounts(f.call.Volumes)
+	return append(ms, vms...), err
 }
 
 // volumeDir returns the host directory of v, making a named volume when
@@ -329,11 +368,7 @@ func (f *functionStep) keyInputs(l *layer) (string, error) {
 		}
 		def = fmt.Sprintf("%s.%s source=%s", f.fn.Module, f.fn.Name, sum)
 	}
-	var vols []string
-	for p, v := range f.call.Volumes {
-		vols = append(vols, path.Clean(p)+"="+v.repr())
-	}
-	sort.Strings(vols)
+	vols := volumesKey(f.call.Volumes)
 	input := f.call.Input
 	if len(input) == 0 {
 		input, _ = json.Marshal([]any{orEmpty(f.call.Args), orEmptyMap(f.call.Kwargs)})

@@ -391,9 +391,17 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 	argEnv := b.argEnv()
 	// The network and the ARG values are inputs: a step run offline, or
 	// with other build args, may make other files.
-	key := stepKey(st, l, in, fmt.Sprintf("network=%s args=%q", b.network, argEnv), b.epoch)
+	inputs := fmt.Sprintf("network=%s args=%q", b.network, argEnv)
+	if len(l.volumes) > 0 {
+		inputs += fmt.Sprintf(" volumes=%q", volumesKey(l.volumes))
+	}
+	key := stepKey(st, l, in, inputs, b.epoch)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-		return b.sandboxed(ctx, st, l, in, ev, a, stepProcess{args: args, argEnv: argEnv, keep: 20})
+		mounts, err := b.volumeMounts(l.volumes)
+		if err != nil {
+			return &InvalidError{Method: l.method, Message: err.Error()}
+		}
+		return b.sandboxed(ctx, st, l, in, ev, a, stepProcess{args: args, argEnv: argEnv, mounts: mounts, keep: 20})
 	})
 }
 

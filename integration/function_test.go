@@ -2,6 +2,7 @@ package integration
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -62,6 +63,7 @@ func TestRunFunction(t *testing.T) {
     kwargs: {size: 7}
     secrets: [{from_dict: {HF_TOKEN: hf-secret-123}}]
     volumes: {/vol: voldir}
+- run_commands: {commands: ["echo run_commands >> /vol/log.txt"], volumes: {/vol: voldir}}
 - run_function: {source: build.py, function: decorated}
 `)
 	r := runner{t: t, root: rootDir}
@@ -79,7 +81,7 @@ func TestRunFunction(t *testing.T) {
 	if want := "tiny:7:13\nbuild\n.\n..\n.bashrc\n.profile\nno-vol\nno-runtime\n"; out.stdout != want {
 		t.Errorf("image content:\n%s\nwant:\n%s", out.stdout, want)
 	}
-	if b, _ := os.ReadFile(filepath.Join(vol, "log.txt")); string(b) != "wrote tiny\n" {
+	if b, _ := os.ReadFile(filepath.Join(vol, "log.txt")); string(b) != "wrote tiny\nrun_commands\n" {
 		t.Errorf("volume log.txt = %q", b)
 	}
 	layout := filepath.Join(t.TempDir(), "layout")
@@ -139,4 +141,102 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestExamples builds the Python examples with `snapbuild build FILE.py`,
+// as a user would, and runs what they built.
+func TestExamples(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap", "python3")
+	requireMirror(t)
+	whl := t.TempDir()
+	app := wheel(t, whl, "snapapp", "2.0", "app-ok")
+	index := packageIndex(t, map[string][]string{"snapapp": {filepath.Join(whl, app)}})
+	r := runner{t: t, root: rootDir, env: []string{"SNAPBUILD_EXAMPLE_INDEX=" + index, "SNAPBUILD_EXAMPLE_TOKEN=tok-12345"}}
+	examples, err := filepath.Abs("../examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	build := func(file string, names ...string) {
+		t.Helper()
+		res := r.run("", "build", filepath.Join(examples, file), "--progress", "plain")
+		if res.code != 0 {
+			t.Fatalf("build %s: exit %d\n%s", file, res.code, tail(res.stderr, 30))
+		}
+		for _, n := range names {
+			if !strings.Contains(res.stdout, n+" im-") {
+				t.Errorf("build %s did not name image %s:\n%s", file, n, res.stdout)
+			}
+		}
+	}
+
+	build("web_app.py", "web_image", "serve")
+	out := r.ok("run", "serve", "sh", "-c", `pwd; echo "$GREETING"; command -v curl; python -c 'import snapapp; print(snapapp.VALUE)'`)
+	if out.stdout != "/app\nhello\n/usr/bin/curl\napp-ok\n" {
+		t.Errorf("web_app image: %q", out.stdout)
+	}
+
+	build("model_download.py", "model_image", "predict")
+	out = r.ok("run", "model_image", "sh", "-c", "cat /models/tiny-model.bin /models/tiny-model.json; echo; echo $MODEL_DIR; test -e /cache || echo no-cache")
+	if want := "weights of tiny-model at v1\n{\"name\": \"tiny-model\", \"revision\": \"v1\", \"token_length\": 9}\n/models\nno-cache\n"; out.stdout != want {
+		t.Errorf("model_download image:\n%s\nwant:\n%s", out.stdout, want)
+	}
+	log, err := os.ReadFile(filepath.Join(rootDir, "volumes", "example-model-cache", "downloads.log"))
+	if err != nil || !strings.Contains(string(log), "tiny-model v1\n") {
+		t.Errorf("the cache volume's log: %q, %v", log, err)
+	}
+
+	// One image by name: app.py::NAME.
+	res := r.run("", "build", filepath.Join(examples, "local_source.py")+"::source_image", "--progress", "plain")
+	if res.code != 0 || !strings.Contains(res.stdout, "source_image im-") || strings.Contains(res.stdout, "shout im-") {
+		t.Fatalf("build local_source.py::source_image: exit %d\n%s\n%s", res.code, res.stdout, tail(res.stderr, 20))
+	}
+	out = r.ok("run", "source_image", "sh", "-c", "cat /root/built; find /root/mylib -name '*.py' | sort; test -e /root/mylib/notes.txt || echo no-notes")
+	if out.stdout != "BUILT!\n/root/mylib/__init__.py\n/root/mylib/text.py\nno-notes\n" {
+		t.Errorf("local_source image: %q", out.stdout)
+	}
+	res = r.run("", "build", filepath.Join(examples, "local_source.py")+"::nope")
+	if res.code == 0 || !strings.Contains(res.stderr, "source_image") {
+		t.Errorf("an unknown image name: exit %d\n%s", res.code, tail(res.stderr, 5))
+	}
+}
+
+// TestRunFunctionPickled runs a function that exists only as a cloudpickle
+// payload (as one defined in a notebook travels): with cloudpickle in the
+// image it runs, without it the build fails saying what is missing.
+func TestRunFunctionPickled(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	py := "/usr/bin/python3" // Debian's, which python3-cloudpickle serves
+	probe := exec.Command(py, "-c", "import cloudpickle")
+	require(t, probe.Run() == nil, "%s cannot import cloudpickle: apt-get install python3-cloudpickle", py)
+	out, err := exec.Command(py, "-c", `
+import base64, cloudpickle
+factor = 6
+def times(x):
+    with open("/pickled.txt", "w") as f:
+        f.write(str(x * factor))
+print(base64.b64encode(cloudpickle.dumps(times)).decode())
+`).Output()
+	if err != nil {
+		t.Fatalf("pickling: %v", err)
+	}
+	payload := strings.TrimSpace(string(out))
+	dir := t.TempDir()
+	r := runner{t: t, root: rootDir}
+	ok := writeRecipe(t, dir, "pickled.yaml", `
+- debian_slim: {}
+- apt_install: [python3-cloudpickle]
+- run_function: {pickled: `+payload+`, args: [7]}
+`)
+	r.build(ok)
+	if got := r.ok("run", "pickled", "cat", "/pickled.txt").stdout; got != "42" {
+		t.Errorf("/pickled.txt = %q, want 42", got)
+	}
+	missing := writeRecipe(t, dir, "nocloudpickle.yaml", "- debian_slim: {}\n- run_function: {pickled: "+payload+", args: [7]}\n")
+	res := r.run("", "build", missing, "--progress", "plain")
+	if res.code == 0 || !strings.Contains(res.stderr, "cloudpickle, which this image lacks") {
+		t.Errorf("without cloudpickle in the image: exit %d\n%s", res.code, tail(res.stderr, 10))
+	}
 }

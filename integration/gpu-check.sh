@@ -14,7 +14,9 @@
 #      or symlink of the injection);
 #   2. a step with gpu=any running `true` adds no layer;
 #   3. a request this host cannot serve fails before running, saying what
-#      the host has.
+#      the host has;
+#   4. a Python file's run_function with gpu=any loads libcuda with ctypes,
+#      counts the devices and writes the count; its layer holds that file only.
 # Prints one PASS or FAIL line per check and exits non-zero if any failed.
 # Keeps its work directory (printed) on failure, removes it on success.
 
@@ -157,9 +159,54 @@ else
 	tail -n 5 "$work/build-toomany.log" | sed 's/^/    /'
 fi
 
-# --- 4. run_function with a GPU ----------------------------------------------
-# RESERVED: the run_function check is added here later (a function step with
-# gpu=any that imports a CUDA-using module and writes its result; its layer
-# must hold the function's files only).
+# --- 4. run_function with a GPU, from a Python file -------------------------
+# The function loads libcuda with ctypes, counts the devices and writes the
+# count; its layer must hold that file only.
+cat >"$work/gpu_fn.py" <<'EOF'
+import ctypes
+
+import modal
+
+
+def count_gpus():
+    cuda = ctypes.CDLL("libcuda.so.1")
+    rc = cuda.cuInit(0)
+    if rc != 0:
+        raise RuntimeError(f"cuInit failed: {rc}")
+    n = ctypes.c_int()
+    rc = cuda.cuDeviceGetCount(ctypes.byref(n))
+    if rc != 0:
+        raise RuntimeError(f"cuDeviceGetCount failed: {rc}")
+    with open("/cuda-devices.txt", "w") as f:
+        f.write(f"{n.value}\n")
+    print("CUDA devices:", n.value)
+
+
+gpu_fn = modal.Image.debian_slim(python_version="3.11").run_function(count_gpus, gpu="any")
+EOF
+bin_abs=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+if (cd "$work" && "$bin_abs" build gpu_fn.py --root "$store" --progress plain) >"$work/build-fn.log" 2>&1; then
+	pass "run_function with gpu=any loading libcuda"
+	if out=$(sb run gpu_fn cat /cuda-devices.txt 2>&1) && [ "${out:-0}" -ge 1 ] 2>/dev/null; then
+		pass "the function counted $out CUDA device(s)"
+	else
+		fail "the function's count: $out"
+	fi
+	if sb export gpu_fn "oci:$work/oci-fn:latest" >"$work/export-fn.log" 2>&1; then
+		last=$(layers "$work/oci-fn" | tail -n 1)
+		files=$(layer_files "$work/oci-fn" "$last")
+		if [ "$files" = "cuda-devices.txt" ]; then
+			pass "the function's layer holds cuda-devices.txt only"
+		else
+			fail "the function's layer holds more than cuda-devices.txt:"
+			echo "$files" | sed 's/^/    /'
+		fi
+	else
+		fail "export gpu_fn (see $work/export-fn.log)"
+	fi
+else
+	fail "run_function with gpu=any (see $work/build-fn.log):"
+	tail -n 20 "$work/build-fn.log" | sed 's/^/    /'
+fi
 
 finish

@@ -276,7 +276,14 @@ func init() {
 			if err != nil {
 				return img, err
 			}
+			vols, err := a.volumes("volumes")
+			if err != nil {
+				return img, err
+			}
 			opts, err := a.stepOptions(true)
+			if len(vols) > 0 {
+				opts = append(opts, snapbuild.Volumes(vols))
+			}
 			return img.RunCommands(c, opts...), err
 		}},
 		"dockerfile_commands": {positional: "commands", apply: func(img snapbuild.Image, a *args) (snapbuild.Image, error) {
