@@ -157,26 +157,25 @@ func TestExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	build := func(file string, names ...string) {
-		t.Helper()
-		res := r.run("", "build", filepath.Join(examples, file), "--progress", "plain")
-		if res.code != 0 {
-			t.Fatalf("build %s: exit %d\n%s", file, res.code, tail(res.stderr, 30))
-		}
-		for _, n := range names {
-			if !strings.Contains(res.stdout, n+" im-") {
-				t.Errorf("build %s did not name image %s:\n%s", file, n, res.stdout)
-			}
+	// snapbuild build examples/*.py: every image of every file.
+	files, err := filepath.Glob(filepath.Join(examples, "*.py"))
+	if err != nil || len(files) != 3 {
+		t.Fatalf("examples/*.py: %q %v", files, err)
+	}
+	res := r.run("", append([]string{"build", "--progress", "plain"}, files...)...)
+	if res.code != 0 {
+		t.Fatalf("build examples/*.py: exit %d\n%s", res.code, tail(res.stderr, 30))
+	}
+	for _, n := range []string{"web_image", "serve", "model_image", "predict", "source_image", "shout"} {
+		if !strings.Contains(res.stdout, n+" im-") {
+			t.Errorf("build examples/*.py did not name image %s:\n%s", n, res.stdout)
 		}
 	}
-
-	build("web_app.py", "web_image", "serve")
 	out := r.ok("run", "serve", "sh", "-c", `pwd; echo "$GREETING"; command -v curl; python -c 'import snapapp; print(snapapp.VALUE)'`)
 	if out.stdout != "/app\nhello\n/usr/bin/curl\napp-ok\n" {
 		t.Errorf("web_app image: %q", out.stdout)
 	}
 
-	build("model_download.py", "model_image", "predict")
 	out = r.ok("run", "model_image", "sh", "-c", "cat /models/tiny-model.bin /models/tiny-model.json; echo; echo $MODEL_DIR; test -e /cache || echo no-cache")
 	if want := "weights of tiny-model at v1\n{\"name\": \"tiny-model\", \"revision\": \"v1\", \"token_length\": 9}\n/models\nno-cache\n"; out.stdout != want {
 		t.Errorf("model_download image:\n%s\nwant:\n%s", out.stdout, want)
@@ -187,7 +186,7 @@ func TestExamples(t *testing.T) {
 	}
 
 	// One image by name: app.py::NAME.
-	res := r.run("", "build", filepath.Join(examples, "local_source.py")+"::source_image", "--progress", "plain")
+	res = r.run("", "build", filepath.Join(examples, "local_source.py")+"::source_image", "--progress", "plain")
 	if res.code != 0 || !strings.Contains(res.stdout, "source_image im-") || strings.Contains(res.stdout, "shout im-") {
 		t.Fatalf("build local_source.py::source_image: exit %d\n%s\n%s", res.code, res.stdout, tail(res.stderr, 20))
 	}

@@ -179,8 +179,28 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if len(pos) == 0 {
 		return errors.New("build: give a recipe file or a Python file: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME]")
 	}
-	imgs, err := loadDefinitions(ctx, pos[0], *tag)
-	if err != nil {
+	var imgs []recipe.Image
+	if isPythonRef(pos[0]) {
+		// snapbuild build a.py b.py::name ...: every argument is a Python file.
+		from := map[string]string{}
+		for _, p := range pos {
+			if !isPythonRef(p) {
+				return fmt.Errorf("build: %s: after a Python file, give more Python files (pick an image with FILE.py::NAME)", p)
+			}
+			more, err := loadDefinitions(ctx, p, *tag)
+			if err != nil {
+				return err
+			}
+			for _, im := range more {
+				if other, dup := from[im.Name]; dup {
+					return fmt.Errorf("build: image %q is defined by %s and by %s: build them one at a time, or pick one with FILE.py::NAME", im.Name, other, p)
+				}
+				from[im.Name] = p
+			}
+			imgs = append(imgs, more...)
+		}
+		pos = pos[:1]
+	} else if imgs, err = loadDefinitions(ctx, pos[0], *tag); err != nil {
 		return err
 	}
 	if *tag != "" && len(imgs) > 1 {
@@ -253,15 +273,21 @@ func cmdBuild(ctx context.Context, args []string) error {
 	return nil
 }
 
+// isPythonRef reports whether arg names a Python file: FILE.py or FILE.py::NAME.
+func isPythonRef(arg string) bool {
+	file, _ := frontend.SplitRef(arg)
+	return strings.HasSuffix(file, ".py")
+}
+
 // loadDefinitions reads a recipe file, or runs a Python file (FILE.py or
 // FILE.py::NAME) that defines modal.Image chains with the bundled modal
 // front end; its local paths are relative to the working directory, as in
 // Modal.
 func loadDefinitions(ctx context.Context, arg, tag string) ([]recipe.Image, error) {
-	file, selector, _ := strings.Cut(arg, "::")
-	if !strings.HasSuffix(file, ".py") {
+	if !isPythonRef(arg) {
 		return recipe.Load(arg, tag)
 	}
+	file, selector := frontend.SplitRef(arg)
 	data, err := frontend.Load(ctx, file, selector)
 	if err != nil {
 		return nil, err
