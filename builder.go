@@ -46,6 +46,7 @@ type Builder struct {
 	network  sandbox.Network
 	epoch    time.Time
 	gpu      gpu.Options // where GPU steps find the host's NVIDIA devices and CDI specs
+	puller   Puller      // how from_registry fetches images
 	seq      int
 	stats    Stats
 	args     map[string]string // ARG values of the layer being built

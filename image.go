@@ -42,9 +42,10 @@ type layer struct {
 
 // rootSpec says where a root layer's base comes from.
 type rootSpec struct {
-	debian  *debianBase // DebianSlim
-	fromID  string      // FromID, or a stored tool image (micromamba)
-	scratch bool        // FromScratch
+	debian   *debianBase   // DebianSlim
+	fromID   string        // FromID, or a stored tool image (micromamba)
+	scratch  bool          // FromScratch
+	registry *registryBase // FromRegistry
 	// dockerfile: FromDockerfile's inner layer; its own FROM lines (several
 	// stages) are resolved by fromStage.
 	dockerfile bool

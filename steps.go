@@ -274,6 +274,8 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 	switch {
 	case l.root != nil && l.root.debian != nil:
 		return b.fromDebian(ctx, st, l, in, force, ev)
+	case l.root != nil && l.root.registry != nil:
+		return b.fromRegistry(ctx, st, l, in, force, ev)
 	case l.root != nil && l.root.scratch:
 		*st = buildState{}
 		st.configOnly(in.text)

@@ -96,6 +96,49 @@ func (s *Store) WriteBlob(mediaType string, data []byte) (ocispec.Descriptor, er
 	return desc, nil
 }
 
+// WriteBlobFrom stores the content of r, which must have digest want (and
+// size, when size >= 0), and returns its descriptor with the given media
+// type. A present blob is not read again. A digest or size mismatch is an
+// error naming both digests, and nothing is stored; r is read to its end.
+func (s *Store) WriteBlobFrom(mediaType string, r io.Reader, want digest.Digest, size int64) (ocispec.Descriptor, error) {
+	if err := want.Validate(); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("oci store: blob digest %q: %w", want, err)
+	}
+	if want.Algorithm() != digest.SHA256 {
+		return ocispec.Descriptor{}, fmt.Errorf("oci store: blob %s: only sha256 digests are supported", want)
+	}
+	if s.Has(want) {
+		return ocispec.Descriptor{MediaType: mediaType, Digest: want, Size: s.size(want)}, nil
+	}
+	w, err := s.newWriter()
+	if err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	defer w.abort()
+	if _, err := io.Copy(w, r); err != nil {
+		return ocispec.Descriptor{}, fmt.Errorf("oci store: blob %s: %w", want, err)
+	}
+	if got := w.dg.Digest(); got != want {
+		return ocispec.Descriptor{}, fmt.Errorf("oci store: blob %s: digest mismatch: the content read has digest %s", want, got)
+	}
+	if size >= 0 && w.n != size {
+		return ocispec.Descriptor{}, fmt.Errorf("oci store: blob %s: size mismatch: %d bytes read, %d expected", want, w.n, size)
+	}
+	n := w.n
+	if _, err := w.commit(); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return ocispec.Descriptor{MediaType: mediaType, Digest: want, Size: n}, nil
+}
+
+func (s *Store) size(d digest.Digest) int64 {
+	fi, err := os.Stat(s.Path(d))
+	if err != nil {
+		return -1
+	}
+	return fi.Size()
+}
+
 // WriteJSON marshals v and stores it as a blob of the given media type.
 func (s *Store) WriteJSON(mediaType string, v any) (ocispec.Descriptor, error) {
 	b, err := json.Marshal(v)

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/opencontainers/go-digest"
@@ -404,5 +405,37 @@ func TestWriteImage(t *testing.T) {
 	raw, _ := s.ReadBlob(empty.Digest)
 	if !bytes.Contains(raw, []byte(`"layers":[]`)) {
 		t.Errorf("empty manifest = %s", raw)
+	}
+}
+
+func TestWriteBlobFrom(t *testing.T) {
+	s, err := NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := []byte("layer bytes")
+	d := digest.FromBytes(data)
+	desc, err := s.WriteBlobFrom("application/octet-stream", bytes.NewReader(data), d, int64(len(data)))
+	if err != nil || desc.Digest != d || desc.Size != int64(len(data)) || !s.Has(d) {
+		t.Fatalf("WriteBlobFrom = %+v, %v", desc, err)
+	}
+	// Present: not read again.
+	if desc, err := s.WriteBlobFrom("x", iotest.ErrReader(errors.New("read")), d, -1); err != nil || desc.Size != int64(len(data)) {
+		t.Errorf("present blob: %+v, %v", desc, err)
+	}
+	other := digest.FromString("something else")
+	_, err = s.WriteBlobFrom("x", bytes.NewReader(data), other, -1)
+	if err == nil || !strings.Contains(err.Error(), "digest mismatch") || !strings.Contains(err.Error(), other.String()) {
+		t.Errorf("tampered blob: %v", err)
+	}
+	if s.Has(other) {
+		t.Error("a blob with the wrong content was stored")
+	}
+	_, err = s.WriteBlobFrom("x", bytes.NewReader([]byte("abc")), digest.FromString("abc"), 4)
+	if err == nil || !strings.Contains(err.Error(), "size mismatch") {
+		t.Errorf("short blob: %v", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.Root(), "blobs", "sha256")); len(ents) != 1 {
+		t.Errorf("blobs dir holds %d entries, want 1 (no temp files left)", len(ents))
 	}
 }

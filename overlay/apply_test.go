@@ -1,0 +1,178 @@
+package overlay
+
+import (
+	"archive/tar"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/opencontainers/go-digest"
+	"golang.org/x/sys/unix"
+)
+
+// tarEntry is one entry of a test layer.
+type tarEntry struct {
+	name, body, link string
+	typ              byte
+	mode             int64
+}
+
+func layerTar(t testing.TB, entries ...tarEntry) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: e.mode, Linkname: e.link, Size: int64(len(e.body)), ModTime: lowerTime}
+		if h.Typeflag == 0 {
+			h.Typeflag = tar.TypeReg
+		}
+		if h.Typeflag != tar.TypeReg {
+			h.Size = 0
+		}
+		if h.Mode == 0 {
+			h.Mode = 0o644
+		}
+		must(t, tw.WriteHeader(h))
+		if h.Size > 0 {
+			_, err := tw.Write([]byte(e.body))
+			must(t, err)
+		}
+	}
+	must(t, tw.Close())
+	return buf.Bytes()
+}
+
+// listTree lists root's entries as "path type[ -> target]".
+func listTree(t testing.TB, root string) []string {
+	t.Helper()
+	var out []string
+	must(t, filepath.Walk(root, func(p string, fi os.FileInfo, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		s := rel
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			s += " -> " + target
+		case fi.IsDir():
+			s += "/"
+		}
+		out = append(out, s)
+		return nil
+	}))
+	sort.Strings(out)
+	return out
+}
+
+// TestApply unpacks a layer with files, a hard link, a symlink, a whiteout
+// and an opaque directory into an upper dir and checks the overlay view
+// over a lower: what an image's filesystem is after the layer.
+func TestApply(t *testing.T) {
+	needOverlay(t)
+	d := newOverlayDirs(t)
+	lower := d.root + "/lower"
+	build(t, lower, tree{
+		"etc/passwd":    "root:x:0:0",
+		"etc/group":     "root:x:0:",
+		"opt/data/old":  "old",
+		"opt/data/keep": "keep",
+		"var/x":         "x",
+	}, testUserXattr)
+	data := layerTar(t,
+		tarEntry{name: "etc/", typ: tar.TypeDir, mode: 0o755},
+		tarEntry{name: "etc/.wh.passwd"},
+		tarEntry{name: "etc/new", body: "new file", mode: 0o640},
+		tarEntry{name: "etc/newlink", typ: tar.TypeLink, link: "etc/new", mode: 0o640},
+		tarEntry{name: "link", typ: tar.TypeSymlink, link: "/etc/group"},
+		tarEntry{name: "opt/data/", typ: tar.TypeDir, mode: 0o755},
+		tarEntry{name: "opt/data/.wh..wh..opq"},
+		tarEntry{name: "opt/data/fresh", body: "fresh"},
+		tarEntry{name: "srv/", typ: tar.TypeDir, mode: 0o700},
+	)
+	id, err := Apply(t.Context(), d.upper, bytes.NewReader(data), ApplyOptions{UserXattr: testUserXattr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := digest.FromBytes(data); id != want {
+		t.Errorf("diffID %s, want %s (the sha256 of the whole tar)", id, want)
+	}
+	mountT(t, Mount{Lowers: []string{lower}, Upper: d.upper, Work: d.work, UserXattr: testUserXattr}, d.merged)
+	got := strings.Join(listTree(t, d.merged), "\n")
+	want := strings.Join([]string{"etc/", "etc/group", "etc/new", "etc/newlink", "link -> /etc/group", "opt/", "opt/data/", "opt/data/fresh", "srv/", "var/", "var/x"}, "\n")
+	if got != want {
+		t.Errorf("overlay view:\n%s\nwant:\n%s", got, want)
+	}
+	var a, b unix.Stat_t
+	must(t, unix.Stat(d.merged+"/etc/new", &a))
+	must(t, unix.Stat(d.merged+"/etc/newlink", &b))
+	if a.Ino != b.Ino || a.Mode&0o777 != 0o640 {
+		t.Errorf("etc/newlink is not a hard link of etc/new (inodes %d, %d), or the mode %o is not 0640", a.Ino, b.Ino, a.Mode&0o777)
+	}
+	// The layer, diffed back, is what was applied.
+	must(t, Unmount(d.merged))
+	entries, _ := diffT(t, d.upper, DiffOptions{Lowers: []string{lower}, UserXattr: testUserXattr})
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.hdr.Name)
+	}
+	for _, w := range []string{"etc/.wh.passwd", "opt/data/.wh..wh..opq", "opt/data/fresh", "etc/new"} {
+		found := false
+		for _, n := range names {
+			found = found || strings.TrimPrefix(n, "./") == w
+		}
+		if !found {
+			t.Errorf("the diff of the applied layer lacks %s: %q", w, names)
+		}
+	}
+}
+
+// TestApplyRefusesEscapes: a layer cannot write outside the upper dir,
+// neither by "../" names nor through a symlink it plants.
+func TestApplyRefusesEscapes(t *testing.T) {
+	needOverlay(t)
+	d := newOverlayDirs(t)
+	_, err := Apply(t.Context(), d.upper, bytes.NewReader(layerTar(t, tarEntry{name: "../evil", body: "x"})), ApplyOptions{UserXattr: testUserXattr})
+	if err == nil || !strings.Contains(err.Error(), "outside") {
+		t.Errorf("../evil: %v, want an error saying it is outside", err)
+	}
+	if _, err := os.Stat(d.root + "/evil"); err == nil {
+		t.Error("../evil was written next to the upper dir")
+	}
+
+	// An absolute symlink to a host directory, then a file through it.
+	victim := t.TempDir()
+	name := "pwned-" + randHex(t)
+	d2 := newOverlayDirs(t)
+	_, err = Apply(t.Context(), d2.upper, bytes.NewReader(layerTar(t,
+		tarEntry{name: "esc", typ: tar.TypeSymlink, link: victim},
+		tarEntry{name: "esc/" + name, body: "owned"},
+		tarEntry{name: "up", typ: tar.TypeSymlink, link: "../../../../../../.."},
+		tarEntry{name: "up" + victim + "/" + name + "2", body: "owned"},
+	)), ApplyOptions{UserXattr: testUserXattr})
+	if _, serr := os.Stat(filepath.Join(victim, name)); serr == nil {
+		t.Fatalf("the layer wrote %s on the host through an absolute symlink", filepath.Join(victim, name))
+	}
+	if _, serr := os.Stat(filepath.Join(victim, name+"2")); serr == nil {
+		t.Fatalf("the layer wrote %s on the host through a relative symlink", filepath.Join(victim, name+"2"))
+	}
+	if err == nil {
+		// Contained: the files land inside the upper dir.
+		if _, serr := os.Stat(filepath.Join(d2.upper, victim, name)); serr != nil {
+			t.Errorf("the file through the symlink is neither refused nor inside upper: %v", serr)
+		}
+	}
+}
+
+func randHex(t testing.TB) string {
+	b := make([]byte, 6)
+	_, err := rand.Read(b)
+	must(t, err)
+	return hex.EncodeToString(b)
+}

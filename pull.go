@@ -1,0 +1,174 @@
+package snapbuild
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/klauspost/compress/zstd"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	"github.com/opencontainers/image-spec/specs-go"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/snapbuild/snapbuild/overlay"
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+// ociLayerType maps a pulled layer's media type to its OCI equivalent: the
+// same bytes, named as an OCI manifest names them.
+func ociLayerType(mt types.MediaType) (string, error) {
+	switch mt {
+	case types.DockerLayer, types.OCILayer:
+		return ocispec.MediaTypeImageLayerGzip, nil
+	case types.OCILayerZStd:
+		return ocispec.MediaTypeImageLayerZstd, nil
+	case types.DockerUncompressedLayer, types.OCIUncompressedLayer:
+		return ocispec.MediaTypeImageLayer, nil
+	case types.DockerForeignLayer, types.OCIRestrictedLayer, types.OCIUncompressedRestrictedLayer:
+		return "", fmt.Errorf("layer media type %s (a foreign, non-distributable layer) is not supported", mt)
+	}
+	return "", fmt.Errorf("layer media type %q is not a container image layer", mt)
+}
+
+// importImage stores img, a pulled image, in the store: its layer blobs and
+// config as they are (digests and diffIDs unchanged, so a push later
+// shares them with the registry), a manifest with OCI media types, an
+// overlay snapshot per layer (unpacked with overlay.Apply, each layer's
+// diffID checked against the config), and an image record. Layers whose
+// snapshot exists are not unpacked again. progress gets one line per layer.
+func (b *Builder) importImage(ctx context.Context, img v1.Image, progress func(string)) (imageRecord, error) {
+	m, err := img.Manifest()
+	if err != nil {
+		return imageRecord{}, err
+	}
+	rawCfg, err := img.RawConfigFile()
+	if err != nil {
+		return imageRecord{}, err
+	}
+	var cfg dockerspec.DockerOCIImage
+	if err := json.Unmarshal(rawCfg, &cfg); err != nil {
+		return imageRecord{}, fmt.Errorf("image config: %w", err)
+	}
+	if cfg.OS != "linux" || cfg.Architecture != "amd64" {
+		return imageRecord{}, fmt.Errorf("the image is for %s/%s: snapbuild builds linux/amd64 images (Modal's rule)", cfg.OS, cfg.Architecture)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return imageRecord{}, err
+	}
+	if len(layers) != len(cfg.RootFS.DiffIDs) {
+		return imageRecord{}, fmt.Errorf("the manifest lists %d layers, the config %d diffIDs", len(layers), len(cfg.RootFS.DiffIDs))
+	}
+	cfgDesc, err := b.store.blobs.WriteBlobFrom(ocispec.MediaTypeImageConfig, bytes.NewReader(rawCfg), digest.Digest(m.Config.Digest.String()), m.Config.Size)
+	if err != nil {
+		return imageRecord{}, fmt.Errorf("image config: %w", err)
+	}
+	var descs []ocispec.Descriptor
+	var chain digest.Digest
+	for i, l := range layers {
+		if err := ctx.Err(); err != nil {
+			return imageRecord{}, err
+		}
+		mt, err := l.MediaType()
+		if err != nil {
+			return imageRecord{}, err
+		}
+		ociType, err := ociLayerType(mt)
+		if err != nil {
+			return imageRecord{}, fmt.Errorf("layer %d: %w", i+1, err)
+		}
+		d, err := l.Digest()
+		if err != nil {
+			return imageRecord{}, err
+		}
+		size, err := l.Size()
+		if err != nil {
+			return imageRecord{}, err
+		}
+		desc := ocispec.Descriptor{MediaType: ociType, Digest: digest.Digest(d.String()), Size: size}
+		if !b.store.blobs.Has(desc.Digest) {
+			progress(fmt.Sprintf("layer %d/%d: fetching %s (%d bytes)", i+1, len(layers), desc.Digest, size))
+			rc, err := l.Compressed()
+			if err != nil {
+				return imageRecord{}, fmt.Errorf("layer %s: %w", desc.Digest, err)
+			}
+			desc, err = b.store.blobs.WriteBlobFrom(ociType, rc, desc.Digest, size)
+			rc.Close()
+			if err != nil {
+				return imageRecord{}, fmt.Errorf("layer %d: %w", i+1, err)
+			}
+		}
+		descs = append(descs, desc)
+		diffID := cfg.RootFS.DiffIDs[i]
+		parent := chain
+		chain = snapshot.ChainID(parent, diffID)
+		if b.store.snaps.Exists(chain) {
+			continue
+		}
+		progress(fmt.Sprintf("layer %d/%d: unpacking %s", i+1, len(layers), desc.Digest))
+		if err := b.unpackLayer(ctx, parent, chain, desc, diffID); err != nil {
+			return imageRecord{}, fmt.Errorf("layer %d (%s): %w", i+1, desc.Digest, err)
+		}
+	}
+	manifest, err := b.store.blobs.WriteJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
+		Versioned: specs.Versioned{SchemaVersion: 2},
+		MediaType: ocispec.MediaTypeImageManifest,
+		Config:    cfgDesc,
+		Layers:    descs,
+	})
+	if err != nil {
+		return imageRecord{}, err
+	}
+	rec := imageRecord{ID: imageID([]byte("pulled " + manifest.Digest.String())), Manifest: manifest, ChainID: chain,
+		Shell: cfg.Config.Shell, Health: cfg.Config.Healthcheck}
+	return rec, b.store.putImage(rec)
+}
+
+// unpackLayer makes snapshot chain on parent from the stored layer blob
+// desc, checking that its uncompressed content has diffID.
+func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) error {
+	f, err := b.store.blobs.Open(desc.Digest)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var r io.Reader = f
+	switch desc.MediaType {
+	case ocispec.MediaTypeImageLayerGzip:
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			return fmt.Errorf("gzip: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	case ocispec.MediaTypeImageLayerZstd:
+		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
+		if err != nil {
+			return fmt.Errorf("zstd: %w", err)
+		}
+		defer zr.Close()
+		r = zr
+	}
+	a, err := b.store.snaps.Prepare(parent)
+	if err != nil {
+		return err
+	}
+	defer a.Remove()
+	if err := a.Unmount(); err != nil {
+		return err
+	}
+	got, err := overlay.Apply(ctx, a.Upper, r, overlay.ApplyOptions{UserXattr: b.store.snaps.UserXattr()})
+	if err != nil {
+		return err
+	}
+	if got != diffID {
+		return fmt.Errorf("diffID mismatch: the layer's content has diffID %s, the config says %s", got, diffID)
+	}
+	return b.store.snaps.Commit(a, chain)
+}
