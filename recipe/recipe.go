@@ -377,6 +377,9 @@ func init() {
 	for name, m := range functionMethods() {
 		methods[name] = m
 	}
+	for name, m := range registryMethods() {
+		methods[name] = m
+	}
 }
 
 func methodNames() []string {

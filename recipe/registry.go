@@ -1,0 +1,63 @@
+package recipe
+
+import (
+	"fmt"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/snapbuild/snapbuild"
+)
+
+// registryMethods holds from_registry:
+//
+//	from_registry: {tag: REF, secret: {from_name: NAME}, setup_dockerfile_commands: [...], force_build}
+//
+// or from_registry: REF. REF is a registry reference or an air-gapped
+// source (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]).
+func registryMethods() map[string]method {
+	return map[string]method{
+		"from_registry": {root: true, positional: "tag", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
+			tag, err := a.str("tag")
+			if err != nil {
+				return snapbuild.Image{}, err
+			}
+			if tag == "" {
+				return snapbuild.Image{}, fmt.Errorf("%s: tag is required (an image reference such as ubuntu:22.04)", a.method)
+			}
+			var o snapbuild.RegistryOptions
+			if o.Secret, err = a.secret("secret"); err != nil {
+				return snapbuild.Image{}, err
+			}
+			if o.SetupDockerfileCommands, err = a.strs("setup_dockerfile_commands"); err != nil {
+				return snapbuild.Image{}, err
+			}
+			if py, err := a.str("add_python"); err != nil {
+				return snapbuild.Image{}, err
+			} else if py != "" {
+				return snapbuild.Image{}, fmt.Errorf("%s: add_python=%q needs python-build-standalone, which cannot be had offline: install Python with setup_dockerfile_commands or a later step", a.method, py)
+			}
+			opts, err := a.stepOptions(false)
+			return snapbuild.FromRegistry(tag, o, opts...), err
+		}},
+	}
+}
+
+// secret reads one secret ({from_name: NAME}, {from_dict: {...}} or
+// {from_dotenv: PATH}); absent or null is nil.
+func (a *args) secret(name string) (*snapbuild.Secret, error) {
+	n := a.named[name]
+	if n == nil || n.Tag == "!!null" {
+		a.used[name] = true
+		return nil, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		a.used[name] = true
+		return nil, fmt.Errorf("%s: %s is one secret, such as {from_name: my-registry}", a.method, name)
+	}
+	a.named[name] = &yaml.Node{Kind: yaml.SequenceNode, Content: []*yaml.Node{n}}
+	s, err := a.secrets(name)
+	if err != nil || len(s) == 0 {
+		return nil, err
+	}
+	return &s[0], nil
+}

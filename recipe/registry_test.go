@@ -1,0 +1,32 @@
+package recipe
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestFromRegistryRecipe(t *testing.T) {
+	for src, want := range map[string][][]string{
+		"- from_registry: ubuntu:22.04\n": {{"FROM ubuntu:22.04"}},
+		"- from_registry: {tag: 'oci:/srv/base:v1', secret: {from_name: reg}, setup_dockerfile_commands: ['RUN apt-get update', 'ENV A=1']}\n": {
+			{"FROM oci:/srv/base:v1", "RUN apt-get update", "ENV A=1"}},
+		"- from_registry: {tag: ubuntu:22.04, force_build: true}\n- run_commands: ['true']\n": {{"FROM ubuntu:22.04"}, {"FROM base", "RUN true"}},
+	} {
+		img := parseOne(t, src)
+		if got := img.Commands(); !reflect.DeepEqual(got, want) {
+			t.Errorf("%s: commands %q, want %q", src, got, want)
+		}
+	}
+	for src, want := range map[string]string{
+		"- from_registry: {}\n":                                     "from_registry: tag is required",
+		"- from_registry: {tag: ubuntu, secret: reg}\n":             "from_registry: secret is one secret, such as {from_name: my-registry}",
+		"- from_registry: {tag: ubuntu, add_python: '3.12'}\n":      `from_registry: add_python="3.12" needs python-build-standalone`,
+		"- from_registry: {tag: ubuntu, secret: {from_vault: x}}\n": `unknown secret kind "from_vault"`,
+	} {
+		err := parseErr(t, src)
+		if want != "" && !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: error %v, want %q", src, err, want)
+		}
+	}
+}
