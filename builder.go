@@ -345,6 +345,15 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 	}
 	res.Stats = b.stats
 	for _, l := range mounts {
+		for _, in := range l.context {
+			// Files are read when the image runs; a bad ignore= is an
+			// error of the build, not of every later run.
+			if m, ok := in.ignore.(*FilePatternMatcher); ok {
+				if _, err := m.Patterns(); err != nil {
+					return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
+				}
+			}
+		}
 		res.Mounts = append(res.Mounts, l.context...)
 	}
 	if n := len(st.layers); n > maxRuntimeLayers {

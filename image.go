@@ -198,7 +198,7 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 	}
 	suite, ok := debianSuiteFor[series]
 	if !ok || series != pythonVersion {
-		return Image{err: invalidf(method, "Python %s cannot be had offline: the Debian archive gives %s. Use one of those series (without a micro version), or build the base elsewhere and start from it with FromID", pythonVersion, offlineSeries())}
+		return Image{err: invalidf(method, "Python %s cannot be had offline: the Debian archive gives %s. Use one of those series (without a micro version), or build the base elsewhere and start from it with from_id (FromID)", pythonVersion, offlineSeries())}
 	}
 	l := &layer{
 		method: method,

@@ -103,7 +103,7 @@ func TestLoweringDebianSlimCommands(t *testing.T) {
 }
 
 func TestLoweringDebianSlimErrors(t *testing.T) {
-	const offline = "Use one of those series (without a micro version), or build the base elsewhere and start from it with FromID"
+	const offline = "Use one of those series (without a micro version), or build the base elsewhere and start from it with from_id (FromID)"
 	for _, tc := range []struct {
 		version string
 		want    string // full Error() text

@@ -102,6 +102,10 @@ type Error struct {
 
 func (e *Error) Error() string {
 	if out := strings.TrimSpace(e.Output); out != "" {
+		// The bootstrap's own one-line messages already name the file.
+		if msg, ok := strings.CutPrefix(out, "snapbuild: "); ok && !strings.Contains(msg, "\n") {
+			return msg
+		}
 		return fmt.Sprintf("%s: %s", e.File, out)
 	}
 	return fmt.Sprintf("%s: %v", e.File, e.Err)

@@ -69,6 +69,17 @@ func Load(path, defaultName string) ([]Image, error) {
 
 // Parse parses recipe data; dir resolves relative local paths.
 func Parse(data []byte, dir, defaultName string) ([]Image, error) {
+	return parseRecipe(data, dir, defaultName, false)
+}
+
+// ParseGenerated is Parse for a recipe a front end generated (the Python
+// front end's JSON): errors name the image, the step and the method, not
+// lines of a text the user never wrote.
+func ParseGenerated(data []byte, dir, defaultName string) ([]Image, error) {
+	return parseRecipe(data, dir, defaultName, true)
+}
+
+func parseRecipe(data []byte, dir, defaultName string, generated bool) ([]Image, error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return nil, err
@@ -79,13 +90,13 @@ func Parse(data []byte, dir, defaultName string) ([]Image, error) {
 	root := doc.Content[0]
 	switch root.Kind {
 	case yaml.SequenceNode:
-		img, err := (&parser{dir: dir}).steps(root)
+		img, err := (&parser{dir: dir, generated: generated}).steps(root)
 		if err != nil {
 			return nil, err
 		}
 		return []Image{{Name: defaultName, Image: img}}, nil
 	case yaml.MappingNode:
-		p := &parser{dir: dir, nodes: map[string]*yaml.Node{}, done: map[string]snapbuild.Image{}, visiting: map[string]bool{}}
+		p := &parser{dir: dir, generated: generated, nodes: map[string]*yaml.Node{}, done: map[string]snapbuild.Image{}, visiting: map[string]bool{}}
 		var names []string
 		for i := 0; i+1 < len(root.Content); i += 2 {
 			name := root.Content[i].Value
@@ -112,7 +123,8 @@ func Parse(data []byte, dir, defaultName string) ([]Image, error) {
 // another image of the same recipe is parsed after it, on top of its
 // definition.
 type parser struct {
-	dir      string
+	dir       string
+	generated bool // ParseGenerated: no line numbers in errors
 	nodes    map[string]*yaml.Node // the recipe's images by name
 	done     map[string]snapbuild.Image
 	visiting map[string]bool
@@ -151,22 +163,22 @@ func (p *parser) steps(seq *yaml.Node) (snapbuild.Image, error) {
 	var img snapbuild.Image
 	for i, step := range seq.Content {
 		if step.Kind != yaml.MappingNode || len(step.Content) != 2 {
-			return img, fmt.Errorf("line %d: step %d: want a one-key mapping `method: arguments`, e.g. `- apt_install: [git]`", step.Line, i+1)
+			return img, fmt.Errorf("%sstep %d: want a one-key mapping `method: arguments`, e.g. `- apt_install: [git]`", p.at(step), i+1)
 		}
 		method, args := step.Content[0].Value, step.Content[1]
 		m, ok := methods[method]
 		if !ok {
-			return img, fmt.Errorf("line %d: unknown method %q; supported: %s", step.Line, method, strings.Join(methodNames(), ", "))
+			return img, fmt.Errorf("%sunknown method %q; supported: %s", p.at(step), method, strings.Join(methodNames(), ", "))
 		}
 		if (i == 0) != m.root {
 			if i == 0 {
-				return img, fmt.Errorf("line %d: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_id or from_scratch), not %s", step.Line, method)
+				return img, fmt.Errorf("%sthe first step must make a base (debian_slim, micromamba, from_dockerfile, from_registry, from_id or from_scratch), not %s", p.at(step), method)
 			}
-			return img, fmt.Errorf("line %d: %s makes a new base and can only be the first step", step.Line, method)
+			return img, fmt.Errorf("%s%s makes a new base and can only be the first step", p.at(step), method)
 		}
 		a, err := newArgs(method, args, m.positional)
 		if err != nil {
-			return img, fmt.Errorf("line %d: %w", step.Line, err)
+			return img, fmt.Errorf("%s%w", p.at(step), err)
 		}
 		a.dir, a.parser = dir, p
 		next, err := m.apply(img, a)
@@ -177,7 +189,7 @@ func (p *parser) steps(seq *yaml.Node) (snapbuild.Image, error) {
 			err = next.Err()
 		}
 		if err != nil {
-			return img, fmt.Errorf("line %d: %w", step.Line, err)
+			return img, fmt.Errorf("%s%w", p.at(step), err)
 		}
 		img = next
 	}
@@ -185,6 +197,15 @@ func (p *parser) steps(seq *yaml.Node) (snapbuild.Image, error) {
 		return img, fmt.Errorf("line %d: no steps", seq.Line)
 	}
 	return img, nil
+}
+
+// at is where n is, for an error: "line N: ", or nothing in a generated
+// recipe.
+func (p *parser) at(n *yaml.Node) string {
+	if p == nil || p.generated {
+		return ""
+	}
+	return fmt.Sprintf("line %d: ", n.Line)
 }
 
 type method struct {
@@ -666,7 +687,7 @@ func (a *args) secrets(name string) ([]snapbuild.Secret, error) {
 	var out []snapbuild.Secret
 	for _, s := range n.Content {
 		if s.Kind != yaml.MappingNode || len(s.Content) != 2 {
-			return nil, fmt.Errorf("%s: line %d: a secret is {from_dict: {KEY: VALUE}}, {from_name: NAME} or {from_dotenv: PATH}", a.method, s.Line)
+			return nil, fmt.Errorf("%s: %sa secret is {from_dict: {KEY: VALUE}}, {from_name: NAME} or {from_dotenv: PATH}", a.method, a.parser.at(s))
 		}
 		kind, v := s.Content[0].Value, s.Content[1]
 		switch kind {
@@ -683,7 +704,7 @@ func (a *args) secrets(name string) ([]snapbuild.Secret, error) {
 			out = append(out, snapbuild.SecretFromDict(m))
 		case "from_name", "from_dotenv":
 			if v.Kind != yaml.ScalarNode || v.Value == "" {
-				return nil, fmt.Errorf("%s: line %d: %s takes a string", a.method, s.Line, kind)
+				return nil, fmt.Errorf("%s: %s%s takes a string", a.method, a.parser.at(s), kind)
 			}
 			if kind == "from_name" {
 				out = append(out, snapbuild.SecretFromName(v.Value))
@@ -695,7 +716,7 @@ func (a *args) secrets(name string) ([]snapbuild.Secret, error) {
 			}
 			out = append(out, snapbuild.SecretFromDotenv(p))
 		default:
-			return nil, fmt.Errorf("%s: line %d: unknown secret kind %q: use from_dict, from_name or from_dotenv", a.method, s.Line, kind)
+			return nil, fmt.Errorf("%s: %sunknown secret kind %q: use from_dict, from_name or from_dotenv", a.method, a.parser.at(s), kind)
 		}
 	}
 	return out, nil

@@ -139,7 +139,7 @@ other:
 		t.Errorf("error %q, want %q", err, want)
 	}
 	err = parseErr(t, "a:\n  - debian_slim: null\nb:\n  - apt_install: [git]\n")
-	if want := `image "b": line 4: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_id or from_scratch), not apt_install`; err.Error() != want {
+	if want := `image "b": line 4: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_registry, from_id or from_scratch), not apt_install`; err.Error() != want {
 		t.Errorf("error %q, want %q", err, want)
 	}
 }
@@ -216,7 +216,7 @@ func TestParseErrors(t *testing.T) {
 		{"unknown argument debian_slim env", "- debian_slim: {env: {A: b}}\n", `line 1: debian_slim: unknown argument "env" (known: force_build, python_version)`},
 		{"unknown argument workdir", "- debian_slim: null\n- workdir: {path: /w, force_build: true}\n", `line 2: workdir: unknown argument "force_build" (known: path)`},
 		{"argument twice", "- debian_slim: null\n- apt_install: {packages: [a], packages: [b]}\n", `line 2: apt_install: argument "packages" given twice`},
-		{"first step not a base", "- apt_install: [git]\n", "line 1: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_id or from_scratch), not apt_install"},
+		{"first step not a base", "- apt_install: [git]\n", "line 1: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_registry, from_id or from_scratch), not apt_install"},
 		{"base not first", "- debian_slim: null\n- run_commands: [x]\n- from_id: foo\n", "line 3: from_id makes a new base and can only be the first step"},
 		{"float python_version", "- debian_slim: {python_version: 3.11}\n", "line 1: debian_slim: the `python_version` argument should be a string, not a float: quote it (\"3.11\")"},
 		{"float python_version 3.10", "- debian_slim: {python_version: 3.10}\n", "line 1: debian_slim: the `python_version` argument should be a string, not a float: quote it (\"3.10\")"},
@@ -238,7 +238,7 @@ func TestParseErrors(t *testing.T) {
 		{"scalar root", "hello\n", "line 1: a recipe is a list of steps or a mapping of image names to lists of steps"},
 		{"positional-less scalar", "- debian_slim: null\n- add_local_file: foo\n", "line 2: add_local_file: give the arguments by name, e.g. {local_path: ..., remote_path: ..., copy: true}"},
 		{"local_path missing", "- debian_slim: null\n- add_local_file: {remote_path: /x, copy: true}\n", "line 2: add_local_file: local_path is required"},
-		{"image error offline", "- debian_slim: '3.12'\n", "line 1: debian_slim: Python 3.12 cannot be had offline: the Debian archive gives Python 3.11 (Debian bookworm) and Python 3.13 (Debian trixie). Use one of those series (without a micro version), or build the base elsewhere and start from it with FromID"},
+		{"image error offline", "- debian_slim: '3.12'\n", "line 1: debian_slim: Python 3.12 cannot be had offline: the Debian archive gives Python 3.11 (Debian bookworm) and Python 3.13 (Debian trixie). Use one of those series (without a micro version), or build the base elsewhere and start from it with from_id (FromID)"},
 		{"image error relative remote", "- debian_slim: null\n- add_local_file: {local_path: f, remote_path: rel, copy: true}\n", "line 2: add_local_file: image.add_local_file() currently only supports absolute remote_path values"},
 		{"image error pip option", "- debian_slim: null\n- pip_install: [--pre]\n", "line 2: pip_install: Package list for `Image.pip_install` cannot contain other arguments; try the `extra_options` parameter instead."},
 	} {
@@ -280,7 +280,7 @@ func TestLoadNameAndErrors(t *testing.T) {
 	bad := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(bad, []byte("- apt_install: [git]\n"), 0o644)
 	_, err = Load(bad, "")
-	if want := "recipe " + bad + ": line 1: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_id or from_scratch), not apt_install"; err == nil || err.Error() != want {
+	if want := "recipe " + bad + ": line 1: the first step must make a base (debian_slim, micromamba, from_dockerfile, from_registry, from_id or from_scratch), not apt_install"; err == nil || err.Error() != want {
 		t.Errorf("Load error %v, want %q", err, want)
 	}
 	_, err = Load(filepath.Join(dir, "missing.yaml"), "")
@@ -359,5 +359,17 @@ func TestRelativeLocalPaths(t *testing.T) {
 				t.Errorf("build error:\n got  %v\n want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A generated recipe's errors name the image and method, not JSON lines.
+func TestParseGeneratedErrors(t *testing.T) {
+	_, err := ParseGenerated([]byte(`{"a": [{"debian_slim": {}}, {"apt_install": {"packages": ["x"], "gpu": "Q1"}}]}`), "/w", "app")
+	if err == nil || strings.Contains(err.Error(), "line") || !strings.HasPrefix(err.Error(), `image "a": apt_install: unknown GPU type "Q1"`) {
+		t.Errorf("error %v", err)
+	}
+	_, err = ParseGenerated([]byte(`{"a": [{"debian_slim": {}}, {"run_commands": {"commands": ["x"], "secrets": [{"from_vault": "v"}]}}]}`), "/w", "app")
+	if err == nil || strings.Contains(err.Error(), "line") {
+		t.Errorf("error %v", err)
 	}
 }

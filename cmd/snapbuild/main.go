@@ -36,7 +36,9 @@ const usage = `snapbuild builds container images locally, rootless and offline.
 
 Usage:
   snapbuild [--root DIR] COMMAND ...
-  snapbuild build FILE [IMAGE...] [-t NAME] [--progress plain|tty|json] [--force-build] [--network host|none] [--mirror URL]
+  snapbuild build RECIPE.yaml [IMAGE...] [-t NAME] [flags]
+  snapbuild build APP.py[::NAME]... [-t NAME] [flags]
+      flags: [--progress plain|tty|json] [--force-build] [--network host|none] [--mirror URL] [--cdi-spec-dir DIR]
   snapbuild run [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
   snapbuild images [--json]
   snapbuild inspect NAME
@@ -296,7 +298,7 @@ func loadDefinitions(ctx context.Context, arg, tag string) ([]recipe.Image, erro
 	if err != nil {
 		return nil, err
 	}
-	imgs, err := recipe.Parse(data, cwd, strings.TrimSuffix(filepath.Base(file), ".py"))
+	imgs, err := recipe.ParseGenerated(data, cwd, strings.TrimSuffix(filepath.Base(file), ".py"))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", arg, err)
 	}
