@@ -173,6 +173,7 @@ func mustConfigName(t *testing.T, img v1.Image) string {
 func TestDockerArchivePodmanLoad(t *testing.T) {
 	f := registries(t)
 	need(t, "podman")
+	needRoot(t, "podman load into a private store (rootless podman needs a subordinate ID range)")
 	isolateCredentials(t)
 	ctx := context.Background()
 	img, err := Pull(ctx, mustRef(t, "docker://"+f.plain.host+"/test/zstd:1"), WithInsecureRegistries(f.plain.host))

@@ -24,6 +24,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,6 +62,17 @@ func need(t testing.TB, tools ...string) {
 			}
 			t.Skipf("%s not installed: %v", tool, err)
 		}
+	}
+}
+
+// needRoot is need for root privileges.
+func needRoot(t testing.TB, why string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("root is required (CI=true): %s", why)
+		}
+		t.Skipf("not root: %s", why)
 	}
 }
 
@@ -183,6 +195,7 @@ func startRegistry(dir, label string, secure bool) (*testRegistry, error) {
 	}
 	r.cmd = exec.Command("docker-registry", "serve", cfgFile)
 	r.cmd.Stdout, r.cmd.Stderr = r.log, r.log
+	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // no orphan if the test binary dies
 	if err := r.cmd.Start(); err != nil {
 		return nil, err
 	}
