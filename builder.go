@@ -27,6 +27,7 @@ import (
 	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/overlay"
+	"github.com/snapbuild/snapbuild/registry"
 	"github.com/snapbuild/snapbuild/sandbox"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
@@ -39,18 +40,19 @@ const BuilderVersion = "2025.06"
 // concurrent use; several Builders (or processes) on one store serialize their
 // builds on the store's lock.
 type Builder struct {
-	store    *store
-	progress Progress
-	mirror   string
-	forceAll bool
-	network  sandbox.Network
-	epoch    time.Time
-	gpu      gpu.Options // where GPU steps find the host's NVIDIA devices and CDI specs
-	puller   Puller      // how from_registry fetches images
-	seq      int
-	stats    Stats
-	args     map[string]string // ARG values of the layer being built
-	stages   []stage           // finished stages of a multi-stage Dockerfile
+	store        *store
+	progress     Progress
+	mirror       string
+	forceAll     bool
+	network      sandbox.Network
+	epoch        time.Time
+	gpu          gpu.Options // where GPU steps find the host's NVIDIA devices and CDI specs
+	puller       Puller      // how from_registry fetches images; nil: package registry
+	registryOpts []registry.Option
+	seq          int
+	stats        Stats
+	args         map[string]string // ARG values of the layer being built
+	stages       []stage           // finished stages of a multi-stage Dockerfile
 	// started and stageName track the stage being built.
 	started   bool
 	stageName string

@@ -1,11 +1,21 @@
 package snapbuild
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/snapbuild/snapbuild/registry"
 )
 
 // RegistryOptions are from_registry's keyword arguments.
@@ -111,7 +121,11 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 			return true, nil
 		}
 	}
-	rec, err := b.pull(ctx, rb.ref, rb, func(line string) {
+	creds, err := rb.credentials()
+	if err != nil {
+		return false, &InvalidError{Method: l.method, Message: err.Error()}
+	}
+	rec, err := b.pull(ctx, rb.ref, creds, func(line string) {
 		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: line})
 	})
 	if err != nil {
@@ -129,21 +143,179 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 }
 
 // pull fetches ref with the builder's puller and imports it.
-func (b *Builder) pull(ctx context.Context, ref string, rb *registryBase, progress func(string)) (imageRecord, error) {
-	if b.puller == nil {
-		return imageRecord{}, fmt.Errorf("this builder cannot pull images (no Puller configured)")
-	}
-	var creds *Credentials
-	if rb != nil {
-		var err error
-		if creds, err = rb.credentials(); err != nil {
-			return imageRecord{}, err
-		}
+func (b *Builder) pull(ctx context.Context, ref string, creds *Credentials, progress func(string)) (imageRecord, error) {
+	puller := b.puller
+	if puller == nil {
+		puller = b.defaultPuller
 	}
 	progress("pulling " + ref)
-	img, err := b.puller(ctx, ref, creds)
+	img, err := puller(ctx, ref, creds)
 	if err != nil {
 		return imageRecord{}, err
 	}
 	return b.importImage(ctx, img, progress)
+}
+
+// WithRegistryOptions sets how images are pulled, pushed and exported:
+// package registry's options (a registries.conf with mirrors, insecure
+// registries, a CA file, a keychain). Credentials from a from_registry
+// secret are added per pull.
+func WithRegistryOptions(opts ...registry.Option) Option {
+	return func(b *Builder) error { b.registryOpts = append(b.registryOpts, opts...); return nil }
+}
+
+// defaultPuller pulls with package registry and the builder's options.
+func (b *Builder) defaultPuller(ctx context.Context, ref string, creds *Credentials) (v1.Image, error) {
+	r, err := registry.ParseReference(ref)
+	if err != nil {
+		return nil, err
+	}
+	opts := slices.Clone(b.registryOpts)
+	if creds != nil {
+		opts = append(opts, registry.WithCredentials(creds.Username, creds.Password))
+	}
+	return registry.Pull(ctx, r, opts...)
+}
+
+// Pull fetches ref (a registry reference or an air-gapped source, as
+// FromRegistry takes it) into the store and names it ref, so that
+// from_registry(ref), from_id(ref) and Dockerfile FROM lines find it
+// without the network: `snapbuild pull` pre-seeds a store for offline
+// builds. creds may be nil (the user's auth files are used).
+func (b *Builder) Pull(ctx context.Context, ref string, creds *Credentials) (ImageInfo, error) {
+	if err := b.store.lockExclusive(); err != nil {
+		return ImageInfo{}, err
+	}
+	rec, err := b.pull(ctx, ref, creds, func(line string) {
+		b.progress.Event(Event{Kind: EventOutput, Instruction: "PULL " + ref, Line: line})
+	})
+	if err == nil {
+		err = b.store.writeJSON("bases/registry-"+sha256hex(ref)+".json", pulledBase{Ref: ref, ImageID: rec.ID})
+	}
+	_ = cleanDir(filepath.Join(b.store.root, "tmp"))
+	b.store.unlock()
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	if err := b.Tag(ref, rec.ID); err != nil {
+		return ImageInfo{}, err
+	}
+	return b.Inspect(rec.ID)
+}
+
+// storeImage is the stored image with manifest m, as a go-containerregistry
+// image reading the store's blobs (verified as they are read by whoever
+// consumes them: the registry package hashes what it sends).
+func (b *Builder) storeImage(m ocispec.Descriptor) (v1.Image, error) {
+	raw, err := b.store.blobs.ReadBlob(m.Digest)
+	if err != nil {
+		return nil, err
+	}
+	return partial.CompressedToImage(&storeImageCore{b: b, raw: raw, mediaType: types.MediaType(m.MediaType)})
+}
+
+// storeImageCore is partial.CompressedImageCore over the blob store.
+type storeImageCore struct {
+	b         *Builder
+	raw       []byte
+	mediaType types.MediaType
+}
+
+func (c *storeImageCore) RawManifest() ([]byte, error)        { return c.raw, nil }
+func (c *storeImageCore) MediaType() (types.MediaType, error) { return c.mediaType, nil }
+
+func (c *storeImageCore) RawConfigFile() ([]byte, error) {
+	m, err := v1.ParseManifest(bytes.NewReader(c.raw))
+	if err != nil {
+		return nil, err
+	}
+	return c.b.store.blobs.ReadBlob(digest.Digest(m.Config.Digest.String()))
+}
+
+func (c *storeImageCore) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
+	m, err := v1.ParseManifest(bytes.NewReader(c.raw))
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range m.Layers {
+		if l.Digest == h {
+			return &storeLayer{b: c.b, desc: l}, nil
+		}
+	}
+	if m.Config.Digest == h {
+		return &storeLayer{b: c.b, desc: m.Config}, nil
+	}
+	return nil, fmt.Errorf("blob %s is not part of manifest", h)
+}
+
+// storeLayer is a compressed layer blob in the store.
+type storeLayer struct {
+	b    *Builder
+	desc v1.Descriptor
+}
+
+func (l *storeLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
+func (l *storeLayer) Size() (int64, error)                { return l.desc.Size, nil }
+func (l *storeLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
+func (l *storeLayer) Compressed() (io.ReadCloser, error) {
+	return l.b.store.blobs.Open(digest.Digest(l.desc.Digest.String()))
+}
+
+// ExportOptions tune ExportWith and Push.
+type ExportOptions struct {
+	// Compression of the written layers: "zstd", "gzip", or "" to keep
+	// each layer as stored (snapbuild's own layers are zstd); docker-archive
+	// is always gzip.
+	Compression string
+}
+
+// ExportWith writes the image ref (a name or ID) to dest: oci:DIR[:TAG],
+// oci-archive:FILE[:TAG], docker-archive:FILE[:REF] (gzip layers, for
+// `docker load` and `podman load`) or docker://REF (a registry push; blobs
+// the registry has are not sent again). A name with add_local_* copy=False
+// files gets them as a last layer, as Export does.
+func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOptions) error {
+	r, err := registry.ParseReference(dest)
+	if err != nil {
+		return err
+	}
+	opts := slices.Clone(b.registryOpts)
+	switch o.Compression {
+	case "":
+		if r.Transport == registry.OCI || r.Transport == registry.OCIArchive {
+			return b.Export(ref, dest) // the store's own writer: blobs as they are
+		}
+	case "zstd":
+		opts = append(opts, registry.WithCompression(registry.Zstd))
+	case "gzip":
+		opts = append(opts, registry.WithCompression(registry.Gzip))
+	default:
+		return fmt.Errorf("compression %q: use zstd or gzip", o.Compression)
+	}
+	rec, err := b.store.resolve(ref)
+	if err != nil {
+		return err
+	}
+	manifest, err := b.exportManifest(ctx, ref, rec)
+	if err != nil {
+		return err
+	}
+	img, err := b.storeImage(manifest)
+	if err != nil {
+		return err
+	}
+	opts = append(opts, registry.WithTempDir(filepath.Join(b.store.root, "tmp")))
+	return registry.Write(ctx, img, r, opts...)
+}
+
+// Push is ExportWith to a registry: dest is docker://REF or a bare REF.
+func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) error {
+	r, err := registry.ParseReference(dest)
+	if err != nil {
+		return err
+	}
+	if r.Transport != registry.Docker {
+		return fmt.Errorf("push %s: the destination is not a registry: use docker://HOST/REPO:TAG (or export for files)", dest)
+	}
+	return b.ExportWith(ctx, ref, dest, o)
 }

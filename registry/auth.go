@@ -12,6 +12,8 @@ import (
 	"github.com/docker/docker-credential-helpers/client"
 	"github.com/docker/docker-credential-helpers/credentials"
 	"github.com/google/go-containerregistry/pkg/authn"
+	"go.podman.io/storage/pkg/unshare"
+	"golang.org/x/sys/unix"
 )
 
 // DefaultKeychain finds registry credentials where podman, skopeo and docker
@@ -43,7 +45,9 @@ func containersAuthFiles() []string {
 	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
 		files = append(files, filepath.Join(d, "containers", "auth.json"))
 	} else {
-		files = append(files, fmt.Sprintf("/run/containers/%d/auth.json", os.Getuid()))
+		// The user's own UID, also inside snapbuild's user namespace
+		// (where os.Getuid is 0), as podman looks it up.
+		files = append(files, fmt.Sprintf("/run/containers/%d/auth.json", unshare.GetRootlessUID()))
 	}
 	if d := os.Getenv("XDG_CONFIG_HOME"); d != "" {
 		files = append(files, filepath.Join(d, "containers", "auth.json"))
@@ -89,6 +93,11 @@ func (k authFileKeychain) Resolve(target authn.Resource) (authn.Authenticator, e
 	for _, file := range k {
 		b, err := os.ReadFile(file)
 		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if errors.Is(err, os.ErrPermission) && unix.Access(filepath.Dir(file), unix.X_OK) != nil {
+			// A directory we cannot enter (/run/containers is root's 0700
+			// on Debian): the file is not ours, so it is not there for us.
 			continue
 		}
 		if err != nil {

@@ -4,7 +4,7 @@
 # to install. It also checks Go and, for users, the subordinate ID ranges.
 set -eu
 
-PKGS="mmdebstrap uidmap skopeo podman buildah umoci runc zstd libcap2-bin gcc python3 python3-cloudpickle"
+PKGS="mmdebstrap uidmap skopeo podman buildah umoci runc zstd libcap2-bin gcc python3 python3-cloudpickle docker-registry"
 
 missing=""
 for p in $PKGS; do

@@ -43,8 +43,15 @@ Usage:
   snapbuild images [--json]
   snapbuild inspect NAME
   snapbuild rm NAME
-  snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG]
+  snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | docker://REF [--compression zstd|gzip]
+  snapbuild push NAME docker://HOST/REPO:TAG [--compression zstd|gzip]
+  snapbuild pull REF...            (REF: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF])
+  snapbuild save DIR NAME...       (an OCI layout with the named images, for an offline machine)
+  snapbuild load DIR               (the images of a saved layout, under their names)
   snapbuild version
+
+Registry flags (build, pull, push, export): --insecure-registry HOST[:PORT] (repeatable),
+  --registries-conf FILE (mirrors; default: the containers registries.conf), --ca-file PEM
 
 Global flag (any command): --root DIR   store directory (default: $SNAPBUILD_ROOT,
   /var/lib/snapbuild for root, $XDG_DATA_HOME/snapbuild or ~/.local/share/snapbuild)
@@ -98,7 +105,15 @@ func run(argv []string) int {
 	case "rm":
 		err = cmdRm(args)
 	case "export":
-		err = cmdExport(args)
+		err = cmdExport(ctx, args)
+	case "push":
+		err = cmdPush(ctx, args)
+	case "pull":
+		err = cmdPull(ctx, args)
+	case "save":
+		err = cmdSave(ctx, args)
+	case "load":
+		err = cmdLoad(ctx, args)
 	case "version":
 		err = cmdVersion()
 	default:
@@ -172,6 +187,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	force := fs.Bool("force-build", false, "rebuild every step")
 	network := fs.String("network", "host", "network of RUN steps: host or none")
 	mirror := fs.String("mirror", "", "Debian archive for debian_slim bases")
+	reg := addRegistryFlags(fs)
 	var cdiDirs listFlag
 	fs.Var(&cdiDirs, "cdi-spec-dir", "directory of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
@@ -242,6 +258,11 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if *mirror != "" {
 		opts = append(opts, snapbuild.WithDebianMirror(*mirror))
 	}
+	regOpts, err := reg.options()
+	if err != nil {
+		return err
+	}
+	opts = append(opts, regOpts...)
 	if len(cdiDirs) > 0 {
 		abs := make([]string, len(cdiDirs))
 		for i, d := range cdiDirs {
@@ -458,15 +479,6 @@ func cmdRm(args []string) error {
 		errs = append(errs, b.Remove(n))
 	}
 	return errors.Join(errs...)
-}
-
-func cmdExport(args []string) error {
-	b, pos, err := storeArgs("export", args, exactly(2), "export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG]")
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	return b.Export(pos[0], pos[1])
 }
 
 // peakRSSKiB is this process's peak resident set size (the builder itself,

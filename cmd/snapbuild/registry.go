@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/snapbuild/snapbuild"
+	"github.com/snapbuild/snapbuild/registry"
+)
+
+// registryFlags are the flags of every command that talks to registries.
+type registryFlags struct {
+	insecure listFlag
+	conf     *string
+	caFile   *string
+}
+
+func addRegistryFlags(fs *flag.FlagSet) *registryFlags {
+	r := &registryFlags{}
+	fs.Var(&r.insecure, "insecure-registry", "HOST[:PORT] to reach over plain HTTP or unverified TLS (repeatable)")
+	r.conf = fs.String("registries-conf", "", "registries.conf with mirrors (default: $CONTAINERS_REGISTRIES_CONF, ~/.config/containers/registries.conf, /etc/containers/registries.conf)")
+	r.caFile = fs.String("ca-file", "", "PEM file of extra CA certificates for registries")
+	return r
+}
+
+// options turns the flags into builder options.
+func (r *registryFlags) options() ([]snapbuild.Option, error) {
+	var conf *registry.Config
+	var err error
+	if *r.conf != "" {
+		conf, err = registry.LoadConfig(*r.conf)
+	} else {
+		conf, err = registry.LoadFirstConfig(registry.DefaultConfigPaths()...)
+	}
+	if err != nil {
+		return nil, err
+	}
+	opts := []registry.Option{registry.WithRegistriesConfig(conf), registry.WithLogf(func(format string, args ...any) {
+		fmt.Fprintf(os.Stderr, format+"\n", args...)
+	})}
+	if len(r.insecure) > 0 {
+		opts = append(opts, registry.WithInsecureRegistries(r.insecure...))
+	}
+	if *r.caFile != "" {
+		opts = append(opts, registry.WithCAFile(*r.caFile))
+	}
+	return []snapbuild.Option{snapbuild.WithRegistryOptions(opts...)}, nil
+}
+
+func cmdPull(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pull", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	reg := addRegistryFlags(fs)
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return fmt.Errorf("pull: usage: snapbuild pull REF... (docker://REF, REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF])")
+	}
+	opts, err := reg.options()
+	if err != nil {
+		return err
+	}
+	p, err := progressFor("plain")
+	if err != nil {
+		return err
+	}
+	b, err := newBuilder(*root, append(opts, snapbuild.WithProgress(p))...)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	for _, ref := range pos {
+		info, err := b.Pull(ctx, ref, nil)
+		if err != nil {
+			return fmt.Errorf("pull %s: %w", ref, err)
+		}
+		fmt.Printf("%s %s %s\n", ref, info.ID, info.Manifest.Digest)
+	}
+	return nil
+}
+
+// cmdExport writes an image to a file, a layout or a registry; cmdPush is
+// the same for registries only.
+func cmdExport(ctx context.Context, args []string) error { return exportOrPush(ctx, "export", args) }
+func cmdPush(ctx context.Context, args []string) error   { return exportOrPush(ctx, "push", args) }
+
+func exportOrPush(ctx context.Context, name string, args []string) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	compression := fs.String("compression", "", "layer compression: zstd or gzip (default: as stored; docker-archive: gzip)")
+	reg := addRegistryFlags(fs)
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 2 {
+		if name == "push" {
+			return fmt.Errorf("push: usage: snapbuild push NAME docker://HOST/REPO:TAG [--compression zstd|gzip]")
+		}
+		return fmt.Errorf("export: usage: snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | docker://REF [--compression zstd|gzip]")
+	}
+	opts, err := reg.options()
+	if err != nil {
+		return err
+	}
+	b, err := newBuilder(*root, opts...)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	o := snapbuild.ExportOptions{Compression: *compression}
+	if name == "push" {
+		return b.Push(ctx, pos[0], pos[1], o)
+	}
+	return b.ExportWith(ctx, pos[0], pos[1], o)
+}
+
+// cmdSave writes named images into one OCI layout directory, each tagged
+// with its name, for moving them to an offline machine; cmdLoad reads them
+// back (or any oci:, oci-archive: or docker-archive: source) under their
+// names.
+func cmdSave(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("save", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) < 2 {
+		return fmt.Errorf("save: usage: snapbuild save DIR NAME... (an OCI layout directory; tar it to carry it)")
+	}
+	b, err := newBuilder(*root)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	dir, err := filepath.Abs(pos[0])
+	if err != nil {
+		return err
+	}
+	if strings.Contains(dir, ":") {
+		return fmt.Errorf("save: %s: the directory path cannot contain \":\"", dir)
+	}
+	for _, n := range pos[1:] {
+		if err := b.Export(n, "oci:"+dir+":"+n); err != nil {
+			return fmt.Errorf("save %s: %w", n, err)
+		}
+		fmt.Printf("saved %s\n", n)
+	}
+	return nil
+}
+
+func cmdLoad(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	root := fs.String("root", "", "store directory")
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) != 1 {
+		return fmt.Errorf("load: usage: snapbuild load DIR (a directory written by snapbuild save, or any OCI layout)")
+	}
+	names, err := registry.LayoutNames(pos[0])
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	if len(names) == 0 {
+		return fmt.Errorf("load: %s holds no tagged image (snapbuild save tags each image with its name)", pos[0])
+	}
+	b, err := newBuilder(*root)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	dir, err := filepath.Abs(pos[0])
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		info, err := b.Pull(ctx, "oci:"+dir+":"+n, nil)
+		if err != nil {
+			return fmt.Errorf("load %s: %w", n, err)
+		}
+		if err := b.Tag(n, info.ID); err != nil {
+			return err
+		}
+		fmt.Printf("%s %s %s\n", n, info.ID, info.Manifest.Digest)
+	}
+	return nil
+}

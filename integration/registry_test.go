@@ -1,0 +1,150 @@
+package integration
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// startRegistry runs Debian's docker-registry (distribution 2.8) over plain
+// HTTP on 127.0.0.1 with its storage in a temporary directory, and returns
+// its host:port.
+func startRegistry(t *testing.T) string {
+	t.Helper()
+	requireTools(t, "docker-registry")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	host := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: %s\nhttp:\n  addr: %s\n  secret: snapbuild-it\n", dir, host)
+	cfgFile := filepath.Join(dir, "config.yml")
+	os.WriteFile(cfgFile, []byte(cfg), 0o644)
+	var log bytes.Buffer
+	cmd := exec.Command("docker-registry", "serve", cfgFile)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + host + "/v2/")
+		if err == nil {
+			resp.Body.Close()
+			return host
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("docker-registry did not start: %v\n%s", err, log.String())
+		}
+	}
+}
+
+// TestRegistryRoundTrip: a base with a non-root USER, WORKDIR, ENV and
+// ENTRYPOINT is pushed to a real registry; a fresh store builds on it with
+// from_registry (as root and rootless), honouring its config; the result is
+// pushed, read back by skopeo and run by podman; a docker-archive export is
+// loaded by podman; save/load moves a base to another store offline.
+func TestRegistryRoundTrip(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap", "skopeo", "podman", "runc")
+	requireMirror(t)
+	host := startRegistry(t)
+	insecure := "--insecure-registry=" + host
+	dir := t.TempDir()
+	r := runner{t: t, root: rootDir}
+	base := writeRecipe(t, dir, "regbase.yaml", `
+- debian_slim: {}
+- dockerfile_commands:
+    - "RUN mkdir -p /srv/app && chown nobody /srv/app"
+    - "ENV BASE_VAR=from-base"
+    - "WORKDIR /srv/app"
+    - "USER nobody"
+    - 'ENTRYPOINT ["/bin/sh", "-c"]'
+`)
+	r.build(base)
+	r.ok("push", "regbase", "docker://"+host+"/team/base:1", insecure)
+	out, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "--config", "docker://"+host+"/team/base:1").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"User": "nobody"`) || !strings.Contains(string(out), "BASE_VAR=from-base") {
+		t.Fatalf("skopeo inspect of the pushed base: %v\n%s", err, out)
+	}
+
+	// Without the opt-in, plain HTTP is refused with a way out.
+	app := writeRecipe(t, dir, "onreg.yaml", `
+- from_registry: `+host+`/team/base:1
+- run_commands: ["id -u > /srv/app/uid && pwd > /srv/app/wd && echo $BASE_VAR > /srv/app/env"]
+`)
+	fresh := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	res := fresh.run("", "build", app, "--progress", "plain")
+	if res.code == 0 || !strings.Contains(res.stderr, "--insecure-registry") {
+		t.Errorf("plain HTTP without opt-in: exit %d\n%s", res.code, tail(res.stderr, 6))
+	}
+	s := fresh.build(app, insecure)
+	// The base's ENTRYPOINT is sh -c: the command is one shell string.
+	out2 := fresh.ok("run", "onreg", "--", "cat /srv/app/uid /srv/app/wd /srv/app/env").stdout
+	if out2 != "65534\n/srv/app\nfrom-base\n" {
+		t.Errorf("the step did not run with the base's USER, WORKDIR and ENV: %q", out2)
+	}
+	// Cached: the reference is not pulled again (the registry may be gone).
+	if again := fresh.build(app); again.ID != s.ID || again.Stats.ContainersStarted != 0 {
+		t.Errorf("rebuild: %s (was %s), %d containers", again.ID, s.ID, again.Stats.ContainersStarted)
+	}
+
+	// Push the result; skopeo reads it back and podman runs it (as the base's user).
+	fresh.ok("push", "onreg", "docker://"+host+"/team/app:1", insecure, "--compression", "gzip")
+	layout := filepath.Join(t.TempDir(), "layout")
+	if out, err := exec.Command("skopeo", "copy", "--quiet", "--src-tls-verify=false", "docker://"+host+"/team/app:1", "oci:"+layout+":app").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+	ref := "localhost/snapbuild-it/regapp:latest"
+	if out, err := exec.Command("skopeo", "copy", "--quiet", "oci:"+layout+":app", "containers-storage:"+ref).CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy to podman: %v\n%s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("podman", "rmi", "-f", ref).Run() })
+	got, err := exec.Command("podman", "--runtime", "runc", "run", "--rm", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024",
+		"--network", "none", ref, "id -u; cat /srv/app/wd").CombinedOutput()
+	if err != nil || string(got) != "65534\n/srv/app\n" {
+		t.Errorf("podman runs the pushed image (entrypoint sh -c) as: %v %q", err, got)
+	}
+	// docker-archive: gzip layers, loadable by podman load.
+	archive := filepath.Join(t.TempDir(), "app.tar")
+	fresh.ok("export", "onreg", "docker-archive:"+archive+":snapbuild-it/app:1")
+	if out, err := exec.Command("podman", "load", "-i", archive).CombinedOutput(); err != nil || !strings.Contains(string(out), "snapbuild-it/app:1") {
+		t.Errorf("podman load: %v\n%s", err, out)
+	} else {
+		exec.Command("podman", "rmi", "-f", "localhost/snapbuild-it/app:1").Run()
+	}
+
+	// Air-gapped: save the base from one store, load it into another, and
+	// build on it there with from_id, with no registry involved.
+	saved := filepath.Join(t.TempDir(), "saved")
+	r.ok("save", saved, "regbase")
+	offline := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	offline.ok("load", saved)
+	onSaved := writeRecipe(t, dir, "onsaved.yaml", "- from_id: regbase\n- dockerfile_commands: [\"USER root\", \"RUN echo offline > /offline\"]\n")
+	offline.build(onSaved)
+	if got := offline.ok("run", "onsaved", "--", "cat /offline").stdout; got != "offline\n" {
+		t.Errorf("built on a loaded base: %q", got)
+	}
+
+	// Rootless: the same from_registry build as an unprivileged user.
+	u := ensureTestUser(t)
+	home := userDir(t, u)
+	rl := runner{t: t, user: u.Username, root: filepath.Join(home, "store")}
+	userApp := filepath.Join(home, "onreg.yaml")
+	os.WriteFile(userApp, []byte(mustRead(t, app)), 0o644)
+	rl.build(userApp, insecure)
+	if got := rl.ok("run", "onreg", "--", "cat /srv/app/uid").stdout; got != "65534\n" {
+		t.Errorf("rootless from_registry: %q", got)
+	}
+}
