@@ -124,11 +124,11 @@ func parseRecipe(data []byte, dir, defaultName string, generated bool) ([]Image,
 // definition.
 type parser struct {
 	dir       string
-	generated bool // ParseGenerated: no line numbers in errors
-	nodes    map[string]*yaml.Node // the recipe's images by name
-	done     map[string]snapbuild.Image
-	visiting map[string]bool
-	out      []Image // in build order: every image after the ones it uses
+	generated bool                  // ParseGenerated: no line numbers in errors
+	nodes     map[string]*yaml.Node // the recipe's images by name
+	done      map[string]snapbuild.Image
+	visiting  map[string]bool
+	out       []Image // in build order: every image after the ones it uses
 }
 
 // image parses the named image of the recipe (once).
