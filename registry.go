@@ -121,6 +121,20 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 			return true, nil
 		}
 	}
+	if !force {
+		// An image pulled or loaded earlier under this reference (snapbuild
+		// pull, snapbuild load) serves offline.
+		for _, n := range refNames(rb.ref) {
+			if rec, err := b.store.resolve(n); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
+				s, _, err := b.stateOf(rec)
+				if err != nil {
+					return false, err
+				}
+				*st = *s
+				return true, nil
+			}
+		}
+	}
 	creds, err := rb.credentials()
 	if err != nil {
 		return false, &InvalidError{Method: l.method, Message: err.Error()}
@@ -197,10 +211,25 @@ func (b *Builder) Pull(ctx context.Context, ref string, creds *Credentials) (Ima
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	if err := b.Tag(ref, rec.ID); err != nil {
-		return ImageInfo{}, err
+	for _, n := range refNames(ref) {
+		if err := b.Tag(n, rec.ID); err != nil {
+			return ImageInfo{}, err
+		}
 	}
 	return b.Inspect(rec.ID)
+}
+
+// refNames are the store names of a pulled reference: as written, and, for
+// a registry reference, fully qualified ("ubuntu:22.04" is also
+// "index.docker.io/library/ubuntu:22.04"), so that either spelling finds it.
+func refNames(ref string) []string {
+	names := []string{ref}
+	if r, err := registry.ParseReference(ref); err == nil && r.Transport == registry.Docker && r.Name != nil {
+		if full := r.Name.Name(); full != ref {
+			names = append(names, full)
+		}
+	}
+	return names
 }
 
 // storeImage is the stored image with manifest m, as a go-containerregistry

@@ -126,12 +126,12 @@ func TestRegistryRoundTrip(t *testing.T) {
 	}
 
 	// Air-gapped: save the base from one store, load it into another, and
-	// build on it there with from_id, with no registry involved.
+	// build on it there with from_registry(NAME), with no registry involved.
 	saved := filepath.Join(t.TempDir(), "saved")
 	r.ok("save", saved, "regbase")
 	offline := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
 	offline.ok("load", saved)
-	onSaved := writeRecipe(t, dir, "onsaved.yaml", "- from_id: regbase\n- dockerfile_commands: [\"USER root\", \"RUN echo offline > /offline\"]\n")
+	onSaved := writeRecipe(t, dir, "onsaved.yaml", "- from_registry: regbase\n- dockerfile_commands: [\"USER root\", \"RUN echo offline > /offline\"]\n")
 	offline.build(onSaved)
 	if got := offline.ok("run", "onsaved", "--", "cat /offline").stdout; got != "offline\n" {
 		t.Errorf("built on a loaded base: %q", got)
