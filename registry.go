@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -41,14 +43,38 @@ type RegistryOptions struct {
 // result. add_python is not offered: python-build-standalone cannot be had
 // offline (install Python with SetupDockerfileCommands or a later step).
 func FromRegistry(tag string, o RegistryOptions, opts ...StepOption) Image {
-	const method = "from_registry"
+	return fromRegistry("from_registry", authStatic, tag, o, opts)
+}
+
+// FromAWSECR is modal.Image.from_aws_ecr (spec 6): FromRegistry for an
+// Amazon ECR image, with a secret holding AWS_ACCESS_KEY_ID,
+// AWS_SECRET_ACCESS_KEY and AWS_REGION (AWS_SESSION_TOKEN optional), which
+// are exchanged for registry credentials with ECR's GetAuthorizationToken
+// (SigV4) when the image is pulled. AWS_ENDPOINT_URL_ECR (in the secret or
+// the environment) overrides the API endpoint, as AWS's SDKs allow.
+func FromAWSECR(tag string, o RegistryOptions, opts ...StepOption) Image {
+	return fromRegistry("from_aws_ecr", authAWS, tag, o, opts)
+}
+
+// FromGCPArtifactRegistry is modal.Image.from_gcp_artifact_registry (spec
+// 6): FromRegistry with a secret holding SERVICE_ACCOUNT_JSON (the key
+// file's text), exchanged for an OAuth2 access token (JWT bearer grant at
+// the key's token_uri) used as the password of "oauth2accesstoken".
+func FromGCPArtifactRegistry(tag string, o RegistryOptions, opts ...StepOption) Image {
+	return fromRegistry("from_gcp_artifact_registry", authGCP, tag, o, opts)
+}
+
+func fromRegistry(method string, auth registryAuth, tag string, o RegistryOptions, opts []StepOption) Image {
 	if strings.TrimSpace(tag) == "" || strings.ContainsAny(tag, " \t\n") {
 		return Image{err: invalidf(method, "tag %q is not an image reference: give e.g. \"ubuntu:22.04\" or \"oci:/path/to/layout:tag\"", tag)}
+	}
+	if auth != authStatic && o.Secret == nil {
+		return Image{err: invalidf(method, "%s needs a secret with the registry's keys (see the method's documentation)", method)}
 	}
 	l := &layer{
 		method:   method,
 		commands: append([]string{"FROM " + tag}, o.SetupDockerfileCommands...),
-		root:     &rootSpec{registry: &registryBase{ref: tag, secret: o.Secret}},
+		root:     &rootSpec{registry: &registryBase{ref: tag, secret: o.Secret, auth: auth}},
 	}
 	for _, opt := range opts {
 		opt(l)
@@ -56,13 +82,28 @@ func FromRegistry(tag string, o RegistryOptions, opts ...StepOption) Image {
 	if l.optErr != nil {
 		return Image{err: l.optErr}
 	}
+	if len(l.secrets) > 0 {
+		return Image{err: invalidf(method, "Passing a list of 'secrets' is not supported; use the singular 'secret' argument.")}
+	}
 	return Image{layers: []*layer{l}}
 }
+
+// registryAuth says how a registry base's secret becomes credentials.
+type registryAuth int
+
+const (
+	authStatic registryAuth = iota // REGISTRY_USERNAME, REGISTRY_PASSWORD
+	authAWS                        // ECR GetAuthorizationToken
+	authGCP                        // OAuth2 JWT bearer grant
+)
 
 // registryBase is a from_registry base.
 type registryBase struct {
 	ref    string
 	secret *Secret
+	auth   registryAuth
+	// httpClient, when set, sends the cloud token exchanges (tests).
+	httpClient *http.Client
 }
 
 // Credentials are a registry user name and password (or token).
@@ -70,15 +111,48 @@ type Credentials struct {
 	Username, Password string
 }
 
-// credentials reads REGISTRY_USERNAME and REGISTRY_PASSWORD from the
-// base's secret, as Modal's STATIC_CREDS registry config takes them.
-func (r *registryBase) credentials() (*Credentials, error) {
+// credentials turns the base's secret into registry credentials: Modal's
+// REGISTRY_USERNAME and REGISTRY_PASSWORD, or a token from AWS or GCP for
+// their keys. Errors never hold the secret's values.
+func (r *registryBase) credentials(ctx context.Context) (*Credentials, error) {
 	if r.secret == nil {
 		return nil, nil
 	}
 	vars, err := r.secret.load()
 	if err != nil {
 		return nil, err
+	}
+	switch r.auth {
+	case authAWS:
+		host := ""
+		if ref, err := registry.ParseReference(r.ref); err == nil && ref.Name != nil {
+			host = ref.Name.Context().RegistryStr()
+		}
+		login, err := registry.ECRLoginFromSecret(vars, host)
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w", r.secret.Repr(), err)
+		}
+		login.Endpoint = vars["AWS_ENDPOINT_URL_ECR"]
+		if login.Endpoint == "" {
+			login.Endpoint = os.Getenv("AWS_ENDPOINT_URL_ECR")
+		}
+		login.HTTPClient = r.httpClient
+		u, p, err := login.Credentials(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &Credentials{Username: u, Password: p}, nil
+	case authGCP:
+		login, err := registry.GCPLoginFromSecret(vars)
+		if err != nil {
+			return nil, fmt.Errorf("secret %s: %w", r.secret.Repr(), err)
+		}
+		login.HTTPClient = r.httpClient
+		u, p, err := login.Credentials(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return &Credentials{Username: u, Password: p}, nil
 	}
 	c := &Credentials{Username: vars["REGISTRY_USERNAME"], Password: vars["REGISTRY_PASSWORD"]}
 	if c.Username == "" || c.Password == "" {
@@ -135,7 +209,7 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 			}
 		}
 	}
-	creds, err := rb.credentials()
+	creds, err := rb.credentials(ctx)
 	if err != nil {
 		return false, &InvalidError{Method: l.method, Message: err.Error()}
 	}

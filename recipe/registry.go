@@ -8,7 +8,8 @@ import (
 	"github.com/snapbuild/snapbuild"
 )
 
-// registryMethods holds from_registry:
+// registryMethods holds from_registry, from_aws_ecr and
+// from_gcp_artifact_registry:
 //
 //	from_registry: {tag: REF, secret: {from_name: NAME}, setup_dockerfile_commands: [...], force_build}
 //
@@ -16,30 +17,37 @@ import (
 // source (oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]).
 func registryMethods() map[string]method {
 	return map[string]method{
-		"from_registry": {root: true, positional: "tag", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
-			tag, err := a.str("tag")
-			if err != nil {
-				return snapbuild.Image{}, err
-			}
-			if tag == "" {
-				return snapbuild.Image{}, fmt.Errorf("%s: tag is required (an image reference such as ubuntu:22.04)", a.method)
-			}
-			var o snapbuild.RegistryOptions
-			if o.Secret, err = a.secret("secret"); err != nil {
-				return snapbuild.Image{}, err
-			}
-			if o.SetupDockerfileCommands, err = a.strs("setup_dockerfile_commands"); err != nil {
-				return snapbuild.Image{}, err
-			}
-			if py, err := a.str("add_python"); err != nil {
-				return snapbuild.Image{}, err
-			} else if py != "" {
-				return snapbuild.Image{}, fmt.Errorf("%s: add_python=%q needs python-build-standalone, which cannot be had offline: install Python with setup_dockerfile_commands or a later step", a.method, py)
-			}
-			opts, err := a.stepOptions(false)
-			return snapbuild.FromRegistry(tag, o, opts...), err
-		}},
+		"from_registry":              registryMethod(snapbuild.FromRegistry),
+		"from_aws_ecr":               registryMethod(snapbuild.FromAWSECR),
+		"from_gcp_artifact_registry": registryMethod(snapbuild.FromGCPArtifactRegistry),
 	}
+}
+
+// registryMethod reads the arguments the from_* registry constructors share.
+func registryMethod(from func(string, snapbuild.RegistryOptions, ...snapbuild.StepOption) snapbuild.Image) method {
+	return method{root: true, positional: "tag", apply: func(_ snapbuild.Image, a *args) (snapbuild.Image, error) {
+		tag, err := a.str("tag")
+		if err != nil {
+			return snapbuild.Image{}, err
+		}
+		if tag == "" {
+			return snapbuild.Image{}, fmt.Errorf("%s: tag is required (an image reference such as ubuntu:22.04)", a.method)
+		}
+		var o snapbuild.RegistryOptions
+		if o.Secret, err = a.secret("secret"); err != nil {
+			return snapbuild.Image{}, err
+		}
+		if o.SetupDockerfileCommands, err = a.strs("setup_dockerfile_commands"); err != nil {
+			return snapbuild.Image{}, err
+		}
+		if py, err := a.str("add_python"); err != nil {
+			return snapbuild.Image{}, err
+		} else if py != "" {
+			return snapbuild.Image{}, fmt.Errorf("%s: add_python=%q needs python-build-standalone, which cannot be had offline: install Python with setup_dockerfile_commands or a later step", a.method, py)
+		}
+		opts, err := a.stepOptions(false)
+		return from(tag, o, opts...), err
+	}}
 }
 
 // secret reads one secret ({from_name: NAME}, {from_dict: {...}} or
