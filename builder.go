@@ -303,7 +303,7 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		b.store.unlock()
 	}()
 
-	if err := b.checkSources(img, plan); err != nil {
+	if err := b.checkSources(ctx, img, plan); err != nil {
 		return Result{}, err
 	}
 	b.stats = Stats{}
@@ -372,25 +372,33 @@ const maxRuntimeLayers = 125
 // checkSources fails before any step runs when an image the build needs is
 // not in the store: a stored base (from_id, a tool image such as
 // micromamba's) or the image of a COPY --from.
-func (b *Builder) checkSources(img Image, plan []plannedStep) error {
+func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedStep) error {
 	for _, p := range plan {
 		l := img.layers[p.layer]
 		var ref string
+		var pullable bool
 		switch c := p.instr.cmd.(type) {
 		case *instructions.Stage:
 			if l.root != nil {
 				ref = l.root.fromID
+				pullable = l.root.pull
 			}
 			if l.root != nil && l.root.dockerfile {
 				continue // resolved per stage, with ARG expansion, by fromStage
 			}
 		case *instructions.CopyCommand:
-			ref = c.From
+			ref, pullable = c.From, true
 			if l.root != nil && l.root.dockerfile {
 				continue // may name a stage
 			}
 		}
 		if ref == "" {
+			continue
+		}
+		if pullable && !strings.HasPrefix(ref, "im-") {
+			if _, err := b.sourceImage(ctx, l.method, p.instr.text, ref); err != nil {
+				return err
+			}
 			continue
 		}
 		if _, err := b.store.resolve(ref); err != nil {

@@ -209,7 +209,8 @@ func (o ownership) apply(rootfs, dest string) error {
 
 // copyFromImage executes "COPY --from=IMAGE srcs... dest": the sources are
 // paths in a stored image, mounted read-only. IMAGE is an image ID or a name
-// in the store; snapbuild does not pull (see checkSources).
+// in the store, or a reference pulled when the store lacks it (see
+// sourceImage).
 func (b *Builder) copyFromImage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.CopyCommand, force bool) (bool, error) {
 	var rec imageRecord
 	if s, ok := b.stage(c.From); ok {
@@ -220,8 +221,12 @@ func (b *Builder) copyFromImage(ctx context.Context, st *buildState, l *layer, i
 		}
 	} else {
 		var err error
-		if rec, err = b.store.resolve(c.From); err != nil {
-			return false, missingSource(l.method, in.text, c.From, err)
+		if strings.HasPrefix(c.From, "im-") {
+			if rec, err = b.store.resolve(c.From); err != nil {
+				return false, &InvalidError{Method: l.method, Message: err.Error()}
+			}
+		} else if rec, err = b.sourceImage(ctx, l.method, in.text, c.From); err != nil {
+			return false, err
 		}
 	}
 	dest := destIn(st, c.DestPath)

@@ -341,7 +341,7 @@ func checkDockerfile(ins []instruction) error {
 
 // fromStage starts a stage of a Dockerfile: the state so far becomes a
 // finished stage, and the new one starts from an earlier stage, from
-// scratch, or from an image in the store (snapbuild does not pull).
+// scratch, or from an image in the store, pulled when missing (sourceImage).
 func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.Stage, expand func(string) (string, error)) (bool, error) {
 	if c.Platform != "" {
 		p, err := expand(c.Platform)
@@ -374,9 +374,9 @@ func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in in
 		// Docker Hub's python image: bootstrapped like debian_slim.
 		return b.fromDebian(ctx, st, &layer{method: l.method, root: &rootSpec{debian: d}}, in, false, Event{})
 	}
-	rec, err := b.store.resolve(ref)
+	rec, err := b.sourceImage(ctx, l.method, in.text, ref)
 	if err != nil {
-		return false, missingSource(l.method, in.text, ref, err)
+		return false, err
 	}
 	s, _, err := b.stateOf(rec)
 	if err != nil {
@@ -423,8 +423,9 @@ type FromDockerfileOptions struct {
 // FromDockerfile is modal.Image.from_dockerfile: the Dockerfile's own
 // stages (FROM ... AS ..., COPY --from=<stage>) as one inner layer, then the
 // outer layer "FROM base" that carries force_build. Base images of FROM
-// lines are taken from the store by name (snapbuild does not pull: build or
-// import them first), except python:3.11[-slim][-bookworm] and
+// lines are taken from the store by name, or pulled when it lacks them (a
+// registry through the configured mirrors, or oci:, oci-archive: and
+// docker-archive: sources), except python:3.11[-slim][-bookworm] and
 // python:3.13[-slim][-trixie], which are bootstrapped from the Debian
 // archive like DebianSlim; "scratch" and earlier stages work as in Docker.
 // The file is read when the method is called.

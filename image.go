@@ -44,6 +44,7 @@ type layer struct {
 type rootSpec struct {
 	debian   *debianBase   // DebianSlim
 	fromID   string        // FromID, or a stored tool image (micromamba)
+	pull     bool          // fromID names a tool image that may be pulled when missing
 	scratch  bool          // FromScratch
 	registry *registryBase // FromRegistry
 	// dockerfile: FromDockerfile's inner layer; its own FROM lines (several

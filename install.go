@@ -627,7 +627,7 @@ func Micromamba(pythonVersion string, opts ...StepOption) Image {
 			"RUN micromamba install -n base -y python=" + pythonVersion + " pip -c conda-forge",
 			`CMD ["sleep", "172800"]`,
 		},
-		root: &rootSpec{fromID: MicromambaImage},
+		root: &rootSpec{fromID: MicromambaImage, pull: true},
 	}, opts)
 	if l.optErr != nil {
 		return Image{err: l.optErr}

@@ -422,3 +422,36 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 	}
 	return b.ExportWith(ctx, ref, dest, o)
 }
+
+// sourceImage returns the image a build names as a source (a Dockerfile
+// FROM, a COPY --from, a tool image such as micromamba's): the stored image
+// of that name, else the reference pulled (a registry, through the
+// configured mirrors, or an air-gapped source) and named in the store. The
+// store's lock must be held. The error says how to provide the image.
+func (b *Builder) sourceImage(ctx context.Context, method, instr, ref string) (imageRecord, error) {
+	for _, n := range refNames(ref) {
+		if rec, err := b.store.resolve(n); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
+			return rec, nil
+		}
+	}
+	rec, err := b.pull(ctx, ref, nil, func(line string) {
+		b.progress.Event(Event{Kind: EventOutput, Instruction: instr, Line: line})
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return imageRecord{}, ctx.Err()
+		}
+		return imageRecord{}, &InvalidError{Method: method, Message: fmt.Sprintf(
+			"%s: image %q is not in the store and could not be pulled: %v; pull it where its registry is reachable "+
+				"(snapbuild pull %s, and snapbuild save/load to carry it), configure a mirror (registries.conf), "+
+				"or build an image of that name (see README, \"Tool images\")", instr, ref, err, ref)}
+	}
+	for _, n := range refNames(ref) {
+		if ValidateName(n) == nil {
+			if err := b.store.setName(n, rec.ID); err != nil {
+				return imageRecord{}, err
+			}
+		}
+	}
+	return rec, nil
+}

@@ -30,9 +30,14 @@ var (
 	bin     string // the snapbuild binary, readable and executable by everyone
 	binDir  string
 	rootDir string // the store shared by the root tests
+	// registriesConf blocks blockedRegistries for every snapbuild run.
+	registriesConf string
 )
 
 const testUser = "snapbuild-it"
+
+// blockedRegistries are registry prefixes no test may contact.
+var blockedRegistries = []string{"docker.io", "ghcr.io", "quay.io", "gcr.io", "registry.k8s.io", "public.ecr.aws", "registry.example", "mcr.microsoft.com", "nvcr.io"}
 
 func TestMain(m *testing.M) {
 	code, err := setup()
@@ -77,6 +82,18 @@ func setup() (int, error) {
 			return 1, fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}
+	// No test may reach a registry but the ones it starts on 127.0.0.1:
+	// the public ones are blocked for every snapbuild the tests run.
+	var conf strings.Builder
+	conf.WriteString("# written by the integration tests\n")
+	for _, p := range blockedRegistries {
+		fmt.Fprintf(&conf, "[[registry]]\nprefix = %q\nblocked = true\n", p)
+	}
+	registriesConf = filepath.Join(binDir, "registries.conf")
+	if err := os.WriteFile(registriesConf, []byte(conf.String()), 0o644); err != nil {
+		return 1, err
+	}
+	os.Setenv("CONTAINERS_REGISTRIES_CONF", registriesConf)
 	rootDir, err = os.MkdirTemp("", "snapbuild-it-root-")
 	return 0, err
 }
@@ -152,7 +169,8 @@ func (r runner) cmd(ctx context.Context, args ...string) *exec.Cmd {
 		if err != nil {
 			r.t.Fatal(err)
 		}
-		envArgs := append([]string{"env", "-i", "HOME=" + u.HomeDir, "USER=" + r.user, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}, r.env...)
+		envArgs := append([]string{"env", "-i", "HOME=" + u.HomeDir, "USER=" + r.user, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			"CONTAINERS_REGISTRIES_CONF=" + registriesConf}, r.env...)
 		cmd = exec.CommandContext(ctx, "runuser", append([]string{"-u", r.user, "--"}, append(envArgs, full...)...)...)
 	} else {
 		cmd = exec.CommandContext(ctx, full[0], full[1:]...)

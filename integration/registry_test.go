@@ -100,6 +100,17 @@ func TestRegistryRoundTrip(t *testing.T) {
 		t.Errorf("rebuild: %s (was %s), %d containers", again.ID, s.ID, again.Stats.ContainersStarted)
 	}
 
+	// Registry references wherever an image is named: a Dockerfile's FROM
+	// and COPY --from pull what the store lacks.
+	dockerfile := filepath.Join(dir, "Dockerfile.reg")
+	os.WriteFile(dockerfile, []byte("FROM "+host+"/team/base:1\nUSER root\nCOPY --from="+host+"/team/base:1 /etc/os-release /copied-os-release\n"), 0o644)
+	viaDockerfile := writeRecipe(t, dir, "viadockerfile.yaml", "- from_dockerfile: {path: Dockerfile.reg}\n")
+	other := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	other.build(viaDockerfile, insecure)
+	if got := other.ok("run", "viadockerfile", "--", "id -u; head -c 4 /copied-os-release").stdout; got != "0\nPRET" {
+		t.Errorf("Dockerfile FROM/COPY --from a registry image: %q", got)
+	}
+
 	// Push the result; skopeo reads it back and podman runs it (as the base's user).
 	fresh.ok("push", "onreg", "docker://"+host+"/team/app:1", insecure, "--compression", "gzip")
 	layout := filepath.Join(t.TempDir(), "layout")
