@@ -306,6 +306,13 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 	if err := b.checkSources(ctx, img, plan); err != nil {
 		return Result{}, err
 	}
+	for _, l := range img.layers {
+		if l.addPython != "" {
+			if _, err := b.pythonContext(l.method, l.addPython); err != nil {
+				return Result{}, err // before any step runs
+			}
+		}
+	}
 	b.stats = Stats{}
 	st := &buildState{}
 	var res Result
@@ -316,6 +323,15 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		}
 		b.args = map[string]string{}
 		b.stages, b.started, b.stageName = nil, false, ""
+		if l.addPython != "" {
+			dir, err := b.pythonContext(l.method, l.addPython)
+			if err != nil {
+				return Result{}, err
+			}
+			withPy := *l
+			withPy.context = append(slices.Clone(l.context), contextInput{local: dir, remote: "/", dir: true})
+			l = &withPy
+		}
 		ctxFiles, err := resolveContext(l)
 		if err != nil {
 			return Result{}, err

@@ -415,8 +415,9 @@ type FromDockerfileOptions struct {
 	// exists and lies inside ContextDir. A non-nil Ignore replaces it.
 	Ignore    Matcher
 	BuildArgs map[string]string
-	// AddPython is Modal's add_python; it needs python-build-standalone,
-	// which cannot be had offline: setting it is an error.
+	// AddPython is Modal's add_python, as for FromRegistry (a
+	// python-build-standalone tarball from Builder.PythonStandaloneDir),
+	// applied in the outer layer.
 	AddPython string
 }
 
@@ -431,8 +432,12 @@ type FromDockerfileOptions struct {
 // The file is read when the method is called.
 func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOption) Image {
 	const method = "from_dockerfile"
+	var pyCmds []string
 	if o.AddPython != "" {
-		return Image{err: invalidf(method, "add_python=%q needs python-build-standalone, which cannot be had offline: install Python in the Dockerfile instead", o.AddPython)}
+		var err error
+		if pyCmds, err = addPythonCommands(method, o.AddPython); err != nil {
+			return Image{err: err}
+		}
 	}
 	path := expandHome(dockerfile)
 	data, err := os.ReadFile(path)
@@ -465,7 +470,7 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	}
 	inner.forceBuild = false // as Modal: the inner layer ignores force_build
 	img := Image{layers: []*layer{inner}}
-	outer := &layer{method: method, commands: []string{"FROM base"}}
+	outer := &layer{method: method, commands: append([]string{"FROM base"}, pyCmds...), addPython: o.AddPython}
 	return img.with(outer, opts)
 }
 

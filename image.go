@@ -38,6 +38,7 @@ type layer struct {
 	mount      bool              // add_local_* copy=False: no commands, attached at run time
 	buildArgs  map[string]string // dockerfile_commands build_args
 	function   *functionStep     // run_function: the call, after "FROM base"
+	addPython  string            // add_python series: its COPY takes python-build-standalone
 }
 
 // rootSpec says where a root layer's base comes from.

@@ -29,6 +29,11 @@ type RegistryOptions struct {
 	// SetupDockerfileCommands are Dockerfile lines run right after FROM, as
 	// Modal's setup_dockerfile_commands (e.g. installing python).
 	SetupDockerfileCommands []string
+	// AddPython ("3.10" to "3.14", "3.14t") installs a python-build-standalone
+	// build into /usr/local, as Modal's add_python (spec 5). The tarball is
+	// taken from Builder.PythonStandaloneDir; the build fails before any step
+	// runs, naming the file and where to get it, when it is missing.
+	AddPython string
 }
 
 // FromRegistry is modal.Image.from_registry (spec 5): the image tag (a
@@ -40,8 +45,8 @@ type RegistryOptions struct {
 // definition: ForceBuild pulls it again. Commands, as Modal's 2025.06
 // builder emits them: "FROM <tag>" and the setup commands. The base image's
 // ENV, WORKDIR, USER, ENTRYPOINT and CMD carry into later steps and the
-// result. add_python is not offered: python-build-standalone cannot be had
-// offline (install Python with SetupDockerfileCommands or a later step).
+// result. AddPython installs a python-build-standalone build from a local
+// directory.
 func FromRegistry(tag string, o RegistryOptions, opts ...StepOption) Image {
 	return fromRegistry("from_registry", authStatic, tag, o, opts)
 }
@@ -71,10 +76,19 @@ func fromRegistry(method string, auth registryAuth, tag string, o RegistryOption
 	if auth != authStatic && o.Secret == nil {
 		return Image{err: invalidf(method, "%s needs a secret with the registry's keys (see the method's documentation)", method)}
 	}
+	cmds := []string{"FROM " + tag}
+	if o.AddPython != "" {
+		py, err := addPythonCommands(method, o.AddPython)
+		if err != nil {
+			return Image{err: err}
+		}
+		cmds = append(cmds, py...)
+	}
 	l := &layer{
-		method:   method,
-		commands: append([]string{"FROM " + tag}, o.SetupDockerfileCommands...),
-		root:     &rootSpec{registry: &registryBase{ref: tag, secret: o.Secret, auth: auth}},
+		method:    method,
+		commands:  append(cmds, o.SetupDockerfileCommands...),
+		root:      &rootSpec{registry: &registryBase{ref: tag, secret: o.Secret, auth: auth}},
+		addPython: o.AddPython,
 	}
 	for _, opt := range opts {
 		opt(l)

@@ -40,10 +40,8 @@ func registryMethod(from func(string, snapbuild.RegistryOptions, ...snapbuild.St
 		if o.SetupDockerfileCommands, err = a.strs("setup_dockerfile_commands"); err != nil {
 			return snapbuild.Image{}, err
 		}
-		if py, err := a.str("add_python"); err != nil {
+		if o.AddPython, err = a.str("add_python"); err != nil {
 			return snapbuild.Image{}, err
-		} else if py != "" {
-			return snapbuild.Image{}, fmt.Errorf("%s: add_python=%q needs python-build-standalone, which cannot be had offline: install Python with setup_dockerfile_commands or a later step", a.method, py)
 		}
 		opts, err := a.stepOptions(false)
 		return from(tag, o, opts...), err
