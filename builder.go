@@ -49,6 +49,9 @@ type Builder struct {
 	gpu          gpu.Options // where GPU steps find the host's NVIDIA devices and CDI specs
 	puller       Puller      // how from_registry fetches images; nil: package registry
 	registryOpts []registry.Option
+	// slimFromRegistry: debian_slim pulls Docker Hub's python image (through
+	// a configured mirror) instead of bootstrapping Debian.
+	slimFromRegistry bool
 	seq          int
 	stats        Stats
 	args         map[string]string // ARG values of the layer being built

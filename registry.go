@@ -469,3 +469,50 @@ func (b *Builder) sourceImage(ctx context.Context, method, instr, ref string) (i
 	}
 	return rec, nil
 }
+
+// WithDebianSlimFromRegistry makes debian_slim pull Docker Hub's
+// python:<micro>-slim-bookworm image, as Modal's builder does, instead of
+// bootstrapping Debian locally; the CLI sets it when the registries.conf
+// sends docker.io to a mirror (an offline site's). The image is then
+// completed with Modal's debian_slim commands, except `pip install
+// --upgrade pip wheel uv`, which needs PyPI.
+func WithDebianSlimFromRegistry(on bool) Option {
+	return func(b *Builder) error { b.slimFromRegistry = on; return nil }
+}
+
+// DebianSlimImage is the image debian_slim(series) pulls with
+// WithDebianSlimFromRegistry: Modal's 2025.06 pins (spec 3).
+func DebianSlimImage(series string) string {
+	micro := map[string]string{"3.10": "3.10.17", "3.11": "3.11.12", "3.12": "3.12.10", "3.13": "3.13.3", "3.14": "3.14.2"}[series]
+	if micro == "" {
+		micro = series
+	}
+	return "docker.io/library/python:" + micro + "-slim-bookworm"
+}
+
+// debianSlimFromRegistry is debian_slim's base from a registry: the python
+// image, then Modal's commands (spec 4) as steps of the same layer.
+func (b *Builder) debianSlimFromRegistry(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
+	ref := DebianSlimImage(l.root.debian.Python)
+	rl := &layer{method: l.method, root: &rootSpec{registry: &registryBase{ref: ref}}}
+	cached, err := b.fromRegistry(ctx, st, rl, in, force, ev)
+	if err != nil {
+		return false, err
+	}
+	ins, err := parseCommands([]string{
+		"RUN apt-get update",
+		"RUN apt-get install -y gcc gfortran build-essential",
+		"RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections",
+	})
+	if err != nil {
+		return false, err
+	}
+	for _, step := range ins {
+		c, err := b.execute(ctx, st, l, step, nil, force, ev)
+		if err != nil {
+			return false, err
+		}
+		cached = cached && c
+	}
+	return cached, nil
+}

@@ -328,6 +328,9 @@ type debianBase struct {
 // the suite's InRelease file); when the mirror cannot be reached the newest
 // base made for the same suite and packages is reused.
 func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
+	if b.slimFromRegistry && l.method == "debian_slim" {
+		return b.debianSlimFromRegistry(ctx, st, l, in, force, ev)
+	}
 	d := base.Debian{Suite: l.root.debian.Suite, Packages: base.SlimPackages, Mirror: b.mirror, Epoch: b.epoch}
 	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
 	defRel := filepath.Join("bases", defKey+".json")

@@ -148,6 +148,34 @@ func TestRegistryRoundTrip(t *testing.T) {
 		t.Errorf("built on a loaded base: %q", got)
 	}
 
+	// debian_slim through a Docker Hub mirror (an offline site's): the
+	// python image comes from the mirror and Modal's commands complete it;
+	// no Debian bootstrap. Our own debian_slim stands in for Docker Hub's.
+	py := writeRecipe(t, dir, "pybase.yaml", "- debian_slim: {}\n")
+	r.build(py)
+	r.ok("push", "pybase", "docker://"+host+"/library/python:3.11.12-slim-bookworm", insecure)
+	conf := filepath.Join(dir, "registries.conf")
+	os.WriteFile(conf, []byte("[[registry]]\nprefix = \"docker.io\"\n[[registry.mirror]]\nlocation = \""+host+"\"\ninsecure = true\n"), 0o644)
+	slim := writeRecipe(t, dir, "slimmirror.yaml", "- debian_slim: {}\n- run_commands: [\"gcc --version | head -n 1 > /gcc-version\"]\n")
+	mirrored := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	res = mirrored.run("", "build", slim, "--progress", "plain", "--registries-conf", conf)
+	if res.code != 0 || !strings.Contains(res.stderr, "pulling docker.io/library/python:3.11.12-slim-bookworm") || strings.Contains(res.stderr, "mmdebstrap") {
+		t.Errorf("debian_slim through a mirror: exit %d\n%s", res.code, tail(res.stderr, 15))
+	} else {
+		if got := mirrored.ok("run", "slimmirror", "--", "cat", "/gcc-version").stdout; !strings.HasPrefix(got, "gcc") {
+			t.Errorf("/gcc-version: %q", got)
+		}
+		if h := strings.Join(func() []string {
+			var s []string
+			for _, e := range inspect(t, mirrored, "slimmirror").Config.History {
+				s = append(s, e.CreatedBy)
+			}
+			return s
+		}(), "\n"); !strings.Contains(h, "RUN apt-get install -y gcc gfortran build-essential") {
+			t.Errorf("history lacks Modal's debian_slim commands:\n%s", h)
+		}
+	}
+
 	// Rootless: the same from_registry build as an unprivileged user.
 	u := ensureTestUser(t)
 	home := userDir(t, u)

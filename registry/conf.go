@@ -313,3 +313,19 @@ func hostOf(location string) string {
 	h, _, _ := strings.Cut(location, "/")
 	return h
 }
+
+// Redirected reports whether the configuration sends pulls of ref somewhere
+// other than ref's own registry: a mirror, or a location that differs from
+// the prefix. snapbuild's debian_slim pulls Docker Hub's python image only
+// then (an offline site's mirror), and bootstraps Debian otherwise.
+func (c *Config) Redirected(ref string) bool {
+	r, err := ParseReference(ref)
+	if err != nil || r.Transport != Docker || r.Name == nil {
+		return false
+	}
+	t, _ := c.match(fullName(r.Name))
+	if t == nil || t.Blocked {
+		return false
+	}
+	return len(t.Mirrors) > 0 || (t.Location != "" && t.Location != t.Prefix)
+}

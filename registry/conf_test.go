@@ -194,3 +194,36 @@ func TestAuthFileKeychain(t *testing.T) {
 		t.Errorf("Resolve with a broken file = %v, want an error naming %s", err, a)
 	}
 }
+
+func TestConfigRedirected(t *testing.T) {
+	c, err := ParseConfig([]byte(`
+[[registry]]
+prefix = "docker.io"
+[[registry.mirror]]
+location = "mirror.local:5000"
+[[registry]]
+prefix = "quay.io"
+location = "quay.internal"
+[[registry]]
+prefix = "ghcr.io"
+blocked = true
+`))
+	if err != nil {
+		t.Skipf("ParseConfig: %v", err)
+	}
+	for ref, want := range map[string]bool{
+		"python:3.11.12-slim-bookworm":                  true,
+		"docker.io/library/python:3.11.12-slim-bookworm": true,
+		"quay.io/x/y:1":   true,
+		"ghcr.io/x/y:1":   false,
+		"gcr.io/x/y:1":    false,
+		"oci:/srv/layout": false,
+	} {
+		if got := c.Redirected(ref); got != want {
+			t.Errorf("Redirected(%q) = %v, want %v", ref, got, want)
+		}
+	}
+	if (*Config)(nil).Redirected("python:3.11") || (&Config{}).Redirected("python:3.11") {
+		t.Error("an empty configuration redirects")
+	}
+}

@@ -48,7 +48,10 @@ func (r *registryFlags) options() ([]snapbuild.Option, error) {
 	if *r.caFile != "" {
 		opts = append(opts, registry.WithCAFile(*r.caFile))
 	}
-	return []snapbuild.Option{snapbuild.WithRegistryOptions(opts...)}, nil
+	return []snapbuild.Option{snapbuild.WithRegistryOptions(opts...),
+		// An offline site's mirror of Docker Hub serves debian_slim's
+		// python image, as on Modal; otherwise Debian is bootstrapped.
+		snapbuild.WithDebianSlimFromRegistry(conf.Redirected(snapbuild.DebianSlimImage("3.11")))}, nil
 }
 
 func cmdPull(ctx context.Context, args []string) error {
