@@ -52,10 +52,10 @@ type Builder struct {
 	// slimFromRegistry: debian_slim pulls Docker Hub's python image (through
 	// a configured mirror) instead of bootstrapping Debian.
 	slimFromRegistry bool
-	seq          int
-	stats        Stats
-	args         map[string]string // ARG values of the layer being built
-	stages       []stage           // finished stages of a multi-stage Dockerfile
+	seq              int
+	stats            Stats
+	args             map[string]string // ARG values of the layer being built
+	stages           []stage           // finished stages of a multi-stage Dockerfile
 	// started and stageName track the stage being built.
 	started   bool
 	stageName string

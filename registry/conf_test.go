@@ -212,7 +212,7 @@ blocked = true
 		t.Skipf("ParseConfig: %v", err)
 	}
 	for ref, want := range map[string]bool{
-		"python:3.11.12-slim-bookworm":                  true,
+		"python:3.11.12-slim-bookworm":                   true,
 		"docker.io/library/python:3.11.12-slim-bookworm": true,
 		"quay.io/x/y:1":   true,
 		"ghcr.io/x/y:1":   false,
