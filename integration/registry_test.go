@@ -186,4 +186,13 @@ func TestRegistryRoundTrip(t *testing.T) {
 	if got := rl.ok("run", "onreg", "--", "cat /srv/app/uid").stdout; got != "65534\n" {
 		t.Errorf("rootless from_registry: %q", got)
 	}
+	// ... and its push and docker-archive export, read back by skopeo.
+	rl.ok("push", "onreg", "docker://"+host+"/team/rootless:1", insecure)
+	rl.ok("export", "onreg", "docker-archive:"+filepath.Join(home, "onreg.tar")+":rootless:1")
+	for _, src := range []string{"docker://" + host + "/team/rootless:1", "docker-archive:" + filepath.Join(home, "onreg.tar")} {
+		out, err := exec.Command("skopeo", "inspect", "--tls-verify=false", "--config", src).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), `"User": "nobody"`) {
+			t.Errorf("skopeo inspect %s: %v\n%s", src, err, out)
+		}
+	}
 }
