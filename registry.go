@@ -212,15 +212,13 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 	if !force {
 		// An image pulled or loaded earlier under this reference (snapbuild
 		// pull, snapbuild load) serves offline.
-		for _, n := range refNames(rb.ref) {
-			if rec, err := b.store.resolve(n); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
-				s, _, err := b.stateOf(rec)
-				if err != nil {
-					return false, err
-				}
-				*st = *s
-				return true, nil
+		if rec, err := b.store.resolve(rb.ref); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
+			s, _, err := b.stateOf(rec)
+			if err != nil {
+				return false, err
 			}
+			*st = *s
+			return true, nil
 		}
 	}
 	creds, err := rb.credentials(ctx)
@@ -285,13 +283,22 @@ func (b *Builder) defaultPuller(ctx context.Context, ref string, creds *Credenti
 // without the network: `snapbuild pull` pre-seeds a store for offline
 // builds. creds may be nil (the user's auth files are used).
 func (b *Builder) Pull(ctx context.Context, ref string, creds *Credentials) (ImageInfo, error) {
+	return b.PullAs(ctx, ref, ref, creds)
+}
+
+// PullAs is Pull naming the image name instead of ref (snapbuild load
+// names the images of a layout by their tags).
+func (b *Builder) PullAs(ctx context.Context, ref, name string, creds *Credentials) (ImageInfo, error) {
+	if err := ValidateName(name); err != nil {
+		return ImageInfo{}, err
+	}
 	if err := b.store.lockExclusive(); err != nil {
 		return ImageInfo{}, err
 	}
 	rec, err := b.pull(ctx, ref, creds, func(line string) {
 		b.progress.Event(Event{Kind: EventOutput, Instruction: "PULL " + ref, Line: line})
 	})
-	if err == nil {
+	if err == nil && name == ref {
 		err = b.store.writeJSON("bases/registry-"+sha256hex(ref)+".json", pulledBase{Ref: ref, ImageID: rec.ID})
 	}
 	_ = cleanDir(filepath.Join(b.store.root, "tmp"))
@@ -299,25 +306,24 @@ func (b *Builder) Pull(ctx context.Context, ref string, creds *Credentials) (Ima
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	for _, n := range refNames(ref) {
-		if err := b.Tag(n, rec.ID); err != nil {
-			return ImageInfo{}, err
-		}
+	if err := b.Tag(name, rec.ID); err != nil {
+		return ImageInfo{}, err
 	}
 	return b.Inspect(rec.ID)
 }
 
-// refNames are the store names of a pulled reference: as written, and, for
-// a registry reference, fully qualified ("ubuntu:22.04" is also
-// "index.docker.io/library/ubuntu:22.04"), so that either spelling finds it.
-func refNames(ref string) []string {
-	names := []string{ref}
-	if r, err := registry.ParseReference(ref); err == nil && r.Transport == registry.Docker && r.Name != nil {
-		if full := r.Name.Name(); full != ref {
-			names = append(names, full)
-		}
+// canonicalRef is ref as a fully qualified registry reference
+// ("index.docker.io/library/ubuntu:22.04" for "ubuntu:22.04"), or "" when
+// ref is not a registry reference (an air-gapped source, an image ID).
+func canonicalRef(ref string) string {
+	if strings.HasPrefix(ref, "im-") || strings.HasPrefix(ref, "docker://") {
+		return ""
 	}
-	return names
+	r, err := registry.ParseReference(ref)
+	if err != nil || r.Transport != registry.Docker || r.Name == nil {
+		return ""
+	}
+	return r.Name.Name()
 }
 
 // storeImage is the stored image with manifest m, as a go-containerregistry
@@ -384,6 +390,8 @@ type ExportOptions struct {
 	// each layer as stored (snapbuild's own layers are zstd); docker-archive
 	// is always gzip.
 	Compression string
+
+	bareRegistry bool // Push: a bare REF is a registry reference
 }
 
 // ExportWith writes the image ref (a name or ID) to dest: oci:DIR[:TAG],
@@ -395,6 +403,20 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 	r, err := registry.ParseReference(dest)
 	if err != nil {
 		return err
+	}
+	if r.Transport == registry.Docker && !strings.HasPrefix(dest, "docker://") && !o.bareRegistry {
+		return fmt.Errorf("export %s: give the destination's transport: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF] or docker://REF (a push)", dest)
+	}
+	if r.Transport == registry.DockerArchive {
+		if o.Compression == "zstd" {
+			return fmt.Errorf("export %s: docker-archive layers are gzip (docker load and podman load read no zstd there): drop --compression zstd", dest)
+		}
+		if r.Name == nil && canonicalRef(ref) != "" {
+			// Tagged with the image's name, so that docker/podman load name it.
+			if r, err = registry.ParseReference(dest + ":" + ref); err != nil {
+				return err
+			}
+		}
 	}
 	opts := slices.Clone(b.registryOpts)
 	switch o.Compression {
@@ -434,6 +456,7 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 	if r.Transport != registry.Docker {
 		return fmt.Errorf("push %s: the destination is not a registry: use docker://HOST/REPO:TAG (or export for files)", dest)
 	}
+	o.bareRegistry = true
 	return b.ExportWith(ctx, ref, dest, o)
 }
 
@@ -443,10 +466,8 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 // configured mirrors, or an air-gapped source) and named in the store. The
 // store's lock must be held. The error says how to provide the image.
 func (b *Builder) sourceImage(ctx context.Context, method, instr, ref string) (imageRecord, error) {
-	for _, n := range refNames(ref) {
-		if rec, err := b.store.resolve(n); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
-			return rec, nil
-		}
+	if rec, err := b.store.resolve(ref); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
+		return rec, nil
 	}
 	rec, err := b.pull(ctx, ref, nil, func(line string) {
 		b.progress.Event(Event{Kind: EventOutput, Instruction: instr, Line: line})
@@ -460,11 +481,9 @@ func (b *Builder) sourceImage(ctx context.Context, method, instr, ref string) (i
 				"(snapbuild pull %s, and snapbuild save/load to carry it), configure a mirror (registries.conf), "+
 				"or build an image of that name (see README, \"Tool images\")", instr, ref, err, ref)}
 	}
-	for _, n := range refNames(ref) {
-		if ValidateName(n) == nil {
-			if err := b.store.setName(n, rec.ID); err != nil {
-				return imageRecord{}, err
-			}
+	if ValidateName(ref) == nil {
+		if err := b.store.setName(ref, rec.ID); err != nil {
+			return imageRecord{}, err
 		}
 	}
 	return rec, nil

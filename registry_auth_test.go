@@ -97,3 +97,25 @@ func TestRegistryCredentials(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A registry reference finds an image named with another spelling of it.
+func TestResolveNormalizedName(t *testing.T) {
+	b := uBuilder(t)
+	const id = "im-0123456789abcdefghijkl"
+	if err := b.store.putImage(imageRecord{ID: id}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.store.setName("docker.io/library/ubuntu:22.04", id); err != nil {
+		t.Fatal(err)
+	}
+	for _, ref := range []string{"docker.io/library/ubuntu:22.04", "ubuntu:22.04", "library/ubuntu:22.04", "index.docker.io/library/ubuntu:22.04"} {
+		if rec, err := b.store.resolve(ref); err != nil || rec.ID != id {
+			t.Errorf("resolve(%q) = %v, %v", ref, rec.ID, err)
+		}
+	}
+	for _, ref := range []string{"ubuntu:20.04", "ubuntu", "quay.io/library/ubuntu:22.04", "oci:/x:ubuntu:22.04"} {
+		if _, err := b.store.resolve(ref); err == nil {
+			t.Errorf("resolve(%q) found the image", ref)
+		}
+	}
+}

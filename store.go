@@ -253,6 +253,23 @@ func (s *store) resolve(ref string) (imageRecord, error) {
 		}
 		return imageRecord{}, fmt.Errorf("image %q names %s, which is missing from store %s", ref, id, s.root)
 	}
+	// A registry reference also finds a name spelled otherwise
+	// ("ubuntu:22.04" is "docker.io/library/ubuntu:22.04"); names sorted,
+	// so the choice is stable.
+	if canon := canonicalRef(ref); canon != "" {
+		var names []string
+		for n := range m {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if canonicalRef(n) == canon {
+				if r, ok, err := s.image(m[n]); err != nil || ok {
+					return r, err
+				}
+			}
+		}
+	}
 	var known []string
 	for n := range m {
 		known = append(known, n)

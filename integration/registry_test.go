@@ -127,6 +127,16 @@ func TestRegistryRoundTrip(t *testing.T) {
 	if err != nil || string(got) != "65534\n/srv/app\n" {
 		t.Errorf("podman runs the pushed image (entrypoint sh -c) as: %v %q", err, got)
 	}
+	// Without :REF, a docker-archive is tagged with the image's name.
+	untagged := filepath.Join(t.TempDir(), "onreg.tar")
+	fresh.ok("export", "onreg", "docker-archive:"+untagged)
+	if out, err := exec.Command("tar", "-xOf", untagged, "manifest.json").CombinedOutput(); err != nil || !strings.Contains(string(out), `"RepoTags":["onreg:latest"]`) {
+		t.Errorf("docker-archive without :REF: manifest.json %s %v", out, err)
+	}
+	// A destination without a transport is refused, not pushed to Docker Hub.
+	if res := fresh.run("", "export", "onreg", "app.tar"); res.code == 0 || !strings.Contains(res.stderr, "give the destination's transport") {
+		t.Errorf("export without a transport: exit %d\n%s", res.code, tail(res.stderr, 4))
+	}
 	// docker-archive: gzip layers, loadable by podman load.
 	archive := filepath.Join(t.TempDir(), "app.tar")
 	fresh.ok("export", "onreg", "docker-archive:"+archive+":snapbuild-it/app:1")

@@ -119,9 +119,14 @@ func exportOrPush(ctx context.Context, name string, args []string) error {
 	defer b.Close()
 	o := snapbuild.ExportOptions{Compression: *compression}
 	if name == "push" {
-		return b.Push(ctx, pos[0], pos[1], o)
+		err = b.Push(ctx, pos[0], pos[1], o)
+	} else {
+		err = b.ExportWith(ctx, pos[0], pos[1], o)
 	}
-	return b.ExportWith(ctx, pos[0], pos[1], o)
+	if err == nil {
+		fmt.Printf("%s %s\n", map[string]string{"push": "pushed", "export": "exported"}[name], pos[1])
+	}
+	return err
 }
 
 // cmdSave writes named images into one OCI layout directory, each tagged
@@ -186,12 +191,9 @@ func cmdLoad(ctx context.Context, args []string) error {
 		return err
 	}
 	for _, n := range names {
-		info, err := b.Pull(ctx, "oci:"+dir+":"+n, nil)
+		info, err := b.PullAs(ctx, "oci:"+dir+":"+n, n, nil)
 		if err != nil {
 			return fmt.Errorf("load %s: %w", n, err)
-		}
-		if err := b.Tag(n, info.ID); err != nil {
-			return err
 		}
 		fmt.Printf("%s %s %s\n", n, info.ID, info.Manifest.Digest)
 	}
