@@ -392,7 +392,7 @@ const maxRuntimeLayers = 125
 // not in the store: a stored base (from_id, a tool image such as
 // micromamba's) or the image of a COPY --from.
 func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedStep) error {
-	for _, p := range plan {
+	for i, p := range plan {
 		l := img.layers[p.layer]
 		var ref string
 		var pullable bool
@@ -415,7 +415,8 @@ func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedSte
 			continue
 		}
 		if pullable && !strings.HasPrefix(ref, "im-") {
-			if _, err := b.sourceImage(ctx, l.method, p.instr.text, ref); err != nil {
+			ev := Event{Step: i + 1, Total: len(plan), Instruction: p.instr.text}
+			if _, _, err := b.sourceImage(ctx, l.method, ev, ref); err != nil {
 				return err
 			}
 			continue

@@ -225,7 +225,7 @@ func (b *Builder) copyFromImage(ctx context.Context, st *buildState, l *layer, i
 			if rec, err = b.store.resolve(c.From); err != nil {
 				return false, &InvalidError{Method: l.method, Message: err.Error()}
 			}
-		} else if rec, err = b.sourceImage(ctx, l.method, in.text, c.From); err != nil {
+		} else if rec, _, err = b.sourceImage(ctx, l.method, Event{Instruction: in.text}, c.From); err != nil {
 			return false, err
 		}
 	}

@@ -370,11 +370,12 @@ func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in in
 		st.configOnly(in.text)
 		return false, nil
 	}
-	if d := offlinePython(ref); d != nil {
-		// Docker Hub's python image: bootstrapped like debian_slim.
+	if d := offlinePython(ref); d != nil && !b.slimFromRegistry {
+		// Docker Hub's python image: bootstrapped like debian_slim,
+		// unless a Docker Hub mirror serves it.
 		return b.fromDebian(ctx, st, &layer{method: l.method, root: &rootSpec{debian: d}}, in, false, Event{})
 	}
-	rec, err := b.sourceImage(ctx, l.method, in.text, ref)
+	rec, pulled, err := b.sourceImage(ctx, l.method, Event{Instruction: in.text}, ref)
 	if err != nil {
 		return false, err
 	}
@@ -384,7 +385,7 @@ func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in in
 	}
 	*st = *s
 	st.id = "" // a stage base is not the Modal layer's parent
-	return true, nil
+	return !pulled, nil
 }
 
 var pythonImageRE = regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?python:(3\.\d+)(?:-slim)?(?:-(bookworm|trixie))?$`)

@@ -465,28 +465,30 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 // of that name, else the reference pulled (a registry, through the
 // configured mirrors, or an air-gapped source) and named in the store. The
 // store's lock must be held. The error says how to provide the image.
-func (b *Builder) sourceImage(ctx context.Context, method, instr, ref string) (imageRecord, error) {
+func (b *Builder) sourceImage(ctx context.Context, method string, ev Event, ref string) (rec imageRecord, pulled bool, err error) {
 	if rec, err := b.store.resolve(ref); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
-		return rec, nil
+		return rec, false, nil
 	}
-	rec, err := b.pull(ctx, ref, nil, func(line string) {
-		b.progress.Event(Event{Kind: EventOutput, Instruction: instr, Line: line})
+	rec, err = b.pull(ctx, ref, nil, func(line string) {
+		e := ev
+		e.Kind, e.Line = EventOutput, line
+		b.progress.Event(e)
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return imageRecord{}, ctx.Err()
+			return imageRecord{}, false, ctx.Err()
 		}
-		return imageRecord{}, &InvalidError{Method: method, Message: fmt.Sprintf(
+		return imageRecord{}, false, &InvalidError{Method: method, Message: fmt.Sprintf(
 			"%s: image %q is not in the store and could not be pulled: %v; pull it where its registry is reachable "+
 				"(snapbuild pull %s, and snapbuild save/load to carry it), configure a mirror (registries.conf), "+
-				"or build an image of that name (see README, \"Tool images\")", instr, ref, err, ref)}
+				"or build an image of that name (see README, \"Tool images\")", ev.Instruction, ref, err, ref)}
 	}
 	if ValidateName(ref) == nil {
 		if err := b.store.setName(ref, rec.ID); err != nil {
-			return imageRecord{}, err
+			return imageRecord{}, false, err
 		}
 	}
-	return rec, nil
+	return rec, true, nil
 }
 
 // WithDebianSlimFromRegistry makes debian_slim pull Docker Hub's

@@ -186,6 +186,16 @@ func TestRegistryRoundTrip(t *testing.T) {
 		}
 	}
 
+	// With the mirror, a Dockerfile's FROM python:3.11-slim-bookworm is
+	// pulled too, not bootstrapped.
+	r.ok("push", "pybase", "docker://"+host+"/library/python:3.11-slim-bookworm", insecure)
+	os.WriteFile(filepath.Join(dir, "Dockerfile.py"), []byte("FROM python:3.11-slim-bookworm\nRUN echo mirrored > /mirrored\n"), 0o644)
+	pyDockerfile := writeRecipe(t, dir, "pydockerfile.yaml", "- from_dockerfile: {path: Dockerfile.py}\n")
+	res = mirrored.run("", "build", pyDockerfile, "--progress", "plain", "--registries-conf", conf)
+	if res.code != 0 || !strings.Contains(res.stderr, "pulling python:3.11-slim-bookworm") || strings.Contains(res.stderr, "CACHED FROM python") {
+		t.Errorf("Dockerfile FROM python through a mirror: exit %d\n%s", res.code, tail(res.stderr, 15))
+	}
+
 	// Rootless: the same from_registry build as an unprivileged user.
 	u := ensureTestUser(t)
 	home := userDir(t, u)
