@@ -191,55 +191,62 @@ type pulledBase struct {
 	ImageID string `json:"imageID"`
 }
 
+// registryBaseRel is where the store records the image pulled for ref.
+func registryBaseRel(ref string) string { return "bases/registry-" + sha256hex(ref) + ".json" }
+
 // fromRegistry resolves a from_registry base: the image pulled for this
-// reference earlier, or a fresh pull (always with force).
+// reference earlier, or one pulled or loaded under its name (snapbuild
+// pull, snapbuild load), which serve offline; else, and always with force,
+// a fresh pull.
 func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
 	rb := l.root.registry
-	rel := "bases/registry-" + sha256hex(rb.ref) + ".json"
-	var last pulledBase
-	if ok, err := b.store.readJSON(rel, &last); err != nil {
-		return false, err
-	} else if ok && !force {
-		if rec, found, err := b.store.image(last.ImageID); err == nil && found && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
-			s, _, err := b.stateOf(rec)
-			if err != nil {
-				return false, err
-			}
-			*st = *s
-			return true, nil
-		}
-	}
-	if !force {
-		// An image pulled or loaded earlier under this reference (snapbuild
-		// pull, snapbuild load) serves offline.
-		if rec, err := b.store.resolve(rb.ref); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
-			s, _, err := b.stateOf(rec)
-			if err != nil {
-				return false, err
-			}
-			*st = *s
-			return true, nil
-		}
-	}
-	creds, err := rb.credentials(ctx)
+	rec, cached, err := b.pulledBase(rb.ref, force)
 	if err != nil {
-		return false, &InvalidError{Method: l.method, Message: err.Error()}
-	}
-	rec, err := b.pull(ctx, rb.ref, creds, func(line string) {
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: line})
-	})
-	if err != nil {
-		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
-	}
-	if err := b.store.writeJSON(rel, pulledBase{Ref: rb.ref, ImageID: rec.ID}); err != nil {
 		return false, err
+	}
+	if !cached {
+		creds, err := rb.credentials(ctx)
+		if err != nil {
+			return false, &InvalidError{Method: l.method, Message: err.Error()}
+		}
+		rec, err = b.pull(ctx, rb.ref, creds, func(line string) {
+			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: line})
+		})
+		if err != nil {
+			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
+		}
+		if err := b.store.writeJSON(registryBaseRel(rb.ref), pulledBase{Ref: rb.ref, ImageID: rec.ID}); err != nil {
+			return false, err
+		}
 	}
 	s, _, err := b.stateOf(rec)
 	if err != nil {
 		return false, err
 	}
 	*st = *s
-	return false, nil
+	return cached, nil
+}
+
+// pulledBase finds a usable stored image for a from_registry reference
+// (see fromRegistry); none with force.
+func (b *Builder) pulledBase(ref string, force bool) (imageRecord, bool, error) {
+	if force {
+		return imageRecord{}, false, nil
+	}
+	var last pulledBase
+	ok, err := b.store.readJSON(registryBaseRel(ref), &last)
+	if err != nil {
+		return imageRecord{}, false, err
+	}
+	if ok {
+		if rec, found, err := b.store.image(last.ImageID); err == nil && found && b.store.imageUsable(rec) {
+			return rec, true, nil
+		}
+	}
+	if rec, err := b.store.resolve(ref); err == nil && b.store.imageUsable(rec) {
+		return rec, true, nil
+	}
+	return imageRecord{}, false, nil
 }
 
 // pull fetches ref with the builder's puller and imports it.
@@ -299,7 +306,7 @@ func (b *Builder) PullAs(ctx context.Context, ref, name string, creds *Credentia
 		b.progress.Event(Event{Kind: EventOutput, Instruction: "PULL " + ref, Line: line})
 	})
 	if err == nil && name == ref {
-		err = b.store.writeJSON("bases/registry-"+sha256hex(ref)+".json", pulledBase{Ref: ref, ImageID: rec.ID})
+		err = b.store.writeJSON(registryBaseRel(ref), pulledBase{Ref: ref, ImageID: rec.ID})
 	}
 	_ = cleanDir(filepath.Join(b.store.root, "tmp"))
 	b.store.unlock()
@@ -466,7 +473,7 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 // configured mirrors, or an air-gapped source) and named in the store. The
 // store's lock must be held. The error says how to provide the image.
 func (b *Builder) sourceImage(ctx context.Context, method string, ev Event, ref string) (rec imageRecord, pulled bool, err error) {
-	if rec, err := b.store.resolve(ref); err == nil && (rec.ChainID == "" || b.store.snaps.Exists(rec.ChainID)) {
+	if rec, err := b.store.resolve(ref); err == nil && b.store.imageUsable(rec) {
 		return rec, false, nil
 	}
 	rec, err = b.pull(ctx, ref, nil, func(line string) {

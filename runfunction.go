@@ -3,6 +3,7 @@ package snapbuild
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -236,7 +237,7 @@ func (img Image) RunFunction(fn Function, call FunctionCall, opts ...StepOption)
 // runFunction executes a run_function step on st.
 func (b *Builder) runFunction(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
 	f := l.function
-	inputs, err := f.keyInputs(l)
+	inputs, err := f.keyInputs()
 	if err != nil {
 		return false, &InvalidError{Method: l.method, Message: err.Error()}
 	}
@@ -271,31 +272,36 @@ func (b *Builder) runFunction(ctx context.Context, st *buildState, l *layer, in 
 	})
 }
 
-// functionRuntimeDir is where a run_function step finds snapbuild's Python
-// runtime (frontend.RuntimeDir) and its request (frontend.RequestPath).
-const functionRuntimeDir = "/.snapbuild"
+// functionRuntimeDir is the directory mounted for a run_function step: it
+// holds snapbuild's Python runtime (frontend.RuntimeDir) and the request
+// (frontend.RequestPath), which must share it.
+var functionRuntimeDir = path.Dir(frontend.RuntimeDir)
 
-// writeRuntime writes the Python runtime and the request into dir.
+// writeRuntime writes the Python runtime and the request into dir, which is
+// mounted at functionRuntimeDir.
 func (f *functionStep) writeRuntime(dir string) error {
-	if err := frontend.WriteRuntime(filepath.Join(dir, "python")); err != nil {
+	if path.Dir(frontend.RequestPath) != functionRuntimeDir {
+		return fmt.Errorf("run_function: the runtime (%s) and the request (%s) are not in one directory", frontend.RuntimeDir, frontend.RequestPath)
+	}
+	if err := frontend.WriteRuntime(filepath.Join(dir, path.Base(frontend.RuntimeDir))); err != nil {
 		return err
 	}
-	req := map[string]any{}
+	var req frontend.Request
 	if len(f.fn.Pickled) > 0 {
-		req["pickled"] = f.fn.Pickled
+		req.Pickled = base64.StdEncoding.EncodeToString(f.fn.Pickled)
 	} else {
-		req["module"], req["function"] = f.fn.Module, f.fn.Name
+		req.Module, req.Function = f.fn.Module, f.fn.Name
 	}
 	if len(f.call.Input) > 0 {
-		req["input"] = f.call.Input
+		req.Input = base64.StdEncoding.EncodeToString(f.call.Input)
 	} else {
-		req["args"], req["kwargs"] = orEmpty(f.call.Args), orEmptyMap(f.call.Kwargs)
+		req.Args, req.Kwargs = f.call.Args, f.call.Kwargs
 	}
-	b, err := json.Marshal(req) // []byte values are base64, as the runner expects
+	b, err := json.Marshal(req)
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "request.json"), b, 0o644)
+	return os.WriteFile(filepath.Join(dir, path.Base(frontend.RequestPath)), b, 0o644)
 }
 
 func orEmpty(a []any) []any {
@@ -359,7 +365,7 @@ func (b *Builder) volumeDir(v Volume) (string, error) {
 // keyInputs is what identifies the call in the cache key: the code's
 // definition (or the source's content), the globals, the arguments and the
 // volumes. Secrets, env names and gpu are added by stepKey.
-func (f *functionStep) keyInputs(l *layer) (string, error) {
+func (f *functionStep) keyInputs() (string, error) {
 	def := f.fn.Definition
 	if def == "" && len(f.fn.Pickled) == 0 {
 		sum, err := sourceDigest(f.fn.Source)
@@ -373,6 +379,10 @@ func (f *functionStep) keyInputs(l *layer) (string, error) {
 	if len(input) == 0 {
 		input, _ = json.Marshal([]any{orEmpty(f.call.Args), orEmptyMap(f.call.Kwargs)})
 	}
+	var pickled string
+	if len(f.fn.Pickled) > 0 {
+		pickled = sha256hex(string(f.fn.Pickled))
+	}
 	v := struct {
 		Module     string   `json:"module,omitempty"`
 		Name       string   `json:"name,omitempty"`
@@ -382,17 +392,9 @@ func (f *functionStep) keyInputs(l *layer) (string, error) {
 		Input      string   `json:"input"`
 		Volumes    []string `json:"volumes"`
 		Source     bool     `json:"includeSource"`
-	}{f.fn.Module, f.fn.Name, sha256hexBytes(f.fn.Pickled), def, sha256hexBytes(f.fn.Globals), sha256hexBytes(input), vols, f.fn.Source != ""}
-	if len(f.fn.Pickled) == 0 {
-		v.Pickled = ""
-	}
+	}{f.fn.Module, f.fn.Name, pickled, def, sha256hex(string(f.fn.Globals)), sha256hex(string(input)), vols, f.fn.Source != ""}
 	b, err := json.Marshal(v)
 	return "function=" + string(b), err
-}
-
-func sha256hexBytes(b []byte) string {
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
 }
 
 // sourceDigest hashes a source file, or a package directory's .py files

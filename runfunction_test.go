@@ -69,7 +69,7 @@ func TestRunFunctionKeyInputs(t *testing.T) {
 			t.Fatal(img.Err())
 		}
 		l := img.layers[len(img.layers)-1]
-		s, err := l.function.keyInputs(l)
+		s, err := l.function.keyInputs()
 		if err != nil {
 			t.Fatal(err)
 		}

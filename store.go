@@ -200,6 +200,12 @@ func (s *store) stepUsable(r stepRecord) bool {
 	return r.Empty || (s.blobs.Has(r.Layer.Digest) && s.snaps.Exists(r.ChainID))
 }
 
+// imageUsable reports whether image record r's filesystem snapshot is in
+// the store (an image without layers has none to miss).
+func (s *store) imageUsable(r imageRecord) bool {
+	return r.ChainID == "" || s.snaps.Exists(r.ChainID)
+}
+
 func (s *store) putStep(r stepRecord) error {
 	return s.writeJSON(filepath.Join("steps", r.Key+".json"), r)
 }

@@ -134,16 +134,7 @@ func exportOrPush(ctx context.Context, name string, args []string) error {
 // back (or any oci:, oci-archive: or docker-archive: source) under their
 // names.
 func cmdSave(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("save", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	pos, _, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) < 2 {
-		return fmt.Errorf("save: usage: snapbuild save DIR NAME... (an OCI layout directory; tar it to carry it)")
-	}
-	b, err := newBuilder(*root)
+	b, pos, err := storeArgs("save", args, func(n int) bool { return n >= 2 }, "save DIR NAME... (an OCI layout directory; tar it to carry it)")
 	if err != nil {
 		return err
 	}
@@ -165,15 +156,11 @@ func cmdSave(ctx context.Context, args []string) error {
 }
 
 func cmdLoad(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("load", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	pos, _, err := parse(fs, args)
+	b, pos, err := storeArgs("load", args, exactly(1), "load DIR (a directory written by snapbuild save, or any OCI layout)")
 	if err != nil {
 		return err
 	}
-	if len(pos) != 1 {
-		return fmt.Errorf("load: usage: snapbuild load DIR (a directory written by snapbuild save, or any OCI layout)")
-	}
+	defer b.Close()
 	names, err := registry.LayoutNames(pos[0])
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
@@ -181,11 +168,6 @@ func cmdLoad(ctx context.Context, args []string) error {
 	if len(names) == 0 {
 		return fmt.Errorf("load: %s holds no tagged image (snapbuild save tags each image with its name)", pos[0])
 	}
-	b, err := newBuilder(*root)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
 	dir, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err
