@@ -61,6 +61,9 @@ type Builder struct {
 	stageName string
 	// lastCommit is how long the current step's layer capture took.
 	lastCommit time.Duration
+	// plan is set during a dry run's step (Builder.Plan): layerStep
+	// records the key there and does no work.
+	plan *planCursor
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -252,6 +255,12 @@ type plannedStep struct {
 // cancelled. A failed build leaves the store consistent and its cache entries
 // for the steps that succeeded.
 func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
+	return b.build(ctx, img, nil)
+}
+
+// build builds img; with plan, it is a dry run (Builder.Plan) that fills
+// plan and returns no Result.
+func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, error) {
 	if img.err != nil {
 		return Result{}, img.err
 	}
@@ -261,7 +270,7 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 	if v := os.Getenv("MODAL_IMAGE_BUILDER_VERSION"); v != "" && v != BuilderVersion && v != "PREVIEW" {
 		return Result{}, fmt.Errorf("MODAL_IMAGE_BUILDER_VERSION=%s: snapbuild implements the %s builder (and PREVIEW) only", v, BuilderVersion)
 	}
-	var plan []plannedStep
+	var steps []plannedStep
 	parsed := make([][]instruction, len(img.layers))
 	var mounts []*layer
 	for i, l := range img.layers {
@@ -295,19 +304,26 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 			if j == 0 && i > 0 {
 				continue
 			}
-			plan = append(plan, plannedStep{layer: i, instr: in})
+			steps = append(steps, plannedStep{layer: i, instr: in})
 		}
 	}
-	if err := b.store.lockExclusive(); err != nil {
-		return Result{}, err
-	}
-	defer func() {
-		_ = cleanDir(filepath.Join(b.store.root, "tmp"))
-		b.store.unlock()
-	}()
-
-	if err := b.checkSources(ctx, img, plan); err != nil {
-		return Result{}, err
+	if plan != nil {
+		// A dry run only reads: other builds may go on.
+		if err := b.store.lockShared(); err != nil {
+			return Result{}, err
+		}
+		defer b.store.unlock()
+	} else {
+		if err := b.store.lockExclusive(); err != nil {
+			return Result{}, err
+		}
+		defer func() {
+			_ = cleanDir(filepath.Join(b.store.root, "tmp"))
+			b.store.unlock()
+		}()
+		if err := b.checkSources(ctx, img, steps); err != nil {
+			return Result{}, err
+		}
 	}
 	for _, l := range img.layers {
 		if l.addPython != "" {
@@ -320,8 +336,12 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 	st := &buildState{}
 	var res Result
 	n := 0
+	stopped := false // dry run: a step would run, later keys are unknown
 	for i, l := range img.layers {
 		if l.mount {
+			if plan != nil {
+				plan.Layers = append(plan.Layers, PlanLayer{Method: l.method, Runtime: true})
+			}
 			continue
 		}
 		b.args = map[string]string{}
@@ -340,15 +360,32 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 			return Result{}, err
 		}
 		force := b.forceAll || l.forceBuild
+		var pl *PlanLayer
+		if plan != nil {
+			plan.Layers = append(plan.Layers, PlanLayer{Method: l.method, Commands: slices.Clone(l.commands)})
+			pl = &plan.Layers[len(plan.Layers)-1]
+		}
 		for j, in := range parsed[i] {
 			if j == 0 && i > 0 {
 				continue
 			}
 			n++
-			ev := Event{Step: n, Total: len(plan), Instruction: in.text}
+			ev := Event{Step: n, Total: len(steps), Instruction: in.text}
+			if plan != nil {
+				stopped, err = b.planStep(func() (bool, error) {
+					return b.execute(ctx, st, l, in, ctxFiles, force, ev)
+				}, in.text, stopped, pl)
+				if err != nil {
+					return Result{}, err
+				}
+				continue
+			}
 			if err := b.runStep(ctx, st, l, in, ctxFiles, force, ev); err != nil {
 				return Result{}, err
 			}
+		}
+		if plan != nil {
+			continue // nothing is committed
 		}
 		if l.root != nil && l.root.fromID != "" {
 			// from_id adds no layer: its result is the stored image itself.
@@ -378,7 +415,7 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 		res.Mounts = append(res.Mounts, l.context...)
 	}
 	if n := len(st.layers); n > maxRuntimeLayers {
-		b.progress.Event(Event{Kind: EventWarn, Step: len(plan), Total: len(plan), Line: fmt.Sprintf(
+		b.progress.Event(Event{Kind: EventWarn, Step: len(steps), Total: len(steps), Line: fmt.Sprintf(
 			"the image has %d layers: podman and Docker cannot run images of more than %d; join run_commands strings with && to make fewer RUN steps", n, maxRuntimeLayers)})
 	}
 	return res, nil
@@ -485,6 +522,12 @@ func stepKey(st *buildState, l *layer, in instruction, inputs string, epoch time
 // layerStep returns the cached result of key, or prepares a snapshot on st,
 // lets change modify it, and commits the difference as a layer.
 func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr string, force bool, change func(a *snapshot.Active) error) (bool, error) {
+	if b.plan != nil {
+		b.plan.key = key
+		if force {
+			return false, &wouldRun{"run it again (force_build)"}
+		}
+	}
 	if !force {
 		rec, ok, err := b.store.step(key)
 		if err != nil {
@@ -494,6 +537,9 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 			st.apply(rec)
 			return true, nil
 		}
+	}
+	if b.plan != nil {
+		return false, &wouldRun{"run it (not in the cache)"}
 	}
 	a, err := b.store.snaps.Prepare(st.chain)
 	if err != nil {

@@ -28,34 +28,110 @@ type mountRecord struct {
 }
 
 // TagResult names the image of res, with its runtime mounts (see
-// Result.Mounts), so that Run and Export of the name attach them.
+// Result.Mounts), so that Run and Export of the name attach them. An
+// existing name is moved. It is TagResultWith with Replace set.
 func (b *Builder) TagResult(name string, res Result) error {
-	if err := b.Tag(name, res.ID); err != nil {
-		return err
+	_, err := b.TagResultWith(name, res, TagOptions{Replace: true})
+	return err
+}
+
+// TagOptions say where a build's image came from when it is named
+// (Builder.TagResultWith).
+type TagOptions struct {
+	// Source names what defined the image, e.g. the absolute path of the
+	// recipe or Modal file; it is recorded with the name. "" records none.
+	Source string
+	// Replace moves a name that names another image built from another
+	// source (or from no recorded source: pulled, loaded or named with
+	// Tag). Without it such a move is a *NameTakenError.
+	Replace bool
+}
+
+// Tagged is what Builder.TagResultWith did to the name.
+type Tagged struct {
+	// Previous is the image ID the name named before, when the name moved;
+	// "" when the name is new or already named this image.
+	Previous string `json:"previous,omitempty"`
+	// PreviousSource is the source recorded for Previous ("" for none).
+	PreviousSource string `json:"previousSource,omitempty"`
+}
+
+// NameTakenError is returned by Builder.TagResultWith when the name names
+// another image, from another source, and TagOptions.Replace is not set: a
+// build never silently takes a name that another project's build gave.
+type NameTakenError struct {
+	Name   string
+	ID     string // the image the name names
+	Source string // what defined it, "" when not recorded
+	// NewSource is the source of the image that was to take the name.
+	NewSource string
+}
+
+func (e *NameTakenError) Error() string {
+	from := "not built from a recorded file (pulled, loaded or tagged)"
+	if e.Source != "" {
+		from = "built from " + e.Source
+	}
+	return fmt.Sprintf("image name %q already names %s, %s; the image of %s would replace it: name it otherwise (-t NAME), or pass --replace to move the name",
+		e.Name, e.ID, from, e.NewSource)
+}
+
+// TagResultWith names the image of res, with its runtime mounts (see
+// TagResult), and records o.Source with the name. A name that already names
+// another image is moved when it came from the same source or o.Replace is
+// set, and the Tagged result says what it named; otherwise the name is left
+// as it is and the error is a *NameTakenError.
+func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, error) {
+	if err := ValidateName(name); err != nil {
+		return Tagged{}, err
 	}
 	if err := b.store.lockExclusive(); err != nil {
-		return err
+		return Tagged{}, err
 	}
 	defer b.store.unlock()
+	rec, err := b.store.resolve(res.ID)
+	if err != nil {
+		return Tagged{}, err
+	}
+	names, err := b.store.names()
+	if err != nil {
+		return Tagged{}, err
+	}
+	sources, err := b.store.sources()
+	if err != nil {
+		return Tagged{}, err
+	}
+	var t Tagged
+	if old, ok := names[name]; ok && old != rec.ID {
+		t = Tagged{Previous: old, PreviousSource: sources[name]}
+		if !o.Replace && (t.PreviousSource == "" || t.PreviousSource != o.Source) {
+			return Tagged{}, &NameTakenError{Name: name, ID: old, Source: t.PreviousSource, NewSource: o.Source}
+		}
+	}
 	all := map[string][]mountRecord{}
 	if _, err := b.store.readJSON(mountsFile, &all); err != nil {
-		return err
+		return Tagged{}, err
 	}
 	delete(all, name)
 	for _, m := range res.Mounts {
 		local, err := filepath.Abs(expandHome(m.local))
 		if err != nil {
-			return err
+			return Tagged{}, err
 		}
-		rec := mountRecord{Local: local, Remote: m.remote, Dir: m.dir}
+		mr := mountRecord{Local: local, Remote: m.remote, Dir: m.dir}
 		if m.dir {
-			if rec.Ignore, err = storedMatcher(m.ignore, m); err != nil {
-				return err
+			if mr.Ignore, err = storedMatcher(m.ignore, m); err != nil {
+				return Tagged{}, err
 			}
 		}
-		all[name] = append(all[name], rec)
+		all[name] = append(all[name], mr)
 	}
-	return b.store.writeJSON(mountsFile, all)
+	// Mounts first: a crash before the name moves leaves the old image
+	// with the new image's mounts, which the next tag rewrites.
+	if err := b.store.writeJSON(mountsFile, all); err != nil {
+		return Tagged{}, err
+	}
+	return t, b.store.setNameFrom(name, rec.ID, o.Source)
 }
 
 // mountsOf returns the runtime mounts stored for ref when ref is a name.

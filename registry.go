@@ -204,6 +204,9 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 	if err != nil {
 		return false, err
 	}
+	if !cached && b.plan != nil {
+		return false, &wouldRun{"pull " + rb.ref}
+	}
 	if !cached {
 		creds, err := rb.credentials(ctx)
 		if err != nil {
@@ -475,6 +478,9 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 func (b *Builder) sourceImage(ctx context.Context, method string, ev Event, ref string) (rec imageRecord, pulled bool, err error) {
 	if rec, err := b.store.resolve(ref); err == nil && b.store.imageUsable(rec) {
 		return rec, false, nil
+	}
+	if b.plan != nil {
+		return imageRecord{}, false, &wouldRun{"pull " + ref}
 	}
 	rec, err = b.pull(ctx, ref, nil, func(line string) {
 		e := ev

@@ -323,6 +323,10 @@ type debianBase struct {
 	Python string // series, e.g. "3.11"
 }
 
+// errPlanOffline stands for the mirror's answer in a dry run, which asks no
+// mirror.
+var errPlanOffline = errors.New("a dry run contacts no mirror")
+
 // fromDebian bootstraps (or reuses) the Debian base of a DebianSlim layer. The
 // cache key is the suite, the package set and the archive state (the hash of
 // the suite's InRelease file); when the mirror cannot be reached the newest
@@ -335,17 +339,26 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
 	defRel := filepath.Join("bases", defKey+".json")
 	var key string
-	state, err := d.ArchiveState(ctx)
+	var state string
+	err := errPlanOffline
+	if b.plan == nil {
+		state, err = d.ArchiveState(ctx)
+	}
 	if err == nil {
 		key = sha256hex("snapbuild-base/1 " + d.Definition() + " archive=" + state)
 	} else {
 		var last stepRecord
 		ok, rerr := b.store.readJSON(defRel, &last)
+		if (rerr != nil || !ok) && b.plan != nil {
+			return false, &wouldRun{"bootstrap Debian " + d.Suite + " (no base for it in the store yet)"}
+		}
 		if rerr != nil || !ok {
 			return false, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
 		}
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
-			Line: fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)})
+		if b.plan == nil {
+			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
+				Line: fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)})
+		}
 		key = last.Key
 	}
 	*st = buildState{}
@@ -363,14 +376,18 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 	if err != nil {
 		return false, err
 	}
-	if rec.Python == "" && !rec.Empty {
+	if b.plan != nil {
+		// A dry run writes nothing.
+	} else if rec.Python == "" && !rec.Empty {
 		rec.Python = base.PythonVersion(b.store.snaps.FS(rec.ChainID))
 		if err := b.store.putStep(rec); err != nil {
 			return false, err
 		}
 	}
-	if err := b.store.writeJSON(defRel, rec); err != nil {
-		return false, err
+	if b.plan == nil {
+		if err := b.store.writeJSON(defRel, rec); err != nil {
+			return false, err
+		}
 	}
 	st.config.Env = d.Env()
 	if rec.Python != "" {

@@ -29,6 +29,7 @@ import (
 //	bases/<hex>.json     newest base built for a base definition (offline reuse)
 //	images/<im-id>.json  built images: manifest, chain ID, shell
 //	names.json           image names -> image IDs
+//	sources.json         names given by builds -> the file that defined the image
 //	tmp/                 libcontainer state and scratch; emptied by each build
 //
 // Every record is written to a temporary file and renamed, after the blobs and
@@ -130,6 +131,18 @@ func (s *store) lockExclusive() error {
 	return errors.Join(s.blobs.CleanTemp(), s.snaps.CleanTemp(), cleanDir(filepath.Join(s.root, "tmp")))
 }
 
+// lockShared takes the lock as a reader: it waits for a running build and
+// lets other readers in, and clears nothing.
+func (s *store) lockShared() error {
+	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		fmt.Fprintf(os.Stderr, "waiting for another snapbuild build on %s...\n", s.root)
+		if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH); err != nil {
+			return fmt.Errorf("store %s: lock: %w", s.root, err)
+		}
+	}
+	return nil
+}
+
 func (s *store) unlock() { _ = unix.Flock(int(s.lock.Fd()), unix.LOCK_UN) }
 
 func cleanDir(dir string) error {
@@ -229,9 +242,38 @@ func (s *store) names() (map[string]string, error) {
 	return m, err
 }
 
-// setName points name at image id (id "" removes the name). Callers hold the
+// sources maps names given by builds to the source that defined their
+// image (Builder.TagResultWith); names given otherwise have none.
+func (s *store) sources() (map[string]string, error) {
+	m := map[string]string{}
+	_, err := s.readJSON("sources.json", &m)
+	return m, err
+}
+
+// setName points name at image id (id "" removes the name), with no
+// recorded source. Callers hold the exclusive lock.
+func (s *store) setName(name, id string) error { return s.setNameFrom(name, id, "") }
+
+// setNameFrom points name at image id (id "" removes the name) and records
+// source ("" for none) as what defined it. The source is written first: a
+// crash between the two writes leaves the old image under the name, with
+// the source of the build that was moving it there. Callers hold the
 // exclusive lock.
-func (s *store) setName(name, id string) error {
+func (s *store) setNameFrom(name, id, source string) error {
+	src, err := s.sources()
+	if err != nil {
+		return err
+	}
+	if old, ok := src[name]; ok != (source != "") || old != source {
+		if source == "" || id == "" {
+			delete(src, name)
+		} else {
+			src[name] = source
+		}
+		if err := s.writeJSON("sources.json", src); err != nil {
+			return err
+		}
+	}
 	m, err := s.names()
 	if err != nil {
 		return err
