@@ -111,7 +111,8 @@ def server_call(call):
 class ServerCall:
     """A method of a Modal object that needs Modal's servers (d.get, f.remote,
     modal.Sandbox.create...): calling it raises ServerCallError. Its
-    .aio is the same call; other attributes are calls too (f.remote.spawn)."""
+    .aio is the same call; another attribute is a call of its own
+    (Cls.from_name(...)().predict.remote)."""
 
     def __init__(self, label):
         self._label = label
