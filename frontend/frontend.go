@@ -20,6 +20,17 @@
 // run_function's source and globals) is resolved while the file is loaded;
 // README.md lists the recipe forms written.
 //
+// Evaluate does the same for a file or, with Options.Module, for a module
+// imported by its dotted name as `modal run -m pkg.app` imports it, and
+// can also return Meta: for each image, its kind, the name of its
+// modal.App and whether it repeats an earlier image, so that the caller
+// can name the images it builds.
+//
+// The rest of Modal's API is there for the file to import, inert where it
+// would only configure Modal; what needs Modal's servers while the file is
+// read (modal.Sandbox.create(), f.remote()...) fails the load with one line
+// naming the call and the file's line.
+//
 // run_function steps run the function in a build container: WriteRuntime
 // writes the modal package and the runner script for that container, to be
 // mounted read-only at RuntimeDir, and the runner is started as
@@ -30,6 +41,7 @@ import (
 	"bytes"
 	"context"
 	"embed"
+	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -79,7 +91,7 @@ func RunnerCommand(python string) []string {
 	return []string{python, path.Join(RuntimeDir, RunnerScript), RequestPath}
 }
 
-// Options tune LoadWith. The zero value is Load's behaviour.
+// Options tune LoadWith and Evaluate. The zero value is Load's behaviour.
 type Options struct {
 	// Selector keeps only the image of this name (a variable, function or
 	// class name). The default is every image of the file.
@@ -90,12 +102,70 @@ type Options struct {
 	// Output receives what the file prints, and Python's warnings when the
 	// file loads. The default is os.Stderr.
 	Output io.Writer
+	// Module, when set, is a module to import instead of a file, by its
+	// dotted name ("pkg.app", or "pkg.app::NAME" with a selector), as
+	// `modal run -m pkg.app` imports it: the working directory is first on
+	// sys.path (after snapbuild's modal), the module is imported with
+	// importlib.import_module under its dotted name (so its package's
+	// relative imports work), and its `if __name__ == "__main__":` blocks do
+	// not run. The file argument is then ignored. A module that cannot be
+	// found is an *Error saying from which directory to run.
+	Module string
+	// Meta asks Evaluate for Result.Meta, what names the images. The
+	// default leaves Result.Meta empty.
+	Meta bool
+}
+
+// Result is what Evaluate returns.
+type Result struct {
+	// Recipe is the images as recipe JSON, {name: [steps...]}, as Load
+	// returns it.
+	Recipe []byte
+	// Meta describes the images of Recipe, when Options.Meta is set.
+	Meta Meta
+}
+
+// Meta says where the images come from and what they belong to, so that
+// the caller can name them.
+type Meta struct {
+	// Source is the file's absolute path, or the module's dotted name.
+	Source string `json:"source"`
+	// Stem is the file's name without ".py", or the module's dotted name.
+	Stem string `json:"stem"`
+	// Images are the images of the recipe, in its order.
+	Images []ImageMeta `json:"images"`
+}
+
+// The kinds of ImageMeta.
+const (
+	KindImage    = "image"    // a module-level modal.Image variable
+	KindFunction = "function" // the image of an @app.function()
+	KindClass    = "class"    // the image of an @app.cls()
+)
+
+// ImageMeta describes one image of a recipe.
+type ImageMeta struct {
+	// Name is the image's name in the recipe.
+	Name string `json:"name"`
+	// App is the name of the modal.App the image belongs to, or "": for a
+	// function or class, its App's name (modal.App("example-hello")); for
+	// an Image variable, the App of the first function or class that uses
+	// that very image, else the only named App of the module (its global
+	// Apps and the Apps they include). "" when the App has no name or there
+	// is no such App.
+	App string `json:"app"`
+	// Kind is KindImage, KindFunction or KindClass.
+	Kind string `json:"kind"`
+	// SameAs is the name of an earlier image of the recipe with the same
+	// steps, or "".
+	SameAs string `json:"same_as"`
 }
 
 // Error is a failure of the Python side: the file raised (Output holds the
-// traceback), had no such image, or could not be run.
+// traceback), called what needs Modal's servers, had no such image, or
+// could not be run; or the module was not found.
 type Error struct {
-	File   string
+	File   string // the file, or the module (Options.Module)
 	Output string // what Python wrote on stderr
 	Err    error  // the exit status, usually
 }
@@ -122,28 +192,58 @@ func SplitRef(ref string) (file, selector string) {
 
 // Load runs the Modal app file with the host's python3 and returns its
 // images as recipe JSON ({name: [steps...]}); selector, when not empty,
-// keeps only the image of that name. See LoadWith.
+// keeps only the image of that name. See Evaluate.
 func Load(ctx context.Context, file, selector string) ([]byte, error) {
 	return LoadWith(ctx, file, Options{Selector: selector})
 }
 
-// LoadWith is Load with options. The embedded Python tree is written to a
-// private temporary directory, removed before LoadWith returns. Python runs
-// in the caller's working directory and environment, with PYTHONHASHSEED=0
-// unless set (so that run_function's pickled globals are the same from run
-// to run). An *Error carries Python's stderr (the traceback) when the file
-// fails.
+// LoadWith is Load with options: Evaluate's recipe.
 func LoadWith(ctx context.Context, file string, opts Options) ([]byte, error) {
+	opts.Meta = false
+	res, err := Evaluate(ctx, file, opts)
+	if err != nil {
+		return nil, err
+	}
+	return res.Recipe, nil
+}
+
+// Evaluate runs the Modal app file (or imports opts.Module) with the
+// host's python3 and snapbuild's modal package, and returns its images as
+// recipe JSON, with their Meta when opts.Meta is set.
+//
+// The embedded Python tree is written to a private temporary directory,
+// removed before Evaluate returns. Python runs in the caller's working
+// directory and environment, with PYTHONHASHSEED=0 unless set (so that
+// run_function's pickled globals are the same from run to run).
+//
+// Errors: an *Error when the Python side fails. Its Output is Python's
+// stderr: the traceback when the file raised. When the file calls, while it
+// is read, what needs Modal's servers (modal.Sandbox.create(), f.remote(),
+// modal.Dict.from_name("d").get(k)...), Error() is one line that names the
+// call and the file's line:
+//
+//	app.py:12: modal.Sandbox.create() cannot run while snapbuild reads the file (it needs Modal's servers); move it under a function or `if __name__ == "__main__":`
+//
+// An unknown selector, a file without images and a module that is not
+// found are one-line *Errors too. A missing file is os.Stat's error; no
+// python3 on PATH wraps exec.ErrNotFound.
+func Evaluate(ctx context.Context, file string, opts Options) (*Result, error) {
+	label := file
+	if opts.Module != "" {
+		label = "-m " + opts.Module
+	}
 	py := opts.Python
 	if py == "" {
 		var err error
 		if py, err = exec.LookPath("python3"); err != nil {
 			// err wraps exec.ErrNotFound.
-			return nil, fmt.Errorf("%s: reading a Modal app file needs python3 on PATH (snapbuild runs the file with the local Python, as Modal does): %w", file, err)
+			return nil, fmt.Errorf("%s: reading a Modal app file needs python3 on PATH (snapbuild runs the file with the local Python, as Modal does): %w", label, err)
 		}
 	}
-	if _, err := os.Stat(file); err != nil {
-		return nil, err
+	if opts.Module == "" {
+		if _, err := os.Stat(file); err != nil {
+			return nil, err
+		}
 	}
 	dir, err := os.MkdirTemp("", "snapbuild-frontend-")
 	if err != nil {
@@ -154,11 +254,19 @@ func LoadWith(ctx context.Context, file string, opts Options) ([]byte, error) {
 		return nil, err
 	}
 	out := filepath.Join(dir, "recipe.json")
+	meta := filepath.Join(dir, "meta.json")
 	args := []string{filepath.Join(dir, bootstrapScript), "--out", out}
 	if opts.Selector != "" {
 		args = append(args, "--select", opts.Selector)
 	}
-	args = append(args, "--", file)
+	if opts.Meta {
+		args = append(args, "--meta", meta)
+	}
+	if opts.Module != "" {
+		args = append(args, "--module", opts.Module)
+	} else {
+		args = append(args, "--", file)
+	}
 	cmd := exec.CommandContext(ctx, py, args...)
 	cmd.Env = os.Environ()
 	if _, ok := os.LookupEnv("PYTHONHASHSEED"); !ok {
@@ -173,12 +281,25 @@ func LoadWith(ctx context.Context, file string, opts Options) ([]byte, error) {
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("%s: %w", file, ctx.Err())
+			return nil, fmt.Errorf("%s: %w", label, ctx.Err())
 		}
-		return nil, &Error{File: file, Output: stderr.String(), Err: err}
+		return nil, &Error{File: label, Output: stderr.String(), Err: err}
 	}
 	io.Copy(output, &stderr) // warnings
-	return os.ReadFile(out)
+	res := &Result{}
+	if res.Recipe, err = os.ReadFile(out); err != nil {
+		return nil, err
+	}
+	if opts.Meta {
+		data, err := os.ReadFile(meta)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(data, &res.Meta); err != nil {
+			return nil, fmt.Errorf("%s: reading the front end's meta: %w", label, err)
+		}
+	}
+	return res, nil
 }
 
 // WriteRuntime writes what a build container needs to run a run_function

@@ -1,6 +1,7 @@
 package frontend_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -227,5 +228,170 @@ image = modal.Image.debian_slim().run_function(
 	}
 	if len(imgs) != 1 || imgs[0].Image.Err() != nil {
 		t.Errorf("parsed: %v", imgs)
+	}
+}
+
+// writeFiles writes files (path: content) under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestEvaluateModule imports a module of a package that uses relative
+// imports, as `modal run -m pkg.app` does.
+func TestEvaluateModule(t *testing.T) {
+	needPython(t)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	writeFiles(t, dir, map[string]string{
+		"pkg/__init__.py":     "",
+		"pkg/common.py":       "import modal\nbase = modal.Image.debian_slim().apt_install('git')\n",
+		"pkg/sub/__init__.py": "",
+		"pkg/sub/deps.py":     "PACKAGES = ['flask']\n",
+		"pkg/app.py": `import modal
+from . import common
+from .sub.deps import PACKAGES
+
+assert __name__ == "pkg.app", __name__
+app = modal.App("example-hello")
+image = common.base.pip_install(*PACKAGES)
+
+@app.function(image=image)
+def hello():
+    pass
+
+if __name__ == "__main__":
+    raise SystemExit("main ran")
+`,
+	})
+	ctx := context.Background()
+	res, err := frontend.Evaluate(ctx, "", frontend.Options{Module: "pkg.app", Meta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := recipe.Parse(res.Recipe, dir, "pkg.app")
+	if err != nil {
+		t.Fatalf("recipe.Parse: %v\n%s", err, res.Recipe)
+	}
+	var names []string
+	for _, img := range imgs {
+		names = append(names, img.Name)
+	}
+	if want := []string{"image", "hello"}; !reflect.DeepEqual(names, want) {
+		t.Errorf("images %q, want %q", names, want)
+	}
+	want := frontend.Meta{Source: "pkg.app", Stem: "pkg.app", Images: []frontend.ImageMeta{
+		{Name: "image", App: "example-hello", Kind: frontend.KindImage},
+		{Name: "hello", App: "example-hello", Kind: frontend.KindFunction, SameAs: "image"},
+	}}
+	if !reflect.DeepEqual(res.Meta, want) {
+		t.Errorf("meta = %+v, want %+v", res.Meta, want)
+	}
+
+	// A selector after "::"; LoadWith takes Module too.
+	data, err := frontend.LoadWith(ctx, "ignored.py", frontend.Options{Module: "pkg.app::hello"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal(data, &doc); err != nil || len(doc) != 1 || doc["hello"] == nil {
+		t.Errorf("selected: %s %v", data, err)
+	}
+
+	// Not found: one line that says where to run from.
+	t.Chdir(filepath.Join(dir, "pkg"))
+	_, err = frontend.Evaluate(ctx, "", frontend.Options{Module: "pkg.app"})
+	var e *frontend.Error
+	if !errors.As(err, &e) || e.File != "-m pkg.app" || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "-m pkg.app: no module named 'pkg' in the working directory ("+filepath.Join(dir, "pkg")+")") ||
+		!strings.Contains(err.Error(), "run from the directory that holds pkg/") {
+		t.Errorf("module not found: %v", err)
+	}
+}
+
+// TestEvaluateMeta checks the App of each image, and same_as.
+func TestEvaluateMeta(t *testing.T) {
+	needPython(t)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	writeFiles(t, dir, map[string]string{"shop.py": `import modal
+
+app = modal.App("shop")
+other = modal.App()
+
+base = modal.Image.debian_slim().apt_install("git")
+twin = modal.Image.debian_slim().apt_install("git")
+web_image = base.pip_install("flask")
+
+@app.function(image=web_image)
+def web():
+    pass
+
+@other.function(image=base)
+def job():
+    pass
+
+@app.cls()
+class Model:
+    pass
+`})
+	res, err := frontend.Evaluate(context.Background(), "shop.py", frontend.Options{Meta: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := frontend.Meta{Source: filepath.Join(dir, "shop.py"), Stem: "shop", Images: []frontend.ImageMeta{
+		// base's first user is job, of an unnamed App: the only named App.
+		{Name: "base", App: "shop", Kind: frontend.KindImage},
+		{Name: "twin", App: "shop", Kind: frontend.KindImage, SameAs: "base"},
+		{Name: "web_image", App: "shop", Kind: frontend.KindImage},
+		{Name: "web", App: "shop", Kind: frontend.KindFunction, SameAs: "web_image"},
+		{Name: "job", Kind: frontend.KindFunction, SameAs: "base"},
+		{Name: "Model", App: "shop", Kind: frontend.KindClass},
+	}}
+	if !reflect.DeepEqual(res.Meta, want) {
+		t.Errorf("meta =\n%+v\nwant\n%+v", res.Meta, want)
+	}
+	// The recipe is Load's.
+	data, err := frontend.Load(context.Background(), "shop.py", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(data, res.Recipe) {
+		t.Errorf("Evaluate's recipe differs from Load's:\n%s\n%s", res.Recipe, data)
+	}
+	// Without Options.Meta, no meta.
+	res, err = frontend.Evaluate(context.Background(), "shop.py", frontend.Options{})
+	if err != nil || res.Meta.Source != "" || res.Meta.Images != nil {
+		t.Errorf("meta without Options.Meta: %+v %v", res.Meta, err)
+	}
+}
+
+// TestEvaluateServerCall checks that what needs Modal's servers, called
+// while the file is read, is one line naming the call and the file's line.
+func TestEvaluateServerCall(t *testing.T) {
+	needPython(t)
+	dir := t.TempDir()
+	t.Chdir(dir)
+	writeFiles(t, dir, map[string]string{"sandbox.py": `import modal
+
+app = modal.App("sandboxes")
+image = modal.Image.debian_slim()
+
+sb = modal.Sandbox.create("sleep", "10", app=app, image=image)
+`})
+	_, err := frontend.Evaluate(context.Background(), "sandbox.py", frontend.Options{})
+	var e *frontend.Error
+	want := "sandbox.py:6: modal.Sandbox.create() cannot run while snapbuild reads the file (it needs Modal's servers); " +
+		"move it under a function or `if __name__ == \"__main__\":`"
+	if !errors.As(err, &e) || err.Error() != want {
+		t.Errorf("error %q, want %q", err, want)
 	}
 }

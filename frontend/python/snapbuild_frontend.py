@@ -1,6 +1,7 @@
 """snapbuild's Python front end: turns a Modal app file into a recipe.
 
-    python3 snapbuild_frontend.py [--select NAME] [--out FILE] [--list] APP.py[::NAME]
+    python3 snapbuild_frontend.py [--select NAME] [--out FILE] [--meta FILE] [--list]
+                                  (APP.py[::NAME] | --module PKG.MOD[::NAME])
 
 It imports APP.py as `modal deploy APP.py` does, with snapbuild's modal
 package (next to this file) first on sys.path, so that it wins over a real
@@ -9,6 +10,11 @@ sys.path, the module is named after the file's stem (its __name__ is the
 stem, not "__main__", so `if __name__ == "__main__":` blocks do not run) and
 is registered in sys.modules; the working directory is left as it is. No
 byte code is written (a __pycache__ would change what add_local_dir adds).
+
+With --module, it imports the module as `modal run -m PKG.MOD` does: the
+working directory comes next on sys.path, and the module is imported with
+importlib.import_module under its dotted name, so that its package's
+relative imports (`from . import x`) work; `__main__` blocks do not run.
 
 Then it collects the images the file defines, in definition order:
 
@@ -22,14 +28,29 @@ Then it collects the images the file defines, in definition order:
 
 and writes them as JSON, {name: [steps...]}, to --out (default stdout). A
 selector (--select NAME, or APP.py::NAME) keeps only the image of that name.
---list prints the names, one a line.
+--list prints the names, one a line. --meta FILE writes what names the
+images, in the recipe's order:
+
+  {"source": "/abs/APP.py" or "PKG.MOD", "stem": "APP" or "PKG.MOD",
+   "images": [{"name": NAME, "app": APP_NAME or null,
+               "kind": "image" | "function" | "class",
+               "same_as": NAME of an earlier image with the same steps, or null}]}
+
+"app" is, for a function or class, the name of its modal.App (null when the
+App has none); for an Image variable, the name of the App of the first
+function or class that uses that very image, else the name of the only named
+App of the module (its global Apps and the Apps they include), else null.
 
 Exit status: 0 on success; 1 when the file (or what it calls while its
-images are written) raises, after printing the traceback; 2 for a usage
-error, a missing file, an unknown selector or a file without images.
+images are written) raises, after printing the traceback, or when it calls
+what needs Modal's servers (modal.Sandbox.create(), f.remote()...), after
+printing one line naming the call and the line of the file; 2 for a usage
+error, a missing file or module, an unknown selector or a file without
+images.
 """
 
 import argparse
+import importlib
 import importlib.util
 import json
 import os
@@ -37,6 +58,7 @@ import sys
 import traceback
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+_IMPORTLIB = os.path.dirname(os.path.abspath(importlib.__file__)) + os.sep
 
 
 class UsageError(Exception):
@@ -51,6 +73,12 @@ def setup_sys_path(script_dir):
     sys.path[:] = [HERE, script_dir] + rest
 
 
+def setup_module_sys_path():
+    """snapbuild's modal first, then the working directory (modal run -m's sys.path)."""
+    rest = [p for p in sys.path if p not in (HERE, "")]
+    sys.path[:] = [HERE, ""] + rest
+
+
 def import_file(path, stem):
     spec = importlib.util.spec_from_file_location(stem, path)
     module = importlib.util.module_from_spec(spec)
@@ -59,20 +87,25 @@ def import_file(path, stem):
     return module
 
 
+def _machinery(filename):
+    return (
+        filename == os.path.abspath(__file__)
+        or filename.startswith("<frozen importlib")
+        or filename.startswith(_IMPORTLIB)
+    )
+
+
 def _user_traceback(exc):
     """The traceback of exc without this file's frames and the import machinery's."""
     tb = exc.__traceback__
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if name == os.path.abspath(__file__) or name.startswith("<frozen importlib"):
-            tb = tb.tb_next
-            continue
-        break
+    while tb is not None and _machinery(tb.tb_frame.f_code.co_filename):
+        tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def collect(module, modal):
-    """[(name, image)] of the module, in definition order."""
+    """[(name, image, fn)] of the module, in definition order; fn is the
+    function or class of the image (None for an Image variable)."""
     from modal.app import Cls, Function
 
     Image, App = modal.Image, modal.App
@@ -116,12 +149,55 @@ def collect(module, modal):
                 n += 1
                 name = "%s-%d" % (base, n)
         taken.add(name)
-        placed.append((positions.get(var, len(globals_)), name, fn.image))
+        placed.append((positions.get(var, len(globals_)), name, fn.image, fn))
 
-    out = [(positions[var], var, img) for var, img, _ in entries]
+    out = [(positions[var], var, img, None) for var, img, _ in entries]
     out.extend(placed)
     out.sort(key=lambda e: e[0])  # stable: functions of one global keep their order
-    return [(name, img) for _, name, img in out]
+    return [(name, img, fn) for _, name, img, fn in out]
+
+
+def _module_apps(module, App):
+    """The Apps of the module's globals and the Apps they include, once each, in order."""
+    apps, seen = [], set()
+
+    def add(app):
+        if id(app) in seen:
+            return
+        seen.add(id(app))
+        apps.append(app)
+        for other in app._included:
+            add(other)
+
+    for value in vars(module).values():
+        if isinstance(value, App):
+            add(value)
+    return apps
+
+
+def image_meta(module, modal, images, steps):
+    """The "images" list of --meta: images are collect()'s entries to write,
+    steps their recipe steps (in the same order)."""
+    from modal.app import Cls
+
+    fns = [fn for _, _, fn in collect(module, modal) if fn is not None]
+    named = {app.name for app in _module_apps(module, modal.App) if app.name is not None}
+    only_app = named.pop() if len(named) == 1 else None
+    keys = []
+    out = []
+    for (name, img, fn), st in zip(images, steps):
+        if fn is not None:
+            kind = "class" if isinstance(fn, Cls) else "function"
+            app = fn.app.name
+        else:
+            kind = "image"
+            user = next((f for f in fns if f.image is img), None)
+            app = user.app.name if user is not None and user.app.name is not None else only_app
+        key = json.dumps(st, sort_keys=True)
+        same = next((n for n, k in keys if k == key), None)
+        keys.append((name, key))
+        out.append({"name": name, "app": app, "kind": kind, "same_as": same})
+    return out
 
 
 def main(argv=None):
@@ -129,24 +205,61 @@ def main(argv=None):
     # with add_local_dir would change between two builds.
     sys.dont_write_bytecode = True
     p = argparse.ArgumentParser(prog="snapbuild_frontend.py", description="Write the recipe of a Modal app file.")
-    p.add_argument("file", help="the app file, APP.py or APP.py::NAME")
+    p.add_argument("file", nargs="?", help="the app file, APP.py or APP.py::NAME")
+    p.add_argument("--module", "-m", default="", help="import this module (PKG.MOD or PKG.MOD::NAME) instead of a file")
     p.add_argument("--select", default="", help="keep only the image of this name")
     p.add_argument("--out", default="-", help="where to write the JSON recipe (default: stdout)")
+    p.add_argument("--meta", default="", help="where to write the images' names, Apps and kinds as JSON")
     p.add_argument("--list", action="store_true", help="print the image names instead")
     args = p.parse_args(argv)
+    if bool(args.file) == bool(args.module):
+        p.error("give an app file or --module, not both" if args.file else "give an app file or --module MODULE")
 
-    file, selector = args.file, args.select
-    if "::" in file:
-        file, sel = file.split("::", 1)
+    ref, selector = args.module or args.file, args.select
+    if "::" in ref:
+        ref, sel = ref.split("::", 1)
         selector = selector or sel
     try:
-        return run(file, selector, args.out, args.list)
+        if args.module:
+            module, source, stem, label = load_module(ref)
+        else:
+            module, source, stem, label = load_file(ref)
+        if module is None:
+            return 1
+        return write(module, source, stem, label, selector, args.out, args.meta, args.list)
     except UsageError as exc:
         print("snapbuild: %s" % exc, file=sys.stderr)
         return 2
 
 
-def run(file, selector, out, list_only):
+def _prepare():
+    """Imports snapbuild's modal (first on sys.path) and returns it."""
+    import modal  # snapbuild's, from HERE
+
+    if not getattr(modal, "__snapbuild__", False):
+        raise UsageError("imported %s instead of snapbuild's modal" % getattr(modal, "__file__", "another modal"))
+    return modal
+
+
+def _report(exc, label, relative_hint=None):
+    """Prints what the file raised: one line for a call that needs Modal's
+    servers, else the traceback. Returns the exit status."""
+    from modal._cloud import ServerCallError
+
+    if isinstance(exc, SystemExit):
+        print("snapbuild: %s exited (status %s) while being imported" % (label, exc.code), file=sys.stderr)
+    elif isinstance(exc, ServerCallError):
+        print("snapbuild: %s" % exc, file=sys.stderr)
+    elif relative_hint and isinstance(exc, ImportError) and "attempted relative import with no known parent package" in str(exc):
+        sys.stderr.write(_user_traceback(exc))
+        print("snapbuild: %s" % relative_hint, file=sys.stderr)
+    else:
+        sys.stderr.write(_user_traceback(exc))
+    return 1
+
+
+def load_file(file):
+    """(module, source, stem, label) of an app file; module is None when it raised (reported)."""
     path = os.path.abspath(file)
     if not os.path.isfile(path):
         raise UsageError("%s: no such file" % file)
@@ -160,47 +273,98 @@ def run(file, selector, out, list_only):
         raise UsageError("%s: a file named modal.py would hide the modal package; rename it" % file)
 
     setup_sys_path(os.path.dirname(os.path.realpath(path)))
-    import modal  # snapbuild's, from HERE
+    _prepare()
     from modal import _state
-    from modal._image import recipe_steps
 
-    if not getattr(modal, "__snapbuild__", False):
-        raise UsageError("imported %s instead of snapbuild's modal" % getattr(modal, "__file__", "another modal"))
     _state.build_file = path
     sys.argv = [path]
-
     try:
-        module = import_file(path, stem)
-    except SystemExit as exc:
-        print("snapbuild: %s exited (status %s) while being imported" % (file, exc.code), file=sys.stderr)
-        return 1
+        return import_file(path, stem), path, stem, file
     except BaseException as exc:  # noqa: BLE001 (report whatever the file raised)
-        sys.stderr.write(_user_traceback(exc))
-        return 1
+        rel = os.path.relpath(path)
+        dotted = rel[: -len(".py")].replace(os.sep, ".") if rel.endswith(".py") and not rel.startswith("..") else ""
+        hint = (
+            "%s uses relative imports, so it is a module of a package: read it in module mode, "
+            "`snapbuild build -m %s`, from the directory that holds the package"
+            % (file, dotted or "PKG.%s" % stem)
+        )
+        _report(exc, file, hint)
+        return None, None, None, None
+
+
+def _valid_module_name(name):
+    return bool(name) and all(part.isidentifier() for part in name.split("."))
+
+
+def load_module(name):
+    """(module, source, stem, label) of a module imported by its dotted name
+    (modal run -m); module is None when it raised (reported)."""
+    if not _valid_module_name(name):
+        raise UsageError("-m %s: not a module name (PKG.MODULE, as for python -m)" % name)
+    setup_module_sys_path()
+    _prepare()
+    from modal import _state
+
+    sys.argv = [name]
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        parts = name.split(".")
+        prefixes = {".".join(parts[: i + 1]) for i in range(len(parts))}
+        if exc.name in prefixes:
+            raise UsageError(_not_found(name, exc.name)) from None
+        _report(exc, name)  # a module that the module imports is missing
+        return None, None, None, None
+    except BaseException as exc:  # noqa: BLE001 (report whatever the module raised)
+        _report(exc, name)
+        return None, None, None, None
+    path = getattr(module, "__file__", None)
+    if path:
+        _state.build_file = os.path.abspath(path)
+    return module, name, name, name
+
+
+def _not_found(name, missing):
+    top = name.split(".")[0]
+    if missing == top:
+        return (
+            "-m %s: no module named %r in the working directory (%s) nor elsewhere on sys.path; "
+            "run from the directory that holds %s/, as with `modal run -m`" % (name, top, os.getcwd(), top)
+        )
+    parent, _, child = missing.rpartition(".")
+    pkg = sys.modules.get(parent)
+    locs = list(getattr(pkg, "__path__", []) or [])
+    return "-m %s: package %s (%s) has no module %r" % (name, parent, ", ".join(locs) or "no directory", child)
+
+
+def write(module, source, stem, label, selector, out, meta, list_only):
+    """Writes the recipe (and the meta) of the imported module; returns the exit status."""
+    import modal
+    from modal._image import recipe_steps
 
     images = collect(module, modal)
-    names = [n for n, _ in images]
+    names = [n for n, _, _ in images]
     if list_only:
         sys.stdout.write("".join(n + "\n" for n in names))
         return 0
     if not images:
         raise UsageError(
             "%s defines no image: assign a modal.Image to a module-level variable, "
-            "or use one in @app.function(image=...)" % file
+            "or use one in @app.function(image=...)" % label
         )
     if selector:
-        images = [(n, img) for n, img in images if n == selector]
+        images = [e for e in images if e[0] == selector]
         if not images:
-            raise UsageError("%s has no image named %r; its images: %s" % (file, selector, ", ".join(names)))
+            raise UsageError("%s has no image named %r; its images: %s" % (label, selector, ", ".join(names)))
 
     recipe = {}
     memo = {}
-    for name, img in images:
+    for name, img, _ in images:
         try:
             recipe[name] = recipe_steps(img, memo)
         except BaseException as exc:  # noqa: BLE001
-            sys.stderr.write(_user_traceback(exc))
-            print("snapbuild: while writing the recipe of image %r of %s" % (name, file), file=sys.stderr)
+            _report(exc, label)
+            print("snapbuild: while writing the recipe of image %r of %s" % (name, label), file=sys.stderr)
             return 1
 
     data = json.dumps(recipe, indent=1, ensure_ascii=False) + "\n"
@@ -209,6 +373,15 @@ def run(file, selector, out, list_only):
     else:
         with open(out, "w", encoding="utf-8") as f:
             f.write(data)
+    if meta:
+        doc = {
+            "source": source,
+            "stem": stem,
+            "images": image_meta(module, modal, images, [recipe[n] for n, _, _ in images]),
+        }
+        with open(meta, "w", encoding="utf-8") as f:
+            json.dump(doc, f, indent=1, ensure_ascii=False)
+            f.write("\n")
     return 0
 
 

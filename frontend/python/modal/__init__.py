@@ -5,8 +5,11 @@ first on sys.path, so `import modal` finds it even where the real modal is
 installed. modal.Image records method chains that snapbuild builds locally;
 modal.App, Secret, Volume, FilePatternMatcher, gpu and exception follow
 Modal's signatures. Everything else an app file may touch at import time is
-inert (see _inert.py), and what cannot be done locally (.remote(), Mount,
-network file systems, cloud buckets) fails with a message saying so.
+there too (see _api.py): references to objects on Modal's servers
+(Dict.from_name...) are made as in Modal, plain values (Retries, Cron...)
+keep their arguments, and anything else is inert (_inert.py). What cannot be
+done locally (f.remote(), Sandbox.create(), d.get(k); Mount, network file
+systems, cloud buckets) fails with a message saying so (_cloud.py).
 
 The same package is mounted read-only at /.snapbuild/python in build
 containers, where snapbuild_run_function.py imports the app's module to run
@@ -15,7 +18,7 @@ an Image.run_function step; there modal.is_local() is False.
 
 import sys as _sys
 
-from . import _inert, _state
+from . import _api, _inert, _state
 from . import exception, gpu  # noqa: F401 (public submodules)
 from ._image import AUTO_DOCKERIGNORE, Image  # noqa: F401
 from .app import App, Cls, Function, Stub  # noqa: F401
@@ -50,11 +53,10 @@ def is_local():
 
 
 def __getattr__(name):
-    # Modal names snapbuild does not model (Dict, Queue, Cron, Retries,
-    # Sandbox, enable_output...): inert stand-ins.
-    if not _inert.public(name):
-        raise AttributeError(name)
-    value = _inert.Inert(name)
+    # The rest of Modal's API (Dict, Queue, Sandbox, FunctionCall, Retries,
+    # Cron, forward, enable_output..., and the submodules: modal.config,
+    # modal.runner...): see _api.
+    value = _api.top_level(name)
     setattr(_sys.modules[__name__], name, value)
     return value
 

@@ -26,10 +26,9 @@ import os
 import pickle
 import sys
 import types
-import warnings
 from pathlib import Path, PurePosixPath
 
-from . import _state
+from . import _cloud, _state
 from .exception import InvalidError, LocalFunctionError, ModuleNotMountable
 from .file_pattern_matcher import NON_PYTHON_FILES, escape
 from .gpu import GPUConfigRepr
@@ -804,7 +803,7 @@ class Image:
         except Exception as exc:
             self.inside_exceptions.append(exc)
             if not isinstance(exc, ImportError):
-                warnings.warn("Warning: caught a non-ImportError exception in an `imports()` block: %r" % (exc,))
+                _cloud.warn("Warning: caught a non-ImportError exception in an `imports()` block: %r" % (exc,))
 
 
 def _step_options(args, force_build, env=None, secrets=None, gpu=None):

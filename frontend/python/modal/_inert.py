@@ -63,12 +63,14 @@ def public(name):
 
 
 class InertModule(types.ModuleType):
-    """A modal submodule that snapbuild does not provide: every public name is inert."""
+    """A modal submodule that the shim has no file for (modal.sandbox,
+    modal.dict, modal.runner...): its names are _api's (server classes and
+    functions, plain values), and every other public name is inert."""
 
     def __getattr__(self, name):
-        if not public(name):
-            raise AttributeError(name)
-        value = Inert(self.__name__[len("modal."):] + "." + name)
+        from . import _api  # noqa: PLC0415 (_api imports the shim's modules)
+
+        value = _api.lookup(self.__name__, name)
         setattr(self, name, value)
         return value
 

@@ -2,28 +2,55 @@
 
 @app.function(image=...) and @app.cls(...) return wrappers that remember the
 function (or class), its image and its options; the front end collects their
-images. Nothing runs remotely: .remote(), .spawn() and .map() fail with a
-clear message, .local() and calling the wrapper run the function here.
+images. Nothing runs remotely: .remote(), .spawn(), .map() and
+App.deploy() raise _cloud.ServerCallError (one line naming the call and the
+user's line); .local() and calling the wrapper run the function here.
 local_entrypoint() is inert, and app.run() is an inert context manager.
 """
 
 import contextlib
 import functools
 
-from . import _state
+from . import _api, _cloud, _state
 from ._image import Image
 from ._object import InertAttrs
-from .exception import ExecutionError, InvalidError
+from .exception import InvalidError
 
 
-def _no_cloud(what):
-    raise ExecutionError(
-        "snapbuild: %s needs Modal's cloud; snapbuild only builds images (run one with `snapbuild run NAME`)" % what
-    )
+# References to deployed functions and classes (Function.from_name,
+# Cls.from_name): lazy in Modal, so they are made; using one needs the servers.
+_FunctionRef = _cloud.server_class("Function", "modal.functions", lazy=("from_name", "from_id"))
+_ClsRef = _cloud.server_class("Cls", "modal.cls", lazy=("from_name",), callable_=True)
+
+# Methods of a registered function or class method that run on Modal.
+_REMOTE_METHODS = frozenset(
+    "remote remote_gen spawn spawn_map map starmap for_each get_web_url get_current_stats "
+    "hydrate keep_warm update_autoscaler".split()
+)
+# Properties that Modal's servers answer: reading one raises.
+_REMOTE_PROPERTIES = frozenset(["web_url"])
+
+
+def _remote_attr(label, name):
+    if name in _REMOTE_PROPERTIES:
+        _cloud.server_call("%s.%s" % (label, name))
+    return _cloud.ServerCall("%s.%s" % (label, name))
 
 
 class Function(metaclass=InertAttrs):
-    """A function registered with @app.function() (modal.Function)."""
+    """A function registered with @app.function() (modal.Function).
+
+    .local() and calling it run the function here; .remote(), .spawn(),
+    .map() and the other methods that run on Modal raise ServerCallError.
+    """
+
+    from_name = staticmethod(_FunctionRef.from_name)
+    from_id = staticmethod(_FunctionRef.from_id)
+
+    @staticmethod
+    def lookup(*args, **kwargs):
+        """Deprecated in Modal: looks the function up on Modal's servers."""
+        _cloud.server_call("modal.Function.lookup(%s)" % _cloud.args_repr(args, kwargs))
 
     def __init__(self, app, raw_f, image, name, options):
         self._app = app
@@ -56,33 +83,81 @@ class Function(metaclass=InertAttrs):
     def __call__(self, *args, **kwargs):
         return self._raw_f(*args, **kwargs)
 
-    def remote(self, *args, **kwargs):
-        _no_cloud("%s.remote()" % self._name)
+    def with_options(self, **kwargs):
+        return self
 
-    def remote_gen(self, *args, **kwargs):
-        _no_cloud("%s.remote_gen()" % self._name)
-
-    def spawn(self, *args, **kwargs):
-        _no_cloud("%s.spawn()" % self._name)
-
-    def map(self, *args, **kwargs):
-        _no_cloud("%s.map()" % self._name)
-
-    def starmap(self, *args, **kwargs):
-        _no_cloud("%s.starmap()" % self._name)
-
-    def for_each(self, *args, **kwargs):
-        _no_cloud("%s.for_each()" % self._name)
-
-    def get_web_url(self):
-        _no_cloud("%s.get_web_url()" % self._name)
+    def __getattr__(self, name):
+        if name in _REMOTE_METHODS or name in _REMOTE_PROPERTIES:
+            return _remote_attr(self._name, name)
+        raise AttributeError("%r object has no attribute %r" % (type(self).__name__, name))
 
     def __repr__(self):
         return "modal.Function(%s)" % self._name
 
 
+class _Method:
+    """A method of an instance of a registered class (Model().generate):
+    .local() and calling it run it here; .remote() and the like raise."""
+
+    def __init__(self, label, get_bound):
+        self._label = label
+        self._get_bound = get_bound
+
+    def local(self, *args, **kwargs):
+        return self._get_bound()(*args, **kwargs)
+
+    def __call__(self, *args, **kwargs):
+        return self._get_bound()(*args, **kwargs)
+
+    def __getattr__(self, name):
+        if name in _REMOTE_METHODS or name in _REMOTE_PROPERTIES:
+            return _remote_attr(self._label, name)
+        return getattr(self._get_bound(), name)
+
+
+class _Obj:
+    """An instance of a registered class (modal.cls.Obj): the user's class is
+    instantiated on first use, as in Modal; its methods are _Methods."""
+
+    def __init__(self, cls, args, kwargs):
+        self._cls = cls
+        self._args = args
+        self._kwargs = kwargs
+        self._instance = None
+
+    def _get(self):
+        if self._instance is None:
+            self._instance = self._cls._user_cls(*self._args, **self._kwargs)
+        return self._instance
+
+    def with_options(self, **kwargs):
+        return self
+
+    def __getattr__(self, name):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        attr = getattr(self._cls._user_cls, name, None)
+        if not callable(attr) or isinstance(attr, type):
+            return getattr(self._get(), name)
+        return _Method("%s().%s" % (self._cls._name, name), lambda: getattr(self._get(), name))
+
+    def __repr__(self):
+        return "modal.Cls(%s)()" % self._cls._name
+
+
 class Cls(metaclass=InertAttrs):
-    """A class registered with @app.cls() (modal.Cls)."""
+    """A class registered with @app.cls() (modal.Cls).
+
+    Calling it gives an instance whose methods run here with .local() (or a
+    plain call); .remote(), .spawn() and .map() raise ServerCallError.
+    """
+
+    from_name = staticmethod(_ClsRef.from_name)
+
+    @staticmethod
+    def lookup(*args, **kwargs):
+        """Deprecated in Modal: looks the class up on Modal's servers."""
+        _cloud.server_call("modal.Cls.lookup(%s)" % _cloud.args_repr(args, kwargs))
 
     def __init__(self, app, user_cls, image, name, options):
         self._app = app
@@ -104,8 +179,8 @@ class Cls(metaclass=InertAttrs):
         return self._user_cls
 
     def __call__(self, *args, **kwargs):
-        """An instance of the class, made here."""
-        return self._user_cls(*args, **kwargs)
+        """An instance of the class (the user's class is instantiated on first use)."""
+        return _Obj(self, args, kwargs)
 
     def __getattr__(self, name):
         if name.startswith("__"):
@@ -114,6 +189,9 @@ class Cls(metaclass=InertAttrs):
 
     def with_options(self, **kwargs):
         return self
+
+    with_concurrency = with_options
+    with_batching = with_options
 
     def __repr__(self):
         return "modal.Cls(%s)" % self._name
@@ -213,7 +291,13 @@ class App(metaclass=InertAttrs):
             self.app_id = None
 
     def deploy(self, *args, **kwargs):
-        _no_cloud("App.deploy()")
+        """Deploys the App on Modal: raises ServerCallError."""
+        _cloud.server_call("%s.deploy()" % ("app" if self._name is None else "modal.App(%r)" % self._name))
+
+    @staticmethod
+    def lookup(name, *args, **kwargs):
+        """Looks a deployed App up on Modal's servers: raises ServerCallError."""
+        _cloud.server_call("modal.App.lookup(%r)" % (name,))
 
     def include(self, other_app):
         """Adds the functions and classes of another App."""
@@ -237,3 +321,6 @@ class App(metaclass=InertAttrs):
 # Modal's old name, removed in Modal 1.0.
 class Stub(App):
     """Deprecated name of modal.App."""
+
+
+__getattr__ = _api.module_getattr(__name__)  # the rest of the module: see _api

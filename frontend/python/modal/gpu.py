@@ -4,8 +4,7 @@ gpu= takes a string ("T4", "a100:2", "A100-80GB:4"), None, or (deprecated)
 one of these objects: modal.gpu.A100(count=2) is "A100:2".
 """
 
-import warnings
-
+from . import _cloud
 from .exception import DeprecationError, InvalidError
 
 
@@ -13,10 +12,9 @@ class _GPUConfig:
     gpu_type = ""
 
     def __init__(self, *, count=1):
-        warnings.warn(
+        _cloud.warn(
             "modal.gpu.%s is deprecated: use the string form, gpu=%r" % (type(self).__name__, self._string(count)),
             DeprecationError,
-            stacklevel=3,
         )
         self.count = count
 

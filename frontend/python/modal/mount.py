@@ -1,5 +1,6 @@
 """modal.Mount: removed in Modal 1.0, and not supported by snapbuild."""
 
+from . import _api
 from .exception import InvalidError
 
 _MESSAGE = (
@@ -20,3 +21,6 @@ class Mount(metaclass=_MountMeta):
 
     def __init__(self, *args, **kwargs):
         raise InvalidError(_MESSAGE)
+
+
+__getattr__ = _api.module_getattr(__name__)  # the rest of the module: see _api

@@ -5,6 +5,8 @@ none of it, so each returns what it decorates unchanged. Both @modal.x and
 @modal.x(...) work.
 """
 
+from . import _api
+
 
 def _inert_decorator(name):
     def decorator(_warn_parentheses_missing=None, **kwargs):
@@ -41,3 +43,6 @@ def web_server(port=None, **kwargs):
 def parameter(*, default=None, init=True):
     """modal.parameter(): a class parameter; in snapbuild, its default."""
     return default
+
+
+__getattr__ = _api.module_getattr(__name__)  # the rest of the module: see _api

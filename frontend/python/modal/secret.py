@@ -9,7 +9,7 @@ definition (its cache key) holds.
 
 import os
 
-from . import _state
+from . import _api, _state
 from ._object import InertAttrs
 from .exception import InvalidError
 
@@ -112,3 +112,6 @@ def _find_dotenv(path, filename):
         if parent == d:
             return ""
         d = parent
+
+
+__getattr__ = _api.module_getattr(__name__)  # the rest of the module: see _api

@@ -7,6 +7,7 @@ container the Volume methods (commit, reload...) do nothing: writes go
 straight to the host directory.
 """
 
+from . import _api
 from ._inert import Inert, public
 from ._object import InertAttrs
 from .exception import InvalidError
@@ -83,3 +84,6 @@ class NetworkFileSystem(metaclass=InertAttrs):
             "snapbuild: network_file_systems (modal.NetworkFileSystem %r) cannot be mounted in a local build; "
             "use a modal.Volume (a host directory) instead" % self._name
         )
+
+
+__getattr__ = _api.module_getattr(__name__)  # the rest of the module: see _api
