@@ -359,6 +359,9 @@ func (b *Builder) volumeDir(v Volume) (string, error) {
 	if !v.CreateIfMissing {
 		return "", fmt.Errorf("Volume '%s' not found: create it with create_if_missing=True (a directory %s)", v.Name, dir)
 	}
+	if b.plan != nil {
+		return dir, nil // a dry run makes nothing
+	}
 	return dir, os.MkdirAll(dir, 0o755)
 }
 

@@ -166,17 +166,19 @@ func TestExamples(t *testing.T) {
 	if res.code != 0 {
 		t.Fatalf("build examples/*.py: exit %d\n%s", res.code, tail(res.stderr, 30))
 	}
-	for _, n := range []string{"web_image", "serve", "model_image", "predict", "source_image", "shout"} {
+	// Names are PROJECT:NAME, the project being the file's modal.App name.
+	for _, n := range []string{"example-web-app:web_image", "example-web-app:serve", "example-model-download:model_image",
+		"example-model-download:predict", "example-local-source:source_image", "example-local-source:shout"} {
 		if !strings.Contains(res.stdout, n+" im-") {
 			t.Errorf("build examples/*.py did not name image %s:\n%s", n, res.stdout)
 		}
 	}
-	out := r.ok("run", "serve", "sh", "-c", `pwd; echo "$GREETING"; command -v curl; python -c 'import snapapp; print(snapapp.VALUE)'`)
+	out := r.ok("run", "example-web-app:serve", "sh", "-c", `pwd; echo "$GREETING"; command -v curl; python -c 'import snapapp; print(snapapp.VALUE)'`)
 	if out.stdout != "/app\nhello\n/usr/bin/curl\napp-ok\n" {
 		t.Errorf("web_app image: %q", out.stdout)
 	}
 
-	out = r.ok("run", "model_image", "sh", "-c", "cat /models/tiny-model.bin /models/tiny-model.json; echo; echo $MODEL_DIR; test -e /cache || echo no-cache")
+	out = r.ok("run", "example-model-download:model_image", "sh", "-c", "cat /models/tiny-model.bin /models/tiny-model.json; echo; echo $MODEL_DIR; test -e /cache || echo no-cache")
 	if want := "weights of tiny-model at v1\n{\"name\": \"tiny-model\", \"revision\": \"v1\", \"token_length\": 9}\n/models\nno-cache\n"; out.stdout != want {
 		t.Errorf("model_download image:\n%s\nwant:\n%s", out.stdout, want)
 	}
@@ -187,10 +189,10 @@ func TestExamples(t *testing.T) {
 
 	// One image by name: app.py::NAME.
 	res = r.run("", "build", filepath.Join(examples, "local_source.py")+"::source_image", "--progress", "plain")
-	if res.code != 0 || !strings.Contains(res.stdout, "source_image im-") || strings.Contains(res.stdout, "shout im-") {
+	if res.code != 0 || !strings.Contains(res.stdout, "example-local-source:source_image im-") || strings.Contains(res.stdout, "shout im-") {
 		t.Fatalf("build local_source.py::source_image: exit %d\n%s\n%s", res.code, res.stdout, tail(res.stderr, 20))
 	}
-	out = r.ok("run", "source_image", "sh", "-c", "cat /root/built; find /root/mylib -name '*.py' | sort; test -e /root/mylib/notes.txt || echo no-notes")
+	out = r.ok("run", "example-local-source:source_image", "sh", "-c", "cat /root/built; find /root/mylib -name '*.py' | sort; test -e /root/mylib/notes.txt || echo no-notes")
 	if out.stdout != "BUILT!\n/root/mylib/__init__.py\n/root/mylib/text.py\nno-notes\n" {
 		t.Errorf("local_source image: %q", out.stdout)
 	}

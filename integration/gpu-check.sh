@@ -185,7 +185,7 @@ def count_gpus():
 gpu_fn = modal.Image.debian_slim(python_version="3.11").run_function(count_gpus, gpu="any")
 EOF
 bin_abs=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
-if (cd "$work" && "$bin_abs" build gpu_fn.py --root "$store" --progress plain) >"$work/build-fn.log" 2>&1; then
+if (cd "$work" && "$bin_abs" build gpu_fn.py -t gpu_fn --root "$store" --progress plain) >"$work/build-fn.log" 2>&1; then
 	pass "run_function with gpu=any loading libcuda"
 	if out=$(sb run gpu_fn cat /cuda-devices.txt 2>&1) && [ "${out:-0}" -ge 1 ] 2>/dev/null; then
 		pass "the function counted $out CUDA device(s)"

@@ -154,6 +154,7 @@ type runner struct {
 	user string // "" = the current user
 	root string // --root
 	env  []string
+	dir  string // working directory; "" = the test's
 }
 
 func (r runner) cmd(ctx context.Context, args ...string) *exec.Cmd {
@@ -176,6 +177,7 @@ func (r runner) cmd(ctx context.Context, args ...string) *exec.Cmd {
 		cmd = exec.CommandContext(ctx, full[0], full[1:]...)
 		cmd.Env = append(os.Environ(), r.env...)
 	}
+	cmd.Dir = r.dir
 	return cmd
 }
 

@@ -1,7 +1,7 @@
 // Command snapbuild builds container images locally, rootless and offline,
 // from recipes written with modal.Image's methods.
 //
-//	snapbuild build FILE [IMAGE...] [-t NAME] [--progress plain|tty|json] [--force-build]
+//	snapbuild build FILE [IMAGE...] | APP.py[::NAME] | -m PKG.MODULE [-t NAME] [--print[=json]] [flags]
 //	snapbuild run NAME [-- CMD...]
 //	snapbuild images | inspect NAME | rm NAME | export NAME DEST
 //
@@ -18,7 +18,6 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -27,8 +26,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/snapbuild/snapbuild"
-	"github.com/snapbuild/snapbuild/frontend"
-	"github.com/snapbuild/snapbuild/recipe"
 	"github.com/snapbuild/snapbuild/sandbox"
 )
 
@@ -38,7 +35,12 @@ Usage:
   snapbuild [--root DIR] COMMAND ...
   snapbuild build RECIPE.yaml [IMAGE...] [-t NAME] [flags]
   snapbuild build APP.py[::NAME]... [-t NAME] [flags]
-      flags: [--progress plain|tty|json] [--force-build] [--network host|none] [--mirror URL] [--cdi-spec-dir DIR]
+  snapbuild build -m PKG.MODULE[::NAME] [-t NAME] [flags]
+      flags: [--print[=json]] [--replace] [--progress auto|plain|tty|json] [--force-build]
+             [--network host|none] [--mirror URL] [--cdi-spec-dir DIR]
+      A Modal file's images are named PROJECT:NAME (PROJECT: its modal.App's name, else the
+      file's stem); -t NAME names the image when the file defines one (functions using the
+      module's image share it). --print shows each step's cache state and key, builds nothing.
   snapbuild run [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
   snapbuild images [--json]
   snapbuild inspect NAME
@@ -177,156 +179,6 @@ func newBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, erro
 		opts = append(opts, snapbuild.WithRoot(root))
 	}
 	return snapbuild.NewBuilder(opts...)
-}
-
-func cmdBuild(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("build", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	tag := fs.String("t", "", "name of the image (single-image recipes)")
-	progress := fs.String("progress", "auto", "plain, tty, json or auto")
-	force := fs.Bool("force-build", false, "rebuild every step")
-	network := fs.String("network", "host", "network of RUN steps: host or none")
-	mirror := fs.String("mirror", "", "Debian archive for debian_slim bases")
-	reg := addRegistryFlags(fs)
-	var cdiDirs listFlag
-	fs.Var(&cdiDirs, "cdi-spec-dir", "directory of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
-	pos, _, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	if len(pos) == 0 {
-		return errors.New("build: give a recipe file or a Python file: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME]")
-	}
-	var imgs []recipe.Image
-	if isPythonRef(pos[0]) {
-		// snapbuild build a.py b.py::name ...: every argument is a Python file.
-		from := map[string]string{}
-		for _, p := range pos {
-			if !isPythonRef(p) {
-				return fmt.Errorf("build: %s: after a Python file, give more Python files (pick an image with FILE.py::NAME)", p)
-			}
-			more, err := loadDefinitions(ctx, p, *tag)
-			if err != nil {
-				return err
-			}
-			for _, im := range more {
-				if other, dup := from[im.Name]; dup {
-					return fmt.Errorf("build: image %q is defined by %s and by %s: build them one at a time, or pick one with FILE.py::NAME", im.Name, other, p)
-				}
-				from[im.Name] = p
-			}
-			imgs = append(imgs, more...)
-		}
-		pos = pos[:1]
-	} else if imgs, err = loadDefinitions(ctx, pos[0], *tag); err != nil {
-		return err
-	}
-	if *tag != "" && len(imgs) > 1 {
-		return fmt.Errorf("build: -t names the image of a single-image recipe; %s holds %d named images", pos[0], len(imgs))
-	}
-	for _, im := range imgs {
-		if err := snapbuild.ValidateName(im.Name); err != nil {
-			if *tag == "" && len(imgs) == 1 {
-				return fmt.Errorf("build: the image is named after the recipe file: %w; name it with -t NAME", err)
-			}
-			return fmt.Errorf("build: %w", err)
-		}
-	}
-	if want := pos[1:]; len(want) > 0 {
-		var sel []recipe.Image
-		for _, w := range want {
-			found := false
-			for _, im := range imgs {
-				if im.Name == w {
-					sel, found = append(sel, im), true
-				}
-			}
-			if !found {
-				return fmt.Errorf("build: %s has no image %q", pos[0], w)
-			}
-		}
-		imgs = sel
-	}
-	p, err := progressFor(*progress)
-	if err != nil {
-		return err
-	}
-	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network))}
-	if *force {
-		opts = append(opts, snapbuild.WithForceBuild(true))
-	}
-	if *mirror != "" {
-		opts = append(opts, snapbuild.WithDebianMirror(*mirror))
-	}
-	regOpts, err := reg.options()
-	if err != nil {
-		return err
-	}
-	opts = append(opts, regOpts...)
-	if len(cdiDirs) > 0 {
-		abs := make([]string, len(cdiDirs))
-		for i, d := range cdiDirs {
-			if abs[i], err = filepath.Abs(d); err != nil {
-				return err
-			}
-		}
-		opts = append(opts, snapbuild.WithCDISpecDirs(abs...))
-	}
-	b, err := newBuilder(*root, opts...)
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	for _, im := range imgs {
-		res, err := b.Build(ctx, im.Image)
-		if err != nil {
-			return fmt.Errorf("build %s: %w", im.Name, err)
-		}
-		if err := b.TagResult(im.Name, res); err != nil {
-			return err
-		}
-		if *progress == "json" {
-			json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": im.Name, "id": res.ID,
-				"manifest": res.Manifest.Digest, "stats": res.Stats, "peakRSSKiB": peakRSSKiB()})
-		} else {
-			fmt.Printf("%s %s %s (%d steps, %d cached, %d containers)\n", im.Name, res.ID, res.Manifest.Digest,
-				res.Stats.Steps, res.Stats.Cached, res.Stats.ContainersStarted)
-		}
-	}
-	return nil
-}
-
-// isPythonRef reports whether arg names a Python file: FILE.py or FILE.py::NAME.
-func isPythonRef(arg string) bool {
-	file, _ := frontend.SplitRef(arg)
-	return strings.HasSuffix(file, ".py")
-}
-
-// loadDefinitions reads a recipe file, or runs a Python file (FILE.py or
-// FILE.py::NAME) that defines modal.Image chains with the bundled modal
-// front end; its local paths are relative to the working directory, as in
-// Modal.
-func loadDefinitions(ctx context.Context, arg, tag string) ([]recipe.Image, error) {
-	if !isPythonRef(arg) {
-		return recipe.Load(arg, tag)
-	}
-	file, selector := frontend.SplitRef(arg)
-	data, err := frontend.Load(ctx, file, selector)
-	if err != nil {
-		return nil, err
-	}
-	cwd, err := os.Getwd()
-	if err != nil {
-		return nil, err
-	}
-	imgs, err := recipe.ParseGenerated(data, cwd, strings.TrimSuffix(filepath.Base(file), ".py"))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", arg, err)
-	}
-	if tag != "" && len(imgs) == 1 {
-		imgs[0].Name = tag
-	}
-	return imgs, nil
 }
 
 func progressFor(mode string) (snapbuild.Progress, error) {

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/snapbuild/snapbuild"
+	"github.com/snapbuild/snapbuild/frontend"
+	"github.com/snapbuild/snapbuild/recipe"
+)
+
+// definition is one image a build command names: a recipe's image, or an
+// image of a Modal file or module.
+type definition struct {
+	name   string // the store-wide name it gets
+	label  string // how the user selects it: "app.py::image", "hello.yaml::hello"
+	source string // what defined it, recorded with the name (TagOptions.Source)
+	image  snapbuild.Image
+	steps  []byte // its recipe steps as compact JSON: equal steps, equal image
+	dir    string // where its relative local paths start
+}
+
+// sameAs reports whether d and e are the same definition: the same recipe
+// steps read from the same directory (relative paths resolve alike).
+func (d definition) sameAs(e definition) bool {
+	return d.steps != nil && bytes.Equal(d.steps, e.steps) && d.dir == e.dir
+}
+
+// group is one image to build and every name it gets.
+type group struct {
+	defs []definition
+}
+
+// groups puts equal definitions together, in order of first appearance.
+func groups(defs []definition) []group {
+	var out []group
+next:
+	for _, d := range defs {
+		for i := range out {
+			if out[i].defs[0].sameAs(d) {
+				out[i].defs = append(out[i].defs, d)
+				continue next
+			}
+		}
+		out = append(out, group{defs: []definition{d}})
+	}
+	return out
+}
+
+// nameWithTag applies -t: it names the one image the definitions define
+// (several names of one definition are one image, as a Modal file's
+// `image` and the functions that use it), or fails listing the images.
+func nameWithTag(tag string, defs []definition) ([]group, error) {
+	gs := groups(defs)
+	if len(gs) == 1 {
+		d := gs[0].defs[0]
+		d.name = tag
+		return []group{{defs: []definition{d}}}, nil
+	}
+	var labels []string
+	for _, g := range gs {
+		var ls []string
+		for _, d := range g.defs {
+			ls = append(ls, d.label)
+		}
+		labels = append(labels, strings.Join(ls, " = "))
+	}
+	return nil, fmt.Errorf("build: -t names one image, but %d different images are defined: %s; pick one, e.g. snapbuild build %s -t %s",
+		len(gs), strings.Join(labels, ", "), gs[0].defs[0].label, tag)
+}
+
+// recipeSteps returns each image's steps of recipe JSON ({name: [steps]}),
+// compacted.
+func recipeSteps(data []byte) (map[string][]byte, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	out := make(map[string][]byte, len(m))
+	for k, v := range m {
+		var b bytes.Buffer
+		if err := json.Compact(&b, v); err != nil {
+			return nil, err
+		}
+		out[k] = b.Bytes()
+	}
+	return out, nil
+}
+
+// loadRecipe reads a recipe file's images; -t (tag) names a single-list
+// recipe's image.
+func loadRecipe(file, tag string) ([]definition, error) {
+	imgs, err := recipe.Load(file, tag)
+	if err != nil {
+		return nil, err
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return nil, err
+	}
+	var defs []definition
+	for _, im := range imgs {
+		// Recipe images are told apart by name; only identical names
+		// would be "the same", which a recipe cannot have.
+		defs = append(defs, definition{name: im.Name, label: file + "::" + im.Name, source: abs, image: im.Image})
+	}
+	return defs, nil
+}
+
+// loadPython runs a Modal file (FILE.py[::NAME]) or, with module set, a
+// module (PKG.MODULE[::NAME], as `modal run -m`), and names its images
+// "<project>:<name>" (frontend.ImageName). Local paths are relative to the
+// working directory, as in Modal.
+func loadPython(ctx context.Context, ref string, module bool) ([]definition, error) {
+	target, selector := frontend.SplitRef(ref)
+	opts := frontend.Options{Selector: selector, Meta: true}
+	file := target
+	if module {
+		opts.Module, file = target, ""
+	}
+	res, err := frontend.Evaluate(ctx, file, opts)
+	if err != nil {
+		return nil, err
+	}
+	cwd, err := os.Getwd()
+	if err != nil {
+		return nil, err
+	}
+	stem := res.Meta.Stem
+	imgs, err := recipe.ParseGenerated(res.Recipe, cwd, stem)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ref, err)
+	}
+	steps, err := recipeSteps(res.Recipe)
+	if err != nil {
+		return nil, fmt.Errorf("%s: reading the front end's recipe: %w", ref, err)
+	}
+	meta := map[string]frontend.ImageMeta{}
+	for _, m := range res.Meta.Images {
+		meta[m.Name] = m
+	}
+	source := res.Meta.Source
+	if module {
+		source = fmt.Sprintf("python -m %s in %s", target, cwd)
+	}
+	var defs []definition
+	for _, im := range imgs {
+		m := meta[im.Name]
+		defs = append(defs, definition{
+			name:   frontend.ImageName(frontend.ProjectName(m.App, stem), im.Name),
+			label:  target + "::" + im.Name,
+			source: source,
+			image:  im.Image,
+			steps:  steps[im.Name],
+			dir:    cwd,
+		})
+	}
+	return defs, nil
+}
