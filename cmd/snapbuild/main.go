@@ -39,6 +39,7 @@ Usage:
   snapbuild build RECIPE.yaml [IMAGE...] [-t NAME] [flags]
   snapbuild build APP.py[::NAME]... [-t NAME] [flags]
       flags: [--progress plain|tty|json] [--force-build] [--network host|none] [--mirror URL] [--cdi-spec-dir DIR]
+             [site flags] [registry flags]
   snapbuild run [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
   snapbuild images [--json]
   snapbuild inspect NAME
@@ -51,7 +52,15 @@ Usage:
   snapbuild version
 
 Registry flags (build, pull, push, export): --insecure-registry HOST[:PORT] (repeatable),
-  --registries-conf FILE (mirrors; default: the containers registries.conf), --ca-file PEM
+  --registries-conf FILE (mirrors; default: the site's registries_conf, else the containers
+  registries.conf), --ca-file PEM
+
+Site flags (build; see README, "Site configuration"): --site-config FILE (default:
+  $SNAPBUILD_SITE_CONFIG, else /etc/snapbuild/site.yaml then ~/.config/snapbuild/site.yaml),
+  --pip-index-url URL, --pip-extra-index-url URL, --pip-trusted-host HOST[:PORT],
+  --uv-index-url URL, --uv-extra-index-url URL, --uv-insecure-host HOST[:PORT] (uv's default
+  to pip's), --conda-channel-alias URL, --python-standalone-dir DIR, --uv-image REPO,
+  --micromamba-image REPO; list flags are repeatable and replace the file's list
 
 Global flag (any command): --root DIR   store directory (default: $SNAPBUILD_ROOT,
   /var/lib/snapbuild for root, $XDG_DATA_HOME/snapbuild or ~/.local/share/snapbuild)
@@ -188,6 +197,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	network := fs.String("network", "host", "network of RUN steps: host or none")
 	mirror := fs.String("mirror", "", "Debian archive for debian_slim bases")
 	reg := addRegistryFlags(fs)
+	siteFl := addSiteFlags(fs)
 	var cdiDirs listFlag
 	fs.Var(&cdiDirs, "cdi-spec-dir", "directory of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
@@ -196,6 +206,10 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	if len(pos) == 0 {
 		return errors.New("build: give a recipe file or a Python file: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME]")
+	}
+	site, err := siteFl.load(*mirror)
+	if err != nil {
+		return err
 	}
 	var imgs []recipe.Image
 	if isPythonRef(pos[0]) {
@@ -251,12 +265,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network))}
+	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSite(site)}
 	if *force {
 		opts = append(opts, snapbuild.WithForceBuild(true))
 	}
-	if *mirror != "" {
-		opts = append(opts, snapbuild.WithDebianMirror(*mirror))
+	if *reg.conf == "" {
+		*reg.conf = site.RegistriesConf
 	}
 	regOpts, err := reg.options()
 	if err != nil {
