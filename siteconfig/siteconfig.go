@@ -329,8 +329,11 @@ func (f field) decode(s *Site, v *yaml.Node) error {
 			return nil
 		}
 		if v.Kind == yaml.ScalarNode && v.Tag == "!!str" {
-			// One item may be given without a list.
-			*dst = []string{v.Value}
+			// One item may be given without a list; "" clears.
+			*dst = nil
+			if v.Value != "" {
+				*dst = []string{v.Value}
+			}
 			return nil
 		}
 		if v.Kind != yaml.SequenceNode {

@@ -45,6 +45,7 @@ env:
 	write(t, cfg, "snapbuild/site.yaml", `
 pip_index_url: http://user.internal/simple
 pip_extra_index_urls: [http://user.internal/x]
+pip_trusted_hosts: ""
 conda_channel_alias: null
 env: {HTTPS_PROXY: http://proxy.user:3128}
 `)
@@ -58,7 +59,6 @@ env: {HTTPS_PROXY: http://proxy.user:3128}
 	want := Site{
 		PipIndexURL:       "http://user.internal/simple",
 		PipExtraIndexURLs: []string{"http://user.internal/x"},
-		PipTrustedHosts:   []string{"sys.internal"},
 		DebianMirror:      "http://sys.internal/debian",
 		Env:               map[string]string{"HTTPS_PROXY": "http://proxy.user:3128", "PIP_NO_CACHE_DIR": "1"},
 	}
