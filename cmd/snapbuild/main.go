@@ -52,14 +52,14 @@ Usage:
   snapbuild version
 
 Registry flags (build, pull, push, export): --insecure-registry HOST[:PORT] (repeatable),
-  --registries-conf FILE (mirrors; default: the site's registries_conf, else the containers
-  registries.conf), --ca-file PEM
+  --registries-conf FILE (mirrors; default: for build the site's registries_conf, else the
+  containers registries.conf), --ca-file PEM
 
 Site flags (build; see README, "Site configuration"): --site-config FILE (default:
   $SNAPBUILD_SITE_CONFIG, else /etc/snapbuild/site.yaml then ~/.config/snapbuild/site.yaml),
   --pip-index-url URL, --pip-extra-index-url URL, --pip-trusted-host HOST[:PORT],
-  --uv-index-url URL, --uv-extra-index-url URL, --uv-insecure-host HOST[:PORT] (uv's default
-  to pip's), --conda-channel-alias URL, --python-standalone-dir DIR, --uv-image REPO,
+  --uv-index-url URL, --uv-extra-index-url URL, --uv-insecure-host HOST[:PORT] (uv's defaults:
+  pip's), --conda-channel-alias URL, --python-standalone-dir DIR, --uv-image REPO,
   --micromamba-image REPO; list flags are repeatable and replace the file's list
 
 Global flag (any command): --root DIR   store directory (default: $SNAPBUILD_ROOT,
