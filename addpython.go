@@ -56,9 +56,12 @@ func addPythonCommands(method, series string) ([]string, error) {
 }
 
 // PythonStandaloneDir is where add_python looks for python-build-standalone
-// tarballs: $SNAPBUILD_PYTHON_STANDALONE_DIR, else
-// <store>/python-build-standalone.
+// tarballs: the WithPythonStandaloneDir (or WithSite) directory, else
+// $SNAPBUILD_PYTHON_STANDALONE_DIR, else <store>/python-build-standalone.
 func (b *Builder) PythonStandaloneDir() string {
+	if b.pythonDir != "" {
+		return b.pythonDir
+	}
 	if d := os.Getenv("SNAPBUILD_PYTHON_STANDALONE_DIR"); d != "" {
 		return d
 	}
@@ -76,7 +79,7 @@ func (b *Builder) pythonContext(method, series string) (string, error) {
 		return "", &InvalidError{Method: method, Message: fmt.Sprintf(
 			"add_python=%s needs %s (python-build-standalone release %s) in %s, which is missing: download "+
 				"https://github.com/astral-sh/python-build-standalone/releases/download/%s/%s on a connected machine and "+
-				"copy it there (or set SNAPBUILD_PYTHON_STANDALONE_DIR to its directory)",
+				"copy it there (or name its directory with python_standalone_dir in the site configuration, or $SNAPBUILD_PYTHON_STANDALONE_DIR)",
 			pyRepr(series), build.file(series), build.release, dir, build.release, build.file(series))}
 	}
 	// Unpacked once per tarball content (name, size and mtime).

@@ -52,10 +52,19 @@ type Builder struct {
 	// slimFromRegistry: debian_slim pulls Docker Hub's python image (through
 	// a configured mirror) instead of bootstrapping Debian.
 	slimFromRegistry bool
-	seq              int
-	stats            Stats
-	args             map[string]string // ARG values of the layer being built
-	stages           []stage           // finished stages of a multi-stage Dockerfile
+	// stepEnv is the site's environment for RUN and run_function steps
+	// (WithStepEnv): below the image's ENV, outside images and cache keys.
+	stepEnv []string
+	// pythonDir is where add_python finds python-build-standalone archives
+	// (WithPythonStandaloneDir); "" for the default.
+	pythonDir string
+	// toolImages maps normalized repositories to replacements
+	// (WithToolImage).
+	toolImages map[string]string
+	seq        int
+	stats      Stats
+	args       map[string]string // ARG values of the layer being built
+	stages     []stage           // finished stages of a multi-stage Dockerfile
 	// started and stageName track the stage being built.
 	started   bool
 	stageName string

@@ -473,9 +473,12 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 // sourceImage returns the image a build names as a source (a Dockerfile
 // FROM, a COPY --from, a tool image such as micromamba's): the stored image
 // of that name, else the reference pulled (a registry, through the
-// configured mirrors, or an air-gapped source) and named in the store. The
+// configured mirrors, or an air-gapped source) and named in the store. A
+// reference WithToolImage replaces is looked up and pulled as its
+// replacement. The
 // store's lock must be held. The error says how to provide the image.
 func (b *Builder) sourceImage(ctx context.Context, method string, ev Event, ref string) (rec imageRecord, pulled bool, err error) {
+	ref = b.toolRef(ref)
 	if rec, err := b.store.resolve(ref); err == nil && b.store.imageUsable(rec) {
 		return rec, false, nil
 	}

@@ -245,7 +245,7 @@ func (b *Builder) runFunction(ctx context.Context, st *buildState, l *layer, in 
 	if err != nil {
 		return false, &InvalidError{Method: l.method, Message: err.Error()}
 	}
-	key := stepKey(st, l, in, fmt.Sprintf("network=%s %s", b.network, inputs), b.epoch)
+	key := b.functionKey(st, l, in, inputs)
 	timeout := f.call.Timeout
 	if timeout == 0 {
 		timeout = DefaultFunctionTimeout
@@ -270,6 +270,13 @@ func (b *Builder) runFunction(ctx context.Context, st *buildState, l *layer, in 
 			timeout: timeout,
 		})
 	})
+}
+
+// functionKey is the cache key of a run_function step with the function's
+// inputs (keyInputs); as for RUN (runKey), the site's step environment is
+// not an input.
+func (b *Builder) functionKey(st *buildState, l *layer, in instruction, inputs string) string {
+	return stepKey(st, l, in, fmt.Sprintf("network=%s %s", b.network, inputs), b.epoch)
 }
 
 // functionRuntimeDir is the directory mounted for a run_function step: it

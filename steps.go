@@ -281,12 +281,16 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 		st.configOnly(in.text)
 		return false, nil
 	case l.root != nil && l.root.fromID != "":
-		rec, err := b.store.resolve(l.root.fromID)
+		ref := l.root.fromID
+		if l.root.pull {
+			ref = b.toolRef(ref) // as checkSources pulled it
+		}
+		rec, err := b.store.resolve(ref)
 		if err != nil {
-			if strings.HasPrefix(l.root.fromID, "im-") {
+			if strings.HasPrefix(ref, "im-") {
 				return false, &InvalidError{Method: l.method, Message: err.Error()}
 			}
-			return false, missingSource(l.method, in.text, l.root.fromID, err)
+			return false, missingSource(l.method, in.text, ref, err)
 		}
 		s, _, err := b.stateOf(rec)
 		if err != nil {
@@ -411,13 +415,7 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 		args = slices.Clone(c.CmdLine)
 	}
 	argEnv := b.argEnv()
-	// The network and the ARG values are inputs: a step run offline, or
-	// with other build args, may make other files.
-	inputs := fmt.Sprintf("network=%s args=%q", b.network, argEnv)
-	if len(l.volumes) > 0 {
-		inputs += fmt.Sprintf(" volumes=%q", volumesKey(l.volumes))
-	}
-	key := stepKey(st, l, in, inputs, b.epoch)
+	key := b.runKey(st, l, in, argEnv)
 	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
 		mounts, err := b.volumeMounts(l.volumes)
 		if err != nil {
@@ -425,6 +423,19 @@ func (b *Builder) run(ctx context.Context, st *buildState, l *layer, in instruct
 		}
 		return b.sandboxed(ctx, st, l, in, ev, a, stepProcess{args: args, argEnv: argEnv, mounts: mounts, keep: 20})
 	})
+}
+
+// runKey is the cache key of a RUN step. The network and the ARG values are
+// inputs: a step run offline, or with other build args, may make other
+// files. The site's step environment (WithStepEnv, WithSite: package
+// mirrors) is not: the same definition is the same step wherever it is
+// built.
+func (b *Builder) runKey(st *buildState, l *layer, in instruction, argEnv []string) string {
+	inputs := fmt.Sprintf("network=%s args=%q", b.network, argEnv)
+	if len(l.volumes) > 0 {
+		inputs += fmt.Sprintf(" volumes=%q", volumesKey(l.volumes))
+	}
+	return stepKey(st, l, in, inputs, b.epoch)
 }
 
 // stepProcess is the process a RUN or run_function step runs in its sandbox.
@@ -438,24 +449,16 @@ type stepProcess struct {
 }
 
 // sandboxed runs p on the snapshot a of st as user st.config.User, with the
-// image's environment, the ARG values, the step's env= and secrets (masked
-// in the output), its GPUs and p's mounts. Mount targets the runtime made
-// are removed from the upper dir afterwards. A non-zero exit is a *StepError
+// image's environment, the ARG values, the site's step environment, the
+// step's env= and secrets (masked in the output), its GPUs and p's mounts.
+// Mount targets the runtime made are removed from the upper dir afterwards. A non-zero exit is a *StepError
 // holding the output's last lines.
 func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in instruction, ev Event, a *snapshot.Active, p stepProcess) error {
 	uid, gid, err := resolveUser(a.Rootfs, st.config.User)
 	if err != nil {
 		return fmt.Errorf("%s: %w", in.text, err)
 	}
-	env := withPath(slices.Clone(st.config.Env))
-	for _, kv := range p.argEnv {
-		if k, v, _ := strings.Cut(kv, "="); !hasEnv(env, k) {
-			env = append(env, k+"="+v)
-		}
-	}
-	if !hasEnv(env, "SOURCE_DATE_EPOCH") {
-		env = append(env, fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.epoch.Unix()))
-	}
+	env := b.stepEnviron(st, p.argEnv)
 	keys := make([]string, 0, len(l.buildEnv))
 	for k := range l.buildEnv {
 		keys = append(keys, k)
@@ -541,6 +544,22 @@ func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in in
 		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
 	}
 	return nil
+}
+
+// stepEnviron is a step's environment before its env= and secrets: the
+// image's ENV (and PATH), then the ARG values, the site's step environment
+// (WithStepEnv) and SOURCE_DATE_EPOCH for what is still unset. The image's
+// own PIP_INDEX_URL thus wins over a site's mirror.
+func (b *Builder) stepEnviron(st *buildState, argEnv []string) []string {
+	env := withPath(slices.Clone(st.config.Env))
+	for _, list := range [][]string{argEnv, b.stepEnv, {fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.epoch.Unix())}} {
+		for _, kv := range list {
+			if k, v, _ := strings.Cut(kv, "="); !hasEnv(env, k) {
+				env = append(env, k+"="+v)
+			}
+		}
+	}
+	return env
 }
 
 // gpuInjection plans the GPU devices, driver files, env and CDI hooks for

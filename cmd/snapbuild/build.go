@@ -48,9 +48,14 @@ func cmdBuild(ctx context.Context, args []string) error {
 	network := fs.String("network", "host", "network of RUN steps: host or none")
 	mirror := fs.String("mirror", "", "Debian archive for debian_slim bases")
 	reg := addRegistryFlags(fs)
+	siteFl := addSiteFlags(fs)
 	var cdiDirs listFlag
 	fs.Var(&cdiDirs, "cdi-spec-dir", "directory of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	site, err := siteFl.load(*mirror)
 	if err != nil {
 		return err
 	}
@@ -77,12 +82,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network))}
+	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSite(site)}
 	if *force {
 		opts = append(opts, snapbuild.WithForceBuild(true))
 	}
-	if *mirror != "" {
-		opts = append(opts, snapbuild.WithDebianMirror(*mirror))
+	if *reg.conf == "" {
+		*reg.conf = site.RegistriesConf
 	}
 	regOpts, err := reg.options()
 	if err != nil {

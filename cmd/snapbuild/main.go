@@ -37,7 +37,7 @@ Usage:
   snapbuild build APP.py[::NAME]... [-t NAME] [flags]
   snapbuild build -m PKG.MODULE[::NAME] [-t NAME] [flags]
       flags: [--print[=json]] [--replace] [--progress auto|plain|tty|json] [--force-build]
-             [--network host|none] [--mirror URL] [--cdi-spec-dir DIR]
+             [--network host|none] [--mirror URL] [--cdi-spec-dir DIR] [site flags] [registry flags]
       A Modal file's images are named PROJECT:NAME (PROJECT: its modal.App's name, else the
       file's stem); -t NAME names the image when the file defines one (functions using the
       module's image share it). --print shows each step's cache state and key, builds nothing.
@@ -53,7 +53,15 @@ Usage:
   snapbuild version
 
 Registry flags (build, pull, push, export): --insecure-registry HOST[:PORT] (repeatable),
-  --registries-conf FILE (mirrors; default: the containers registries.conf), --ca-file PEM
+  --registries-conf FILE (mirrors; default: for build the site's registries_conf, else the
+  containers registries.conf), --ca-file PEM
+
+Site flags (build; see README, "Site configuration"): --site-config FILE (default:
+  $SNAPBUILD_SITE_CONFIG, else /etc/snapbuild/site.yaml then ~/.config/snapbuild/site.yaml),
+  --pip-index-url URL, --pip-extra-index-url URL, --pip-trusted-host HOST[:PORT],
+  --uv-index-url URL, --uv-extra-index-url URL, --uv-insecure-host HOST[:PORT] (uv's defaults:
+  pip's), --conda-channel-alias URL, --python-standalone-dir DIR, --uv-image REPO,
+  --micromamba-image REPO; list flags are repeatable and replace the file's list
 
 Global flag (any command): --root DIR   store directory (default: $SNAPBUILD_ROOT,
   /var/lib/snapbuild for root, $XDG_DATA_HOME/snapbuild or ~/.local/share/snapbuild)
