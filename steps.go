@@ -321,17 +321,48 @@ func (b *Builder) stateOf(rec imageRecord) (*buildState, ocispec.Image, error) {
 type debianBase struct {
 	Suite  string
 	Python string // series, e.g. "3.11"
+	// Version is the python_version asked for: the series, or a micro pin
+	// ("3.12.3") that only Modal's own image can honour (see slimSource).
+	Version string
 }
 
-// fromDebian bootstraps (or reuses) the Debian base of a DebianSlim layer. The
-// cache key is the suite, the package set and the archive state (the hash of
-// the suite's InRelease file); when the mirror cannot be reached the newest
-// base made for the same suite and packages is reused.
+// fromDebian makes (or reuses) the base of a DebianSlim layer, from where
+// slimSource says this site provides it.
 func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
-	if b.slimFromRegistry && l.method == "debian_slim" {
-		return b.debianSlimFromRegistry(ctx, st, l, in, force, ev)
+	src, err := b.slimSource(l.method, l.root.debian)
+	if err != nil {
+		return false, err
+	}
+	switch src.kind {
+	case slimRegistry:
+		return b.debianSlimFromRegistry(ctx, st, l, src.ref, in, force, ev)
+	case slimStandalone:
+		return b.debianSlimStandalone(ctx, st, l, in, src, force, ev)
 	}
 	d := base.Debian{Suite: l.root.debian.Suite, Packages: base.SlimPackages, Mirror: b.mirror, Epoch: b.epoch}
+	cached, rec, err := b.bootstrapDebian(ctx, st, d, in, force, ev)
+	if err != nil {
+		return false, err
+	}
+	if rec.Python == "" && !rec.Empty {
+		rec.Python = base.PythonVersion(b.store.snaps.FS(rec.ChainID))
+		if err := b.store.putStep(rec); err != nil {
+			return false, err
+		}
+	}
+	st.config.Env = d.Env()
+	if rec.Python != "" {
+		st.config.Env = append(st.config.Env, "PYTHON_VERSION="+rec.Python)
+	}
+	return cached, nil
+}
+
+// bootstrapDebian bootstraps (or reuses) the Debian base d as the first
+// layer of st, recorded as instruction in. The cache key is d's definition
+// and the archive state (the hash of the suite's InRelease file); when the
+// mirror cannot be reached the newest base made for the same definition is
+// reused. It returns the base's step record.
+func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.Debian, in instruction, force bool, ev Event) (bool, stepRecord, error) {
 	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
 	defRel := filepath.Join("bases", defKey+".json")
 	var key string
@@ -342,7 +373,7 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 		var last stepRecord
 		ok, rerr := b.store.readJSON(defRel, &last)
 		if rerr != nil || !ok {
-			return false, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
+			return false, stepRecord{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
 		}
 		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
 			Line: fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)})
@@ -357,26 +388,16 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 		return d.Bootstrap(ctx, a.Rootfs, log)
 	})
 	if err != nil {
-		return false, err
+		return false, stepRecord{}, err
 	}
 	rec, _, err := b.store.step(key)
 	if err != nil {
-		return false, err
-	}
-	if rec.Python == "" && !rec.Empty {
-		rec.Python = base.PythonVersion(b.store.snaps.FS(rec.ChainID))
-		if err := b.store.putStep(rec); err != nil {
-			return false, err
-		}
+		return false, stepRecord{}, err
 	}
 	if err := b.store.writeJSON(defRel, rec); err != nil {
-		return false, err
+		return false, stepRecord{}, err
 	}
-	st.config.Env = d.Env()
-	if rec.Python != "" {
-		st.config.Env = append(st.config.Env, "PYTHON_VERSION="+rec.Python)
-	}
-	return cached, nil
+	return cached, rec, nil
 }
 
 // run executes a RUN instruction in a sandbox.
