@@ -68,21 +68,40 @@ func (b *Builder) PythonStandaloneDir() string {
 	return filepath.Join(b.store.root, "python-build-standalone")
 }
 
+// standalonePath is where the python-build-standalone tarball for series is
+// looked for.
+func (b *Builder) standalonePath(series string) string {
+	return filepath.Join(b.PythonStandaloneDir(), standaloneBuilds[series].file(series))
+}
+
+// standaloneURL is where the tarball for series is downloaded from.
+func standaloneURL(series string) string {
+	build := standaloneBuilds[series]
+	return fmt.Sprintf("https://github.com/astral-sh/python-build-standalone/releases/download/%s/%s", build.release, build.file(series))
+}
+
 // pythonContext unpacks the tarball add_python needs (once, into the store)
 // and returns the directory whose python/ tree the COPY takes.
 func (b *Builder) pythonContext(method, series string) (string, error) {
 	build := standaloneBuilds[series]
-	dir := b.PythonStandaloneDir()
-	file := filepath.Join(dir, build.file(series))
-	fi, err := os.Stat(file)
-	if err != nil {
+	file := b.standalonePath(series)
+	if _, err := os.Stat(file); err != nil {
 		return "", &InvalidError{Method: method, Message: fmt.Sprintf(
 			"add_python=%s needs %s (python-build-standalone release %s) in %s, which is missing: download "+
-				"https://github.com/astral-sh/python-build-standalone/releases/download/%s/%s on a connected machine and "+
-				"copy it there (or name its directory with python_standalone_dir in the site configuration, or $SNAPBUILD_PYTHON_STANDALONE_DIR)",
-			pyRepr(series), build.file(series), build.release, dir, build.release, build.file(series))}
+				"%s on a connected machine and copy it there (or name its directory with python_standalone_dir in the site configuration, or $SNAPBUILD_PYTHON_STANDALONE_DIR)",
+			pyRepr(series), build.file(series), build.release, b.PythonStandaloneDir(), standaloneURL(series))}
 	}
-	// Unpacked once per tarball content (name, size and mtime).
+	return b.unpackStandalone(method, file)
+}
+
+// unpackStandalone unpacks a python-build-standalone tarball into the store,
+// once per tarball (name, size and mtime), and returns the directory holding
+// its python/ tree.
+func (b *Builder) unpackStandalone(method, file string) (string, error) {
+	fi, err := os.Stat(file)
+	if err != nil {
+		return "", err
+	}
 	key := sha256hex(fmt.Sprintf("%s %d %d", fi.Name(), fi.Size(), fi.ModTime().UnixNano()))[:16]
 	out := filepath.Join(b.store.root, "python-build-standalone", ".unpacked", key)
 	if _, err := os.Stat(filepath.Join(out, "python")); err == nil {
@@ -99,10 +118,10 @@ func (b *Builder) pythonContext(method, series string) (string, error) {
 	}
 	defer f.Close()
 	if err := archive.Untar(f, tmp, &archive.TarOptions{NoLchown: true}); err != nil {
-		return "", &InvalidError{Method: method, Message: fmt.Sprintf("add_python: unpacking %s: %v", file, err)}
+		return "", &InvalidError{Method: method, Message: fmt.Sprintf("unpacking %s: %v", file, err)}
 	}
 	if fi, err := os.Stat(filepath.Join(tmp, "python")); err != nil || !fi.IsDir() {
-		return "", &InvalidError{Method: method, Message: fmt.Sprintf("add_python: %s has no python/ directory: is it an install_only build?", file)}
+		return "", &InvalidError{Method: method, Message: fmt.Sprintf("%s has no python/ directory: is it an install_only build?", file)}
 	}
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err

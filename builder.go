@@ -335,6 +335,12 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, err
 		}
 	}
 	for _, l := range img.layers {
+		if l.root != nil && l.root.debian != nil {
+			// Where debian_slim's Python comes from depends on the site.
+			if _, err := b.slimSource(l.method, l.root.debian); err != nil {
+				return Result{}, err // before any step runs
+			}
+		}
 		if l.addPython != "" {
 			if _, err := b.pythonContext(l.method, l.addPython); err != nil {
 				return Result{}, err // before any step runs

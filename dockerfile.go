@@ -402,7 +402,7 @@ func offlinePython(ref string) *debianBase {
 	if !ok || (m[2] != "" && m[2] != suite) {
 		return nil
 	}
-	return &debianBase{Suite: suite, Python: m[1]}
+	return &debianBase{Suite: suite, Python: m[1], Version: m[1]}
 }
 
 // FromDockerfileOptions are from_dockerfile's keyword arguments.

@@ -173,11 +173,22 @@ var modalSeries = []string{"3.10", "3.11", "3.12", "3.13", "3.14", "3.14t"}
 // pip, gcc, gfortran and build-essential, debconf set to noninteractive, and
 // CMD ["sleep", "172800"] (builder 2025.06).
 //
-// Modal starts from Docker Hub's python:<version>-slim-<codename>; snapbuild
-// works offline and bootstraps the same content from the Debian archive with
-// mmdebstrap instead (see package base), so the Python is Debian's: "3.11"
-// gives bookworm's Python 3.11, "3.13" gives trixie's Python 3.13. Other series
-// and micro pins ("3.11.8") are errors that say what can be had offline.
+// Modal starts from Docker Hub's python:<version>-slim-bookworm; snapbuild
+// works offline and decides at build time, from what the site provides,
+// where the base comes from (see docs/python-versions.md):
+//
+//   - with a Docker Hub mirror (WithDebianSlimFromRegistry), Modal's own
+//     image, then Modal's commands; micro pins ("3.12.3") only this way;
+//   - "3.11" and "3.13": bootstrapped from the Debian archive with mmdebstrap
+//     (see package base), so the Python is Debian's (bookworm's 3.11, trixie's
+//     3.13);
+//   - other series Modal allows ("3.10", "3.12", "3.14"): Debian bookworm
+//     plus the python-build-standalone tarball add_python uses (found in
+//     Builder.PythonStandaloneDir), installed into /usr/local as in Modal's
+//     image.
+//
+// A version Modal's builder refuses is an error here; one the site cannot
+// provide is an error of Builder.Build that says how to provide it.
 // pythonVersion "" means DefaultPythonVersion.
 func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 	const method = "debian_slim"
@@ -198,17 +209,19 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 		}
 		return Image{err: invalidf(method, "Unsupported Python version: %s. When using the '2025.06' Image builder, Modal supports the following series: [%s].", pyRepr(pythonVersion), strings.Join(reprs, ", "))}
 	}
-	suite, ok := debianSuiteFor[series]
-	if !ok || series != pythonVersion {
-		return Image{err: invalidf(method, "Python %s cannot be had offline: the Debian archive gives %s. Use one of those series (without a micro version), or build the base elsewhere and start from it with from_id (FromID)", pythonVersion, offlineSeries())}
+	// Modal's codename is bookworm for every series; a series bootstrapped
+	// from Debian names the suite that ships it (trixie for 3.13).
+	suite, ok := debianSuiteFor[pythonVersion]
+	if !ok {
+		suite = "bookworm"
 	}
 	l := &layer{
 		method: method,
 		commands: []string{
-			fmt.Sprintf("FROM python:%s-slim-%s", series, suite),
+			fmt.Sprintf("FROM python:%s-slim-%s", pythonVersion, suite),
 			`CMD ["sleep", "172800"]`,
 		},
-		root: &rootSpec{debian: &debianBase{Suite: suite, Python: series}},
+		root: &rootSpec{debian: &debianBase{Suite: suite, Python: series, Version: pythonVersion}},
 	}
 	for _, o := range opts {
 		o(l)

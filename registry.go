@@ -517,8 +517,9 @@ func WithDebianSlimFromRegistry(on bool) Option {
 	return func(b *Builder) error { b.slimFromRegistry = on; return nil }
 }
 
-// DebianSlimImage is the image debian_slim(series) pulls with
-// WithDebianSlimFromRegistry: Modal's 2025.06 pins (spec 3).
+// DebianSlimImage is the image debian_slim(version) pulls with
+// WithDebianSlimFromRegistry: for a series Modal's 2025.06 pin (spec 3),
+// for a micro version ("3.12.3") that version, as Modal does.
 func DebianSlimImage(series string) string {
 	micro := map[string]string{"3.10": "3.10.17", "3.11": "3.11.12", "3.12": "3.12.10", "3.13": "3.13.3", "3.14": "3.14.2"}[series]
 	if micro == "" {
@@ -528,9 +529,8 @@ func DebianSlimImage(series string) string {
 }
 
 // debianSlimFromRegistry is debian_slim's base from a registry: the python
-// image, then Modal's commands (spec 4) as steps of the same layer.
-func (b *Builder) debianSlimFromRegistry(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
-	ref := DebianSlimImage(l.root.debian.Python)
+// image ref, then Modal's commands (spec 4) as steps of the same layer.
+func (b *Builder) debianSlimFromRegistry(ctx context.Context, st *buildState, l *layer, ref string, in instruction, force bool, ev Event) (bool, error) {
 	rl := &layer{method: l.method, root: &rootSpec{registry: &registryBase{ref: ref}}}
 	cached, err := b.fromRegistry(ctx, st, rl, in, force, ev)
 	if err != nil {

@@ -325,21 +325,52 @@ func (b *Builder) stateOf(rec imageRecord) (*buildState, ocispec.Image, error) {
 type debianBase struct {
 	Suite  string
 	Python string // series, e.g. "3.11"
+	// Version is the python_version asked for: the series, or a micro pin
+	// ("3.12.3") that only Modal's own image can honour (see slimSource).
+	Version string
 }
 
 // errPlanOffline stands for the mirror's answer in a dry run, which asks no
 // mirror.
 var errPlanOffline = errors.New("a dry run contacts no mirror")
 
-// fromDebian bootstraps (or reuses) the Debian base of a DebianSlim layer. The
-// cache key is the suite, the package set and the archive state (the hash of
-// the suite's InRelease file); when the mirror cannot be reached the newest
-// base made for the same suite and packages is reused.
+// fromDebian makes (or reuses) the base of a DebianSlim layer, from where
+// slimSource says this site provides it.
 func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
-	if b.slimFromRegistry && l.method == "debian_slim" {
-		return b.debianSlimFromRegistry(ctx, st, l, in, force, ev)
+	src, err := b.slimSource(l.method, l.root.debian)
+	if err != nil {
+		return false, err
+	}
+	switch src.kind {
+	case slimRegistry:
+		return b.debianSlimFromRegistry(ctx, st, l, src.ref, in, force, ev)
+	case slimStandalone:
+		return b.debianSlimStandalone(ctx, st, l, in, src, force, ev)
 	}
 	d := base.Debian{Suite: l.root.debian.Suite, Packages: base.SlimPackages, Mirror: b.mirror, Epoch: b.epoch}
+	cached, rec, err := b.bootstrapDebian(ctx, st, d, in, force, ev)
+	if err != nil {
+		return false, err
+	}
+	if rec.Python == "" && !rec.Empty && b.plan == nil {
+		rec.Python = base.PythonVersion(b.store.snaps.FS(rec.ChainID))
+		if err := b.store.putStep(rec); err != nil {
+			return false, err
+		}
+	}
+	st.config.Env = d.Env()
+	if rec.Python != "" {
+		st.config.Env = append(st.config.Env, "PYTHON_VERSION="+rec.Python)
+	}
+	return cached, nil
+}
+
+// bootstrapDebian bootstraps (or reuses) the Debian base d as the first
+// layer of st, recorded as instruction in. The cache key is d's definition
+// and the archive state (the hash of the suite's InRelease file); when the
+// mirror cannot be reached the newest base made for the same definition is
+// reused. It returns the base's step record.
+func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.Debian, in instruction, force bool, ev Event) (bool, stepRecord, error) {
 	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
 	defRel := filepath.Join("bases", defKey+".json")
 	var key string
@@ -354,10 +385,10 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 		var last stepRecord
 		ok, rerr := b.store.readJSON(defRel, &last)
 		if (rerr != nil || !ok) && b.plan != nil {
-			return false, &wouldRun{"bootstrap Debian " + d.Suite + " (no base for it in the store yet)"}
+			return false, stepRecord{}, &wouldRun{"bootstrap Debian " + d.Suite + " (no base for it in the store yet)"}
 		}
 		if rerr != nil || !ok {
-			return false, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
+			return false, stepRecord{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
 		}
 		if b.plan == nil {
 			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
@@ -374,30 +405,18 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 		return d.Bootstrap(ctx, a.Rootfs, log)
 	})
 	if err != nil {
-		return false, err
+		return false, stepRecord{}, err
 	}
 	rec, _, err := b.store.step(key)
 	if err != nil {
-		return false, err
+		return false, stepRecord{}, err
 	}
-	if b.plan != nil {
-		// A dry run writes nothing.
-	} else if rec.Python == "" && !rec.Empty {
-		rec.Python = base.PythonVersion(b.store.snaps.FS(rec.ChainID))
-		if err := b.store.putStep(rec); err != nil {
-			return false, err
-		}
-	}
-	if b.plan == nil {
+	if b.plan == nil { // a dry run writes nothing
 		if err := b.store.writeJSON(defRel, rec); err != nil {
-			return false, err
+			return false, stepRecord{}, err
 		}
 	}
-	st.config.Env = d.Env()
-	if rec.Python != "" {
-		st.config.Env = append(st.config.Env, "PYTHON_VERSION="+rec.Python)
-	}
-	return cached, nil
+	return cached, rec, nil
 }
 
 // run executes a RUN instruction in a sandbox.

@@ -39,6 +39,23 @@ type Debian struct {
 	// Epoch is passed to mmdebstrap as SOURCE_DATE_EPOCH, which makes its
 	// output reproducible (shadow's last-change dates, logs, caches).
 	Epoch time.Time
+	// Python, when set, is a CPython installed into /usr/local after the
+	// packages, as the official python images have theirs; nil installs
+	// none. Packages should then not hold Debian's python3, which would
+	// stand beside it (see SlimBuildPackages).
+	Python *LocalPython
+}
+
+// LocalPython is a relocatable CPython install tree on the host, such as the
+// python/ directory of a python-build-standalone "install_only" archive:
+// bin/python3, lib/python3.X, include/, share/.
+type LocalPython struct {
+	// Dir is the tree's directory on the host. It is not part of the
+	// cache identity: the same archive unpacked elsewhere makes the same base.
+	Dir string
+	// Digest identifies the tree's content, e.g. the archive's
+	// "sha256:..." digest; it is part of Definition.
+	Digest string
 }
 
 // SlimPackages is what DebianSlim adds to Debian's minbase, to match Modal's
@@ -48,6 +65,11 @@ var SlimPackages = []string{
 	"python3", "python3-pip", "python3-venv", "python-is-python3",
 	"gcc", "gfortran", "build-essential", "ca-certificates",
 }
+
+// SlimBuildPackages is SlimPackages without Debian's Python: the base of a
+// debian_slim whose Python is installed into /usr/local (Debian.Python), as
+// in the official python images, which hold no Debian python3.
+var SlimBuildPackages = []string{"gcc", "gfortran", "build-essential", "ca-certificates"}
 
 func (d Debian) mirror() string {
 	if d.Mirror != "" {
@@ -62,7 +84,11 @@ func (d Debian) mirror() string {
 // Definition is the part of the cache key that does not depend on the
 // archive: suite, package set and recipe version.
 func (d Debian) Definition() string {
-	return fmt.Sprintf("%s suite=%s packages=%s epoch=%d", recipeVersion, d.Suite, strings.Join(d.Packages, ","), d.Epoch.Unix())
+	def := fmt.Sprintf("%s suite=%s packages=%s epoch=%d", recipeVersion, d.Suite, strings.Join(d.Packages, ","), d.Epoch.Unix())
+	if d.Python != nil {
+		def += fmt.Sprintf(" python=%s recipe=%s", d.Python.Digest, localPythonVersion)
+	}
+	return def
 }
 
 // ArchiveState returns the sha256 of the suite's InRelease file, which changes
@@ -103,6 +129,29 @@ if [ -x "$1/usr/bin/debconf-set-selections" ]; then
 fi
 `
 
+// localPythonVersion changes whenever installPython below changes what it
+// makes.
+const localPythonVersion = "usr-local/1"
+
+// installPython is the customize hook that installs a LocalPython ($1 is the
+// rootfs, the tree's directory is appended quoted): the tree copied into
+// /usr/local, the unversioned names the official python images link (python,
+// pip, pydoc, idle, python-config) where the tree lacks them, and ld.so's
+// cache renewed by the image's own ldconfig so that /usr/local/lib is found.
+const installPython = `set -e
+cp -a "$PYTHON_TREE/." "$1/usr/local/"
+cd "$1/usr/local/bin"
+for src in idle3 pip3 pydoc3 python3 python3-config; do
+  dst=$(echo "$src" | tr -d 3)
+  if [ -e "$src" ] && [ ! -e "$dst" ] && [ ! -L "$dst" ]; then ln -s "$src" "$dst"; fi
+done
+[ -e python ] || { echo "the Python tree has no bin/python3" >&2; exit 1; }
+chroot "$1" /sbin/ldconfig
+`
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
+
 // Bootstrap fills the empty directory rootfs with the Debian system, streaming
 // mmdebstrap's output to log. It needs mmdebstrap and apt on the host.
 func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) error {
@@ -120,6 +169,9 @@ func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) err
 		"--dpkgopt=path-exclude=/usr/share/locale/*",
 		"--dpkgopt=path-exclude=/usr/share/lintian/*",
 		"--customize-hook=" + customize,
+	}
+	if d.Python != nil {
+		args = append(args, "--customize-hook=PYTHON_TREE="+shellQuote(d.Python.Dir)+"\n"+installPython)
 	}
 	if len(d.Packages) > 0 {
 		args = append(args, "--include="+strings.Join(d.Packages, ","))

@@ -2,6 +2,7 @@ package base
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,6 +20,77 @@ func TestDefinition(t *testing.T) {
 	d.Mirror = "http://mirror.example/debian"
 	if d.Definition() != want {
 		t.Error("the mirror changed the definition")
+	}
+}
+
+// A base with a Python tree is identified by the tree's digest, not by the
+// directory it was unpacked to; without one the definition is unchanged, so
+// existing bases keep their cache keys.
+func TestDefinitionLocalPython(t *testing.T) {
+	d := Debian{Suite: "bookworm", Packages: SlimBuildPackages, Epoch: time.Unix(315532800, 0)}
+	plain := d.Definition()
+	if plain != "debian-slim/2 suite=bookworm packages=gcc,gfortran,build-essential,ca-certificates epoch=315532800" {
+		t.Errorf("Definition = %q", plain)
+	}
+	d.Python = &LocalPython{Dir: "/a/python", Digest: "sha256:1111"}
+	a := d.Definition()
+	if a != plain+" python=sha256:1111 recipe=usr-local/1" {
+		t.Errorf("Definition = %q", a)
+	}
+	d.Python = &LocalPython{Dir: "/elsewhere/python", Digest: "sha256:1111"}
+	if d.Definition() != a {
+		t.Error("the tree's directory changed the definition")
+	}
+	d.Python = &LocalPython{Dir: "/a/python", Digest: "sha256:2222"}
+	if d.Definition() == a {
+		t.Error("another tree gave the same definition")
+	}
+	if strings.Join(SlimPackages, ",") != "python3,python3-pip,python3-venv,python-is-python3,gcc,gfortran,build-essential,ca-certificates" {
+		t.Errorf("SlimPackages changed (and with them every debian_slim cache key): %q", SlimPackages)
+	}
+}
+
+// The install hook copies the tree into /usr/local, links the unversioned
+// names the python images have, and runs the image's ldconfig (a stand-in
+// chroot records the call here).
+func TestInstallPythonHook(t *testing.T) {
+	tree := filepath.Join(t.TempDir(), "it's python")
+	for name, body := range map[string]string{"bin/python3.12": "py", "bin/pip3": "pip", "bin/pip": "own pip", "lib/libpython3.12.so": "lib"} {
+		os.MkdirAll(filepath.Dir(filepath.Join(tree, name)), 0o755)
+		os.WriteFile(filepath.Join(tree, name), []byte(body), 0o755)
+	}
+	os.Symlink("python3.12", filepath.Join(tree, "bin/python3"))
+	rootfs := t.TempDir()
+	os.MkdirAll(filepath.Join(rootfs, "usr/local/bin"), 0o755)
+	fake := t.TempDir()
+	os.WriteFile(filepath.Join(fake, "chroot"), []byte("#!/bin/sh\necho \"$@\" > \"$1/chroot-args\"\n"), 0o755)
+	cmd := exec.Command("sh", "-c", "PYTHON_TREE="+shellQuote(tree)+"\n"+installPython, "sh", rootfs)
+	cmd.Env = []string{"PATH=" + fake + ":/usr/bin:/bin"}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("hook: %v\n%s", err, out)
+	}
+	for link, want := range map[string]string{"python": "python3", "python3": "python3.12"} {
+		if got, err := os.Readlink(filepath.Join(rootfs, "usr/local/bin", link)); err != nil || got != want {
+			t.Errorf("/usr/local/bin/%s -> %q (%v), want %q", link, got, err, want)
+		}
+	}
+	if got, _ := os.ReadFile(filepath.Join(rootfs, "usr/local/bin/pip")); string(got) != "own pip" {
+		t.Errorf("the tree's own pip was replaced: %q", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(rootfs, "usr/local/lib/libpython3.12.so")); string(got) != "lib" {
+		t.Errorf("libpython3.12.so: %q", got)
+	}
+	if got, _ := os.ReadFile(filepath.Join(rootfs, "chroot-args")); strings.TrimSpace(string(got)) != rootfs+" /sbin/ldconfig" {
+		t.Errorf("chroot called with %q", got)
+	}
+	// A tree without bin/python3 is an error.
+	os.Remove(filepath.Join(tree, "bin/python3"))
+	rootfs = t.TempDir()
+	os.MkdirAll(filepath.Join(rootfs, "usr/local/bin"), 0o755)
+	cmd = exec.Command("sh", "-c", "PYTHON_TREE="+shellQuote(tree)+"\n"+installPython, "sh", rootfs)
+	cmd.Env = []string{"PATH=" + fake + ":/usr/bin:/bin"}
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "no bin/python3") {
+		t.Errorf("tree without python3: %v %s", err, out)
 	}
 }
 

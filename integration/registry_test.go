@@ -185,6 +185,15 @@ func TestRegistryRoundTrip(t *testing.T) {
 			t.Errorf("history lacks Modal's debian_slim commands:\n%s", h)
 		}
 	}
+	// A series Debian does not ship comes through the mirror too: with no
+	// python-build-standalone archive in the store, the mirror's image is
+	// the only way, decided at build time.
+	r.ok("push", "pybase", "docker://"+host+"/library/python:3.12.10-slim-bookworm", insecure)
+	slim312 := writeRecipe(t, dir, "slim312mirror.yaml", "- debian_slim: {python_version: \"3.12\"}\n")
+	res = mirrored.run("", "build", slim312, "--progress", "plain", "--registries-conf", conf)
+	if res.code != 0 || !strings.Contains(res.stderr, "pulling docker.io/library/python:3.12.10-slim-bookworm") || strings.Contains(res.stderr, "mmdebstrap") {
+		t.Errorf("debian_slim 3.12 through a mirror: exit %d\n%s", res.code, tail(res.stderr, 15))
+	}
 
 	// With the mirror, a Dockerfile's FROM python:3.11-slim-bookworm is
 	// pulled too, not bootstrapped.

@@ -238,7 +238,7 @@ func TestParseErrors(t *testing.T) {
 		{"scalar root", "hello\n", "line 1: a recipe is a list of steps or a mapping of image names to lists of steps"},
 		{"positional-less scalar", "- debian_slim: null\n- add_local_file: foo\n", "line 2: add_local_file: give the arguments by name, e.g. {local_path: ..., remote_path: ..., copy: true}"},
 		{"local_path missing", "- debian_slim: null\n- add_local_file: {remote_path: /x, copy: true}\n", "line 2: add_local_file: local_path is required"},
-		{"image error offline", "- debian_slim: '3.12'\n", "line 1: debian_slim: Python 3.12 cannot be had offline: the Debian archive gives Python 3.11 (Debian bookworm) and Python 3.13 (Debian trixie). Use one of those series (without a micro version), or build the base elsewhere and start from it with from_id (FromID)"},
+		{"image error series", "- debian_slim: '3.9'\n", "line 1: debian_slim: Unsupported Python version: '3.9'. When using the '2025.06' Image builder, Modal supports the following series: ['3.10', '3.11', '3.12', '3.13', '3.14', '3.14t']."},
 		{"image error relative remote", "- debian_slim: null\n- add_local_file: {local_path: f, remote_path: rel, copy: true}\n", "line 2: add_local_file: image.add_local_file() currently only supports absolute remote_path values"},
 		{"image error pip option", "- debian_slim: null\n- pip_install: [--pre]\n", "line 2: pip_install: Package list for `Image.pip_install` cannot contain other arguments; try the `extra_options` parameter instead."},
 	} {
