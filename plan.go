@@ -78,10 +78,12 @@ type planCursor struct {
 // Plan evaluates img against the store as Build would, without running
 // anything: for every step it says whether the build would take it from the
 // cache, run it, or only change the config, and gives the step's cache key
-// where it can be known. Nothing is written to the store; no container
-// starts, no image is pulled and no mirror is contacted (a debian_slim base
-// is looked up as the last one built for its suite, which a build checks
-// against the mirror's archive state).
+// where it can be known. Nothing is written to the store (except that the
+// python-build-standalone archive an add_python step copies is unpacked into
+// the store's cache once, as its files are part of that step's key); no
+// container starts, no image is pulled and no mirror is contacted (a
+// debian_slim base is looked up as the last one built for its suite, which a
+// build checks against the mirror's archive state).
 //
 // Errors are those of Build that can be found without running a step (the
 // Image's own error, *InvalidError for bad definitions and missing local

@@ -82,14 +82,17 @@ func (b *Builder) slimSource(method string, d *debianBase) (slimSource, error) {
 // tarball's content digest, not its path.
 func (b *Builder) debianSlimStandalone(ctx context.Context, st *buildState, l *layer, in instruction, src slimSource, force bool, ev Event) (bool, error) {
 	series := l.root.debian.Python
-	dir, err := b.unpackStandalone(l.method, src.archive)
-	if err != nil {
-		return false, err
-	}
-	tree := filepath.Join(dir, "python")
-	if _, err := os.Lstat(filepath.Join(tree, "bin", "python"+series)); err != nil {
-		return false, &InvalidError{Method: l.method, Message: fmt.Sprintf(
-			"%s holds no python/bin/python%s: is it a CPython %s install_only build?", src.archive, series, series)}
+	var tree string // the unpacked python/ tree; a dry run needs only the digest
+	if b.plan == nil {
+		dir, err := b.unpackStandalone(l.method, src.archive)
+		if err != nil {
+			return false, err
+		}
+		tree = filepath.Join(dir, "python")
+		if _, err := os.Lstat(filepath.Join(tree, "bin", "python"+series)); err != nil {
+			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf(
+				"%s holds no python/bin/python%s: is it a CPython %s install_only build?", src.archive, series, series)}
+		}
 	}
 	sum, err := hashFile(src.archive)
 	if err != nil {
