@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
@@ -540,7 +541,7 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 	if b.plan != nil {
 		b.plan.key = key
 		if force {
-			return false, &wouldRun{"run it again (force_build)"}
+			return false, &wouldRun{"run again: force_build"}
 		}
 	}
 	if !force {
@@ -554,7 +555,7 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 		}
 	}
 	if b.plan != nil {
-		return false, &wouldRun{"run it (not in the cache)"}
+		return false, &wouldRun{"run: not in the cache"}
 	}
 	a, err := b.store.snaps.Prepare(st.chain)
 	if err != nil {
@@ -686,11 +687,18 @@ func (b *Builder) Tag(name, ref string) error {
 	return b.store.setName(name, rec.ID)
 }
 
-// ValidateName checks an image name for Tag: non-empty, no whitespace, and
-// not starting with "im-" (image IDs).
+// ValidateName checks an image name for Tag: an image reference as docker
+// and podman take it (a lower-case repository of path components, with an
+// optional registry host, :tag and @digest: "myapp", "myapp:v1",
+// "registry.local:5000/team/app:v1"), not starting with "im-" (reserved for
+// image IDs). The error names the name and says what a name is.
 func ValidateName(name string) error {
-	if name == "" || strings.HasPrefix(name, "im-") || strings.ContainsAny(name, " \t\n") {
-		return fmt.Errorf("image name %q: a name must be non-empty, contain no whitespace and not start with \"im-\" (reserved for image IDs)", name)
+	if strings.HasPrefix(name, "im-") {
+		return fmt.Errorf("image name %q: names starting with \"im-\" are reserved for image IDs", name)
+	}
+	if _, err := reference.ParseNormalizedNamed(name); err != nil {
+		return fmt.Errorf("image name %q: %v: a name is an image reference as docker and podman take it "+
+			"(lower-case repository, optional :tag), e.g. myapp or registry.local:5000/team/app:v1", name, err)
 	}
 	return nil
 }

@@ -76,6 +76,43 @@ func (e *NameTakenError) Error() string {
 		e.Name, e.ID, from, e.NewSource)
 }
 
+// nameTaken is the *NameTakenError for moving name, which names image id
+// from source, to an image from o.Source; nil when o allows the move.
+func nameTaken(name, id, source string, o TagOptions) error {
+	if o.Replace || (source != "" && source == o.Source) {
+		return nil
+	}
+	return &NameTakenError{Name: name, ID: id, Source: source, NewSource: o.Source}
+}
+
+// CheckName reports, before a build, whether TagResultWith(name, ..., o)
+// could be refused: a *NameTakenError when name names an image from
+// another source (or from none recorded) and o.Replace is not set, nil
+// otherwise. It is conservative: the build might make the very image the
+// name already names, which TagResultWith would accept.
+func (b *Builder) CheckName(name string, o TagOptions) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if err := b.store.lockShared(); err != nil {
+		return err
+	}
+	defer b.store.unlock()
+	names, err := b.store.names()
+	if err != nil {
+		return err
+	}
+	old, ok := names[name]
+	if !ok {
+		return nil
+	}
+	sources, err := b.store.sources()
+	if err != nil {
+		return err
+	}
+	return nameTaken(name, old, sources[name], o)
+}
+
 // TagResultWith names the image of res, with its runtime mounts (see
 // TagResult), and records o.Source with the name. A name that already names
 // another image is moved when it came from the same source or o.Replace is
@@ -104,8 +141,8 @@ func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, 
 	var t Tagged
 	if old, ok := names[name]; ok && old != rec.ID {
 		t = Tagged{Previous: old, PreviousSource: sources[name]}
-		if !o.Replace && (t.PreviousSource == "" || t.PreviousSource != o.Source) {
-			return Tagged{}, &NameTakenError{Name: name, ID: old, Source: t.PreviousSource, NewSource: o.Source}
+		if err := nameTaken(name, old, t.PreviousSource, o); err != nil {
+			return Tagged{}, err
 		}
 	}
 	all := map[string][]mountRecord{}

@@ -3,9 +3,11 @@ package snapbuild
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -109,7 +111,7 @@ func TestPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, steps3, _ := flat(p3); steps3[2].state != PlanRun || p3.Layers[2].Steps[0].Note != "run it again (force_build)" {
+	if _, steps3, _ := flat(p3); steps3[2].state != PlanRun || p3.Layers[2].Steps[0].Note != "run again: force_build" {
 		t.Errorf("forced: %+v", p3.Layers[2])
 	}
 
@@ -170,5 +172,48 @@ func TestTagResultWith(t *testing.T) {
 	}
 	if src, _ := b.store.sources(); src["p:image"] != "" {
 		t.Errorf("source kept after Remove: %q", src)
+	}
+}
+
+func TestCheckName(t *testing.T) {
+	b := uBuilder(t)
+	one := uExecLayer(t, b, &buildState{}, FromScratch().Env(map[string]string{"A": "1"}))
+	if err := b.CheckName("p:image", TagOptions{Source: "/a/app.py"}); err != nil {
+		t.Errorf("a new name: %v", err)
+	}
+	if _, err := b.TagResultWith("p:image", one, TagOptions{Source: "/a/app.py"}); err != nil {
+		t.Fatal(err)
+	}
+	var taken *NameTakenError
+	for _, c := range []struct {
+		o    TagOptions
+		fail bool
+	}{
+		{TagOptions{Source: "/a/app.py"}, false},
+		{TagOptions{Source: "/b/app.py"}, true},
+		{TagOptions{Source: "/b/app.py", Replace: true}, false},
+		{TagOptions{}, true},
+	} {
+		err := b.CheckName("p:image", c.o)
+		if c.fail != errors.As(err, &taken) || (!c.fail && err != nil) {
+			t.Errorf("CheckName(%+v) = %v", c.o, err)
+		}
+	}
+	if err := b.CheckName("im-x", TagOptions{}); err == nil {
+		t.Error("CheckName of an invalid name: no error")
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	for _, ok := range []string{"hello", "myapp:v1", "a/b:c", "registry.local:5000/team/app:v1", "example-hello:image", "pkg.images:image",
+		"ubuntu@sha256:" + strings.Repeat("a", 64)} {
+		if err := ValidateName(ok); err != nil {
+			t.Errorf("ValidateName(%q): %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "UPPER", "Foo:Bar", "../../../tmp/evil", "a b", "im-abc", "x:", ":tag", "a//b"} {
+		if err := ValidateName(bad); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("image name %q", bad)) {
+			t.Errorf("ValidateName(%q) = %v, want an error naming it", bad, err)
+		}
 	}
 }

@@ -286,6 +286,9 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 			ref = b.toolRef(ref) // as checkSources pulled it
 		}
 		rec, err := b.store.resolve(ref)
+		if err != nil && l.root.pull && b.plan != nil {
+			return false, &wouldRun{"pull " + ref}
+		}
 		if err != nil {
 			if strings.HasPrefix(ref, "im-") {
 				return false, &InvalidError{Method: l.method, Message: err.Error()}
@@ -385,7 +388,7 @@ func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.De
 		var last stepRecord
 		ok, rerr := b.store.readJSON(defRel, &last)
 		if (rerr != nil || !ok) && b.plan != nil {
-			return false, stepRecord{}, &wouldRun{"bootstrap Debian " + d.Suite + " (no base for it in the store yet)"}
+			return false, stepRecord{}, &wouldRun{"bootstrap Debian " + d.Suite + ": no base for it in the store yet"}
 		}
 		if rerr != nil || !ok {
 			return false, stepRecord{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)

@@ -113,6 +113,12 @@ def work():
 		t.Errorf("names: %v (stdout:\n%s)", ids, res.stdout)
 	}
 
+	// A name that is no image reference is refused before anything runs.
+	res = r.run("", "build", one, "-t", "Naming-Upper")
+	if res.code == 0 || !strings.Contains(res.stderr, `image name "Naming-Upper"`) {
+		t.Errorf("-t Naming-Upper: exit %d\n%s", res.code, res.stderr)
+	}
+
 	// Two different images and -t: an error that lists them.
 	two := filepath.Join(base, "two", "app.py")
 	writeFiles(t, filepath.Join(base, "two"), map[string]string{"app.py": `import modal
@@ -140,8 +146,18 @@ b = a.run_commands("echo b > /which")
 	if res.code == 0 || !strings.Contains(res.stderr, `"app:image" already names`) || !strings.Contains(res.stderr, c) || !strings.Contains(res.stderr, "--replace") {
 		t.Errorf("a name of another file: exit %d\n%s", res.code, tail(res.stderr, 5))
 	}
-	if got := which("app:image"); got != "ccc" {
-		t.Errorf("app:image moved to %q", got)
+	if !strings.Contains(res.stderr, "nothing was built") || strings.Contains(res.stdout, " im-") {
+		t.Errorf("a refused build built or named something:\n%s\n%s", res.stdout, tail(res.stderr, 5))
+	}
+	for _, n := range []string{"app:image", "app:serve", "app:work"} {
+		if got := which(n); got != "ccc" {
+			t.Errorf("%s moved to %q", n, got)
+		}
+	}
+	// --print says so, and still prints the plan.
+	res = r.ok("build", "--print", d)
+	if !strings.Contains(res.stderr, "a build would stop here") || !strings.Contains(res.stdout, "[2] run_commands") {
+		t.Errorf("--print of a refused build:\n%s\n%s", res.stdout, res.stderr)
 	}
 	// ...unless asked, and then it says so.
 	res = r.ok("build", d, "--replace", "--progress", "plain")

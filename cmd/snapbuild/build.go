@@ -38,7 +38,9 @@ func (p *printFlag) Set(s string) error {
 func cmdBuild(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	root := fs.String("root", "", "store directory")
-	tag := fs.String("t", "", "name of the image")
+	var tags listFlag
+	fs.Var(&tags, "t", "name of the image (repeatable: several names)")
+	fs.Var(&tags, "tag", "the same as -t")
 	module := fs.String("m", "", "a Python module PKG.MODULE[::NAME], imported as `modal run -m` does")
 	var dry printFlag
 	fs.Var(&dry, "print", "print what would be built (text, or --print=json), build nothing")
@@ -59,21 +61,27 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defs, err := definitions(ctx, pos, *module, *tag)
+	defs, err := definitions(ctx, pos, *module, dry != "")
 	if err != nil {
 		return err
 	}
 	var gs []group
-	if *tag != "" {
-		if gs, err = nameWithTag(*tag, defs); err != nil {
+	if len(tags) > 0 {
+		if gs, err = nameWithTag(tags, defs); err != nil {
 			return err
 		}
 	} else {
 		gs = groups(defs)
 	}
+	tagOpts := func(d definition) snapbuild.TagOptions {
+		return snapbuild.TagOptions{Source: d.source, Replace: *replace || len(tags) > 0}
+	}
 	for _, g := range gs {
 		for _, d := range g.defs {
 			if err := snapbuild.ValidateName(d.name); err != nil {
+				if len(tags) > 0 {
+					return fmt.Errorf("build: -t: %w", err)
+				}
 				return fmt.Errorf("build: %s: %w; name it with -t NAME", d.label, err)
 			}
 		}
@@ -103,15 +111,47 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 		opts = append(opts, snapbuild.WithCDISpecDirs(abs...))
 	}
-	b, err := newBuilder(*root, opts...)
+	storeDir := *root
+	if storeDir == "" {
+		storeDir = globalRoot
+	}
+	if storeDir == "" {
+		storeDir = snapbuild.DefaultRoot()
+	}
+	if _, err := os.Stat(storeDir); dry != "" && errors.Is(err, os.ErrNotExist) {
+		// A dry run makes no store: plan against an empty one.
+		tmp, err := os.MkdirTemp("", "snapbuild-print-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(tmp)
+		fmt.Fprintf(os.Stderr, "snapbuild: store %s does not exist yet: every step would run\n", storeDir)
+		storeDir = tmp
+	}
+	b, err := newBuilder(storeDir, opts...)
 	if err != nil {
 		return err
 	}
 	defer b.Close()
+	// Names first: a build that would take another file's name builds
+	// nothing and names nothing.
+	var refused []error
+	for _, g := range gs {
+		for _, d := range g.defs {
+			if err := b.CheckName(d.name, tagOpts(d)); err != nil {
+				refused = append(refused, fmt.Errorf("%s: %w", d.label, err))
+			}
+		}
+	}
 	if dry != "" {
+		for _, err := range refused {
+			fmt.Fprintf(os.Stderr, "snapbuild: warning: a build would stop here: %v\n", err)
+		}
 		return printPlans(ctx, b, gs, string(dry), os.Stdout)
 	}
-	var refused []error
+	if len(refused) > 0 {
+		return errors.Join(append(refused, errors.New("build: nothing was built"))...)
+	}
 	for _, g := range gs {
 		d := g.defs[0]
 		res, err := b.Build(ctx, d.image)
@@ -119,9 +159,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 			return fmt.Errorf("build %s: %w", d.name, err)
 		}
 		for _, d := range g.defs {
-			t, err := b.TagResultWith(d.name, res, snapbuild.TagOptions{Source: d.source, Replace: *replace || *tag != ""})
+			t, err := b.TagResultWith(d.name, res, tagOpts(d))
 			var taken *snapbuild.NameTakenError
-			if errors.As(err, &taken) {
+			if errors.As(err, &taken) { // taken while this build ran
 				refused = append(refused, fmt.Errorf("%s: %w", d.label, err))
 				continue
 			}
@@ -150,7 +190,11 @@ func cmdBuild(ctx context.Context, args []string) error {
 // definitions reads what the build command's arguments name: a recipe file
 // and some of its images (FILE [IMAGE...]), Modal files (APP.py[::NAME]...)
 // or a module (-m PKG.MODULE[::NAME]).
-func definitions(ctx context.Context, pos []string, module, tag string) ([]definition, error) {
+func definitions(ctx context.Context, pos []string, module string, dry bool) ([]definition, error) {
+	if module != "" && isPythonRef(module) {
+		file, _ := frontend.SplitRef(module)
+		return nil, fmt.Errorf("build: -m takes a module (pkg.module), not a file: for %s, run snapbuild build %s", file, module)
+	}
 	if module != "" {
 		if len(pos) > 0 {
 			return nil, fmt.Errorf("build: -m %s builds a module's images; the other arguments (%s) are not used: remove them, or pick an image with -m %s::NAME", module, strings.Join(pos, " "), module)
@@ -161,7 +205,10 @@ func definitions(ctx context.Context, pos []string, module, tag string) ([]defin
 		return nil, errors.New("build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME]")
 	}
 	if !isPythonRef(pos[0]) {
-		defs, err := loadRecipe(pos[0], tag)
+		if err := checkRecipeArg(pos[0], dry); err != nil {
+			return nil, err
+		}
+		defs, err := loadRecipe(pos[0], "")
 		if err != nil {
 			return nil, err
 		}
@@ -204,6 +251,22 @@ func definitions(ctx context.Context, pos []string, module, tag string) ([]defin
 	return defs, nil
 }
 
+// checkRecipeArg turns the usual wrong first arguments into errors that say
+// what to do: a format after --print, a directory or a Dockerfile as docker
+// build takes them.
+func checkRecipeArg(arg string, dry bool) error {
+	fi, err := os.Stat(arg)
+	switch {
+	case dry && (arg == "json" || arg == "text") && err != nil:
+		return fmt.Errorf("build: --print takes its format after '=': --print=%s", arg)
+	case err == nil && fi.IsDir():
+		return fmt.Errorf("build: %s is a directory: give a recipe file, a Modal file (app.py) or -m pkg.module; for a Dockerfile, a recipe `- from_dockerfile: {path: %s}`", arg, filepath.Join(arg, "Dockerfile"))
+	case strings.HasPrefix(strings.ToLower(filepath.Base(arg)), "dockerfile") || strings.HasSuffix(strings.ToLower(arg), ".dockerfile"):
+		return fmt.Errorf("build: %s looks like a Dockerfile: snapbuild builds recipes and Modal files; write a recipe `- from_dockerfile: {path: %s}` (or Image.from_dockerfile in a .py) and build that", arg, arg)
+	}
+	return nil
+}
+
 // isPythonRef reports whether arg names a Python file: FILE.py or FILE.py::NAME.
 func isPythonRef(arg string) bool {
 	file, _ := frontend.SplitRef(arg)
@@ -217,17 +280,25 @@ func printPlans(ctx context.Context, b *snapbuild.Builder, gs []group, format st
 		Names  []string       `json:"names"`
 		Labels []string       `json:"labels"`
 		Plan   snapbuild.Plan `json:"plan"`
+		Error  string         `json:"error,omitempty"` // why the image cannot be planned
 	}
 	var all []planJSON
+	var failed []error
 	for i, g := range gs {
-		p, err := b.Plan(ctx, g.defs[0].image)
-		if err != nil {
-			return fmt.Errorf("build --print %s: %w", g.defs[0].name, err)
-		}
-		pj := planJSON{Plan: p}
+		pj := planJSON{}
 		for _, d := range g.defs {
 			pj.Names, pj.Labels = append(pj.Names, d.name), append(pj.Labels, d.label)
 		}
+		p, err := b.Plan(ctx, g.defs[0].image)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			// The other images are still worth seeing.
+			pj.Error = err.Error()
+			failed = append(failed, fmt.Errorf("build --print %s: %w", g.defs[0].name, err))
+		}
+		pj.Plan = p
 		if format == "json" {
 			all = append(all, pj)
 			continue
@@ -235,14 +306,20 @@ func printPlans(ctx context.Context, b *snapbuild.Builder, gs []group, format st
 		if i > 0 {
 			fmt.Fprintln(w)
 		}
+		if err != nil {
+			fmt.Fprintf(w, "%s (%s)\n  cannot be planned: %v\n", strings.Join(pj.Names, ", "), strings.Join(pj.Labels, ", "), err)
+			continue
+		}
 		writePlan(w, pj.Names, pj.Labels, p)
 	}
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(all)
+		if err := enc.Encode(all); err != nil {
+			return err
+		}
 	}
-	return nil
+	return errors.Join(failed...)
 }
 
 // writePlan writes one image's plan as text:
@@ -252,7 +329,7 @@ func printPlans(ctx context.Context, b *snapbuild.Builder, gs []group, format st
 //	      FROM python:3.11-slim-bookworm      cached   key 5d41402abc4b
 //	      CMD ["sleep", "172800"]             config
 //	  [2] apt_install
-//	      RUN apt-get update                  run      key 7c2e0b81a3f4  (run it (not in the cache))
+//	      RUN apt-get update                  run      key 7c2e0b81a3f4  (run: not in the cache)
 //	      RUN apt-get install -y git          pending
 //	  4 steps: 1 cached, 1 config, 1 to run, 1 pending
 func writePlan(w io.Writer, names, labels []string, p snapbuild.Plan) {

@@ -52,15 +52,20 @@ next:
 	return out
 }
 
-// nameWithTag applies -t: it names the one image the definitions define
-// (several names of one definition are one image, as a Modal file's
-// `image` and the functions that use it), or fails listing the images.
-func nameWithTag(tag string, defs []definition) ([]group, error) {
+// nameWithTag applies -t (one or more): the names all name the one image
+// the definitions define (several names of one definition are one image, as
+// a Modal file's `image` and the functions that use it), or it fails
+// listing the images.
+func nameWithTag(tags []string, defs []definition) ([]group, error) {
 	gs := groups(defs)
 	if len(gs) == 1 {
-		d := gs[0].defs[0]
-		d.name = tag
-		return []group{{defs: []definition{d}}}, nil
+		var named []definition
+		for _, t := range tags {
+			d := gs[0].defs[0]
+			d.name = t
+			named = append(named, d)
+		}
+		return []group{{defs: named}}, nil
 	}
 	var labels []string
 	for _, g := range gs {
@@ -71,7 +76,7 @@ func nameWithTag(tag string, defs []definition) ([]group, error) {
 		labels = append(labels, strings.Join(ls, " = "))
 	}
 	return nil, fmt.Errorf("build: -t names one image, but %d different images are defined: %s; pick one, e.g. snapbuild build %s -t %s",
-		len(gs), strings.Join(labels, ", "), gs[0].defs[0].label, tag)
+		len(gs), strings.Join(labels, ", "), gs[0].defs[0].label, tags[0])
 }
 
 // recipeSteps returns each image's steps of recipe JSON ({name: [steps]}),
@@ -92,8 +97,8 @@ func recipeSteps(data []byte) (map[string][]byte, error) {
 	return out, nil
 }
 
-// loadRecipe reads a recipe file's images; -t (tag) names a single-list
-// recipe's image.
+// loadRecipe reads a recipe file's images; tag ("" for the file's stem)
+// names a single-list recipe's image.
 func loadRecipe(file, tag string) ([]definition, error) {
 	imgs, err := recipe.Load(file, tag)
 	if err != nil {

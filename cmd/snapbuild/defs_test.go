@@ -28,11 +28,15 @@ func TestGroupsAndTag(t *testing.T) {
 		t.Errorf("recipe images grouped: %+v", gs)
 	}
 
-	gs, err := nameWithTag("mine", []definition{image, serve})
+	gs, err := nameWithTag([]string{"mine"}, []definition{image, serve})
 	if err != nil || len(gs) != 1 || len(gs[0].defs) != 1 || gs[0].defs[0].name != "mine" {
 		t.Errorf("-t of one image: %+v, %v", gs, err)
 	}
-	_, err = nameWithTag("mine", []definition{image, serve, other})
+	gs, err = nameWithTag([]string{"mine", "mine:v2"}, []definition{image})
+	if err != nil || len(gs) != 1 || len(gs[0].defs) != 2 || gs[0].defs[1].name != "mine:v2" {
+		t.Errorf("two -t: %+v, %v", gs, err)
+	}
+	_, err = nameWithTag([]string{"mine"}, []definition{image, serve, other})
 	if err == nil || !strings.Contains(err.Error(), "2 different images are defined: app.py::image = app.py::serve, app.py::other") ||
 		!strings.Contains(err.Error(), "snapbuild build app.py::image -t mine") {
 		t.Errorf("-t of two images: %v", err)
@@ -64,7 +68,7 @@ func TestWritePlan(t *testing.T) {
 			{Instruction: `CMD ["sleep", "172800"]`, State: snapbuild.PlanConfig},
 		}},
 		{Method: "run_commands", Steps: []snapbuild.PlanStep{
-			{Instruction: "RUN cat <<EOF > /x\nhi\nEOF", State: snapbuild.PlanRun, Key: key, Note: "run it (not in the cache)"},
+			{Instruction: "RUN cat <<EOF > /x\nhi\nEOF", State: snapbuild.PlanRun, Key: key, Note: "run: not in the cache"},
 			{Instruction: "RUN true", State: snapbuild.PlanPending},
 		}},
 		{Method: "add_local_dir", Runtime: true},
@@ -76,7 +80,7 @@ func TestWritePlan(t *testing.T) {
       FROM python:3.11-slim-bookworm  cached   key abababababab
       CMD ["sleep", "172800"]         config
   [2] run_commands
-      RUN cat <<EOF > /x ...          run      key abababababab  (run it (not in the cache))
+      RUN cat <<EOF > /x ...          run      key abababababab  (run: not in the cache)
       RUN true                        pending
   [3] add_local_dir (copy=False: attached when the image runs)
   4 steps: 1 cached, 1 config, 1 to run, 1 pending
