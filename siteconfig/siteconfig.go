@@ -418,7 +418,9 @@ func (s Site) Validate() error {
 func checkURL(v string) error {
 	u, err := url.Parse(v)
 	if err != nil {
-		return fmt.Errorf("%q: %v", v, err)
+		// "127.0.0.1:8080/simple" (no scheme) lands here, with url's
+		// own wording; say what is wanted.
+		return fmt.Errorf("%q: want an absolute http://, https:// or file:// URL (%v)", v, err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") || (u.Scheme != "file" && u.Host == "") || strings.ContainsAny(v, " \t\n") {
 		return fmt.Errorf("%q: want an absolute http://, https:// or file:// URL without spaces", v)

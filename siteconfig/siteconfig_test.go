@@ -117,6 +117,7 @@ func TestBadFiles(t *testing.T) {
 		{"pip_index_url: [a]\n", "f.yaml:1: pip_index_url: want a string"},
 		{"pip_index_url: 3\n", "f.yaml:1: pip_index_url: want a string"},
 		{"\npip_index_url: mirror.internal/simple\n", `f.yaml:2: pip_index_url: "mirror.internal/simple": want an absolute http://, https:// or file:// URL`},
+		{"pip_index_url: 127.0.0.1:8765/simple\n", `f.yaml:1: pip_index_url: "127.0.0.1:8765/simple": want an absolute http://, https:// or file:// URL (`},
 		{"pip_extra_index_urls: {a: b}\n", "f.yaml:1: pip_extra_index_urls: want a list of strings"},
 		{"pip_trusted_hosts: [http://h.internal]\n", `pip_trusted_hosts: "http://h.internal": want a host name`},
 		{"registries_conf: relative.conf\n", `registries_conf: "relative.conf": give an absolute path`},
