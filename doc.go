@@ -4,7 +4,7 @@
 // An Image is an immutable value built by chaining methods that mirror
 // modal.Image (DebianSlim, AptInstall, RunCommands, Env, Workdir, ...). Each
 // method appends one Modal "layer": the Dockerfile-like instructions that Modal
-// emits for it (see shared/spec/modal-image.md), starting with "FROM base".
+// emits for it (each method's godoc quotes them), starting with "FROM base".
 // A Builder executes those instructions step by step: each RUN runs in a
 // libcontainer sandbox on an overlayfs snapshot of its parent, the snapshot's
 // upper dir becomes a zstd OCI layer, and each step is cached by content.

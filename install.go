@@ -1,8 +1,8 @@
 package snapbuild
 
 // The package-installer methods of modal.Image (pip, uv, poetry, micromamba),
-// lowered to the exact commands of Modal's 2025.06 image builder
-// (shared/spec/modal-image.md §10-18).
+// lowered to the exact commands of Modal's 2025.06 image builder, which each
+// method's godoc quotes.
 //
 // Conventions shared by every method here:
 //

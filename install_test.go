@@ -11,8 +11,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
 
-// Golden tests of the installer methods (shared/spec/modal-image.md §10-18):
-// every command text is Modal's 2025.06 output.
+// Golden tests of the installer methods: every command text is Modal's
+// 2025.06 output, as each method's godoc quotes it.
 
 func instBase(t *testing.T) Image {
 	t.Helper()

@@ -10,8 +10,8 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 )
 
-// Unit tests of how Image methods lower to Dockerfile commands (spec
-// sections 1-4 and 19-25 of shared/spec/modal-image.md).
+// Unit tests of how Image methods lower to Dockerfile commands: Modal's
+// 2025.06 texts, as each method's godoc quotes them.
 
 // uLayers returns img's commands, failing the test if img carries an error.
 func uLayers(t *testing.T, img Image) [][]string {
