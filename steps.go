@@ -333,10 +333,6 @@ type debianBase struct {
 	Version string
 }
 
-// errPlanOffline stands for the mirror's answer in a dry run, which asks no
-// mirror.
-var errPlanOffline = errors.New("a dry run contacts no mirror")
-
 // fromDebian makes (or reuses) the base of a DebianSlim layer, from where
 // slimSource says this site provides it.
 func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
@@ -377,26 +373,23 @@ func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.De
 	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
 	defRel := filepath.Join("bases", defKey+".json")
 	var key string
-	var state string
-	err := errPlanOffline
-	if b.plan == nil {
-		state, err = d.ArchiveState(ctx)
-	}
-	if err == nil {
+	if b.plan != nil {
+		// A dry run asks no mirror: the base is the last one built.
+		var last stepRecord
+		if ok, err := b.store.readJSON(defRel, &last); err != nil || !ok {
+			return false, stepRecord{}, &wouldRun{"bootstrap Debian " + d.Suite + ": no base for it in the store yet"}
+		}
+		key = last.Key
+	} else if state, err := d.ArchiveState(ctx); err == nil {
 		key = sha256hex("snapbuild-base/1 " + d.Definition() + " archive=" + state)
 	} else {
 		var last stepRecord
 		ok, rerr := b.store.readJSON(defRel, &last)
-		if (rerr != nil || !ok) && b.plan != nil {
-			return false, stepRecord{}, &wouldRun{"bootstrap Debian " + d.Suite + ": no base for it in the store yet"}
-		}
 		if rerr != nil || !ok {
 			return false, stepRecord{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
 		}
-		if b.plan == nil {
-			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
-				Line: fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)})
-		}
+		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
+			Line: fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)})
 		key = last.Key
 	}
 	*st = buildState{}
@@ -473,8 +466,8 @@ type stepProcess struct {
 // sandboxed runs p on the snapshot a of st as user st.config.User, with the
 // image's environment, the ARG values, the site's step environment, the
 // step's env= and secrets (masked in the output), its GPUs and p's mounts.
-// Mount targets the runtime made are removed from the upper dir afterwards. A non-zero exit is a *StepError
-// holding the output's last lines.
+// Mount targets the runtime made are removed from the upper dir afterwards.
+// A non-zero exit is a *StepError holding the output's last lines.
 func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in instruction, ev Event, a *snapshot.Active, p stepProcess) error {
 	uid, gid, err := resolveUser(a.Rootfs, st.config.User)
 	if err != nil {

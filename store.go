@@ -264,7 +264,7 @@ func (s *store) setNameFrom(name, id, source string) error {
 	if err != nil {
 		return err
 	}
-	if old, ok := src[name]; ok != (source != "") || old != source {
+	if src[name] != source || (id == "" && source != "") {
 		if source == "" || id == "" {
 			delete(src, name)
 		} else {

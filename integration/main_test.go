@@ -355,6 +355,10 @@ type imageInfo struct {
 		Digest string `json:"digest"`
 	} `json:"manifest"`
 	Config struct {
+		Config struct {
+			Cmd []string `json:"Cmd"`
+			Env []string `json:"Env"`
+		} `json:"config"`
 		RootFS struct {
 			DiffIDs []string `json:"diff_ids"`
 		} `json:"rootfs"`

@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"io"
 	"io/fs"
 	"os"
@@ -88,20 +87,7 @@ gcc --version | head -1; gfortran --version | head -1; make --version | head -1
 		t.Errorf("Debian's python3 is in the image beside the archive's:\n%s", out)
 	}
 
-	var info struct {
-		Config struct {
-			Config struct {
-				Cmd []string
-				Env []string
-			} `json:"config"`
-			History []struct {
-				CreatedBy string `json:"created_by"`
-			} `json:"history"`
-		} `json:"config"`
-	}
-	if err := json.Unmarshal([]byte(r.ok("inspect", "slim312").stdout), &info); err != nil {
-		t.Fatal(err)
-	}
+	info := inspect(t, r, "slim312")
 	if h := info.Config.History; len(h) != 2 || h[0].CreatedBy != "FROM python:3.12-slim-bookworm" || h[1].CreatedBy != `CMD ["sleep", "172800"]` {
 		t.Errorf("history %+v, want Modal's FROM and CMD", h)
 	}

@@ -111,13 +111,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 		opts = append(opts, snapbuild.WithCDISpecDirs(abs...))
 	}
-	storeDir := *root
-	if storeDir == "" {
-		storeDir = globalRoot
-	}
-	if storeDir == "" {
-		storeDir = snapbuild.DefaultRoot()
-	}
+	storeDir := storeRoot(*root)
 	if _, err := os.Stat(storeDir); dry != "" && errors.Is(err, os.ErrNotExist) {
 		// A dry run makes no store: plan against an empty one.
 		tmp, err := os.MkdirTemp("", "snapbuild-print-")

@@ -179,14 +179,20 @@ func parse(fs *flag.FlagSet, args []string) (pos, rest []string, err error) {
 	}
 }
 
-func newBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error) {
+// storeRoot is the store directory a command uses: its --root, else the
+// --root given before the command, else snapbuild.DefaultRoot().
+func storeRoot(root string) string {
 	if root == "" {
 		root = globalRoot
 	}
-	if root != "" {
-		opts = append(opts, snapbuild.WithRoot(root))
+	if root == "" {
+		root = snapbuild.DefaultRoot()
 	}
-	return snapbuild.NewBuilder(opts...)
+	return root
+}
+
+func newBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error) {
+	return snapbuild.NewBuilder(append(opts, snapbuild.WithRoot(storeRoot(root)))...)
 }
 
 func progressFor(mode string) (snapbuild.Progress, error) {
