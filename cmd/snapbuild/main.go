@@ -2,7 +2,7 @@
 // from recipes written with modal.Image's methods.
 //
 //	snapbuild build FILE [IMAGE...] | APP.py[::NAME] | -m PKG.MODULE [-t NAME] [--print[=json]] [flags]
-//	snapbuild run NAME [-- CMD...]
+//	snapbuild run [-it] [--entrypoint CMD] NAME [-- CMD...]
 //	snapbuild images | inspect NAME | rm NAME | export NAME DEST
 //
 // Every command accepts --root DIR (default $SNAPBUILD_ROOT, else
@@ -41,7 +41,8 @@ Usage:
       A Modal file's images are named PROJECT:NAME (PROJECT: its modal.App's name, else the
       file's stem); -t NAME names the image when the file defines one (functions using the
       module's image share it). --print shows each step's cache state and key, builds nothing.
-  snapbuild run [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
+  snapbuild run [-i] [-t] [--entrypoint CMD] [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
+      -i passes stdin, -t gives a terminal (-it: an interactive shell, e.g. snapbuild run -it NAME bash)
   snapbuild images [--json]
   snapbuild inspect NAME
   snapbuild rm NAME
