@@ -821,16 +821,63 @@ func (b *Builder) Export(ref, dest string) error {
 
 // RunOptions are the stdio and overrides of Builder.Run.
 type RunOptions struct {
+	// Stdin, Stdout and Stderr connect the command; nil means /dev/null.
+	// Like `docker run` without -i, the CLI passes no stdin unless asked.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 	Env            []string // extra KEY=value entries
 	Workdir        string   // overrides the image's working directory
+
+	// Entrypoint replaces the image's ENTRYPOINT when ReplaceEntrypoint is
+	// set, as `docker run --entrypoint` and `podman run --entrypoint` do:
+	// the command is then Entrypoint followed by Run's args, and the image's
+	// CMD is not used (Docker drops it too, as it was written for the
+	// image's own ENTRYPOINT). An empty Entrypoint (`--entrypoint ""`)
+	// clears it, so args alone are the command. Without ReplaceEntrypoint
+	// the image's ENTRYPOINT stays in front of args, or of its CMD when
+	// there are no args.
+	Entrypoint        []string
+	ReplaceEntrypoint bool
+
+	// Terminal, when set, runs the command on a pseudo-terminal, as
+	// `docker run -t` does: Stdin and Stdout connect the terminal and
+	// Stderr is unused (see sandbox.Terminal). The caller owns the host
+	// terminal: raw mode, its size and SIGWINCH.
+	Terminal *sandbox.Terminal
+}
+
+// runArgv is the command Builder.Run starts for an image whose config has
+// entrypoint and cmd, given o and the caller's args: Docker's rules (see
+// RunOptions.Entrypoint).
+func runArgv(entrypoint, cmd, args []string, o RunOptions) ([]string, error) {
+	if o.ReplaceEntrypoint {
+		argv := append(slices.Clone(o.Entrypoint), args...)
+		if len(argv) == 0 {
+			return nil, errors.New(`no command: an empty entrypoint clears the image's ENTRYPOINT and CMD; give a command after the image name`)
+		}
+		if argv[0] == "" {
+			return nil, errors.New(`the entrypoint's program name is empty: give a program, or an empty entrypoint to clear the image's`)
+		}
+		return argv, nil
+	}
+	argv := slices.Clone(entrypoint)
+	if len(args) > 0 {
+		argv = append(argv, args...)
+	} else {
+		argv = append(argv, cmd...)
+	}
+	if len(argv) == 0 {
+		return nil, errors.New("the image has no ENTRYPOINT or CMD: give a command after the image name")
+	}
+	return argv, nil
 }
 
 // Run runs a command in a throwaway container of image ref, like a Modal
-// Sandbox: args replace the image's CMD (the ENTRYPOINT, if any, stays in
-// front); no args runs ENTRYPOINT + CMD. Nothing the command writes is kept.
-// It returns the command's exit status.
+// Sandbox or `docker run --rm`: args replace the image's CMD (the
+// ENTRYPOINT, if any, stays in front); no args runs ENTRYPOINT + CMD;
+// o.Entrypoint may replace the ENTRYPOINT. Nothing the command writes is
+// kept. It returns the command's exit status (128+N when signal N ended
+// it).
 func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptions) (int, error) {
 	rec, err := b.store.resolve(ref)
 	if err != nil {
@@ -841,14 +888,9 @@ func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptio
 		return 0, err
 	}
 	c := info.Config.Config
-	argv := slices.Clone(c.Entrypoint)
-	if len(args) > 0 {
-		argv = append(argv, args...)
-	} else {
-		argv = append(argv, c.Cmd...)
-	}
-	if len(argv) == 0 {
-		return 0, fmt.Errorf("image %s has no ENTRYPOINT or CMD: give a command", ref)
+	argv, err := runArgv(c.Entrypoint, c.Cmd, args, o)
+	if err != nil {
+		return 0, fmt.Errorf("run %s: %w", ref, err)
 	}
 	mounts, err := b.mountsOf(ref)
 	if err != nil {
@@ -882,7 +924,8 @@ func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptio
 		Cwd:      orDefault(o.Workdir, c.WorkingDir),
 		UID:      uid, GID: gid,
 		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
-		Network: b.network,
+		Terminal: o.Terminal,
+		Network:  b.network,
 	})
 	return res.ExitCode, err
 }

@@ -50,7 +50,7 @@ func matrix(t *testing.T, r runner, work string) {
 	r.build(recipe)
 
 	// 1. What the steps made, through overlayfs.
-	res := r.run(string(listing), "run", "--network", "none", "matrix", "--", "python3", "-", "/t")
+	res := r.run(string(listing), "run", "-i", "--network", "none", "matrix", "--", "python3", "-", "/t")
 	if res.code != 0 {
 		t.Fatalf("listing in snapbuild run: exit %d\n%s", res.code, res.stderr)
 	}

@@ -19,4 +19,9 @@
 // runtime and the hooks made in the upper dir before the process runs (the
 // process waits at libcontainer's exec fifo meanwhile), and adds to
 // Result.Stubs whatever of it the process left unchanged.
+//
+// With Spec.Terminal the process gets a pseudo-terminal, as with `runc run
+// -t`: the container's init allocates it on the container's own devpts and
+// sends the master over libcontainer's console socket; Run copies the
+// caller's stdin and stdout through it and applies window sizes.
 package sandbox

@@ -56,8 +56,12 @@ type Spec struct {
 	// UID and GID the process runs as, inside the sandbox.
 	UID, GID int
 	// Stdin, Stdout and Stderr connect the process; nil means /dev/null.
+	// With Terminal, Stdin and Stdout connect the pty and Stderr is unused.
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
+	// Terminal, when set, gives the process a pseudo-terminal (see
+	// Terminal); nil gives it Stdin, Stdout and Stderr as they are.
+	Terminal *Terminal
 	// Mounts are extra bind mounts, applied after the standard ones.
 	Mounts []BindMount
 	// Network defaults to NetworkHost.
@@ -232,6 +236,20 @@ func run(ctx context.Context, s Spec) (Result, error) {
 		Stderr: s.Stderr,
 		Init:   true,
 	}
+	var consoleParent *os.File
+	if s.Terminal != nil {
+		var child *os.File
+		if consoleParent, child, err = consoleSocket(); err != nil {
+			return Result{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
+		}
+		defer consoleParent.Close()
+		// The init keeps its own copy; ours is closed once it has started,
+		// so that a receive on consoleParent cannot wait for ever.
+		defer child.Close()
+		p.Stdin, p.Stdout, p.Stderr = nil, nil, nil
+		p.ConsoleSocket = child
+		p.ConsoleWidth, p.ConsoleHeight = s.Terminal.Size.Width, s.Terminal.Size.Height
+	}
 	if track == nil {
 		err = c.Run(p)
 	} else {
@@ -262,6 +280,17 @@ func run(ctx context.Context, s Spec) (Result, error) {
 		}
 		return res, fmt.Errorf("sandbox %s: start %q: %w", s.ID, strings.Join(s.Args, " "), err)
 	}
+	var pty *ptyCopier
+	if consoleParent != nil {
+		p.ConsoleSocket.Close()
+		master, err := recvMaster(consoleParent)
+		if err != nil {
+			_ = p.Signal(unix.SIGKILL)
+			_, _ = p.Wait()
+			return Result{Stubs: stubs}, fmt.Errorf("sandbox %s: %w", s.ID, err)
+		}
+		pty = startPTY(master, s.Terminal, s.Stdin, s.Stdout)
+	}
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -272,6 +301,9 @@ func run(ctx context.Context, s Spec) (Result, error) {
 	}()
 	ps, werr := p.Wait()
 	close(done)
+	if pty != nil {
+		pty.finish(2 * time.Second)
+	}
 	res := Result{Stubs: stubs}
 	if track != nil {
 		res.Stubs = mergeSorted(stubs, track.unchanged())
@@ -300,7 +332,7 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 	spec := specconv.Example()
 	spec.Root = &specs.Root{Path: s.Rootfs}
 	spec.Hostname = orDefault(s.Hostname, "snapbuild")
-	spec.Process.Terminal = false
+	spec.Process.Terminal = s.Terminal != nil
 	spec.Process.NoNewPrivileges = false
 	spec.Process.Capabilities = &specs.LinuxCapabilities{
 		Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps,

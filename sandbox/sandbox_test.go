@@ -70,6 +70,12 @@ func TestRuntimeSpec(t *testing.T) {
 		t.Error("seccomp profile set")
 	}
 
+	s.Terminal = &Terminal{Size: WinSize{Width: 80, Height: 24}}
+	if spec, err := runtimeSpec(s); err != nil || !spec.Process.Terminal {
+		t.Errorf("Terminal set: process.terminal = %v, %v; want true", spec != nil && spec.Process.Terminal, err)
+	}
+	s.Terminal = nil
+
 	s.Network, s.Devices = NetworkNone, nil
 	spec, err = runtimeSpec(s)
 	if err != nil {

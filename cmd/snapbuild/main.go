@@ -2,7 +2,7 @@
 // from recipes written with modal.Image's methods.
 //
 //	snapbuild build FILE [IMAGE...] | APP.py[::NAME] | -m PKG.MODULE [-t NAME] [--print[=json]] [flags]
-//	snapbuild run NAME [-- CMD...]
+//	snapbuild run [-it] [--entrypoint CMD] NAME [-- CMD...]
 //	snapbuild images | inspect NAME | rm NAME | export NAME DEST
 //
 // Every command accepts --root DIR (default $SNAPBUILD_ROOT, else
@@ -41,7 +41,8 @@ Usage:
       A Modal file's images are named PROJECT:NAME (PROJECT: its modal.App's name, else the
       file's stem); -t NAME names the image when the file defines one (functions using the
       module's image share it). --print shows each step's cache state and key, builds nothing.
-  snapbuild run [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
+  snapbuild run [-i] [-t] [--entrypoint CMD] [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
+      -i passes stdin, -t gives a terminal (-it: an interactive shell, e.g. snapbuild run -it NAME bash)
   snapbuild images [--json]
   snapbuild inspect NAME
   snapbuild rm NAME
@@ -216,56 +217,6 @@ type listFlag []string
 
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
-
-func cmdRun(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	workdir := fs.String("w", "", "working directory")
-	network := fs.String("network", "host", "host or none")
-	var env listFlag
-	fs.Var(&env, "e", "KEY=VALUE (repeatable)")
-	fs.SetOutput(io.Discard)
-	// Flags come before the image name; everything after it is the command
-	// ("--" before the command is optional).
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return fmt.Errorf("run: %w", err)
-	}
-	rest := fs.Args()
-	if len(rest) > 0 && rest[0] == "--" {
-		rest = rest[1:]
-	}
-	if len(rest) == 0 {
-		return errors.New("run: give an image: snapbuild run [FLAGS] NAME [--] [CMD...]")
-	}
-	pos := rest[:1]
-	rest = rest[1:]
-	if len(rest) > 0 && rest[0] == "--" {
-		rest = rest[1:]
-	}
-	for _, e := range env {
-		if !strings.Contains(e, "=") {
-			return fmt.Errorf("run: -e %q: want KEY=VALUE", e)
-		}
-	}
-	b, err := newBuilder(*root, snapbuild.WithNetwork(sandbox.Network(*network)))
-	if err != nil {
-		return err
-	}
-	defer b.Close()
-	code, err := b.Run(ctx, pos[0], rest, snapbuild.RunOptions{
-		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Env: env, Workdir: *workdir,
-	})
-	if err != nil {
-		return err
-	}
-	if code != 0 {
-		return exitError(code)
-	}
-	return nil
-}
 
 func cmdImages(args []string) error {
 	fs := flag.NewFlagSet("images", flag.ContinueOnError)
