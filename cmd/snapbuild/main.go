@@ -66,7 +66,6 @@ func run(argv []string) int {
 		writeUsage(os.Stdout)
 		return 0
 	}
-	var c *command
 	switch name, args := argv[0], argv[1:]; name {
 	case "-h", "-help", "--help":
 		writeUsage(os.Stdout)
@@ -88,7 +87,8 @@ func run(argv []string) int {
 			return report(usagef("unknown flag %s before the command: only --root DIR, --help and --version go there (see 'snapbuild --help')", name))
 		}
 	}
-	if c = lookup(argv[0]); c == nil {
+	c := lookup(argv[0])
+	if c == nil {
 		return report(unknownCommand(argv[0]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
