@@ -306,11 +306,11 @@ func dashes(name string) string {
 // does: within an edit distance of 2 (or 1 for names of up to 3 letters),
 // or having s as a prefix; "" when none is close.
 func suggest(s string, candidates []string) string {
-	max := 2
+	limit := 2
 	if len(s) <= 3 {
-		max = 1
+		limit = 1
 	}
-	best, bestD := "", max+1
+	best, bestD := "", limit+1
 	sorted := append([]string(nil), candidates...)
 	sort.Strings(sorted)
 	for _, c := range sorted {
