@@ -4,7 +4,9 @@
 #   make test    install what is missing, build, run unit and integration tests
 #   make bench   snapbuild side by side with buildah (not part of make test)
 
-GO        ?= go
+# scripts/go runs go.mod's Go version: the go on PATH when it is new enough,
+# else a Go that scripts/deps.sh installed, which fetches that version itself.
+GO        ?= $(CURDIR)/scripts/go
 TAGS      := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
 BIN       := bin/snapbuild
 export CGO_ENABLED := 1

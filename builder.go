@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -42,6 +43,8 @@ const BuilderVersion = "2025.06"
 // builds on the store's lock.
 type Builder struct {
 	store        *store
+	root         string // WithRoot, WithExistingRoot; "": DefaultRoot()
+	rootExisting bool   // WithExistingRoot: the store must exist
 	progress     Progress
 	mirror       string
 	forceAll     bool
@@ -97,20 +100,41 @@ func epochFromEnv() (time.Time, error) {
 // Option configures a Builder.
 type Option func(*Builder) error
 
-// WithRoot sets the store directory. The default is DefaultRoot().
+// WithRoot sets the store directory, which NewBuilder creates when it does
+// not exist. The default is DefaultRoot().
 func WithRoot(dir string) Option {
 	return func(b *Builder) error {
 		if dir == "" {
 			return errors.New("WithRoot: empty directory")
 		}
-		st, err := openStore(dir)
-		if err != nil {
-			return err
-		}
-		b.store = st
+		b.root, b.rootExisting = dir, false
 		return nil
 	}
 }
+
+// WithExistingRoot is WithRoot for a Builder that only reads or removes
+// what a store holds (listing, inspecting, exporting images): when dir does
+// not exist, NewBuilder creates nothing and fails with a
+// *StoreNotExistError, as podman's and docker's image commands report an
+// unknown image rather than make an empty store. The default is
+// DefaultRoot(), created when missing.
+func WithExistingRoot(dir string) Option {
+	return func(b *Builder) error {
+		if dir == "" {
+			return errors.New("WithExistingRoot: empty directory")
+		}
+		b.root, b.rootExisting = dir, true
+		return nil
+	}
+}
+
+// StoreNotExistError is NewBuilder's error when the directory given to
+// WithExistingRoot does not exist.
+type StoreNotExistError struct {
+	Root string // the store directory, absolute
+}
+
+func (e *StoreNotExistError) Error() string { return "store " + e.Root + " does not exist" }
 
 // WithProgress sets where build events go. The default is plain text on
 // standard error.
@@ -166,13 +190,11 @@ func WithCDISpecDirs(dirs ...string) Option {
 	}
 }
 
-// NewBuilder opens the store and returns a Builder. The process must have
-// called Init: NewBuilder fails when it is neither root nor in a user
-// namespace.
+// NewBuilder opens the store, creating it unless WithExistingRoot is given,
+// and returns a Builder. The process must have called Init: NewBuilder fails
+// when it is neither root nor in a user namespace (after WithExistingRoot's
+// check, so that a missing store is reported as such everywhere).
 func NewBuilder(opts ...Option) (*Builder, error) {
-	if os.Geteuid() != 0 {
-		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main")
-	}
 	epoch, err := epochFromEnv()
 	if err != nil {
 		return nil, err
@@ -188,13 +210,26 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 			return nil, err
 		}
 	}
-	if b.store == nil {
-		st, err := openStore("")
+	if b.root == "" {
+		b.root = DefaultRoot()
+	}
+	if b.rootExisting {
+		abs, err := filepath.Abs(b.root)
 		if err != nil {
 			return nil, err
 		}
-		b.store = st
+		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
+			return nil, &StoreNotExistError{Root: abs}
+		}
 	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main")
+	}
+	st, err := openStore(b.root)
+	if err != nil {
+		return nil, err
+	}
+	b.store = st
 	return b, nil
 }
 

@@ -37,22 +37,22 @@ func (p *printFlag) Set(s string) error {
 
 func cmdBuild(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
+	root := rootFlag(fs)
 	var tags listFlag
-	fs.Var(&tags, "t", "name of the image (repeatable: several names)")
-	fs.Var(&tags, "tag", "the same as -t")
-	module := fs.String("m", "", "a Python module PKG.MODULE[::NAME], imported as `modal run -m` does")
+	fs.Var(&tags, "t", "`NAME` of the image (repeatable: several names)")
+	fs.Var(&tags, "tag", "the same as -t `NAME`")
+	module := fs.String("m", "", "build the images of Python module `PKG.MODULE[::NAME]`, imported as modal run -m does")
 	var dry printFlag
 	fs.Var(&dry, "print", "print what would be built (text, or --print=json), build nothing")
 	replace := fs.Bool("replace", false, "move names that images from other files have")
-	progress := fs.String("progress", "auto", "plain, tty, json or auto")
+	progress := fs.String("progress", "auto", "progress display `MODE`: auto (tty on a terminal, else plain), plain, tty or json")
 	force := fs.Bool("force-build", false, "rebuild every step")
-	network := fs.String("network", "host", "network of RUN steps: host or none")
-	mirror := fs.String("mirror", "", "Debian archive for debian_slim bases")
+	network := fs.String("network", "host", "network `MODE` of RUN steps: host or none")
+	mirror := fs.String("mirror", "", "Debian archive `URL` for debian_slim bases")
 	reg := addRegistryFlags(fs)
 	siteFl := addSiteFlags(fs)
 	var cdiDirs listFlag
-	fs.Var(&cdiDirs, "cdi-spec-dir", "directory of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
+	fs.Var(&cdiDirs, "cdi-spec-dir", "`DIR` of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return err

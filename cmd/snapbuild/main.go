@@ -3,10 +3,12 @@
 //
 //	snapbuild build FILE [IMAGE...] | APP.py[::NAME] | -m PKG.MODULE [-t NAME] [--print[=json]] [flags]
 //	snapbuild run [-it] [--entrypoint CMD] NAME [-- CMD...]
-//	snapbuild images | inspect NAME | rm NAME | export NAME DEST
+//	snapbuild images | inspect NAME | rm NAME | export NAME DEST | push | pull | save | load
+//	snapbuild --help | --version | COMMAND --help | help COMMAND
 //
 // Every command accepts --root DIR (default $SNAPBUILD_ROOT, else
-// /var/lib/snapbuild for root, ~/.local/share/snapbuild for users).
+// /var/lib/snapbuild for root, ~/.local/share/snapbuild for users). The
+// commands and their help are listed in help.go.
 package main
 
 import (
@@ -29,45 +31,6 @@ import (
 	"github.com/snapbuild/snapbuild/sandbox"
 )
 
-const usage = `snapbuild builds container images locally, rootless and offline.
-
-Usage:
-  snapbuild [--root DIR] COMMAND ...
-  snapbuild build RECIPE.yaml [IMAGE...] [-t NAME] [flags]
-  snapbuild build APP.py[::NAME]... [-t NAME] [flags]
-  snapbuild build -m PKG.MODULE[::NAME] [-t NAME] [flags]
-      flags: [--print[=json]] [--replace] [--progress auto|plain|tty|json] [--force-build]
-             [--network host|none] [--mirror URL] [--cdi-spec-dir DIR] [site flags] [registry flags]
-      A Modal file's images are named PROJECT:NAME (PROJECT: its modal.App's name, else the
-      file's stem); -t NAME names the image when the file defines one (functions using the
-      module's image share it). --print shows each step's cache state and key, builds nothing.
-  snapbuild run [-i] [-t] [--entrypoint CMD] [-e KEY=VALUE] [-w DIR] [--network host|none] NAME [--] [CMD [ARG...]]
-      -i passes stdin, -t gives a terminal (-it: an interactive shell, e.g. snapbuild run -it NAME bash)
-  snapbuild images [--json]
-  snapbuild inspect NAME
-  snapbuild rm NAME
-  snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | docker://REF [--compression zstd|gzip]
-  snapbuild push NAME docker://HOST/REPO:TAG [--compression zstd|gzip]
-  snapbuild pull REF...            (REF: a registry reference, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF])
-  snapbuild save DIR NAME...       (an OCI layout with the named images, for an offline machine)
-  snapbuild load DIR               (the images of a saved layout, under their names)
-  snapbuild version
-
-Registry flags (build, pull, push, export): --insecure-registry HOST[:PORT] (repeatable),
-  --registries-conf FILE (mirrors; default: for build the site's registries_conf, else the
-  containers registries.conf), --ca-file PEM
-
-Site flags (build; see README, "Site configuration"): --site-config FILE (default:
-  $SNAPBUILD_SITE_CONFIG, else /etc/snapbuild/site.yaml then ~/.config/snapbuild/site.yaml),
-  --pip-index-url URL, --pip-extra-index-url URL, --pip-trusted-host HOST[:PORT],
-  --uv-index-url URL, --uv-extra-index-url URL, --uv-insecure-host HOST[:PORT] (uv's defaults:
-  pip's), --conda-channel-alias URL, --python-standalone-dir DIR, --uv-image REPO,
-  --micromamba-image REPO; list flags are repeatable and replace the file's list
-
-Global flag (any command): --root DIR   store directory (default: $SNAPBUILD_ROOT,
-  /var/lib/snapbuild for root, $XDG_DATA_HOME/snapbuild or ~/.local/share/snapbuild)
-`
-
 func main() {
 	snapbuild.Init()
 	// The layer writer's parallel zstd jobs allocate briskly; a tighter GC
@@ -87,6 +50,8 @@ func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e))
 // globalRoot is a --root given before the command.
 var globalRoot string
 
+// run runs the command line argv (without the program name) and returns
+// the exit status.
 func run(argv []string) int {
 	for len(argv) > 0 && strings.HasPrefix(argv[0], "--root") {
 		if v, ok := strings.CutPrefix(argv[0], "--root="); ok {
@@ -94,68 +59,84 @@ func run(argv []string) int {
 		} else if argv[0] == "--root" && len(argv) > 1 {
 			globalRoot, argv = argv[1], argv[2:]
 		} else {
-			break
+			return report(usagef("--root needs a directory: snapbuild --root DIR COMMAND"))
 		}
 	}
-	if len(argv) == 0 || argv[0] == "-h" || argv[0] == "--help" || argv[0] == "help" {
-		fmt.Print(usage)
+	if len(argv) == 0 {
+		writeUsage(os.Stdout)
 		return 0
+	}
+	switch name, args := argv[0], argv[1:]; name {
+	case "-h", "-help", "--help":
+		writeUsage(os.Stdout)
+		return 0
+	case "-v", "-version", "--version":
+		argv = []string{"version"}
+	case "help":
+		// snapbuild help COMMAND is snapbuild COMMAND --help.
+		if len(args) == 0 {
+			writeUsage(os.Stdout)
+			return 0
+		}
+		if lookup(args[0]) == nil {
+			return report(unknownCommand(args[0]))
+		}
+		argv = []string{args[0], "--help"}
+	default:
+		if strings.HasPrefix(name, "-") {
+			return report(usagef("unknown flag %s before the command: only --root DIR, --help and --version go there (see 'snapbuild --help')", name))
+		}
+	}
+	c := lookup(argv[0])
+	if c == nil {
+		return report(unknownCommand(argv[0]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	var err error
-	switch cmd, args := argv[0], argv[1:]; cmd {
-	case "build":
-		err = cmdBuild(ctx, args)
-	case "run":
-		err = cmdRun(ctx, args)
-	case "images":
-		err = cmdImages(args)
-	case "inspect":
-		err = cmdInspect(args)
-	case "rm":
-		err = cmdRm(args)
-	case "export":
-		err = cmdExport(ctx, args)
-	case "push":
-		err = cmdPush(ctx, args)
-	case "pull":
-		err = cmdPull(ctx, args)
-	case "save":
-		err = cmdSave(ctx, args)
-	case "load":
-		err = cmdLoad(ctx, args)
-	case "version":
-		err = cmdVersion()
-	default:
-		err = fmt.Errorf("unknown command %q\n\n%s", cmd, usage)
-	}
-	var ee exitError
+	err := c.run(ctx, argv[1:])
+	var help *helpError
 	switch {
+	case errors.As(err, &help):
+		writeHelp(os.Stdout, c, help.fs)
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		writeHelp(os.Stdout, c, nil)
+		return 0
+	}
+	return report(err)
+}
+
+// report prints err, if any, once on standard error and returns the exit
+// status it calls for.
+func report(err error) int {
+	var ee exitError
+	var ue *usageError
+	switch {
+	case err == nil:
+		return 0
 	case errors.As(err, &ee):
 		return int(ee)
-	case errors.Is(err, flag.ErrHelp):
-		fmt.Print(usage)
-		return 0
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(os.Stderr, "snapbuild: interrupted")
 		return 130
+	case errors.As(err, &ue):
+		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
+		return exitUsage
 	case errors.Is(err, sandbox.ErrCommandNotFound):
 		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
 		return 127
 	case errors.Is(err, sandbox.ErrCommandNotExecutable):
 		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
 		return 126
-	case err != nil:
-		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
-		return 1
 	}
-	return 0
+	fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
+	return 1
 }
 
 // parse parses flags that may come before, between or after positional
 // arguments, up to a "--"; it returns the positional arguments and what
-// follows "--".
+// follows "--". On -h or --help it returns a *helpError with fs, for the
+// command's help; other flag errors are usage errors that point at it.
 func parse(fs *flag.FlagSet, args []string) (pos, rest []string, err error) {
 	fs.SetOutput(io.Discard)
 	for i, a := range args {
@@ -167,9 +148,9 @@ func parse(fs *flag.FlagSet, args []string) (pos, rest []string, err error) {
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, nil, err
+				return nil, nil, &helpError{fs}
 			}
-			return nil, nil, fmt.Errorf("%s: %w", fs.Name(), err)
+			return nil, nil, flagError(fs, err)
 		}
 		args = fs.Args()
 		if len(args) == 0 {
@@ -192,8 +173,35 @@ func storeRoot(root string) string {
 	return root
 }
 
+// newBuilder opens the store, creating it when missing: for commands that
+// write images into it (build, pull, load).
 func newBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error) {
 	return snapbuild.NewBuilder(append(opts, snapbuild.WithRoot(storeRoot(root)))...)
+}
+
+// openBuilder opens the store only when it exists, and otherwise fails with
+// a *snapbuild.StoreNotExistError: for commands that read or remove what a
+// store holds, so that a mistyped --root leaves no directory behind.
+func openBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error) {
+	return snapbuild.NewBuilder(append(opts, snapbuild.WithExistingRoot(storeRoot(root)))...)
+}
+
+// noImage is the error of a command given image names when the store does
+// not exist: err, which is a *snapbuild.StoreNotExistError, explains.
+func noImage(names []string, err error) error {
+	var nse *snapbuild.StoreNotExistError
+	if !errors.As(err, &nse) {
+		return err
+	}
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = fmt.Sprintf("%q", n)
+	}
+	what := "no image"
+	if len(q) > 1 {
+		what = "no images"
+	}
+	return fmt.Errorf("%s %s: %w (build, pull or load an image to make it, or give the store with --root or SNAPBUILD_ROOT)", what, strings.Join(q, ", "), err)
 }
 
 func progressFor(mode string) (snapbuild.Progress, error) {
@@ -218,23 +226,35 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
-func cmdImages(args []string) error {
+func cmdImages(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("images", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if _, _, err := parse(fs, args); err != nil {
-		return err
-	}
-	b, err := newBuilder(*root)
+	root := rootFlag(fs)
+	asJSON := fs.Bool("json", false, "print JSON: a list of image descriptions, as snapbuild inspect gives them")
+	pos, _, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
-	defer b.Close()
-	imgs, err := b.Images()
-	if err != nil {
+	if len(pos) > 0 {
+		return usagef("images: unexpected argument %q: snapbuild images takes no name (see 'snapbuild inspect NAME')", pos[0])
+	}
+	var imgs []snapbuild.ImageInfo
+	b, err := openBuilder(*root)
+	var nse *snapbuild.StoreNotExistError
+	switch {
+	case errors.As(err, &nse):
+		// A store that does not exist holds no image.
+	case err != nil:
 		return err
+	default:
+		defer b.Close()
+		if imgs, err = b.Images(); err != nil {
+			return err
+		}
 	}
 	if *asJSON {
+		if imgs == nil {
+			imgs = []snapbuild.ImageInfo{} // [], not null
+		}
 		return json.NewEncoder(os.Stdout).Encode(imgs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
@@ -249,35 +269,43 @@ func cmdImages(args []string) error {
 }
 
 // storeArgs parses a command that takes --root and positional arguments,
-// checks their count against want (a usage line), and opens the store.
-func storeArgs(name string, args []string, ok func(n int) bool, want string) (*snapbuild.Builder, []string, error) {
+// checks their count against want (a usage line), and opens the store with
+// open (newBuilder or openBuilder).
+func storeArgs(name string, args []string, ok func(n int) bool, want string,
+	open func(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error)) (*snapbuild.Builder, []string, error) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
+	root := rootFlag(fs)
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return nil, nil, err
 	}
 	if !ok(len(pos)) {
-		return nil, nil, fmt.Errorf("%s: usage: snapbuild %s", name, want)
+		return nil, nil, usagef("%s: usage: snapbuild %s (see 'snapbuild %s --help')", name, want, name)
 	}
-	b, err := newBuilder(*root)
+	b, err := open(*root)
 	return b, pos, err
 }
 
 func exactly(n int) func(int) bool { return func(m int) bool { return m == n } }
 
-func cmdInspect(args []string) error {
-	b, pos, err := storeArgs("inspect", args, exactly(1), "inspect NAME|ID")
+func cmdInspect(ctx context.Context, args []string) error {
+	b, pos, err := storeArgs("inspect", args, exactly(1), "inspect NAME|ID", openBuilder)
 	if err != nil {
-		return err
+		return noImage(pos, err)
 	}
 	defer b.Close()
-	if _, err := b.Metadata(context.Background(), pos[0]); err != nil {
-		fmt.Fprintf(os.Stderr, "snapbuild: could not probe the image's metadata: %v\n", err)
-	}
 	info, err := b.Inspect(pos[0])
 	if err != nil {
 		return err
+	}
+	if info.Metadata == nil {
+		// The first inspect of a pulled image probes its metadata (Python
+		// version, ...); the description is worth printing without it.
+		m, err := b.Metadata(ctx, pos[0])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "snapbuild: warning: the image's metadata could not be probed: %v\n", err)
+		}
+		info.Metadata = m
 	}
 	enc := json.NewEncoder(os.Stdout)
 	enc.SetIndent("", "  ")
@@ -285,10 +313,10 @@ func cmdInspect(args []string) error {
 }
 
 // cmdRm removes each name given, reporting every failure.
-func cmdRm(args []string) error {
-	b, pos, err := storeArgs("rm", args, func(n int) bool { return n > 0 }, "rm NAME...")
+func cmdRm(ctx context.Context, args []string) error {
+	b, pos, err := storeArgs("rm", args, func(n int) bool { return n > 0 }, "rm NAME...", openBuilder)
 	if err != nil {
-		return err
+		return noImage(pos, err)
 	}
 	defer b.Close()
 	var errs []error
@@ -308,7 +336,15 @@ func peakRSSKiB() int64 {
 	return ru.Maxrss
 }
 
-func cmdVersion() error {
+func cmdVersion(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("version", flag.ContinueOnError)
+	pos, _, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return usagef("version: unexpected argument %q", pos[0])
+	}
 	v := "(devel)"
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		if bi.Main.Version != "" {

@@ -21,9 +21,9 @@ type registryFlags struct {
 
 func addRegistryFlags(fs *flag.FlagSet) *registryFlags {
 	r := &registryFlags{}
-	fs.Var(&r.insecure, "insecure-registry", "HOST[:PORT] to reach over plain HTTP or unverified TLS (repeatable)")
-	r.conf = fs.String("registries-conf", "", "registries.conf with mirrors (default: $CONTAINERS_REGISTRIES_CONF, ~/.config/containers/registries.conf, /etc/containers/registries.conf)")
-	r.caFile = fs.String("ca-file", "", "PEM file of extra CA certificates for registries")
+	fs.Var(&r.insecure, "insecure-registry", "`HOST[:PORT]` to reach over plain HTTP or unverified TLS (repeatable)")
+	r.conf = fs.String("registries-conf", "", "registries.conf `FILE` with mirrors (default: $CONTAINERS_REGISTRIES_CONF, ~/.config/containers/registries.conf, /etc/containers/registries.conf)")
+	r.caFile = fs.String("ca-file", "", "PEM `FILE` of extra CA certificates for registries")
 	return r
 }
 
@@ -56,14 +56,14 @@ func (r *registryFlags) options() ([]snapbuild.Option, error) {
 
 func cmdPull(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("pull", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
+	root := rootFlag(fs)
 	reg := addRegistryFlags(fs)
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) == 0 {
-		return fmt.Errorf("pull: usage: snapbuild pull REF... (docker://REF, REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF])")
+		return usagef("pull: usage: snapbuild pull REF... (docker://REF, REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]; see 'snapbuild pull --help')")
 	}
 	opts, err := reg.options()
 	if err != nil {
@@ -95,8 +95,8 @@ func cmdPush(ctx context.Context, args []string) error   { return exportOrPush(c
 
 func exportOrPush(ctx context.Context, name string, args []string) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	compression := fs.String("compression", "", "layer compression: zstd or gzip (default: as stored; docker-archive: gzip)")
+	root := rootFlag(fs)
+	compression := fs.String("compression", "", "layer compression `ALGORITHM`: zstd or gzip (default: as stored; docker-archive: gzip)")
 	reg := addRegistryFlags(fs)
 	pos, _, err := parse(fs, args)
 	if err != nil {
@@ -104,17 +104,17 @@ func exportOrPush(ctx context.Context, name string, args []string) error {
 	}
 	if len(pos) != 2 {
 		if name == "push" {
-			return fmt.Errorf("push: usage: snapbuild push NAME docker://HOST/REPO:TAG [--compression zstd|gzip]")
+			return usagef("push: usage: snapbuild push NAME docker://HOST/REPO:TAG [--compression zstd|gzip] (see 'snapbuild push --help')")
 		}
-		return fmt.Errorf("export: usage: snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | docker://REF [--compression zstd|gzip]")
+		return usagef("export: usage: snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | docker://REF [--compression zstd|gzip] (see 'snapbuild export --help')")
 	}
 	opts, err := reg.options()
 	if err != nil {
 		return err
 	}
-	b, err := newBuilder(*root, opts...)
+	b, err := openBuilder(*root, opts...)
 	if err != nil {
-		return err
+		return noImage(pos[:1], err)
 	}
 	defer b.Close()
 	o := snapbuild.ExportOptions{Compression: *compression}
@@ -134,9 +134,9 @@ func exportOrPush(ctx context.Context, name string, args []string) error {
 // back (or any oci:, oci-archive: or docker-archive: source) under their
 // names.
 func cmdSave(ctx context.Context, args []string) error {
-	b, pos, err := storeArgs("save", args, func(n int) bool { return n >= 2 }, "save DIR NAME... (an OCI layout directory; tar it to carry it)")
+	b, pos, err := storeArgs("save", args, func(n int) bool { return n >= 2 }, "save DIR NAME... (an OCI layout directory; tar it to carry it)", openBuilder)
 	if err != nil {
-		return err
+		return noImage(pos[min(1, len(pos)):], err)
 	}
 	defer b.Close()
 	dir, err := filepath.Abs(pos[0])
@@ -156,7 +156,7 @@ func cmdSave(ctx context.Context, args []string) error {
 }
 
 func cmdLoad(ctx context.Context, args []string) error {
-	b, pos, err := storeArgs("load", args, exactly(1), "load DIR (a directory written by snapbuild save, or any OCI layout)")
+	b, pos, err := storeArgs("load", args, exactly(1), "load DIR (a directory written by snapbuild save, or any OCI layout)", newBuilder)
 	if err != nil {
 		return err
 	}

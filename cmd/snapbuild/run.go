@@ -74,32 +74,32 @@ func parseEntrypoint(v string) ([]string, error) {
 
 func cmdRun(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	root := fs.String("root", "", "store directory")
-	workdir := fs.String("w", "", "working directory")
-	network := fs.String("network", "host", "host or none")
-	entrypoint := fs.String("entrypoint", "", "replace the image's ENTRYPOINT (\"\" clears it); the image's CMD is then not used")
+	root := rootFlag(fs)
+	workdir := fs.String("w", "", "run the command in `DIR` (default: the image's WORKDIR)")
+	network := fs.String("network", "host", "`MODE`: host (the host's network) or none (loopback only)")
+	entrypoint := fs.String("entrypoint", "", "replace the image's ENTRYPOINT with `CMD` (\"\" clears it; a JSON array gives arguments too); the image's CMD is then not used")
 	var interactive, tty bool
 	fs.BoolVar(&interactive, "i", false, "keep stdin open: pass it to the command")
 	fs.BoolVar(&interactive, "interactive", false, "keep stdin open: pass it to the command")
 	fs.BoolVar(&tty, "t", false, "allocate a pseudo-terminal")
 	fs.BoolVar(&tty, "tty", false, "allocate a pseudo-terminal")
 	var env listFlag
-	fs.Var(&env, "e", "KEY=VALUE (repeatable)")
+	fs.Var(&env, "e", "set `KEY=VALUE` in the command's environment (repeatable)")
 	fs.SetOutput(io.Discard)
 	// Flags come before the image name; everything after it is the command
 	// ("--" before the command is optional).
 	if err := fs.Parse(splitShortFlags(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return &helpError{fs}
 		}
-		return fmt.Errorf("run: %w", err)
+		return flagError(fs, err)
 	}
 	rest := fs.Args()
 	if len(rest) > 0 && rest[0] == "--" {
 		rest = rest[1:]
 	}
 	if len(rest) == 0 {
-		return errors.New("run: give an image: snapbuild run [FLAGS] NAME [--] [CMD...]")
+		return usagef("run: give an image: snapbuild run [FLAGS] NAME [--] [CMD...] (see 'snapbuild run --help')")
 	}
 	pos := rest[:1]
 	rest = rest[1:]
@@ -108,7 +108,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	}
 	for _, e := range env {
 		if !strings.Contains(e, "=") {
-			return fmt.Errorf("run: -e %q: want KEY=VALUE", e)
+			return usagef("run: -e %q: want KEY=VALUE", e)
 		}
 	}
 	opts := snapbuild.RunOptions{Stdout: os.Stdout, Stderr: os.Stderr, Env: env, Workdir: *workdir}
@@ -136,9 +136,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		defer restore()
 		opts.Terminal = t
 	}
-	b, err := newBuilder(*root, snapbuild.WithNetwork(sandbox.Network(*network)))
+	b, err := openBuilder(*root, snapbuild.WithNetwork(sandbox.Network(*network)))
 	if err != nil {
-		return err
+		return noImage(pos, err)
 	}
 	defer b.Close()
 	code, err := b.Run(ctx, pos[0], rest, opts)

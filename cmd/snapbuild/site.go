@@ -20,17 +20,17 @@ type siteFlags struct {
 
 func addSiteFlags(fs *flag.FlagSet) *siteFlags {
 	f := &siteFlags{}
-	f.file = fs.String("site-config", "", "site configuration file (default: $SNAPBUILD_SITE_CONFIG, else /etc/snapbuild/site.yaml and ~/.config/snapbuild/site.yaml)")
-	f.pipIndex = fs.String("pip-index-url", "", "Python package index for pip (and uv) in every step")
-	fs.Var(&f.pipExtra, "pip-extra-index-url", "extra Python package index for pip (and uv) (repeatable)")
-	fs.Var(&f.pipTrusted, "pip-trusted-host", "HOST[:PORT] pip (and uv) may reach without verified TLS (repeatable)")
-	f.uvIndex = fs.String("uv-index-url", "", "Python package index for uv (default: --pip-index-url)")
-	fs.Var(&f.uvExtra, "uv-extra-index-url", "extra Python package index for uv (repeatable; default: --pip-extra-index-url)")
-	fs.Var(&f.uvInsecure, "uv-insecure-host", "HOST[:PORT] uv may reach without verified TLS (repeatable; default: --pip-trusted-host)")
-	f.condaAlias = fs.String("conda-channel-alias", "", "URL conda channel names resolve under (micromamba, conda)")
-	f.pythonDir = fs.String("python-standalone-dir", "", "directory of python-build-standalone archives for add_python")
-	f.uvImage = fs.String("uv-image", "", "repository replacing ghcr.io/astral-sh/uv (tag kept)")
-	f.micromambaImage = fs.String("micromamba-image", "", "repository replacing mambaorg/micromamba (tag kept)")
+	f.file = fs.String("site-config", "", "site configuration `FILE` (default: $SNAPBUILD_SITE_CONFIG, else /etc/snapbuild/site.yaml and ~/.config/snapbuild/site.yaml)")
+	f.pipIndex = fs.String("pip-index-url", "", "Python package index `URL` for pip (and uv) in every step")
+	fs.Var(&f.pipExtra, "pip-extra-index-url", "extra Python package index `URL` for pip (and uv) (repeatable)")
+	fs.Var(&f.pipTrusted, "pip-trusted-host", "`HOST[:PORT]` pip (and uv) may reach without verified TLS (repeatable)")
+	f.uvIndex = fs.String("uv-index-url", "", "Python package index `URL` for uv (default: --pip-index-url)")
+	fs.Var(&f.uvExtra, "uv-extra-index-url", "extra Python package index `URL` for uv (repeatable; default: --pip-extra-index-url)")
+	fs.Var(&f.uvInsecure, "uv-insecure-host", "`HOST[:PORT]` uv may reach without verified TLS (repeatable; default: --pip-trusted-host)")
+	f.condaAlias = fs.String("conda-channel-alias", "", "`URL` conda channel names resolve under (micromamba, conda)")
+	f.pythonDir = fs.String("python-standalone-dir", "", "`DIR` of python-build-standalone archives for add_python")
+	f.uvImage = fs.String("uv-image", "", "`REPO` replacing ghcr.io/astral-sh/uv (tag kept)")
+	f.micromambaImage = fs.String("micromamba-image", "", "`REPO` replacing mambaorg/micromamba (tag kept)")
 	return f
 }
 

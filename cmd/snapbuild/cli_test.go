@@ -1,0 +1,248 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// runCLI runs the command line args as main does and returns what it wrote
+// on standard output and standard error, and its exit status. Tests that
+// use it must not run in parallel: it swaps os.Stdout and os.Stderr.
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	globalRoot = ""
+	defer func() { globalRoot = "" }()
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ob, eb bytes.Buffer
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { io.Copy(&ob, outR); wg.Done() }()
+	go func() { io.Copy(&eb, errR); wg.Done() }()
+	oldOut, oldErr := os.Stdout, os.Stderr
+	os.Stdout, os.Stderr = outW, errW
+	code = run(args)
+	os.Stdout, os.Stderr = oldOut, oldErr
+	outW.Close()
+	errW.Close()
+	wg.Wait()
+	return ob.String(), eb.String(), code
+}
+
+// commandFlags are flags each command's help must list, as the help shows
+// them.
+var commandFlags = map[string][]string{
+	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO"},
+	"run":     {"--root DIR", "-e KEY=VALUE", "-w DIR", "--network MODE"},
+	"images":  {"--root DIR", "--json"},
+	"inspect": {"--root DIR"},
+	"rm":      {"--root DIR"},
+	"export":  {"--root DIR", "--compression ALGORITHM", "--insecure-registry HOST[:PORT]"},
+	"push":    {"--root DIR", "--compression ALGORITHM", "--insecure-registry HOST[:PORT]", "--ca-file FILE"},
+	"pull":    {"--root DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE"},
+	"save":    {"--root DIR"},
+	"load":    {"--root DIR"},
+	"version": nil,
+}
+
+func TestCommandHelp(t *testing.T) {
+	if len(commandFlags) != len(commands) {
+		t.Errorf("commandFlags has %d commands, commands %d", len(commandFlags), len(commands))
+	}
+	for _, c := range commands {
+		want, ok := commandFlags[c.name]
+		if !ok {
+			t.Errorf("no expected flags for %s", c.name)
+		}
+		var first string
+		for _, argv := range [][]string{{c.name, "--help"}, {c.name, "-h"}, {"help", c.name}, {"--root", "/nonexistent", c.name, "--help"}} {
+			out, errOut, code := runCLI(t, argv...)
+			if code != 0 || errOut != "" {
+				t.Errorf("snapbuild %s: exit %d, stderr %q", strings.Join(argv, " "), code, errOut)
+			}
+			if first == "" {
+				first = out
+			} else if out != first {
+				t.Errorf("snapbuild %s printed another help than snapbuild %s --help:\n%s", strings.Join(argv, " "), c.name, out)
+			}
+		}
+		for _, s := range append([]string{"Usage:\n  snapbuild " + c.name, c.summary, "\nExamples:\n  snapbuild " + c.name}, want...) {
+			if !strings.Contains(first, s) {
+				t.Errorf("snapbuild %s --help lacks %q:\n%s", c.name, s, first)
+			}
+		}
+		if len(want) > 0 && !strings.Contains(first, "\nFlags:\n") {
+			t.Errorf("snapbuild %s --help has no Flags section:\n%s", c.name, first)
+		}
+		if strings.Contains(first, "`") {
+			t.Errorf("snapbuild %s --help shows a backquote:\n%s", c.name, first)
+		}
+	}
+	// Help comes before any other check of the arguments.
+	if out, _, code := runCLI(t, "export", "onlyone", "--help"); code != 0 || !strings.Contains(out, "Usage:\n  snapbuild export") {
+		t.Errorf("snapbuild export onlyone --help: exit %d\n%s", code, out)
+	}
+}
+
+func TestTopLevelHelp(t *testing.T) {
+	var first string
+	for _, argv := range [][]string{nil, {"--help"}, {"-h"}, {"help"}, {"--root", "x", "--help"}} {
+		out, errOut, code := runCLI(t, argv...)
+		if code != 0 || errOut != "" {
+			t.Errorf("snapbuild %s: exit %d, stderr %q", strings.Join(argv, " "), code, errOut)
+		}
+		if first == "" {
+			first = out
+		} else if out != first {
+			t.Errorf("snapbuild %s: another help:\n%s", strings.Join(argv, " "), out)
+		}
+	}
+	for _, c := range commands {
+		if !strings.Contains(first, "  "+c.name+" ") || !strings.Contains(first, c.summary) {
+			t.Errorf("top-level help lacks %s: %s:\n%s", c.name, c.summary, first)
+		}
+	}
+	for _, s := range []string{"Run 'snapbuild COMMAND --help'", "--version", "--root DIR"} {
+		if !strings.Contains(first, s) {
+			t.Errorf("top-level help lacks %q:\n%s", s, first)
+		}
+	}
+}
+
+func TestVersion(t *testing.T) {
+	want, errOut, code := runCLI(t, "version")
+	if code != 0 || errOut != "" || !strings.HasPrefix(want, "snapbuild ") || !strings.Contains(want, "Modal image builder") {
+		t.Fatalf("snapbuild version: exit %d, %q, stderr %q", code, want, errOut)
+	}
+	for _, flag := range []string{"--version", "-v"} {
+		if out, _, code := runCLI(t, flag); code != 0 || out != want {
+			t.Errorf("snapbuild %s = %q, exit %d; want %q", flag, out, code, want)
+		}
+	}
+	if _, errOut, code := runCLI(t, "version", "x"); code != exitUsage || !strings.Contains(errOut, `unexpected argument "x"`) {
+		t.Errorf("snapbuild version x: exit %d, stderr %q", code, errOut)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"biuld"}, `snapbuild: unknown command "biuld"; did you mean "build"? (see 'snapbuild --help')` + "\n"},
+		{[]string{"help", "biuld"}, `snapbuild: unknown command "biuld"; did you mean "build"? (see 'snapbuild --help')` + "\n"},
+		{[]string{"--root", "x", "imgaes", "--json"}, `snapbuild: unknown command "imgaes"; did you mean "images"? (see 'snapbuild --help')` + "\n"},
+		{[]string{"inspec", "hello"}, `snapbuild: unknown command "inspec"; did you mean "inspect"? (see 'snapbuild --help')` + "\n"},
+		{[]string{"frobnicate"}, `snapbuild: unknown command "frobnicate" (see 'snapbuild --help')` + "\n"},
+		{[]string{"--progress", "plain", "build"}, "snapbuild: unknown flag --progress before the command: only --root DIR, --help and --version go there (see 'snapbuild --help')\n"},
+		{[]string{"build", "--progres", "plain", "x.yaml"}, "snapbuild: build: unknown flag --progres; did you mean --progress? (see 'snapbuild build --help')\n"},
+		{[]string{"images", "--jsn"}, "snapbuild: images: unknown flag --jsn; did you mean --json? (see 'snapbuild images --help')\n"},
+		{[]string{"build", "-t"}, "snapbuild: build: flag needs an argument: -t (see 'snapbuild build --help')\n"},
+		{[]string{"inspect"}, "snapbuild: inspect: usage: snapbuild inspect NAME|ID (see 'snapbuild inspect --help')\n"},
+	} {
+		out, errOut, code := runCLI(t, c.argv...)
+		if code != exitUsage || out != "" || errOut != c.want {
+			t.Errorf("snapbuild %s: exit %d, stdout %q, stderr %q; want exit %d, stderr %q", strings.Join(c.argv, " "), code, out, errOut, exitUsage, c.want)
+		}
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	names := []string{"build", "run", "images", "inspect", "rm", "export", "push", "pull", "save", "load", "version", "help"}
+	for _, c := range []struct{ in, want string }{
+		{"biuld", "build"},
+		{"bulid", "build"},
+		{"buidl", "build"},
+		{"Build", "build"},
+		{"imags", "images"},
+		{"exprot", "export"},
+		{"psh", "push"},
+		{"verison", "version"},
+		{"vers", "version"}, // a prefix
+		{"x", ""},
+		{"frobnicate", ""},
+		{"delete", ""},
+	} {
+		if got := suggest(c.in, names); got != c.want {
+			t.Errorf("suggest(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+// TestMissingStore: commands that only read or remove create no store where
+// --root names none, and say so once.
+func TestMissingStore(t *testing.T) {
+	tmp := t.TempDir()
+	root := filepath.Join(tmp, "3")
+	for _, c := range []struct {
+		argv     []string
+		code     int
+		stdout   string
+		stderrRe string // "" for none
+	}{
+		{[]string{"--root", root, "images"}, 0, "NAME  IMAGE ID  MANIFEST  LAYERS  SIZE\n", ""},
+		{[]string{"images", "--root", root, "--json"}, 0, "[]\n", ""},
+		{[]string{"--root", root, "inspect", "hello"}, 1, "", `no image "hello": store ` + root + ` does not exist`},
+		{[]string{"inspect", "--root=" + root, "hello"}, 1, "", `no image "hello": store ` + root + ` does not exist`},
+		{[]string{"--root", root, "rm", "a", "b"}, 1, "", `no images "a", "b": store ` + root + ` does not exist`},
+		{[]string{"--root", root, "export", "hello", "oci:" + filepath.Join(tmp, "out") + ":latest"}, 1, "", `no image "hello": store ` + root + ` does not exist`},
+		{[]string{"--root", root, "push", "hello", "localhost:1/hello:latest"}, 1, "", `no image "hello": store ` + root + ` does not exist`},
+		{[]string{"--root", root, "save", filepath.Join(tmp, "saved"), "hello"}, 1, "", `no image "hello": store ` + root + ` does not exist`},
+		// A build that fails before it builds anything makes no store either.
+		{[]string{"--root", root, "build", filepath.Join(tmp, "missing.yaml")}, 1, "", "missing.yaml: no such file or directory"},
+	} {
+		out, errOut, code := runCLI(t, c.argv...)
+		name := "snapbuild " + strings.Join(c.argv, " ")
+		if code != c.code || out != c.stdout {
+			t.Errorf("%s: exit %d, stdout %q; want exit %d, stdout %q (stderr %q)", name, code, out, c.code, c.stdout, errOut)
+		}
+		switch {
+		case c.stderrRe == "" && errOut != "":
+			t.Errorf("%s: stderr %q, want none", name, errOut)
+		case c.stderrRe != "" && (strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "snapbuild: ") || !strings.Contains(errOut, c.stderrRe)):
+			t.Errorf("%s: stderr %q, want one line with %q", name, errOut, c.stderrRe)
+		}
+		if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("%s made %s (%v)", name, root, err)
+		}
+		for _, d := range []string{"out", "saved"} {
+			if _, err := os.Stat(filepath.Join(tmp, d)); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s made %s", name, d)
+			}
+		}
+	}
+}
+
+// TestInspectMissingImage: inspect of a name an existing store lacks prints
+// one error line (it printed two: the metadata probe's and inspect's).
+func TestInspectMissingImage(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("opening a store needs root or a user namespace (snapbuild.Init); TestMissingStore runs without")
+	}
+	root := t.TempDir()
+	out, errOut, code := runCLI(t, "--root", root, "inspect", "nope")
+	want := `snapbuild: no image "nope" in store ` + root + " (it has no named images): build it first, or pass --root\n"
+	if code != 1 || out != "" || errOut != want {
+		t.Errorf("snapbuild inspect nope: exit %d, stdout %q, stderr %q; want exit 1, stderr %q", code, out, errOut, want)
+	}
+	out, errOut, code = runCLI(t, "--root", root, "rm", "nope")
+	if code != 1 || out != "" || strings.Count(errOut, "\n") != 1 || !strings.Contains(errOut, `"nope"`) {
+		t.Errorf("snapbuild rm nope: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, errOut, code = runCLI(t, "--root", root, "images", "--json")
+	if code != 0 || out != "[]\n" || errOut != "" {
+		t.Errorf("snapbuild images --json of an empty store: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}

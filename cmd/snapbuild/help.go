@@ -1,0 +1,376 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+)
+
+// A command is one snapbuild subcommand. Its --help is this text plus the
+// flags of the FlagSet the command parses its arguments with (see parse),
+// so a flag added to a command shows up in its help.
+type command struct {
+	name     string
+	summary  string   // one line, shown in the command list and under Usage
+	usage    []string // synopses, after "snapbuild "
+	details  string   // paragraphs after the summary; may be ""
+	examples []string // command lines, with "  # comment" lines allowed
+	run      func(ctx context.Context, args []string) error
+}
+
+// commands are snapbuild's subcommands, in the order the top-level help
+// lists them.
+var commands = []*command{
+	{
+		name:    "build",
+		summary: "Build the images of a recipe, of Modal files or of a Python module, and name them",
+		usage: []string{
+			"build RECIPE.yaml [IMAGE...] [flags]",
+			"build APP.py[::NAME]... [flags]",
+			"build -m PKG.MODULE[::NAME] [flags]",
+		},
+		details: `A recipe is a YAML list of modal.Image methods with Modal's arguments (one image, named
+after the file, or -t NAME), or a mapping of image names to such lists. A Modal file's
+images are named PROJECT:NAME (PROJECT: its modal.App's name, else the file's stem); -t
+names the image when the file defines one. Every step is cached by content: an unchanged
+step runs nothing. --print shows each step's cache state and key and builds nothing.`,
+		examples: []string{
+			"snapbuild build examples/hello/hello.yaml",
+			"snapbuild build app.py::image -t app:latest",
+			"snapbuild build --print examples/hello/hello.yaml   # what would run, and why",
+		},
+		run: cmdBuild,
+	},
+	{
+		name:    "run",
+		summary: "Run a command in a throwaway container of an image",
+		usage:   []string{"run [flags] NAME [--] [CMD [ARG...]]"},
+		details: `Like a Modal Sandbox, or docker run --rm: the container's changes are discarded. Standard
+input and the exit status pass through (127: command not found, 126: not executable).
+Flags come before NAME; everything after NAME is the command.`,
+		examples: []string{
+			"snapbuild run hello",
+			"snapbuild run -e GREETING=hi -w /tmp hello -- sh -c 'echo $GREETING from $(pwd)'",
+			"snapbuild run -it hello bash              # an interactive shell on a terminal",
+			"snapbuild run --entrypoint env hello      # replace the image's ENTRYPOINT (and CMD)",
+		},
+		run: cmdRun,
+	},
+	{
+		name:     "images",
+		summary:  "List the named images of the store",
+		usage:    []string{"images [flags]"},
+		examples: []string{"snapbuild images", "snapbuild images --json | jq -r '.[].id'"},
+		run:      cmdImages,
+	},
+	{
+		name:     "inspect",
+		summary:  "Describe an image as JSON: ID, manifest, config, size, names, metadata",
+		usage:    []string{"inspect [flags] NAME|ID"},
+		examples: []string{"snapbuild inspect hello", "snapbuild inspect hello | jq .config.config.Env"},
+		run:      cmdInspect,
+	},
+	{
+		name:    "rm",
+		summary: "Remove image names (the content stays: it is the build cache)",
+		usage:   []string{"rm [flags] NAME..."},
+		examples: []string{
+			"snapbuild rm hello",
+		},
+		run: cmdRm,
+	},
+	{
+		name:    "export",
+		summary: "Write an image to an OCI layout or archive, a docker-archive, or a registry",
+		usage: []string{
+			"export [flags] NAME oci:DIR[:TAG]",
+			"export [flags] NAME oci-archive:FILE[:TAG]",
+			"export [flags] NAME docker-archive:FILE[:REF]",
+			"export [flags] NAME docker://REF",
+		},
+		details: `A destination needs its transport prefix. A docker-archive (for docker load) is always
+gzip-compressed and tagged with the image's name unless :REF is given.`,
+		examples: []string{
+			"snapbuild export hello oci:/tmp/hello:latest",
+			"snapbuild export hello docker-archive:hello.tar && docker load -i hello.tar",
+		},
+		run: cmdExport,
+	},
+	{
+		name:    "push",
+		summary: "Push an image to a registry (blobs the registry has are not sent again)",
+		usage:   []string{"push [flags] NAME [docker://]HOST/REPO:TAG"},
+		examples: []string{
+			"snapbuild push hello localhost:5000/hello:latest",
+			"snapbuild push --insecure-registry localhost:5000 hello docker://localhost:5000/hello:1",
+		},
+		run: cmdPush,
+	},
+	{
+		name:    "pull",
+		summary: "Pull images into the store, named as given, for later offline builds",
+		usage:   []string{"pull [flags] REF..."},
+		details: `REF is a registry reference (docker://REF or REF), oci:DIR[:TAG], oci-archive:FILE[:TAG]
+or docker-archive:FILE[:REF].`,
+		examples: []string{
+			"snapbuild pull python:3.11-slim-bookworm",
+			"snapbuild pull oci-archive:hello.tar:latest",
+		},
+		run: cmdPull,
+	},
+	{
+		name:     "save",
+		summary:  "Write named images to an OCI layout directory, for an offline machine",
+		usage:    []string{"save [flags] DIR NAME..."},
+		details:  `Each image is tagged with its name in DIR; tar DIR to carry it. snapbuild load reads it back.`,
+		examples: []string{"snapbuild save /media/usb/images hello app:image"},
+		run:      cmdSave,
+	},
+	{
+		name:     "load",
+		summary:  "Read the images of a saved OCI layout into the store, under their names",
+		usage:    []string{"load [flags] DIR"},
+		examples: []string{"snapbuild load /media/usb/images"},
+		run:      cmdLoad,
+	},
+	{
+		name:     "version",
+		summary:  "Print snapbuild's version (also snapbuild --version, -v)",
+		usage:    []string{"version"},
+		examples: []string{"snapbuild version"},
+		run:      cmdVersion,
+	},
+}
+
+// rootUsage is the help text of every command's --root.
+const rootUsage = "store `DIR` (default: $SNAPBUILD_ROOT, else /var/lib/snapbuild for root, $XDG_DATA_HOME/snapbuild or ~/.local/share/snapbuild for users)"
+
+// rootFlag adds --root to a command's flags.
+func rootFlag(fs *flag.FlagSet) *string { return fs.String("root", "", rootUsage) }
+
+func lookup(name string) *command {
+	for _, c := range commands {
+		if c.name == name {
+			return c
+		}
+	}
+	return nil
+}
+
+// writeUsage writes the top-level help.
+func writeUsage(w io.Writer) {
+	fmt.Fprint(w, `snapbuild builds container images locally, rootless and offline, with the API of Modal's
+modal.Image.
+
+Usage:
+  snapbuild [--root DIR] COMMAND [ARG...]
+  snapbuild --help | --version
+
+Commands:
+`)
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	for _, c := range commands {
+		fmt.Fprintf(tw, "  %s\t%s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(tw, "  help\tPrint the help of a command: snapbuild help COMMAND\n")
+	tw.Flush()
+	fmt.Fprintf(w, `
+Global flags (before COMMAND; every command takes --root too):
+  --root DIR      %s
+  -h, --help      print this help
+  -v, --version   print the version
+
+Run 'snapbuild COMMAND --help' for more information on a command.
+`, strings.ReplaceAll(rootUsage, "`", ""))
+}
+
+// writeHelp writes a command's help; fs is the FlagSet it parses, or nil
+// when the command did not report one (then no flags are listed).
+func writeHelp(w io.Writer, c *command, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "Usage:")
+	for _, u := range c.usage {
+		fmt.Fprintf(w, "  snapbuild %s\n", u)
+	}
+	fmt.Fprintf(w, "\n%s\n", c.summary)
+	if c.details != "" {
+		fmt.Fprintf(w, "\n%s\n", c.details)
+	}
+	if len(c.examples) > 0 {
+		fmt.Fprintln(w, "\nExamples:")
+		for _, e := range c.examples {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	if fs != nil && hasFlags(fs) {
+		fmt.Fprintln(w, "\nFlags:")
+		writeFlags(w, fs)
+	}
+}
+
+func hasFlags(fs *flag.FlagSet) bool {
+	n := 0
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n > 0
+}
+
+// writeFlags writes fs's flags as docker and podman do, one a line, sorted:
+// "-t NAME" for a one-letter flag, "--name VALUE" for the others (Go's flag
+// package takes both spellings), the value's name from a `backquoted` word
+// of the usage text, and the default when it is not the zero value. Flags
+// that set the same variable are spellings of one flag, listed together
+// ("-i, --interactive").
+func writeFlags(w io.Writer, fs *flag.FlagSet) {
+	var order []flag.Value
+	spellings := map[flag.Value][]*flag.Flag{}
+	fs.VisitAll(func(f *flag.Flag) {
+		if _, seen := spellings[f.Value]; !seen {
+			order = append(order, f.Value)
+		}
+		spellings[f.Value] = append(spellings[f.Value], f)
+	})
+	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
+	for _, v := range order {
+		fl := spellings[v]
+		sort.SliceStable(fl, func(i, j int) bool { return len(fl[i].Name) < len(fl[j].Name) })
+		var names []string
+		for _, f := range fl {
+			names = append(names, dashes(f.Name))
+		}
+		f := fl[len(fl)-1]
+		name, usage := flag.UnquoteUsage(f)
+		left := strings.Join(names, ", ")
+		switch name {
+		case "":
+		case "string", "value":
+			left += " " + strings.ToUpper(f.Name)
+		default:
+			left += " " + name
+		}
+		switch f.DefValue {
+		case "", "false", "0", "[]":
+		default:
+			usage += fmt.Sprintf(" (default %q)", f.DefValue)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", left, usage)
+	}
+	tw.Flush()
+}
+
+// helpError asks run to print a command's help: its FlagSet saw -h or
+// --help.
+type helpError struct{ fs *flag.FlagSet }
+
+func (e *helpError) Error() string { return flag.ErrHelp.Error() }
+func (e *helpError) Unwrap() error { return flag.ErrHelp }
+
+// usageError is a mistake in a command line (an unknown command or flag, a
+// missing argument): run prints it once and exits with exitUsage.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// exitUsage is the exit status of a usage error: 125, as podman's (and
+// docker run's) for an error of the tool itself, so that it cannot be taken
+// for the status of a command that snapbuild run ran in a container, which
+// passes through.
+const exitUsage = 125
+
+// flagError turns an error of fs.Parse into one that names the command,
+// suggests the flag meant, and points at the command's help.
+func flagError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		name = strings.TrimPrefix(name, "-")
+		var names []string
+		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+		msg = "unknown flag " + dashes(name)
+		if s := suggest(name, names); s != "" {
+			msg += "; did you mean " + dashes(s) + "?"
+		}
+	}
+	return usagef("%s: %s (see 'snapbuild %s --help')", fs.Name(), msg, fs.Name())
+}
+
+// dashes spells a flag name as the help does.
+func dashes(name string) string {
+	if len(name) == 1 {
+		return "-" + name
+	}
+	return "--" + name
+}
+
+// suggest returns the candidate closest to s, as cobra's "did you mean"
+// does: within an edit distance of 2 (or 1 for names of up to 3 letters),
+// or having s as a prefix; "" when none is close.
+func suggest(s string, candidates []string) string {
+	limit := 2
+	if len(s) <= 3 {
+		limit = 1
+	}
+	best, bestD := "", limit+1
+	sorted := append([]string(nil), candidates...)
+	sort.Strings(sorted)
+	for _, c := range sorted {
+		d := editDistance(strings.ToLower(s), c)
+		if d < bestD {
+			best, bestD = c, d
+		}
+	}
+	if best == "" && len(s) >= 2 {
+		for _, c := range sorted {
+			if strings.HasPrefix(c, strings.ToLower(s)) {
+				return c
+			}
+		}
+	}
+	return best
+}
+
+// editDistance is the Levenshtein distance between a and b, with a swap of
+// two neighbours counting 1 ("biuld" is 1 from "build").
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	d := make([][]int, len(ra)+1)
+	for i := range d {
+		d[i] = make([]int, len(rb)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && ra[i-1] == rb[j-2] && ra[i-2] == rb[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(ra)][len(rb)]
+}
+
+// unknownCommand is the error for a command snapbuild does not have.
+func unknownCommand(name string) error {
+	names := []string{"help"}
+	for _, c := range commands {
+		names = append(names, c.name)
+	}
+	msg := fmt.Sprintf("unknown command %q", name)
+	if s := suggest(name, names); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	return usagef("%s (see 'snapbuild --help')", msg)
+}
