@@ -96,7 +96,7 @@ func cmdPush(ctx context.Context, args []string) error   { return exportOrPush(c
 func exportOrPush(ctx context.Context, name string, args []string) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	root := fs.String("root", "", "store directory")
-	compression := fs.String("compression", "", "layer compression: zstd or gzip (default: as stored; docker-archive: gzip)")
+	compression := fs.String("compression", "", "layer compression: gzip or zstd (default: gzip for push, docker-archive: and oci-archive:, which Docker before 23 and umoci 0.4 need; oci: keeps the store's zstd)")
 	reg := addRegistryFlags(fs)
 	pos, _, err := parse(fs, args)
 	if err != nil {
