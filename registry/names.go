@@ -17,8 +17,7 @@ const (
 	AnnotationRefName = ocispec.AnnotationRefName
 	// AnnotationImageName is containerd's index annotation for an image's
 	// full name: `ctr images import` names the image by it, and so does
-	// `podman load` (before org.opencontainers.image.ref.name), as does
-	// `docker load` of an OCI archive (Docker 25 and later).
+	// `podman load` (in preference to org.opencontainers.image.ref.name).
 	AnnotationImageName = "io.containerd.image.name"
 )
 
