@@ -11,8 +11,9 @@ import (
 
 // TestOutputsForConsumers: the default outputs are taken by the consumers a
 // user is likely to have, checked with the tools themselves. A push is
-// gzip (Docker before 23 reads no zstd) and skopeo turns it into a
-// docker-archive; --compression zstd still pushes zstd; a docker-archive
+// gzip (Docker before 23 reads no zstd), skopeo turns it into a
+// docker-archive and snapbuild pulls back the same diff IDs;
+// --compression zstd still pushes zstd; a docker-archive
 // export is read by skopeo; an oci-archive export is unpacked by umoci
 // 0.4 (which refuses zstd) and imported by podman load under the image's
 // full name; an oci: layout, zstd as stored, is unpacked by umoci with
@@ -52,6 +53,12 @@ func TestOutputsForConsumers(t *testing.T) {
 		t.Errorf("skopeo copy %s docker-archive: %v\n%s", pushed, err, out)
 	} else if got := fileFromDockerArchive(t, viaSkopeo, "greeting.txt"); got != "hello from snapbuild\n" {
 		t.Errorf("greeting.txt in skopeo's docker-archive: %q", got)
+	}
+	// snapbuild pulls it back: the same filesystem (diff IDs) under gzip.
+	fresh := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	fresh.ok("pull", pushed[len("docker://"):], insecure)
+	if got, want := inspect(t, fresh, pushed[len("docker://"):]).Config.RootFS.DiffIDs, inspect(t, r, named).Config.RootFS.DiffIDs; strings.Join(got, ",") != strings.Join(want, ",") || len(want) == 0 {
+		t.Errorf("diff IDs after a gzip push and pull: %q, want %q", got, want)
 	}
 	// --compression zstd pushes zstd.
 	zpushed := "docker://" + host + "/snapbuild-it/outputs:zstd"
