@@ -74,3 +74,15 @@ func TestIndexAnnotations(t *testing.T) {
 		}
 	}
 }
+
+func TestWithImageName(t *testing.T) {
+	for _, bad := range []string{"", "app latest"} {
+		if _, err := makeOptions(WithImageName(bad)); err == nil {
+			t.Errorf("WithImageName(%q): no error", bad)
+		}
+	}
+	o, err := makeOptions(WithImageName("docker.io/library/app:latest"))
+	if err != nil || o.imageName != "docker.io/library/app:latest" {
+		t.Errorf("WithImageName: %+v, %v", o, err)
+	}
+}
