@@ -443,6 +443,9 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 	}
 	comp, err := exportCompression(r.Transport, o.Compression)
 	if err != nil {
+		if o.bareRegistry {
+			return fmt.Errorf("push %s: %w", dest, err)
+		}
 		return fmt.Errorf("export %s: %w", dest, err)
 	}
 	if r.Transport == registry.DockerArchive && r.Name == nil && canonicalRef(ref) != "" {

@@ -102,6 +102,11 @@ func TestExportWithDefaults(t *testing.T) {
 			t.Errorf("ExportWith(%s, %q) failed but wrote its destination", tc.dest, tc.comp)
 		}
 	}
+	// A push's bad value is refused before the registry is contacted.
+	err := b.Push(ctx, "hello", "127.0.0.1:1/team/hello:1", ExportOptions{Compression: "gz"})
+	if want := `push 127.0.0.1:1/team/hello:1: compression "gz" (--compression): choose gzip or zstd`; err == nil || !strings.HasPrefix(err.Error(), want) {
+		t.Errorf("Push with compression gz = %v, want %q...", err, want)
+	}
 }
 
 // readIndex reads the index.json of an OCI layout or archive.
