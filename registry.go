@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/registry"
 )
 
@@ -396,19 +397,42 @@ func (l *storeLayer) Compressed() (io.ReadCloser, error) {
 
 // ExportOptions tune ExportWith and Push.
 type ExportOptions struct {
-	// Compression of the written layers: "zstd", "gzip", or "" to keep
-	// each layer as stored (snapbuild's own layers are zstd); docker-archive
-	// is always gzip.
+	// Compression of the written layers: "gzip", "zstd", or "" for the
+	// destination's default, chosen so that the consumers a user is likely
+	// to have read the output (docs/outputs.md has the table):
+	//
+	//   - docker://REF (push): gzip. Docker before 23 (Debian 12's docker.io
+	//     is 20.10) pulls zstd layers only to fail with "archive/tar: invalid
+	//     tar header"; containerd, podman, buildah, crane and Docker 23 and
+	//     later read both.
+	//   - docker-archive:FILE: gzip, always. The `docker save` format has no
+	//     media types, so a reader has to guess; "zstd" is refused.
+	//   - oci-archive:FILE: gzip. umoci 0.4 (Debian 12's) refuses tar+zstd
+	//     layers, and gzip is the one compression every OCI reader must take;
+	//     podman load, ctr import and skopeo read zstd too.
+	//   - oci:DIR: as stored (snapbuild's own layers are zstd, pulled layers
+	//     keep theirs): the store's blobs are copied as they are.
+	//
+	// Recompressing changes layer digests and the manifest, never the
+	// config or diff IDs.
 	Compression string
 
 	bareRegistry bool // Push: a bare REF is a registry reference
 }
 
 // ExportWith writes the image ref (a name or ID) to dest: oci:DIR[:TAG],
-// oci-archive:FILE[:TAG], docker-archive:FILE[:REF] (gzip layers, for
-// `docker load` and `podman load`) or docker://REF (a registry push; blobs
-// the registry has are not sent again). A name with add_local_* copy=False
-// files gets them as a last layer, as Export does.
+// oci-archive:FILE[:TAG], docker-archive:FILE[:REF] (for `docker load` and
+// `podman load`) or docker://REF (a push; blobs the registry has are not
+// sent again), with o's compression (see ExportOptions for each
+// destination's default). A name with add_local_* copy=False files gets
+// them as a last layer, as Export does.
+//
+// An OCI layout or archive records the image's full name ("app" is
+// docker.io/library/app:latest) in its index.json, so that `podman load`
+// and `ctr images import` import it under that name: as
+// io.containerd.image.name, and as org.opencontainers.image.ref.name unless
+// dest gives a TAG (see registry.IndexAnnotations). A docker-archive without
+// REF is tagged with the image's name. An image given by ID has no name.
 func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOptions) error {
 	r, err := registry.ParseReference(dest)
 	if err != nil {
@@ -417,29 +441,22 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 	if r.Transport == registry.Docker && !strings.HasPrefix(dest, "docker://") && !o.bareRegistry {
 		return fmt.Errorf("export %s: give the destination's transport: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF] or docker://REF (a push)", dest)
 	}
-	if r.Transport == registry.DockerArchive {
-		if o.Compression == "zstd" {
-			return fmt.Errorf("export %s: docker-archive layers are gzip (docker load and podman load read no zstd there): drop --compression zstd", dest)
+	comp, err := exportCompression(r.Transport, o.Compression)
+	if err != nil {
+		if o.bareRegistry {
+			return fmt.Errorf("push %s: %w", dest, err)
 		}
-		if r.Name == nil && canonicalRef(ref) != "" {
-			// Tagged with the image's name, so that docker/podman load name it.
-			if r, err = registry.ParseReference(dest + ":" + ref); err != nil {
-				return err
-			}
+		return fmt.Errorf("export %s: %w", dest, err)
+	}
+	if r.Transport == registry.DockerArchive && r.Name == nil && canonicalRef(ref) != "" {
+		// Tagged with the image's name, so that docker/podman load name it.
+		if r, err = registry.ParseReference(dest + ":" + ref); err != nil {
+			return err
 		}
 	}
-	opts := slices.Clone(b.registryOpts)
-	switch o.Compression {
-	case "":
-		if r.Transport == registry.OCI || r.Transport == registry.OCIArchive {
-			return b.Export(ref, dest) // the store's own writer: blobs as they are
-		}
-	case "zstd":
-		opts = append(opts, registry.WithCompression(registry.Zstd))
-	case "gzip":
-		opts = append(opts, registry.WithCompression(registry.Gzip))
-	default:
-		return fmt.Errorf("compression %q: use zstd or gzip", o.Compression)
+	fullName := ""
+	if !strings.HasPrefix(ref, "im-") {
+		fullName, _ = registry.FullName(ref)
 	}
 	rec, err := b.store.resolve(ref)
 	if err != nil {
@@ -449,12 +466,48 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 	if err != nil {
 		return err
 	}
+	if comp == "" && r.Transport == registry.OCI {
+		// The store's own writer: blobs as they are.
+		or, err := oci.ParseReference(dest)
+		if err != nil {
+			return err
+		}
+		return b.store.blobs.Export(manifest, or, oci.WithIndexAnnotations(registry.IndexAnnotations(or.Tag, fullName)))
+	}
 	img, err := b.storeImage(manifest)
 	if err != nil {
 		return err
 	}
+	opts := slices.Clone(b.registryOpts)
+	if comp != "" {
+		opts = append(opts, registry.WithCompression(comp))
+	}
+	if fullName != "" {
+		opts = append(opts, registry.WithImageName(fullName))
+	}
 	opts = append(opts, registry.WithTempDir(filepath.Join(b.store.root, "tmp")))
 	return registry.Write(ctx, img, r, opts...)
+}
+
+// exportCompression is the layer compression ExportWith writes to a
+// destination of transport t when asked for comp ("" for the default; see
+// ExportOptions). "" in the result keeps layers as stored.
+func exportCompression(t registry.Transport, comp string) (registry.Compression, error) {
+	switch comp {
+	case "":
+		if t == registry.OCI {
+			return "", nil
+		}
+		return registry.Gzip, nil
+	case "gzip", "zstd":
+		if t == registry.DockerArchive && comp == "zstd" {
+			return "", fmt.Errorf("docker-archive layers are gzip (the format has no media types, and docker load before Docker 23 reads no zstd): drop --compression zstd, or export zstd layers to oci-archive:FILE")
+		}
+		return registry.Compression(comp), nil
+	case "zstd:chunked":
+		return "", fmt.Errorf("compression %q (--compression) is not offered: export gzip or zstd, then convert with skopeo copy --dest-compress-format zstd:chunked (see docs/outputs.md)", comp)
+	}
+	return "", fmt.Errorf("compression %q (--compression): choose gzip or zstd, or leave it unset for the destination's default", comp)
 }
 
 // Push is ExportWith to a registry: dest is docker://REF or a bare REF.

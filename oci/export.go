@@ -67,16 +67,44 @@ func (r Reference) String() string {
 	return string(r.Transport) + ":" + r.Path + ":" + r.Tag
 }
 
+// ExportOption tunes Export.
+type ExportOption func(*exportOptions)
+
+type exportOptions struct {
+	annotations map[string]string
+}
+
+// WithIndexAnnotations adds ann to the image's entry in index.json (e.g.
+// io.containerd.image.name, so that `ctr images import` and `podman load`
+// name the image). An org.opencontainers.image.ref.name in ann tags the
+// entry when the Reference has no Tag; a Reference's Tag wins over it.
+//
+// The default is no annotations but the Tag's.
+func WithIndexAnnotations(ann map[string]string) ExportOption {
+	return func(o *exportOptions) { o.annotations = ann }
+}
+
 // Export writes the image whose manifest is manifest to ref. An existing OCI
 // layout directory is extended: its other images stay, an image with the same
 // tag is replaced. An oci-archive file is written to a temporary name and
 // renamed, so a failed export leaves no half-written archive.
-func (s *Store) Export(manifest ocispec.Descriptor, ref Reference) error {
+func (s *Store) Export(manifest ocispec.Descriptor, ref Reference, opts ...ExportOption) error {
+	var o exportOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ann := map[string]string{}
+	for k, v := range o.annotations {
+		ann[k] = v
+	}
+	if ref.Tag != "" {
+		ann[ocispec.AnnotationRefName] = ref.Tag
+	}
 	switch ref.Transport {
 	case TransportLayout:
-		return s.exportLayout(manifest, ref.Path, ref.Tag)
+		return s.exportLayout(manifest, ref.Path, ann)
 	case TransportArchive:
-		return s.exportArchive(manifest, ref)
+		return s.exportArchive(manifest, ref, ann)
 	}
 	return fmt.Errorf("export: unknown transport %q", ref.Transport)
 }
@@ -94,15 +122,18 @@ func (s *Store) blobsOf(manifest ocispec.Descriptor) ([]digest.Digest, error) {
 	return ds, nil
 }
 
-func indexEntry(manifest ocispec.Descriptor, tag string) ocispec.Descriptor {
+// indexEntry is manifest's entry in index.json, annotated with ann (nil
+// when empty).
+func indexEntry(manifest ocispec.Descriptor, ann map[string]string) ocispec.Descriptor {
 	d := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: manifest.Digest, Size: manifest.Size}
-	if tag != "" {
-		d.Annotations = map[string]string{ocispec.AnnotationRefName: tag}
+	if len(ann) > 0 {
+		d.Annotations = ann
 	}
 	return d
 }
 
-func (s *Store) exportLayout(manifest ocispec.Descriptor, dir, tag string) error {
+func (s *Store) exportLayout(manifest ocispec.Descriptor, dir string, ann map[string]string) error {
+	tag := ann[ocispec.AnnotationRefName]
 	blobs, err := s.blobsOf(manifest)
 	if err != nil {
 		return err
@@ -135,7 +166,7 @@ func (s *Store) exportLayout(manifest ocispec.Descriptor, dir, tag string) error
 		}
 		kept = append(kept, m)
 	}
-	idx.Manifests = append(kept, indexEntry(manifest, tag))
+	idx.Manifests = append(kept, indexEntry(manifest, ann))
 	if err := atomicfile.Write(filepath.Join(dir, ocispec.ImageLayoutFile), []byte(`{"imageLayoutVersion":"1.0.0"}`), 0o644); err != nil {
 		return err
 	}
@@ -146,7 +177,7 @@ func (s *Store) exportLayout(manifest ocispec.Descriptor, dir, tag string) error
 	return atomicfile.Write(filepath.Join(dir, ocispec.ImageIndexFile), b, 0o644)
 }
 
-func (s *Store) exportArchive(manifest ocispec.Descriptor, ref Reference) error {
+func (s *Store) exportArchive(manifest ocispec.Descriptor, ref Reference, ann map[string]string) error {
 	blobs, err := s.blobsOf(manifest)
 	if err != nil {
 		return err
@@ -182,7 +213,7 @@ func (s *Store) exportArchive(manifest ocispec.Descriptor, ref Reference) error 
 		return err
 	}
 	idx := ocispec.Index{Versioned: specs.Versioned{SchemaVersion: 2}, MediaType: ocispec.MediaTypeImageIndex,
-		Manifests: []ocispec.Descriptor{indexEntry(manifest, ref.Tag)}}
+		Manifests: []ocispec.Descriptor{indexEntry(manifest, ann)}}
 	b, err := json.Marshal(idx)
 	if err != nil {
 		return err

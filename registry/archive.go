@@ -194,11 +194,11 @@ func (l *archiveLayer) Compressed() (io.ReadCloser, error) {
 	return rc, err
 }
 
-// writeOCIArchive writes img as an OCI layout in a tar at p, tagged tag
-// (org.opencontainers.image.ref.name; "" for none). The archive is written
-// to a temporary file beside p and renamed, so a failure leaves no partial
-// archive (and an existing one unchanged).
-func writeOCIArchive(img v1.Image, p, tag string) (err error) {
+// writeOCIArchive writes img as an OCI layout in a tar at p, its index
+// entry annotated with ann (see IndexAnnotations; nil for none). The archive
+// is written to a temporary file beside p and renamed, so a failure leaves
+// no partial archive (and an existing one unchanged).
+func writeOCIArchive(img v1.Image, p string, ann map[string]string) (err error) {
 	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-")
 	if err != nil {
 		return err
@@ -275,8 +275,8 @@ func writeOCIArchive(img v1.Image, p, tag string) (err error) {
 	idx := v1.IndexManifest{SchemaVersion: 2, MediaType: types.OCIImageIndex, Manifests: []v1.Descriptor{{
 		MediaType: mt, Digest: sha256Hash(raw), Size: int64(len(raw)),
 	}}}
-	if tag != "" {
-		idx.Manifests[0].Annotations = map[string]string{"org.opencontainers.image.ref.name": tag}
+	if len(ann) > 0 {
+		idx.Manifests[0].Annotations = ann
 	}
 	ib, err := json.Marshal(idx)
 	if err != nil {

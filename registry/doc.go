@@ -43,6 +43,9 @@
 // OCI archives and docker-archive tarballs (gzip layers, loadable by
 // `docker load` and `podman load`). WithCompression(Zstd) or (Gzip)
 // recompresses the layers that differ; diff IDs and the config stay the same.
+// WithImageName records the image's full name in an OCI layout's or
+// archive's index.json (see IndexAnnotations), so that `podman load` and
+// `ctr images import` name it.
 //
 // # Credentials
 //

@@ -5,9 +5,78 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"github.com/distribution/reference"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
+
+const (
+	// AnnotationRefName is the OCI index annotation skopeo's oci:DIR:TAG
+	// and oci-archive:FILE:TAG select an image by.
+	AnnotationRefName = ocispec.AnnotationRefName
+	// AnnotationImageName is containerd's index annotation for an image's
+	// full name: `ctr images import` names the image by it, and so does
+	// `podman load` (in preference to org.opencontainers.image.ref.name).
+	AnnotationImageName = "io.containerd.image.name"
+)
+
+// FullName is name as a full reference, with its domain and tag, as
+// Docker, podman and containerd read it: "app" is
+// "docker.io/library/app:latest", "registry.local:5000/team/app:v1" stays
+// as it is. A name with a digest keeps the digest and gets no tag.
+func FullName(name string) (string, error) {
+	n, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return "", fmt.Errorf("image name %q: %w", name, err)
+	}
+	return reference.TagNameOnly(n).String(), nil
+}
+
+// IndexAnnotations are the annotations of an image's entry in the
+// index.json of an OCI layout or archive, for an output tagged tag (the
+// :TAG of oci:DIR:TAG; "" for none) of the image whose full name is
+// fullName ("" when it has none):
+//
+//   - org.opencontainers.image.ref.name: tag as given, as skopeo writes
+//     it; without a tag, fullName.
+//   - io.containerd.image.name: the full name the importer gives the image.
+//     fullName without a tag; the tag's full name when the tag is itself a
+//     name (it holds a "/" or a ":", e.g. "team/app:v2"); else fullName's
+//     repository with the tag ("latest" of docker.io/library/app:v1 is
+//     docker.io/library/app:latest).
+//
+// Without both a tag and a full name the result is nil: an untagged entry,
+// which podman names by nothing and ctr by "import-DATE".
+func IndexAnnotations(tag, fullName string) map[string]string {
+	ann := map[string]string{}
+	switch {
+	case tag == "":
+		if fullName != "" {
+			ann[AnnotationRefName] = fullName
+			ann[AnnotationImageName] = fullName
+		}
+	case strings.ContainsAny(tag, "/:@"):
+		ann[AnnotationRefName] = tag
+		if n, err := FullName(tag); err == nil {
+			ann[AnnotationImageName] = n
+		}
+	default:
+		ann[AnnotationRefName] = tag
+		if fullName == "" {
+			break
+		}
+		if n, err := reference.ParseNormalizedNamed(fullName); err == nil {
+			if t, err := reference.WithTag(reference.TrimNamed(n), tag); err == nil {
+				ann[AnnotationImageName] = t.String()
+			}
+		}
+	}
+	if len(ann) == 0 {
+		return nil
+	}
+	return ann
+}
 
 // LayoutNames lists the tags (org.opencontainers.image.ref.name) of the
 // images in the OCI layout directory dir, in index order: what

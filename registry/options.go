@@ -27,6 +27,7 @@ type options struct {
 	compression        Compression
 	transport          http.RoundTripper
 	tempDir            string
+	imageName          string
 	logf               func(format string, args ...any)
 }
 
@@ -158,6 +159,26 @@ func WithCompression(c Compression) Option {
 			return err
 		}
 		o.compression = c
+		return nil
+	}
+}
+
+// WithImageName records the image's full name (a registry reference with
+// its domain and tag, such as "docker.io/library/app:latest" or
+// "registry.local:5000/team/app:v1") in the index.json of oci: and
+// oci-archive: outputs: as io.containerd.image.name, the annotation
+// `ctr images import` and `podman load` name an image by, and as
+// org.opencontainers.image.ref.name when the destination gives no :TAG (a
+// TAG is written as given, as skopeo writes it). Registry and
+// docker-archive outputs ignore it (their REF names the image).
+//
+// The default is no name: only the destination's TAG is recorded.
+func WithImageName(fullName string) Option {
+	return func(o *options) error {
+		if fullName == "" || strings.ContainsAny(fullName, " \t\n") {
+			return fmt.Errorf("image name %q: want a full reference such as docker.io/library/app:latest", fullName)
+		}
+		o.imageName = fullName
 		return nil
 	}
 }

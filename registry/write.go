@@ -93,13 +93,14 @@ func (o *options) write(ctx context.Context, img v1.Image, dest Reference) error
 				return err
 			}
 		}
-		if dest.Tag == "" {
+		ann := IndexAnnotations(dest.Tag, o.imageName)
+		tag := ann[AnnotationRefName]
+		if tag == "" {
 			return p.AppendImage(out)
 		}
-		ann := map[string]string{"org.opencontainers.image.ref.name": dest.Tag}
-		return p.ReplaceImage(out, match.Annotation("org.opencontainers.image.ref.name", dest.Tag), layout.WithAnnotations(ann))
+		return p.ReplaceImage(out, match.Annotation(AnnotationRefName, tag), layout.WithAnnotations(ann))
 	case OCIArchive:
-		return writeOCIArchive(out, dest.Path, dest.Tag)
+		return writeOCIArchive(out, dest.Path, IndexAnnotations(dest.Tag, o.imageName))
 	case DockerArchive:
 		return writeDockerArchive(out, dest)
 	}

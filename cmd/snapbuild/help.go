@@ -92,11 +92,17 @@ Flags come before NAME; everything after NAME is the command.`,
 			"export [flags] NAME docker-archive:FILE[:REF]",
 			"export [flags] NAME docker://REF",
 		},
-		details: `A destination needs its transport prefix. A docker-archive (for docker load) is always
-gzip-compressed and tagged with the image's name unless :REF is given.`,
+		details: `A destination needs its transport prefix. Layers are gzip-compressed for docker://,
+docker-archive: (always) and oci-archive:, which every consumer reads (Docker before 23
+and umoci 0.4 read no zstd); oci: keeps the store's zstd layers. --compression chooses.
+An OCI layout or archive records the image's full name (org.opencontainers.image.ref.name
+without :TAG, and io.containerd.image.name), so podman load and ctr import name it; a
+docker-archive is tagged with the image's name unless :REF is given.`,
 		examples: []string{
 			"snapbuild export hello oci:/tmp/hello:latest",
+			"snapbuild export hello oci-archive:hello.tar && podman load -i hello.tar",
 			"snapbuild export hello docker-archive:hello.tar && docker load -i hello.tar",
+			"snapbuild export --compression gzip hello oci:/tmp/hello-gz   # for umoci 0.4",
 		},
 		run: cmdExport,
 	},
@@ -104,6 +110,9 @@ gzip-compressed and tagged with the image's name unless :REF is given.`,
 		name:    "push",
 		summary: "Push an image to a registry (blobs the registry has are not sent again)",
 		usage:   []string{"push [flags] NAME [docker://]HOST/REPO:TAG"},
+		details: `Layers are pushed gzip-compressed, which every registry client reads (Docker before 23
+reads no zstd); --compression zstd keeps the store's zstd layers for containerd, podman,
+buildah, crane and Docker 23 or newer.`,
 		examples: []string{
 			"snapbuild push hello localhost:5000/hello:latest",
 			"snapbuild push --insecure-registry localhost:5000 hello docker://localhost:5000/hello:1",

@@ -96,7 +96,7 @@ func cmdPush(ctx context.Context, args []string) error   { return exportOrPush(c
 func exportOrPush(ctx context.Context, name string, args []string) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	root := rootFlag(fs)
-	compression := fs.String("compression", "", "layer compression `ALGORITHM`: zstd or gzip (default: as stored; docker-archive: gzip)")
+	compression := fs.String("compression", "", "layer compression `ALGORITHM`: gzip or zstd (default: gzip for push, docker-archive: and oci-archive:, which Docker before 23 and umoci 0.4 need; oci: keeps the store's zstd)")
 	reg := addRegistryFlags(fs)
 	pos, _, err := parse(fs, args)
 	if err != nil {
@@ -104,9 +104,9 @@ func exportOrPush(ctx context.Context, name string, args []string) error {
 	}
 	if len(pos) != 2 {
 		if name == "push" {
-			return usagef("push: usage: snapbuild push NAME docker://HOST/REPO:TAG [--compression zstd|gzip] (see 'snapbuild push --help')")
+			return usagef("push: usage: snapbuild push NAME docker://HOST/REPO:TAG [--compression gzip|zstd] (see 'snapbuild push --help')")
 		}
-		return usagef("export: usage: snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | docker://REF [--compression zstd|gzip] (see 'snapbuild export --help')")
+		return usagef("export: usage: snapbuild export NAME oci:DIR[:TAG] | oci-archive:FILE[:TAG] | docker-archive:FILE[:REF] | docker://REF [--compression gzip|zstd] (see 'snapbuild export --help')")
 	}
 	opts, err := reg.options()
 	if err != nil {
