@@ -734,22 +734,34 @@ func TestBuildConfigOnlyChain(t *testing.T) {
 	if !reflect.DeepEqual(c.Env, []string{"PATH=/bin", "A=x y", "B=2"}) || !reflect.DeepEqual(c.Cmd, []string{"run", "it"}) {
 		t.Errorf("config = %+v", c)
 	}
-	if res.Stats != (Stats{Steps: 4, Cached: 1}) {
-		t.Errorf("stats = %+v, want 4 steps, 1 cached (the FROM of a stored image)", res.Stats)
+	// Three entries (from_id, env, cmd) of four instructions; only the
+	// from_id entry is cached, the others change only the config.
+	if res.Stats != (Stats{Steps: 4, Cached: 1, Config: 3, Entries: 3, EntriesCached: 1}) {
+		t.Errorf("stats = %+v, want 4 steps, 1 cached (the FROM of a stored image), 3 config; 3 entries, 1 cached", res.Stats)
 	}
 	var got []string
 	for _, e := range events {
-		got = append(got, fmt.Sprintf("%s %d/%d %s cached=%v err=%q", e.Kind, e.Step, e.Total, e.Instruction, e.Cached, e.Error))
+		if e.Kind == EventEntryStart || e.Kind == EventEntryDone {
+			got = append(got, fmt.Sprintf("%s [%d/%d] %s %s cached=%v err=%q", e.Kind, e.Entry, e.Entries, e.Method, e.Label, e.Cached, e.Error))
+			continue
+		}
+		got = append(got, fmt.Sprintf("%s %d/%d [%d/%d] %s cached=%v err=%q", e.Kind, e.Step, e.Total, e.Entry, e.Entries, e.Instruction, e.Cached, e.Error))
 	}
 	want := []string{
-		"start 1/4 FROM " + base + ` cached=false err=""`,
-		"done 1/4 FROM " + base + ` cached=true err=""`,
-		`start 2/4 ENV A='x y' cached=false err=""`,
-		`done 2/4 ENV A='x y' cached=false err=""`,
-		`start 3/4 ENV B=2 cached=false err=""`,
-		`done 3/4 ENV B=2 cached=false err=""`,
-		`start 4/4 CMD ["run", "it"] cached=false err=""`,
-		`done 4/4 CMD ["run", "it"] cached=false err=""`,
+		`entry-start [1/3] from_id from_id("` + base + `") cached=false err=""`,
+		"start 1/4 [1/3] FROM " + base + ` cached=false err=""`,
+		"done 1/4 [1/3] FROM " + base + ` cached=true err=""`,
+		`entry-done [1/3] from_id from_id("` + base + `") cached=true err=""`,
+		`entry-start [2/3] env env({"A": "x y", "B": "2"}) cached=false err=""`,
+		`start 2/4 [2/3] ENV A='x y' cached=false err=""`,
+		`done 2/4 [2/3] ENV A='x y' cached=false err=""`,
+		`start 3/4 [2/3] ENV B=2 cached=false err=""`,
+		`done 3/4 [2/3] ENV B=2 cached=false err=""`,
+		`entry-done [2/3] env env({"A": "x y", "B": "2"}) cached=false err=""`,
+		`entry-start [3/3] cmd cmd(["run", "it"]) cached=false err=""`,
+		`start 4/4 [3/3] CMD ["run", "it"] cached=false err=""`,
+		`done 4/4 [3/3] CMD ["run", "it"] cached=false err=""`,
+		`entry-done [3/3] cmd cmd(["run", "it"]) cached=false err=""`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("events:\n got  %q\n want %q", got, want)

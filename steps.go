@@ -388,17 +388,31 @@ func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.De
 		if rerr != nil || !ok {
 			return false, stepRecord{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
 		}
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
-			Line: fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)})
+		b.progress.Event(ev.output(fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)))
 		key = last.Key
 	}
 	*st = buildState{}
+	// The phases are what a terminal shows; mmdebstrap's own lines are
+	// detail, kept by plain and JSON progress.
+	var phases base.BootstrapPhases
 	log := &lineWriter{keep: 20, emit: func(s string) {
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
+		phase, detail := phases.Line(s)
+		if phase != "" {
+			b.progress.Event(ev.output("debian: " + phase))
+		}
+		out := ev.output(s)
+		out.Detail = detail
+		b.progress.Event(out)
 	}}
 	cached, err := b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-		defer log.flush()
-		return d.Bootstrap(ctx, a.Rootfs, log)
+		err := d.Bootstrap(ctx, a.Rootfs, log)
+		log.flush()
+		if err != nil && ctx.Err() == nil {
+			// A terminal did not show mmdebstrap's lines: say how it
+			// ended.
+			return fmt.Errorf("%w; its last lines:\n  %s", err, strings.Join(log.lastLines(), "\n  "))
+		}
+		return err
 	})
 	if err != nil {
 		return false, stepRecord{}, err
@@ -510,7 +524,7 @@ func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in in
 		return &InvalidError{Method: l.method, Message: err.Error()}
 	}
 	out := &lineWriter{keep: p.keep, mask: mask.mask, emit: func(s string) {
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
+		b.progress.Event(ev.output(s))
 	}}
 	runCtx := ctx
 	if p.timeout > 0 {
@@ -535,7 +549,7 @@ func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in in
 	}
 	if inj != nil {
 		inj.Apply(&spec) // after the env is final: CDI's entries override
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: "gpu: " + inj.Description})
+		b.progress.Event(ev.output("gpu: " + inj.Description))
 	}
 	res, err := sandbox.Run(runCtx, spec)
 	out.flush()

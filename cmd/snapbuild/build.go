@@ -173,8 +173,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": d.name, "id": res.ID,
 					"manifest": res.Manifest.Digest, "stats": res.Stats, "previous": t.Previous, "peakRSSKiB": peakRSSKiB()})
 			} else {
+				// Steps are the entries the progress numbers [n/N];
+				// cached are those it printed CACHED (nothing ran);
+				// containers are the sandboxes RUN and run_function
+				// steps started.
 				fmt.Printf("%s %s %s (%d steps, %d cached, %d containers)\n", d.name, res.ID, res.Manifest.Digest,
-					res.Stats.Steps, res.Stats.Cached, res.Stats.ContainersStarted)
+					res.Stats.Entries, res.Stats.EntriesCached, res.Stats.ContainersStarted)
 			}
 		}
 	}

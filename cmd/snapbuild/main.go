@@ -198,7 +198,9 @@ func newBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, erro
 func progressFor(mode string) (snapbuild.Progress, error) {
 	switch mode {
 	case "auto":
-		if term.IsTerminal(int(os.Stderr.Fd())) {
+		// A terminal that cannot erase a line (TERM=dumb) gets plain
+		// lines, as BuildKit gives it.
+		if term.IsTerminal(int(os.Stderr.Fd())) && os.Getenv("TERM") != "dumb" {
 			return snapbuild.NewTTYProgress(os.Stderr), nil
 		}
 		return snapbuild.NewPlainProgress(os.Stderr), nil
