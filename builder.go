@@ -197,8 +197,8 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 		return nil, err
 	}
 	b := &Builder{
-		progress: NewPlainProgress(os.Stderr),
-		forceAll: envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
+		progress:  NewPlainProgress(os.Stderr),
+		forceAll:  envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
 		network:   sandbox.NetworkHost,
 		epoch:     epoch,
 		heartbeat: 30 * time.Second,
