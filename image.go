@@ -35,13 +35,13 @@ type layer struct {
 	optErr     error             // a bad step option, reported by with
 	volumes    map[string]Volume // run_commands volumes=, mounted for the RUN steps
 	secrets    []Secret
-	mount      bool // add_local_* copy=False: no commands, attached at run time
+	mount      bool              // add_local_* copy=False: no commands, attached at run time
+	buildArgs  map[string]string // dockerfile_commands build_args
+	function   *functionStep     // run_function: the call, after "FROM base"
+	addPython  string            // add_python series: its COPY takes python-build-standalone
 	// call is the method call as the user wrote it, for progress
 	// (`apt_install(["git"])`); "" when only the method is known (callOf).
-	call      string
-	buildArgs map[string]string // dockerfile_commands build_args
-	function  *functionStep     // run_function: the call, after "FROM base"
-	addPython string            // add_python series: its COPY takes python-build-standalone
+	call string
 }
 
 // rootSpec says where a root layer's base comes from.
