@@ -554,10 +554,10 @@ func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in in
 	res, err := sandbox.Run(runCtx, spec)
 	out.flush()
 	if errors.Is(err, sandbox.ErrCommandNotFound) || errors.Is(err, sandbox.ErrCommandNotExecutable) {
-		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: append(out.lastLines(), err.Error())}
+		return &StepError{Step: ev.Step, Entry: ev.Entry, Method: ev.Method, Instruction: in.text, ExitCode: res.ExitCode, Tail: append(out.lastLines(), err.Error())}
 	}
 	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
-		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, TimedOut: p.timeout, Tail: out.lastLines()}
+		return &StepError{Step: ev.Step, Entry: ev.Entry, Method: ev.Method, Instruction: in.text, ExitCode: res.ExitCode, TimedOut: p.timeout, Tail: out.lastLines()}
 	}
 	if err != nil {
 		return err
@@ -570,7 +570,7 @@ func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in in
 		return err
 	}
 	if res.ExitCode != 0 {
-		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
+		return &StepError{Step: ev.Step, Entry: ev.Entry, Method: ev.Method, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
 	}
 	return nil
 }
