@@ -295,7 +295,7 @@ func (p *textProgress) draw() {
 	if p.entry == nil {
 		return
 	}
-	fmt.Fprintf(&p.out, "\r\x1b[K%s", p.paint("2", p.status()))
+	fmt.Fprint(&p.out, p.paint("2", p.status())) // erase left the cursor at the line start
 	p.shown = true
 }
 

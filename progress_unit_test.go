@@ -388,7 +388,7 @@ func TestTTYProgressStatusLine(t *testing.T) {
 	}
 	out := w.String()
 	// Lines print after the status line is erased, and it comes back.
-	if !strings.Contains(out, "\r\x1b[K#1 debian: updating package lists\n\r\x1b[K\x1b[2m#1 [1/2] 1m30s") {
+	if !strings.Contains(out, "\r\x1b[K#1 debian: updating package lists\n\x1b[2m#1 [1/2] 1m30s") {
 		t.Errorf("phase line not printed over an erased status line:\n%q", out)
 	}
 	if strings.Contains(out, "I: running apt-get update") || strings.Contains(out, "still running") {
