@@ -121,7 +121,9 @@ func NewTTYProgress(w io.Writer) Progress {
 	return &textProgress{w: w, color: true, live: true, redraw: 200 * time.Millisecond, width: termWidth(w)}
 }
 
-// NewJSONProgress writes each Event as one JSON object per line.
+// NewJSONProgress writes each Event as one JSON object per line, every
+// kind included: entry-start, start, output (Detail lines too), heartbeat,
+// done, entry-done, warning.
 func NewJSONProgress(w io.Writer) Progress {
 	var mu sync.Mutex
 	enc := json.NewEncoder(w)
@@ -218,7 +220,7 @@ func (p *textProgress) Event(e Event) {
 	case EventOutput:
 		fmt.Fprintf(&p.out, "#%d %s\n", numberOf(e), e.Line)
 	case EventHeartbeat:
-		fmt.Fprintf(&p.out, "#%d still running, %s\n", numberOf(e), formatElapsed(e.Duration))
+		fmt.Fprintf(&p.out, "#%d still running, %s\n", numberOf(e), e.Duration.Round(time.Second))
 	case EventWarn:
 		fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;33", "WARNING:"), e.Line)
 	case EventDone:

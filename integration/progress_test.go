@@ -78,6 +78,13 @@ func TestProgressFirstBuild(t *testing.T) {
 		t.Errorf("rebuild: %d CACHED lines, summary %q; want 4 and (5 steps, 4 cached, 0 containers)\n%s", n, again.stdout, again.stderr)
 	}
 
+	// A step silent for longer than 30 s says it is still running.
+	quiet := writeRecipe(t, t.TempDir(), "quiet.yaml", "- from_id: hello\n- run_commands: [\"sleep 33\"]\n")
+	res = r.ok("build", quiet, "--progress", "plain")
+	if !strings.Contains(res.stderr, "\n#2 RUN sleep 33\n#2 still running, 30s\n#2 DONE ") {
+		t.Errorf("a silent step gave no heartbeat:\n%s", res.stderr)
+	}
+
 	// JSON: one entry-start per entry, and the summary's counts.
 	js := r.ok("build", helloRecipe(t), "--progress", "json")
 	var starts []string
