@@ -76,7 +76,7 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 	switch c := in.cmd.(type) {
 	case *instructions.Stage:
 		if l.root != nil && l.root.dockerfile {
-			return b.fromStage(ctx, st, l, in, c, expand)
+			return b.fromStage(ctx, st, l, in, c, expand, ev)
 		}
 		return b.from(ctx, st, l, in, force, ev)
 	case *instructions.RunCommand:
@@ -200,7 +200,7 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 			return false, fmt.Errorf("%s: %w", in.text, err)
 		}
 		if c.From != "" {
-			return b.copyFromImage(ctx, st, l, in, c, force)
+			return b.copyFromImage(ctx, st, l, in, c, force, ev)
 		}
 		return b.copyFromContext(ctx, st, l, in, c, files, force)
 	}
