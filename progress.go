@@ -42,9 +42,10 @@ const (
 // and one entry per instruction for from_dockerfile and dockerfile_commands,
 // whose instructions are what the user wrote there. Step/Total count the
 // Dockerfile instructions the entries lower to (apt_install is two RUN
-// instructions), one per image history entry; a step's FROM line is the
-// history of a base (debian_slim's "FROM python:3.11-slim-bookworm"), even
-// when the base was made another way.
+// instructions), one per image history entry. A base's instruction is
+// Modal's FROM line (debian_slim's "FROM python:3.11-slim-bookworm"), which
+// stays the image's history even where the base is bootstrapped; its
+// entry's Label says what it is made of.
 type Event struct {
 	Kind        EventKind `json:"kind"`
 	Step        int       `json:"step"`  // instruction, 1-based, across the whole build
@@ -66,7 +67,7 @@ type Event struct {
 	// dpkg output), which the bootstrap's phase lines summarize. Plain and
 	// JSON progress keep them.
 	Detail   bool          `json:"detail,omitempty"`
-	Cached   bool          `json:"cached,omitempty"`   // EventDone, EventEntryDone: no work was done
+	Cached   bool          `json:"cached,omitempty"`   // EventDone, EventEntryDone: taken from the cache
 	Duration time.Duration `json:"duration,omitempty"` // EventDone, EventEntryDone, EventHeartbeat; nanoseconds
 	// Commit is the part of Duration spent capturing the layer (diff, tar,
 	// zstd, hashes, fsync, snapshot commit), nanoseconds; 0 when none.
@@ -116,9 +117,11 @@ func NewPlainProgress(w io.Writer) Progress { return &textProgress{w: w, details
 // of the running entry with its elapsed time, redrawn every 200ms in place
 // ("\r" and erase-line; the status line is cut to the terminal's width so
 // that it never wraps). The status line is erased before other lines print
-// and when the entry ends.
+// and when the entry ends. The redraws run in a goroutine from an
+// EventEntryStart to its EventEntryDone, which a Builder always sends
+// before Build returns; whoever sends events of their own must send it too.
 func NewTTYProgress(w io.Writer) Progress {
-	return &textProgress{w: w, color: true, live: true, redraw: 200 * time.Millisecond, width: termWidth(w)}
+	return &textProgress{w: w, color: true, live: true, redraw: 200 * time.Millisecond, width: func() int { return termWidth(w) }}
 }
 
 // NewJSONProgress writes each Event as one JSON object per line, every
@@ -154,7 +157,7 @@ type textProgress struct {
 	// live: keep a status line with a timer below the output (tty).
 	live   bool
 	redraw time.Duration
-	width  int
+	width  func() int       // columns of the terminal, asked at each redraw (it may be resized)
 	now    func() time.Time // nil: time.Now
 
 	// The entry being printed: its label, and how many of its
@@ -285,7 +288,7 @@ func formatElapsed(d time.Duration) string {
 func (p *textProgress) status() string {
 	e := p.entry
 	s := fmt.Sprintf("#%d [%d/%d] %s %s", e.Entry, e.Entry, e.Entries, formatElapsed(p.clock().Sub(p.since)), p.current)
-	if max := p.width - 1; max > 0 && utf8.RuneCountInString(s) > max {
+	if max := p.width() - 1; max > 0 && utf8.RuneCountInString(s) > max {
 		r := []rune(s)
 		s = string(r[:max-1]) + "…"
 	}

@@ -351,7 +351,7 @@ type uClock struct {
 func (c *uClock) now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *uClock) add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 func uTTY(w *uSafeBuffer, c *uClock) Progress {
-	return &textProgress{w: w, color: true, live: true, redraw: 2 * time.Millisecond, width: 60, now: c.now}
+	return &textProgress{w: w, color: true, live: true, redraw: 2 * time.Millisecond, width: func() int { return 60 }, now: c.now}
 }
 
 // waitFor polls until cond holds, failing the test after 5 seconds.
