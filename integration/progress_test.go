@@ -113,3 +113,59 @@ func grepLines(s, sub string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// TestProgressTTY: the terminal view of a first build (--progress tty, as
+// auto picks on a terminal): the bootstrap's phases without mmdebstrap's
+// own lines, and a status line with the running step's elapsed time,
+// erased before each printed line.
+func TestProgressTTY(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "mmdebstrap")
+	requireMirror(t)
+	r := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	res := r.ok("build", helloRecipe(t), "--progress", "tty")
+	plain := screen(res.stderr)
+	for _, want := range []string{
+		"\n#1 debian: downloading ",
+		"\n#1 debian: configuring ",
+		"\n#1 DONE ",
+		`#2 [2/5] apt_install(["git"])`,
+		"\n#5 DONE ",
+	} {
+		if !strings.Contains(plain, want) {
+			t.Errorf("tty progress lacks %q:\n%s", want, tail(plain, 40))
+		}
+	}
+	for _, unwanted := range []string{"I: running apt-get update", "dpkg: warning", "still running"} {
+		if strings.Contains(plain, unwanted) {
+			t.Errorf("tty progress shows %q", unwanted)
+		}
+	}
+	// No status line is left on the screen: each was erased.
+	if left := regexp.MustCompile(`(?m)^#\d \[\d/5\] (\d+\.\ds|\d+m\d\ds) .*$`).FindString(plain); left != "" {
+		t.Errorf("a status line stayed on the screen: %q", left)
+	}
+	// The status line: dim, redrawn in place with the elapsed time.
+	status := regexp.MustCompile(`\r\x1b\[K\x1b\[2m#1 \[1/5\] (\d+\.\ds|\d+m\d\ds) FROM python:3.11-slim-bookworm`)
+	if n := len(status.FindAllString(res.stderr, -1)); n < 5 {
+		t.Errorf("%d redraws of the bootstrap's status line, want many", n)
+	}
+	// Every line printed while a status line is shown starts on an erased
+	// line, and the output ends with a complete line.
+	if !strings.Contains(res.stderr, "\r\x1b[K#1 debian: configuring ") || !strings.HasSuffix(res.stderr, "\n") {
+		t.Errorf("lines are not printed over an erased status line")
+	}
+}
+
+// screen is what a terminal shows of out: of each line, what follows its
+// last carriage return and erase-line, without colours.
+func screen(out string) string {
+	lines := strings.Split(out, "\n")
+	for i, l := range lines {
+		if j := strings.LastIndex(l, "\r\x1b[K"); j >= 0 {
+			l = l[j+len("\r\x1b[K"):]
+		}
+		lines[i] = regexp.MustCompile(`\x1b\[[0-9;]*m`).ReplaceAllString(l, "")
+	}
+	return "\n" + strings.Join(lines, "\n")
+}
