@@ -74,6 +74,12 @@ type Builder struct {
 	stageName string
 	// lastCommit is how long the current step's layer capture took.
 	lastCommit time.Duration
+	// worked is set when the current step did work: a layer made, an
+	// image pulled.
+	worked bool
+	// heartbeat is how often a silent entry reports it still runs
+	// (WithHeartbeat).
+	heartbeat time.Duration
 	// plan is set during a dry run's step (Builder.Plan): layerStep
 	// records the key there and does no work.
 	plan *planCursor
@@ -142,6 +148,19 @@ func WithProgress(p Progress) Option {
 	return func(b *Builder) error { b.progress = p; return nil }
 }
 
+// WithHeartbeat sets how often a running entry that has reported nothing
+// sends an EventHeartbeat (plain progress prints "#4 still running, 1m30s").
+// 0 sends none. The default is 30 seconds.
+func WithHeartbeat(every time.Duration) Option {
+	return func(b *Builder) error {
+		if every < 0 {
+			return fmt.Errorf("WithHeartbeat(%v): give a positive interval, or 0 for none", every)
+		}
+		b.heartbeat = every
+		return nil
+	}
+}
+
 // WithDebianMirror sets the Debian archive that Debian bases are bootstrapped
 // from. The default is $SNAPBUILD_DEBIAN_MIRROR, else base.DefaultMirror.
 func WithDebianMirror(url string) Option {
@@ -200,10 +219,11 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 		return nil, err
 	}
 	b := &Builder{
-		progress: NewPlainProgress(os.Stderr),
-		forceAll: envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
-		network:  sandbox.NetworkHost,
-		epoch:    epoch,
+		progress:  NewPlainProgress(os.Stderr),
+		forceAll:  envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
+		network:   sandbox.NetworkHost,
+		epoch:     epoch,
+		heartbeat: 30 * time.Second,
 	}
 	for _, o := range opts {
 		if err := o(b); err != nil {
@@ -244,11 +264,24 @@ func envBool(name string) bool {
 	return v != "" && v != "0" && v != "false"
 }
 
-// Stats counts what a build did.
+// Stats counts what a build did. Entries are what the user wrote and what
+// the progress numbers [n/N] (see Event); steps are the Dockerfile
+// instructions they lower to.
 type Stats struct {
-	Steps             int `json:"steps"`             // steps executed or found cached
-	Cached            int `json:"cached"`            // steps taken from the cache
-	ContainersStarted int `json:"containersStarted"` // sandboxes started (RUN steps that were not cached)
+	Steps  int `json:"steps"`  // instructions executed or found cached
+	Cached int `json:"cached"` // instructions taken from the cache (config-only ones never are)
+	// Config counts instructions that changed only the image config (ENV,
+	// CMD, ...): they are neither cached nor run.
+	Config            int `json:"config"`
+	ContainersStarted int `json:"containersStarted"` // sandboxes started (RUN and run_function steps that were not cached)
+	// Entries counts the entries built: recipe entries / Modal method
+	// calls, one per instruction of from_dockerfile and
+	// dockerfile_commands.
+	Entries int `json:"entries"`
+	// EntriesCached counts the entries that ran nothing, those the
+	// progress prints CACHED: at least one instruction was cached and the
+	// others changed only the config.
+	EntriesCached int `json:"entriesCached"`
 }
 
 // Result describes a built image.
@@ -289,6 +322,7 @@ func (s *buildState) clone() *buildState {
 type plannedStep struct {
 	layer int
 	instr instruction
+	entry int // the entry it belongs to, from 1
 }
 
 // Build builds img into the store and returns the result of its last layer.
@@ -305,7 +339,7 @@ func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
 
 // build builds img; with plan, it is a dry run (Builder.Plan) that fills
 // plan and returns no Result.
-func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, error) {
+func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, err error) {
 	if img.err != nil {
 		return Result{}, img.err
 	}
@@ -316,6 +350,7 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, err
 		return Result{}, fmt.Errorf("MODAL_IMAGE_BUILDER_VERSION=%s: snapbuild implements the %s builder (and PREVIEW) only", v, BuilderVersion)
 	}
 	var steps []plannedStep
+	entries := 0
 	parsed := make([][]instruction, len(img.layers))
 	var mounts []*layer
 	for i, l := range img.layers {
@@ -349,7 +384,10 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, err
 			if j == 0 && i > 0 {
 				continue
 			}
-			steps = append(steps, plannedStep{layer: i, instr: in})
+			if l.perInstruction() || j == 0 || (i > 0 && j == 1) {
+				entries++
+			}
+			steps = append(steps, plannedStep{layer: i, instr: in, entry: entries})
 		}
 	}
 	if plan != nil {
@@ -384,6 +422,18 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, err
 		}
 	}
 	b.stats = Stats{}
+	var ent *entryRun // the entry running
+	if plan == nil {
+		sp := &syncProgress{p: b.progress}
+		b.progress = sp
+		defer func() {
+			// Every entry that started ends, whatever the error: the
+			// progress's timer and the heartbeat stop before Build
+			// returns.
+			b.endEntry(ent, err)
+			b.progress = sp.p
+		}()
+	}
 	st := &buildState{}
 	var res Result
 	n := 0
@@ -421,7 +471,12 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, err
 				continue
 			}
 			n++
-			ev := Event{Step: n, Total: len(steps), Instruction: in.text}
+			ps := steps[n-1]
+			ev := Event{Step: n, Total: len(steps), Instruction: in.text, Entry: ps.entry, Entries: entries, Method: l.method}
+			if plan == nil && (ent == nil || ent.ev.Entry != ps.entry) {
+				b.endEntry(ent, nil)
+				ent = b.startEntry(ev, b.entryLabel(l, in))
+			}
 			if plan != nil {
 				stopped, err = b.planStep(func() (bool, error) {
 					return b.execute(ctx, st, l, in, ctxFiles, force, ev)
@@ -431,7 +486,7 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, err
 				}
 				continue
 			}
-			if err := b.runStep(ctx, st, l, in, ctxFiles, force, ev); err != nil {
+			if err := b.runStep(ctx, st, l, in, ctxFiles, force, ev, ent); err != nil {
 				return Result{}, err
 			}
 		}
@@ -452,6 +507,8 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (Result, err
 			return Result{}, err
 		}
 	}
+	b.endEntry(ent, nil)
+	ent = nil
 	res.Stats = b.stats
 	for _, l := range mounts {
 		for _, in := range l.context {
@@ -503,7 +560,8 @@ func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedSte
 			continue
 		}
 		if pullable && !strings.HasPrefix(ref, "im-") {
-			ev := Event{Step: i + 1, Total: len(plan), Instruction: p.instr.text}
+			ev := Event{Step: i + 1, Total: len(plan), Instruction: p.instr.text,
+				Entry: p.entry, Entries: plan[len(plan)-1].entry, Method: l.method}
 			if _, _, err := b.sourceImage(ctx, l.method, ev, ref); err != nil {
 				return err
 			}
@@ -519,12 +577,13 @@ func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedSte
 	return nil
 }
 
-// runStep executes one instruction on st, reporting progress.
-func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event) error {
+// runStep executes one instruction of entry ent on st, reporting progress.
+func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event, ent *entryRun) error {
 	start := time.Now()
 	ev.Kind = EventStart
 	b.progress.Event(ev)
-	b.lastCommit = 0
+	b.lastCommit, b.worked = 0, false
+	containers := b.stats.ContainersStarted
 	cached, err := b.execute(ctx, st, l, in, files, force, ev)
 	ev.Kind, ev.Duration, ev.Cached, ev.Commit = EventDone, time.Since(start), cached, b.lastCommit
 	if err != nil {
@@ -532,10 +591,60 @@ func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in inst
 	}
 	b.progress.Event(ev)
 	b.stats.Steps++
-	if cached {
+	worked := !cached && (b.worked || b.stats.ContainersStarted != containers)
+	switch {
+	case cached:
 		b.stats.Cached++
+	case !worked && err == nil:
+		b.stats.Config++
 	}
+	ent.worked = ent.worked || worked || err != nil
+	ent.cached = ent.cached || cached
 	return err
+}
+
+// entryRun is an entry being built.
+type entryRun struct {
+	ev     Event // its EventEntryStart
+	start  time.Time
+	worked bool   // one of its steps did work (or failed)
+	cached bool   // one of its steps was cached
+	stop   func() // ends its heartbeat
+}
+
+// startEntry reports that the entry of ev, labelled label, begins, and
+// starts its heartbeat.
+func (b *Builder) startEntry(ev Event, label string) *entryRun {
+	ev.Kind, ev.Label = EventEntryStart, label
+	ev.Step, ev.Instruction = 0, ""
+	e := &entryRun{ev: ev, start: time.Now(), stop: func() {}}
+	b.progress.Event(ev)
+	if sp, ok := b.progress.(*syncProgress); ok && b.heartbeat > 0 {
+		e.stop = sp.heartbeat(ev, e.start, b.heartbeat)
+	}
+	return e
+}
+
+// endEntry stops e's heartbeat and reports how e ended; err is the build's
+// error, if it failed. No-op for a nil e.
+func (b *Builder) endEntry(e *entryRun, err error) {
+	if e == nil {
+		return
+	}
+	e.stop()
+	ev := e.ev
+	ev.Kind, ev.Duration = EventEntryDone, time.Since(e.start)
+	if err != nil {
+		ev.Error = err.Error()
+	}
+	// Cached: taken from the cache, not merely config-only (an env()
+	// entry does no work, but is not cached either).
+	ev.Cached = err == nil && !e.worked && e.cached
+	b.progress.Event(ev)
+	b.stats.Entries++
+	if ev.Cached {
+		b.stats.EntriesCached++
+	}
 }
 
 // stepKey is the cache key of a filesystem-changing step: everything that can
@@ -592,6 +701,7 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 	if b.plan != nil {
 		return false, &wouldRun{"run: not in the cache"}
 	}
+	b.worked = true
 	a, err := b.store.snaps.Prepare(st.chain)
 	if err != nil {
 		return false, err

@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -734,22 +735,34 @@ func TestBuildConfigOnlyChain(t *testing.T) {
 	if !reflect.DeepEqual(c.Env, []string{"PATH=/bin", "A=x y", "B=2"}) || !reflect.DeepEqual(c.Cmd, []string{"run", "it"}) {
 		t.Errorf("config = %+v", c)
 	}
-	if res.Stats != (Stats{Steps: 4, Cached: 1}) {
-		t.Errorf("stats = %+v, want 4 steps, 1 cached (the FROM of a stored image)", res.Stats)
+	// Three entries (from_id, env, cmd) of four instructions; only the
+	// from_id entry is cached, the others change only the config.
+	if res.Stats != (Stats{Steps: 4, Cached: 1, Config: 3, Entries: 3, EntriesCached: 1}) {
+		t.Errorf("stats = %+v, want 4 steps, 1 cached (the FROM of a stored image), 3 config; 3 entries, 1 cached", res.Stats)
 	}
 	var got []string
 	for _, e := range events {
-		got = append(got, fmt.Sprintf("%s %d/%d %s cached=%v err=%q", e.Kind, e.Step, e.Total, e.Instruction, e.Cached, e.Error))
+		if e.Kind == EventEntryStart || e.Kind == EventEntryDone {
+			got = append(got, fmt.Sprintf("%s [%d/%d] %s %s cached=%v err=%q", e.Kind, e.Entry, e.Entries, e.Method, e.Label, e.Cached, e.Error))
+			continue
+		}
+		got = append(got, fmt.Sprintf("%s %d/%d [%d/%d] %s cached=%v err=%q", e.Kind, e.Step, e.Total, e.Entry, e.Entries, e.Instruction, e.Cached, e.Error))
 	}
 	want := []string{
-		"start 1/4 FROM " + base + ` cached=false err=""`,
-		"done 1/4 FROM " + base + ` cached=true err=""`,
-		`start 2/4 ENV A='x y' cached=false err=""`,
-		`done 2/4 ENV A='x y' cached=false err=""`,
-		`start 3/4 ENV B=2 cached=false err=""`,
-		`done 3/4 ENV B=2 cached=false err=""`,
-		`start 4/4 CMD ["run", "it"] cached=false err=""`,
-		`done 4/4 CMD ["run", "it"] cached=false err=""`,
+		`entry-start [1/3] from_id from_id("` + base + `") cached=false err=""`,
+		"start 1/4 [1/3] FROM " + base + ` cached=false err=""`,
+		"done 1/4 [1/3] FROM " + base + ` cached=true err=""`,
+		`entry-done [1/3] from_id from_id("` + base + `") cached=true err=""`,
+		`entry-start [2/3] env env({"A": "x y", "B": "2"}) cached=false err=""`,
+		`start 2/4 [2/3] ENV A='x y' cached=false err=""`,
+		`done 2/4 [2/3] ENV A='x y' cached=false err=""`,
+		`start 3/4 [2/3] ENV B=2 cached=false err=""`,
+		`done 3/4 [2/3] ENV B=2 cached=false err=""`,
+		`entry-done [2/3] env env({"A": "x y", "B": "2"}) cached=false err=""`,
+		`entry-start [3/3] cmd cmd(["run", "it"]) cached=false err=""`,
+		`start 4/4 [3/3] CMD ["run", "it"] cached=false err=""`,
+		`done 4/4 [3/3] CMD ["run", "it"] cached=false err=""`,
+		`entry-done [3/3] cmd cmd(["run", "it"]) cached=false err=""`,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("events:\n got  %q\n want %q", got, want)
@@ -838,5 +851,86 @@ func TestEnvExpansionRule(t *testing.T) {
 		if !slices.Contains(env, want) {
 			t.Errorf("env %q lacks %q", env, want)
 		}
+	}
+}
+
+// Entries count what the user wrote: each dockerfile_commands instruction
+// is one; a failing instruction ends its entry with the error, and the
+// summary counts agree with what the progress printed.
+func TestBuildEntriesDockerfileAndFailure(t *testing.T) {
+	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "")
+	b := uBuilder(t)
+	var plain bytes.Buffer
+	b.progress = NewPlainProgress(&plain)
+	base := uStubBase(t, b)
+	img := FromID(base).DockerfileCommands([]string{"ENV A=1", `CMD ["a"]`}, DockerfileOptions{ContextDir: t.TempDir()}).
+		Env(map[string]string{"B": "2"})
+	res, err := b.Build(context.Background(), img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `#1 [1/4] from_id("` + base + `")` + "\n" +
+		"#1 FROM " + base + "\n" +
+		"#1 CACHED\n" +
+		"#2 [2/4] ENV A=1\n" +
+		"#2 DONE Ns\n" +
+		`#3 [3/4] CMD ["a"]` + "\n" +
+		"#3 DONE Ns\n" +
+		`#4 [4/4] env({"B": "2"})` + "\n" +
+		"#4 ENV B=2\n" +
+		"#4 DONE Ns\n"
+	if got := regexp.MustCompile(`DONE [0-9.]+s`).ReplaceAllString(plain.String(), "DONE Ns"); got != want {
+		t.Errorf("progress:\n got  %q\n want %q", got, want)
+	}
+	if s := res.Stats; s.Entries != 4 || s.EntriesCached != strings.Count(plain.String(), "CACHED") || s.Steps != 4 || s.Config != 3 {
+		t.Errorf("stats %+v: want 4 entries, as many cached as printed CACHED, 4 steps, 3 config", s)
+	}
+
+	// ${X:?} fails when X is unset: the entry ends with the error.
+	plain.Reset()
+	var events []Event
+	b.progress = ProgressFunc(func(e Event) { events = append(events, e) })
+	_, err = b.Build(context.Background(), FromID(base).DockerfileCommands([]string{"ENV C=${NOPE:?unset}"}, DockerfileOptions{ContextDir: t.TempDir()}))
+	if err == nil {
+		t.Fatal("a failing ENV built")
+	}
+	if len(events) == 0 {
+		t.Fatalf("no events; err %v", err)
+	}
+	last := events[len(events)-1]
+	if last.Kind != EventEntryDone || last.Entry != 2 || last.Error == "" || last.Cached {
+		t.Errorf("last event %+v: want the env entry done with its error", last)
+	}
+}
+
+// With a heartbeat of 1ms, nothing reaches the progress after Build
+// returns (run with -race).
+func TestBuildNoEventAfterReturn(t *testing.T) {
+	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "")
+	b := uBuilder(t)
+	b.heartbeat = time.Millisecond
+	var mu sync.Mutex
+	var n int
+	b.progress = ProgressFunc(func(e Event) {
+		time.Sleep(2 * time.Millisecond) // a slow terminal: heartbeats are due
+		mu.Lock()
+		n++
+		mu.Unlock()
+	})
+	base := uStubBase(t, b)
+	if _, err := b.Build(context.Background(), FromID(base).Env(map[string]string{"A": "1"}).Cmd([]string{"x"})); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	after := n
+	mu.Unlock()
+	time.Sleep(20 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if n != after {
+		t.Errorf("%d events after Build returned", n-after)
+	}
+	if _, ok := b.progress.(*syncProgress); ok {
+		t.Error("Build left its wrapper as the Builder's progress")
 	}
 }

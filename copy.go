@@ -211,7 +211,7 @@ func (o ownership) apply(rootfs, dest string) error {
 // paths in a stored image, mounted read-only. IMAGE is an image ID or a name
 // in the store, or a reference pulled when the store lacks it (see
 // sourceImage).
-func (b *Builder) copyFromImage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.CopyCommand, force bool) (bool, error) {
+func (b *Builder) copyFromImage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.CopyCommand, force bool, ev Event) (bool, error) {
 	var rec imageRecord
 	if s, ok := b.stage(c.From); ok {
 		// A stage of this Dockerfile: its chain is its content.
@@ -225,7 +225,7 @@ func (b *Builder) copyFromImage(ctx context.Context, st *buildState, l *layer, i
 			if rec, err = b.store.resolve(c.From); err != nil {
 				return false, &InvalidError{Method: l.method, Message: err.Error()}
 			}
-		} else if rec, _, err = b.sourceImage(ctx, l.method, Event{Instruction: in.text}, c.From); err != nil {
+		} else if rec, _, err = b.sourceImage(ctx, l.method, ev, c.From); err != nil {
 			return false, err
 		}
 	}

@@ -342,7 +342,7 @@ func checkDockerfile(ins []instruction) error {
 // fromStage starts a stage of a Dockerfile: the state so far becomes a
 // finished stage, and the new one starts from an earlier stage, from
 // scratch, or from an image in the store, pulled when missing (sourceImage).
-func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.Stage, expand func(string) (string, error)) (bool, error) {
+func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.Stage, expand func(string) (string, error), ev Event) (bool, error) {
 	if c.Platform != "" {
 		p, err := expand(c.Platform)
 		if err != nil {
@@ -373,9 +373,9 @@ func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in in
 	if d := offlinePython(ref); d != nil && !b.slimFromRegistry {
 		// Docker Hub's python image: bootstrapped like debian_slim,
 		// unless a Docker Hub mirror serves it.
-		return b.fromDebian(ctx, st, &layer{method: l.method, root: &rootSpec{debian: d}}, in, false, Event{})
+		return b.fromDebian(ctx, st, &layer{method: l.method, root: &rootSpec{debian: d}}, in, false, ev)
 	}
-	rec, pulled, err := b.sourceImage(ctx, l.method, Event{Instruction: in.text}, ref)
+	rec, pulled, err := b.sourceImage(ctx, l.method, ev, ref)
 	if err != nil {
 		return false, err
 	}

@@ -39,6 +39,9 @@ type layer struct {
 	buildArgs  map[string]string // dockerfile_commands build_args
 	function   *functionStep     // run_function: the call, after "FROM base"
 	addPython  string            // add_python series: its COPY takes python-build-standalone
+	// call is the method call as the user wrote it, for progress
+	// (`apt_install(["git"])`); "" when only the method is known (callOf).
+	call string
 }
 
 // rootSpec says where a root layer's base comes from.
@@ -265,7 +268,7 @@ func (img Image) AptInstall(packages []string, opts ...StepOption) Image {
 	if len(packages) == 0 {
 		return img
 	}
-	return img.with(&layer{method: "apt_install", commands: []string{
+	return img.with(&layer{method: "apt_install", call: "apt_install(" + pyList(packages) + ")", commands: []string{
 		"FROM base",
 		"RUN apt-get update",
 		"RUN apt-get install -y " + shlexJoin(packages),
@@ -289,7 +292,7 @@ func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 		}
 		cmds = append(cmds, "RUN "+c)
 	}
-	return img.with(&layer{method: "run_commands", commands: cmds}, opts)
+	return img.with(&layer{method: "run_commands", call: "run_commands(" + pyList(commands) + ")", commands: cmds}, opts)
 }
 
 // PipInstall is modal.Image.pip_install for plain package lists:
@@ -306,7 +309,7 @@ func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
 	}
 	sorted := slices.Clone(packages)
 	sort.Strings(sorted)
-	return img.with(&layer{method: "pip_install", commands: []string{
+	return img.with(&layer{method: "pip_install", call: "pip_install(" + pyList(packages) + ")", commands: []string{
 		"FROM base",
 		"RUN python -m pip install " + shlexJoin(sorted),
 	}}, opts)
@@ -355,7 +358,7 @@ func (img Image) EnvVars(vars ...EnvVar) Image {
 		}
 		cmds = append(cmds, "ENV "+v.Name+"="+shlexQuote(v.Value))
 	}
-	return img.with(&layer{method: "env", commands: cmds}, nil)
+	return img.with(&layer{method: "env", call: "env(" + pyDict(vars) + ")", commands: cmds}, nil)
 }
 
 // Workdir is modal.Image.workdir: "WORKDIR <path>" (quoted when needed). The
@@ -364,23 +367,23 @@ func (img Image) Workdir(dir string) Image {
 	if dir == "" {
 		return img.fail(invalidf("workdir", "empty path"))
 	}
-	return img.with(&layer{method: "workdir", commands: []string{"FROM base", "WORKDIR " + shlexQuote(dir)}}, nil)
+	return img.with(&layer{method: "workdir", call: "workdir(" + pyStr(dir) + ")", commands: []string{"FROM base", "WORKDIR " + shlexQuote(dir)}}, nil)
 }
 
 // Entrypoint is modal.Image.entrypoint: `ENTRYPOINT ["a", "b"]`.
 func (img Image) Entrypoint(args []string, opts ...StepOption) Image {
-	return img.with(&layer{method: "entrypoint", commands: []string{"FROM base", "ENTRYPOINT " + jsonList(args)}}, opts)
+	return img.with(&layer{method: "entrypoint", call: "entrypoint(" + pyList(args) + ")", commands: []string{"FROM base", "ENTRYPOINT " + jsonList(args)}}, opts)
 }
 
 // Cmd is modal.Image.cmd: `CMD ["a", "b"]`.
 func (img Image) Cmd(args []string, opts ...StepOption) Image {
-	return img.with(&layer{method: "cmd", commands: []string{"FROM base", "CMD " + jsonList(args)}}, opts)
+	return img.with(&layer{method: "cmd", call: "cmd(" + pyList(args) + ")", commands: []string{"FROM base", "CMD " + jsonList(args)}}, opts)
 }
 
 // Shell is modal.Image.shell: `SHELL ["/bin/bash", "-c"]`; later RUN
 // instructions run through it.
 func (img Image) Shell(args []string, opts ...StepOption) Image {
-	return img.with(&layer{method: "shell", commands: []string{"FROM base", "SHELL " + jsonList(args)}}, opts)
+	return img.with(&layer{method: "shell", call: "shell(" + pyList(args) + ")", commands: []string{"FROM base", "SHELL " + jsonList(args)}}, opts)
 }
 
 // AddLocalFile is modal.Image.add_local_file(local_path, remote_path, copy).
@@ -407,7 +410,8 @@ func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 	if !copy {
 		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
 	}
-	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"}, context: []contextInput{in}}, nil)
+	return img.with(&layer{method: method, call: fmt.Sprintf("add_local_file(%s, %s, copy=True)", pyStr(localPath), pyStr(in.remote)),
+		commands: []string{"FROM base", "COPY . /"}, context: []contextInput{in}}, nil)
 }
 
 // AddLocalDir is modal.Image.add_local_dir(local_path, remote_path, copy=True,
@@ -427,7 +431,8 @@ func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore Mat
 	if !copy {
 		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
 	}
-	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"}, context: []contextInput{in}}, nil)
+	return img.with(&layer{method: method, call: fmt.Sprintf("add_local_dir(%s, %s, copy=True)", pyStr(localPath), pyStr(in.remote)),
+		commands: []string{"FROM base", "COPY . /"}, context: []contextInput{in}}, nil)
 }
 
 // pyRepr quotes s as Python's repr does for plain strings, so that messages

@@ -214,7 +214,7 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 			return false, &InvalidError{Method: l.method, Message: err.Error()}
 		}
 		rec, err = b.pull(ctx, rb.ref, creds, func(line string) {
-			b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: line})
+			b.progress.Event(ev.output(line))
 		})
 		if err != nil {
 			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
@@ -259,6 +259,7 @@ func (b *Builder) pull(ctx context.Context, ref string, creds *Credentials, prog
 	if puller == nil {
 		puller = b.defaultPuller
 	}
+	b.worked = true
 	progress("pulling " + ref)
 	img, err := puller(ctx, ref, creds)
 	if err != nil {

@@ -76,7 +76,7 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 	switch c := in.cmd.(type) {
 	case *instructions.Stage:
 		if l.root != nil && l.root.dockerfile {
-			return b.fromStage(ctx, st, l, in, c, expand)
+			return b.fromStage(ctx, st, l, in, c, expand, ev)
 		}
 		return b.from(ctx, st, l, in, force, ev)
 	case *instructions.RunCommand:
@@ -200,7 +200,7 @@ func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in inst
 			return false, fmt.Errorf("%s: %w", in.text, err)
 		}
 		if c.From != "" {
-			return b.copyFromImage(ctx, st, l, in, c, force)
+			return b.copyFromImage(ctx, st, l, in, c, force, ev)
 		}
 		return b.copyFromContext(ctx, st, l, in, c, files, force)
 	}
@@ -388,17 +388,31 @@ func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.De
 		if rerr != nil || !ok {
 			return false, stepRecord{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
 		}
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction,
-			Line: fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)})
+		b.progress.Event(ev.output(fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)))
 		key = last.Key
 	}
 	*st = buildState{}
+	// The phases are what a terminal shows; mmdebstrap's own lines are
+	// detail, kept by plain and JSON progress.
+	var phases base.BootstrapPhases
 	log := &lineWriter{keep: 20, emit: func(s string) {
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
+		phase, detail := phases.Line(s)
+		if phase != "" {
+			b.progress.Event(ev.output("debian: " + phase))
+		}
+		out := ev.output(s)
+		out.Detail = detail
+		b.progress.Event(out)
 	}}
 	cached, err := b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-		defer log.flush()
-		return d.Bootstrap(ctx, a.Rootfs, log)
+		err := d.Bootstrap(ctx, a.Rootfs, log)
+		log.flush()
+		if err != nil && ctx.Err() == nil {
+			// A terminal did not show mmdebstrap's lines: say how it
+			// ended.
+			return fmt.Errorf("%w; its last lines:\n  %s", err, strings.Join(log.lastLines(), "\n  "))
+		}
+		return err
 	})
 	if err != nil {
 		return false, stepRecord{}, err
@@ -510,7 +524,7 @@ func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in in
 		return &InvalidError{Method: l.method, Message: err.Error()}
 	}
 	out := &lineWriter{keep: p.keep, mask: mask.mask, emit: func(s string) {
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: s})
+		b.progress.Event(ev.output(s))
 	}}
 	runCtx := ctx
 	if p.timeout > 0 {
@@ -535,15 +549,15 @@ func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in in
 	}
 	if inj != nil {
 		inj.Apply(&spec) // after the env is final: CDI's entries override
-		b.progress.Event(Event{Kind: EventOutput, Step: ev.Step, Total: ev.Total, Instruction: ev.Instruction, Line: "gpu: " + inj.Description})
+		b.progress.Event(ev.output("gpu: " + inj.Description))
 	}
 	res, err := sandbox.Run(runCtx, spec)
 	out.flush()
 	if errors.Is(err, sandbox.ErrCommandNotFound) || errors.Is(err, sandbox.ErrCommandNotExecutable) {
-		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: append(out.lastLines(), err.Error())}
+		return &StepError{Step: ev.Step, Entry: ev.Entry, Method: ev.Method, Instruction: in.text, ExitCode: res.ExitCode, Tail: append(out.lastLines(), err.Error())}
 	}
 	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
-		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, TimedOut: p.timeout, Tail: out.lastLines()}
+		return &StepError{Step: ev.Step, Entry: ev.Entry, Method: ev.Method, Instruction: in.text, ExitCode: res.ExitCode, TimedOut: p.timeout, Tail: out.lastLines()}
 	}
 	if err != nil {
 		return err
@@ -556,7 +570,7 @@ func (b *Builder) sandboxed(ctx context.Context, st *buildState, l *layer, in in
 		return err
 	}
 	if res.ExitCode != 0 {
-		return &StepError{Step: ev.Step, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
+		return &StepError{Step: ev.Step, Entry: ev.Entry, Method: ev.Method, Instruction: in.text, ExitCode: res.ExitCode, Tail: out.lastLines()}
 	}
 	return nil
 }

@@ -153,12 +153,17 @@ chroot "$1" /sbin/ldconfig
 func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // Bootstrap fills the empty directory rootfs with the Debian system, streaming
-// mmdebstrap's output to log. It needs mmdebstrap and apt on the host.
+// mmdebstrap's --verbose output (its own, apt's and dpkg's, about 1500
+// lines for SlimPackages) to log; BootstrapPhases reads it. It needs
+// mmdebstrap and apt on the host.
 func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) error {
 	if _, err := exec.LookPath("mmdebstrap"); err != nil {
 		return fmt.Errorf("making a Debian base needs mmdebstrap: install it (apt-get install mmdebstrap)")
 	}
 	args := []string{
+		// --verbose: apt's and dpkg's output, from which
+		// BootstrapPhases tells the phases (package counts included).
+		"--verbose",
 		"--mode=root", "--variant=minbase", "--format=directory",
 		"--skip=output/mknod", "--skip=check/empty",
 		// "slim": no documentation or translations, as Docker's debian:slim.
@@ -202,7 +207,7 @@ func (d Debian) Bootstrap(ctx context.Context, rootfs string, log io.Writer) err
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("mmdebstrap %s from %s failed: %w (its output is above)", d.Suite, d.mirror(), err)
+		return fmt.Errorf("mmdebstrap %s from %s failed: %w", d.Suite, d.mirror(), err)
 	}
 	return emptyDev(rootfs)
 }

@@ -33,11 +33,14 @@ func TestFailingStep(t *testing.T) {
 		t.Fatalf("build of a failing step succeeded:\n%s", res.stderr)
 	}
 	for _, want := range []string{
-		// Steps: 1 FROM, 2 CMD (debian_slim), 3 and 4 the RUNs.
-		"step 4 failed: RUN echo about to fail; echo boom >&2; exit 7: exit code 7",
+		// Steps count the entries: 1 debian_slim, 2 run_commands (its
+		// second RUN fails).
+		"#2 [2/2] run_commands([",
+		"#2 RUN echo fine > /ok",
+		"step 2 (run_commands) failed: RUN echo about to fail; echo boom >&2; exit 7: exit code 7",
 		"  | about to fail",
 		"  | boom",
-		"#4 ERROR",
+		"#2 ERROR",
 	} {
 		if !strings.Contains(res.stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, tail(res.stderr, 30))
@@ -92,7 +95,7 @@ func TestKilledBuild(t *testing.T) {
 	sc := bufio.NewScanner(stderr)
 	started := false
 	for sc.Scan() {
-		if strings.Contains(sc.Text(), "#3 started") { // 1 FROM, 2 CMD, 3 RUN
+		if strings.Contains(sc.Text(), "#2 started") { // 1 debian_slim, 2 run_commands
 			started = true
 			break
 		}

@@ -173,8 +173,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": d.name, "id": res.ID,
 					"manifest": res.Manifest.Digest, "stats": res.Stats, "previous": t.Previous, "peakRSSKiB": peakRSSKiB()})
 			} else {
+				// Steps are the entries the progress numbers [n/N];
+				// cached are those it printed CACHED (nothing ran);
+				// containers are the sandboxes RUN and run_function
+				// steps started.
 				fmt.Printf("%s %s %s (%d steps, %d cached, %d containers)\n", d.name, res.ID, res.Manifest.Digest,
-					res.Stats.Steps, res.Stats.Cached, res.Stats.ContainersStarted)
+					res.Stats.Entries, res.Stats.EntriesCached, res.Stats.ContainersStarted)
 			}
 		}
 	}
@@ -325,7 +329,7 @@ func printPlans(ctx context.Context, b *snapbuild.Builder, gs []group, format st
 //	  [2] apt_install
 //	      RUN apt-get update                  run      key 7c2e0b81a3f4  (run: not in the cache)
 //	      RUN apt-get install -y git          pending
-//	  4 steps: 1 cached, 1 config, 1 to run, 1 pending
+//	  4 instructions: 1 cached, 1 config, 1 to run, 1 pending
 func writePlan(w io.Writer, names, labels []string, p snapbuild.Plan) {
 	fmt.Fprintf(w, "%s (%s)\n", strings.Join(names, ", "), strings.Join(labels, ", "))
 	width := 0
@@ -354,7 +358,7 @@ func writePlan(w io.Writer, names, labels []string, p snapbuild.Plan) {
 		}
 	}
 	n := p.Steps()
-	fmt.Fprintf(w, "  %d steps: %d cached, %d config, %d to run, %d pending\n", total,
+	fmt.Fprintf(w, "  %d instructions: %d cached, %d config, %d to run, %d pending\n", total,
 		n[snapbuild.PlanCached], n[snapbuild.PlanConfig], n[snapbuild.PlanRun], n[snapbuild.PlanPending])
 }
 

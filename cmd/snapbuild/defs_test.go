@@ -83,7 +83,7 @@ func TestWritePlan(t *testing.T) {
       RUN cat <<EOF > /x ...          run      key abababababab  (run: not in the cache)
       RUN true                        pending
   [3] add_local_dir (copy=False: attached when the image runs)
-  4 steps: 1 cached, 1 config, 1 to run, 1 pending
+  4 instructions: 1 cached, 1 config, 1 to run, 1 pending
 `
 	if b.String() != want {
 		t.Errorf("writePlan:\n%s\nwant:\n%s", b.String(), want)

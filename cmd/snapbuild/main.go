@@ -207,7 +207,9 @@ func noImage(names []string, err error) error {
 func progressFor(mode string) (snapbuild.Progress, error) {
 	switch mode {
 	case "auto":
-		if term.IsTerminal(int(os.Stderr.Fd())) {
+		// A terminal that cannot erase a line (TERM=dumb) gets plain
+		// lines, as BuildKit gives it.
+		if term.IsTerminal(int(os.Stderr.Fd())) && os.Getenv("TERM") != "dumb" {
 			return snapbuild.NewTTYProgress(os.Stderr), nil
 		}
 		return snapbuild.NewPlainProgress(os.Stderr), nil

@@ -1,0 +1,90 @@
+package snapbuild
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Entries are what a build's progress counts: what the user wrote. A recipe
+// entry or Modal method call (one layer) is one entry, whatever number of
+// Dockerfile instructions it lowers to; from_dockerfile and
+// dockerfile_commands hold Dockerfile text the user wrote, so there each
+// instruction is an entry of its own.
+
+// perInstruction reports whether each instruction of l is an entry.
+func (l *layer) perInstruction() bool {
+	return l.method == "dockerfile_commands" || l.method == "from_dockerfile"
+}
+
+// pyStr quotes s as a Python string literal in double quotes, as the
+// progress shows arguments.
+func pyStr(s string) string { return strconv.Quote(s) }
+
+// pyList formats ss as a Python list of strings: ["a", "b"].
+func pyList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = pyStr(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// pyDict formats vars as a Python dict of strings in the given order.
+func pyDict(vars []EnvVar) string {
+	q := make([]string, len(vars))
+	for i, v := range vars {
+		q[i] = pyStr(v.Name) + ": " + pyStr(v.Value)
+	}
+	return "{" + strings.Join(q, ", ") + "}"
+}
+
+// callOf is the call that made l as the user wrote it, e.g.
+// `apt_install(["git"])`, or the method name alone (`uv_pip_install`) when
+// the layer does not keep its arguments.
+func callOf(l *layer) string {
+	if l.call != "" {
+		return l.call
+	}
+	if r := l.root; r != nil {
+		switch {
+		case r.debian != nil:
+			return fmt.Sprintf("%s(python_version=%s)", l.method, pyStr(r.debian.Version))
+		case r.registry != nil:
+			return fmt.Sprintf("%s(%s)", l.method, pyStr(r.registry.ref))
+		case r.scratch:
+			return l.method + "()"
+		case r.fromID != "" && l.method == "from_id":
+			return fmt.Sprintf("from_id(%s)", pyStr(r.fromID))
+		}
+	}
+	return l.method
+}
+
+// entryLabel is how the progress names the entry that instruction in of l
+// starts: the instruction itself for Dockerfile entries, else the call,
+// and for debian_slim what its base is made of on this site (its FROM line,
+// Modal's, stays the image's history).
+func (b *Builder) entryLabel(l *layer, in instruction) string {
+	if l.perInstruction() {
+		return in.text
+	}
+	label := callOf(l)
+	if l.root != nil && l.root.debian != nil && l.method == "debian_slim" {
+		if src, err := b.slimSource(l.method, l.root.debian); err == nil {
+			label += ": " + slimDescription(l.root.debian, src)
+		}
+	}
+	return label
+}
+
+// slimDescription says what a debian_slim base is made of.
+func slimDescription(d *debianBase, src slimSource) string {
+	switch src.kind {
+	case slimRegistry:
+		return fmt.Sprintf("Modal's base image %s (pulled)", src.ref)
+	case slimStandalone:
+		return fmt.Sprintf("Debian %s base with python-build-standalone Python %s (bootstrapped)", d.Suite, src.version)
+	}
+	return fmt.Sprintf("Debian %s base with Python %s (bootstrapped)", d.Suite, d.Python)
+}
