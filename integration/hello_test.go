@@ -141,8 +141,8 @@ func checkRun(t *testing.T, r runner) {
 	if !strings.Contains(res.stdout, "git version 2.") || !strings.Contains(res.stdout, "hello from /work") || !strings.Contains(res.stdout, "\n0\n") {
 		t.Errorf("snapbuild run output:\n%s", res.stdout)
 	}
-	// stdin and the exit status pass through.
-	res = r.run("ping\n", "run", "hello", "--", "sh", "-c", "read x; echo got-$x; exit 7")
+	// With -i, stdin passes through (as docker run -i); the exit status always does.
+	res = r.run("ping\n", "run", "-i", "hello", "--", "sh", "-c", "read x; echo got-$x; exit 7")
 	if res.code != 7 || !strings.Contains(res.stdout, "got-ping") {
 		t.Errorf("snapbuild run: exit %d, stdout %q, want exit 7 and got-ping; stderr:\n%s", res.code, res.stdout, res.stderr)
 	}
