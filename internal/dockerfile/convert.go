@@ -94,13 +94,16 @@ type Result struct {
 	// ENTRYPOINT, SHELL, HEALTHCHECK, LABEL, EXPOSE, VOLUME, STOPSIGNAL and
 	// ONBUILD applied, and one history entry per instruction after the
 	// base's. RootFS holds the base's diff_ids only; the solver appends the
-	// layers it builds. Created is unset; history entries carry a time
-	// only when SOURCE_DATE_EPOCH is given.
+	// layers it builds. Created is unset; the history entries the
+	// Dockerfile adds carry a time only when SOURCE_DATE_EPOCH is given.
 	Image dockerspec.DockerOCIImage
 
 	// BaseImages maps each image reference resolved through the
 	// MetaResolver (normalized, as passed to it) to the digest it resolved
-	// to. It holds exactly the images the definition's source ops name.
+	// to: the images the target needs, and no other. A source op names
+	// each as "docker-image://<ref>@<digest>" (as "docker-image://<ref>"
+	// when ref is pinned already), except an image whose config lists no
+	// layers, which is converted as scratch.
 	BaseImages map[string]digest.Digest
 
 	// Platform is the platform converted for.
@@ -111,8 +114,9 @@ type Result struct {
 	Epoch *time.Time
 
 	// Warnings are BuildKit's Dockerfile checks that failed, in the order
-	// found (base images are checked in parallel, so their order may vary). They do not stop the conversion unless the
-	// Dockerfile asks for that (`# check=error=true`).
+	// found (base images are checked in parallel, so checks on them may
+	// come in any order). They do not stop the conversion unless the
+	// Dockerfile asks for that with `# check=error=true`.
 	Warnings []Warning
 }
 
@@ -124,7 +128,7 @@ type Warning struct {
 	Line    int    // 1-based line of the instruction; 0 when unknown
 }
 
-// String formats w as Docker's build output does, without the file name.
+// String formats w as "Rule: message (line N)".
 func (w Warning) String() string {
 	if w.Line > 0 {
 		return fmt.Sprintf("%s: %s (line %d)", w.Rule, w.Message, w.Line)
@@ -187,11 +191,11 @@ func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Result, err
 
 	res, err := dockerfile2llb.Dockerfile2LLB(ctx, dockerfile, copt)
 	if err != nil {
-		return nil, o.convertError(ctx, dockerfile, err)
+		return nil, o.convertError(ctx, dockerfile, err, warnings)
 	}
 	def, err := res.State.Marshal(ctx)
 	if err != nil {
-		return nil, o.convertError(ctx, dockerfile, err)
+		return nil, o.convertError(ctx, dockerfile, err, nil)
 	}
 
 	out := &Result{
@@ -284,7 +288,7 @@ func (e *Error) Unwrap() error { return e.Err }
 
 // convertError turns an error of BuildKit's converter into one that names
 // the Dockerfile line and, where BuildKit does not, says what to do.
-func (o Options) convertError(ctx context.Context, dockerfile []byte, err error) error {
+func (o Options) convertError(ctx context.Context, dockerfile []byte, err error, warnings []Warning) error {
 	if ctxErr := ctx.Err(); ctxErr != nil && errors.Is(err, ctxErr) {
 		return err
 	}
@@ -297,8 +301,20 @@ func (o Options) convertError(ctx context.Context, dockerfile []byte, err error)
 		}
 	}
 	var le *parser.LocationError
+	if !errors.As(err, &le) && len(warnings) > 0 && strings.HasPrefix(err.Error(), "lint violation found") {
+		// `# check=error=true`: BuildKit names the rules only.
+		var list []string
+		for _, w := range warnings {
+			list = append(list, w.String())
+		}
+		err = fmt.Errorf("%w: %s; the Dockerfile's `# check=error=true` makes failed checks errors: fix the instructions, or skip a check with `# check=skip=<rule>`", err, strings.Join(list, "; "))
+		if line := warnings[0].Line; line > 0 {
+			return &Error{Filename: o.Filename, StartLine: line, EndLine: line, Err: err}
+		}
+		return fmt.Errorf("dockerfile: converting %s: %w", o.Filename, err)
+	}
 	if !errors.As(err, &le) || len(le.Locations) == 0 || len(le.Locations[0]) == 0 {
-		return fmt.Errorf("dockerfile: %s: %w", o.Filename, err)
+		return fmt.Errorf("dockerfile: converting %s: %w", o.Filename, err)
 	}
 	r := le.Locations[0]
 	start, end := r[0].Start.Line, r[len(r)-1].End.Line

@@ -762,6 +762,12 @@ func TestConvertErrors(t *testing.T) {
 			want:       []string{"Dockerfile:2-3: ", "unterminated heredoc"},
 		},
 		{
+			name:       "failed check when the Dockerfile makes checks errors",
+			dockerfile: "# check=error=true\nFROM debian:bookworm\nCMD echo hi\n",
+			line:       3,
+			want:       []string{"Dockerfile:3: ", "JSONArgsRecommended: JSON arguments recommended for CMD", "(line 3)", "check=skip=<rule>"},
+		},
+		{
 			name:       "nil resolver",
 			dockerfile: "FROM debian:bookworm\n",
 			opts:       func(o *Options) { o.MetaResolver = nil },
