@@ -354,6 +354,52 @@ COPY rootfs.tar.xz /srv/
 		},
 	},
 	{
+		name: "COPY to . copies into the WORKDIR as a directory",
+		dockerfile: `FROM debian:bookworm
+WORKDIR /srv
+COPY app.py .
+`,
+		check: func(t *testing.T, g *graph, res *Result, fr *fakeResolver) {
+			c := g.copiesTo("/srv/")
+			if len(c) != 1 || c[0].Src != "/app.py" || !c[0].CreateDestPath {
+				t.Errorf("copies to /srv/ = %v, want /app.py into the directory /srv/", c)
+			}
+		},
+	},
+	{
+		name: "COPY --parents and --exclude become include and exclude patterns",
+		dockerfile: `FROM debian:bookworm
+COPY --parents src/*/main.go /build/
+COPY --exclude=*.md --exclude=tests docs /usr/share/doc/app/
+`,
+		check: func(t *testing.T, g *graph, res *Result, fr *fakeResolver) {
+			c := g.copiesTo("/build/")
+			if len(c) != 1 || c[0].Src != "/" || !slices.Equal(c[0].IncludePatterns, []string{"src/*/main.go"}) {
+				t.Errorf("copies to /build/ = %v, want the context root with include pattern src/*/main.go", c)
+			}
+			c = g.copiesTo("/usr/share/doc/app/")
+			if len(c) != 1 || c[0].Src != "/docs" || !slices.Equal(c[0].ExcludePatterns, []string{"*.md", "tests"}) {
+				t.Errorf("copies to /usr/share/doc/app/ = %v, want /docs excluding *.md and tests", c)
+			}
+		},
+	},
+	{
+		name: "ADD of a URL is an http source with its checksum, not unpacked",
+		dockerfile: `FROM debian:bookworm
+ADD --checksum=sha256:24454f830cdb571e2c4ad15481119c43b3cafd48dd869a9b2945d1036d1dc68d https://localhost:8443/a.tar.gz /opt/
+`,
+		check: func(t *testing.T, g *graph, res *Result, fr *fakeResolver) {
+			src := g.sourceOp(t, "https://localhost:8443/a.tar.gz")
+			if src.Attrs[pb.AttrHTTPChecksum] != "sha256:24454f830cdb571e2c4ad15481119c43b3cafd48dd869a9b2945d1036d1dc68d" {
+				t.Errorf("http source attrs = %v, want the checksum", src.Attrs)
+			}
+			c := g.copiesTo("/opt/")
+			if len(c) != 1 || c[0].AttemptUnpackDockerCompatibility {
+				t.Errorf("copies to /opt/ = %v, want one that does not unpack (Docker unpacks local archives only)", c)
+			}
+		},
+	},
+	{
 		name: "COPY --chown and --chmod carry owner and mode by name",
 		dockerfile: `FROM debian:bookworm
 COPY --chown=app:staff --chmod=0750 conf/ /etc/app/
