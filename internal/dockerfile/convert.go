@@ -1,9 +1,11 @@
 package dockerfile
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"sort"
 	"strings"
@@ -140,14 +142,17 @@ func (w Warning) String() string {
 // build` would, resolving base images through opts.MetaResolver.
 //
 // Errors in the Dockerfile, or from resolving an image it names, are
-// returned as *Error with the Dockerfile line. Errors in opts name the
-// field. Convert reads no files and reaches no network by itself.
+// returned as *Error with the Dockerfile lines wherever BuildKit locates
+// them (a few of BuildKit's checks, as on COPY --from=$VAR, carry no line
+// and come back as plain errors). Errors in opts name the field. Convert
+// reads no files and reaches no network by itself; when ctx is cancelled
+// the error wraps ctx.Err().
 func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Result, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	if len(strings.TrimSpace(string(dockerfile))) == 0 {
+	if len(bytes.TrimSpace(dockerfile)) == 0 {
 		return nil, fmt.Errorf("dockerfile: %s is empty: it needs at least a FROM instruction", o.Filename)
 	}
 
@@ -246,11 +251,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if len(o.BuildArgs) > 0 {
 		// BuildKit writes the resolved SOURCE_DATE_EPOCH back into this map.
-		args := make(map[string]string, len(o.BuildArgs))
-		for k, v := range o.BuildArgs {
-			args[k] = v
-		}
-		o.BuildArgs = args
+		o.BuildArgs = maps.Clone(o.BuildArgs)
 	}
 	if len(o.Excludes) > 0 {
 		if _, err := patternmatcher.New(o.Excludes); err != nil {
