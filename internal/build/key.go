@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"github.com/moby/buildkit/solver/pb"
 	digest "github.com/opencontainers/go-digest"
 )
 
@@ -21,7 +22,9 @@ import (
 //	           env, cwd, user, mounts with their selectors and types,
 //	           network, security, secret env, CDI devices; file actions
 //	           with paths, owners, modes, patterns; source identifier and
-//	           attrs; the op's platform and constraints),
+//	           attrs but for the transport ones (local.session,
+//	           local.unique, local.sharedkeyhint); the op's platform and
+//	           constraints),
 //	 "platform": the platform the op runs for, "os/arch[/variant]": the
 //	           op's own, else the solver's,
 //	 "inputs": [{"key": input's vertex key, "output": output index}, ...]
@@ -40,6 +43,12 @@ import (
 // ignore-cache flag (which governs lookups, not what is stored).
 const KeyVersion = "snapbuild-llb/1"
 
+// transportAttrs are source attrs that say how a client's files reach the
+// builder, not which files: llb.Local sets a random local.unique on every
+// Marshal, so keeping them would make every build of a context miss.
+// BuildKit leaves them out of a local source's key too.
+var transportAttrs = []string{pb.AttrLocalSessionID, pb.AttrLocalUniqueID, pb.AttrSharedKeyHint}
+
 // keyInput is one entry of a key's "inputs".
 type keyInput struct {
 	Key    digest.Digest `json:"key"`
@@ -56,6 +65,11 @@ func vertexKey(v *Vertex, inputs []digest.Digest, content digest.Digest, platfor
 	}
 	op := v.Op.CloneVT()
 	op.Inputs = nil
+	if src := op.GetSource(); src != nil {
+		for _, a := range transportAttrs {
+			delete(src.Attrs, a)
+		}
+	}
 	dt, err := op.Marshal()
 	if err != nil {
 		return "", fmt.Errorf("encoding the op: %w", err)
