@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/moby/buildkit/solver/pb"
@@ -164,9 +165,24 @@ type VertexError struct {
 	Err    error
 }
 
-// Error returns, e.g., `exec "/bin/sh -c make": exit status 2`.
+// Error returns, e.g., `exec "/bin/sh -c make": exit status 2`. A long or
+// multi-line name (a heredoc script) is cut to its first line, at most
+// 80 characters; Name holds all of it.
 func (e *VertexError) Error() string {
-	return fmt.Sprintf("%s %q: %v", e.Kind, e.Name, e.Err)
+	return fmt.Sprintf("%s %q: %v", e.Kind, shortName(e.Name), e.Err)
+}
+
+// shortName returns the first line of name, cut to 80 characters.
+func shortName(name string) string {
+	const max = 80
+	first, _, multi := strings.Cut(name, "\n")
+	if r := []rune(first); len(r) > max {
+		return string(r[:max-1]) + "…"
+	}
+	if multi {
+		return first + " …"
+	}
+	return first
 }
 
 func (e *VertexError) Unwrap() error { return e.Err }

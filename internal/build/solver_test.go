@@ -408,7 +408,7 @@ func TestSolveRefusals(t *testing.T) {
 		want  string
 	}{
 		{name: "merge without Merger", w: func(f *fakeWorker) Worker { return plainWorker{f} }, st: merge,
-			want: `merge "merge (` + alpineID + `, ` + busyboxID + `)": the worker (build.plainWorker) cannot merge: it does not implement build.Merger`},
+			want: `merge "merge (` + alpineID + `, docker-image://docker.io/l…": the worker (build.plainWorker) cannot merge: it does not implement build.Merger`},
 		{name: "diff without Differ", w: func(f *fakeWorker) Worker { return plainWorker{f} }, st: llb.Diff(llb.Image(alpineRef), llb.Image(busyboxRef)),
 			want: "cannot diff: it does not implement build.Differ"},
 		{name: "foreign platform", st: arm, opts: []Option{WithPlatform("linux", "amd64", "")},
@@ -539,5 +539,20 @@ func TestNewSolverOptions(t *testing.T) {
 	s := newSolver(t, w)
 	if s.opts.parallelism != runtime.GOMAXPROCS(0) {
 		t.Errorf("default parallelism = %d, want GOMAXPROCS %d", s.opts.parallelism, runtime.GOMAXPROCS(0))
+	}
+}
+
+func TestVertexErrorShortName(t *testing.T) {
+	long := strings.Repeat("x", 100)
+	tests := []struct{ name, want string }{
+		{"make", `exec "make": boom`},
+		{"/bin/sh -c set -e\napt-get update\n", `exec "/bin/sh -c set -e …": boom`},
+		{long, `exec "` + strings.Repeat("x", 79) + `…": boom`},
+	}
+	for _, tc := range tests {
+		e := &VertexError{Kind: KindExec, Name: tc.name, Err: errors.New("boom")}
+		if got := e.Error(); got != tc.want {
+			t.Errorf("Error() = %q, want %q", got, tc.want)
+		}
 	}
 }

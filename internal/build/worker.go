@@ -19,7 +19,9 @@ type Ref any
 // the op's pb.Op.Inputs, in that order (inputs[i] is the result the op's
 // Inputs[i] names). Index fields inside the op (pb.Mount.Input,
 // pb.FileAction.Input, pb.MergeInput.Input, ...) index that slice; -1
-// (pb.Empty) means an empty filesystem (scratch).
+// (pb.Empty) means an empty filesystem (scratch). A file action's Input or
+// SecondaryInput at or past len(inputs) names the result of an earlier
+// action of the same op: action number index-len(inputs).
 //
 // An op that makes several outputs returns them indexed by output number:
 // an exec op one per mount whose Output is not -1 (pb.SkipOutput), a file op
