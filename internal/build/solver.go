@@ -172,20 +172,20 @@ func (e *VertexError) Error() string {
 	return fmt.Sprintf("%s %q: %v", e.Kind, shortName(e.Name), e.Err)
 }
 
+func (e *VertexError) Unwrap() error { return e.Err }
+
 // shortName returns the first line of name, cut to 80 characters.
 func shortName(name string) string {
-	const max = 80
+	const limit = 80
 	first, _, multi := strings.Cut(name, "\n")
-	if r := []rune(first); len(r) > max {
-		return string(r[:max-1]) + "…"
+	if r := []rune(first); len(r) > limit {
+		return string(r[:limit-1]) + "…"
 	}
 	if multi {
 		return first + " …"
 	}
 	return first
 }
-
-func (e *VertexError) Unwrap() error { return e.Err }
 
 // Result is what a solve made.
 type Result struct {
@@ -228,11 +228,8 @@ func (s *Solver) SolveGraph(ctx context.Context, g *Graph) (Result, error) {
 	}
 	defer x.cancel(nil)
 	st := x.start(g.Target.Vertex)
-	select {
-	case <-st.done:
-	case <-x.ctx.Done():
-	}
-	x.cancel(nil)
+	// Every vertex goroutine ends: on success, once its inputs have; on a
+	// failure, once the cancellation reaches its Worker call.
 	x.wg.Wait()
 	if x.err != nil {
 		return Result{}, x.err
