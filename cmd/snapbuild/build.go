@@ -40,7 +40,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	root := rootFlag(fs)
 	var tags listFlag
 	fs.Var(&tags, "t", "`NAME` of the image (repeatable: several names)")
-	fs.Var(&tags, "tag", "the same as -t `NAME`")
+	fs.Var(&tags, "tag", "`NAME` of the image (repeatable: several names)")
 	module := fs.String("m", "", "build the images of Python module `PKG.MODULE[::NAME]`, imported as modal run -m does")
 	var dry printFlag
 	fs.Var(&dry, "print", "print what would be built (text, or --print=json), build nothing")

@@ -98,7 +98,7 @@ func TestCommandHelp(t *testing.T) {
 
 func TestTopLevelHelp(t *testing.T) {
 	var first string
-	for _, argv := range [][]string{nil, {"--help"}, {"-h"}, {"help"}, {"--root", "x", "--help"}} {
+	for _, argv := range [][]string{nil, {"--help"}, {"-h"}, {"help"}, {"help", "--help"}, {"help", "-h"}, {"help", "help"}, {"--root", "x", "--help"}} {
 		out, errOut, code := runCLI(t, argv...)
 		if code != 0 || errOut != "" {
 			t.Errorf("snapbuild %s: exit %d, stderr %q", strings.Join(argv, " "), code, errOut)
