@@ -383,7 +383,11 @@ func TestTTYProgressStatusLine(t *testing.T) {
 	waitFor(t, "a redraw at 1m30s", func() bool {
 		return strings.HasSuffix(w.String(), "\r\x1b[K\x1b[2m#1 [1/2] 1m30s FROM python:3.11-slim-bookworm\x1b[0m")
 	})
-	for _, e := range ev[2:9] {
+	p.Event(ev[2]) // a bootstrap phase: the status line shows it
+	waitFor(t, "a redraw with the phase", func() bool {
+		return strings.HasSuffix(w.String(), "\r\x1b[K\x1b[2m#1 [1/2] 1m30s debian: updating package lists\x1b[0m")
+	})
+	for _, e := range ev[3:9] {
 		p.Event(e)
 	}
 	out := w.String()
