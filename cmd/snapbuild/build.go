@@ -195,12 +195,12 @@ func definitions(ctx context.Context, pos []string, module string, dry bool) ([]
 	}
 	if module != "" {
 		if len(pos) > 0 {
-			return nil, fmt.Errorf("build: -m %s builds a module's images; the other arguments (%s) are not used: remove them, or pick an image with -m %s::NAME", module, strings.Join(pos, " "), module)
+			return nil, usagef("build: -m %s builds a module's images; the other arguments (%s) are not used: remove them, or pick an image with -m %s::NAME", module, strings.Join(pos, " "), module)
 		}
 		return loadPython(ctx, module, true)
 	}
 	if len(pos) == 0 {
-		return nil, errors.New("build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME]")
+		return nil, usagef("build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME] (see 'snapbuild build --help')")
 	}
 	if !isPythonRef(pos[0]) {
 		if err := checkRecipeArg(pos[0], dry); err != nil {

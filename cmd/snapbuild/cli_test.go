@@ -151,6 +151,7 @@ func TestUnknownCommand(t *testing.T) {
 		{[]string{"images", "--jsn"}, "snapbuild: images: unknown flag --jsn; did you mean --json? (see 'snapbuild images --help')\n"},
 		{[]string{"build", "-t"}, "snapbuild: build: flag needs an argument: -t (see 'snapbuild build --help')\n"},
 		{[]string{"inspect"}, "snapbuild: inspect: usage: snapbuild inspect NAME|ID (see 'snapbuild inspect --help')\n"},
+		{[]string{"build"}, "snapbuild: build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME] (see 'snapbuild build --help')\n"},
 	} {
 		out, errOut, code := runCLI(t, c.argv...)
 		if code != exitUsage || out != "" || errOut != c.want {
