@@ -203,6 +203,10 @@ func TestMissingStore(t *testing.T) {
 		{[]string{"--root", root, "save", filepath.Join(tmp, "saved"), "hello"}, 1, "", `no image "hello": store ` + root + ` does not exist`},
 		// A build that fails before it builds anything makes no store either.
 		{[]string{"--root", root, "build", filepath.Join(tmp, "missing.yaml")}, 1, "", "missing.yaml: no such file or directory"},
+		// Nor does a load of a directory that holds no layout, or a pull
+		// under a name that cannot be an image's.
+		{[]string{"--root", root, "load", filepath.Join(tmp, "nolayout")}, 1, "", "is not an OCI layout"},
+		{[]string{"--root", root, "pull", "oci:" + filepath.Join(tmp, "nolayout")}, 1, "", "invalid reference format"},
 	} {
 		out, errOut, code := runCLI(t, c.argv...)
 		name := "snapbuild " + strings.Join(c.argv, " ")
