@@ -83,6 +83,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	fs.BoolVar(&interactive, "interactive", false, "keep stdin open: pass it to the command")
 	fs.BoolVar(&tty, "t", false, "allocate a pseudo-terminal")
 	fs.BoolVar(&tty, "tty", false, "allocate a pseudo-terminal")
+	fs.Bool("rm", false, "accepted as docker and podman take it: the container is always removed")
 	var env listFlag
 	fs.Var(&env, "e", "set `KEY=VALUE` in the command's environment (repeatable; a bare KEY passes KEY's value here, if set)")
 	fs.SetOutput(io.Discard)
