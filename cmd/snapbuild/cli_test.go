@@ -149,6 +149,7 @@ func TestUnknownCommand(t *testing.T) {
 		{[]string{"--progress", "plain", "build"}, "snapbuild: unknown flag --progress before the command: only --root DIR, --help and --version go there (see 'snapbuild --help')\n"},
 		{[]string{"build", "--progres", "plain", "x.yaml"}, "snapbuild: build: unknown flag --progres; did you mean --progress? (see 'snapbuild build --help')\n"},
 		{[]string{"images", "--jsn"}, "snapbuild: images: unknown flag --jsn; did you mean --json? (see 'snapbuild images --help')\n"},
+		{[]string{"build", "-f", "Dockerfile", "."}, "snapbuild: build: unknown flag -f: snapbuild builds recipes and Modal files; for a Dockerfile, build a recipe `- from_dockerfile: {path: Dockerfile}` (see 'snapbuild build --help')\n"},
 		{[]string{"build", "-t"}, "snapbuild: build: flag needs an argument: -t (see 'snapbuild build --help')\n"},
 		{[]string{"inspect"}, "snapbuild: inspect: usage: snapbuild inspect NAME|ID (see 'snapbuild inspect --help')\n"},
 		{[]string{"build"}, "snapbuild: build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME] (see 'snapbuild build --help')\n"},
