@@ -16,6 +16,7 @@ export CGO_ENABLED := 1
 all: build
 
 build:
+	@[ -x $(BIN) ] || echo "make: compiling $(BIN); the first time takes minutes and prints nothing until it is done"
 	$(GO) build -tags "$(TAGS)" -o $(BIN) ./cmd/snapbuild
 
 deps:

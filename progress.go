@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -222,6 +223,11 @@ func (p *textProgress) Event(e Event) {
 		}
 	case EventOutput:
 		fmt.Fprintf(&p.out, "#%d %s\n", numberOf(e), e.Line)
+		if p.live && strings.HasPrefix(p.current, "FROM ") && strings.HasPrefix(e.Line, "debian: ") {
+			// A bootstrap's status line shows its phase, not the FROM
+			// line Modal would pull.
+			p.current = e.Line
+		}
 	case EventHeartbeat:
 		fmt.Fprintf(&p.out, "#%d still running, %s\n", numberOf(e), e.Duration.Round(time.Second))
 	case EventWarn:

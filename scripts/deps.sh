@@ -97,7 +97,13 @@ if ! find_go "$want" >/dev/null && ! newest_go >/dev/null; then
 	fi
 fi
 if ! find_go "$want" >/dev/null; then
-	echo "deps: fetching Go $want (go.mod's toolchain) with $(newest_go) through the Go module proxy"
+	g=$(newest_go)
+	modcache=$(cd / && GOTOOLCHAIN=local "$g" env GOMODCACHE 2>/dev/null || true)
+	if [ -n "$modcache" ] && ls -d "$modcache/golang.org/toolchain@v0.0.1-go$want".* >/dev/null 2>&1; then
+		echo "deps: using Go $want (go.mod's toolchain), fetched earlier into $modcache, through $g"
+	else
+		echo "deps: fetching Go $want (go.mod's toolchain) with $g through the Go module proxy"
+	fi
 	"$snapbuild_dir/scripts/go" version
 fi
 

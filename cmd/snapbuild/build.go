@@ -40,7 +40,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	root := rootFlag(fs)
 	var tags listFlag
 	fs.Var(&tags, "t", "`NAME` of the image (repeatable: several names)")
-	fs.Var(&tags, "tag", "the same as -t `NAME`")
+	fs.Var(&tags, "tag", "`NAME` of the image (repeatable: several names)")
 	module := fs.String("m", "", "build the images of Python module `PKG.MODULE[::NAME]`, imported as modal run -m does")
 	var dry printFlag
 	fs.Var(&dry, "print", "print what would be built (text, or --print=json), build nothing")
@@ -195,12 +195,12 @@ func definitions(ctx context.Context, pos []string, module string, dry bool) ([]
 	}
 	if module != "" {
 		if len(pos) > 0 {
-			return nil, fmt.Errorf("build: -m %s builds a module's images; the other arguments (%s) are not used: remove them, or pick an image with -m %s::NAME", module, strings.Join(pos, " "), module)
+			return nil, usagef("build: -m %s builds a module's images; the other arguments (%s) are not used: remove them, or pick an image with -m %s::NAME", module, strings.Join(pos, " "), module)
 		}
 		return loadPython(ctx, module, true)
 	}
 	if len(pos) == 0 {
-		return nil, errors.New("build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME]")
+		return nil, usagef("build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME] (see 'snapbuild build --help')")
 	}
 	if !isPythonRef(pos[0]) {
 		if err := checkRecipeArg(pos[0], dry); err != nil {

@@ -98,7 +98,7 @@ func TestCommandHelp(t *testing.T) {
 
 func TestTopLevelHelp(t *testing.T) {
 	var first string
-	for _, argv := range [][]string{nil, {"--help"}, {"-h"}, {"help"}, {"--root", "x", "--help"}} {
+	for _, argv := range [][]string{nil, {"--help"}, {"-h"}, {"help"}, {"help", "--help"}, {"help", "-h"}, {"help", "help"}, {"--root", "x", "--help"}} {
 		out, errOut, code := runCLI(t, argv...)
 		if code != 0 || errOut != "" {
 			t.Errorf("snapbuild %s: exit %d, stderr %q", strings.Join(argv, " "), code, errOut)
@@ -149,8 +149,10 @@ func TestUnknownCommand(t *testing.T) {
 		{[]string{"--progress", "plain", "build"}, "snapbuild: unknown flag --progress before the command: only --root DIR, --help and --version go there (see 'snapbuild --help')\n"},
 		{[]string{"build", "--progres", "plain", "x.yaml"}, "snapbuild: build: unknown flag --progres; did you mean --progress? (see 'snapbuild build --help')\n"},
 		{[]string{"images", "--jsn"}, "snapbuild: images: unknown flag --jsn; did you mean --json? (see 'snapbuild images --help')\n"},
+		{[]string{"build", "-f", "Dockerfile", "."}, "snapbuild: build: unknown flag -f: snapbuild builds recipes and Modal files; for a Dockerfile, build a recipe `- from_dockerfile: {path: Dockerfile}` (see 'snapbuild build --help')\n"},
 		{[]string{"build", "-t"}, "snapbuild: build: flag needs an argument: -t (see 'snapbuild build --help')\n"},
 		{[]string{"inspect"}, "snapbuild: inspect: usage: snapbuild inspect NAME|ID (see 'snapbuild inspect --help')\n"},
+		{[]string{"build"}, "snapbuild: build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME] (see 'snapbuild build --help')\n"},
 	} {
 		out, errOut, code := runCLI(t, c.argv...)
 		if code != exitUsage || out != "" || errOut != c.want {
@@ -202,6 +204,10 @@ func TestMissingStore(t *testing.T) {
 		{[]string{"--root", root, "save", filepath.Join(tmp, "saved"), "hello"}, 1, "", `no image "hello": store ` + root + ` does not exist`},
 		// A build that fails before it builds anything makes no store either.
 		{[]string{"--root", root, "build", filepath.Join(tmp, "missing.yaml")}, 1, "", "missing.yaml: no such file or directory"},
+		// Nor does a load of a directory that holds no layout, or a pull
+		// under a name that cannot be an image's.
+		{[]string{"--root", root, "load", filepath.Join(tmp, "nolayout")}, 1, "", "is not an OCI layout"},
+		{[]string{"--root", root, "pull", "oci:" + filepath.Join(tmp, "nolayout")}, 1, "", "invalid reference format"},
 	} {
 		out, errOut, code := runCLI(t, c.argv...)
 		name := "snapbuild " + strings.Join(c.argv, " ")

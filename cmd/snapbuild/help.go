@@ -302,11 +302,20 @@ func flagError(fs *flag.FlagSet, err error) error {
 		var names []string
 		fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
 		msg = "unknown flag " + dashes(name)
-		if s := suggest(name, names); s != "" {
+		if h, ok := dockerFlagHints[fs.Name()+" "+name]; ok {
+			msg += ": " + h
+		} else if s := suggest(name, names); s != "" {
 			msg += "; did you mean " + dashes(s) + "?"
 		}
 	}
 	return usagef("%s: %s (see 'snapbuild %s --help')", fs.Name(), msg, fs.Name())
+}
+
+// dockerFlagHints answer flags docker and podman users type out of habit
+// ("COMMAND NAME"), where a suggestion by spelling would mislead.
+var dockerFlagHints = map[string]string{
+	"build f":    "snapbuild builds recipes and Modal files; for a Dockerfile, build a recipe `- from_dockerfile: {path: Dockerfile}`",
+	"build file": "snapbuild builds recipes and Modal files; for a Dockerfile, build a recipe `- from_dockerfile: {path: Dockerfile}`",
 }
 
 // dashes spells a flag name as the help does.

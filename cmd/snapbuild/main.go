@@ -74,7 +74,7 @@ func run(argv []string) int {
 		argv = []string{"version"}
 	case "help":
 		// snapbuild help COMMAND is snapbuild COMMAND --help.
-		if len(args) == 0 {
+		if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help" {
 			writeUsage(os.Stdout)
 			return 0
 		}

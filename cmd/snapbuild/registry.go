@@ -65,6 +65,12 @@ func cmdPull(ctx context.Context, args []string) error {
 	if len(pos) == 0 {
 		return usagef("pull: usage: snapbuild pull REF... (docker://REF, REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:REF]; see 'snapbuild pull --help')")
 	}
+	for _, ref := range pos {
+		// Before the store is made: a failed pull leaves no store behind.
+		if err := snapbuild.ValidateName(ref); err != nil {
+			return fmt.Errorf("pull %s: %w", ref, err)
+		}
+	}
 	opts, err := reg.options()
 	if err != nil {
 		return err
@@ -156,11 +162,14 @@ func cmdSave(ctx context.Context, args []string) error {
 }
 
 func cmdLoad(ctx context.Context, args []string) error {
-	b, pos, err := storeArgs("load", args, exactly(1), "load DIR (a directory written by snapbuild save, or any OCI layout)", newBuilder)
+	// The store is made only once DIR is known to hold images, so that a
+	// failed load leaves no store behind.
+	var root string
+	_, pos, err := storeArgs("load", args, exactly(1), "load DIR (a directory written by snapbuild save, or any OCI layout)",
+		func(r string, _ ...snapbuild.Option) (*snapbuild.Builder, error) { root = r; return nil, nil })
 	if err != nil {
 		return err
 	}
-	defer b.Close()
 	names, err := registry.LayoutNames(pos[0])
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
@@ -168,6 +177,11 @@ func cmdLoad(ctx context.Context, args []string) error {
 	if len(names) == 0 {
 		return fmt.Errorf("load: %s holds no tagged image (snapbuild save tags each image with its name)", pos[0])
 	}
+	b, err := newBuilder(root)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
 	dir, err := filepath.Abs(pos[0])
 	if err != nil {
 		return err

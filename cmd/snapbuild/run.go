@@ -83,8 +83,9 @@ func cmdRun(ctx context.Context, args []string) error {
 	fs.BoolVar(&interactive, "interactive", false, "keep stdin open: pass it to the command")
 	fs.BoolVar(&tty, "t", false, "allocate a pseudo-terminal")
 	fs.BoolVar(&tty, "tty", false, "allocate a pseudo-terminal")
+	fs.Bool("rm", false, "accepted as docker and podman take it: the container is always removed")
 	var env listFlag
-	fs.Var(&env, "e", "set `KEY=VALUE` in the command's environment (repeatable)")
+	fs.Var(&env, "e", "set `KEY=VALUE` in the command's environment (repeatable; a bare KEY passes KEY's value here, if set)")
 	fs.SetOutput(io.Discard)
 	// Flags come before the image name; everything after it is the command
 	// ("--" before the command is optional).
@@ -106,12 +107,11 @@ func cmdRun(ctx context.Context, args []string) error {
 	if len(rest) > 0 && rest[0] == "--" {
 		rest = rest[1:]
 	}
-	for _, e := range env {
-		if !strings.Contains(e, "=") {
-			return usagef("run: -e %q: want KEY=VALUE", e)
-		}
+	envs, err := runEnv(env, os.LookupEnv)
+	if err != nil {
+		return err
 	}
-	opts := snapbuild.RunOptions{Stdout: os.Stdout, Stderr: os.Stderr, Env: env, Workdir: *workdir}
+	opts := snapbuild.RunOptions{Stdout: os.Stdout, Stderr: os.Stderr, Env: envs, Workdir: *workdir}
 	fs.Visit(func(f *flag.Flag) {
 		if f.Name == "entrypoint" {
 			opts.ReplaceEntrypoint = true
@@ -215,4 +215,24 @@ func hostTerminal(interactive bool) (restore func(), t *sandbox.Terminal, err er
 		stops = append(stops, func() { _ = term.Restore(inFd, old) })
 	}
 	return restore, t, nil
+}
+
+// runEnv resolves run's -e values as docker and podman do: KEY=VALUE is
+// kept, a bare KEY takes the value KEY has here and is left out when KEY is
+// not set.
+func runEnv(env []string, lookup func(string) (string, bool)) ([]string, error) {
+	var out []string
+	for _, e := range env {
+		switch k, _, ok := strings.Cut(e, "="); {
+		case k == "":
+			return nil, usagef("run: -e %q: want KEY=VALUE or KEY", e)
+		case ok:
+			out = append(out, e)
+		default:
+			if v, set := lookup(k); set {
+				out = append(out, k+"="+v)
+			}
+		}
+	}
+	return out, nil
 }

@@ -46,3 +46,24 @@ func TestParseEntrypoint(t *testing.T) {
 		t.Errorf("parseEntrypoint of a bad array: %v, want an error naming --entrypoint", err)
 	}
 }
+
+// -e KEY=VALUE is kept; a bare -e KEY passes KEY's value, as docker and
+// podman do, and nothing when KEY is not set.
+func TestRunEnv(t *testing.T) {
+	lookup := func(k string) (string, bool) {
+		if k == "HOSTVAR" {
+			return "from host", true
+		}
+		return "", false
+	}
+	got, err := runEnv([]string{"A=1", "HOSTVAR", "UNSET", "B="}, lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"A=1", "HOSTVAR=from host", "B="}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("runEnv = %q, want %q", got, want)
+	}
+	if _, err := runEnv([]string{"=x"}, lookup); err == nil {
+		t.Error("runEnv accepted -e =x")
+	}
+}
