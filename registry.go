@@ -290,19 +290,41 @@ func (b *Builder) defaultPuller(ctx context.Context, ref string, creds *Credenti
 }
 
 // Pull fetches ref (a registry reference or an air-gapped source, as
-// FromRegistry takes it) into the store and names it ref, so that
-// from_registry(ref), from_id(ref) and Dockerfile FROM lines find it
-// without the network: `snapbuild pull` pre-seeds a store for offline
-// builds. creds may be nil (the user's auth files are used).
+// FromRegistry takes it) into the store, so that from_registry(ref),
+// from_id and Dockerfile FROM lines find it without the network:
+// `snapbuild pull` pre-seeds a store for offline builds. A registry
+// reference names the image ref. An air-gapped source (oci:, oci-archive:,
+// docker-archive:) names it as `podman load` would, by the name the source
+// carries (see registry.SourceName), and leaves it unnamed, found by its
+// ID, when the source carries none. creds may be nil (the user's auth
+// files are used).
 func (b *Builder) Pull(ctx context.Context, ref string, creds *Credentials) (ImageInfo, error) {
-	return b.PullAs(ctx, ref, ref, creds)
+	r, err := registry.ParseReference(ref)
+	if err != nil || r.Transport == registry.Docker {
+		// docker://REF is REF, as from_registry and FROM name it.
+		ref = strings.TrimPrefix(ref, "docker://")
+		return b.pullNamed(ctx, ref, ref, true, creds)
+	}
+	name, err := registry.SourceName(r)
+	if err != nil {
+		return ImageInfo{}, err
+	}
+	return b.pullNamed(ctx, ref, name, true, creds)
 }
 
 // PullAs is Pull naming the image name instead of ref (snapbuild load
 // names the images of a layout by their tags).
 func (b *Builder) PullAs(ctx context.Context, ref, name string, creds *Credentials) (ImageInfo, error) {
-	if err := ValidateName(name); err != nil {
-		return ImageInfo{}, err
+	return b.pullNamed(ctx, ref, name, name == ref, creds)
+}
+
+// pullNamed pulls ref, records it as the pulled base of ref when record is
+// set, and names it name unless name is "".
+func (b *Builder) pullNamed(ctx context.Context, ref, name string, record bool, creds *Credentials) (ImageInfo, error) {
+	if name != "" {
+		if err := ValidateName(name); err != nil {
+			return ImageInfo{}, err
+		}
 	}
 	if err := b.store.lockExclusive(); err != nil {
 		return ImageInfo{}, err
@@ -310,7 +332,7 @@ func (b *Builder) PullAs(ctx context.Context, ref, name string, creds *Credentia
 	rec, err := b.pull(ctx, ref, creds, func(line string) {
 		b.progress.Event(Event{Kind: EventOutput, Instruction: "PULL " + ref, Line: line})
 	})
-	if err == nil && name == ref {
+	if err == nil && record {
 		err = b.store.writeJSON(registryBaseRel(ref), pulledBase{Ref: ref, ImageID: rec.ID})
 	}
 	_ = cleanDir(filepath.Join(b.store.root, "tmp"))
@@ -318,8 +340,10 @@ func (b *Builder) PullAs(ctx context.Context, ref, name string, creds *Credentia
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	if err := b.Tag(name, rec.ID); err != nil {
-		return ImageInfo{}, err
+	if name != "" {
+		if err := b.Tag(name, rec.ID); err != nil {
+			return ImageInfo{}, err
+		}
 	}
 	return b.Inspect(rec.ID)
 }

@@ -117,6 +117,19 @@ func TestOutputsForConsumers(t *testing.T) {
 		}
 	}
 
+	// snapbuild pull reads the same names back: an archive's image is named
+	// by the name it carries, not by the archive's path.
+	back := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	for archive, want := range map[string]string{
+		"oci-archive:" + shortArchive:   short + ":latest",
+		"oci-archive:" + tagged + ":v2": short + ":v2",
+	} {
+		back.ok("pull", archive)
+		if info := inspect(t, back, want); len(info.Config.RootFS.DiffIDs) == 0 {
+			t.Errorf("snapbuild pull %s: %s has no layers", archive, want)
+		}
+	}
+
 	// oci: keeps zstd; umoci 0.4 needs --compression gzip there.
 	gz := filepath.Join(t.TempDir(), "gz-layout")
 	r.ok("export", named, "oci:"+gz, "--compression", "gzip")

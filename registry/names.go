@@ -98,3 +98,94 @@ func LayoutNames(dir string) ([]string, error) {
 	}
 	return names, nil
 }
+
+// SourceName is the image name an air-gapped source carries, in the
+// familiar form docker and podman print ("hello:latest",
+// "registry.local:5000/team/app:v1"), as `docker load`, `podman load` and
+// `ctr images import` read it; "" when the source names no image.
+//
+//   - docker-archive:FILE:REF is REF; docker-archive:FILE is the RepoTags
+//     entry of its only image.
+//   - oci:DIR[:TAG] and oci-archive:FILE[:TAG] are the chosen entry's
+//     io.containerd.image.name, else its org.opencontainers.image.ref.name
+//     when that is a name rather than a bare tag (it holds a "/" or a ":";
+//     a bare "latest" names no repository).
+//
+// A registry reference is not an air-gapped source: its name is itself.
+func SourceName(ref Reference) (string, error) {
+	var candidates []string
+	switch ref.Transport {
+	case Docker:
+		return familiar(ref.Name.String()), nil
+	case DockerArchive:
+		if ref.Name != nil {
+			return familiar(ref.Name.String()), nil
+		}
+		t, err := indexTar(ref.Path)
+		if err != nil {
+			return "", err
+		}
+		raw, err := t.read("manifest.json")
+		if err != nil {
+			return "", fmt.Errorf("%s: not a docker-archive: %w", ref, err)
+		}
+		var m []struct{ RepoTags []string }
+		if err := json.Unmarshal(raw, &m); err != nil {
+			return "", fmt.Errorf("%s: manifest.json: %w", ref, err)
+		}
+		if len(m) == 1 && len(m[0].RepoTags) > 0 {
+			candidates = m[0].RepoTags[:1]
+		}
+	case OCI, OCIArchive:
+		var raw []byte
+		var err error
+		if ref.Transport == OCI {
+			raw, err = os.ReadFile(filepath.Join(ref.Path, "index.json"))
+		} else {
+			var t *tarIndex
+			if t, err = indexTar(ref.Path); err == nil {
+				raw, err = t.read("index.json")
+			}
+		}
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", ref, err)
+		}
+		var idx ocispec.Index
+		if err := json.Unmarshal(raw, &idx); err != nil {
+			return "", fmt.Errorf("%s: index.json: %w", ref, err)
+		}
+		var picked []ocispec.Descriptor
+		for _, d := range idx.Manifests {
+			if ref.Tag == "" || d.Annotations[AnnotationRefName] == ref.Tag {
+				picked = append(picked, d)
+			}
+		}
+		if len(picked) == 0 {
+			return "", nil
+		}
+		// Several entries under one tag are one image's platforms: they
+		// share its name.
+		a := picked[0].Annotations
+		candidates = append(candidates, a[AnnotationImageName])
+		if rn := a[AnnotationRefName]; strings.ContainsAny(rn, "/:") {
+			candidates = append(candidates, rn)
+		}
+	}
+	for _, c := range candidates {
+		if n := familiar(c); n != "" {
+			return n, nil
+		}
+	}
+	return "", nil
+}
+
+// familiar is name in the form docker prints it, with its tag
+// ("docker.io/library/app" is "app:latest"); "" when name is not an image
+// name.
+func familiar(name string) string {
+	n, err := reference.ParseNormalizedNamed(name)
+	if err != nil {
+		return ""
+	}
+	return reference.FamiliarString(reference.TagNameOnly(n))
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/snapbuild/snapbuild"
@@ -67,7 +68,7 @@ func cmdPull(ctx context.Context, args []string) error {
 	}
 	for _, ref := range pos {
 		// Before the store is made: a failed pull leaves no store behind.
-		if err := snapbuild.ValidateName(ref); err != nil {
+		if err := checkPullRef(ref); err != nil {
 			return fmt.Errorf("pull %s: %w", ref, err)
 		}
 	}
@@ -90,6 +91,28 @@ func cmdPull(ctx context.Context, args []string) error {
 			return fmt.Errorf("pull %s: %w", ref, err)
 		}
 		fmt.Printf("%s %s %s\n", ref, info.ID, info.Manifest.Digest)
+		switch {
+		case len(info.Names) == 0:
+			fmt.Fprintf(os.Stderr, "snapbuild: %s names no image: refer to it by its ID, %s (from_id, run, export)\n", ref, info.ID)
+		case !slices.Contains(info.Names, strings.TrimPrefix(ref, "docker://")):
+			fmt.Fprintf(os.Stderr, "snapbuild: %s is named %s\n", ref, strings.Join(info.Names, ", "))
+		}
+	}
+	return nil
+}
+
+// checkPullRef checks a pull's reference before the store is made: its
+// form, and that an air-gapped source's file or directory exists.
+func checkPullRef(ref string) error {
+	r, err := registry.ParseReference(ref)
+	if err != nil {
+		return err
+	}
+	if r.Transport == registry.Docker {
+		return snapbuild.ValidateName(strings.TrimPrefix(ref, "docker://"))
+	}
+	if _, err := os.Stat(r.Path); err != nil {
+		return fmt.Errorf("%s: %w", r.Transport, err)
 	}
 	return nil
 }
