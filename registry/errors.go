@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"syscall"
 
 	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 )
@@ -133,6 +134,11 @@ func explain(err error, host, who string) error {
 		tlsProblem = errors.As(err, &unknownCA) || errors.As(err, &invalid) || errors.As(err, &hostname) || errors.As(err, &verify)
 	)
 	switch {
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		// Before the plain HTTP case: with nothing listening, the HTTPS
+		// attempt is refused and the HTTP fallback is then not allowed,
+		// which is not the problem to report.
+		return fmt.Errorf("%s cannot be reached: is a registry listening there, and is the address right? %w", host, err)
 	case tlsProblem:
 		return fmt.Errorf("%w: %s: its TLS certificate is not trusted; %s, %s: %w", ErrUntrusted, host, optIn, caHint, err)
 	case errors.As(err, &plain):

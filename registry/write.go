@@ -10,12 +10,14 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/match"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
@@ -66,6 +68,22 @@ func (o *options) write(ctx context.Context, img v1.Image, dest Reference) error
 	if dest.Transport == DockerArchive {
 		comp = Gzip
 	}
+	var ref name.Reference
+	if dest.Transport == Docker {
+		ref = dest.Name
+		host := ref.Context().RegistryStr()
+		if o.isInsecure(host) {
+			var err error
+			if ref, err = name.ParseReference(fullName(ref), name.Insecure); err != nil {
+				return err
+			}
+		}
+		// Reach the registry, with push access, before recompressing any
+		// layer: a wrong address or missing credentials fail at once.
+		if err := o.checkPush(ctx, ref); err != nil {
+			return err
+		}
+	}
 	tmp, err := os.MkdirTemp(o.tempDir, "snapbuild-layers-")
 	if err != nil {
 		return err
@@ -77,15 +95,8 @@ func (o *options) write(ctx context.Context, img v1.Image, dest Reference) error
 	}
 	switch dest.Transport {
 	case Docker:
-		ref := dest.Name
-		host := ref.Context().RegistryStr()
-		if o.isInsecure(host) {
-			if ref, err = name.ParseReference(fullName(ref), name.Insecure); err != nil {
-				return err
-			}
-		}
 		ropts, who := o.remoteOptions(ctx, ref.Context())
-		return explain(remote.Write(ref, out, ropts...), host, who)
+		return explain(remote.Write(ref, out, ropts...), ref.Context().RegistryStr(), who)
 	case OCI:
 		p, err := layout.FromPath(dest.Path)
 		if err != nil {
@@ -379,3 +390,19 @@ func (l typedLayer) MediaType() (types.MediaType, error) { return l.mt, nil }
 type closerFunc func() error
 
 func (f closerFunc) Close() error { return f() }
+
+// checkPush reaches ref's registry and asks for push access to its
+// repository, as remote.Write does first, so that a registry that cannot
+// be reached or refuses the credentials fails before any work.
+func (o *options) checkPush(ctx context.Context, ref name.Reference) error {
+	repo := ref.Context()
+	auth, who := authn.Authenticator(authn.Anonymous), "no credentials (none found in the auth files or docker config)"
+	if o.explicit {
+		auth = authn.FromConfig(authn.AuthConfig{Username: o.username, Password: o.password})
+		who = fmt.Sprintf("the given credentials of user %q", o.username)
+	} else if a, err := authn.Resolve(ctx, o.keychain, repo); err == nil && a != authn.Anonymous {
+		auth, who = a, "credentials from the keychain"
+	}
+	_, err := transport.NewWithContext(ctx, repo.Registry, auth, o.httpTransport(), []string{repo.Scope(transport.PushScope)})
+	return explain(err, repo.RegistryStr(), who)
+}

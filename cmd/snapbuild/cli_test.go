@@ -207,7 +207,7 @@ func TestMissingStore(t *testing.T) {
 		// Nor does a load of a directory that holds no layout, or a pull
 		// under a name that cannot be an image's.
 		{[]string{"--root", root, "load", filepath.Join(tmp, "nolayout")}, 1, "", "is not an OCI layout"},
-		{[]string{"--root", root, "pull", "oci:" + filepath.Join(tmp, "nolayout")}, 1, "", "invalid reference format"},
+		{[]string{"--root", root, "pull", "oci:" + filepath.Join(tmp, "nolayout")}, 1, "", "no such file or directory"},
 	} {
 		out, errOut, code := runCLI(t, c.argv...)
 		name := "snapbuild " + strings.Join(c.argv, " ")
