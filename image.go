@@ -149,6 +149,9 @@ func (img Image) with(l *layer, opts []StepOption) Image {
 	if l.optErr != nil {
 		return img.fail(l.optErr)
 	}
+	if err := l.checkLines(); err != nil {
+		return img.fail(err)
+	}
 	return Image{layers: append(slices.Clone(img.layers), l)}
 }
 
@@ -251,6 +254,9 @@ func FromID(id string) Image {
 	if id == "" {
 		return Image{err: invalidf("from_id", "empty image ID")}
 	}
+	if err := oneLine("from_id", lineArg("image_id", id)); err != nil {
+		return Image{err: err}
+	}
 	return Image{layers: []*layer{{method: "from_id", commands: []string{"FROM " + id}, root: &rootSpec{fromID: id}}}}
 }
 
@@ -268,6 +274,9 @@ func (img Image) AptInstall(packages []string, opts ...StepOption) Image {
 	if len(packages) == 0 {
 		return img
 	}
+	if err := oneLine("apt_install", lineArgs("packages", packages)); err != nil {
+		return img.fail(err)
+	}
 	return img.with(&layer{method: "apt_install", call: "apt_install(" + pyList(packages) + ")", commands: []string{
 		"FROM base",
 		"RUN apt-get update",
@@ -277,7 +286,10 @@ func (img Image) AptInstall(packages []string, opts ...StepOption) Image {
 
 // RunCommands is modal.Image.run_commands: each command becomes its own RUN
 // instruction, verbatim, so shell state such as `cd` does not carry from one
-// to the next. No commands gives the same image.
+// to the next. No commands gives the same image. A line break in a command
+// must be a line continuation (a backslash ending the line), and a command
+// may not end with one, which would join the next instruction to it: Modal
+// sends both as they are, and Docker then reads a bogus instruction.
 func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 	if len(commands) == 0 {
 		return img
@@ -289,6 +301,9 @@ func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 		}
 		if bareNewline(c) {
 			return img.fail(invalidf("run_commands", "command %q holds a line break: each command is one Dockerfile RUN line, so the next line would be read as an instruction. Join the lines with && or ;, end them with \\, or pass each line as its own command", c))
+		}
+		if endsInContinuation(c) {
+			return img.fail(invalidf("run_commands", "command %q ends with a line continuation (\\), which would join the next instruction to it. Remove the trailing backslash", c))
 		}
 		cmds = append(cmds, "RUN "+c)
 	}
@@ -306,6 +321,9 @@ func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
 		if strings.HasPrefix(p, "-") {
 			return img.fail(invalidf("pip_install", "Package list for `Image.pip_install` cannot contain other arguments; try the `extra_options` parameter instead."))
 		}
+	}
+	if err := oneLine("pip_install", lineArgs("packages", packages)); err != nil {
+		return img.fail(err)
 	}
 	sorted := slices.Clone(packages)
 	sort.Strings(sorted)
@@ -356,6 +374,9 @@ func (img Image) EnvVars(vars ...EnvVar) Image {
 		if v.Name == "" || strings.ContainsAny(v.Name, "= \t\n") {
 			return img.fail(invalidf("env", "invalid variable name %q: a name must be non-empty and contain no '=' or whitespace", v.Name))
 		}
+		if err := oneLine("env", lineArg(fmt.Sprintf("vars[%q]", v.Name), v.Value)); err != nil {
+			return img.fail(err)
+		}
 		cmds = append(cmds, "ENV "+v.Name+"="+shlexQuote(v.Value))
 	}
 	return img.with(&layer{method: "env", call: "env(" + pyDict(vars) + ")", commands: cmds}, nil)
@@ -366,6 +387,9 @@ func (img Image) EnvVars(vars ...EnvVar) Image {
 func (img Image) Workdir(dir string) Image {
 	if dir == "" {
 		return img.fail(invalidf("workdir", "empty path"))
+	}
+	if err := oneLine("workdir", lineArg("path", dir)); err != nil {
+		return img.fail(err)
 	}
 	return img.with(&layer{method: "workdir", call: "workdir(" + pyStr(dir) + ")", commands: []string{"FROM base", "WORKDIR " + shlexQuote(dir)}}, nil)
 }

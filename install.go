@@ -26,7 +26,8 @@ package snapbuild
 //     has one (Modal raises ValueError or NotFoundError for some; the text is
 //     the same).
 //   - An argument that would put a line break into a Dockerfile line is an
-//     error (Modal sends it and its build fails on the next line).
+//     error naming the argument and its value (Modal sends it and its build
+//     fails on the next line, or runs it as an instruction).
 
 import (
 	"errors"
@@ -51,6 +52,12 @@ type PipOptions struct {
 	ExtraIndexURL string // --extra-index-url <quoted>; "" for none
 	Pre           bool   // --pre
 	ExtraOptions  string // appended verbatim, e.g. "--no-build-isolation --no-clean"
+}
+
+// lineArgs names the options written into the RUN line, for oneLine.
+func (o PipOptions) lineArgs() []namedValues {
+	return []namedValues{lineArg("find_links", o.FindLinks), lineArg("index_url", o.IndexURL),
+		lineArg("extra_index_url", o.ExtraIndexURL), lineArg("extra_options", o.ExtraOptions)}
 }
 
 // args is Modal's _make_pip_install_args: the flags in fixed order, each value
@@ -102,6 +109,9 @@ func (img Image) PipInstallWith(packages []string, o PipOptions, opts ...StepOpt
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
+	if err := oneLine(method, append(o.lineArgs(), lineArgs("packages", packages))...); err != nil {
+		return img.fail(err)
+	}
 	if len(packages) == 0 {
 		return img
 	}
@@ -127,6 +137,9 @@ func (img Image) PipInstallFromRequirements(requirementsTxt string, o PipOptions
 	const method = "pip_install_from_requirements"
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
+	}
+	if err := oneLine(method, append(o.lineArgs(), lineArg("requirements_txt", requirementsTxt))...); err != nil {
+		return img.fail(err)
 	}
 	if requirementsTxt == "" {
 		return img.fail(invalidf(method, "requirements_txt: empty path"))
@@ -175,6 +188,9 @@ func (img Image) PipInstallFromPyproject(pyprojectToml string, optionalDependenc
 	const method = "pip_install_from_pyproject"
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
+	}
+	if err := oneLine(method, append(o.lineArgs(), lineArg("pyproject_toml", pyprojectToml), lineArgs("optional_dependencies", optionalDependencies))...); err != nil {
+		return img.fail(err)
 	}
 	path := expandHome(pyprojectToml)
 	doc, err := installReadTOML(path)
@@ -243,6 +259,9 @@ func (img Image) PipInstallPrivateRepos(repositories []string, gitUser string, o
 	const method = "pip_install_private_repos"
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
+	}
+	if err := oneLine(method, append(o.lineArgs(), lineArgs("repositories", repositories), lineArg("git_user", gitUser))...); err != nil {
+		return img.fail(err)
 	}
 	if gitUser == "" {
 		return img.fail(invalidf(method, "pip_install_private_repos() missing 1 required keyword-only argument: 'git_user'"))
@@ -321,6 +340,9 @@ func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOpt
 	const method = "uv_pip_install"
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
+	}
+	if err := oneLine(method, lineArgs("packages", packages), lineArgs("requirements", o.Requirements), lineArg("find_links", o.FindLinks), lineArg("index_url", o.IndexURL), lineArg("extra_index_url", o.ExtraIndexURL), lineArg("extra_options", o.ExtraOptions), lineArg("uv_version", o.UvVersion)); err != nil {
+		return img.fail(err)
 	}
 	if len(packages) == 0 && len(o.Requirements) == 0 {
 		return img
@@ -411,6 +433,9 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	const method = "uv_sync"
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
+	}
+	if err := oneLine(method, lineArg("uv_project_dir", uvProjectDir), lineArgs("groups", o.Groups), lineArgs("extras", o.Extras), lineArg("extra_options", o.ExtraOptions), lineArg("uv_version", o.UvVersion)); err != nil {
+		return img.fail(err)
 	}
 	if uvProjectDir == "" {
 		uvProjectDir = "./"
@@ -516,6 +541,9 @@ func (img Image) PoetryInstallFromFile(poetryPyprojectToml string, o PoetryOptio
 	const method = "poetry_install_from_file"
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
+	}
+	if err := oneLine(method, lineArg("poetry_pyproject_toml", poetryPyprojectToml), lineArg("poetry_lockfile", o.PoetryLockfile), lineArgs("with_", o.With), lineArgs("without", o.Without), lineArgs("only", o.Only), lineArg("poetry_version", o.PoetryVersion)); err != nil {
+		return img.fail(err)
 	}
 	if poetryPyprojectToml == "" {
 		return img.fail(invalidf(method, "poetry_pyproject_toml: empty path"))
@@ -658,6 +686,9 @@ func (img Image) MicromambaInstall(packages []string, o MicromambaOptions, opts 
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
+	if err := oneLine(method, lineArgs("packages", packages), lineArg("spec_file", o.SpecFile), lineArgs("channels", o.Channels)); err != nil {
+		return img.fail(err)
+	}
 	if len(packages) == 0 && o.SpecFile == "" {
 		return img
 	}
@@ -698,14 +729,10 @@ func installApply(l *layer, opts []StepOption) *layer {
 	return l
 }
 
-// withInstall appends l after applying opts, refusing a command that holds a
-// line break (an argument with a newline would end the Dockerfile line).
+// withInstall appends l after applying opts. The methods check their
+// arguments for line breaks (oneLine); with refuses any line break that is
+// left (layer.checkLines).
 func (img Image) withInstall(l *layer, opts []StepOption) Image {
-	for _, c := range l.commands {
-		if strings.ContainsAny(c, "\n\r") {
-			return img.fail(invalidf(l.method, "an argument holds a line break, which would split the Dockerfile line %q", c))
-		}
-	}
 	return img.with(l, opts)
 }
 
