@@ -62,7 +62,11 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		l.context = append(l.context, contextInput{local: expandHome(o.ContextFiles[name]), remote: path.Clean("/" + name)})
+		local, err := absLocal(o.ContextFiles[name])
+		if err != nil {
+			return img.fail(invalidf(method, "context_files[%q]: %v", name, err))
+		}
+		l.context = append(l.context, contextInput{local: local, remote: path.Clean("/" + name)})
 	}
 	patterns, err := copyPatterns(commands)
 	if err != nil {
@@ -73,7 +77,7 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 		if dir == "" {
 			dir = "."
 		}
-		abs, err := filepath.Abs(expandHome(dir))
+		abs, err := absLocal(dir)
 		if err != nil {
 			return img.fail(&InvalidError{Method: method, Message: err.Error()})
 		}
@@ -440,7 +444,10 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 			return Image{err: err}
 		}
 	}
-	path := expandHome(dockerfile)
+	path, err := expandHome(dockerfile)
+	if err != nil {
+		return Image{err: invalidf(method, "%v", err)}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Image{err: invalidf(method, "%v", err)}
@@ -450,7 +457,7 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	if dir == "" {
 		dir = "."
 	}
-	ctxDir, err := filepath.Abs(expandHome(dir))
+	ctxDir, err := absLocal(dir)
 	if err != nil {
 		return Image{err: invalidf(method, "%v", err)}
 	}

@@ -412,7 +412,10 @@ func (img Image) Shell(args []string, opts ...StepOption) Image {
 
 // AddLocalFile is modal.Image.add_local_file(local_path, remote_path, copy).
 // remotePath must be absolute; a trailing "/" appends the local file's name.
-// The local path is resolved (symlinks followed) when it is read.
+// A leading "~" in localPath is expanded when the method is called, as for
+// every local path (see docs/method-arguments.md; Modal expands it in
+// add_local_dir only); a relative path is resolved against the working
+// directory, and its symlinks followed, when the file is read.
 //
 // copy=true: a layer "COPY . /" whose build context holds the file at
 // remotePath, cached by path, content and mode.
@@ -427,10 +430,14 @@ func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 	if !path.IsAbs(remotePath) {
 		return img.fail(invalidf(method, "image.add_local_file() currently only supports absolute remote_path values"))
 	}
-	if strings.HasSuffix(remotePath, "/") {
-		remotePath += filepath.Base(localPath)
+	local, err := expandHome(localPath)
+	if err != nil {
+		return img.fail(invalidf(method, "local_path: %v", err))
 	}
-	in := contextInput{local: localPath, remote: path.Clean(remotePath)}
+	if strings.HasSuffix(remotePath, "/") {
+		remotePath += filepath.Base(local)
+	}
+	in := contextInput{local: local, remote: path.Clean(remotePath)}
 	if !copy {
 		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
 	}
@@ -445,13 +452,18 @@ func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 // .dockerignore-style patterns, FilePatternMatcherFromFile, Invert, or a
 // MatcherFunc, as Modal's ignore takes patterns or a callable. Directory symlinks are
 // not descended, file symlinks are copied as their targets' content, as Modal
-// does. copy=false works as for AddLocalFile.
+// does. localPath is expanded and resolved as in AddLocalFile.
+// copy=false works as for AddLocalFile.
 func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore Matcher) Image {
 	const method = "add_local_dir"
 	if !path.IsAbs(remotePath) {
 		return img.fail(invalidf(method, "image.add_local_dir() currently only supports absolute remote_path values"))
 	}
-	in := contextInput{local: localPath, remote: path.Clean(remotePath), dir: true, ignore: ignore}
+	local, err := expandHome(localPath)
+	if err != nil {
+		return img.fail(invalidf(method, "local_path: %v", err))
+	}
+	in := contextInput{local: local, remote: path.Clean(remotePath), dir: true, ignore: ignore}
 	if !copy {
 		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
 	}

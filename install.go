@@ -144,7 +144,7 @@ func (img Image) PipInstallFromRequirements(requirementsTxt string, o PipOptions
 	if requirementsTxt == "" {
 		return img.fail(invalidf(method, "requirements_txt: empty path"))
 	}
-	local, err := installLocalAbs(requirementsTxt)
+	local, err := absLocal(requirementsTxt)
 	if err != nil {
 		return img.fail(invalidf(method, "%v", err))
 	}
@@ -192,7 +192,10 @@ func (img Image) PipInstallFromPyproject(pyprojectToml string, optionalDependenc
 	if err := oneLine(method, append(o.lineArgs(), lineArg("pyproject_toml", pyprojectToml), lineArgs("optional_dependencies", optionalDependencies))...); err != nil {
 		return img.fail(err)
 	}
-	path := expandHome(pyprojectToml)
+	path, err := expandHome(pyprojectToml)
+	if err != nil {
+		return img.fail(invalidf(method, "%v", err))
+	}
 	doc, err := installReadTOML(path)
 	if err != nil {
 		return img.fail(invalidf(method, "%v", err))
@@ -370,7 +373,7 @@ func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOpt
 		if base == "" {
 			return img.fail(invalidf(method, "requirements: %q is not a file path", req))
 		}
-		local, err := installLocalAbs(req)
+		local, err := absLocal(req)
 		if err != nil {
 			return img.fail(invalidf(method, "%v", err))
 		}
@@ -440,7 +443,10 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	if uvProjectDir == "" {
 		uvProjectDir = "./"
 	}
-	dir := expandHome(uvProjectDir)
+	dir, err := expandHome(uvProjectDir)
+	if err != nil {
+		return img.fail(invalidf(method, "%v", err))
+	}
 	pyproject := installJoin(dir, "pyproject.toml")
 	if _, err := os.Stat(pyproject); err != nil {
 		return img.fail(invalidf(method, "Expected %s to exist", pyproject))
@@ -466,7 +472,7 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	if o.ExtraOptions != "" {
 		args = append(args, o.ExtraOptions)
 	}
-	localPyproject, err := installLocalAbs(pyproject)
+	localPyproject, err := absLocal(pyproject)
 	if err != nil {
 		return img.fail(invalidf(method, "%v", err))
 	}
@@ -474,7 +480,7 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	ctx := []contextInput{{local: localPyproject, remote: "/.pyproject.toml"}}
 	lock := installJoin(dir, "uv.lock")
 	if _, err := os.Stat(lock); err == nil {
-		localLock, err := installLocalAbs(lock)
+		localLock, err := absLocal(lock)
 		if err != nil {
 			return img.fail(invalidf(method, "%v", err))
 		}
@@ -551,7 +557,7 @@ func (img Image) PoetryInstallFromFile(poetryPyprojectToml string, o PoetryOptio
 	if o.NoPoetryInstall && o.PoetryVersion != "" {
 		return img.fail(invalidf(method, "PoetryVersion %q and NoPoetryInstall (poetry_version=None) contradict each other: give one", o.PoetryVersion))
 	}
-	pyproject, err := installLocalAbs(poetryPyprojectToml)
+	pyproject, err := absLocal(poetryPyprojectToml)
 	if err != nil {
 		return img.fail(invalidf(method, "%v", err))
 	}
@@ -575,7 +581,7 @@ func (img Image) PoetryInstallFromFile(poetryPyprojectToml string, o PoetryOptio
 				return img.fail(invalidf(method, "poetry.lock not found at inferred location: %s. If a lockfile is not needed, `ignore_lockfile=True` can be used.", lock))
 			}
 		}
-		local, err := installLocalAbs(lock)
+		local, err := absLocal(lock)
 		if err != nil {
 			return img.fail(invalidf(method, "%v", err))
 		}
@@ -705,7 +711,7 @@ func (img Image) MicromambaInstall(packages []string, o MicromambaOptions, opts 
 		if base == "" {
 			return img.fail(invalidf(method, "spec_file: %q is not a file path", o.SpecFile))
 		}
-		local, err := installLocalAbs(o.SpecFile)
+		local, err := absLocal(o.SpecFile)
 		if err != nil {
 			return img.fail(invalidf(method, "%v", err))
 		}
@@ -745,11 +751,6 @@ func installCheckPackages(method, name string, packages []string) error {
 		}
 	}
 	return nil
-}
-
-// installLocalAbs expands "~" and makes p absolute.
-func installLocalAbs(p string) (string, error) {
-	return filepath.Abs(expandHome(p))
 }
 
 // installReadTOML reads and decodes a local TOML file.
