@@ -20,6 +20,8 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/snapbuild/snapbuild/internal/idmap"
 )
 
 // DockerfileOptions are dockerfile_commands' keyword arguments.
@@ -277,7 +279,7 @@ func extractTar(ctx context.Context, src, rootfs, dir string, own ownership) err
 		if own.uid >= 0 {
 			uid, gid = own.uid, own.gid
 		}
-		if err := os.Lchown(target, uid, gid); err != nil {
+		if err := idmap.Lchown(target, uid, gid); err != nil {
 			return err
 		}
 		if h.Typeflag != tar.TypeSymlink {
