@@ -269,7 +269,8 @@ func FromScratch() Image {
 
 // AptInstall is modal.Image.apt_install: "RUN apt-get update" then
 // "RUN apt-get install -y <packages>", packages in the given order, quoted
-// only when needed. No packages gives the same image.
+// only when needed. No packages gives the same image; a package with a line
+// break is an error.
 func (img Image) AptInstall(packages []string, opts ...StepOption) Image {
 	if len(packages) == 0 {
 		return img
@@ -312,7 +313,8 @@ func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 
 // PipInstall is modal.Image.pip_install for plain package lists:
 // "RUN python -m pip install <packages>", packages sorted (Python code-point
-// order) and quoted only when needed. A package starting with "-" is an error.
+// order) and quoted only when needed. A package starting with "-" or holding
+// a line break is an error.
 func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
 	if len(packages) == 0 {
 		return img
@@ -353,7 +355,8 @@ type EnvVar struct{ Name, Value string }
 // Env is modal.Image.env: one "ENV KEY=<quoted value>" line per variable,
 // persisted in the image config. Go maps have no order, so the lines are
 // sorted by name; use EnvVars to keep an order of your own (Modal keeps the
-// dict's order).
+// dict's order). A value with a line break is an error: a Dockerfile ENV
+// line cannot hold one (see docs/method-arguments.md).
 func (img Image) Env(vars map[string]string) Image {
 	names := make([]string, 0, len(vars))
 	for k := range vars {
@@ -383,7 +386,8 @@ func (img Image) EnvVars(vars ...EnvVar) Image {
 }
 
 // Workdir is modal.Image.workdir: "WORKDIR <path>" (quoted when needed). The
-// directory is created if missing, and later steps run in it.
+// directory is created if missing, and later steps run in it. A path with a
+// line break is an error.
 func (img Image) Workdir(dir string) Image {
 	if dir == "" {
 		return img.fail(invalidf("workdir", "empty path"))
