@@ -64,17 +64,8 @@ func resolveContext(l *layer) ([]contextFile, error) {
 	return files, nil
 }
 
-func expandHome(p string) string {
-	if p == "~" || strings.HasPrefix(p, "~/") {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, p[1:])
-		}
-	}
-	return p
-}
-
 func addFile(files []contextFile, in contextInput) ([]contextFile, error) {
-	abs, err := filepath.Abs(in.local)
+	abs, err := absLocal(in.local)
 	if err != nil {
 		return nil, err
 	}
@@ -93,7 +84,7 @@ func addFile(files []contextFile, in contextInput) ([]contextFile, error) {
 }
 
 func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
-	abs, err := filepath.Abs(expandHome(in.local))
+	abs, err := absLocal(in.local)
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/internal/idmap"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -197,7 +198,7 @@ func (o ownership) apply(rootfs, dest string) error {
 		return err
 	}
 	if o.uid >= 0 {
-		if err := os.Lchown(p, o.uid, o.gid); err != nil {
+		if err := idmap.Lchown(p, o.uid, o.gid); err != nil {
 			return err
 		}
 	}
@@ -323,7 +324,7 @@ func copyTree(ctx context.Context, from, rootfs, dest string, own ownership) err
 		if own.uid >= 0 {
 			uid, gid = own.uid, own.gid
 		}
-		if err := os.Lchown(to, uid, gid); err != nil {
+		if err := idmap.Lchown(to, uid, gid); err != nil {
 			return err
 		}
 		if fi.Mode()&os.ModeSymlink == 0 {

@@ -20,6 +20,8 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/klauspost/compress/zstd"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/snapbuild/snapbuild/internal/idmap"
 )
 
 // DockerfileOptions are dockerfile_commands' keyword arguments.
@@ -62,7 +64,11 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		l.context = append(l.context, contextInput{local: expandHome(o.ContextFiles[name]), remote: path.Clean("/" + name)})
+		local, err := absLocal(o.ContextFiles[name])
+		if err != nil {
+			return img.fail(invalidf(method, "context_files[%q]: %v", name, err))
+		}
+		l.context = append(l.context, contextInput{local: local, remote: path.Clean("/" + name)})
 	}
 	patterns, err := copyPatterns(commands)
 	if err != nil {
@@ -73,7 +79,7 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 		if dir == "" {
 			dir = "."
 		}
-		abs, err := filepath.Abs(expandHome(dir))
+		abs, err := absLocal(dir)
 		if err != nil {
 			return img.fail(&InvalidError{Method: method, Message: err.Error()})
 		}
@@ -273,7 +279,7 @@ func extractTar(ctx context.Context, src, rootfs, dir string, own ownership) err
 		if own.uid >= 0 {
 			uid, gid = own.uid, own.gid
 		}
-		if err := os.Lchown(target, uid, gid); err != nil {
+		if err := idmap.Lchown(target, uid, gid); err != nil {
 			return err
 		}
 		if h.Typeflag != tar.TypeSymlink {
@@ -440,7 +446,10 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 			return Image{err: err}
 		}
 	}
-	path := expandHome(dockerfile)
+	path, err := expandHome(dockerfile)
+	if err != nil {
+		return Image{err: invalidf(method, "%v", err)}
+	}
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return Image{err: invalidf(method, "%v", err)}
@@ -450,7 +459,7 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	if dir == "" {
 		dir = "."
 	}
-	ctxDir, err := filepath.Abs(expandHome(dir))
+	ctxDir, err := absLocal(dir)
 	if err != nil {
 		return Image{err: invalidf(method, "%v", err)}
 	}

@@ -149,6 +149,9 @@ func (img Image) with(l *layer, opts []StepOption) Image {
 	if l.optErr != nil {
 		return img.fail(l.optErr)
 	}
+	if err := l.checkLines(); err != nil {
+		return img.fail(err)
+	}
 	return Image{layers: append(slices.Clone(img.layers), l)}
 }
 
@@ -251,6 +254,9 @@ func FromID(id string) Image {
 	if id == "" {
 		return Image{err: invalidf("from_id", "empty image ID")}
 	}
+	if err := oneLine("from_id", lineArg("image_id", id)); err != nil {
+		return Image{err: err}
+	}
 	return Image{layers: []*layer{{method: "from_id", commands: []string{"FROM " + id}, root: &rootSpec{fromID: id}}}}
 }
 
@@ -263,10 +269,14 @@ func FromScratch() Image {
 
 // AptInstall is modal.Image.apt_install: "RUN apt-get update" then
 // "RUN apt-get install -y <packages>", packages in the given order, quoted
-// only when needed. No packages gives the same image.
+// only when needed. No packages gives the same image; a package with a line
+// break is an error.
 func (img Image) AptInstall(packages []string, opts ...StepOption) Image {
 	if len(packages) == 0 {
 		return img
+	}
+	if err := oneLine("apt_install", lineArgs("packages", packages)); err != nil {
+		return img.fail(err)
 	}
 	return img.with(&layer{method: "apt_install", call: "apt_install(" + pyList(packages) + ")", commands: []string{
 		"FROM base",
@@ -277,7 +287,10 @@ func (img Image) AptInstall(packages []string, opts ...StepOption) Image {
 
 // RunCommands is modal.Image.run_commands: each command becomes its own RUN
 // instruction, verbatim, so shell state such as `cd` does not carry from one
-// to the next. No commands gives the same image.
+// to the next. No commands gives the same image. A line break in a command
+// must be a line continuation (a backslash ending the line), and a command
+// may not end with one, which would join the next instruction to it: Modal
+// sends both as they are, and Docker then reads a bogus instruction.
 func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 	if len(commands) == 0 {
 		return img
@@ -290,6 +303,9 @@ func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 		if bareNewline(c) {
 			return img.fail(invalidf("run_commands", "command %q holds a line break: each command is one Dockerfile RUN line, so the next line would be read as an instruction. Join the lines with && or ;, end them with \\, or pass each line as its own command", c))
 		}
+		if endsInContinuation(c) {
+			return img.fail(invalidf("run_commands", "command %q ends with a line continuation (\\), which would join the next instruction to it. Remove the trailing backslash", c))
+		}
 		cmds = append(cmds, "RUN "+c)
 	}
 	return img.with(&layer{method: "run_commands", call: "run_commands(" + pyList(commands) + ")", commands: cmds}, opts)
@@ -297,7 +313,8 @@ func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 
 // PipInstall is modal.Image.pip_install for plain package lists:
 // "RUN python -m pip install <packages>", packages sorted (Python code-point
-// order) and quoted only when needed. A package starting with "-" is an error.
+// order) and quoted only when needed. A package starting with "-" or holding
+// a line break is an error.
 func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
 	if len(packages) == 0 {
 		return img
@@ -306,6 +323,9 @@ func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
 		if strings.HasPrefix(p, "-") {
 			return img.fail(invalidf("pip_install", "Package list for `Image.pip_install` cannot contain other arguments; try the `extra_options` parameter instead."))
 		}
+	}
+	if err := oneLine("pip_install", lineArgs("packages", packages)); err != nil {
+		return img.fail(err)
 	}
 	sorted := slices.Clone(packages)
 	sort.Strings(sorted)
@@ -335,7 +355,8 @@ type EnvVar struct{ Name, Value string }
 // Env is modal.Image.env: one "ENV KEY=<quoted value>" line per variable,
 // persisted in the image config. Go maps have no order, so the lines are
 // sorted by name; use EnvVars to keep an order of your own (Modal keeps the
-// dict's order).
+// dict's order). A value with a line break is an error: a Dockerfile ENV
+// line cannot hold one (see docs/method-arguments.md).
 func (img Image) Env(vars map[string]string) Image {
 	names := make([]string, 0, len(vars))
 	for k := range vars {
@@ -356,16 +377,23 @@ func (img Image) EnvVars(vars ...EnvVar) Image {
 		if v.Name == "" || strings.ContainsAny(v.Name, "= \t\n") {
 			return img.fail(invalidf("env", "invalid variable name %q: a name must be non-empty and contain no '=' or whitespace", v.Name))
 		}
+		if err := oneLine("env", lineArg(fmt.Sprintf("vars[%q]", v.Name), v.Value)); err != nil {
+			return img.fail(err)
+		}
 		cmds = append(cmds, "ENV "+v.Name+"="+shlexQuote(v.Value))
 	}
 	return img.with(&layer{method: "env", call: "env(" + pyDict(vars) + ")", commands: cmds}, nil)
 }
 
 // Workdir is modal.Image.workdir: "WORKDIR <path>" (quoted when needed). The
-// directory is created if missing, and later steps run in it.
+// directory is created if missing, and later steps run in it. A path with a
+// line break is an error.
 func (img Image) Workdir(dir string) Image {
 	if dir == "" {
 		return img.fail(invalidf("workdir", "empty path"))
+	}
+	if err := oneLine("workdir", lineArg("path", dir)); err != nil {
+		return img.fail(err)
 	}
 	return img.with(&layer{method: "workdir", call: "workdir(" + pyStr(dir) + ")", commands: []string{"FROM base", "WORKDIR " + shlexQuote(dir)}}, nil)
 }
@@ -388,7 +416,10 @@ func (img Image) Shell(args []string, opts ...StepOption) Image {
 
 // AddLocalFile is modal.Image.add_local_file(local_path, remote_path, copy).
 // remotePath must be absolute; a trailing "/" appends the local file's name.
-// The local path is resolved (symlinks followed) when it is read.
+// A leading "~" in localPath is expanded when the method is called, as for
+// every local path (see docs/method-arguments.md; Modal expands it in
+// add_local_dir only); a relative path is resolved against the working
+// directory, and its symlinks followed, when the file is read.
 //
 // copy=true: a layer "COPY . /" whose build context holds the file at
 // remotePath, cached by path, content and mode.
@@ -403,10 +434,14 @@ func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 	if !path.IsAbs(remotePath) {
 		return img.fail(invalidf(method, "image.add_local_file() currently only supports absolute remote_path values"))
 	}
-	if strings.HasSuffix(remotePath, "/") {
-		remotePath += filepath.Base(localPath)
+	local, err := expandHome(localPath)
+	if err != nil {
+		return img.fail(invalidf(method, "local_path: %v", err))
 	}
-	in := contextInput{local: localPath, remote: path.Clean(remotePath)}
+	if strings.HasSuffix(remotePath, "/") {
+		remotePath += filepath.Base(local)
+	}
+	in := contextInput{local: local, remote: path.Clean(remotePath)}
 	if !copy {
 		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
 	}
@@ -421,13 +456,18 @@ func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 // .dockerignore-style patterns, FilePatternMatcherFromFile, Invert, or a
 // MatcherFunc, as Modal's ignore takes patterns or a callable. Directory symlinks are
 // not descended, file symlinks are copied as their targets' content, as Modal
-// does. copy=false works as for AddLocalFile.
+// does. localPath is expanded and resolved as in AddLocalFile.
+// copy=false works as for AddLocalFile.
 func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore Matcher) Image {
 	const method = "add_local_dir"
 	if !path.IsAbs(remotePath) {
 		return img.fail(invalidf(method, "image.add_local_dir() currently only supports absolute remote_path values"))
 	}
-	in := contextInput{local: localPath, remote: path.Clean(remotePath), dir: true, ignore: ignore}
+	local, err := expandHome(localPath)
+	if err != nil {
+		return img.fail(invalidf(method, "local_path: %v", err))
+	}
+	in := contextInput{local: local, remote: path.Clean(remotePath), dir: true, ignore: ignore}
 	if !copy {
 		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
 	}

@@ -26,7 +26,8 @@ package snapbuild
 //     has one (Modal raises ValueError or NotFoundError for some; the text is
 //     the same).
 //   - An argument that would put a line break into a Dockerfile line is an
-//     error (Modal sends it and its build fails on the next line).
+//     error naming the argument and its value (Modal sends it and its build
+//     fails on the next line, or runs it as an instruction).
 
 import (
 	"errors"
@@ -51,6 +52,12 @@ type PipOptions struct {
 	ExtraIndexURL string // --extra-index-url <quoted>; "" for none
 	Pre           bool   // --pre
 	ExtraOptions  string // appended verbatim, e.g. "--no-build-isolation --no-clean"
+}
+
+// lineArgs names the options written into the RUN line, for oneLine.
+func (o PipOptions) lineArgs() []namedValues {
+	return []namedValues{lineArg("find_links", o.FindLinks), lineArg("index_url", o.IndexURL),
+		lineArg("extra_index_url", o.ExtraIndexURL), lineArg("extra_options", o.ExtraOptions)}
 }
 
 // args is Modal's _make_pip_install_args: the flags in fixed order, each value
@@ -102,6 +109,9 @@ func (img Image) PipInstallWith(packages []string, o PipOptions, opts ...StepOpt
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
+	if err := oneLine(method, append(o.lineArgs(), lineArgs("packages", packages))...); err != nil {
+		return img.fail(err)
+	}
 	if len(packages) == 0 {
 		return img
 	}
@@ -128,10 +138,13 @@ func (img Image) PipInstallFromRequirements(requirementsTxt string, o PipOptions
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
+	if err := oneLine(method, append(o.lineArgs(), lineArg("requirements_txt", requirementsTxt))...); err != nil {
+		return img.fail(err)
+	}
 	if requirementsTxt == "" {
 		return img.fail(invalidf(method, "requirements_txt: empty path"))
 	}
-	local, err := installLocalAbs(requirementsTxt)
+	local, err := absLocal(requirementsTxt)
 	if err != nil {
 		return img.fail(invalidf(method, "%v", err))
 	}
@@ -176,7 +189,13 @@ func (img Image) PipInstallFromPyproject(pyprojectToml string, optionalDependenc
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
-	path := expandHome(pyprojectToml)
+	if err := oneLine(method, append(o.lineArgs(), lineArg("pyproject_toml", pyprojectToml), lineArgs("optional_dependencies", optionalDependencies))...); err != nil {
+		return img.fail(err)
+	}
+	path, err := expandHome(pyprojectToml)
+	if err != nil {
+		return img.fail(invalidf(method, "%v", err))
+	}
 	doc, err := installReadTOML(path)
 	if err != nil {
 		return img.fail(invalidf(method, "%v", err))
@@ -243,6 +262,9 @@ func (img Image) PipInstallPrivateRepos(repositories []string, gitUser string, o
 	const method = "pip_install_private_repos"
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
+	}
+	if err := oneLine(method, append(o.lineArgs(), lineArgs("repositories", repositories), lineArg("git_user", gitUser))...); err != nil {
+		return img.fail(err)
 	}
 	if gitUser == "" {
 		return img.fail(invalidf(method, "pip_install_private_repos() missing 1 required keyword-only argument: 'git_user'"))
@@ -322,6 +344,9 @@ func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOpt
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
+	if err := oneLine(method, lineArgs("packages", packages), lineArgs("requirements", o.Requirements), lineArg("find_links", o.FindLinks), lineArg("index_url", o.IndexURL), lineArg("extra_index_url", o.ExtraIndexURL), lineArg("extra_options", o.ExtraOptions), lineArg("uv_version", o.UvVersion)); err != nil {
+		return img.fail(err)
+	}
 	if len(packages) == 0 && len(o.Requirements) == 0 {
 		return img
 	}
@@ -348,7 +373,7 @@ func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOpt
 		if base == "" {
 			return img.fail(invalidf(method, "requirements: %q is not a file path", req))
 		}
-		local, err := installLocalAbs(req)
+		local, err := absLocal(req)
 		if err != nil {
 			return img.fail(invalidf(method, "%v", err))
 		}
@@ -412,10 +437,16 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
+	if err := oneLine(method, lineArg("uv_project_dir", uvProjectDir), lineArgs("groups", o.Groups), lineArgs("extras", o.Extras), lineArg("extra_options", o.ExtraOptions), lineArg("uv_version", o.UvVersion)); err != nil {
+		return img.fail(err)
+	}
 	if uvProjectDir == "" {
 		uvProjectDir = "./"
 	}
-	dir := expandHome(uvProjectDir)
+	dir, err := expandHome(uvProjectDir)
+	if err != nil {
+		return img.fail(invalidf(method, "%v", err))
+	}
 	pyproject := installJoin(dir, "pyproject.toml")
 	if _, err := os.Stat(pyproject); err != nil {
 		return img.fail(invalidf(method, "Expected %s to exist", pyproject))
@@ -441,7 +472,7 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	if o.ExtraOptions != "" {
 		args = append(args, o.ExtraOptions)
 	}
-	localPyproject, err := installLocalAbs(pyproject)
+	localPyproject, err := absLocal(pyproject)
 	if err != nil {
 		return img.fail(invalidf(method, "%v", err))
 	}
@@ -449,7 +480,7 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	ctx := []contextInput{{local: localPyproject, remote: "/.pyproject.toml"}}
 	lock := installJoin(dir, "uv.lock")
 	if _, err := os.Stat(lock); err == nil {
-		localLock, err := installLocalAbs(lock)
+		localLock, err := absLocal(lock)
 		if err != nil {
 			return img.fail(invalidf(method, "%v", err))
 		}
@@ -517,13 +548,16 @@ func (img Image) PoetryInstallFromFile(poetryPyprojectToml string, o PoetryOptio
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
+	if err := oneLine(method, lineArg("poetry_pyproject_toml", poetryPyprojectToml), lineArg("poetry_lockfile", o.PoetryLockfile), lineArgs("with_", o.With), lineArgs("without", o.Without), lineArgs("only", o.Only), lineArg("poetry_version", o.PoetryVersion)); err != nil {
+		return img.fail(err)
+	}
 	if poetryPyprojectToml == "" {
 		return img.fail(invalidf(method, "poetry_pyproject_toml: empty path"))
 	}
 	if o.NoPoetryInstall && o.PoetryVersion != "" {
 		return img.fail(invalidf(method, "PoetryVersion %q and NoPoetryInstall (poetry_version=None) contradict each other: give one", o.PoetryVersion))
 	}
-	pyproject, err := installLocalAbs(poetryPyprojectToml)
+	pyproject, err := absLocal(poetryPyprojectToml)
 	if err != nil {
 		return img.fail(invalidf(method, "%v", err))
 	}
@@ -547,7 +581,7 @@ func (img Image) PoetryInstallFromFile(poetryPyprojectToml string, o PoetryOptio
 				return img.fail(invalidf(method, "poetry.lock not found at inferred location: %s. If a lockfile is not needed, `ignore_lockfile=True` can be used.", lock))
 			}
 		}
-		local, err := installLocalAbs(lock)
+		local, err := absLocal(lock)
 		if err != nil {
 			return img.fail(invalidf(method, "%v", err))
 		}
@@ -658,6 +692,9 @@ func (img Image) MicromambaInstall(packages []string, o MicromambaOptions, opts 
 	if img.err != nil || len(img.layers) == 0 {
 		return img.with(&layer{method: method}, nil)
 	}
+	if err := oneLine(method, lineArgs("packages", packages), lineArg("spec_file", o.SpecFile), lineArgs("channels", o.Channels)); err != nil {
+		return img.fail(err)
+	}
 	if len(packages) == 0 && o.SpecFile == "" {
 		return img
 	}
@@ -674,7 +711,7 @@ func (img Image) MicromambaInstall(packages []string, o MicromambaOptions, opts 
 		if base == "" {
 			return img.fail(invalidf(method, "spec_file: %q is not a file path", o.SpecFile))
 		}
-		local, err := installLocalAbs(o.SpecFile)
+		local, err := absLocal(o.SpecFile)
 		if err != nil {
 			return img.fail(invalidf(method, "%v", err))
 		}
@@ -698,14 +735,10 @@ func installApply(l *layer, opts []StepOption) *layer {
 	return l
 }
 
-// withInstall appends l after applying opts, refusing a command that holds a
-// line break (an argument with a newline would end the Dockerfile line).
+// withInstall appends l after applying opts. The methods check their
+// arguments for line breaks (oneLine); with refuses any line break that is
+// left (layer.checkLines).
 func (img Image) withInstall(l *layer, opts []StepOption) Image {
-	for _, c := range l.commands {
-		if strings.ContainsAny(c, "\n\r") {
-			return img.fail(invalidf(l.method, "an argument holds a line break, which would split the Dockerfile line %q", c))
-		}
-	}
 	return img.with(l, opts)
 }
 
@@ -718,11 +751,6 @@ func installCheckPackages(method, name string, packages []string) error {
 		}
 	}
 	return nil
-}
-
-// installLocalAbs expands "~" and makes p absolute.
-func installLocalAbs(p string) (string, error) {
-	return filepath.Abs(expandHome(p))
 }
 
 // installReadTOML reads and decodes a local TOML file.

@@ -169,7 +169,7 @@ func TestInstallPipInstallWith(t *testing.T) {
 	instWantErr(t, base.PipInstallWith([]string{"numpy", "--upgrade"}, PipOptions{}), "pip_install",
 		"Package list for `Image.pip_install` cannot contain other arguments; try the `extra_options` parameter instead.")
 	instWantErr(t, base.PipInstallWith([]string{"a"}, PipOptions{ExtraOptions: "--x\nRUN evil"}), "pip_install",
-		`an argument holds a line break, which would split the Dockerfile line "RUN python -m pip install a --x\nRUN evil"`)
+		`extra_options "--x\nRUN evil" holds a line break: the value is written into one Dockerfile instruction, which ends at a line break, and the Dockerfile syntax cannot quote one there. Remove the line break`)
 
 	// Step options apply.
 	l = instLast(t, base.PipInstallWith([]string{"a"}, PipOptions{}, ForceBuild(), BuildEnv(map[string]string{"K": "v"}), GPU("a100:2")))

@@ -163,7 +163,12 @@ func (m *FilePatternMatcher) compile() error {
 		}
 		patterns := m.spec.Patterns
 		if m.spec.File != "" {
-			b, err := os.ReadFile(expandHome(m.spec.File))
+			file, err := expandHome(m.spec.File)
+			if err != nil {
+				m.err = fmt.Errorf("ignore patterns: %w", err)
+				return
+			}
+			b, err := os.ReadFile(file)
 			switch {
 			case errors.Is(err, os.ErrNotExist) && m.spec.Optional:
 				return

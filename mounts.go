@@ -3,7 +3,6 @@ package snapbuild
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -151,7 +150,7 @@ func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, 
 	}
 	delete(all, name)
 	for _, m := range res.Mounts {
-		local, err := filepath.Abs(expandHome(m.local))
+		local, err := absLocal(m.local)
 		if err != nil {
 			return Tagged{}, err
 		}

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
@@ -112,8 +113,12 @@ func (b *Builder) importImage(ctx context.Context, img v1.Image, progress func(s
 			continue
 		}
 		progress(fmt.Sprintf("layer %d/%d: unpacking %s", i+1, len(layers), desc.Digest))
-		if err := b.unpackLayer(ctx, parent, chain, desc, diffID); err != nil {
+		skipped, err := b.unpackLayer(ctx, parent, chain, desc, diffID)
+		if err != nil {
 			return imageRecord{}, fmt.Errorf("layer %d (%s): %w", i+1, desc.Digest, err)
+		}
+		if len(skipped) > 0 {
+			b.progress.Event(Event{Kind: EventWarn, Line: skippedDevicesWarning(i+1, len(layers), desc.Digest, skipped)})
 		}
 	}
 	manifest, err := b.store.blobs.WriteJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
@@ -130,12 +135,28 @@ func (b *Builder) importImage(ctx context.Context, img v1.Image, progress func(s
 	return rec, b.store.putImage(rec)
 }
 
+// skippedDevicesWarning says which device nodes of a pulled layer a
+// rootless build could not create in its snapshot, naming the first ten.
+func skippedDevicesWarning(n, of int, d digest.Digest, names []string) string {
+	list := names
+	if len(list) > 10 {
+		list = list[:10]
+	}
+	more := ""
+	if len(names) > len(list) {
+		more = fmt.Sprintf(" and %d more", len(names)-len(list))
+	}
+	return fmt.Sprintf("layer %d/%d (%s) holds %d device node(s) that a rootless build cannot create: %s%s. Build steps on this base do not see them (the sandbox provides /dev itself); the pulled layer, and so an export, keeps them. Build as root for steps to see them",
+		n, of, d, len(names), strings.Join(list, ", "), more)
+}
+
 // unpackLayer makes snapshot chain on parent from the stored layer blob
-// desc, checking that its uncompressed content has diffID.
-func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) error {
+// desc, checking that its uncompressed content has diffID. It returns the
+// layer's device nodes that were not created (rootless: no mknod).
+func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) (skipped []string, err error) {
 	f, err := b.store.blobs.Open(desc.Digest)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	var r io.Reader = f
@@ -143,32 +164,33 @@ func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, 
 	case ocispec.MediaTypeImageLayerGzip:
 		zr, err := gzip.NewReader(f)
 		if err != nil {
-			return fmt.Errorf("gzip: %w", err)
+			return nil, fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
 		r = zr
 	case ocispec.MediaTypeImageLayerZstd:
 		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
 		if err != nil {
-			return fmt.Errorf("zstd: %w", err)
+			return nil, fmt.Errorf("zstd: %w", err)
 		}
 		defer zr.Close()
 		r = zr
 	}
 	a, err := b.store.snaps.Prepare(parent)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer a.Remove()
 	if err := a.Unmount(); err != nil {
-		return err
+		return nil, err
 	}
-	got, err := overlay.Apply(ctx, a.Upper, r, overlay.ApplyOptions{UserXattr: b.store.snaps.UserXattr()})
+	got, err := overlay.Apply(ctx, a.Upper, r, overlay.ApplyOptions{UserXattr: b.store.snaps.UserXattr(),
+		SkippedDevice: func(name string) { skipped = append(skipped, name) }})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if got != diffID {
-		return fmt.Errorf("diffID mismatch: the layer's content has diffID %s, the config says %s", got, diffID)
+		return nil, fmt.Errorf("diffID mismatch: the layer's content has diffID %s, the config says %s", got, diffID)
 	}
-	return b.store.snaps.Commit(a, chain)
+	return skipped, b.store.snaps.Commit(a, chain)
 }

@@ -89,7 +89,8 @@ func VolumeFromName(name string, createIfMissing bool) Volume {
 	return Volume{Name: name, CreateIfMissing: createIfMissing}
 }
 
-// HostVolume mounts the host directory dir as a volume.
+// HostVolume mounts the host directory dir as a volume ("~" expanded, made
+// absolute when the step runs).
 func HostVolume(dir string) Volume { return Volume{HostPath: dir} }
 
 // repr is the volume as it counts in the cache key.
@@ -329,7 +330,7 @@ func orEmptyMap(m map[string]any) map[string]any {
 func (b *Builder) functionMounts(f *functionStep) ([]sandbox.BindMount, error) {
 	var ms []sandbox.BindMount
 	if f.fn.Source != "" && len(f.fn.Pickled) == 0 {
-		src, err := filepath.Abs(expandHome(f.fn.Source))
+		src, err := absLocal(f.fn.Source)
 		if err != nil {
 			return nil, err
 		}
@@ -350,7 +351,7 @@ func (b *Builder) functionMounts(f *functionStep) ([]sandbox.BindMount, error) {
 // v.CreateIfMissing.
 func (b *Builder) volumeDir(v Volume) (string, error) {
 	if v.HostPath != "" {
-		dir, err := filepath.Abs(expandHome(v.HostPath))
+		dir, err := absLocal(v.HostPath)
 		if err != nil {
 			return "", err
 		}
@@ -413,7 +414,7 @@ func sourceDigest(src string) (string, error) {
 	if src == "" {
 		return "none", nil
 	}
-	src, err := filepath.Abs(expandHome(src))
+	src, err := absLocal(src)
 	if err != nil {
 		return "", err
 	}

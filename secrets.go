@@ -42,7 +42,7 @@ func SecretFromName(name string) Secret { return Secret{kind: "name", name: name
 
 // SecretFromDotenv is modal.Secret.from_dotenv: a dotenv file (KEY=VALUE
 // lines, # comments, optional "export ", optional quotes), read when the step
-// runs.
+// runs; a leading "~" in path is the home directory, as for every local path.
 func SecretFromDotenv(path string) Secret { return Secret{kind: "dotenv", name: path} }
 
 // Repr is the secret's identity as Modal's repr writes it; it is what the
@@ -96,7 +96,11 @@ func (s Secret) load() (map[string]string, error) {
 		}
 		return vars, err
 	default:
-		return readDotenv(s.name)
+		p, err := expandHome(s.name)
+		if err != nil {
+			return nil, err
+		}
+		return readDotenv(p)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -61,6 +62,10 @@ const (
 //   - regular files sharing an inode: the first path written carries the
 //     data, the later ones are hard links (tar.TypeLink) to it;
 //   - sockets are skipped; FIFOs, symlinks and devices are written.
+//
+// Names are the file names' bytes; a header whose name or link target is
+// not valid UTF-8 carries the PAX record hdrcharset=BINARY, so that readers
+// that hold PAX names to UTF-8 (libarchive) accept it.
 //
 // Headers carry numeric uid and gid (no user or group names), the mode's
 // permission and setuid/setgid/sticky bits, the mtime clamped to Epoch when
@@ -378,6 +383,25 @@ func (d *differ) modTime(ts unix.Timespec) time.Time {
 	return t
 }
 
+// binaryNames adds the PAX record hdrcharset=BINARY to hdr when its name or
+// link name is not valid UTF-8 (a Linux file name is any bytes but "/" and
+// NUL). POSIX pax says the path and linkpath records, where archive/tar
+// writes every non-ASCII name, are UTF-8 unless hdrcharset says otherwise;
+// libarchive (bsdtar) holds it to that and fails such an entry without the
+// record ("Pathname can't be converted from UTF-8 to current locale").
+// Go's archive/tar (containerd, podman, umoci) and GNU tar take the bytes as
+// they are either way; GNU tar warns that it ignores the keyword. Valid
+// UTF-8 names get no record, so their layers are unchanged.
+func binaryNames(hdr *tar.Header) {
+	if utf8.ValidString(hdr.Name) && utf8.ValidString(hdr.Linkname) {
+		return
+	}
+	if hdr.PAXRecords == nil {
+		hdr.PAXRecords = map[string]string{}
+	}
+	hdr.PAXRecords["hdrcharset"] = "BINARY"
+}
+
 // writeWhiteout writes an empty whiteout file called name.
 func (d *differ) writeWhiteout(name string) error {
 	mtime := time.Unix(0, 0)
@@ -390,6 +414,7 @@ func (d *differ) writeWhiteout(name string) error {
 		ModTime:  mtime,
 		Format:   tar.FormatPAX,
 	}
+	binaryNames(hdr)
 	if err := d.tw.WriteHeader(hdr); err != nil {
 		return err
 	}
@@ -455,6 +480,7 @@ func (d *differ) writeHeader(name, full string, st *unix.Stat_t, xattrs []xattr)
 			hdr.PAXRecords["SCHILY.xattr."+x.name] = string(v)
 		}
 	}
+	binaryNames(hdr)
 
 	f := fdReader(-1)
 	if data && hdr.Size > 0 {

@@ -213,7 +213,8 @@ func (a *args) pipOptions() (snapbuild.PipOptions, error) {
 }
 
 // localPath reads a local path argument, relative to the recipe's directory
-// ("" when absent; "~" paths are left to the Image method).
+// ("" when absent; "~" and "~/..." are left to the Image method, which
+// expands them; "~name" is a name relative to the recipe's directory).
 func (a *args) localPath(name string) (string, error) {
 	p, err := a.str(name)
 	if err != nil || p == "" {
@@ -241,7 +242,7 @@ func (a *args) localPaths(name string) ([]string, error) {
 }
 
 func (a *args) resolve(p string) string {
-	if filepath.IsAbs(p) || strings.HasPrefix(p, "~") {
+	if filepath.IsAbs(p) || p == "~" || strings.HasPrefix(p, "~/") {
 		return p
 	}
 	return filepath.Join(a.dir, p)

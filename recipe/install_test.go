@@ -350,3 +350,24 @@ func TestInstallStepsMicromamba(t *testing.T) {
 		}
 	}
 }
+
+// A from_dotenv path starting with "~/" is left to the Secret, which expands
+// it as every local path; other relative paths are relative to the recipe.
+// Before, "~/x.env" became "<recipe dir>/~/x.env".
+func TestSecretFromDotenvPath(t *testing.T) {
+	dir := t.TempDir()
+	for path, want := range map[string]string{
+		"~/x.env":      "~/x.env",
+		"x.env":        dir + "/x.env",
+		"~other/x.env": dir + "/~other/x.env",
+		"/abs/x.env":   "/abs/x.env",
+	} {
+		img := instParse(t, dir, `
+- debian_slim: "3.11"
+- pip_install_private_repos: {repositories: github.com/o/r, git_user: u, secrets: [{from_dotenv: "`+path+`"}]}
+`)
+		if got, sub := img.Commands()[1][1], "modal.Secret.from_dotenv('"+want+"')"; !strings.Contains(got, sub) {
+			t.Errorf("from_dotenv %q: check line %q, want it to name %s", path, got, sub)
+		}
+	}
+}

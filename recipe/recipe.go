@@ -710,11 +710,7 @@ func (a *args) secrets(name string) ([]snapbuild.Secret, error) {
 				out = append(out, snapbuild.SecretFromName(v.Value))
 				continue
 			}
-			p := v.Value
-			if !filepath.IsAbs(p) {
-				p = filepath.Join(a.dir, p)
-			}
-			out = append(out, snapbuild.SecretFromDotenv(p))
+			out = append(out, snapbuild.SecretFromDotenv(a.resolve(v.Value)))
 		default:
 			return nil, fmt.Errorf("%s: %sunknown secret kind %q: use from_dict, from_name or from_dotenv", a.method, a.parser.at(s), kind)
 		}
