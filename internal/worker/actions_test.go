@@ -246,7 +246,7 @@ func TestAddArchive(t *testing.T) {
 	tw.Write([]byte("hello"))
 	tw.Close()
 	gw.Close()
-	write(t, src, "data.bin", tgz.String(), 0o644)           // an archive with no archive name
+	write(t, src, "data.bin", tgz.String(), 0o644)             // an archive with no archive name
 	write(t, src, "notes.tar.gz", "plain text, no tar", 0o644) // a name that lies
 	for _, s := range []string{"/data.bin", "/notes.tar.gz"} {
 		a := copyOp(s, "/dst/")

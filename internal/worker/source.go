@@ -18,8 +18,8 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
-	fstypes "github.com/tonistiigi/fsutil/types"
 	copy "github.com/tonistiigi/fsutil/copy"
+	fstypes "github.com/tonistiigi/fsutil/types"
 
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/overlay"

@@ -54,9 +54,9 @@ type Worker struct {
 	locals map[string]local
 	temps  []string // directories to remove on Close
 
-	commitMu sync.Mutex                 // snapshot commits and image unpacking
-	cacheMu  map[string]*sync.Mutex     // cache mounts by directory, for locked sharing
-	seq      int64                      // sandbox IDs
+	commitMu sync.Mutex             // snapshot commits and image unpacking
+	cacheMu  map[string]*sync.Mutex // cache mounts by directory, for locked sharing
+	seq      int64                  // sandbox IDs
 	unpackMu map[digest.Digest]*sync.Mutex
 }
 
