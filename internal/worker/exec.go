@@ -84,7 +84,7 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	var spec sandbox.Spec
 	nOut := 0
 	for i, m := range op.Mounts {
-		if int(m.Output)+1 > nOut {
+		if m.MountType == pb.MountType_BIND && int(m.Output)+1 > nOut {
 			nOut = int(m.Output) + 1
 		}
 		em, err := x.mount(m, inputs)
@@ -259,10 +259,17 @@ func (x *execRun) release() {
 
 // mount prepares mount m.
 func (x *execRun) mount(m *pb.Mount, inputs []build.Ref) (*execMount, error) {
-	em := &execMount{dest: m.Dest, output: m.Output}
+	// Only bind mounts make outputs (llb writes secret and ssh mounts with
+	// Output 0).
+	em := &execMount{dest: m.Dest, output: int64(pb.SkipOutput)}
 	x.mounts = append(x.mounts, em)
-	if m.Output >= 0 && (m.MountType != pb.MountType_BIND || m.Readonly) {
-		return nil, errors.New("only a writable bind mount can be an output")
+	if m.MountType == pb.MountType_BIND {
+		em.output = m.Output
+		if m.Output >= 0 && m.Readonly {
+			return nil, errors.New("a read-only mount cannot be an output")
+		}
+	} else if m.Output >= 0 && m.MountType != pb.MountType_SECRET && m.MountType != pb.MountType_SSH {
+		return nil, fmt.Errorf("a %s mount cannot be an output", strings.ToLower(m.MountType.String()))
 	}
 	switch m.MountType {
 	case pb.MountType_BIND:

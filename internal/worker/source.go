@@ -124,9 +124,14 @@ func (w *Worker) image(ctx context.Context, id string, d digest.Digest) (*Ref, e
 	if probe.Manifests != nil || probe.MediaType == ocispec.MediaTypeImageIndex {
 		return nil, fmt.Errorf("image %s: %s is an index, not a manifest: pin the digest of the platform's manifest", strings.TrimPrefix(id, imageScheme), d)
 	}
-	m, err := w.blobs.Manifest(d)
-	if err != nil {
+	var m ocispec.Manifest
+	if err := w.blobs.ReadJSON(d, &m); err != nil {
 		return nil, fmt.Errorf("image %s: %w", strings.TrimPrefix(id, imageScheme), err)
+	}
+	switch m.MediaType {
+	case "", ocispec.MediaTypeImageManifest, dockerManifest:
+	default:
+		return nil, fmt.Errorf("image %s: blob %s is a %s, not an image manifest", strings.TrimPrefix(id, imageScheme), d, m.MediaType)
 	}
 	var cfg ocispec.Image
 	if err := w.blobs.ReadJSON(m.Config.Digest, &cfg); err != nil {
@@ -140,6 +145,11 @@ func (w *Worker) image(ctx context.Context, id string, d digest.Digest) (*Ref, e
 		diffID := cfg.RootFS.DiffIDs[i]
 		parent := r.Chain
 		r.Chain = snapshot.ChainID(parent, diffID)
+		var err error
+		l.MediaType, err = ociLayerType(l.MediaType)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: layer %d (%s): %w", strings.TrimPrefix(id, imageScheme), i+1, l.Digest, err)
+		}
 		r.Layers = append(r.Layers, l)
 		r.DiffIDs = append(r.DiffIDs, diffID)
 		if err := w.unpack(ctx, parent, r.Chain, l, diffID); err != nil {
@@ -147,6 +157,25 @@ func (w *Worker) image(ctx context.Context, id string, d digest.Digest) (*Ref, e
 		}
 	}
 	return r, nil
+}
+
+// dockerManifest is the media type of a Docker image manifest (schema 2),
+// which has the OCI manifest's structure.
+const dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+
+// ociLayerType names a layer's media type as an OCI manifest does: Docker's
+// layer types are the same bytes under other names. Foreign
+// (non-distributable) layers are refused.
+func ociLayerType(mt string) (string, error) {
+	switch mt {
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd:
+		return mt, nil
+	case "application/vnd.docker.image.rootfs.diff.tar":
+		return ocispec.MediaTypeImageLayer, nil
+	case "application/vnd.docker.image.rootfs.diff.tar.gzip":
+		return ocispec.MediaTypeImageLayerGzip, nil
+	}
+	return "", fmt.Errorf("layer media type %q is not supported (tar, tar+gzip or tar+zstd layers only)", mt)
 }
 
 // unpack makes snapshot chain on parent from the layer blob desc unless it
