@@ -58,8 +58,9 @@ func (e *ExitError) Error() string {
 // selector mounts that path of the input. A cache mount is a directory kept
 // under the worker's dir by cache ID, shared between ops (CacheOpt sharing
 // "shared"), or used by one op at a time ("locked", and "private", which
-// this worker serialises rather than giving each op its own copy); a cache
-// mount seeded from an input is refused. A tmpfs mount is an empty
+// this worker serialises rather than giving each op its own copy); a new
+// cache seeded from an input (uid, gid and mode set) starts as a copy of
+// it. A tmpfs mount is an empty
 // directory, removed after the op (not memory-backed; its size limit is not
 // enforced). Secret and ssh mounts are refused.
 //
@@ -87,7 +88,7 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 		if m.MountType == pb.MountType_BIND && int(m.Output)+1 > nOut {
 			nOut = int(m.Output) + 1
 		}
-		em, err := x.mount(m, inputs)
+		em, err := x.mount(ctx, m, inputs)
 		if err != nil {
 			return nil, fmt.Errorf("mount %d (%s): %w", i, m.Dest, err)
 		}
@@ -165,6 +166,7 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	if err := root.active.Unmount(); err != nil {
 		return nil, err
 	}
+	pruneMountDirs(root.active.Upper, res.Stubs, spec.Mounts)
 	if err := overlay.RemoveStubs(root.active.Upper, root.active.Lowers, res.Stubs, w.snaps.UserXattr()); err != nil {
 		return nil, err
 	}
@@ -258,7 +260,7 @@ func (x *execRun) release() {
 }
 
 // mount prepares mount m.
-func (x *execRun) mount(m *pb.Mount, inputs []build.Ref) (*execMount, error) {
+func (x *execRun) mount(ctx context.Context, m *pb.Mount, inputs []build.Ref) (*execMount, error) {
 	// Only bind mounts make outputs (llb writes secret and ssh mounts with
 	// Output 0).
 	em := &execMount{dest: m.Dest, output: int64(pb.SkipOutput)}
@@ -313,25 +315,19 @@ func (x *execRun) mount(m *pb.Mount, inputs []build.Ref) (*execMount, error) {
 		em.source = src
 		return em, nil
 	case pb.MountType_CACHE:
-		if m.Input >= 0 {
-			return nil, errors.New("a cache mount seeded from another filesystem (RUN --mount=type=cache,from=…) is not supported by this worker yet")
-		}
 		if m.CacheOpt == nil || m.CacheOpt.ID == "" {
 			return nil, errors.New("a cache mount needs an ID")
 		}
 		sum := sha256.Sum256([]byte(m.CacheOpt.ID))
 		dir := filepath.Join(x.w.dir, "cache", hex.EncodeToString(sum[:]))
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			return nil, err
+		mu := x.w.cacheLock(dir)
+		mu.Lock()
+		err := x.makeCache(ctx, dir, m, inputs)
+		mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("cache %q: %w", m.CacheOpt.ID, err)
 		}
 		if m.CacheOpt.Sharing != pb.CacheSharingOpt_SHARED {
-			x.w.mu.Lock()
-			mu, ok := x.w.cacheMu[dir]
-			if !ok {
-				mu = &sync.Mutex{}
-				x.w.cacheMu[dir] = mu
-			}
-			x.w.mu.Unlock()
 			x.locks = append(x.locks, cacheLock{dir, mu})
 		}
 		em.source = dir
@@ -350,6 +346,79 @@ func (x *execRun) mount(m *pb.Mount, inputs []build.Ref) (*execMount, error) {
 		return nil, errors.New("ssh mounts (RUN --mount=type=ssh) are not supported by this worker")
 	}
 	return nil, fmt.Errorf("mount type %v is not supported", m.MountType)
+}
+
+// pruneMountDirs removes, from the upper dir, the directories the runtime
+// created below a stub to reach a mount target deeper down (for /var/cache/x
+// on an image without /var, the stub is "var" and the runtime made
+// var/cache/x): from the target up to the stub, each directory that is still
+// empty. overlay.RemoveStubs then removes the stub itself. Anything the
+// process wrote beside them keeps its parents.
+func pruneMountDirs(upper string, stubs []string, mounts []sandbox.BindMount) {
+	for _, m := range mounts {
+		rel := strings.TrimPrefix(filepath.Clean(m.Destination), "/")
+		for _, stub := range stubs {
+			if !strings.HasPrefix(rel, stub+"/") {
+				continue
+			}
+			for d := rel; d != stub && d != "."; d = filepath.Dir(d) {
+				p := filepath.Join(upper, d)
+				fi, err := os.Lstat(p)
+				if err != nil || !fi.IsDir() {
+					break
+				}
+				if err := os.Remove(p); err != nil {
+					break // not empty: the process's
+				}
+			}
+		}
+	}
+}
+
+// cacheLock returns the lock of the cache directory dir.
+func (w *Worker) cacheLock(dir string) *sync.Mutex {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	mu, ok := w.cacheMu[dir]
+	if !ok {
+		mu = &sync.Mutex{}
+		w.cacheMu[dir] = mu
+	}
+	return mu
+}
+
+// makeCache creates the cache directory dir of mount m unless it exists:
+// empty (root's, 0755), or, when the mount names an input (as
+// dockerfile2llb does for `--mount=type=cache,uid=…,gid=…,mode=…`), a copy
+// of the input's Selector path with its owner and mode. The caller holds
+// the directory's lock.
+func (x *execRun) makeCache(ctx context.Context, dir string, m *pb.Mount, inputs []build.Ref) error {
+	if _, err := os.Lstat(dir); err == nil {
+		return nil
+	}
+	if m.Input < 0 {
+		return os.Mkdir(dir, 0o755)
+	}
+	r, err := inputRef(inputs, m.Input)
+	if err != nil {
+		return err
+	}
+	src, release, err := x.w.view(r)
+	if err != nil {
+		return err
+	}
+	defer release()
+	sel := m.Selector
+	if sel == "" {
+		sel = "/"
+	}
+	tmp := dir + ".new"
+	os.RemoveAll(tmp)
+	if err := copy.Copy(ctx, src, sel, filepath.Dir(tmp), "/"+filepath.Base(tmp)); err != nil {
+		os.RemoveAll(tmp)
+		return fmt.Errorf("seeding from %s: %w", sel, err)
+	}
+	return os.Rename(tmp, dir)
 }
 
 // mkCwd creates the working directory dir in rootfs when it is missing, with

@@ -440,3 +440,57 @@ func TestExecErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestSolveMounts checks RUN --mount: a cache mount keeps its content
+// between ops and, with uid and gid, starts owned by them; a tmpfs mount is
+// empty and discarded; a bind mount from another stage is read-only and
+// its source path is selected. No mount target reaches the image.
+func TestSolveMounts(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	w := newWorker(t)
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	df := `FROM base AS stage
+RUN mkdir /out && echo from-stage > /out/f
+
+FROM base
+RUN --mount=type=cache,target=/var/cache/x,uid=1000,gid=1000 stat -c %u:%g /var/cache/x > /cache-owner.txt && echo one >> /var/cache/x/log
+RUN --mount=type=cache,target=/var/cache/x,uid=1000,gid=1000 cat /var/cache/x/log > /seen.txt
+RUN --mount=type=tmpfs,target=/scratch ls -A /scratch > /tmpfs-before.txt && touch /scratch/x
+RUN --mount=type=bind,from=stage,source=/out,target=/in cat /in/f > /bound.txt && (touch /in/g 2>/dev/null || echo read-only > /bind-ro.txt)
+`
+	conv, err := dockerfile.Convert(ctx, []byte(df), dockerfile.Options{
+		MetaResolver: dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+			return baseDigest, baseConfig, nil
+		}),
+	})
+	must(t, err)
+	s, err := build.NewSolver(w)
+	must(t, err)
+	res, err := s.Solve(ctx, conv.Definition)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	root, release, err := w.view(res.Ref.(*Ref))
+	must(t, err)
+	defer release()
+	for rel, want := range map[string]string{
+		"cache-owner.txt":  "1000:1000\n",
+		"seen.txt":         "one\n",
+		"tmpfs-before.txt": "",
+		"bound.txt":        "from-stage\n",
+		"bind-ro.txt":      "read-only\n",
+	} {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || string(b) != want {
+			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	for _, rel := range []string{"var/cache/x", "scratch", "in"} {
+		if _, err := os.Lstat(filepath.Join(root, rel)); err == nil {
+			t.Errorf("/%s (a mount target) is in the image", rel)
+		}
+	}
+}
