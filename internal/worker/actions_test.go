@@ -16,8 +16,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// needRoot skips a test that needs root (chown, file capabilities), or
-// fails it with CI=true.
+// needRoot skips a test that needs root (chown, file capabilities; root in
+// the builder's user namespace will do), or fails it with CI=true.
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() == 0 {

@@ -4,8 +4,10 @@ package worker
 // dockerfile2llb), solved by internal/build on this worker, with real
 // overlay snapshots and libcontainer sandboxes. The base image is made by
 // the test from host binaries, written as an OCI layout and loaded into the
-// store. These tests need root; with CI=true a missing capability fails
-// them.
+// store. These tests need root, or a user with a /etc/subuid range who
+// sets SNAPBUILD_TEST_ROOTLESS=1 (they then run in the builder's user
+// namespace, as rootless snapbuild); with CI=true a missing capability
+// fails them.
 
 import (
 	"archive/tar"
@@ -43,9 +45,11 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		sandbox.Init() // libcontainer's container init: never returns
 	}
-	if os.Geteuid() == 0 {
-		// Re-executes the tests in a private mount namespace, so that no
-		// overlay mount outlives them.
+	if os.Geteuid() == 0 || os.Getenv("SNAPBUILD_TEST_ROOTLESS") == "1" {
+		// As root: re-executes the tests in a private mount namespace, so
+		// that no overlay mount outlives them. As another user who asks
+		// for it: in a user namespace mapped from /etc/subuid, as the
+		// rootless builder runs.
 		sandbox.Init()
 	}
 	os.Exit(m.Run())

@@ -17,6 +17,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/oci"
+	"github.com/snapbuild/snapbuild/sandbox"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -28,7 +29,7 @@ func newWorker(t *testing.T, opts ...Option) *Worker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	snaps, err := snapshot.New(filepath.Join(root, "snapshots"), false)
+	snaps, err := snapshot.New(filepath.Join(root, "snapshots"), sandbox.InUserNamespace())
 	if err != nil {
 		t.Fatal(err)
 	}
