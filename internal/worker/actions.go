@@ -230,14 +230,7 @@ func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *
 		ci.CopyDirContents = a.DirCopyContents
 		ci.FollowLinks = a.FollowSymlink
 		ci.AlwaysReplaceExistingDestPaths = a.AlwaysReplaceExistingDestPaths
-		// An xattr the destination cannot take (a trusted.* one, rootless)
-		// is dropped, as BuildKit drops it; security.capability is kept.
-		ci.XAttrErrorHandler = func(dst, src, key string, err error) error {
-			if key == "security.capability" {
-				return fmt.Errorf("copying the file capabilities of %s: %w", src, err)
-			}
-			return nil
-		}
+		ci.XAttrErrorHandler = xattrError
 	}
 	matches := []string{srcPath}
 	if a.AllowWildcard {
@@ -265,6 +258,17 @@ func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *
 		if err := copy.Copy(ctx, src, s, dest, destPath, opt); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// xattrError decides what a copy does when an xattr cannot be copied: an
+// xattr the destination cannot take (trusted.*, security.selinux, in a user
+// namespace) is dropped, as BuildKit drops it; file capabilities
+// (security.capability) must survive every copy, so losing them is an error.
+func xattrError(dst, src, key string, err error) error {
+	if key == "security.capability" {
+		return fmt.Errorf("copying the file capabilities of %s: %w", src, err)
 	}
 	return nil
 }

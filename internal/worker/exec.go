@@ -66,7 +66,9 @@ func (e *ExitError) Error() string {
 //
 // Process: Meta.Args, Meta.Env (PATH added when missing), Meta.Cwd (created,
 // owned by the user, when missing), Meta.User resolved against the rootfs's
-// /etc/passwd and /etc/group, Meta.Hostname. The network is the op's
+// /etc/passwd and /etc/group, Meta.Hostname. The process gets the user's
+// uid and gid only: supplementary groups from /etc/group are not set (the
+// sandbox takes one gid), where BuildKit sets them. The network is the op's
 // (host or none; unset means the worker's default, WithNetwork). Extra
 // hosts, ulimits, a cgroup parent, proxy env, secret env, CDI devices and
 // the insecure security mode are refused with an error naming them.

@@ -249,15 +249,14 @@ func (w *Worker) localOf(op *pb.SourceOp) (local, *fsutil.FilterOpt, error) {
 }
 
 // copyLocal copies what filter selects of src into dst with BuildKit's copy
-// code: owners, modes, xattrs and mtimes as they are, symlinks as symlinks.
+// code: owners, modes, xattrs (see xattrError) and mtimes as they are,
+// symlinks as symlinks.
 func copyLocal(ctx context.Context, src, dst string, filter *fsutil.FilterOpt) error {
 	return copy.Copy(ctx, src, "/", dst, "/", func(ci *copy.CopyInfo) {
 		ci.CopyDirContents = true
 		ci.IncludePatterns = filter.IncludePatterns
 		ci.ExcludePatterns = filter.ExcludePatterns
-		ci.XAttrErrorHandler = func(dst, src, key string, err error) error {
-			return fmt.Errorf("copying xattr %s of %s: %w", key, src, err)
-		}
+		ci.XAttrErrorHandler = xattrError
 	})
 }
 
