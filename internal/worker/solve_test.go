@@ -498,3 +498,71 @@ RUN --mount=type=bind,from=stage,source=/out,target=/in cat /in/f > /bound.txt &
 		}
 	}
 }
+
+// TestSolveMultiStage solves two independent stages in parallel, copies
+// from both into the target (COPY --from, with --chown and --chmod), and
+// leaves out a stage the target does not need (it would fail).
+func TestSolveMultiStage(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	w := newWorker(t)
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	df := `FROM base AS a
+RUN mkdir -p /out/a && echo A > /out/a/file
+
+FROM base AS b
+RUN mkdir -p /out/b && echo B > /out/b/file
+
+FROM base AS unused
+RUN exit 42
+
+FROM base
+COPY --from=a /out/a /merged/a
+COPY --from=b --chown=app:app --chmod=0600 /out/b/file /merged/b/
+`
+	conv, err := dockerfile.Convert(ctx, []byte(df), dockerfile.Options{
+		MetaResolver: dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+			return baseDigest, baseConfig, nil
+		}),
+	})
+	must(t, err)
+	var mu sync.Mutex
+	var ran []string
+	s, err := build.NewSolver(w, build.WithParallelism(2), build.WithProgress(func(e build.Event) {
+		if e.Kind == build.VertexStarted {
+			mu.Lock()
+			ran = append(ran, e.Vertex.Name)
+			mu.Unlock()
+		}
+	}))
+	must(t, err)
+	res, err := s.Solve(ctx, conv.Definition)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	for _, name := range ran {
+		if strings.Contains(name, "exit 42") {
+			t.Errorf("the unused stage ran: %q", name)
+		}
+	}
+	r := res.Ref.(*Ref)
+	if len(r.Layers) != 3 {
+		t.Errorf("target has %d layers, want 3 (base and two COPY)", len(r.Layers))
+	}
+	root, release, err := w.view(r)
+	must(t, err)
+	defer release()
+	for rel, want := range map[string]string{"merged/a/file": "A\n", "merged/b/file": "B\n"} {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || string(b) != want {
+			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	var st unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(root, "merged/b/file"), &st))
+	if st.Uid != 1000 || st.Gid != 1000 || st.Mode&0o7777 != 0o600 {
+		t.Errorf("/merged/b/file: %d:%d %o, want 1000:1000 600", st.Uid, st.Gid, st.Mode&0o7777)
+	}
+}
