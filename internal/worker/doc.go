@@ -25,7 +25,10 @@
 //	          output is committed as one layer
 //
 // An op that changes nothing (an empty diff) returns its input's result: no
-// empty layer is added. Ops an image cannot be built with here (merge and
+// empty layer is added. Worker.Cache records results by cache key under the
+// worker's dir, so a later solve reuses them while their snapshots and blobs
+// exist; a failing process is an *ExitError with its exit code and the last
+// lines of its output. Ops this worker cannot run yet (merge and
 // diff ops, secret and ssh mounts, CDI devices, insecure mode, extra hosts)
 // fail with an error that names what is not supported.
 //

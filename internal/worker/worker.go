@@ -65,6 +65,9 @@ type local struct {
 	dir string
 }
 
+// defaultEpoch is the builder's default SOURCE_DATE_EPOCH, 1980-01-01.
+var defaultEpoch = time.Unix(315532800, 0).UTC()
+
 // Option configures a Worker.
 type Option func(*options) error
 
@@ -78,8 +81,8 @@ type options struct {
 // WithEpoch clamps the mtime of every entry in the layers the Worker writes
 // to at most t (SOURCE_DATE_EPOCH, as reproducible builds do); a later mtime
 // becomes t, an earlier one is kept.
-// The default is the Unix epoch (every mtime becomes 1970-01-01, as the
-// builder's default reproducible layers).
+// The default is 1980-01-01T00:00:00Z, the builder's default
+// (snapbuild.DefaultEpoch: the earliest time a zip file can hold).
 func WithEpoch(t time.Time) Option {
 	return func(o *options) error {
 		o.epoch = t
@@ -121,7 +124,7 @@ func New(blobs *oci.Store, snaps *snapshot.Store, dir string, opts ...Option) (*
 	if blobs == nil || snaps == nil {
 		return nil, errors.New("new worker: the blob store and the snapshot store are both needed")
 	}
-	o := options{epoch: time.Unix(0, 0), network: sandbox.NetworkHost, tailKeep: 20}
+	o := options{epoch: defaultEpoch, network: sandbox.NetworkHost, tailKeep: 20}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			return nil, fmt.Errorf("new worker: %w", err)

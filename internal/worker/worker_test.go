@@ -246,6 +246,21 @@ func TestFileOpOnScratch(t *testing.T) {
 		t.Errorf("heredoc layer = %q", entries)
 	}
 
+	// Mtimes in the layer are clamped to the epoch (the mkfile's was now).
+	rc, err := w.blobs.OpenLayer(h.Layers[0])
+	must(t, err)
+	tr := tar.NewReader(rc)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		if !hdr.ModTime.Equal(defaultEpoch) {
+			t.Errorf("%s: mtime %v in the layer, want the epoch %v", hdr.Name, hdr.ModTime, defaultEpoch)
+		}
+	}
+	rc.Close()
+
 	// rm of a missing path allowed: no change, no layer, the input back.
 	nop := &pb.FileOp{Actions: []*pb.FileAction{fileAction(0, -1, 0, &pb.FileActionRm{Path: "/none", AllowNotFound: true})}}
 	// The input here is r itself: a writable snapshot on r needs an
