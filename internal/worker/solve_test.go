@@ -32,12 +32,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"golang.org/x/sys/unix"
 
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
+	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/sandbox"
 )
 
@@ -357,6 +359,11 @@ func TestSolveDockerfile(t *testing.T) {
 		t.Errorf("resolved %v, want the base once", resolved)
 	}
 
+	// The image, exported and read by tools snapbuild did not write.
+	if !sandbox.InUserNamespace() {
+		checkWithUmoci(t, w, conv.Image, r)
+	}
+
 	// A second solve: everything from the cache, the same result.
 	events = nil
 	res2, err := s.Solve(ctx, conv.Definition)
@@ -368,6 +375,55 @@ func TestSolveDockerfile(t *testing.T) {
 		if e.Kind == build.VertexStarted {
 			t.Errorf("second solve ran %q", e.Vertex.Name)
 		}
+	}
+}
+
+// checkWithUmoci writes the image of r with config cfg, exports it as an
+// OCI layout, has skopeo convert it to gzip layers (checking every blob's
+// digest on the way; umoci 0.4 cannot read zstd) and umoci unpack it, then
+// checks files, owners and file capabilities in umoci's rootfs. It needs
+// real root: umoci restores owners and capabilities as they are.
+func checkWithUmoci(t *testing.T, w *Worker, cfg dockerspec.DockerOCIImage, r *Ref) {
+	t.Helper()
+	for _, tool := range []string{"skopeo", "umoci"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found (CI=true: not skipped)", tool)
+			}
+			t.Skipf("%s not found", tool)
+		}
+	}
+	cfg.RootFS.DiffIDs = r.DiffIDs
+	manifest, err := w.blobs.WriteDockerImage(cfg, r.Layers)
+	must(t, err)
+	dir := t.TempDir()
+	zst, gz := filepath.Join(dir, "zstd"), filepath.Join(dir, "gzip")
+	must(t, w.blobs.Export(manifest, oci.Reference{Transport: oci.TransportLayout, Path: zst, Tag: "built"}))
+	if out, err := exec.Command("skopeo", "copy", "--quiet", "--dest-compress-format", "gzip", "oci:"+zst+":built", "oci:"+gz+":built").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	if out, err := exec.Command("umoci", "unpack", "--image", gz+":built", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v\n%s", err, out)
+	}
+	root := filepath.Join(bundle, "rootfs")
+	for rel, want := range map[string]string{"work/built.txt": "hello built\n", "etc/motd": "motd from a heredoc\n", "home/app/w/uid.txt": "1000\n"} {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || string(b) != want {
+			t.Errorf("umoci: /%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	var st unix.Stat_t
+	for _, rel := range []string{"home/app/sub/dir", "home/app/w"} {
+		if err := unix.Lstat(filepath.Join(root, rel), &st); err != nil || st.Uid != 1000 || st.Gid != 1000 {
+			t.Errorf("umoci: /%s owned by %d:%d (%v), want 1000:1000", rel, st.Uid, st.Gid, err)
+		}
+	}
+	if out, err := exec.Command("getcap", filepath.Join(root, "usr/local/bin/tool")).Output(); err != nil || !strings.Contains(string(out), "cap_net_raw=ep") {
+		t.Errorf("umoci: getcap /usr/local/bin/tool = %q, %v; want cap_net_raw=ep", out, err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "ctx/ignored.log")); err == nil {
+		t.Error("umoci: /ctx/ignored.log is in the image")
 	}
 }
 
