@@ -192,26 +192,22 @@ func (f *fileRun) base(i int64) (*snapshot.Active, *Ref, error) {
 // readable returns a directory with the files input index i names, valid
 // until the File call returns.
 func (f *fileRun) readable(i int64) (string, error) {
+	var r *Ref
 	if j, ok := f.earlier(i); ok {
 		st := f.states[j]
 		switch {
 		case st.ref != nil:
-			i = -2 // read the ref below
+			r = st.ref
 		case st.taken:
 			return "", fmt.Errorf("action %d's result was changed by a later action", j)
 		default:
 			return st.active.Rootfs, nil
 		}
-		dir, release, err := f.w.view(st.ref)
-		if err != nil {
+	} else {
+		var err error
+		if r, err = inputRef(f.inputs, i); err != nil {
 			return "", err
 		}
-		f.releases = append(f.releases, release)
-		return dir, nil
-	}
-	r, err := inputRef(f.inputs, i)
-	if err != nil {
-		return "", err
 	}
 	dir, release, err := f.w.view(r)
 	if err != nil {
