@@ -162,7 +162,8 @@ func rmPath(root, src string, allowNotFound bool) error {
 	}
 	p := filepath.Join(dir, base)
 	if !allowNotFound {
-		if _, err := os.Lstat(p); err != nil {
+		// Stat, as BuildKit: a dangling symlink counts as missing.
+		if _, err := os.Stat(p); errors.Is(err, os.ErrNotExist) {
 			return err
 		}
 	}
