@@ -29,7 +29,7 @@
 //
 // The builder (package snapbuild) does not use this package yet: today it
 // interprets Dockerfile text itself. This package is the first step towards
-// running every front end's output as LLB on snapbuild's snapshots; until the
-// snapshot-backed Worker exists it is exercised by its tests only, with fake
-// workers.
+// running every front end's output as LLB on snapbuild's snapshots; it is
+// exercised by its tests, with fake workers, and by those of internal/worker,
+// the Worker on snapbuild's snapshots.
 package build

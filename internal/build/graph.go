@@ -298,7 +298,9 @@ func checkOp(op *pb.Op) (int, error) {
 			if err := inRange(fmt.Sprintf("mount %d (%s)", i, m.Dest), m.Input); err != nil {
 				return 0, err
 			}
-			if m.Output != int64(pb.SkipOutput) {
+			// Only bind mounts make outputs, as in BuildKit: llb writes
+			// secret and ssh mounts with Output 0 (unset), not -1.
+			if m.MountType == pb.MountType_BIND && m.Output != int64(pb.SkipOutput) {
 				outs = append(outs, m.Output)
 			}
 		}

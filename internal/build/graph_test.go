@@ -140,6 +140,19 @@ func TestLoadMultipleOutputs(t *testing.T) {
 	}
 }
 
+// TestLoadSecretMount: llb writes secret and ssh mounts with Output 0;
+// they make no output, as in BuildKit.
+func TestLoadSecretMount(t *testing.T) {
+	st := llb.Image("a").Run(llb.Shlex("true"), llb.AddSecret("/run/secrets/tok", llb.SecretID("tok")), llb.AddSSHSocket()).Root()
+	g, err := Load(marshal(t, st))
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	if g.Target.Vertex.Outputs != 1 {
+		t.Errorf("outputs = %d, want 1 (the root mount)", g.Target.Vertex.Outputs)
+	}
+}
+
 func TestLoadInvalid(t *testing.T) {
 	img := srcOp("docker-image://docker.io/library/alpine:latest")
 	imgD := digestOf(t, img)

@@ -24,7 +24,8 @@ type Ref any
 // action of the same op: action number index-len(inputs).
 //
 // An op that makes several outputs returns them indexed by output number:
-// an exec op one per mount whose Output is not -1 (pb.SkipOutput), a file op
+// an exec op one per bind mount whose Output is not -1 (pb.SkipOutput;
+// secret and ssh mounts make none whatever their Output), a file op
 // one per action whose Output is not -1. The solver checks the count and
 // fails the op if it is wrong.
 //

@@ -1,0 +1,111 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/snapbuild/snapbuild/internal/atomicfile"
+	"github.com/snapbuild/snapbuild/internal/build"
+)
+
+// Cache returns the build.Cache of the Worker: one JSON record per cache
+// key under the worker's dir (keys/<hex>.json) listing each output's
+// snapshot, layers and diffIDs. A record whose snapshots or layer blobs are
+// gone is a miss. Outputs that are local sources (directories that live as
+// long as the Worker) are not recorded: a vertex with one runs again.
+func (w *Worker) Cache() build.Cache { return (*cache)(w) }
+
+type cache Worker
+
+// cacheRecord is what a record holds per output.
+type cacheRecord struct {
+	Chain   digest.Digest   `json:"chain,omitempty"`
+	Layers  json.RawMessage `json:"layers,omitempty"`
+	DiffIDs []digest.Digest `json:"diffIDs,omitempty"`
+}
+
+func (c *cache) path(key digest.Digest) (string, error) {
+	if err := key.Validate(); err != nil {
+		return "", fmt.Errorf("cache key %q: %w", key, err)
+	}
+	return filepath.Join(c.dir, "keys", key.Encoded()+".json"), nil
+}
+
+// Get returns the outputs recorded under key when everything they name is
+// still in the store.
+func (c *cache) Get(ctx context.Context, key digest.Digest) ([]build.Ref, bool, error) {
+	p, err := c.path(key)
+	if err != nil {
+		return nil, false, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("cache record %s: %w", key, err)
+	}
+	var recs []cacheRecord
+	if err := json.Unmarshal(b, &recs); err != nil {
+		return nil, false, fmt.Errorf("cache record %s: %w", key, err)
+	}
+	refs := make([]build.Ref, len(recs))
+	for i, rec := range recs {
+		r := &Ref{Chain: rec.Chain, DiffIDs: rec.DiffIDs}
+		if len(rec.Layers) > 0 {
+			if err := json.Unmarshal(rec.Layers, &r.Layers); err != nil {
+				return nil, false, fmt.Errorf("cache record %s: %w", key, err)
+			}
+		}
+		if r.Chain != "" && !c.snaps.Exists(r.Chain) {
+			return nil, false, nil
+		}
+		for _, l := range r.Layers {
+			if !c.blobs.Has(l.Digest) {
+				return nil, false, nil
+			}
+		}
+		refs[i] = r
+	}
+	return refs, true, nil
+}
+
+// Put records outputs under key, unless one of them is a local source.
+func (c *cache) Put(ctx context.Context, key digest.Digest, outputs []build.Ref) error {
+	p, err := c.path(key)
+	if err != nil {
+		return err
+	}
+	recs := make([]cacheRecord, len(outputs))
+	for i, o := range outputs {
+		r, err := asRef(o)
+		if err != nil {
+			return err
+		}
+		if r == nil {
+			continue
+		}
+		if r.Dir != "" {
+			return nil
+		}
+		layers, err := json.Marshal(r.Layers)
+		if err != nil {
+			return err
+		}
+		recs[i] = cacheRecord{Chain: r.Chain, Layers: layers, DiffIDs: r.DiffIDs}
+	}
+	b, err := json.Marshal(recs)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	return atomicfile.Write(p, append(b, '\n'), 0o644)
+}

@@ -1,0 +1,42 @@
+// Package worker performs the ops of a BuildKit LLB graph on snapbuild's
+// snapshots: it is the build.Worker (and build.Cache) that package
+// internal/build's solver runs a pb.Definition on.
+//
+// A result (*Ref) is a committed overlay snapshot (package snapshot) together
+// with the layers that make it, base layer first, as an image manifest lists
+// them; or, for a local source, a directory. Each op works as follows:
+//
+//	source    docker-image://REF@DIGEST  the image whose manifest blob DIGEST is in
+//	                                     the store; layers without a snapshot are
+//	                                     unpacked (overlay.Apply), nothing is pulled
+//	          local://NAME               the directory registered under NAME with
+//	                                     Worker.AddLocal, filtered by the op's
+//	                                     include and exclude patterns
+//	exec      snapshot.Prepare on the root mount's input, the other mounts bound
+//	          in (read-only views, writable snapshots, cache and tmpfs
+//	          directories), the process from the op's Meta run by sandbox.Run,
+//	          mount stubs removed, then every output mount's upper dir diffed
+//	          (overlay.Diff) into one zstd layer (oci.Store.WriteLayer) and
+//	          committed
+//	file      mkfile, mkdir, rm, symlink and copy on a writable snapshot, with
+//	          BuildKit's own copy code (github.com/tonistiigi/fsutil/copy) and
+//	          BuildKit's rules for owners by name, modes, timestamps, wildcards,
+//	          include and exclude patterns and ADD's archive unpacking; each
+//	          output is committed as one layer
+//
+// An op that changes nothing (an empty diff) returns its input's result: no
+// empty layer is added. Worker.Cache records results by cache key under the
+// worker's dir, so a later solve reuses them while their snapshots and blobs
+// exist; a failing process is an *ExitError with its exit code and the last
+// lines of its output. Ops this worker cannot run yet (merge and
+// diff ops, secret and ssh mounts, CDI devices, insecure mode, extra hosts)
+// fail with an error that names what is not supported.
+//
+// Ownership and file capabilities are read and written inside the builder's
+// user namespace in rootless mode (sandbox.Init), so the layers carry the ids
+// and the security.capability xattrs the image sees.
+//
+// Status: this package is a step of moving snapbuild's engine onto LLB. The
+// builder (package snapbuild) does not use it yet; it still interprets
+// Dockerfile text itself. See docs/architecture.md.
+package worker

@@ -1,0 +1,624 @@
+package worker
+
+// End-to-end: a Dockerfile converted by internal/dockerfile (BuildKit's
+// dockerfile2llb), solved by internal/build on this worker, with real
+// overlay snapshots and libcontainer sandboxes. The base image is made by
+// the test from host binaries, written as an OCI layout and loaded into the
+// store. These tests need root, or a user with a /etc/subuid range who
+// sets SNAPBUILD_TEST_ROOTLESS=1 (they then run in the builder's user
+// namespace, as rootless snapbuild); with CI=true a missing capability
+// fails them.
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/dockerfile"
+	"github.com/snapbuild/snapbuild/oci"
+	"github.com/snapbuild/snapbuild/sandbox"
+)
+
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		sandbox.Init() // libcontainer's container init: never returns
+	}
+	if os.Geteuid() == 0 || os.Getenv("SNAPBUILD_TEST_ROOTLESS") == "1" {
+		// As root: re-executes the tests in a private mount namespace, so
+		// that no overlay mount outlives them. As another user who asks
+		// for it: in a user namespace mapped from /etc/subuid, as the
+		// rootless builder runs.
+		sandbox.Init()
+	}
+	os.Exit(m.Run())
+}
+
+// baseTools are the host programs the test base image carries, with the
+// libraries ldd names for them.
+var baseTools = []string{"sh", "cat", "id", "ls", "mkdir", "touch", "stat"}
+
+// baseLayout writes an OCI layout in dir holding one image, tagged "base",
+// whose single gzip layer has baseTools and their libraries at their host
+// paths (merged /usr, as Debian 12), an /etc/passwd and /etc/group with root
+// and app (1000:1000), and whose config sets PATH.
+func baseLayout(t *testing.T, dir string) {
+	t.Helper()
+	files := map[string]string{} // path in the image -> host file
+	var links [][2]string
+	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib64"} {
+		if target, err := os.Readlink(d); err == nil {
+			links = append(links, [2]string{d, target})
+		}
+	}
+	inImage := func(p string) string {
+		d, err := filepath.EvalSymlinks(filepath.Dir(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return filepath.Join(d, filepath.Base(p))
+	}
+	lddPath := regexp.MustCompile(`(/\S+) \(0x`)
+	for _, tool := range baseTools {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatalf("%s: %v", tool, err)
+		}
+		files[inImage(p)] = p
+		out, err := exec.Command("ldd", p).Output()
+		if err != nil {
+			t.Fatalf("ldd %s: %v", p, err)
+		}
+		for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
+			files[inImage(m[1])] = m[1]
+		}
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	var mkdirs func(string)
+	mkdirs = func(d string) {
+		if d == "/" || d == "." || dirs[d] {
+			return
+		}
+		mkdirs(path.Dir(d))
+		dirs[d] = true
+		mode := int64(0o755)
+		if d == "/tmp" {
+			mode = 0o1777
+		}
+		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: mode}))
+	}
+	for _, d := range []string{"/etc", "/tmp", "/root", "/home/app", "/usr/local/bin"} {
+		mkdirs(d)
+	}
+	for _, l := range links {
+		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(l[0], "/"), Linkname: l[1]}))
+	}
+	paths := make([]string, 0, len(files))
+	for p := range files {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		data, err := os.ReadFile(files[p])
+		if err != nil {
+			t.Fatal(err)
+		}
+		mkdirs(path.Dir(p))
+		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Size: int64(len(data))}))
+		_, err = tw.Write(data)
+		must(t, err)
+	}
+	for name, data := range map[string]string{
+		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+		"etc/group":  "root:x:0:\napp:x:1000:\n",
+	} {
+		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))}))
+		_, err := tw.Write([]byte(data))
+		must(t, err)
+	}
+	must(t, tw.Close())
+	layerData := buf.Bytes()
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerData)), nil })
+	must(t, err)
+	img, err := mutate.AppendLayers(empty.Image, layer)
+	must(t, err)
+	cf, err := img.ConfigFile()
+	must(t, err)
+	cf = cf.DeepCopy()
+	cf.OS, cf.Architecture = "linux", runtime.GOARCH
+	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	img, err = mutate.ConfigFile(img, cf)
+	must(t, err)
+	p, err := layout.Write(dir, empty.Index)
+	must(t, err)
+	must(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{ocispec.AnnotationRefName: "base"})))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// loadLayout copies the image of the OCI layout dir into w's blob store, as
+// they are (manifest, config, layers), and returns the manifest digest and
+// the config JSON.
+func loadLayout(t *testing.T, w *Worker, dir string) (digest.Digest, []byte) {
+	t.Helper()
+	var index ocispec.Index
+	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
+	must(t, err)
+	must(t, json.Unmarshal(b, &index))
+	if len(index.Manifests) != 1 {
+		t.Fatalf("layout has %d manifests", len(index.Manifests))
+	}
+	blob := func(d ocispec.Descriptor) []byte {
+		b, err := os.ReadFile(filepath.Join(dir, "blobs", d.Digest.Algorithm().String(), d.Digest.Encoded()))
+		must(t, err)
+		_, err = w.blobs.WriteBlobFrom(d.MediaType, bytes.NewReader(b), d.Digest, d.Size)
+		must(t, err)
+		return b
+	}
+	md := index.Manifests[0]
+	var m ocispec.Manifest
+	must(t, json.Unmarshal(blob(md), &m))
+	cfg := blob(m.Config)
+	for _, l := range m.Layers {
+		blob(l)
+	}
+	return md.Digest, cfg
+}
+
+const testDockerfile = `FROM base
+ENV GREETING=hello
+WORKDIR /work
+RUN echo "$GREETING built" > /work/built.txt && id -u > /work/uid-root.txt
+COPY --chown=app:app sub /home/app/sub
+COPY tool /usr/local/bin/tool
+COPY <<EOF /etc/motd
+motd from a heredoc
+EOF
+USER app
+WORKDIR /home/app/w
+RUN id -u > uid.txt && cat /etc/motd > motd.txt && touch /tmp/scratch && mkdir /home/app/w/made
+COPY . /ctx/
+`
+
+// TestSolveDockerfile converts testDockerfile and solves it on the worker:
+// RUN with ENV and WORKDIR, COPY --chown of a directory, COPY of a binary
+// with file capabilities, COPY <<EOF, WORKDIR under USER, COPY of the
+// context with .dockerignore patterns. It checks the files of the result
+// through a read-only overlay view of its snapshot, the layers' blobs and
+// diffIDs, and that a second solve is all cache hits.
+func TestSolveDockerfile(t *testing.T) {
+	needRoot(t)
+	for _, tool := range []string{"ldd", "setcap", "getcap"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found (CI=true: not skipped)", tool)
+			}
+			t.Skipf("%s not found", tool)
+		}
+	}
+	ctx := context.Background()
+	w := newWorker(t)
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+
+	// The build context.
+	cdir := t.TempDir()
+	write(t, cdir, "sub/dir/x.txt", "x", 0o644)
+	write(t, cdir, "app.txt", "app", 0o644)
+	write(t, cdir, "ignored.log", "noise", 0o644)
+	sh, err := exec.LookPath("sh")
+	must(t, err)
+	shData, err := os.ReadFile(sh)
+	must(t, err)
+	tool := write(t, cdir, "tool", string(shData), 0o755)
+	if out, err := exec.Command("setcap", "cap_net_raw=ep", tool).CombinedOutput(); err != nil {
+		t.Fatalf("setcap: %v\n%s", err, out)
+	}
+	must(t, w.AddLocal("context", cdir))
+
+	var resolved []string
+	var mu sync.Mutex
+	conv, err := dockerfile.Convert(ctx, []byte(testDockerfile), dockerfile.Options{
+		Excludes: []string{"*.log"},
+		MetaResolver: dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+			mu.Lock()
+			resolved = append(resolved, ref)
+			mu.Unlock()
+			if ref != "docker.io/library/base:latest" {
+				return "", nil, fmt.Errorf("no image %s", ref)
+			}
+			return baseDigest, baseConfig, nil
+		}),
+	})
+	must(t, err)
+
+	var events []build.Event
+	var emu sync.Mutex
+	record := build.WithProgress(func(e build.Event) {
+		emu.Lock()
+		events = append(events, e)
+		emu.Unlock()
+	})
+	s, err := build.NewSolver(w, build.WithCache(w.Cache()), build.WithKeySalt(w.KeySalt()), record)
+	must(t, err)
+	res, err := s.Solve(ctx, conv.Definition)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	r := res.Ref.(*Ref)
+
+	// Layers: the base's gzip layer as it was, then one zstd layer per op
+	// that changed something, each blob's content matching its diffID.
+	if len(r.Layers) < 6 || r.Layers[0].MediaType != ocispec.MediaTypeImageLayerGzip {
+		t.Fatalf("layers = %+v", r.Layers)
+	}
+	for i, l := range r.Layers {
+		if i > 0 && l.MediaType != ocispec.MediaTypeImageLayerZstd {
+			t.Errorf("layer %d media type %s, want zstd", i, l.MediaType)
+		}
+		rc, err := w.blobs.OpenLayer(l)
+		must(t, err)
+		h := sha256.New()
+		_, err = io.Copy(h, rc)
+		rc.Close()
+		must(t, err)
+		if got := digest.NewDigest(digest.SHA256, h); got != r.DiffIDs[i] {
+			t.Errorf("layer %d: content %s, diffID %s", i, got, r.DiffIDs[i])
+		}
+	}
+	// The layer of COPY tool carries the capability in a PAX record.
+	capLayer := false
+	for i := range r.Layers[1:] {
+		for _, e := range paxXattrs(t, w, r, i+1) {
+			if e == "usr/local/bin/tool security.capability" {
+				capLayer = true
+			}
+		}
+	}
+	if !capLayer {
+		t.Error("no layer has usr/local/bin/tool with SCHILY.xattr.security.capability")
+	}
+
+	// The files, through a read-only view of the result.
+	root, release, err := w.view(r)
+	must(t, err)
+	defer release()
+	file := func(rel, want string) {
+		t.Helper()
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || string(b) != want {
+			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	owner := func(rel string, uid, gid uint32) {
+		t.Helper()
+		var st unix.Stat_t
+		if err := unix.Lstat(filepath.Join(root, rel), &st); err != nil {
+			t.Errorf("/%s: %v", rel, err)
+			return
+		}
+		if st.Uid != uid || st.Gid != gid {
+			t.Errorf("/%s owned by %d:%d, want %d:%d", rel, st.Uid, st.Gid, uid, gid)
+		}
+	}
+	file("work/built.txt", "hello built\n")
+	file("work/uid-root.txt", "0\n")
+	file("etc/motd", "motd from a heredoc\n")
+	file("home/app/w/uid.txt", "1000\n")
+	file("home/app/w/motd.txt", "motd from a heredoc\n")
+	file("home/app/sub/dir/x.txt", "x")
+	file("ctx/app.txt", "app")
+	for _, rel := range []string{"home/app/sub", "home/app/sub/dir", "home/app/sub/dir/x.txt", "home/app/w", "home/app/w/made", "home/app/w/uid.txt", "tmp/scratch"} {
+		owner(rel, 1000, 1000)
+	}
+	owner("ctx/app.txt", 0, 0)
+	if _, err := os.Lstat(filepath.Join(root, "ctx/ignored.log")); err == nil {
+		t.Error("/ctx/ignored.log copied despite .dockerignore")
+	}
+	if out, err := exec.Command("getcap", filepath.Join(root, "usr/local/bin/tool")).Output(); err != nil || !strings.Contains(string(out), "cap_net_raw=ep") {
+		t.Errorf("getcap /usr/local/bin/tool = %q, %v; want cap_net_raw=ep", out, err)
+	}
+	// Mount stubs of the sandbox are not in the image.
+	for _, rel := range []string{"etc/resolv.conf", "etc/hosts", "proc", "dev"} {
+		if _, err := os.Lstat(filepath.Join(root, rel)); err == nil {
+			t.Errorf("/%s (a sandbox mount stub) is in the image", rel)
+		}
+	}
+	if len(resolved) != 1 {
+		t.Errorf("resolved %v, want the base once", resolved)
+	}
+
+	// The image, exported and read by tools snapbuild did not write.
+	if !sandbox.InUserNamespace() {
+		checkWithUmoci(t, w, conv.Image, r)
+	}
+
+	// A second solve: everything from the cache, the same result.
+	events = nil
+	res2, err := s.Solve(ctx, conv.Definition)
+	must(t, err)
+	if r2 := res2.Ref.(*Ref); r2.Chain != r.Chain || res2.Key != res.Key {
+		t.Errorf("second solve: chain %s key %s, want %s %s", r2.Chain, res2.Key, r.Chain, res.Key)
+	}
+	for _, e := range events {
+		if e.Kind == build.VertexStarted {
+			t.Errorf("second solve ran %q", e.Vertex.Name)
+		}
+	}
+}
+
+// checkWithUmoci writes the image of r with config cfg, exports it as an
+// OCI layout, has skopeo convert it to gzip layers (checking every blob's
+// digest on the way; umoci 0.4 cannot read zstd) and umoci unpack it, then
+// checks files, owners and file capabilities in umoci's rootfs. It needs
+// real root: umoci restores owners and capabilities as they are.
+func checkWithUmoci(t *testing.T, w *Worker, cfg dockerspec.DockerOCIImage, r *Ref) {
+	t.Helper()
+	for _, tool := range []string{"skopeo", "umoci"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") == "true" {
+				t.Fatalf("%s not found (CI=true: not skipped)", tool)
+			}
+			t.Skipf("%s not found", tool)
+		}
+	}
+	cfg.RootFS.DiffIDs = r.DiffIDs
+	manifest, err := w.blobs.WriteDockerImage(cfg, r.Layers)
+	must(t, err)
+	dir := t.TempDir()
+	zst, gz := filepath.Join(dir, "zstd"), filepath.Join(dir, "gzip")
+	must(t, w.blobs.Export(manifest, oci.Reference{Transport: oci.TransportLayout, Path: zst, Tag: "built"}))
+	if out, err := exec.Command("skopeo", "copy", "--quiet", "--dest-compress-format", "gzip", "oci:"+zst+":built", "oci:"+gz+":built").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo copy: %v\n%s", err, out)
+	}
+	bundle := filepath.Join(dir, "bundle")
+	if out, err := exec.Command("umoci", "unpack", "--image", gz+":built", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v\n%s", err, out)
+	}
+	root := filepath.Join(bundle, "rootfs")
+	for rel, want := range map[string]string{"work/built.txt": "hello built\n", "etc/motd": "motd from a heredoc\n", "home/app/w/uid.txt": "1000\n"} {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || string(b) != want {
+			t.Errorf("umoci: /%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	var st unix.Stat_t
+	for _, rel := range []string{"home/app/sub/dir", "home/app/w"} {
+		if err := unix.Lstat(filepath.Join(root, rel), &st); err != nil || st.Uid != 1000 || st.Gid != 1000 {
+			t.Errorf("umoci: /%s owned by %d:%d (%v), want 1000:1000", rel, st.Uid, st.Gid, err)
+		}
+	}
+	if out, err := exec.Command("getcap", filepath.Join(root, "usr/local/bin/tool")).Output(); err != nil || !strings.Contains(string(out), "cap_net_raw=ep") {
+		t.Errorf("umoci: getcap /usr/local/bin/tool = %q, %v; want cap_net_raw=ep", out, err)
+	}
+	if _, err := os.Lstat(filepath.Join(root, "ctx/ignored.log")); err == nil {
+		t.Error("umoci: /ctx/ignored.log is in the image")
+	}
+}
+
+// paxXattrs lists "name xattr" for every SCHILY.xattr PAX record of layer i.
+func paxXattrs(t *testing.T, w *Worker, r *Ref, i int) []string {
+	t.Helper()
+	rc, err := w.blobs.OpenLayer(r.Layers[i])
+	must(t, err)
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	var out []string
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		must(t, err)
+		for k := range h.PAXRecords {
+			if x, ok := strings.CutPrefix(k, "SCHILY.xattr."); ok {
+				out = append(out, h.Name+" "+x)
+			}
+		}
+	}
+}
+
+// TestExecErrors checks that a failing RUN is an *ExitError with the exit
+// code and the output's last lines, and that mounts the worker does not
+// support are refused by name.
+func TestExecErrors(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	w := newWorker(t)
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+		return baseDigest, baseConfig, nil
+	})
+	s, err := build.NewSolver(w)
+	must(t, err)
+	for _, c := range []struct {
+		df, want string
+	}{
+		{"FROM base\nRUN echo out-line; echo err-line >&2; exit 3\n", "exit code: 3\nout-line\nerr-line"},
+		{"FROM base\nRUN nosuchcommand\n", "exit code: 127"},
+		{"FROM base\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n", "secret mounts"},
+		{"FROM base\nRUN --mount=type=ssh true\n", "ssh mounts"},
+		{"FROM base\nRUN --security=insecure true\n", "insecure"},
+		{"FROM base\nUSER ghost\nRUN true\n", `user "ghost"`},
+		{"FROM base\nCOPY --chown=ghost f /f\n", `user "ghost": no such user`},
+	} {
+		conv, err := dockerfile.Convert(ctx, []byte(c.df), dockerfile.Options{MetaResolver: resolver})
+		if err != nil {
+			t.Errorf("%q: convert: %v", c.df, err)
+			continue
+		}
+		if strings.Contains(c.df, "COPY") {
+			cdir := t.TempDir()
+			write(t, cdir, "f", "f", 0o644)
+			w2 := newWorker(t)
+			loadLayout(t, w2, lay)
+			must(t, w2.AddLocal("context", cdir))
+			s2, err := build.NewSolver(w2)
+			must(t, err)
+			_, err = s2.Solve(ctx, conv.Definition)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%q: %v, want an error with %q", c.df, err, c.want)
+			}
+			continue
+		}
+		_, err = s.Solve(ctx, conv.Definition)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: %v, want an error with %q", c.df, err, c.want)
+		}
+	}
+}
+
+// TestSolveMounts checks RUN --mount: a cache mount keeps its content
+// between ops and, with uid and gid, starts owned by them; a tmpfs mount is
+// empty and discarded; a bind mount from another stage is read-only and
+// its source path is selected. No mount target reaches the image.
+func TestSolveMounts(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	w := newWorker(t)
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	df := `FROM base AS stage
+RUN mkdir /out && echo from-stage > /out/f
+
+FROM base
+RUN --mount=type=cache,target=/var/cache/x,uid=1000,gid=1000 stat -c %u:%g /var/cache/x > /cache-owner.txt && echo one >> /var/cache/x/log
+RUN --mount=type=cache,target=/var/cache/x,uid=1000,gid=1000 cat /var/cache/x/log > /seen.txt
+RUN --mount=type=tmpfs,target=/scratch ls -A /scratch > /tmpfs-before.txt && touch /scratch/x
+RUN --mount=type=bind,from=stage,source=/out,target=/in cat /in/f > /bound.txt && (touch /in/g 2>/dev/null || echo read-only > /bind-ro.txt)
+`
+	conv, err := dockerfile.Convert(ctx, []byte(df), dockerfile.Options{
+		MetaResolver: dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+			return baseDigest, baseConfig, nil
+		}),
+	})
+	must(t, err)
+	s, err := build.NewSolver(w)
+	must(t, err)
+	res, err := s.Solve(ctx, conv.Definition)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	root, release, err := w.view(res.Ref.(*Ref))
+	must(t, err)
+	defer release()
+	for rel, want := range map[string]string{
+		"cache-owner.txt":  "1000:1000\n",
+		"seen.txt":         "one\n",
+		"tmpfs-before.txt": "",
+		"bound.txt":        "from-stage\n",
+		"bind-ro.txt":      "read-only\n",
+	} {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || string(b) != want {
+			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	for _, rel := range []string{"var/cache/x", "scratch", "in"} {
+		if _, err := os.Lstat(filepath.Join(root, rel)); err == nil {
+			t.Errorf("/%s (a mount target) is in the image", rel)
+		}
+	}
+}
+
+// TestSolveMultiStage solves two independent stages in parallel, copies
+// from both into the target (COPY --from, with --chown and --chmod), and
+// leaves out a stage the target does not need (it would fail).
+func TestSolveMultiStage(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	w := newWorker(t)
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	df := `FROM base AS a
+RUN mkdir -p /out/a && echo A > /out/a/file
+
+FROM base AS b
+RUN mkdir -p /out/b && echo B > /out/b/file
+
+FROM base AS unused
+RUN exit 42
+
+FROM base
+COPY --from=a /out/a /merged/a
+COPY --from=b --chown=app:app --chmod=0600 /out/b/file /merged/b/
+`
+	conv, err := dockerfile.Convert(ctx, []byte(df), dockerfile.Options{
+		MetaResolver: dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+			return baseDigest, baseConfig, nil
+		}),
+	})
+	must(t, err)
+	var mu sync.Mutex
+	var ran []string
+	s, err := build.NewSolver(w, build.WithParallelism(2), build.WithProgress(func(e build.Event) {
+		if e.Kind == build.VertexStarted {
+			mu.Lock()
+			ran = append(ran, e.Vertex.Name)
+			mu.Unlock()
+		}
+	}))
+	must(t, err)
+	res, err := s.Solve(ctx, conv.Definition)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	for _, name := range ran {
+		if strings.Contains(name, "exit 42") {
+			t.Errorf("the unused stage ran: %q", name)
+		}
+	}
+	r := res.Ref.(*Ref)
+	if len(r.Layers) != 3 {
+		t.Errorf("target has %d layers, want 3 (base and two COPY)", len(r.Layers))
+	}
+	root, release, err := w.view(r)
+	must(t, err)
+	defer release()
+	for rel, want := range map[string]string{"merged/a/file": "A\n", "merged/b/file": "B\n"} {
+		b, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || string(b) != want {
+			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	var st unix.Stat_t
+	must(t, unix.Lstat(filepath.Join(root, "merged/b/file"), &st))
+	if st.Uid != 1000 || st.Gid != 1000 || st.Mode&0o7777 != 0o600 {
+		t.Errorf("/merged/b/file: %d:%d %o, want 1000:1000 600", st.Uid, st.Gid, st.Mode&0o7777)
+	}
+}

@@ -1,0 +1,310 @@
+package worker
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/moby/buildkit/solver/pb"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"github.com/tonistiigi/fsutil"
+	copy "github.com/tonistiigi/fsutil/copy"
+	fstypes "github.com/tonistiigi/fsutil/types"
+
+	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/overlay"
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+const (
+	imageScheme = "docker-image://"
+	localScheme = "local://"
+)
+
+// ContentKey returns, for a local:// source, a checksum of the files the op
+// selects (see localKey); "" for an image pinned by digest, whose identifier
+// names its content. Other sources are refused as Source refuses them.
+func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest, error) {
+	switch {
+	case strings.HasPrefix(op.Identifier, imageScheme):
+		if _, err := imageDigest(op.Identifier); err != nil {
+			return "", err
+		}
+		return "", nil
+	case strings.HasPrefix(op.Identifier, localScheme):
+		l, filter, err := w.localOf(op)
+		if err != nil {
+			return "", err
+		}
+		return localKey(ctx, l.dir, filter)
+	}
+	return "", unsupportedSource(op.Identifier)
+}
+
+// Source makes the filesystem a source op names:
+//
+//   - docker-image://REF@DIGEST: the image whose manifest blob DIGEST is in
+//     the store (the digest the Dockerfile front end's resolver pinned).
+//     Layers whose snapshot is missing are unpacked from their blobs; an
+//     image whose manifest is not in the store is an error that says to
+//     pull or load it first. Nothing is fetched from a registry.
+//   - local://NAME: a copy of the directory registered with AddLocal under
+//     NAME, holding only what the op's include and exclude patterns select
+//     (local.includepattern, local.excludepatterns: the .dockerignore
+//     rules), with owners, modes, xattrs and mtimes kept.
+//
+// Other schemes (git://, https://, oci-layout://) are refused.
+func (w *Worker) Source(ctx context.Context, op *pb.SourceOp) (build.Ref, error) {
+	switch {
+	case strings.HasPrefix(op.Identifier, imageScheme):
+		d, err := imageDigest(op.Identifier)
+		if err != nil {
+			return nil, err
+		}
+		return w.image(ctx, op.Identifier, d)
+	case strings.HasPrefix(op.Identifier, localScheme):
+		l, filter, err := w.localOf(op)
+		if err != nil {
+			return nil, err
+		}
+		dir, err := w.tempDir("local-")
+		if err != nil {
+			return nil, err
+		}
+		if err := copyLocal(ctx, l.dir, dir, filter); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", op.Identifier, err)
+		}
+		return &Ref{Dir: dir}, nil
+	}
+	return nil, unsupportedSource(op.Identifier)
+}
+
+func unsupportedSource(id string) error {
+	scheme, _, _ := strings.Cut(id, "://")
+	return fmt.Errorf("source %q: the %s:// scheme is not supported by this worker (only docker-image:// pinned by digest and local://)", id, scheme)
+}
+
+// imageDigest returns the digest an image source is pinned to.
+func imageDigest(id string) (digest.Digest, error) {
+	ref := strings.TrimPrefix(id, imageScheme)
+	i := strings.LastIndex(ref, "@")
+	if i < 0 {
+		return "", fmt.Errorf("source %q: the image is not pinned by digest (REF@sha256:…): resolve it first, as the Dockerfile front end does", id)
+	}
+	d := digest.Digest(ref[i+1:])
+	if err := d.Validate(); err != nil {
+		return "", fmt.Errorf("source %q: %w", id, err)
+	}
+	return d, nil
+}
+
+// image returns the Ref of the image whose manifest is blob d, unpacking the
+// layers that have no snapshot yet.
+func (w *Worker) image(ctx context.Context, id string, d digest.Digest) (*Ref, error) {
+	if !w.blobs.Has(d) {
+		return nil, fmt.Errorf("image %s: manifest %s is not in the store: pull or load the image first", strings.TrimPrefix(id, imageScheme), d)
+	}
+	var probe struct {
+		MediaType string            `json:"mediaType"`
+		Manifests []json.RawMessage `json:"manifests"`
+	}
+	if err := w.blobs.ReadJSON(d, &probe); err != nil {
+		return nil, fmt.Errorf("image %s: %w", strings.TrimPrefix(id, imageScheme), err)
+	}
+	if probe.Manifests != nil || probe.MediaType == ocispec.MediaTypeImageIndex {
+		return nil, fmt.Errorf("image %s: %s is an index, not a manifest: pin the digest of the platform's manifest", strings.TrimPrefix(id, imageScheme), d)
+	}
+	var m ocispec.Manifest
+	if err := w.blobs.ReadJSON(d, &m); err != nil {
+		return nil, fmt.Errorf("image %s: %w", strings.TrimPrefix(id, imageScheme), err)
+	}
+	switch m.MediaType {
+	case "", ocispec.MediaTypeImageManifest, dockerManifest:
+	default:
+		return nil, fmt.Errorf("image %s: blob %s is a %s, not an image manifest", strings.TrimPrefix(id, imageScheme), d, m.MediaType)
+	}
+	var cfg ocispec.Image
+	if err := w.blobs.ReadJSON(m.Config.Digest, &cfg); err != nil {
+		return nil, fmt.Errorf("image %s: config: %w", strings.TrimPrefix(id, imageScheme), err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("image %s: the manifest lists %d layers, the config %d diff_ids", strings.TrimPrefix(id, imageScheme), len(m.Layers), len(cfg.RootFS.DiffIDs))
+	}
+	r := &Ref{}
+	for i, l := range m.Layers {
+		diffID := cfg.RootFS.DiffIDs[i]
+		parent := r.Chain
+		r.Chain = snapshot.ChainID(parent, diffID)
+		var err error
+		l.MediaType, err = ociLayerType(l.MediaType)
+		if err != nil {
+			return nil, fmt.Errorf("image %s: layer %d (%s): %w", strings.TrimPrefix(id, imageScheme), i+1, l.Digest, err)
+		}
+		r.Layers = append(r.Layers, l)
+		r.DiffIDs = append(r.DiffIDs, diffID)
+		if err := w.unpack(ctx, parent, r.Chain, l, diffID); err != nil {
+			return nil, fmt.Errorf("image %s: layer %d (%s): %w", strings.TrimPrefix(id, imageScheme), i+1, l.Digest, err)
+		}
+	}
+	return r, nil
+}
+
+// dockerManifest is the media type of a Docker image manifest (schema 2),
+// which has the OCI manifest's structure.
+const dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
+
+// ociLayerType names a layer's media type as an OCI manifest does: Docker's
+// layer types are the same bytes under other names. Foreign
+// (non-distributable) layers are refused.
+func ociLayerType(mt string) (string, error) {
+	switch mt {
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd:
+		return mt, nil
+	case "application/vnd.docker.image.rootfs.diff.tar":
+		return ocispec.MediaTypeImageLayer, nil
+	case "application/vnd.docker.image.rootfs.diff.tar.gzip":
+		return ocispec.MediaTypeImageLayerGzip, nil
+	}
+	return "", fmt.Errorf("layer media type %q is not supported (tar, tar+gzip or tar+zstd layers only)", mt)
+}
+
+// unpack makes snapshot chain on parent from the layer blob desc unless it
+// exists, checking the layer's diffID. Concurrent calls for one chain unpack
+// it once.
+func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) error {
+	w.mu.Lock()
+	mu, ok := w.unpackMu[chain]
+	if !ok {
+		mu = &sync.Mutex{}
+		w.unpackMu[chain] = mu
+	}
+	w.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if w.snaps.Exists(chain) {
+		return nil
+	}
+	rc, err := w.blobs.OpenLayer(desc)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	a, err := w.snaps.Prepare(parent)
+	if err != nil {
+		return err
+	}
+	defer a.Remove()
+	if err := a.Unmount(); err != nil {
+		return err
+	}
+	got, err := overlay.Apply(ctx, a.Upper, rc, overlay.ApplyOptions{UserXattr: w.snaps.UserXattr()})
+	if err != nil {
+		return err
+	}
+	if got != diffID {
+		return fmt.Errorf("the layer's content has diffID %s, the image config says %s", got, diffID)
+	}
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
+	return w.snaps.Commit(a, chain)
+}
+
+// localOf returns the directory and the filter of a local:// source.
+func (w *Worker) localOf(op *pb.SourceOp) (local, *fsutil.FilterOpt, error) {
+	name := strings.TrimPrefix(op.Identifier, localScheme)
+	w.mu.Lock()
+	l, ok := w.locals[name]
+	var known []string
+	for n := range w.locals {
+		known = append(known, n)
+	}
+	w.mu.Unlock()
+	if !ok {
+		sort.Strings(known)
+		return local{}, nil, fmt.Errorf("source %q: no local source %q is registered (registered: %q): add its directory with AddLocal", op.Identifier, name, known)
+	}
+	filter := &fsutil.FilterOpt{}
+	for attr, dst := range map[string]*[]string{
+		pb.AttrIncludePatterns: &filter.IncludePatterns,
+		pb.AttrExcludePatterns: &filter.ExcludePatterns,
+		pb.AttrFollowPaths:     &filter.FollowPaths,
+	} {
+		if v, ok := op.Attrs[attr]; ok && v != "" {
+			if err := json.Unmarshal([]byte(v), dst); err != nil {
+				return local{}, nil, fmt.Errorf("source %q: attribute %s: %w", op.Identifier, attr, err)
+			}
+		}
+	}
+	return l, filter, nil
+}
+
+// copyLocal copies what filter selects of src into dst with BuildKit's copy
+// code: owners, modes, xattrs (see xattrError) and mtimes as they are,
+// symlinks as symlinks.
+func copyLocal(ctx context.Context, src, dst string, filter *fsutil.FilterOpt) error {
+	return copy.Copy(ctx, src, "/", dst, "/", func(ci *copy.CopyInfo) {
+		ci.CopyDirContents = true
+		ci.IncludePatterns = filter.IncludePatterns
+		ci.ExcludePatterns = filter.ExcludePatterns
+		ci.XAttrErrorHandler = xattrError
+	})
+}
+
+// localKey is the checksum of the files of dir that filter selects: for each,
+// in walk order, its path, type and permission bits, owner, symlink target,
+// device numbers, xattrs and, for regular files, the sha256 of the content.
+// Modification times are not part of it (as in BuildKit's content checksums):
+// touching a file does not change the key.
+func localKey(ctx context.Context, dir string, filter *fsutil.FilterOpt) (digest.Digest, error) {
+	h := sha256.New()
+	err := fsutil.Walk(ctx, dir, filter, func(p string, fi fs.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*fstypes.Stat)
+		if !ok {
+			return fmt.Errorf("%s: no file stat", p)
+		}
+		keys := make([]string, 0, len(st.Xattrs))
+		for k := range st.Xattrs {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		fmt.Fprintf(h, "%q %o %d %d %q %d %d", p, st.Mode, st.Uid, st.Gid, st.Linkname, st.Devmajor, st.Devminor)
+		for _, k := range keys {
+			fmt.Fprintf(h, " %q=%x", k, st.Xattrs[k])
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(filepath.Join(dir, p))
+			if err != nil {
+				return err
+			}
+			fh := sha256.New()
+			_, err = io.Copy(fh, f)
+			f.Close()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(h, " %x", fh.Sum(nil))
+		}
+		h.Write([]byte{'\n'})
+		return nil
+	})
+	if err != nil {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return "", err
+		}
+		return "", fmt.Errorf("checksum of local source %s: %w", dir, err)
+	}
+	return digest.NewDigest(digest.SHA256, h), nil
+}

@@ -1,0 +1,310 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/oci"
+	"github.com/snapbuild/snapbuild/overlay"
+	"github.com/snapbuild/snapbuild/sandbox"
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+// Ref is a filesystem the Worker made, the build.Ref of this worker.
+//
+// An image filesystem is the committed snapshot Chain, made of Layers (base
+// layer first) whose uncompressed digests are DiffIDs; an empty filesystem
+// has no layers and Chain "". A local source is a directory instead (Dir set,
+// no layers): it can be read by later ops but is no image and cannot be
+// exported.
+type Ref struct {
+	// Chain is the OCI chain ID of the layers, the committed snapshot's
+	// name; "" for an empty filesystem or a directory.
+	Chain digest.Digest
+	// Layers are the zstd (or, for a base image, gzip or uncompressed)
+	// layer blobs in the store, base layer first.
+	Layers []ocispec.Descriptor
+	// DiffIDs are the digests of the layers' uncompressed tar streams, in
+	// the order of Layers.
+	DiffIDs []digest.Digest
+	// Dir is the directory of a local source; "" otherwise.
+	Dir string
+}
+
+// Worker runs LLB ops on snapshots. It implements build.Worker and, through
+// Cache, build.Cache. Its methods are safe for concurrent use.
+type Worker struct {
+	blobs *oci.Store
+	snaps *snapshot.Store
+	dir   string
+	opts  options
+
+	mu     sync.Mutex
+	locals map[string]local
+	temps  []string // directories to remove on Close
+
+	commitMu sync.Mutex             // snapshot commits and image unpacking
+	cacheMu  map[string]*sync.Mutex // cache mounts by directory, for locked sharing
+	seq      int64                  // sandbox IDs
+	unpackMu map[digest.Digest]*sync.Mutex
+}
+
+// local is a directory registered with AddLocal.
+type local struct {
+	dir string
+}
+
+// defaultEpoch is the builder's default SOURCE_DATE_EPOCH, 1980-01-01.
+var defaultEpoch = time.Unix(315532800, 0).UTC()
+
+// Option configures a Worker.
+type Option func(*options) error
+
+type options struct {
+	epoch    time.Time
+	network  sandbox.Network
+	output   io.Writer
+	tailKeep int
+}
+
+// WithEpoch clamps the mtime of every entry in the layers the Worker writes
+// to at most t (SOURCE_DATE_EPOCH, as reproducible builds do); a later mtime
+// becomes t, an earlier one is kept.
+// The default is 1980-01-01T00:00:00Z, the builder's default
+// (snapbuild.DefaultEpoch: the earliest time a zip file can hold).
+func WithEpoch(t time.Time) Option {
+	return func(o *options) error {
+		o.epoch = t
+		return nil
+	}
+}
+
+// WithNetwork sets the network of exec ops whose network mode is unset
+// (pb.NetMode_UNSET, BuildKit's default "sandbox" network). Ops that ask for
+// host or none get what they ask for.
+// The default is sandbox.NetworkHost, as snapbuild's RUN steps.
+func WithNetwork(n sandbox.Network) Option {
+	return func(o *options) error {
+		if n != sandbox.NetworkHost && n != sandbox.NetworkNone {
+			return fmt.Errorf("network %q: use %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone)
+		}
+		o.network = n
+		return nil
+	}
+}
+
+// WithOutput copies the stdout and stderr of every exec op to w. Writes to
+// w may come from several ops at once; w must be safe for concurrent use.
+// The default is to keep only the last lines of each op's output, for its
+// error.
+func WithOutput(w io.Writer) Option {
+	return func(o *options) error {
+		o.output = w
+		return nil
+	}
+}
+
+// New returns a Worker that keeps layers and image blobs in blobs, snapshots
+// in snaps, and its own files (sandbox state, cache mounts, copies of local
+// sources) under dir, which it creates. The process must have been set up by
+// sandbox.Init for exec ops and for ops on non-empty snapshots (they mount
+// overlays); file ops on an empty filesystem and local sources need neither.
+func New(blobs *oci.Store, snaps *snapshot.Store, dir string, opts ...Option) (*Worker, error) {
+	if blobs == nil || snaps == nil {
+		return nil, errors.New("new worker: the blob store and the snapshot store are both needed")
+	}
+	o := options{epoch: defaultEpoch, network: sandbox.NetworkHost, tailKeep: 20}
+	for _, opt := range opts {
+		if err := opt(&o); err != nil {
+			return nil, fmt.Errorf("new worker: %w", err)
+		}
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return nil, fmt.Errorf("new worker: %w", err)
+	}
+	for _, d := range []string{"tmp", "run", "cache"} {
+		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
+			return nil, fmt.Errorf("new worker: %w", err)
+		}
+	}
+	return &Worker{blobs: blobs, snaps: snaps, dir: abs, opts: o,
+		locals: map[string]local{}, cacheMu: map[string]*sync.Mutex{}, unpackMu: map[digest.Digest]*sync.Mutex{}}, nil
+}
+
+// KeySalt describes the settings that change what the Worker makes of the
+// same op (the mtime clamp, the layer format); pass it to build.WithKeySalt
+// so that results made under other settings are not reused.
+func (w *Worker) KeySalt() string {
+	return fmt.Sprintf("snapbuild-worker/1 layers=zstd epoch=%d", w.opts.epoch.Unix())
+}
+
+// AddLocal registers dir as the content of local://name sources. dir must be
+// an existing directory; a name can be registered once.
+func (w *Worker) AddLocal(name, dir string) error {
+	if name == "" {
+		return errors.New("add local source: the name is empty")
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return fmt.Errorf("add local source %q: %w", name, err)
+	}
+	st, err := os.Stat(abs)
+	if err != nil {
+		return fmt.Errorf("add local source %q: %w", name, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("add local source %q: %s is not a directory", name, abs)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if l, ok := w.locals[name]; ok {
+		return fmt.Errorf("add local source %q: already registered as %s", name, l.dir)
+	}
+	w.locals[name] = local{dir: abs}
+	return nil
+}
+
+// Close removes the directories the Worker made for local sources and
+// tmpfs mounts; Refs to local sources are unusable afterwards. Snapshots,
+// layers and cache mounts stay. Close is idempotent.
+func (w *Worker) Close() error {
+	w.mu.Lock()
+	temps := w.temps
+	w.temps = nil
+	w.mu.Unlock()
+	var errs []error
+	for _, d := range temps {
+		errs = append(errs, os.RemoveAll(d))
+	}
+	return errors.Join(errs...)
+}
+
+// tempDir makes a directory under the Worker's tmp/ that Close removes.
+func (w *Worker) tempDir(pattern string) (string, error) {
+	d, err := os.MkdirTemp(filepath.Join(w.dir, "tmp"), pattern)
+	if err != nil {
+		return "", err
+	}
+	w.mu.Lock()
+	w.temps = append(w.temps, d)
+	w.mu.Unlock()
+	return d, nil
+}
+
+// asRef converts a solver input to *Ref; nil stays nil (an empty filesystem).
+func asRef(r build.Ref) (*Ref, error) {
+	switch r := r.(type) {
+	case nil:
+		return nil, nil
+	case *Ref:
+		return r, nil
+	}
+	return nil, fmt.Errorf("input of type %T was not made by this worker", r)
+}
+
+// inputRef returns the result an op's input index names: -1 (pb.Empty) is an
+// empty filesystem.
+func inputRef(inputs []build.Ref, i int64) (*Ref, error) {
+	if i < 0 {
+		return nil, nil
+	}
+	if i >= int64(len(inputs)) {
+		return nil, fmt.Errorf("input %d: the op has %d inputs", i, len(inputs))
+	}
+	return asRef(inputs[i])
+}
+
+// chainOf is the snapshot a writable snapshot on r starts from.
+func chainOf(r *Ref) (digest.Digest, error) {
+	if r == nil {
+		return "", nil
+	}
+	if r.Dir != "" {
+		return "", fmt.Errorf("a local source (%s) cannot be the base of a writable filesystem: copy from it instead", r.Dir)
+	}
+	return r.Chain, nil
+}
+
+// prepare makes a writable snapshot on r, mounted.
+func (w *Worker) prepare(r *Ref) (*snapshot.Active, error) {
+	chain, err := chainOf(r)
+	if err != nil {
+		return nil, err
+	}
+	return w.snaps.Prepare(chain)
+}
+
+// view returns a read-only directory holding r's files and a function that
+// releases it: a mounted view of a snapshot, a local source's directory, or
+// an empty directory.
+func (w *Worker) view(r *Ref) (string, func(), error) {
+	switch {
+	case r != nil && r.Dir != "":
+		return r.Dir, func() {}, nil
+	case r == nil || r.Chain == "":
+		d, err := os.MkdirTemp(filepath.Join(w.dir, "tmp"), "empty-")
+		if err != nil {
+			return "", nil, err
+		}
+		return d, func() { os.RemoveAll(d) }, nil
+	}
+	a, err := w.snaps.View(r.Chain)
+	if err != nil {
+		return "", nil, err
+	}
+	return a.Rootfs, func() { a.Remove() }, nil
+}
+
+// commit diffs the writable snapshot a (on base) into one layer and commits
+// it. A diff with no entries commits nothing and returns base (an empty
+// filesystem for nil). a is removed in every case.
+func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Ref, error) {
+	defer a.Remove()
+	if err := a.Unmount(); err != nil {
+		return nil, err
+	}
+	var stats overlay.Stats
+	layer, err := w.blobs.WriteLayer(ctx, func(out io.Writer) error {
+		var err error
+		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: &w.opts.epoch})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if stats.Entries == 0 {
+		if base == nil {
+			return &Ref{}, nil
+		}
+		return base, nil
+	}
+	var parent digest.Digest
+	var r Ref
+	if base != nil {
+		parent = base.Chain
+		r.Layers, r.DiffIDs = slices.Clone(base.Layers), slices.Clone(base.DiffIDs)
+	}
+	r.Chain = snapshot.ChainID(parent, layer.DiffID)
+	r.Layers = append(r.Layers, layer.Descriptor)
+	r.DiffIDs = append(r.DiffIDs, layer.DiffID)
+	w.commitMu.Lock()
+	defer w.commitMu.Unlock()
+	if err := w.snaps.Commit(a, r.Chain); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+var _ build.Worker = (*Worker)(nil)
