@@ -223,7 +223,7 @@ func (p *textProgress) Event(e Event) {
 		}
 	case EventOutput:
 		fmt.Fprintf(&p.out, "#%d %s\n", numberOf(e), e.Line)
-		if p.live && strings.HasPrefix(p.current, "FROM ") && strings.HasPrefix(e.Line, "debian: ") {
+		if p.live && strings.HasPrefix(e.Line, "debian: ") && (strings.HasPrefix(p.current, "FROM ") || strings.HasPrefix(p.current, "debian: ")) {
 			// A bootstrap's status line shows its phase, not the FROM
 			// line Modal would pull.
 			p.current = e.Line
@@ -386,8 +386,12 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 }
 
 func (w *lineWriter) line(s string) {
-	if n := len(s); n > 0 && s[n-1] == '\r' {
-		s = s[:n-1]
+	// A carriage return redraws the line on a terminal (dpkg's and pip's
+	// progress counters): keep what a terminal would end up showing, the
+	// last non-empty segment.
+	s = strings.TrimRight(s, "\r")
+	if i := strings.LastIndexByte(s, '\r'); i >= 0 {
+		s = s[i+1:]
 	}
 	if w.mask != nil {
 		s = w.mask(s)

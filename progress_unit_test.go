@@ -146,13 +146,13 @@ func uLineWriter(keep int) (*lineWriter, *uLines) {
 
 func TestLineWriterSplitting(t *testing.T) {
 	w, u := uLineWriter(20)
-	for _, chunk := range []string{"he", "llo\nwor", "ld\n", "\n", "a\r\nb\r\n", "c\rd\n", "partial"} {
+	for _, chunk := range []string{"he", "llo\nwor", "ld\n", "\n", "a\r\nb\r\n", "c\rd\n", "(Reading 5%\r(Reading 100%\r\n", "partial"} {
 		n, err := w.Write([]byte(chunk))
 		if err != nil || n != len(chunk) {
 			t.Fatalf("Write(%q) = %d, %v", chunk, n, err)
 		}
 	}
-	want := []string{"hello", "world", "", "a", "b", "c\rd"}
+	want := []string{"hello", "world", "", "a", "b", "d", "(Reading 100%"}
 	if !reflect.DeepEqual(u.lines, want) {
 		t.Errorf("before flush: %q, want %q", u.lines, want)
 	}
@@ -386,6 +386,13 @@ func TestTTYProgressStatusLine(t *testing.T) {
 	p.Event(ev[2]) // a bootstrap phase: the status line shows it
 	waitFor(t, "a redraw with the phase", func() bool {
 		return strings.HasSuffix(w.String(), "\r\x1b[K\x1b[2m#1 [1/2] 1m30s debian: updating package lists\x1b[0m")
+	})
+	// A later phase replaces it.
+	later := ev[2]
+	later.Line = "debian: unpacking 108 packages"
+	p.Event(later)
+	waitFor(t, "a redraw with the later phase", func() bool {
+		return strings.HasSuffix(w.String(), "\r\x1b[K\x1b[2m#1 [1/2] 1m30s debian: unpacking 108 packages\x1b[0m")
 	})
 	for _, e := range ev[3:9] {
 		p.Event(e)

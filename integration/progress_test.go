@@ -146,9 +146,14 @@ func TestProgressTTY(t *testing.T) {
 		t.Errorf("a status line stayed on the screen: %q", left)
 	}
 	// The status line: dim, redrawn in place with the elapsed time.
-	status := regexp.MustCompile(`\r\x1b\[K\x1b\[2m#1 \[1/5\] (\d+\.\ds|\d+m\d\ds) FROM python:3.11-slim-bookworm`)
+	// Before its first phase the bootstrap's status line shows Modal's FROM
+	// line, then the phase it is in.
+	status := regexp.MustCompile(`\r\x1b\[K\x1b\[2m#1 \[1/5\] (\d+\.\ds|\d+m\d\ds) (FROM python:3.11-slim-bookworm|debian: [a-z])`)
 	if n := len(status.FindAllString(res.stderr, -1)); n < 5 {
 		t.Errorf("%d redraws of the bootstrap's status line, want many", n)
+	}
+	if !regexp.MustCompile(`\r\x1b\[K\x1b\[2m#1 \[1/5\] (\d+\.\ds|\d+m\d\ds) debian: configuring`).MatchString(res.stderr) {
+		t.Errorf("the bootstrap's status line never showed its configuring phase")
 	}
 	// Every line printed while a status line is shown starts on an erased
 	// line, and the output ends with a complete line.
