@@ -1,127 +1,37 @@
 package integration
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"sort"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"golang.org/x/sys/unix"
+
+	"github.com/snapbuild/snapbuild/internal/testimage"
 )
 
-// hostTools are the host programs the small run test image carries, with
-// the libraries ldd names for them: no Debian bootstrap is needed.
-var hostTools = []string{"sh", "sleep", "tty", "stty", "echo", "cat", "env"}
-
 // hostToolsImage writes an OCI layout in dir holding one image, tagged
-// name, whose single layer has hostTools and their libraries at their
-// host paths (merged /usr: /bin, /lib and /lib64 are symlinks, as on
-// Debian 12) and whose config has entrypoint and cmd.
+// name, made of the host's sh, sleep, tty, stty, echo, cat and env with
+// their libraries (no Debian bootstrap is needed), whose config has
+// entrypoint and cmd; everyone may read it (the rootless tests load it).
 func hostToolsImage(t *testing.T, dir, name string, entrypoint, cmd []string) {
 	t.Helper()
-	files := map[string]string{} // path in the image -> host file to copy
-	var links [][2]string        // path in the image -> symlink target
-	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib64"} {
-		if target, err := os.Readlink(d); err == nil {
-			links = append(links, [2]string{d, target})
-		}
-	}
-	// inImage is where a host path lands: its directory with symlinks
-	// resolved, so that nothing is written through /bin or /lib64.
-	inImage := func(p string) string {
-		d, err := filepath.EvalSymlinks(filepath.Dir(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return filepath.Join(d, filepath.Base(p))
-	}
-	lddPath := regexp.MustCompile(`(/\S+) \(0x`)
-	for _, tool := range hostTools {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatalf("%s: %v", tool, err)
-		}
-		files[inImage(p)] = p
-		out, err := exec.Command("ldd", p).Output()
-		if err != nil {
-			t.Fatalf("ldd %s: %v", p, err)
-		}
-		for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
-			files[inImage(m[1])] = m[1]
-		}
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	dirs := map[string]bool{}
-	var mkdirs func(string)
-	mkdirs = func(d string) {
-		if d == "/" || d == "." || dirs[d] {
-			return
-		}
-		mkdirs(path.Dir(d))
-		dirs[d] = true
-		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: 0o755}))
-	}
-	for _, d := range []string{"/etc", "/tmp", "/root"} {
-		mkdirs(d)
-	}
-	for _, l := range links {
-		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(l[0], "/"), Linkname: l[1]}))
-	}
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		data, err := os.ReadFile(files[p])
-		if err != nil {
-			t.Fatal(err)
-		}
-		mkdirs(path.Dir(p))
-		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Size: int64(len(data))}))
-		_, err = tw.Write(data)
-		must(t, err)
-	}
-	passwd := []byte("root:x:0:0:root:/root:/bin/sh\n")
-	must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: "etc/passwd", Mode: 0o644, Size: int64(len(passwd))}))
-	_, err := tw.Write(passwd)
-	must(t, err)
-	must(t, tw.Close())
-	layerData := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerData)), nil })
-	must(t, err)
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	must(t, err)
-	cf, err := img.ConfigFile()
-	must(t, err)
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Entrypoint, cf.Config.Cmd = entrypoint, cmd
-	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	img, err = mutate.ConfigFile(img, cf)
-	must(t, err)
-	p, err := layout.Write(dir, empty.Index)
-	must(t, err)
-	must(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": name})))
+	must(t, testimage.WriteLayout(dir, testimage.Spec{
+		Tag:        name,
+		Tools:      []string{"sh", "sleep", "tty", "stty", "echo", "cat", "env"},
+		Dirs:       []string{"/etc", "/tmp", "/root"},
+		Files:      map[string]string{"/etc/passwd": "root:x:0:0:root:/root:/bin/sh\n"},
+		Entrypoint: entrypoint, Cmd: cmd,
+	}))
 	if err := exec.Command("chmod", "-R", "a+rX", dir).Run(); err != nil {
 		t.Fatal(err)
 	}

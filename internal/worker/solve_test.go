@@ -19,19 +19,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
-	"regexp"
-	"runtime"
-	"sort"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -39,6 +31,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
+	"github.com/snapbuild/snapbuild/internal/testimage"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/sandbox"
 )
@@ -57,106 +50,21 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// baseTools are the host programs the test base image carries, with the
-// libraries ldd names for them.
-var baseTools = []string{"sh", "cat", "id", "ls", "mkdir", "touch", "stat"}
-
 // baseLayout writes an OCI layout in dir holding one image, tagged "base",
-// whose single gzip layer has baseTools and their libraries at their host
-// paths (merged /usr, as Debian 12), an /etc/passwd and /etc/group with root
-// and app (1000:1000), and whose config sets PATH.
+// made of the host's sh, cat, id, ls, mkdir, touch and stat with their
+// libraries, an /etc/passwd and /etc/group with root and app (1000:1000),
+// and a config that sets PATH.
 func baseLayout(t *testing.T, dir string) {
 	t.Helper()
-	files := map[string]string{} // path in the image -> host file
-	var links [][2]string
-	for _, d := range []string{"/bin", "/sbin", "/lib", "/lib64"} {
-		if target, err := os.Readlink(d); err == nil {
-			links = append(links, [2]string{d, target})
-		}
-	}
-	inImage := func(p string) string {
-		d, err := filepath.EvalSymlinks(filepath.Dir(p))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return filepath.Join(d, filepath.Base(p))
-	}
-	lddPath := regexp.MustCompile(`(/\S+) \(0x`)
-	for _, tool := range baseTools {
-		p, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatalf("%s: %v", tool, err)
-		}
-		files[inImage(p)] = p
-		out, err := exec.Command("ldd", p).Output()
-		if err != nil {
-			t.Fatalf("ldd %s: %v", p, err)
-		}
-		for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
-			files[inImage(m[1])] = m[1]
-		}
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	dirs := map[string]bool{}
-	var mkdirs func(string)
-	mkdirs = func(d string) {
-		if d == "/" || d == "." || dirs[d] {
-			return
-		}
-		mkdirs(path.Dir(d))
-		dirs[d] = true
-		mode := int64(0o755)
-		if d == "/tmp" {
-			mode = 0o1777
-		}
-		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: strings.TrimPrefix(d, "/") + "/", Mode: mode}))
-	}
-	for _, d := range []string{"/etc", "/tmp", "/root", "/home/app", "/usr/local/bin"} {
-		mkdirs(d)
-	}
-	for _, l := range links {
-		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeSymlink, Name: strings.TrimPrefix(l[0], "/"), Linkname: l[1]}))
-	}
-	paths := make([]string, 0, len(files))
-	for p := range files {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		data, err := os.ReadFile(files[p])
-		if err != nil {
-			t.Fatal(err)
-		}
-		mkdirs(path.Dir(p))
-		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: strings.TrimPrefix(p, "/"), Mode: 0o755, Size: int64(len(data))}))
-		_, err = tw.Write(data)
-		must(t, err)
-	}
-	for name, data := range map[string]string{
-		"etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
-		"etc/group":  "root:x:0:\napp:x:1000:\n",
-	} {
-		must(t, tw.WriteHeader(&tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data))}))
-		_, err := tw.Write([]byte(data))
-		must(t, err)
-	}
-	must(t, tw.Close())
-	layerData := buf.Bytes()
-	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(layerData)), nil })
-	must(t, err)
-	img, err := mutate.AppendLayers(empty.Image, layer)
-	must(t, err)
-	cf, err := img.ConfigFile()
-	must(t, err)
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", runtime.GOARCH
-	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-	img, err = mutate.ConfigFile(img, cf)
-	must(t, err)
-	p, err := layout.Write(dir, empty.Index)
-	must(t, err)
-	must(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{ocispec.AnnotationRefName: "base"})))
+	must(t, testimage.WriteLayout(dir, testimage.Spec{
+		Tag:   "base",
+		Tools: []string{"sh", "cat", "id", "ls", "mkdir", "touch", "stat"},
+		Dirs:  []string{"/etc", "/tmp", "/root", "/home/app", "/usr/local/bin"},
+		Files: map[string]string{
+			"/etc/passwd": "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n",
+			"/etc/group":  "root:x:0:\napp:x:1000:\n",
+		},
+	}))
 }
 
 func must(t *testing.T, err error) {
