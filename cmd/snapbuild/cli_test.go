@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 )
 
@@ -250,5 +251,15 @@ func TestInspectMissingImage(t *testing.T) {
 	out, errOut, code = runCLI(t, "--root", root, "images", "--json")
 	if code != 0 || out != "[]\n" || errOut != "" {
 		t.Errorf("snapbuild images --json of an empty store: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+}
+
+// A command cancelled by a signal exits as a shell reports a process the
+// signal killed: 130 for SIGINT, 143 for SIGTERM.
+func TestSignalExitStatus(t *testing.T) {
+	for sig, want := range map[syscall.Signal]int{syscall.SIGINT: 130, syscall.SIGTERM: 143} {
+		if got := report(signalled{sig}); got != want {
+			t.Errorf("report(%v) = %d, want %d", sig, got, want)
+		}
 	}
 }

@@ -91,9 +91,13 @@ func run(argv []string) int {
 	if c == nil {
 		return report(unknownCommand(argv[0]))
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	err := c.run(ctx, argv[1:])
+	var sig signalled
+	if errors.Is(err, context.Canceled) && errors.As(context.Cause(ctx), &sig) {
+		err = sig // the exit status tells SIGINT (130) from SIGTERM (143)
+	}
 	var help *helpError
 	switch {
 	case errors.As(err, &help):
@@ -106,6 +110,38 @@ func run(argv []string) int {
 	return report(err)
 }
 
+// signalled is the cause of a command's cancellation by a signal.
+type signalled struct{ syscall.Signal }
+
+func (s signalled) Error() string {
+	if s.Signal == syscall.SIGINT {
+		return "interrupted"
+	}
+	return s.Signal.String()
+}
+
+// signalContext is a context cancelled, with a signalled cause, by the
+// first SIGINT or SIGTERM; stop ends the watch and restores the default
+// handling.
+func signalContext() (ctx context.Context, stop func()) {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case s := <-ch:
+			cancel(signalled{s.(syscall.Signal)})
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(ch)
+		close(done)
+		cancel(nil)
+	}
+}
+
 // report prints err, if any, once on standard error and returns the exit
 // status it calls for.
 func report(err error) int {
@@ -116,6 +152,11 @@ func report(err error) int {
 		return 0
 	case errors.As(err, &ee):
 		return int(ee)
+	case errors.As(err, new(signalled)):
+		// As a shell reports a process killed by the signal: 128+N.
+		sig := err.(signalled)
+		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", sig)
+		return 128 + int(sig.Signal)
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(os.Stderr, "snapbuild: interrupted")
 		return 130
