@@ -222,7 +222,12 @@ func (p *textProgress) Event(e Event) {
 			fmt.Fprintf(&p.out, "#%d %s\n", e.Entry, p.paint("1", e.Instruction))
 		}
 	case EventOutput:
-		fmt.Fprintf(&p.out, "#%d %s\n", numberOf(e), e.Line)
+		if n := numberOf(e); n > 0 {
+			fmt.Fprintf(&p.out, "#%d %s\n", n, e.Line)
+		} else {
+			// Outside any step (snapbuild pull): no "#0".
+			fmt.Fprintf(&p.out, "%s\n", e.Line)
+		}
 		if p.live && strings.HasPrefix(e.Line, "debian: ") && (strings.HasPrefix(p.current, "FROM ") || strings.HasPrefix(p.current, "debian: ")) {
 			// A bootstrap's status line shows its phase, not the FROM
 			// line Modal would pull.
