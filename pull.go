@@ -94,7 +94,7 @@ func (b *Builder) importImage(ctx context.Context, img v1.Image, progress func(s
 		}
 		desc := ocispec.Descriptor{MediaType: ociType, Digest: digest.Digest(d.String()), Size: size}
 		if !b.store.blobs.Has(desc.Digest) {
-			progress(fmt.Sprintf("layer %d/%d: fetching %s (%d bytes)", i+1, len(layers), desc.Digest, size))
+			progress(fmt.Sprintf("layer %d/%d: fetching %s (%.1f MB)", i+1, len(layers), desc.Digest, float64(size)/1e6))
 			rc, err := l.Compressed()
 			if err != nil {
 				return imageRecord{}, fmt.Errorf("layer %s: %w", desc.Digest, err)
