@@ -2,16 +2,13 @@ package snapbuild
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/klauspost/compress/zstd"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
@@ -154,28 +151,11 @@ func skippedDevicesWarning(n, of int, d digest.Digest, names []string) string {
 // desc, checking that its uncompressed content has diffID. It returns the
 // layer's device nodes that were not created (rootless: no mknod).
 func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) (skipped []string, err error) {
-	f, err := b.store.blobs.Open(desc.Digest)
+	r, err := b.store.blobs.OpenLayer(desc)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	var r io.Reader = f
-	switch desc.MediaType {
-	case ocispec.MediaTypeImageLayerGzip:
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
-		}
-		defer zr.Close()
-		r = zr
-	case ocispec.MediaTypeImageLayerZstd:
-		zr, err := zstd.NewReader(f, zstd.WithDecoderConcurrency(1))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		defer zr.Close()
-		r = zr
-	}
+	defer r.Close()
 	a, err := b.store.snaps.Prepare(parent)
 	if err != nil {
 		return nil, err
