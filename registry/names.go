@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/distribution/reference"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -137,38 +139,30 @@ func SourceName(ref Reference) (string, error) {
 			candidates = m[0].RepoTags[:1]
 		}
 	case OCI, OCIArchive:
-		var raw []byte
+		var idx v1.ImageIndex
 		var err error
 		if ref.Transport == OCI {
-			raw, err = os.ReadFile(filepath.Join(ref.Path, "index.json"))
+			idx, err = layout.ImageIndexFromPath(ref.Path)
 		} else {
-			var t *tarIndex
-			if t, err = indexTar(ref.Path); err == nil {
-				raw, err = t.read("index.json")
-			}
+			idx, err = openOCIArchive(ref.Path)
 		}
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", ref, err)
 		}
-		var idx ocispec.Index
-		if err := json.Unmarshal(raw, &idx); err != nil {
+		im, err := idx.IndexManifest()
+		if err != nil {
 			return "", fmt.Errorf("%s: index.json: %w", ref, err)
 		}
-		var picked []ocispec.Descriptor
-		for _, d := range idx.Manifests {
+		// The entry fromIndex pulls; several entries under one tag are one
+		// image's platforms and share its name.
+		for _, d := range im.Manifests {
 			if ref.Tag == "" || d.Annotations[AnnotationRefName] == ref.Tag {
-				picked = append(picked, d)
+				candidates = append(candidates, d.Annotations[AnnotationImageName])
+				if rn := d.Annotations[AnnotationRefName]; strings.ContainsAny(rn, "/:") {
+					candidates = append(candidates, rn)
+				}
+				break
 			}
-		}
-		if len(picked) == 0 {
-			return "", nil
-		}
-		// Several entries under one tag are one image's platforms: they
-		// share its name.
-		a := picked[0].Annotations
-		candidates = append(candidates, a[AnnotationImageName])
-		if rn := a[AnnotationRefName]; strings.ContainsAny(rn, "/:") {
-			candidates = append(candidates, rn)
 		}
 	}
 	for _, c := range candidates {
