@@ -75,18 +75,34 @@ func (o *options) remoteOptions(ctx context.Context, repo name.Repository) ([]re
 		remote.WithTransport(o.httpTransport()),
 		remote.WithUserAgent("snapbuild"),
 	}
-	if o.explicit {
-		return append(ropts, remote.WithAuth(authn.FromConfig(authn.AuthConfig{Username: o.username, Password: o.password}))),
-			fmt.Sprintf("the given credentials of user %q", o.username)
+	auth, who, err := o.auth(ctx, repo)
+	if err != nil {
+		// The keychain reports its error when the request asks it.
+		return append(ropts, remote.WithAuthFromKeychain(o.keychain)), who
 	}
-	who := "no credentials (none found in the auth files or docker config)"
-	if a, err := authn.Resolve(ctx, o.keychain, repo); err == nil && a != authn.Anonymous {
+	return append(ropts, remote.WithAuth(auth)), who
+}
+
+// auth is the authenticator for repo, the given credentials or what the
+// keychain holds for it (anonymous when nothing), and a description of them
+// for errors; err is the keychain's error reading its files.
+func (o *options) auth(ctx context.Context, repo name.Repository) (auth authn.Authenticator, who string, err error) {
+	if o.explicit {
+		return authn.FromConfig(authn.AuthConfig{Username: o.username, Password: o.password}),
+			fmt.Sprintf("the given credentials of user %q", o.username), nil
+	}
+	who = "no credentials (none found in the auth files or docker config)"
+	a, err := authn.Resolve(ctx, o.keychain, repo)
+	if err != nil {
+		return nil, who, err
+	}
+	if a != authn.Anonymous {
 		who = "credentials from the keychain"
 		if c, err := a.Authorization(); err == nil && c.Username != "" {
 			who = fmt.Sprintf("credentials of user %q from the keychain", c.Username)
 		}
 	}
-	return append(ropts, remote.WithAuthFromKeychain(o.keychain)), who
+	return a, who, nil
 }
 
 func (o *options) pullRemote(ctx context.Context, ref name.Reference) (v1.Image, error) {

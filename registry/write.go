@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
@@ -396,13 +395,10 @@ func (f closerFunc) Close() error { return f() }
 // be reached or refuses the credentials fails before any work.
 func (o *options) checkPush(ctx context.Context, ref name.Reference) error {
 	repo := ref.Context()
-	auth, who := authn.Authenticator(authn.Anonymous), "no credentials (none found in the auth files or docker config)"
-	if o.explicit {
-		auth = authn.FromConfig(authn.AuthConfig{Username: o.username, Password: o.password})
-		who = fmt.Sprintf("the given credentials of user %q", o.username)
-	} else if a, err := authn.Resolve(ctx, o.keychain, repo); err == nil && a != authn.Anonymous {
-		auth, who = a, "credentials from the keychain"
+	auth, who, err := o.auth(ctx, repo)
+	if err != nil {
+		return fmt.Errorf("reading the credentials for %s: %w", repo, err)
 	}
-	_, err := transport.NewWithContext(ctx, repo.Registry, auth, o.httpTransport(), []string{repo.Scope(transport.PushScope)})
+	_, err = transport.NewWithContext(ctx, repo.Registry, auth, o.httpTransport(), []string{repo.Scope(transport.PushScope)})
 	return explain(err, repo.RegistryStr(), who)
 }
