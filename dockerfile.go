@@ -422,6 +422,11 @@ type FromDockerfileOptions struct {
 	// exists and lies inside ContextDir. A non-nil Ignore replaces it.
 	Ignore    Matcher
 	BuildArgs map[string]string
+	// Target is the stage to build (docker build --target): its name, or
+	// "" for the last stage. Stages the target does not need are not
+	// built. Modal's from_dockerfile has no target; this is snapbuild's
+	// extension for Dockerfiles written for Docker.
+	Target string
 	// AddPython is Modal's add_python, as for FromRegistry (a
 	// python-build-standalone tarball from Builder.PythonStandaloneDir),
 	// applied in the outer layer.

@@ -270,6 +270,9 @@ func init() {
 			if o.AddPython, err = a.str("add_python"); err != nil {
 				return snapbuild.Image{}, err
 			}
+			if o.Target, err = a.str("target"); err != nil {
+				return snapbuild.Image{}, err
+			}
 			opts, err := a.stepOptions(true)
 			return snapbuild.FromDockerfile(a.local(p), o, opts...), err
 		}},
