@@ -3,6 +3,7 @@ package build
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 
@@ -273,5 +274,58 @@ func TestLinkCycle(t *testing.T) {
 	_, err = link([]rawOp{{dgst: a, op: execOn(a)}}, &pb.Input{Digest: string(a)})
 	if err == nil || !strings.Contains(err.Error(), "cycle") {
 		t.Errorf("link of a self-loop: err = %v, want a cycle error", err)
+	}
+}
+
+func TestRewrite(t *testing.T) {
+	st := llb.Image("docker.io/library/alpine:3.20").
+		Run(llb.Args([]string{"make"}), llb.WithCustomName("RUN make")).Root().
+		File(llb.Mkfile("/a", 0o644, []byte("a")))
+	def := marshal(t, st)
+	before, err := Load(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := 0
+	out, err := Rewrite(def, func(op *pb.Op, md *pb.OpMetadata) error {
+		calls++
+		md.IgnoreCache = true
+		if e := op.GetExec(); e != nil {
+			e.Meta.Env = append(e.Meta.Env, "SITE=1")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls != 3 {
+		t.Errorf("fn called %d times, want 3 (source, exec, file; not the terminal)", calls)
+	}
+	g, err := Load(out)
+	if err != nil {
+		t.Fatalf("Load(rewritten): %v", err)
+	}
+	file := g.Target.Vertex
+	exec := file.Inputs[0].Vertex
+	if exec.Kind != KindExec || !slices.Contains(exec.Op.GetExec().Meta.Env, "SITE=1") {
+		t.Errorf("the exec op was not edited: %v", exec.Op)
+	}
+	if exec.Name != "RUN make" || !file.Metadata.IgnoreCache || !exec.Inputs[0].Vertex.Metadata.IgnoreCache {
+		t.Errorf("metadata not carried or edited: %q %v", exec.Name, file.Metadata)
+	}
+	if exec.Digest == before.Target.Vertex.Inputs[0].Vertex.Digest {
+		t.Error("the edited exec op kept its digest")
+	}
+	// The source op is unchanged: same digest.
+	if exec.Inputs[0].Vertex.Digest != before.Target.Vertex.Inputs[0].Vertex.Inputs[0].Vertex.Digest {
+		t.Error("an op whose bytes did not change was renamed")
+	}
+	// def itself is untouched.
+	if again, _ := Load(def); again.Target.Vertex.Digest != before.Target.Vertex.Digest {
+		t.Error("Rewrite changed its input")
+	}
+	wantErr := errors.New("refused")
+	if _, err := Rewrite(def, func(*pb.Op, *pb.OpMetadata) error { return wantErr }); !errors.Is(err, wantErr) {
+		t.Errorf("fn's error: got %v", err)
 	}
 }

@@ -255,6 +255,37 @@ func (s *Solver) Key(ctx context.Context, g *Graph) (digest.Digest, error) {
 	return x.keys[g.Target.Vertex], nil
 }
 
+// Keys returns the cache key of every vertex g's target needs, by vertex
+// digest, without running anything, as Key does for the target. A caller
+// can look the vertices up in its Cache with them, e.g. to learn what each
+// op of a cached target made.
+func (s *Solver) Keys(ctx context.Context, g *Graph) (map[digest.Digest]digest.Digest, error) {
+	if g.Target.Vertex == nil {
+		return map[digest.Digest]digest.Digest{}, nil
+	}
+	x, err := s.prepare(ctx, g)
+	if err != nil {
+		return nil, err
+	}
+	x.cancel(nil)
+	keys := make(map[digest.Digest]digest.Digest, len(x.keys))
+	for v, k := range x.keys {
+		keys[v.Digest] = k
+	}
+	return keys, nil
+}
+
+// vertexKey is the context key of the vertex a Worker call runs for.
+type vertexCtxKey struct{}
+
+// VertexFrom returns the vertex whose op a Worker call runs, from the
+// context the Solver passes to the Worker; nil for any other context. A
+// Worker can use it to attribute what an op prints to its vertex.
+func VertexFrom(ctx context.Context) *Vertex {
+	v, _ := ctx.Value(vertexCtxKey{}).(*Vertex)
+	return v
+}
+
 // solve is the state of one SolveGraph.
 type solve struct {
 	s      *Solver
@@ -500,6 +531,7 @@ func (x *solve) run(v *Vertex) ([]Ref, error) {
 // exec hands v's op to the Worker.
 func (x *solve) exec(ctx context.Context, v *Vertex, inputs []Ref) ([]Ref, error) {
 	w := x.s.worker
+	ctx = context.WithValue(ctx, vertexCtxKey{}, v)
 	switch o := v.Op.Op.(type) {
 	case *pb.Op_Source:
 		r, err := w.Source(ctx, o.Source)

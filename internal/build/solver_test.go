@@ -556,3 +556,63 @@ func TestVertexErrorShortName(t *testing.T) {
 		}
 	}
 }
+
+func TestSolverKeys(t *testing.T) {
+	w := newFakeWorker()
+	st := llb.Image(alpineRef).Run(llb.Args([]string{"make"})).Root()
+	def := marshal(t, st)
+	g, err := Load(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := newSolver(t, w)
+	keys, err := s.Keys(testCtx(t), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 {
+		t.Fatalf("Keys = %v, want the source's and the exec's", keys)
+	}
+	target, err := s.Key(testCtx(t), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys[g.Target.Vertex.Digest] != target {
+		t.Errorf("Keys[target] = %s, Key = %s", keys[g.Target.Vertex.Digest], target)
+	}
+	if calls := w.callList(); len(calls) != 0 {
+		t.Errorf("Keys ran %q", calls)
+	}
+}
+
+// vertexWorker records the vertex each Exec call's context names.
+type vertexWorker struct {
+	*fakeWorker
+	mu   sync.Mutex
+	seen []string
+}
+
+func (w *vertexWorker) Exec(ctx context.Context, op *pb.ExecOp, inputs []Ref) ([]Ref, error) {
+	w.mu.Lock()
+	if v := VertexFrom(ctx); v != nil {
+		w.seen = append(w.seen, v.Name)
+	} else {
+		w.seen = append(w.seen, "<nil>")
+	}
+	w.mu.Unlock()
+	return w.fakeWorker.Exec(ctx, op, inputs)
+}
+
+func TestVertexFrom(t *testing.T) {
+	if v := VertexFrom(context.Background()); v != nil {
+		t.Errorf("VertexFrom(Background) = %v", v)
+	}
+	w := &vertexWorker{fakeWorker: newFakeWorker()}
+	st := llb.Image(alpineRef).Run(llb.Args([]string{"make"}), llb.WithCustomName("[1/2] RUN make")).Root()
+	if _, err := newSolver(t, w).Solve(testCtx(t), marshal(t, st)); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"[1/2] RUN make"}; !slices.Equal(w.seen, want) {
+		t.Errorf("vertices seen by Exec = %q, want %q", w.seen, want)
+	}
+}
