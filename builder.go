@@ -306,6 +306,10 @@ type buildState struct {
 	history []ocispec.History
 	shell   []string
 	health  *dockerspec.HealthcheckConfig // HEALTHCHECK (Docker's config extension)
+	onBuild []string                      // ONBUILD triggers (Docker's config extension)
+	// manifest is the stored manifest of exactly this state, "" when it
+	// has changed since one was written (commitImage, writeManifest).
+	manifest digest.Digest
 }
 
 func (s *buildState) clone() *buildState {
@@ -315,6 +319,7 @@ func (s *buildState) clone() *buildState {
 	c.history = slices.Clone(s.history)
 	c.config.Env = slices.Clone(s.config.Env)
 	c.shell = slices.Clone(s.shell)
+	c.onBuild = slices.Clone(s.onBuild)
 	return &c
 }
 
@@ -465,6 +470,28 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 		if plan != nil {
 			plan.Layers = append(plan.Layers, PlanLayer{Method: l.method, Commands: slices.Clone(l.commands)})
 			pl = &plan.Layers[len(plan.Layers)-1]
+		}
+		if l.viaLLB() {
+			b.endEntry(ent, nil)
+			ent = nil
+			evs := make([]Event, len(parsed[i]))
+			for j, in := range parsed[i] {
+				if j == 0 && i > 0 {
+					continue
+				}
+				n++
+				evs[j] = Event{Step: n, Total: len(steps), Instruction: in.text, Entry: steps[n-1].entry, Entries: entries, Method: l.method}
+			}
+			if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl); err != nil {
+				return Result{}, err
+			}
+			if plan != nil {
+				continue
+			}
+			if res, err = b.commitImage(st, l, ctxFiles); err != nil {
+				return Result{}, err
+			}
+			continue
 		}
 		for j, in := range parsed[i] {
 			if j == 0 && i > 0 {
@@ -769,19 +796,9 @@ func (s *buildState) configOnly(instr string) {
 
 // commitImage stores the image made so far as the result of Modal layer l.
 func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Result, error) {
-	cfg := ocispec.Image{
-		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
-		Config:   st.config,
-		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: slices.Clone(st.diffIDs)},
-		History:  slices.Clone(st.history),
-	}
-	if cfg.RootFS.DiffIDs == nil {
-		cfg.RootFS.DiffIDs = []digest.Digest{}
-	}
-	manifest, err := b.store.blobs.WriteDockerImage(dockerspec.DockerOCIImage{Image: cfg, Config: dockerspec.DockerOCIImageConfig{
-		ImageConfig:             st.config,
-		DockerOCIImageConfigExt: dockerspec.DockerOCIImageConfigExt{Healthcheck: st.health, Shell: st.shell},
-	}}, slices.Clone(st.layers))
+	img, layers := st.imageConfig()
+	cfg := img.Image
+	manifest, err := b.store.blobs.WriteDockerImage(img, layers)
 	if err != nil {
 		return Result{}, err
 	}
@@ -800,7 +817,7 @@ func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Re
 	if err := b.store.putImage(rec); err != nil {
 		return Result{}, err
 	}
-	st.id = rec.ID
+	st.id, st.manifest = rec.ID, manifest.Digest
 	return Result{ID: rec.ID, Manifest: manifest, Config: cfg}, nil
 }
 

@@ -43,15 +43,23 @@ type DockerfileOptions struct {
 }
 
 // DockerfileCommands is modal.Image.dockerfile_commands: "FROM base" and the
-// given lines verbatim, as one layer. Instructions: RUN (shell and exec
-// form, heredocs), COPY and ADD from the build context (--chown, --chmod;
-// ADD extracts local tar archives) or COPY --from a stored image, ENV, ARG
-// with build args, WORKDIR, USER, SHELL, ENTRYPOINT, CMD, LABEL, EXPOSE,
-// VOLUME, STOPSIGNAL, HEALTHCHECK (written, with SHELL, as Docker's
-// extension of the OCI config, as BuildKit writes it). Anything else
-// (ONBUILD, MAINTAINER) is an error naming the instruction and its line. Only the context files that COPY/ADD sources select are read
-// and hashed, as Modal uploads only those (spec 7): a source with a "$" or
-// a "--" flag of its own is refused as Modal refuses it.
+// given lines verbatim, as one layer. The layer's text, on FROM the image
+// built so far, is converted by BuildKit's Dockerfile converter and the
+// graph is run by snapbuild's solver, so each instruction means what it
+// means in `docker build` (BuildKit's Dockerfile frontend): RUN (heredocs,
+// --mount=type=cache|bind|tmpfs), COPY and ADD from the build context or
+// another image (--chown, --chmod, --exclude, --parents; ADD extracts
+// archives recognised by content), ENV, ARG with build args, WORKDIR,
+// USER, SHELL, ENTRYPOINT, CMD, LABEL, EXPOSE, VOLUME, STOPSIGNAL,
+// HEALTHCHECK and ONBUILD (written, with SHELL, as Docker's extension of
+// the OCI config). Not supported yet, with an error naming the op: COPY
+// --link, secret and ssh mounts, ADD of a URL or git repository. With env=,
+// secrets, gpu= or volumes the layer is still run by the older
+// step-by-step interpreter. Only the context files that COPY/ADD sources
+// select are read and hashed, as Modal uploads only those (spec 7): a
+// source with a "$" or a "--" flag of its own is refused as Modal refuses
+// it. Errors in the text name the line ("dockerfile_commands:3: unknown
+// instruction: COPPY (did you mean COPY?)").
 func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts ...StepOption) Image {
 	const method = "dockerfile_commands"
 	if len(commands) == 0 {
@@ -472,7 +480,7 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	if err != nil {
 		return Image{err: &InvalidError{Method: method, Message: err.Error()}}
 	}
-	inner := &layer{method: method, commands: lines, root: &rootSpec{dockerfile: true}, buildArgs: o.BuildArgs}
+	inner := &layer{method: method, commands: lines, root: &rootSpec{dockerfile: true}, buildArgs: o.BuildArgs, target: o.Target, dockerfile: dockerfile}
 	if len(patterns) > 0 {
 		ignore := o.Ignore
 		if ignore == nil {

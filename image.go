@@ -37,6 +37,8 @@ type layer struct {
 	secrets    []Secret
 	mount      bool              // add_local_* copy=False: no commands, attached at run time
 	buildArgs  map[string]string // dockerfile_commands build_args
+	target     string            // from_dockerfile's stage to build ("" for the last)
+	dockerfile string            // from_dockerfile's path as given, for errors
 	function   *functionStep     // run_function: the call, after "FROM base"
 	addPython  string            // add_python series: its COPY takes python-build-standalone
 	// call is the method call as the user wrote it, for progress

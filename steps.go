@@ -321,7 +321,8 @@ func (b *Builder) stateOf(rec imageRecord) (*buildState, ocispec.Image, error) {
 		return nil, ocispec.Image{}, err
 	}
 	return &buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
-		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health}, info.Config, nil
+		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health,
+		manifest: rec.Manifest.Digest}, info.Config, nil
 }
 
 // debianBase is DebianSlim's base: a Debian suite with SlimPackages.

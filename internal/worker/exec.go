@@ -133,7 +133,13 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 
 	tail := &tailWriter{keep: w.opts.tailKeep}
 	var out io.Writer = tail
-	if w.opts.output != nil {
+	switch {
+	case w.opts.outputFor != nil:
+		if wc := w.opts.outputFor(ctx); wc != nil {
+			defer wc.Close()
+			out = io.MultiWriter(tail, wc)
+		}
+	case w.opts.output != nil:
 		out = io.MultiWriter(tail, w.opts.output)
 	}
 	spec.ID = fmt.Sprintf("snapbuild-w%d-%d", os.Getpid(), atomic.AddInt64(&w.seq, 1))

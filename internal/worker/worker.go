@@ -74,8 +74,9 @@ type Option func(*options) error
 type options struct {
 	epoch    time.Time
 	network  sandbox.Network
-	output   io.Writer
-	tailKeep int
+	output    io.Writer
+	outputFor func(ctx context.Context) io.WriteCloser
+	tailKeep  int
 }
 
 // WithEpoch clamps the mtime of every entry in the layers the Worker writes
@@ -111,6 +112,19 @@ func WithNetwork(n sandbox.Network) Option {
 func WithOutput(w io.Writer) Option {
 	return func(o *options) error {
 		o.output = w
+		return nil
+	}
+}
+
+// WithOutputFor gives each exec op a writer of its own for its stdout and
+// stderr: fn is called with the context of the Exec call (build.VertexFrom
+// names the op's vertex) before the process starts, and the writer it
+// returns is closed once the process has ended; a nil writer drops the
+// output. It replaces WithOutput.
+// The default is WithOutput's.
+func WithOutputFor(fn func(ctx context.Context) io.WriteCloser) Option {
+	return func(o *options) error {
+		o.outputFor = fn
 		return nil
 	}
 }

@@ -1,0 +1,144 @@
+package snapbuild
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/moby/buildkit/client/llb"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+
+	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/worker"
+)
+
+// mapCache is a build.Cache of worker refs by key.
+type mapCache map[digest.Digest][]build.Ref
+
+func (c mapCache) Get(_ context.Context, k digest.Digest) ([]build.Ref, bool, error) {
+	r, ok := c[k]
+	return r, ok, nil
+}
+
+func (c mapCache) Put(_ context.Context, k digest.Digest, r []build.Ref) error {
+	c[k] = r
+	return nil
+}
+
+func refWith(layers int) *worker.Ref {
+	return &worker.Ref{Layers: make([]ocispec.Descriptor, layers)}
+}
+
+// The history of a Dockerfile layer marks the instructions whose op made
+// no layer (an empty diff) as empty, where BuildKit writes empty layers.
+func TestLayerHistory(t *testing.T) {
+	st := llb.Image("docker.io/library/debian:bookworm").
+		Run(llb.Args([]string{"make"})).Root().
+		File(llb.Mkdir("/app", 0o755, llb.WithParents(true))).
+		Run(llb.Args([]string{"make", "install"})).Root()
+	def, err := st.Marshal(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := build.Load(def.ToPB())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// keys: each vertex's own digest; the cache holds each op's layers.
+	keys := map[digest.Digest]digest.Digest{}
+	var chain []*build.Vertex
+	for v := g.Target.Vertex; v != nil; {
+		keys[v.Digest] = v.Digest
+		chain = append(chain, v)
+		if len(v.Inputs) == 0 {
+			break
+		}
+		v = v.Inputs[0].Vertex
+	}
+	slices.Reverse(chain) // source, exec, mkdir, exec
+	c := mapCache{}
+	for i, n := range []int{1, 2, 2, 3} {
+		c[chain[i].Digest] = []build.Ref{refWith(n)}
+	}
+	hist := []ocispec.History{
+		{CreatedBy: "base"},
+		{CreatedBy: "RUN make"},
+		{CreatedBy: "ENV A=1", EmptyLayer: true},
+		{CreatedBy: "WORKDIR /app"},
+		{CreatedBy: "RUN make install"},
+	}
+	got := layerHistory(context.Background(), g, c, keys, hist, 3)
+	var empty []string
+	for _, h := range got {
+		if h.EmptyLayer {
+			empty = append(empty, h.CreatedBy)
+		}
+	}
+	if want := []string{"ENV A=1", "WORKDIR /app"}; !slices.Equal(empty, want) {
+		t.Errorf("empty entries %q, want %q", empty, want)
+	}
+	if hist[3].EmptyLayer {
+		t.Error("layerHistory changed its argument")
+	}
+
+	// Without the ops' results, entries past the layer count are empty,
+	// as BuildKit's exporter marks them.
+	got = layerHistory(context.Background(), g, mapCache{}, keys, hist, 2)
+	empty = nil
+	for _, h := range got {
+		if h.EmptyLayer {
+			empty = append(empty, h.CreatedBy)
+		}
+	}
+	if want := []string{"ENV A=1", "WORKDIR /app", "RUN make install"}; !slices.Equal(empty, want) {
+		t.Errorf("fallback: empty entries %q, want %q", empty, want)
+	}
+}
+
+// The build context the worker reads holds the files the layer selected,
+// with their modes, and directories with the modes of the context's own.
+func TestMaterializeContext(t *testing.T) {
+	src := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(src, "app", "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(src, "app"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{"app/bin/run": 0o755, "app/conf": 0o600, "other": 0o644} {
+		if err := os.WriteFile(filepath.Join(src, name), []byte(name), mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(filepath.Join(src, name), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l := &layer{method: "dockerfile_commands", context: []contextInput{{local: src, remote: "/", dir: true, include: []string{"app"}}}}
+	files, err := resolveContext(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := t.TempDir()
+	if err := materializeContext(context.Background(), l, files, dst); err != nil {
+		t.Fatal(err)
+	}
+	for name, mode := range map[string]os.FileMode{"app": os.ModeDir | 0o750, "app/bin": os.ModeDir | 0o755, "app/bin/run": 0o755, "app/conf": 0o600} {
+		fi, err := os.Lstat(filepath.Join(dst, name))
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if fi.Mode() != mode {
+			t.Errorf("%s: mode %v, want %v", name, fi.Mode(), mode)
+		}
+	}
+	if data, err := os.ReadFile(filepath.Join(dst, "app/bin/run")); err != nil || string(data) != "app/bin/run" {
+		t.Errorf("app/bin/run: %q, %v", data, err)
+	}
+	if _, err := os.Lstat(filepath.Join(dst, "other")); !os.IsNotExist(err) {
+		t.Errorf("a file COPY does not name is in the context: %v", err)
+	}
+}
