@@ -132,6 +132,17 @@ func Lchown(path string, uid, gid int) error {
 	if err == nil || !errors.Is(err, syscall.EINVAL) {
 		return err
 	}
+	return Explain(err, uid, gid)
+}
+
+// Explain returns err, an error of giving an entry uid and gid, with the ID
+// the running process's maps do not hold named as Lchown names it; err
+// itself when it is not EINVAL, when both IDs are mapped, or when the maps
+// cannot be read. A uid or gid of -1 is left out.
+func Explain(err error, uid, gid int) error {
+	if err == nil || !errors.Is(err, syscall.EINVAL) {
+		return err
+	}
 	uids, gids, merr := Current()
 	if merr != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	copy "github.com/tonistiigi/fsutil/copy"
 
 	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/idmap"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -219,6 +220,17 @@ func (f *fileRun) readable(i int64) (string, error) {
 
 // apply runs action a on the directory root.
 func (f *fileRun) apply(a *pb.FileAction, root string) error {
+	var u *copy.User
+	err := f.applyAs(a, root, &u)
+	if u != nil {
+		// Rootless, an owner outside the mapped IDs is EINVAL: name it.
+		err = idmap.Explain(err, u.UID, u.GID)
+	}
+	return err
+}
+
+// applyAs is apply; it sets *owner to the owner the action gives entries.
+func (f *fileRun) applyAs(a *pb.FileAction, root string, owner **copy.User) error {
 	switch x := a.Action.(type) {
 	case *pb.FileAction_Copy:
 		src, err := f.readable(a.SecondaryInput)
@@ -229,18 +241,21 @@ func (f *fileRun) apply(a *pb.FileAction, root string) error {
 		if err != nil {
 			return err
 		}
+		*owner = u
 		return copyAction(f.ctx, src, root, x.Copy, u)
 	case *pb.FileAction_Mkfile:
 		u, err := f.owner(x.Mkfile.Owner, a.Input, root)
 		if err != nil {
 			return err
 		}
+		*owner = u
 		return mkfileAction(root, x.Mkfile, u)
 	case *pb.FileAction_Mkdir:
 		u, err := f.owner(x.Mkdir.Owner, a.Input, root)
 		if err != nil {
 			return err
 		}
+		*owner = u
 		return mkdirAction(root, x.Mkdir, u)
 	case *pb.FileAction_Rm:
 		return rmAction(root, x.Rm)
@@ -249,6 +264,7 @@ func (f *fileRun) apply(a *pb.FileAction, root string) error {
 		if err != nil {
 			return err
 		}
+		*owner = u
 		return symlinkAction(root, x.Symlink, u)
 	}
 	return errors.New("unknown file action: this worker knows copy, mkfile, mkdir, rm and symlink")
