@@ -47,6 +47,8 @@ func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest
 			return "", err
 		}
 		return localKey(ctx, l.dir, filter)
+	case strings.HasPrefix(op.Identifier, httpScheme), strings.HasPrefix(op.Identifier, httpsScheme):
+		return w.httpContentKey(ctx, op)
 	}
 	return "", unsupportedSource(op.Identifier)
 }
@@ -85,13 +87,18 @@ func (w *Worker) Source(ctx context.Context, op *pb.SourceOp) (build.Ref, error)
 			return nil, fmt.Errorf("reading %s: %w", op.Identifier, err)
 		}
 		return &Ref{Dir: dir}, nil
+	case strings.HasPrefix(op.Identifier, httpScheme), strings.HasPrefix(op.Identifier, httpsScheme):
+		return w.httpSourceRef(ctx, op)
 	}
 	return nil, unsupportedSource(op.Identifier)
 }
 
 func unsupportedSource(id string) error {
 	scheme, _, _ := strings.Cut(id, "://")
-	return fmt.Errorf("source %q: the %s:// scheme is not supported by this worker (only docker-image:// pinned by digest and local://)", id, scheme)
+	if scheme == "git" {
+		return fmt.Errorf("source %q: git sources (ADD of a git repository) are not supported by this worker: clone the repository into the build context and COPY it", redactURL(id))
+	}
+	return fmt.Errorf("source %q: the %s:// scheme is not supported by this worker (only docker-image:// pinned by digest, local:// and http(s)://)", redactURL(id), scheme)
 }
 
 // imageDigest returns the digest an image source is pinned to.
