@@ -62,7 +62,11 @@ func (e *ExitError) Error() string {
 // cache seeded from an input (uid, gid and mode set) starts as a copy of
 // it. A tmpfs mount is an empty
 // directory, removed after the op (not memory-backed; its size limit is not
-// enforced). Secret and ssh mounts are refused.
+// enforced). A secret mount is the secret's value (see WithSecrets) in a
+// file on a tmpfs of its own under the worker's run dir, owned by the
+// mount's uid and gid, with its mode, bound read-only at its target and
+// unmounted after the op; an optional secret the store lacks gets no
+// mount. Ssh mounts are refused.
 //
 // Process: Meta.Args, Meta.Env (PATH added when missing), Meta.Cwd (created,
 // owned by the user, when missing), Meta.User resolved against the rootfs's
@@ -70,8 +74,10 @@ func (e *ExitError) Error() string {
 // uid and gid only: supplementary groups from /etc/group are not set (the
 // sandbox takes one gid), where BuildKit sets them. The network is the op's
 // (host or none; unset means the worker's default, WithNetwork). Extra
-// hosts, ulimits, a cgroup parent, proxy env, secret env, CDI devices and
-// the insecure security mode are refused with an error naming them.
+// hosts, ulimits, a cgroup parent, proxy env, CDI devices and the insecure
+// security mode are refused with an error naming them. Secret env
+// (op.Secretenv) adds each secret's value as a variable of the process,
+// after Meta.Env; an optional secret the store lacks adds none.
 func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([]build.Ref, error) {
 	meta := op.Meta
 	if meta == nil || len(meta.Args) == 0 {
