@@ -48,9 +48,11 @@
 //
 // An http source's content key (ContentKey) is the digest of the file it
 // downloads, with the name, mode, owner and Last-Modified the file gets, so
-// the solver reuses results while the URL serves the same bytes; a source
-// pinned by http.checksum is keyed by its op alone and fetched only when it
-// runs.
+// the solver reuses results while the URL serves the same bytes. The
+// worker keeps the ETag of the last download of each source and asks with
+// If-None-Match, so an unchanged file with an ETag is not downloaded again
+// (BuildKit's revalidation). A source pinned by http.checksum is keyed by
+// its op alone and fetched only when it runs.
 //
 // Ownership and file capabilities are read and written inside the builder's
 // user namespace in rootless mode (sandbox.Init), so the layers carry the ids

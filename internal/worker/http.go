@@ -23,6 +23,7 @@ import (
 	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 
+	"github.com/snapbuild/snapbuild/internal/atomicfile"
 	"github.com/snapbuild/snapbuild/internal/build"
 )
 
@@ -186,13 +187,18 @@ func (w *Worker) httpContentKey(ctx context.Context, op *pb.SourceOp) (digest.Di
 	if s.checksum != "" {
 		return "", nil
 	}
-	// Fetched anew for every solve: what the URL serves may have changed
-	// since an earlier download that Source did not take (its vertex was a
-	// cache hit).
+	// Asked anew for every solve: what the URL serves may have changed
+	// since an earlier download. A server that answers 304 Not Modified
+	// to the ETag of the last download sends nothing: the key is the
+	// recorded one, and Source downloads only if it runs.
 	mu := w.fetchLock(s.ident)
 	mu.Lock()
 	defer mu.Unlock()
-	d, err := w.fetch(ctx, s)
+	rec := w.readHTTPRecord(s)
+	d, err := w.fetch(ctx, s, rec.ETag)
+	if errors.Is(err, errNotModified) {
+		d, err = &download{name: rec.Name, digest: rec.Digest, modTime: rec.modTime()}, nil
+	}
 	if err != nil {
 		return "", err
 	}
@@ -200,7 +206,7 @@ func (w *Worker) httpContentKey(ctx context.Context, op *pb.SourceOp) (digest.Di
 	old := w.fetches[s.ident]
 	w.fetches[s.ident] = d
 	w.mu.Unlock()
-	if old != nil {
+	if old != nil && old.path != "" {
 		os.RemoveAll(filepath.Dir(old.path))
 	}
 	return s.key(d)
@@ -224,10 +230,18 @@ func (w *Worker) httpSourceRef(ctx context.Context, op *pb.SourceOp) (build.Ref,
 	d := w.fetches[s.ident]
 	delete(w.fetches, s.ident)
 	w.mu.Unlock()
-	if d == nil {
-		if d, err = w.fetch(ctx, s); err != nil {
+	if d == nil || d.path == "" {
+		got, err := w.fetch(ctx, s, "")
+		if err != nil {
 			return nil, err
 		}
+		// The content key came from a 304 Not Modified: the bytes
+		// must be those it names.
+		if d != nil && got.digest != d.digest {
+			os.RemoveAll(filepath.Dir(got.path))
+			return nil, fmt.Errorf("downloading %s: the content changed during the build (digest %s, the server said it was still %s): build again", s.url.Redacted(), got.digest, d.digest)
+		}
+		d = got
 	}
 	defer os.RemoveAll(filepath.Dir(d.path))
 
@@ -274,9 +288,15 @@ func (w *Worker) fetchLock(ident string) *sync.Mutex {
 	return mu
 }
 
+// errNotModified is fetch's answer to a 304 Not Modified.
+var errNotModified = errors.New("not modified")
+
 // fetch downloads s into a new directory under the Worker's tmp dir,
-// checking the source's checksum when it has one.
-func (w *Worker) fetch(ctx context.Context, s *httpSource) (*download, error) {
+// checking the source's checksum when it has one, and records the
+// download's ETag (see httpRecord). With etag set it asks for the content
+// only if it no longer has that ETag (If-None-Match), and returns
+// errNotModified when the server says so.
+func (w *Worker) fetch(ctx context.Context, s *httpSource, etag string) (*download, error) {
 	where := s.url.Redacted()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url.String(), nil)
 	if err != nil {
@@ -288,6 +308,9 @@ func (w *Worker) fetch(ctx context.Context, s *httpSource) (*download, error) {
 	}
 	if err := w.authorize(ctx, req, s); err != nil {
 		return nil, err
+	}
+	if etag != "" {
+		req.Header.Set("If-None-Match", etag)
 	}
 	client := w.opts.client
 	if client == nil {
@@ -302,6 +325,9 @@ func (w *Worker) fetch(ctx context.Context, s *httpSource) (*download, error) {
 		return nil, fmt.Errorf("downloading %s: %w", where, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && etag != "" {
+		return nil, errNotModified
+	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, fmt.Errorf("downloading %s: the server answered %s", where, resp.Status)
 	}
@@ -338,12 +364,67 @@ func (w *Worker) fetch(ctx context.Context, s *httpSource) (*download, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("downloading %s: checksum mismatch: expected %s (ADD --checksum), got %s", where, s.checksum, d.digest)
 	}
-	if lm := resp.Header.Get("Last-Modified"); lm != "" {
+	lm := resp.Header.Get("Last-Modified")
+	if lm != "" {
 		if t, err := http.ParseTime(lm); err == nil {
 			d.modTime = &t
 		}
 	}
+	if tag := resp.Header.Get("ETag"); tag != "" && s.checksum == "" {
+		w.writeHTTPRecord(s, httpRecord{ETag: tag, Digest: d.digest, Name: d.name, LastModified: lm})
+	}
 	return d, nil
+}
+
+// httpRecord is what the Worker keeps of the last download of an http
+// source that had an ETag, under its dir (http/<sha256 of the source>.json),
+// so that a later build can ask the server whether the content changed
+// (If-None-Match) instead of downloading it again, as BuildKit does.
+type httpRecord struct {
+	ETag         string        `json:"etag"`
+	Digest       digest.Digest `json:"digest"`
+	Name         string        `json:"name"`
+	LastModified string        `json:"lastModified,omitempty"`
+}
+
+func (r httpRecord) modTime() *time.Time {
+	if r.LastModified == "" {
+		return nil
+	}
+	t, err := http.ParseTime(r.LastModified)
+	if err != nil {
+		return nil
+	}
+	return &t
+}
+
+func (w *Worker) httpRecordPath(s *httpSource) string {
+	return filepath.Join(w.dir, "http", digest.FromString(s.ident).Encoded()+".json")
+}
+
+// readHTTPRecord returns the record of s; one that is missing or unusable
+// is empty (the next download replaces it).
+func (w *Worker) readHTTPRecord(s *httpSource) httpRecord {
+	var r httpRecord
+	b, err := os.ReadFile(w.httpRecordPath(s))
+	if err != nil || json.Unmarshal(b, &r) != nil || r.Digest.Validate() != nil || r.Name == "" {
+		return httpRecord{}
+	}
+	return r
+}
+
+// writeHTTPRecord records r for s. A record that cannot be written only
+// costs a download next time: the error is dropped.
+func (w *Worker) writeHTTPRecord(s *httpSource, r httpRecord) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	p := w.httpRecordPath(s)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return
+	}
+	atomicfile.Write(p, append(b, '\n'), 0o600)
 }
 
 // authorize sets the Authorization header of a download from the secret

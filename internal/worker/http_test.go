@@ -24,32 +24,40 @@ import (
 )
 
 // fileServer serves files from memory on 127.0.0.1, with a Last-Modified
-// header, and counts the requests per path. Other paths are 404.
+// header and an ETag (the content's digest), answers 304 Not Modified to
+// an If-None-Match with the current ETag, and counts the requests and the
+// 304 answers per path. Other paths are 404.
 type fileServer struct {
 	*httptest.Server
 	modTime time.Time
 
-	mu    sync.Mutex
-	files map[string]string
-	hits  map[string]int
-	auth  map[string]string // Authorization header seen, by path
+	mu          sync.Mutex
+	files       map[string]string
+	hits        map[string]int
+	notModified map[string]int
 }
 
 func newFileServer(t *testing.T, files map[string]string) *fileServer {
 	t.Helper()
-	fsrv := &fileServer{files: files, hits: map[string]int{}, auth: map[string]string{},
+	fsrv := &fileServer{files: files, hits: map[string]int{}, notModified: map[string]int{},
 		modTime: time.Date(1975, 5, 5, 12, 0, 0, 0, time.UTC)}
 	fsrv.Server = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		fsrv.mu.Lock()
+		defer fsrv.mu.Unlock()
 		fsrv.hits[r.URL.Path]++
-		fsrv.auth[r.URL.Path] = r.Header.Get("Authorization")
 		data, ok := fsrv.files[r.URL.Path]
-		fsrv.mu.Unlock()
 		if !ok {
 			http.NotFound(rw, r)
 			return
 		}
+		etag := `"` + digest.FromString(data).Encoded() + `"`
+		rw.Header().Set("ETag", etag)
 		rw.Header().Set("Last-Modified", fsrv.modTime.Format(http.TimeFormat))
+		if r.Header.Get("If-None-Match") == etag {
+			fsrv.notModified[r.URL.Path]++
+			rw.WriteHeader(http.StatusNotModified)
+			return
+		}
 		io.WriteString(rw, data)
 	}))
 	t.Cleanup(fsrv.Close)
@@ -69,6 +77,12 @@ func (f *fileServer) count(p string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.hits[p]
+}
+
+func (f *fileServer) count304(p string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.notModified[p]
 }
 
 // TestSolveADDURL solves ADD of URLs, without and with --checksum and with
@@ -181,6 +195,11 @@ RUN cat /dl/hello.txt /dl/pinned.txt > /dl/both.txt
 	}
 	if n := srv.count("/files/pinned.txt"); n != 1 {
 		t.Errorf("pinned.txt fetched %d times after two solves, want 1: a checksum names the content", n)
+	}
+	// The unpinned file was asked for again, with the ETag of the first
+	// download, and not sent (its two ADDs share one source vertex).
+	if n, n304 := srv.count("/files/hello.txt"), srv.count304("/files/hello.txt"); n != 2 || n304 != 1 {
+		t.Errorf("hello.txt: %d requests, %d answered 304 after two solves; want 2 and 1", n, n304)
 	}
 
 	// Changed: the source and everything above it run again.
@@ -321,6 +340,51 @@ func TestHTTPSource(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("ContentKey(%v) = %v, want an error with %q", c.attrs, err, c.want)
 		}
+	}
+}
+
+// TestHTTPNotModified checks the revalidation of an http source: a second
+// ContentKey sends the ETag of the first download and gets the same key
+// from a 304 without the content; Source then downloads it, and fails if
+// the bytes are no longer those the key names.
+func TestHTTPNotModified(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	srv := newFileServer(t, map[string]string{"/f": "one\n"})
+	w := newWorker(t, WithHTTPClient(srv.Client()))
+	op := &pb.SourceOp{Identifier: srv.URL + "/f", Attrs: map[string]string{pb.AttrHTTPFilename: "f"}}
+	k1, err := w.ContentKey(ctx, op)
+	must(t, err)
+	k2, err := w.ContentKey(ctx, op)
+	must(t, err)
+	if k1 != k2 || srv.count304("/f") != 1 {
+		t.Fatalf("second ContentKey: key %s (first %s), %d answers 304; want the same key from one 304", k2, k1, srv.count304("/f"))
+	}
+	ref, err := w.Source(ctx, op)
+	must(t, err)
+	root, release, err := w.view(ref.(*Ref))
+	must(t, err)
+	b, err := os.ReadFile(filepath.Join(root, "f"))
+	release()
+	if err != nil || string(b) != "one\n" {
+		t.Errorf("f = %q, %v; want \"one\\n\"", b, err)
+	}
+	if n := srv.count("/f"); n != 3 {
+		t.Errorf("%d requests, want 3 (download, 304, download for Source)", n)
+	}
+
+	_, err = w.ContentKey(ctx, op)
+	must(t, err)
+	srv.set("/f", "two\n")
+	_, err = w.Source(ctx, op)
+	if err == nil || !strings.Contains(err.Error(), "the content changed during the build") || !strings.Contains(err.Error(), srv.URL+"/f") {
+		t.Errorf("Source after a change since the 304 = %v, want an error naming the URL and the change", err)
+	}
+	// And a new ContentKey sees the change.
+	k3, err := w.ContentKey(ctx, op)
+	must(t, err)
+	if k3 == k1 {
+		t.Error("ContentKey after the change: the old key")
 	}
 }
 

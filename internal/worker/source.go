@@ -34,7 +34,8 @@ const (
 // ContentKey returns, for a local:// source, a checksum of the files the op
 // selects (see localKey); for an http(s):// source without http.checksum,
 // the digest of what the URL serves now with the name, mode, owner and
-// Last-Modified the file gets (it downloads the file; Source then uses that
+// Last-Modified the file gets (it downloads the file, for Source to use,
+// unless the server answers 304 Not Modified to the ETag of the last
 // download); "" for an image pinned by digest or an http source pinned by
 // checksum, whose op names its content. Other sources are refused as
 // Source refuses them.
