@@ -92,9 +92,13 @@ func (w *Worker) secretEnv(ctx context.Context, op *pb.ExecOp) ([]string, error)
 		if err != nil {
 			return nil, err
 		}
-		if ok {
-			env = append(env, s.Name+"="+string(v))
+		if !ok {
+			continue
 		}
+		if slices.Contains(v, 0) {
+			return nil, fmt.Errorf("secret %q holds a NUL byte: it cannot be the environment variable %s (mount it as a file instead)", s.ID, s.Name)
+		}
+		env = append(env, s.Name+"="+string(v))
 	}
 	return env, nil
 }

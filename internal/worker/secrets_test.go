@@ -171,12 +171,13 @@ RUN --mount=type=secret,id=tok,target=/home/app/tok,uid=1000,mode=0400 tr a-z A-
 
 // TestSecretErrors checks that a required secret the store lacks fails the
 // op with an error naming the secret and wrapping ErrSecretNotFound, for a
-// mount and for an environment variable, and that a store's other errors
-// fail the op even for an optional secret.
+// mount and for an environment variable, that a store's other errors fail
+// the op even for an optional secret, and that a value with a NUL byte is
+// refused as an environment variable.
 func TestSecretErrors(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
-	w := newWorker(t, WithSecrets(failingStore{}))
+	w := newWorker(t, WithSecrets(failingStore{"nul": []byte("a\x00b")}))
 	resolver := toolsBase(t, w)
 	s, err := build.NewSolver(w)
 	must(t, err)
@@ -191,6 +192,8 @@ func TestSecretErrors(t *testing.T) {
 			[]string{`secret "nope"`, "environment variable NOPE", "was not given to the build"}, true},
 		{"FROM base\nRUN --mount=type=secret,id=broken true\n",
 			[]string{`secret "broken"`, "keyring locked"}, false},
+		{"FROM base\nRUN --mount=type=secret,id=nul,env=NUL true\n",
+			[]string{`secret "nul" holds a NUL byte`, "environment variable NUL"}, false},
 	} {
 		conv, err := dockerfile.Convert(ctx, []byte(c.df), dockerfile.Options{MetaResolver: resolver})
 		must(t, err)
@@ -210,14 +213,14 @@ func TestSecretErrors(t *testing.T) {
 	}
 }
 
-// failingStore has no secrets but "broken", which it cannot read.
-type failingStore struct{}
+// failingStore holds its map's secrets and "broken", which it cannot read.
+type failingStore SecretMap
 
-func (failingStore) GetSecret(ctx context.Context, id string) ([]byte, error) {
+func (f failingStore) GetSecret(ctx context.Context, id string) ([]byte, error) {
 	if id == "broken" {
 		return nil, errors.New("keyring locked")
 	}
-	return SecretMap(nil).GetSecret(ctx, id)
+	return SecretMap(f).GetSecret(ctx, id)
 }
 
 func TestSecretMap(t *testing.T) {
