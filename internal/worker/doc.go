@@ -12,9 +12,15 @@
 //	          local://NAME               the directory registered under NAME with
 //	                                     Worker.AddLocal, filtered by the op's
 //	                                     include and exclude patterns
+//	          https://URL, http://URL    one file downloaded with the Worker's
+//	                                     http.Client (WithHTTPClient), checked
+//	                                     against http.checksum, named, owned and
+//	                                     dated as BuildKit's http source does it
 //	exec      snapshot.Prepare on the root mount's input, the other mounts bound
 //	          in (read-only views, writable snapshots, cache and tmpfs
-//	          directories), the process from the op's Meta run by sandbox.Run,
+//	          directories, secrets as read-only files on a tmpfs of their
+//	          own), secret env added to the process's environment, the
+//	          process from the op's Meta run by sandbox.Run,
 //	          mount stubs removed, then every output mount's upper dir diffed
 //	          (overlay.Diff) into one zstd layer (oci.Store.WriteLayer) and
 //	          committed
@@ -29,8 +35,24 @@
 // worker's dir, so a later solve reuses them while their snapshots and blobs
 // exist; a failing process is an *ExitError with its exit code and the last
 // lines of its output. Ops this worker cannot run yet (merge and
-// diff ops, secret and ssh mounts, CDI devices, insecure mode, extra hosts)
-// fail with an error that names what is not supported.
+// diff ops, ssh mounts, CDI devices, insecure mode, extra hosts, git
+// sources) fail with an error that names what is not supported.
+//
+// Secrets come from the SecretStore given with WithSecrets, by ID. Their
+// values are read when an op runs and go only into the process: a secret
+// mount's file lives on a tmpfs under the worker's run dir for the op's
+// lifetime, its mount target is removed from the upper dir like other
+// mount stubs, and cache keys hold secret IDs, never values (as in
+// BuildKit). A required secret the store lacks fails the op with an error
+// that names it and wraps ErrSecretNotFound; an optional one is left out.
+//
+// An http source's content key (ContentKey) is the digest of the file it
+// downloads, with the name, mode, owner and Last-Modified the file gets, so
+// the solver reuses results while the URL serves the same bytes. The
+// worker keeps the ETag of the last download of each source and asks with
+// If-None-Match, so an unchanged file with an ETag is not downloaded again
+// (BuildKit's revalidation). A source pinned by http.checksum is keyed by
+// its op alone and fetched only when it runs.
 //
 // Ownership and file capabilities are read and written inside the builder's
 // user namespace in rootless mode (sandbox.Init), so the layers carry the ids

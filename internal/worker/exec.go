@@ -62,7 +62,11 @@ func (e *ExitError) Error() string {
 // cache seeded from an input (uid, gid and mode set) starts as a copy of
 // it. A tmpfs mount is an empty
 // directory, removed after the op (not memory-backed; its size limit is not
-// enforced). Secret and ssh mounts are refused.
+// enforced). A secret mount is the secret's value (see WithSecrets) in a
+// file on a tmpfs of its own under the worker's run dir, owned by the
+// mount's uid and gid, with its mode, bound read-only at its target and
+// unmounted after the op; an optional secret the store lacks gets no
+// mount. Ssh mounts are refused.
 //
 // Process: Meta.Args, Meta.Env (PATH added when missing), Meta.Cwd (created,
 // owned by the user, when missing), Meta.User resolved against the rootfs's
@@ -70,8 +74,10 @@ func (e *ExitError) Error() string {
 // uid and gid only: supplementary groups from /etc/group are not set (the
 // sandbox takes one gid), where BuildKit sets them. The network is the op's
 // (host or none; unset means the worker's default, WithNetwork). Extra
-// hosts, ulimits, a cgroup parent, proxy env, secret env, CDI devices and
-// the insecure security mode are refused with an error naming them.
+// hosts, ulimits, a cgroup parent, proxy env, CDI devices and the insecure
+// security mode are refused with an error naming them. Secret env
+// (op.Secretenv) adds each secret's value as a variable of the process,
+// after Meta.Env; an optional secret the store lacks adds none.
 func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([]build.Ref, error) {
 	meta := op.Meta
 	if meta == nil || len(meta.Args) == 0 {
@@ -101,7 +107,12 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 			root = em
 			continue
 		}
-		spec.Mounts = append(spec.Mounts, sandbox.BindMount{Source: em.source, Destination: m.Dest, ReadOnly: m.Readonly})
+		if em.source == "" {
+			continue // an optional secret that was not given
+		}
+		// Secrets are read-only whatever the op says, as in BuildKit.
+		ro := m.Readonly || m.MountType == pb.MountType_SECRET
+		spec.Mounts = append(spec.Mounts, sandbox.BindMount{Source: em.source, Destination: m.Dest, ReadOnly: ro})
 	}
 	if root == nil || root.active == nil {
 		return nil, errors.New("the exec op has no writable root mount (\"/\")")
@@ -123,6 +134,13 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
 		env = append(env, "PATH="+defaultPath)
 	}
+	// Secret values go into the process's environment only, after the
+	// op's own variables (BuildKit's order: a secret wins).
+	senv, err := w.secretEnv(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	env = append(env, senv...)
 	network := w.opts.network
 	switch op.Network {
 	case pb.NetMode_HOST:
@@ -211,8 +229,6 @@ func checkExec(op *pb.ExecOp) error {
 		return errors.New("a cgroup parent is not supported by this worker")
 	case m.ProxyEnv != nil:
 		return errors.New("proxy environment variables (ProxyEnv) are not supported by this worker: set them in Env")
-	case len(op.Secretenv) > 0:
-		return errors.New("secret environment variables are not supported by this worker yet")
 	case len(op.CdiDevices) > 0:
 		return errors.New("CDI devices (GPUs) are not supported by this worker yet")
 	case op.Security == pb.SecurityMode_INSECURE:
@@ -349,7 +365,18 @@ func (x *execRun) mount(ctx context.Context, m *pb.Mount, inputs []build.Ref) (*
 		em.source = d
 		return em, nil
 	case pb.MountType_SECRET:
-		return nil, errors.New("secret mounts (RUN --mount=type=secret) are not supported by this worker yet")
+		if m.Input >= 0 {
+			return nil, errors.New("a secret mount cannot have an input")
+		}
+		p, release, err := x.w.secretFile(ctx, m)
+		if err != nil {
+			return nil, err
+		}
+		if p != "" {
+			x.releases = append(x.releases, release)
+		}
+		em.source = p
+		return em, nil
 	case pb.MountType_SSH:
 		return nil, errors.New("ssh mounts (RUN --mount=type=ssh) are not supported by this worker")
 	}
@@ -360,7 +387,8 @@ func (x *execRun) mount(ctx context.Context, m *pb.Mount, inputs []build.Ref) (*
 // created below a stub to reach a mount target deeper down (for /var/cache/x
 // on an image without /var, the stub is "var" and the runtime made
 // var/cache/x): from the target up to the stub, each directory that is still
-// empty. overlay.RemoveStubs then removes the stub itself. Anything the
+// empty, and the target itself when it is an empty file (the target of a
+// file mount, /run/secrets/ID). overlay.RemoveStubs then removes the stub itself. Anything the
 // process wrote beside them keeps its parents.
 func pruneMountDirs(upper string, stubs []string, mounts []sandbox.BindMount) {
 	for _, m := range mounts {
@@ -372,7 +400,14 @@ func pruneMountDirs(upper string, stubs []string, mounts []sandbox.BindMount) {
 			for d := rel; d != stub && d != "."; d = filepath.Dir(d) {
 				p := filepath.Join(upper, d)
 				fi, err := os.Lstat(p)
-				if err != nil || !fi.IsDir() {
+				if err != nil {
+					break
+				}
+				// The target of a file mount (a secret) is an empty
+				// file the runtime made; the process could not write
+				// to it, it was mounted over.
+				isStubFile := d == rel && fi.Mode().IsRegular() && fi.Size() == 0
+				if !fi.IsDir() && !isStubFile {
 					break
 				}
 				if err := os.Remove(p); err != nil {

@@ -358,8 +358,9 @@ func paxXattrs(t *testing.T, w *Worker, r *Ref, i int) []string {
 }
 
 // TestExecErrors checks that a failing RUN is an *ExitError with the exit
-// code and the output's last lines, and that mounts the worker does not
-// support are refused by name.
+// code and the output's last lines, that mounts and sources the worker does
+// not support are refused by name, and that a required secret the build
+// lacks is named.
 func TestExecErrors(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
@@ -377,7 +378,8 @@ func TestExecErrors(t *testing.T) {
 	}{
 		{"FROM base\nRUN echo out-line; echo err-line >&2; exit 3\n", "exit code: 3\nout-line\nerr-line"},
 		{"FROM base\nRUN nosuchcommand\n", "exit code: 127"},
-		{"FROM base\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n", "secret mounts"},
+		{"FROM base\nRUN --mount=type=secret,id=tok,required cat /run/secrets/tok\n", `secret "tok", required for the mount at /run/secrets/tok, was not given to the build`},
+		{"FROM base\nADD git@127.0.0.1:org/repo.git /src\n", "git sources"},
 		{"FROM base\nRUN --mount=type=ssh true\n", "ssh mounts"},
 		{"FROM base\nRUN --security=insecure true\n", "insecure"},
 		{"FROM base\nUSER ghost\nRUN true\n", `user "ghost"`},

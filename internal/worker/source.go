@@ -32,8 +32,13 @@ const (
 )
 
 // ContentKey returns, for a local:// source, a checksum of the files the op
-// selects (see localKey); "" for an image pinned by digest, whose identifier
-// names its content. Other sources are refused as Source refuses them.
+// selects (see localKey); for an http(s):// source without http.checksum,
+// the digest of what the URL serves now with the name, mode, owner and
+// Last-Modified the file gets (it downloads the file, for Source to use,
+// unless the server answers 304 Not Modified to the ETag of the last
+// download); "" for an image pinned by digest or an http source pinned by
+// checksum, whose op names its content. Other sources are refused as
+// Source refuses them.
 func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest, error) {
 	switch {
 	case strings.HasPrefix(op.Identifier, imageScheme):
@@ -47,6 +52,8 @@ func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest
 			return "", err
 		}
 		return localKey(ctx, l.dir, filter)
+	case strings.HasPrefix(op.Identifier, httpScheme), strings.HasPrefix(op.Identifier, httpsScheme):
+		return w.httpContentKey(ctx, op)
 	}
 	return "", unsupportedSource(op.Identifier)
 }
@@ -62,8 +69,20 @@ func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest
 //     NAME, holding only what the op's include and exclude patterns select
 //     (local.includepattern, local.excludepatterns: the .dockerignore
 //     rules), with owners, modes, xattrs and mtimes kept.
+//   - https://URL and http://URL: one file, downloaded (or the download
+//     ContentKey made), committed as one layer. Its name is http.filename,
+//     else the response's Content-Disposition filename, else the URL
+//     path's last element, else "download"; its mode http.perm (default
+//     0600, as Docker gives ADD URL files), its owner http.uid:http.gid,
+//     its mtime the Last-Modified header (else 1970-01-01). With
+//     http.checksum the content must have that digest (sha256, sha384 or
+//     sha512). A status other than 2xx is an error naming the URL and the
+//     status. http.authheadersecret names the secret whose value is the
+//     Authorization header; without it the secrets HTTP_AUTH_HEADER_<host>
+//     (the header) and HTTP_AUTH_TOKEN_<host> (a bearer token) are used
+//     when the store has them, as in BuildKit.
 //
-// Other schemes (git://, https://, oci-layout://) are refused.
+// Other schemes (git://, oci-layout://) are refused.
 func (w *Worker) Source(ctx context.Context, op *pb.SourceOp) (build.Ref, error) {
 	switch {
 	case strings.HasPrefix(op.Identifier, imageScheme):
@@ -85,13 +104,18 @@ func (w *Worker) Source(ctx context.Context, op *pb.SourceOp) (build.Ref, error)
 			return nil, fmt.Errorf("reading %s: %w", op.Identifier, err)
 		}
 		return &Ref{Dir: dir}, nil
+	case strings.HasPrefix(op.Identifier, httpScheme), strings.HasPrefix(op.Identifier, httpsScheme):
+		return w.httpSourceRef(ctx, op)
 	}
 	return nil, unsupportedSource(op.Identifier)
 }
 
 func unsupportedSource(id string) error {
 	scheme, _, _ := strings.Cut(id, "://")
-	return fmt.Errorf("source %q: the %s:// scheme is not supported by this worker (only docker-image:// pinned by digest and local://)", id, scheme)
+	if scheme == "git" {
+		return fmt.Errorf("source %q: git sources (ADD of a git repository) are not supported by this worker: clone the repository into the build context and COPY it", redactURL(id))
+	}
+	return fmt.Errorf("source %q: the %s:// scheme is not supported by this worker (only docker-image:// pinned by digest, local:// and http(s)://)", redactURL(id), scheme)
 }
 
 // imageDigest returns the digest an image source is pinned to.

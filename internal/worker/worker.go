@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -58,6 +59,8 @@ type Worker struct {
 	cacheMu  map[string]*sync.Mutex // cache mounts by directory, for locked sharing
 	seq      int64                  // sandbox IDs
 	unpackMu map[digest.Digest]*sync.Mutex
+	fetchMu  map[string]*sync.Mutex // http downloads, by source
+	fetches  map[string]*download   // downloads ContentKey made, for Source
 }
 
 // local is a directory registered with AddLocal.
@@ -77,6 +80,8 @@ type options struct {
 	output    io.Writer
 	outputFor func(ctx context.Context) io.WriteCloser
 	tailKeep  int
+	secrets   SecretStore
+	client    *http.Client
 }
 
 // WithEpoch clamps the mtime of every entry in the layers the Worker writes
@@ -154,7 +159,8 @@ func New(blobs *oci.Store, snaps *snapshot.Store, dir string, opts ...Option) (*
 		}
 	}
 	return &Worker{blobs: blobs, snaps: snaps, dir: abs, opts: o,
-		locals: map[string]local{}, cacheMu: map[string]*sync.Mutex{}, unpackMu: map[digest.Digest]*sync.Mutex{}}, nil
+		locals: map[string]local{}, cacheMu: map[string]*sync.Mutex{}, unpackMu: map[digest.Digest]*sync.Mutex{},
+		fetchMu: map[string]*sync.Mutex{}, fetches: map[string]*download{}}, nil
 }
 
 // KeySalt describes the settings that change what the Worker makes of the
@@ -190,13 +196,14 @@ func (w *Worker) AddLocal(name, dir string) error {
 	return nil
 }
 
-// Close removes the directories the Worker made for local sources and
-// tmpfs mounts; Refs to local sources are unusable afterwards. Snapshots,
+// Close removes the directories the Worker made for local sources, tmpfs
+// mounts and downloads; Refs to local sources are unusable afterwards. Snapshots,
 // layers and cache mounts stay. Close is idempotent.
 func (w *Worker) Close() error {
 	w.mu.Lock()
 	temps := w.temps
 	w.temps = nil
+	clear(w.fetches)
 	w.mu.Unlock()
 	var errs []error
 	for _, d := range temps {

@@ -162,7 +162,9 @@ func TestSourceErrors(t *testing.T) {
 		{"docker-image://docker.io/library/debian:bookworm", "not pinned by digest"},
 		{"docker-image://docker.io/library/debian@sha256:abc", "invalid"},
 		{"docker-image://docker.io/library/debian:bookworm@sha256:" + strings.Repeat("a", 64), "is not in the store: pull or load the image first"},
-		{"git://github.com/x/y", "git:// scheme is not supported"},
+		{"git://github.com/x/y", "git sources (ADD of a git repository) are not supported"},
+		{"oci-layout://store/x", "oci-layout:// scheme is not supported"},
+		{"https://", "not an http:// or https:// URL with a host"},
 	} {
 		_, err := w.Source(ctx, &pb.SourceOp{Identifier: c.id})
 		if err == nil || !strings.Contains(err.Error(), c.want) {
