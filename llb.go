@@ -40,13 +40,12 @@ const contextName = "context"
 // BuildKit's converter and solving the graph (internal/dockerfile,
 // internal/build, internal/worker): from_dockerfile's Dockerfile and
 // dockerfile_commands. Layers that need what the worker does not do yet
-// (env=, secrets, gpu=, volumes) are still interpreted step by step.
+// (gpu=, volumes) are still interpreted step by step.
 func (l *layer) viaLLB() bool {
 	if l.method != "dockerfile_commands" && (l.root == nil || !l.root.dockerfile) {
 		return false
 	}
-	return len(l.buildEnv) == 0 && len(l.secrets) == 0 && l.gpu == "" && len(l.volumes) == 0 &&
-		l.function == nil && l.addPython == ""
+	return l.gpu == "" && len(l.volumes) == 0 && l.function == nil && l.addPython == ""
 }
 
 // llbStep is one instruction of a Dockerfile layer, as the progress shows it.
@@ -70,6 +69,7 @@ type llbStep struct {
 type llbLayer struct {
 	b     *Builder
 	l     *layer
+	mask  redactor // the secrets' values, masked in step output
 	steps []*llbStep
 	byVtx map[digest.Digest]*llbStep
 	mu    sync.Mutex // steps' state, from the solver's goroutines
@@ -114,6 +114,12 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		return &InvalidError{Method: l.method, Message: err.Error()}
 	}
 
+	env, secrets, err := stepSecrets(l)
+	if err != nil {
+		return err
+	}
+	x.mask = newRedactor(secrets.vars)
+
 	res, err := dockerfile.Convert(ctx, []byte(text), dockerfile.Options{
 		BuildArgs:    l.buildArgs,
 		Target:       l.target,
@@ -155,6 +161,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		}
 		if e := op.GetExec(); e != nil {
 			e.Meta.Env = b.siteEnviron(e.Meta.Env)
+			e.Secretenv = append(e.Secretenv, env...)
 		}
 		return nil
 	})
@@ -175,7 +182,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 			return nil
 		}
 	}
-	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output)}
+	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store)}
 	if b.network != "" {
 		wopts = append(wopts, worker.WithNetwork(b.network))
 	}
@@ -223,6 +230,48 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	st.history = hist
 	st.manifest = ""
 	return nil
+}
+
+// layerSecrets are the values a layer's steps get as secret env.
+type layerSecrets struct {
+	store worker.SecretMap  // by secret ID
+	vars  map[string]string // the secrets' variables, to mask in output
+}
+
+// stepSecrets returns the secret env entries every exec op of l gets for
+// its env= (BuildEnv) and secrets= (Secrets) variables, and their values.
+// As Modal passes both as secrets, only what names a value enters the op
+// (and so its cache key): the variable's name for env=, the secret's
+// identity and the name for secrets=; secrets override env=, later secrets
+// earlier ones.
+func stepSecrets(l *layer) ([]*pb.SecretEnv, layerSecrets, error) {
+	ls := layerSecrets{store: worker.SecretMap{}, vars: map[string]string{}}
+	ids := map[string]string{} // variable -> secret ID
+	for k, v := range l.buildEnv {
+		id := "env/" + k
+		ids[k], ls.store[id] = id, []byte(v)
+	}
+	for i, sec := range l.secrets {
+		vars, err := sec.load()
+		if err != nil {
+			return nil, ls, &InvalidError{Method: l.method, Message: err.Error()}
+		}
+		for k, v := range vars {
+			id := fmt.Sprintf("secret/%d/%s/%s", i, sec.Repr(), k)
+			ids[k], ls.store[id] = id, []byte(v)
+			ls.vars[k] = v
+		}
+	}
+	names := make([]string, 0, len(ids))
+	for k := range ids {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	env := make([]*pb.SecretEnv, 0, len(names))
+	for _, k := range names {
+		env = append(env, &pb.SecretEnv{ID: ids[k], Name: k})
+	}
+	return env, ls, nil
 }
 
 // resolver resolves the images the layer's FROM lines name: parentRef is
@@ -617,7 +666,7 @@ func (x *llbLayer) output(ctx context.Context) io.WriteCloser {
 		return nil
 	}
 	ev := s.ev
-	w := &lineWriter{emit: func(line string) { x.b.progress.Event(ev.output(line)) }}
+	w := &lineWriter{mask: x.mask.mask, emit: func(line string) { x.b.progress.Event(ev.output(line)) }}
 	s.out = w
 	return flushCloser{w}
 }
