@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/distribution/reference"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -290,6 +291,11 @@ func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
 		if ref == parentRef {
 			return b.manifestConfig(st.manifest)
 		}
+		// The converter normalizes references; people and the store's
+		// names use the familiar form (python:3.11-slim, im-…).
+		if named, err := reference.ParseNormalizedNamed(ref); err == nil {
+			ref = reference.FamiliarString(named)
+		}
 		s := x.fromStep(ref)
 		if b.plan == nil {
 			x.mu.Lock()
@@ -313,7 +319,7 @@ func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
 			}
 			return b.manifestConfig(m)
 		}
-		if id := strings.TrimSuffix(strings.TrimPrefix(ref, "docker.io/library/"), ":latest"); strings.HasPrefix(id, "im-") {
+		if id := strings.TrimSuffix(ref, ":latest"); strings.HasPrefix(id, "im-") {
 			// An image ID of this store, as the Modal API names images.
 			rec, err := b.store.resolve(id)
 			if err != nil {
