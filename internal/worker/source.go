@@ -214,6 +214,9 @@ func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc o
 	if got != diffID {
 		return fmt.Errorf("the layer's content has diffID %s, the image config says %s", got, diffID)
 	}
+	if err := w.pruneWhiteouts(a.Upper, parent); err != nil {
+		return err
+	}
 	w.commitMu.Lock()
 	defer w.commitMu.Unlock()
 	return w.snaps.Commit(a, chain)

@@ -272,15 +272,7 @@ func (w *Worker) view(r *Ref) (string, func(), error) {
 // filesystem for nil). a is removed in every case.
 func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Ref, error) {
 	defer a.Remove()
-	if err := a.Unmount(); err != nil {
-		return nil, err
-	}
-	var stats overlay.Stats
-	layer, err := w.blobs.WriteLayer(ctx, func(out io.Writer) error {
-		var err error
-		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: &w.opts.epoch})
-		return err
-	})
+	layer, stats, err := w.writeDiff(ctx, a)
 	if err != nil {
 		return nil, err
 	}
@@ -305,6 +297,22 @@ func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Re
 		return nil, err
 	}
 	return &r, nil
+}
+
+// writeDiff unmounts a and writes the changes in its upper dir as one zstd
+// layer (overlay.Diff into oci.Store.WriteLayer), with the Worker's mtime
+// clamp. a stays, unmounted.
+func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, overlay.Stats, error) {
+	if err := a.Unmount(); err != nil {
+		return oci.Layer{}, overlay.Stats{}, err
+	}
+	var stats overlay.Stats
+	layer, err := w.blobs.WriteLayer(ctx, func(out io.Writer) error {
+		var err error
+		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: &w.opts.epoch})
+		return err
+	})
+	return layer, stats, err
 }
 
 var _ build.Worker = (*Worker)(nil)
