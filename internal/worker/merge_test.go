@@ -7,6 +7,8 @@ package worker
 // snapshots are overlay mounts.
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"fmt"
 	"io/fs"
@@ -477,4 +479,163 @@ func umociRootfs(t *testing.T, w *Worker, cfg dockerspec.DockerOCIImage, r *Ref)
 		t.Fatalf("umoci unpack: %v\n%s", err, out)
 	}
 	return filepath.Join(bundle, "rootfs")
+}
+
+// TestSolveLinkForms solves the other forms dockerfile2llb turns into
+// merges: ADD --link of a local archive (unpacked by content, on scratch),
+// COPY --link --parents (the source's parent directories kept, as
+// include patterns), and COPY --link --from an image. Each linked layer
+// holds only its own files; the stage's files stay.
+func TestSolveLinkForms(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	w := newWorker(t)
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	cdir := t.TempDir()
+	write(t, cdir, "a/b/c.txt", "c\n", 0o644)
+	write(t, cdir, "a/other.txt", "not selected\n", 0o644)
+	var tb bytes.Buffer
+	tw := tar.NewWriter(&tb)
+	must(t, tw.WriteHeader(&tar.Header{Name: "in-tar/", Typeflag: tar.TypeDir, Mode: 0o750}))
+	must(t, tw.WriteHeader(&tar.Header{Name: "in-tar/f", Typeflag: tar.TypeReg, Mode: 0o644, Size: 7}))
+	_, err := tw.Write([]byte("tarred\n"))
+	must(t, err)
+	must(t, tw.Close())
+	write(t, cdir, "files.data", tb.String(), 0o644) // an archive by content, not by name
+	must(t, w.AddLocal("context", cdir))
+
+	df := `FROM base
+RUN mkdir -p /unpacked && echo kept > /unpacked/kept.txt
+ADD --link files.data /unpacked/
+COPY --link --parents a/b/c.txt /dst/
+COPY --link --from=base /etc/group /copied/group
+`
+	conv, err := dockerfile.Convert(ctx, []byte(df), dockerfile.Options{
+		MetaResolver: dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+			return baseDigest, baseConfig, nil
+		}),
+	})
+	must(t, err)
+	s, err := build.NewSolver(w)
+	must(t, err)
+	res, err := s.Solve(ctx, conv.Definition)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	r := res.Ref.(*Ref)
+	if len(r.Layers) != 5 {
+		t.Fatalf("%d layers, want 5 (base, RUN, three linked copies)", len(r.Layers))
+	}
+	for i, want := range [][]string{
+		{"unpacked", "unpacked/in-tar", "unpacked/in-tar/f"},
+		{"dst", "dst/a", "dst/a/b", "dst/a/b/c.txt"},
+		{"copied", "copied/group"},
+	} {
+		if got := layerNames(t, w, r, 2+i); !slices.Equal(got, want) {
+			t.Errorf("layer %d = %q, want %q", 2+i, got, want)
+		}
+	}
+	view, release, err := w.view(r)
+	must(t, err)
+	defer release()
+	checkFiles(t, "snapshot", view, map[string]string{
+		"unpacked/kept.txt": "kept\n",
+		"unpacked/in-tar/f": "tarred\n",
+		"dst/a/b/c.txt":     "c\n",
+		"copied/group":      "root:x:0:\napp:x:1000:\n",
+		"etc/group":         "root:x:0:\napp:x:1000:\n",
+	})
+	if _, err := os.Lstat(filepath.Join(view, "dst/a/other.txt")); err == nil {
+		t.Error("/dst/a/other.txt was copied; --parents selects a/b/c.txt only")
+	}
+	if st := lstat(t, filepath.Join(view, "unpacked/in-tar")); st.Mode&0o7777 != 0o750 {
+		t.Errorf("/unpacked/in-tar mode %o, want 750 from the archive", st.Mode&0o7777)
+	}
+}
+
+// TestSyncTree checks the tree copy behind general diffs on plain
+// directories: afterwards dst lists as src does (types, owners, modes,
+// mtimes, xattrs, content, symlink targets, hard links), and entries that
+// were already equal are the same inodes as before (not rewritten).
+func TestSyncTree(t *testing.T) {
+	needRoot(t)
+	src, dst := t.TempDir(), t.TempDir()
+	mtime := time.Unix(1_700_000_000, 0)
+	both := func(rel, data string, mode os.FileMode) {
+		for _, root := range []string{src, dst} {
+			p := write(t, root, rel, data, mode)
+			must(t, os.Chtimes(p, mtime, mtime))
+		}
+	}
+	both("same.txt", "same", 0o644)
+	both("content.txt", "aaaa", 0o644) // same size, other content in src
+	both("mode.txt", "m", 0o644)
+	both("owner.txt", "o", 0o644)
+	both("xattr.txt", "x", 0o644)
+	write(t, src, "content.txt", "bbbb", 0o644)
+	must(t, os.Chtimes(filepath.Join(src, "content.txt"), mtime, mtime))
+	must(t, os.Chmod(filepath.Join(src, "mode.txt"), 0o4755))
+	must(t, os.Lchown(filepath.Join(src, "owner.txt"), 1000, 1000))
+	must(t, unix.Lsetxattr(filepath.Join(src, "xattr.txt"), "user.k", []byte("v"), 0))
+	// A file in dst becomes a directory, a directory a file.
+	write(t, dst, "was-file", "f", 0o644)
+	write(t, src, "was-file/inside", "i", 0o600)
+	write(t, dst, "was-dir/deep/x", "x", 0o644)
+	write(t, src, "was-dir", "now a file", 0o644)
+	// Gone from src: a whole tree.
+	write(t, dst, "gone/a/b", "b", 0o644)
+	// Symlinks, and two names of one file.
+	must(t, os.Symlink("same.txt", filepath.Join(dst, "link")))
+	must(t, os.Symlink("mode.txt", filepath.Join(src, "link")))
+	write(t, src, "hard1", "h", 0o644)
+	must(t, os.Link(filepath.Join(src, "hard1"), filepath.Join(src, "hard2")))
+	for _, root := range []string{src, dst} {
+		must(t, os.Chtimes(root, mtime, mtime))
+	}
+	sameIno := lstat(t, filepath.Join(dst, "same.txt")).Ino
+
+	must(t, syncTree(context.Background(), src, dst))
+
+	if got, want := listTree(t, dst), listTree(t, src); !slices.Equal(got, want) {
+		t.Errorf("after syncTree dst lists\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if lstat(t, filepath.Join(dst, "same.txt")).Ino != sameIno {
+		t.Error("same.txt, equal in both, was rewritten")
+	}
+	if a, b := lstat(t, filepath.Join(dst, "hard1")), lstat(t, filepath.Join(dst, "hard2")); a.Ino != b.Ino {
+		t.Error("hard1 and hard2 are one file in src, two in dst")
+	}
+}
+
+// listTree lists every entry under root as "path type mode uid:gid mtime
+// xattrs content-or-target", sorted.
+func listTree(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || p == root {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		st := lstat(t, p)
+		x, err := xattrs(p)
+		if err != nil {
+			return err
+		}
+		e := fmt.Sprintf("%s %o %d:%d %d %v", rel, st.Mode, st.Uid, st.Gid, st.Mtim.Nano(), x)
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+			e += " " + readFile(t, p)
+		case unix.S_IFLNK:
+			target, _ := os.Readlink(p)
+			e += " -> " + target
+		}
+		out = append(out, e)
+		return nil
+	})
+	must(t, err)
+	slices.Sort(out)
+	return out
 }
