@@ -23,8 +23,8 @@ import (
 // whatever it is merged onto: the copied layer of COPY --link does not
 // depend on the base. Its files are those layers applied in order, as an
 // image's are: a later input's file replaces an earlier input's, a later
-// input's directory entry replaces the owner, mode, xattrs and mtime of an
-// earlier input's directory (so the parent directories a --link copy makes
+// input's directory entry replaces the owner, mode and mtime of an earlier
+// input's directory (so the parent directories a --link copy makes
 // reset those of the base, as in BuildKit), and a later input's whiteouts
 // delete an earlier input's files.
 //
@@ -35,7 +35,10 @@ import (
 // under its chain ID; layers without a snapshot on the chain below them are
 // unpacked from their blobs, as for an image source.
 func (w *Worker) Merge(ctx context.Context, op *pb.MergeOp, inputs []build.Ref) (build.Ref, error) {
-	var parts []*Ref
+	var (
+		parts []*Ref
+		index []int // parts[i] is op.Inputs[index[i]]
+	)
 	for i, in := range op.Inputs {
 		r, err := inputRef(inputs, in.Input)
 		if err != nil {
@@ -46,6 +49,7 @@ func (w *Worker) Merge(ctx context.Context, op *pb.MergeOp, inputs []build.Ref) 
 		}
 		if len(r.Layers) > 0 {
 			parts = append(parts, r)
+			index = append(index, i)
 		}
 	}
 	switch len(parts) {
@@ -58,7 +62,7 @@ func (w *Worker) Merge(ctx context.Context, op *pb.MergeOp, inputs []build.Ref) 
 	for i, p := range parts[1:] {
 		var err error
 		if r, err = w.stack(ctx, r, p.Layers, p.DiffIDs); err != nil {
-			return nil, fmt.Errorf("merge: stacking the layers of input %d: %w", i+1, err)
+			return nil, fmt.Errorf("merge input %d: unpacking its layers: %w", index[i+1], err)
 		}
 	}
 	return r, nil

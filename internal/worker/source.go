@@ -179,8 +179,8 @@ func ociLayerType(mt string) (string, error) {
 }
 
 // unpack makes snapshot chain on parent from the layer blob desc unless it
-// exists, checking the layer's diffID. Concurrent calls for one chain unpack
-// it once.
+// exists, checking the layer's diffID and dropping the whiteouts that hide
+// nothing (pruneWhiteouts). Concurrent calls for one chain unpack it once.
 func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) error {
 	w.mu.Lock()
 	mu, ok := w.unpackMu[chain]

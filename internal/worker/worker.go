@@ -32,8 +32,9 @@ type Ref struct {
 	// Chain is the OCI chain ID of the layers, the committed snapshot's
 	// name; "" for an empty filesystem or a directory.
 	Chain digest.Digest
-	// Layers are the zstd (or, for a base image, gzip or uncompressed)
-	// layer blobs in the store, base layer first.
+	// Layers are the layer blobs in the store, base layer first: zstd
+	// for the layers the Worker wrote, an image's own (gzip or
+	// uncompressed) for an image's layers, which merges keep as they are.
 	Layers []ocispec.Descriptor
 	// DiffIDs are the digests of the layers' uncompressed tar streams, in
 	// the order of Layers.
