@@ -485,7 +485,9 @@ func umociRootfs(t *testing.T, w *Worker, cfg dockerspec.DockerOCIImage, r *Ref)
 // merges: ADD --link of a local archive (unpacked by content, on scratch),
 // COPY --link --parents (the source's parent directories kept, as
 // include patterns), and COPY --link --from an image. Each linked layer
-// holds only its own files; the stage's files stay.
+// holds only its own files; the stage's files stay. A linked copy through
+// a path that is a symlink in the base (/bin -> usr/bin here) makes it a
+// directory, as BuildKit documents: the copy cannot see the base.
 func TestSolveLinkForms(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
@@ -511,6 +513,7 @@ RUN mkdir -p /unpacked && echo kept > /unpacked/kept.txt
 ADD --link files.data /unpacked/
 COPY --link --parents a/b/c.txt /dst/
 COPY --link --from=base /etc/group /copied/group
+COPY --link a/b/c.txt /bin/
 `
 	conv, err := dockerfile.Convert(ctx, []byte(df), dockerfile.Options{
 		MetaResolver: dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
@@ -525,13 +528,14 @@ COPY --link --from=base /etc/group /copied/group
 		t.Fatalf("solve: %v", err)
 	}
 	r := res.Ref.(*Ref)
-	if len(r.Layers) != 5 {
-		t.Fatalf("%d layers, want 5 (base, RUN, three linked copies)", len(r.Layers))
+	if len(r.Layers) != 6 {
+		t.Fatalf("%d layers, want 6 (base, RUN, four linked copies)", len(r.Layers))
 	}
 	for i, want := range [][]string{
 		{"unpacked", "unpacked/in-tar", "unpacked/in-tar/f"},
 		{"dst", "dst/a", "dst/a/b", "dst/a/b/c.txt"},
 		{"copied", "copied/group"},
+		{"bin", "bin/c.txt"},
 	} {
 		if got := layerNames(t, w, r, 2+i); !slices.Equal(got, want) {
 			t.Errorf("layer %d = %q, want %q", 2+i, got, want)
@@ -549,6 +553,15 @@ COPY --link --from=base /etc/group /copied/group
 	})
 	if _, err := os.Lstat(filepath.Join(view, "dst/a/other.txt")); err == nil {
 		t.Error("/dst/a/other.txt was copied; --parents selects a/b/c.txt only")
+	}
+	if st := lstat(t, filepath.Join(view, "bin")); st.Mode&unix.S_IFMT != unix.S_IFDIR {
+		t.Errorf("/bin is %o, want the linked copy's directory over the base's symlink", st.Mode)
+	}
+	if names, err := readNames(filepath.Join(view, "bin")); err != nil || !slices.Equal(names, []string{"c.txt"}) {
+		t.Errorf("/bin holds %q, %v; want only c.txt", names, err)
+	}
+	if _, err := os.Lstat(filepath.Join(view, "usr/bin/sh")); err != nil {
+		t.Errorf("/usr/bin/sh of the base: %v", err)
 	}
 	if st := lstat(t, filepath.Join(view, "unpacked/in-tar")); st.Mode&0o7777 != 0o750 {
 		t.Errorf("/unpacked/in-tar mode %o, want 750 from the archive", st.Mode&0o7777)
