@@ -29,13 +29,19 @@
 //	          BuildKit's rules for owners by name, modes, timestamps, wildcards,
 //	          include and exclude patterns and ADD's archive unpacking; each
 //	          output is committed as one layer
+//	merge     the inputs' layers concatenated, each blob as it is (COPY --link:
+//	          the stage, then the copy made on scratch, whose layer so keeps
+//	          its digest whatever the base); layers without a snapshot on
+//	          the chain below them are unpacked
+//	diff      upper's layers past lower's when lower's are the first of
+//	          upper's; otherwise one layer, the overlay differ's record of a
+//	          writable snapshot of lower made equal to upper
 //
 // An op that changes nothing (an empty diff) returns its input's result: no
 // empty layer is added. Worker.Cache records results by cache key under the
 // worker's dir, so a later solve reuses them while their snapshots and blobs
 // exist; a failing process is an *ExitError with its exit code and the last
-// lines of its output. Ops this worker cannot run yet (merge and
-// diff ops, ssh mounts, CDI devices, insecure mode, extra hosts, git
+// lines of its output. Ops this worker cannot run yet (ssh mounts, CDI devices, insecure mode, extra hosts, git
 // sources) fail with an error that names what is not supported.
 //
 // Secrets come from the SecretStore given with WithSecrets, by ID. Their

@@ -203,8 +203,8 @@ func ociLayerType(mt string) (string, error) {
 }
 
 // unpack makes snapshot chain on parent from the layer blob desc unless it
-// exists, checking the layer's diffID. Concurrent calls for one chain unpack
-// it once.
+// exists, checking the layer's diffID and dropping the whiteouts that hide
+// nothing (pruneWhiteouts). Concurrent calls for one chain unpack it once.
 func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) error {
 	w.mu.Lock()
 	mu, ok := w.unpackMu[chain]
@@ -237,6 +237,9 @@ func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc o
 	}
 	if got != diffID {
 		return fmt.Errorf("the layer's content has diffID %s, the image config says %s", got, diffID)
+	}
+	if err := w.pruneWhiteouts(a.Upper, parent); err != nil {
+		return err
 	}
 	w.commitMu.Lock()
 	defer w.commitMu.Unlock()

@@ -33,8 +33,9 @@ type Ref struct {
 	// Chain is the OCI chain ID of the layers, the committed snapshot's
 	// name; "" for an empty filesystem or a directory.
 	Chain digest.Digest
-	// Layers are the zstd (or, for a base image, gzip or uncompressed)
-	// layer blobs in the store, base layer first.
+	// Layers are the layer blobs in the store, base layer first: zstd
+	// for the layers the Worker wrote, an image's own (gzip or
+	// uncompressed) for an image's layers, which merges keep as they are.
 	Layers []ocispec.Descriptor
 	// DiffIDs are the digests of the layers' uncompressed tar streams, in
 	// the order of Layers.
@@ -293,15 +294,7 @@ func (w *Worker) view(r *Ref) (string, func(), error) {
 // filesystem for nil). a is removed in every case.
 func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Ref, error) {
 	defer a.Remove()
-	if err := a.Unmount(); err != nil {
-		return nil, err
-	}
-	var stats overlay.Stats
-	layer, err := w.blobs.WriteLayer(ctx, func(out io.Writer) error {
-		var err error
-		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: &w.opts.epoch})
-		return err
-	})
+	layer, stats, err := w.writeDiff(ctx, a)
 	if err != nil {
 		return nil, err
 	}
@@ -326,6 +319,22 @@ func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Re
 		return nil, err
 	}
 	return &r, nil
+}
+
+// writeDiff unmounts a and writes the changes in its upper dir as one zstd
+// layer (overlay.Diff into oci.Store.WriteLayer), with the Worker's mtime
+// clamp. a stays, unmounted.
+func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, overlay.Stats, error) {
+	if err := a.Unmount(); err != nil {
+		return oci.Layer{}, overlay.Stats{}, err
+	}
+	var stats overlay.Stats
+	layer, err := w.blobs.WriteLayer(ctx, func(out io.Writer) error {
+		var err error
+		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: &w.opts.epoch})
+		return err
+	})
+	return layer, stats, err
 }
 
 var _ build.Worker = (*Worker)(nil)
