@@ -41,8 +41,9 @@
 // empty layer is added. Worker.Cache records results by cache key under the
 // worker's dir, so a later solve reuses them while their snapshots and blobs
 // exist; a failing process is an *ExitError with its exit code and the last
-// lines of its output. Ops this worker cannot run yet (ssh mounts, CDI devices, insecure mode, extra hosts, git
-// sources) fail with an error that names what is not supported.
+// lines of its output. Ops this worker cannot run yet (ssh mounts, CDI
+// devices, insecure mode, extra hosts, git sources) fail with an error that
+// names what is not supported.
 //
 // Secrets come from the SecretStore given with WithSecrets, by ID. Their
 // values are read when an op runs and go only into the process: a secret

@@ -76,8 +76,8 @@ var defaultEpoch = time.Unix(315532800, 0).UTC()
 type Option func(*options) error
 
 type options struct {
-	epoch    time.Time
-	network  sandbox.Network
+	epoch     time.Time
+	network   sandbox.Network
 	output    io.Writer
 	outputFor func(ctx context.Context) io.WriteCloser
 	tailKeep  int
