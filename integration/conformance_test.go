@@ -471,6 +471,32 @@ COPY --from=0 /out /out-by-index
 			docker:     true,
 		},
 
+		{
+			// dockerfile2llb allows a wildcard to match nothing.
+			name:       "copy-wildcard-matching-nothing",
+			dockerfile: "FROM conform-base\nCOPY a.txt nothing-*.txt /w/\n",
+			files:      ctxTexts,
+			want:       []fileWant{wantFile("/w/a.txt", "a\n")},
+			docker:     true,
+		},
+		{
+			name:       "from-scratch",
+			dockerfile: "FROM scratch\nCOPY a.txt /\n",
+			files:      ctxTexts,
+			want:       []fileWant{wantFileMode("/a.txt", "a\n", 0o644, 0, 0), wantAbsent("/etc")},
+			config:     `{"Env": ["` + basePath + `"], "Cmd": null, "Entrypoint": null}`,
+			docker:     true,
+		},
+		{
+			// Unlike Docker's classic builder, BuildKit keeps what RUN
+			// writes under a VOLUME.
+			name:       "volume-keeps-later-run-changes",
+			dockerfile: "FROM conform-base\nVOLUME /data\nRUN mkdir -p /data && echo kept > /data/f\n",
+			want:       []fileWant{wantFile("/data/f", "kept\n")},
+			config:     `{"Volumes": {"/data": {}}}`,
+			docker:     true,
+		},
+
 		// WORKDIR and USER.
 		{
 			name:       "workdir-relative-chain",
@@ -589,7 +615,8 @@ LABEL multi.line="one \
 two"
 LABEL a=override
 `,
-			config: `{"Labels": {"a": "override", "with space": "v w", "multi.line": "one two"}}`,
+			// The rest of the config is the base's.
+			config: `{"Labels": {"a": "override", "with space": "v w", "multi.line": "one two"}, "Cmd": ["sh"], "Env": ["` + basePath + `"]}`,
 			docker: true,
 		},
 		{
@@ -656,6 +683,13 @@ STOPSIGNAL SIGINT
 			want: []fileWant{wantAbsent("/ctx/top.log"), wantAbsent("/ctx/dir/deep/er/z.log"), wantFile("/ctx/dir/deep/er/z.txt", "z\n"),
 				wantFile("/ctx/dir/x.txt", "x\n"), wantAbsent("/ctx/dir/sub")},
 			docker: true,
+		},
+		{
+			name:       "dockerignore-reinclude-inside-excluded-dir",
+			dockerfile: "FROM conform-base\nCOPY . /ctx/\n",
+			files:      mergeFiles(ctxTree, map[string]string{".dockerignore": "dir\n!dir/x.txt\n"}),
+			want:       []fileWant{wantFile("/ctx/dir/x.txt", "x\n"), wantAbsent("/ctx/dir/sub")},
+			docker:     true,
 		},
 		{
 			name:       "dockerignore-excludes-dockerfile-from-copy",
