@@ -32,6 +32,9 @@ import (
 // oci-archive and unpacked with umoci; some cases also run it with podman.
 // TestDockerfileConformanceDocker checks the same expectations against
 // Docker's own BuildKit, for the cases it supports.
+//
+// Cases are named after the rule they check; a failing case names the
+// path or config field and both values.
 
 // conformanceBase and conformanceOther are the images the cases build on:
 // made of the host's programs (internal/testimage), loaded into the store
