@@ -4,7 +4,8 @@
 //
 // The tests need root (to create the unprivileged test user and to run
 // podman), mmdebstrap with a reachable Debian mirror, uidmap, skopeo, podman
-// and runc. When one is missing a test skips, except with CI=true, where a
+// and runc; the Dockerfile conformance suite also needs umoci, setcap and
+// getcap, xz and Debian's docker.io (dockerd with BuildKit, the ground truth). When one is missing a test skips, except with CI=true, where a
 // missing capability is a failure.
 //
 // SNAPBUILD_BIN names the binary under test; without it the tests build one.

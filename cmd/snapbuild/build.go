@@ -42,6 +42,11 @@ func cmdBuild(ctx context.Context, args []string) error {
 	fs.Var(&tags, "t", "`NAME` of the image (repeatable: several names)")
 	fs.Var(&tags, "tag", "`NAME` of the image (repeatable: several names)")
 	module := fs.String("m", "", "build the images of Python module `PKG.MODULE[::NAME]`, imported as modal run -m does")
+	var df dockerfileFlags
+	fs.StringVar(&df.file, "f", "", "build the Dockerfile `FILE` (default CONTEXT/Dockerfile), as docker build -f")
+	fs.StringVar(&df.file, "file", "", "build the Dockerfile `FILE` (default CONTEXT/Dockerfile), as docker build -f")
+	fs.Var(&df.buildArgs, "build-arg", "set the Dockerfile's ARG `NAME=VALUE` (repeatable; NAME alone takes the environment's value)")
+	fs.StringVar(&df.target, "target", "", "build the Dockerfile's `STAGE` (default: the last); stages it does not need are not built")
 	var dry printFlag
 	fs.Var(&dry, "print", "print what would be built (text, or --print=json), build nothing")
 	replace := fs.Bool("replace", false, "move names that images from other files have")
@@ -61,7 +66,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defs, err := definitions(ctx, pos, *module, dry != "")
+	defs, err := definitions(ctx, pos, *module, &df, dry != "")
 	if err != nil {
 		return err
 	}
@@ -186,9 +191,20 @@ func cmdBuild(ctx context.Context, args []string) error {
 }
 
 // definitions reads what the build command's arguments name: a recipe file
-// and some of its images (FILE [IMAGE...]), Modal files (APP.py[::NAME]...)
-// or a module (-m PKG.MODULE[::NAME]).
-func definitions(ctx context.Context, pos []string, module string, dry bool) ([]definition, error) {
+// and some of its images (FILE [IMAGE...]), Modal files (APP.py[::NAME]...),
+// a module (-m PKG.MODULE[::NAME]) or a Dockerfile and its build context
+// (-f FILE [CONTEXT], or a CONTEXT directory).
+func definitions(ctx context.Context, pos []string, module string, df *dockerfileFlags, dry bool) ([]definition, error) {
+	if df.used() || module == "" && len(pos) > 0 && isDir(pos[0]) {
+		if module != "" {
+			return nil, usagef("build: -m %s builds a module's images; -f, --build-arg and --target are for a Dockerfile: give one or the other (see 'snapbuild build --help')", module)
+		}
+		d, err := dockerfileDefinition(pos, df)
+		if err != nil {
+			return nil, err
+		}
+		return []definition{d}, nil
+	}
 	if module != "" && isPythonRef(module) {
 		file, _ := frontend.SplitRef(module)
 		return nil, fmt.Errorf("build: -m takes a module (pkg.module), not a file: for %s, run snapbuild build %s", file, module)
@@ -200,7 +216,7 @@ func definitions(ctx context.Context, pos []string, module string, dry bool) ([]
 		return loadPython(ctx, module, true)
 	}
 	if len(pos) == 0 {
-		return nil, usagef("build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME] (see 'snapbuild build --help')")
+		return nil, usagef("build: give a recipe file, a Python file, a module or a Dockerfile: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME], snapbuild build -f Dockerfile [CONTEXT] (see 'snapbuild build --help')")
 	}
 	if !isPythonRef(pos[0]) {
 		if err := checkRecipeArg(pos[0], dry); err != nil {
@@ -250,19 +266,23 @@ func definitions(ctx context.Context, pos []string, module string, dry bool) ([]
 }
 
 // checkRecipeArg turns the usual wrong first arguments into errors that say
-// what to do: a format after --print, a directory or a Dockerfile as docker
-// build takes them.
+// what to do: a format after --print, a Dockerfile given where docker build
+// takes its context.
 func checkRecipeArg(arg string, dry bool) error {
-	fi, err := os.Stat(arg)
+	_, err := os.Stat(arg)
 	switch {
 	case dry && (arg == "json" || arg == "text") && err != nil:
 		return fmt.Errorf("build: --print takes its format after '=': --print=%s", arg)
-	case err == nil && fi.IsDir():
-		return fmt.Errorf("build: %s is a directory: give a recipe file, a Modal file (app.py) or -m pkg.module; for a Dockerfile, a recipe `- from_dockerfile: {path: %s}`", arg, filepath.Join(arg, "Dockerfile"))
 	case strings.HasPrefix(strings.ToLower(filepath.Base(arg)), "dockerfile") || strings.HasSuffix(strings.ToLower(arg), ".dockerfile"):
-		return fmt.Errorf("build: %s looks like a Dockerfile: snapbuild builds recipes and Modal files; write a recipe `- from_dockerfile: {path: %s}` (or Image.from_dockerfile in a .py) and build that", arg, arg)
+		return fmt.Errorf("build: %s looks like a Dockerfile: give it with -f and the build context after it, as docker build takes them: snapbuild build -f %s %s", arg, arg, filepath.Dir(arg))
 	}
 	return nil
+}
+
+// isDir reports whether path is a directory.
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // isPythonRef reports whether arg names a Python file: FILE.py or FILE.py::NAME.

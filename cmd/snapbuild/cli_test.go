@@ -45,7 +45,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // commandFlags are flags each command's help must list, as the help shows
 // them.
 var commandFlags = map[string][]string{
-	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO"},
+	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE"},
 	"run":     {"--root DIR", "-e KEY=VALUE", "-w DIR", "--network MODE"},
 	"images":  {"--root DIR", "--json"},
 	"inspect": {"--root DIR"},
@@ -150,10 +150,14 @@ func TestUnknownCommand(t *testing.T) {
 		{[]string{"--progress", "plain", "build"}, "snapbuild: unknown flag --progress before the command: only --root DIR, --help and --version go there (see 'snapbuild --help')\n"},
 		{[]string{"build", "--progres", "plain", "x.yaml"}, "snapbuild: build: unknown flag --progres; did you mean --progress? (see 'snapbuild build --help')\n"},
 		{[]string{"images", "--jsn"}, "snapbuild: images: unknown flag --jsn; did you mean --json? (see 'snapbuild images --help')\n"},
-		{[]string{"build", "-f", "Dockerfile", "."}, "snapbuild: build: unknown flag -f: snapbuild builds recipes and Modal files; for a Dockerfile, build a recipe `- from_dockerfile: {path: Dockerfile}` (see 'snapbuild build --help')\n"},
+		{[]string{"build", "--no-cache", "."}, "snapbuild: build: unknown flag --no-cache: snapbuild's --force-build rebuilds every step (see 'snapbuild build --help')\n"},
+		{[]string{"build", "-f", "Dockerfile", "a", "b"}, "snapbuild: build: a Dockerfile build takes one build context directory, not 2 arguments (a b): snapbuild build -f Dockerfile [CONTEXT] (see 'snapbuild build --help')\n"},
+		{[]string{"build", "-m", "pkg.mod", "--target", "x"}, "snapbuild: build: -m pkg.mod builds a module's images; -f, --build-arg and --target are for a Dockerfile: give one or the other (see 'snapbuild build --help')\n"},
+		{[]string{"build", "-f", "-", "."}, "snapbuild: build: -f -: reading the Dockerfile from standard input is not supported; write it to a file and give its path (see 'snapbuild build --help')\n"},
+		{[]string{"build", "--build-arg", "=x", "."}, "snapbuild: build: --build-arg \"=x\": give NAME=VALUE, or NAME to take the value from the environment (see 'snapbuild build --help')\n"},
 		{[]string{"build", "-t"}, "snapbuild: build: flag needs an argument: -t (see 'snapbuild build --help')\n"},
 		{[]string{"inspect"}, "snapbuild: inspect: usage: snapbuild inspect NAME|ID (see 'snapbuild inspect --help')\n"},
-		{[]string{"build"}, "snapbuild: build: give a recipe file, a Python file or a module: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME] (see 'snapbuild build --help')\n"},
+		{[]string{"build"}, "snapbuild: build: give a recipe file, a Python file, a module or a Dockerfile: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME], snapbuild build -f Dockerfile [CONTEXT] (see 'snapbuild build --help')\n"},
 	} {
 		out, errOut, code := runCLI(t, c.argv...)
 		if code != exitUsage || out != "" || errOut != c.want {

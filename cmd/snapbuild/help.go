@@ -27,21 +27,25 @@ type command struct {
 var commands = []*command{
 	{
 		name:    "build",
-		summary: "Build the images of a recipe, of Modal files or of a Python module, and name them",
+		summary: "Build the images of a recipe, of Modal files, of a Python module or of a Dockerfile, and name them",
 		usage: []string{
 			"build RECIPE.yaml [IMAGE...] [flags]",
 			"build APP.py[::NAME]... [flags]",
 			"build -m PKG.MODULE[::NAME] [flags]",
+			"build [-f Dockerfile] [--build-arg NAME=VALUE]... [--target STAGE] [-t NAME] [CONTEXT] [flags]",
 		},
 		details: `A recipe is a YAML list of modal.Image methods with Modal's arguments (one image, named
 after the file, or -t NAME), or a mapping of image names to such lists. A Modal file's
 images are named PROJECT:NAME (PROJECT: its modal.App's name, else the file's stem); -t
-names the image when the file defines one. Every step is cached by content: an unchanged
+names the image when the file defines one. A Dockerfile is built as docker build builds it:
+CONTEXT (default ".") is the build context, -f defaults to CONTEXT/Dockerfile, and the image
+is named -t NAME, else after the context directory. Every step is cached by content: an unchanged
 step runs nothing. --print shows each step's cache state and key and builds nothing.`,
 		examples: []string{
 			"snapbuild build examples/hello/hello.yaml",
 			"snapbuild build app.py::image -t app:latest",
 			"snapbuild build --print examples/hello/hello.yaml   # what would run, and why",
+			"snapbuild build -t app:dev --build-arg VERSION=1.2 --target runtime .   # ./Dockerfile",
 		},
 		run: cmdBuild,
 	},
@@ -314,8 +318,7 @@ func flagError(fs *flag.FlagSet, err error) error {
 // dockerFlagHints answer flags docker and podman users type out of habit
 // ("COMMAND NAME"), where a suggestion by spelling would mislead.
 var dockerFlagHints = map[string]string{
-	"build f":    "snapbuild builds recipes and Modal files; for a Dockerfile, build a recipe `- from_dockerfile: {path: Dockerfile}`",
-	"build file": "snapbuild builds recipes and Modal files; for a Dockerfile, build a recipe `- from_dockerfile: {path: Dockerfile}`",
+	"build no-cache": "snapbuild's --force-build rebuilds every step",
 }
 
 // dashes spells a flag name as the help does.

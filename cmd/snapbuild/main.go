@@ -1,7 +1,8 @@
 // Command snapbuild builds container images locally, rootless and offline,
-// from recipes written with modal.Image's methods.
+// from recipes written with modal.Image's methods, or from Dockerfiles.
 //
 //	snapbuild build FILE [IMAGE...] | APP.py[::NAME] | -m PKG.MODULE [-t NAME] [--print[=json]] [flags]
+//	snapbuild build [-f Dockerfile] [--build-arg K=V]... [--target STAGE] [-t NAME] [CONTEXT]
 //	snapbuild run [-it] [--entrypoint CMD] NAME [-- CMD...]
 //	snapbuild images | inspect NAME | rm NAME | export NAME DEST | push | pull | save | load
 //	snapbuild --help | --version | COMMAND --help | help COMMAND

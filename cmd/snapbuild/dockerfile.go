@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/snapbuild/snapbuild"
+)
+
+// dockerfileFlags are build's flags for a Dockerfile, as docker build and
+// podman build spell them.
+type dockerfileFlags struct {
+	file      string   // -f, --file: the Dockerfile
+	buildArgs listFlag // --build-arg K=V or K (value from the environment)
+	target    string   // --target: the stage to build
+}
+
+// used reports whether a flag only a Dockerfile build takes was given.
+func (f *dockerfileFlags) used() bool {
+	return f.file != "" || len(f.buildArgs) > 0 || f.target != ""
+}
+
+// dockerfileDefinition is the image `snapbuild build -f FILE [CONTEXT]`
+// (or `snapbuild build CONTEXT`, a directory) defines, as docker build
+// reads its arguments: CONTEXT defaults to "."; FILE defaults to
+// CONTEXT/Dockerfile, and a relative FILE is relative to the working
+// directory, not to CONTEXT. Without -t the image is named after the
+// context directory (its base name, e.g. "myapp" for ~/src/myapp), where
+// docker and podman would leave it untagged.
+func dockerfileDefinition(pos []string, f *dockerfileFlags) (definition, error) {
+	args, err := buildArgs(f.buildArgs)
+	if err != nil {
+		return definition{}, err
+	}
+	if len(pos) > 1 {
+		return definition{}, usagef("build: a Dockerfile build takes one build context directory, not %d arguments (%s): snapbuild build -f Dockerfile [CONTEXT] (see 'snapbuild build --help')", len(pos), strings.Join(pos, " "))
+	}
+	ctxDir := "."
+	if len(pos) == 1 {
+		ctxDir = pos[0]
+	}
+	if fi, err := os.Stat(ctxDir); err != nil {
+		return definition{}, fmt.Errorf("build: build context: %w", err)
+	} else if !fi.IsDir() {
+		return definition{}, fmt.Errorf("build: build context %s is not a directory: give the directory the Dockerfile's COPY and ADD read from (snapbuild build -f Dockerfile DIR)", ctxDir)
+	}
+	absCtx, err := filepath.Abs(ctxDir)
+	if err != nil {
+		return definition{}, err
+	}
+	file := f.file
+	switch file {
+	case "":
+		file = filepath.Join(absCtx, "Dockerfile")
+	case "-":
+		return definition{}, usagef("build: -f -: reading the Dockerfile from standard input is not supported; write it to a file and give its path (see 'snapbuild build --help')")
+	}
+	absFile, err := filepath.Abs(file)
+	if err != nil {
+		return definition{}, err
+	}
+	if fi, err := os.Stat(absFile); err != nil {
+		if f.file == "" {
+			return definition{}, fmt.Errorf("build: %s has no Dockerfile: give one with -f FILE", ctxDir)
+		}
+		return definition{}, fmt.Errorf("build: -f: %w", err)
+	} else if fi.IsDir() {
+		return definition{}, fmt.Errorf("build: -f %s is a directory: give the Dockerfile's path", f.file)
+	}
+	name := filepath.Base(absCtx)
+	return definition{
+		name:   name,
+		label:  absFile,
+		source: absFile,
+		image:  snapbuild.FromDockerfile(absFile, snapbuild.FromDockerfileOptions{ContextDir: absCtx, BuildArgs: args, Target: f.target}),
+	}, nil
+}
+
+// buildArgs reads --build-arg values as docker build does: K=V sets K to
+// V; a bare K takes K's value from the environment, and is left out when
+// the environment has none.
+func buildArgs(list []string) (map[string]string, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(list))
+	for _, a := range list {
+		k, v, ok := strings.Cut(a, "=")
+		if k == "" {
+			return nil, usagef("build: --build-arg %q: give NAME=VALUE, or NAME to take the value from the environment (see 'snapbuild build --help')", a)
+		}
+		if !ok {
+			if v, ok = os.LookupEnv(k); !ok {
+				continue
+			}
+		}
+		m[k] = v
+	}
+	return m, nil
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// TestDockerfileDefinition checks that build's Dockerfile arguments are
+// read as docker build reads them: CONTEXT defaults to ".", -f to
+// CONTEXT/Dockerfile, a relative -f is relative to the working directory,
+// and the image is named after the context directory.
+func TestDockerfileDefinition(t *testing.T) {
+	dir := t.TempDir()
+	ctx := filepath.Join(dir, "myapp")
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(os.MkdirAll(filepath.Join(ctx, "sub"), 0o755))
+	must(os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "other.Dockerfile"), []byte("FROM scratch\n"), 0o644))
+	t.Chdir(dir)
+
+	for _, tc := range []struct {
+		pos        []string
+		file       string
+		name, path string
+		err        string
+	}{
+		{pos: []string{"myapp"}, name: "myapp", path: filepath.Join(ctx, "Dockerfile")},
+		{pos: []string{"myapp"}, file: "other.Dockerfile", name: "myapp", path: filepath.Join(dir, "other.Dockerfile")},
+		{pos: []string{"myapp/sub"}, err: "build: myapp/sub has no Dockerfile: give one with -f FILE"},
+		{pos: []string{"myapp/Dockerfile"}, file: "other.Dockerfile", err: "is not a directory"},
+		{pos: []string{"nowhere"}, file: "other.Dockerfile", err: "build: build context: stat nowhere: no such file or directory"},
+		{pos: []string{"myapp"}, file: "missing", err: "build: -f: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
+	} {
+		d, err := dockerfileDefinition(tc.pos, &dockerfileFlags{file: tc.file})
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("dockerfileDefinition(%q, -f %q) = %v, want an error with %q", tc.pos, tc.file, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || d.name != tc.name || d.label != tc.path {
+			t.Errorf("dockerfileDefinition(%q, -f %q) = name %q, file %q, %v; want %q, %q", tc.pos, tc.file, d.name, d.label, err, tc.name, tc.path)
+		}
+	}
+}
+
+// TestBuildArgs checks --build-arg as docker reads it: NAME=VALUE, and a
+// bare NAME taken from the environment, or left out when it is unset.
+func TestBuildArgs(t *testing.T) {
+	t.Setenv("FROM_ENV", "env value")
+	os.Unsetenv("UNSET_ARG")
+	got, err := buildArgs([]string{"A=1", "B=", "C=x=y", "FROM_ENV", "UNSET_ARG"})
+	want := map[string]string{"A": "1", "B": "", "C": "x=y", "FROM_ENV": "env value"}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("buildArgs = %v, %v; want %v", got, err, want)
+	}
+}
