@@ -364,13 +364,16 @@ func (b *Builder) siteEnviron(env []string) []string {
 // materializeContext writes the context files of l that resolveContext
 // selected into dir, as the build context's local source: hard links
 // where the store shares the file system, else copies (modes, owners and
-// xattrs kept). Directories take the mode and owner of the context
-// directory's own, where l has one.
+// xattrs kept); a symlink of the context directory as a symlink.
+// Directories take the mode and owner of the context directory's own,
+// where l has one.
 func materializeContext(ctx context.Context, l *layer, files []contextFile, dir string) error {
 	var root string
 	for _, in := range l.context {
 		if in.dir && in.remote == "/" {
-			root = in.local
+			if r, err := filepath.EvalSymlinks(in.local); err == nil {
+				root = r
+			}
 		}
 	}
 	type dirMode struct {
@@ -405,7 +408,13 @@ func materializeContext(ctx context.Context, l *layer, files []contextFile, dir 
 		modes = append(modes, dirMode{p, mode})
 		return nil
 	}
+	files = slices.Clone(files)
+	selected := map[string]bool{}
 	for _, f := range files {
+		selected[strings.TrimPrefix(path.Clean("/"+f.path), "/")] = true
+	}
+	for i := 0; i < len(files); i++ { // symlinks add their targets
+		f := files[i]
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -414,6 +423,34 @@ func materializeContext(ctx context.Context, l *layer, files []contextFile, dir 
 			return err
 		}
 		dst := filepath.Join(dir, filepath.FromSlash(rel))
+		if root != "" {
+			// A symlink of the context directory stays a symlink, as in
+			// Docker's build context (Modal's upload would follow it);
+			// COPY follows a symlink that a source names itself.
+			// Its target, inside the context, comes along: COPY of the
+			// link alone must find it. A link that leads out of the
+			// context is copied as the file it leads to (Docker's context
+			// would hold a dangling link).
+			orig := filepath.Join(root, filepath.FromSlash(rel))
+			if fi, err := os.Lstat(orig); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				trel, err := filepath.Rel(root, f.source)
+				if err == nil && trel != ".." && !strings.HasPrefix(trel, "../") {
+					target, err := os.Readlink(orig)
+					if err != nil {
+						return err
+					}
+					if err := os.Symlink(target, dst); err != nil {
+						return err
+					}
+					trel = filepath.ToSlash(trel)
+					if !selected[trel] {
+						selected[trel] = true
+						files = append(files, contextFile{path: trel, source: f.source, mode: f.mode})
+					}
+					continue
+				}
+			}
+		}
 		if err := os.Link(f.source, dst); err == nil {
 			continue
 		}

@@ -116,6 +116,9 @@ func TestMaterializeContext(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if err := os.Symlink("conf", filepath.Join(src, "app", "link")); err != nil {
+		t.Fatal(err)
+	}
 	l := &layer{method: "dockerfile_commands", context: []contextInput{{local: src, remote: "/", dir: true, include: []string{"app"}}}}
 	files, err := resolveContext(l)
 	if err != nil {
@@ -137,6 +140,9 @@ func TestMaterializeContext(t *testing.T) {
 	}
 	if data, err := os.ReadFile(filepath.Join(dst, "app/bin/run")); err != nil || string(data) != "app/bin/run" {
 		t.Errorf("app/bin/run: %q, %v", data, err)
+	}
+	if target, err := os.Readlink(filepath.Join(dst, "app/link")); err != nil || target != "conf" {
+		t.Errorf("app/link: a symlink to %q (%v), want one to \"conf\"", target, err)
 	}
 	if _, err := os.Lstat(filepath.Join(dst, "other")); !os.IsNotExist(err) {
 		t.Errorf("a file COPY does not name is in the context: %v", err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -195,7 +196,9 @@ func (m *FilePatternMatcher) compile() error {
 
 // cleanPatterns prepares patterns as Modal's FilePatternMatcher does:
 // surrounding whitespace and leading/trailing "/" stripped (after a "!" too),
-// empty ones dropped, a bare "!" refused with Modal's message.
+// the path cleaned as Docker's .dockerignore reader cleans it ("./a/../b"
+// is "b", so "!./keep" re-includes "keep"), empty ones dropped, a bare "!"
+// refused with Modal's message.
 func cleanPatterns(patterns []string) ([]string, error) {
 	var out []string
 	for _, p := range patterns {
@@ -206,11 +209,17 @@ func cleanPatterns(patterns []string) ([]string, error) {
 			if p == "" {
 				return nil, errors.New(`Illegal exclusion pattern: "!"`)
 			}
-			p = "!" + p
 		}
 		if p != "" {
-			out = append(out, p)
+			p = strings.TrimPrefix(path.Clean(p), "/")
 		}
+		if p == "" || p == "." && !neg {
+			continue
+		}
+		if neg {
+			p = "!" + p
+		}
+		out = append(out, p)
 	}
 	return out, nil
 }

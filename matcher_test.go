@@ -187,3 +187,16 @@ func TestStoredMatcher(t *testing.T) {
 		t.Errorf("stored FilePatternMatcher = %+v, %v", s, err)
 	}
 }
+
+// Patterns are cleaned as Docker's .dockerignore reader cleans them: "./x"
+// is "x", so "!./keep.txt" re-includes keep.txt.
+func TestFilePatternMatcherCleansPaths(t *testing.T) {
+	m := NewFilePatternMatcher("*.txt", "!./keep.txt", "./d/../e/*.log")
+	got := matchAll(t, m, "a.txt", "keep.txt", "e/x.log", "d/x.log")
+	if want := []string{"a.txt", "e/x.log"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("matched %q, want %q", got, want)
+	}
+	if p, err := m.Patterns(); err != nil || !reflect.DeepEqual(p, []string{"*.txt", "!keep.txt", "e/*.log"}) {
+		t.Errorf("Patterns() = %q, %v", p, err)
+	}
+}
