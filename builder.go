@@ -83,6 +83,9 @@ type Builder struct {
 	// plan is set during a dry run's step (Builder.Plan): layerStep
 	// records the key there and does no work.
 	plan *planCursor
+	// jobs is how many ops of a build graph may run at once
+	// (WithParallelism); 0 for the number of CPUs.
+	jobs int
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -205,6 +208,21 @@ func WithCDISpecDirs(dirs ...string) Option {
 			}
 		}
 		b.gpu.CDISpecDirs = slices.Clone(dirs)
+		return nil
+	}
+}
+
+// WithParallelism sets how many independent ops of a Dockerfile's build
+// graph (stages that do not depend on each other, the sources of a COPY)
+// may run at once, as buildah's --jobs and BuildKit's max-parallelism; n
+// must be at least 1. The default is the number of CPUs the process may
+// use (runtime.GOMAXPROCS).
+func WithParallelism(n int) Option {
+	return func(b *Builder) error {
+		if n < 1 {
+			return fmt.Errorf("parallelism %d: give at least 1", n)
+		}
+		b.jobs = n
 		return nil
 	}
 }

@@ -195,7 +195,11 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	if err := w.AddLocal(contextName, ctxDir); err != nil {
 		return err
 	}
-	s, err := build.NewSolver(w, build.WithCache(w.Cache()), build.WithKeySalt(w.KeySalt()), build.WithProgress(x.event))
+	sopts := []build.Option{build.WithCache(w.Cache()), build.WithKeySalt(w.KeySalt()), build.WithProgress(x.event)}
+	if b.jobs > 0 {
+		sopts = append(sopts, build.WithParallelism(b.jobs))
+	}
+	s, err := build.NewSolver(w, sopts...)
 	if err != nil {
 		return err
 	}
