@@ -83,6 +83,9 @@ type Builder struct {
 	// plan is set during a dry run's step (Builder.Plan): layerStep
 	// records the key there and does no work.
 	plan *planCursor
+	// planConfigs are the configs of the images a dry run described
+	// instead of writing (writeManifest), by manifest digest.
+	planConfigs map[digest.Digest][]byte
 	// jobs is how many ops of a build graph may run at once
 	// (WithParallelism); 0 for the number of CPUs.
 	jobs int
@@ -413,6 +416,7 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 			steps = append(steps, plannedStep{layer: i, instr: in, entry: entries})
 		}
 	}
+	b.planConfigs = nil
 	if plan != nil {
 		// A dry run only reads: other builds may go on.
 		if err := b.store.lockShared(); err != nil {
@@ -500,7 +504,7 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 				n++
 				evs[j] = Event{Step: n, Total: len(steps), Instruction: in.text, Entry: steps[n-1].entry, Entries: entries, Method: l.method}
 			}
-			if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl); err != nil {
+			if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl, &stopped); err != nil {
 				return Result{}, err
 			}
 			if plan != nil {

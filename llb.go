@@ -2,6 +2,7 @@ package snapbuild
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/distribution/reference"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
@@ -26,6 +28,7 @@ import (
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
 	"github.com/snapbuild/snapbuild/internal/worker"
+	"github.com/snapbuild/snapbuild/oci"
 )
 
 // parentRef is the name a Dockerfile layer's "FROM base" is converted
@@ -40,12 +43,19 @@ const contextName = "context"
 // viaLLB reports whether l is built by converting its Dockerfile text with
 // BuildKit's converter and solving the graph (internal/dockerfile,
 // internal/build, internal/worker): from_dockerfile's Dockerfile and
-// dockerfile_commands. Layers that need what the worker does not do yet
-// (gpu=, volumes) are still interpreted step by step.
+// dockerfile_commands, and every Modal method's layer on its parent. Root
+// layers other than from_dockerfile's (the Debian bootstrap, from_registry,
+// from_id) and layers that need what the worker does not do yet (gpu=,
+// volumes, run_function, add_python) are still interpreted step by step.
 func (l *layer) viaLLB() bool {
-	if l.method != "dockerfile_commands" && (l.root == nil || !l.root.dockerfile) {
-		return false
+	if l.root != nil {
+		return l.root.dockerfile && l.plain()
 	}
+	return !l.mount && l.plain()
+}
+
+// plain reports whether l needs nothing the LLB path lacks.
+func (l *layer) plain() bool {
 	return l.gpu == "" && len(l.volumes) == 0 && l.function == nil && l.addPython == ""
 }
 
@@ -73,8 +83,12 @@ type llbLayer struct {
 	mask  redactor // the secrets' values, masked in step output
 	steps []*llbStep
 	byVtx map[digest.Digest]*llbStep
+	g     *build.Graph
 	mu    sync.Mutex // steps' state, from the solver's goroutines
 	next  int        // the first step not yet reported, in order
+	// ent is the layer's one entry when it is not one per instruction
+	// (a Modal method); nil before it starts.
+	ent *entryRun
 }
 
 // solveLayer builds Dockerfile layer l on st: its text (on FROM the image
@@ -82,7 +96,15 @@ type llbLayer struct {
 // converter, the graph solved by the worker on the store's snapshots. ins
 // are l's parsed instructions and evs their progress templates (one per
 // instruction, the skipped "FROM base" included).
-func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins []instruction, evs []Event, files []contextFile, force bool, pl *PlanLayer) error {
+//
+// For a dry run (pl set) it records each instruction's state in pl
+// instead, and *stopped says whether an earlier step would run (every
+// later one is then pending).
+func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins []instruction, evs []Event, files []contextFile, force bool, pl *PlanLayer, stopped *bool) error {
+	if pl != nil {
+		b.plan = &planCursor{} // pulls and bootstraps would run; nothing is written
+		defer func() { b.plan = nil }()
+	}
 	text := strings.Join(l.commands, "\n")
 	if l.root == nil {
 		if st.manifest == "" {
@@ -91,13 +113,13 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 			}
 		}
 		// "FROM base" is line 1 either way: line numbers stay the layer's.
-		text = "FROM " + parentRef + "\n" + strings.Join(l.commands[1:], "\n")
+		lines, err := llbLines(l, ins, st.config.Env, files)
+		if err != nil {
+			return &InvalidError{Method: l.method, Message: err.Error()}
+		}
+		text = "FROM " + parentRef + "\n" + strings.Join(lines, "\n")
 	}
 	x := &llbLayer{b: b, l: l, byVtx: map[digest.Digest]*llbStep{}}
-	if pl != nil {
-		b.plan = &planCursor{} // pulls and bootstraps would run
-		defer func() { b.plan = nil }()
-	}
 	for i, in := range ins {
 		x.steps = append(x.steps, &llbStep{in: in, ev: evs[i], skip: l.root == nil && i == 0, vtx: map[digest.Digest]bool{}})
 	}
@@ -131,7 +153,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	if err != nil {
 		var wr *wouldRun
 		if pl != nil && errors.As(err, &wr) {
-			x.planRest(pl, wr.what)
+			x.planRest(pl, wr.what, stopped)
 			return nil
 		}
 		if ctx.Err() != nil {
@@ -178,9 +200,13 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	wdir := filepath.Join(b.store.root, "worker")
 	if pl != nil {
 		if _, err := os.Stat(wdir); err != nil {
-			// Nothing was ever built this way: nothing is cached.
-			x.planRest(pl, "run: not in the cache")
-			return nil
+			// Nothing was ever built this way, so nothing is cached; a
+			// dry run's worker, which only computes keys, lives outside
+			// the store.
+			if wdir, err = os.MkdirTemp("", "snapbuild-plan-"); err != nil {
+				return err
+			}
+			defer os.RemoveAll(wdir)
 		}
 	}
 	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store)}
@@ -208,7 +234,21 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		return x.stepError(err)
 	}
 	if pl != nil {
-		return x.plan(ctx, pl, w.Cache(), keys, force)
+		if err := x.plan(ctx, pl, w.Cache(), keys, force, stopped); err != nil || *stopped {
+			return err
+		}
+		// Nothing of the layer would run: the next layer's key needs the
+		// image this one makes, which the cache gives.
+		ref := &worker.Ref{Chain: st.chain, Layers: st.layers, DiffIDs: st.diffIDs}
+		if v := g.Target.Vertex; v == nil {
+			ref = &worker.Ref{}
+		} else if refs, ok, err := w.Cache().Get(ctx, keys[v.Digest]); err != nil {
+			return err
+		} else if ok && len(refs) > 0 {
+			ref, _ = refs[0].(*worker.Ref)
+		}
+		x.apply(ctx, st, res.Image, g, w.Cache(), keys, ref)
+		return nil
 	}
 
 	x.advance()
@@ -222,11 +262,26 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		ref = &worker.Ref{}
 	}
 	x.finish()
+	x.apply(ctx, st, res.Image, g, w.Cache(), keys, ref)
+	return nil
+}
 
-	// The image: the converter's config, the solve's layers, and the
-	// history's empty_layer flags set from what each op made.
-	img := res.Image
-	hist := layerHistory(ctx, g, w.Cache(), keys, img.History, len(ref.Layers))
+// apply makes st the image the layer made: the converter's config img,
+// the layers of ref, and the history with the empty_layer flags set from
+// what each op made (and, for a Modal layer, its own text).
+func (x *llbLayer) apply(ctx context.Context, st *buildState, img dockerspec.DockerOCIImage, g *build.Graph, c build.Cache, keys map[digest.Digest]digest.Digest, ref *worker.Ref) {
+	if ref == nil {
+		ref = &worker.Ref{}
+	}
+	hist := layerHistory(ctx, g, c, keys, img.History, len(ref.Layers))
+	if x.l.root == nil {
+		// A Modal layer's history is its own text, as Modal shows it.
+		steps := make([]instruction, 0, len(x.steps))
+		for _, s := range x.steps[1:] {
+			steps = append(steps, s.in)
+		}
+		hist = modalHistory(hist, len(st.history), steps)
+	}
 	st.chain, st.layers, st.diffIDs = ref.Chain, slices.Clone(ref.Layers), slices.Clone(ref.DiffIDs)
 	st.config = img.Config.ImageConfig
 	st.shell = slices.Clone(img.Config.Shell)
@@ -234,7 +289,59 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	st.onBuild = slices.Clone(img.Config.OnBuild)
 	st.history = hist
 	st.manifest = ""
-	return nil
+}
+
+// llbLines returns the Dockerfile text the converter gets for the
+// instructions after "FROM base" of a Modal layer, one line per line of
+// l.commands: the layer's own text, except where Modal's text would mean
+// something else in Docker's:
+//   - env(): `ENV PATH='/x:$PATH'` expands the variables the image sets
+//     (snapbuild's rule, see expandKnown), which Docker's single quotes
+//     would keep literal;
+//   - add_local_file/add_local_dir(copy=True): Modal's `COPY . /` would copy
+//     the context's parent directories over the image's (/root's mode);
+//     `COPY ["<remote>", "<remote>"]` copies only what was added.
+func llbLines(l *layer, ins []instruction, env []string, files []contextFile) ([]string, error) {
+	lines := slices.Clone(l.commands[1:])
+	switch l.method {
+	case "env":
+		lex := shell.NewLex('\\')
+		env = slices.Clone(env)
+		for i, in := range ins[1:] {
+			c, ok := in.cmd.(*instructions.EnvCommand)
+			if !ok || len(c.Env) != 1 || in.line != i+2 {
+				return l.commands[1:], nil
+			}
+			v, _, err := lex.ProcessWord(c.Env[0].Value, shell.EnvsFromSlice(env))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", in.text, err)
+			}
+			v = expandKnown(v, env)
+			env = setEnv(env, c.Env[0].Key, v)
+			lines[i] = "ENV " + c.Env[0].Key + "=" + shlexQuote(v)
+		}
+	case "add_local_file", "add_local_dir":
+		if len(l.context) == 1 && len(lines) == 1 && len(files) > 0 {
+			q, _ := json.Marshal([]string{l.context[0].remote, l.context[0].remote})
+			lines[0] = "COPY " + string(q)
+		}
+	}
+	return lines, nil
+}
+
+// modalHistory returns hist with the entries after the first base entries
+// written as Modal writes them (each instruction's text, comment
+// "snapbuild"), when the converter wrote one entry per instruction; hist as
+// it is otherwise (a base's ONBUILD triggers add entries).
+func modalHistory(hist []ocispec.History, base int, ins []instruction) []ocispec.History {
+	if len(hist)-base != len(ins) {
+		return hist
+	}
+	for i, in := range ins {
+		h := &hist[base+i]
+		h.CreatedBy, h.Comment = in.text, "snapbuild"
+	}
+	return hist
 }
 
 // layerSecrets are the values a layer's steps get as secret env.
@@ -342,6 +449,9 @@ func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
 
 // manifestConfig returns the manifest digest m and its image's config blob.
 func (b *Builder) manifestConfig(m digest.Digest) (digest.Digest, []byte, error) {
+	if cfg, ok := b.planConfigs[m]; ok {
+		return m, cfg, nil
+	}
 	man, err := b.store.blobs.Manifest(m)
 	if err != nil {
 		return "", nil, err
@@ -572,6 +682,24 @@ func (x *llbLayer) event(e build.Event) {
 			x.b.stats.ContainersStarted++
 		}
 	case build.VertexCached:
+		// What the cached vertex was made from is cached with it: the
+		// steps of those vertices end first, in order.
+		below := map[digest.Digest]bool{}
+		var walk func(v *build.Vertex)
+		walk = func(v *build.Vertex) {
+			for _, in := range v.Inputs {
+				if !below[in.Vertex.Digest] {
+					below[in.Vertex.Digest] = true
+					walk(in.Vertex)
+				}
+			}
+		}
+		walk(e.Vertex)
+		for _, t := range x.steps {
+			if t != s && !t.skip && !t.done && t.final != "" && below[t.final] {
+				x.endStep(t, nil)
+			}
+		}
 		x.startStep(s)
 		if e.Vertex.Digest == s.final {
 			x.endStep(s, nil)
@@ -593,9 +721,21 @@ func (x *llbLayer) startStep(s *llbStep) {
 	}
 	s.started, s.start = true, time.Now()
 	ev := s.ev
-	s.ent = x.b.startEntry(ev, x.b.entryLabel(x.l, s.in))
+	if x.l.perInstruction() {
+		s.ent = x.b.startEntry(ev, x.b.entryLabel(x.l, s.in))
+	} else if x.ent == nil {
+		x.ent = x.b.startEntry(ev, x.b.entryLabel(x.l, s.in))
+	}
 	ev.Kind = EventStart
 	x.b.progress.Event(ev)
+}
+
+// endLayer ends the layer's one entry, if it started. mu is held.
+func (x *llbLayer) endLayer(err error) {
+	if x.ent != nil {
+		x.b.endEntry(x.ent, err)
+		x.ent = nil
+	}
 }
 
 // endStep reports how s ended, once. mu is held.
@@ -622,9 +762,16 @@ func (x *llbLayer) endStep(s *llbStep, err error) {
 	case len(s.vtx) == 0 && err == nil:
 		x.b.stats.Config++
 	}
-	s.ent.worked = !ev.Cached && len(s.vtx) > 0 || err != nil
-	s.ent.cached = ev.Cached
-	x.b.endEntry(s.ent, err)
+	worked := !ev.Cached && len(s.vtx) > 0 || err != nil
+	if s.ent != nil {
+		s.ent.worked, s.ent.cached = worked, ev.Cached
+		x.b.endEntry(s.ent, err)
+		return
+	}
+	if x.ent != nil {
+		x.ent.worked = x.ent.worked || worked
+		x.ent.cached = x.ent.cached || ev.Cached
+	}
 }
 
 // advance reports, in order, the instructions before the first one still
@@ -659,6 +806,7 @@ func (x *llbLayer) finish() {
 		}
 	}
 	x.advanceLocked()
+	x.endLayer(nil)
 }
 
 // abort ends the entries still running after a failed solve.
@@ -670,6 +818,7 @@ func (x *llbLayer) abort(err error) {
 			x.endStep(s, err)
 		}
 	}
+	x.endLayer(err)
 }
 
 // failAt ends the entry of the instruction at line (the first one still
@@ -698,6 +847,7 @@ func (x *llbLayer) failAt(line int, err error) {
 	if at != nil {
 		x.endStep(at, err)
 	}
+	x.endLayer(err)
 }
 
 // output gives an exec op's output to the progress of its instruction.
@@ -742,16 +892,16 @@ func (x *llbLayer) stepError(err error) error {
 }
 
 // plan fills pl for a dry run: each instruction is cached, config only,
-// would run (the first whose final vertex the cache lacks), or pending.
-func (x *llbLayer) plan(ctx context.Context, pl *PlanLayer, c build.Cache, keys map[digest.Digest]digest.Digest, force bool) error {
-	stopped := false
+// would run (the first whose final vertex the cache lacks), or pending
+// (after one that would run, here or in an earlier layer: *stopped).
+func (x *llbLayer) plan(ctx context.Context, pl *PlanLayer, c build.Cache, keys map[digest.Digest]digest.Digest, force bool, stopped *bool) error {
 	for _, s := range x.steps {
 		if s.skip {
 			continue
 		}
 		ps := PlanStep{Instruction: s.in.text}
 		switch {
-		case stopped:
+		case *stopped:
 			ps.State = PlanPending
 		case s.final == "":
 			ps.State = PlanConfig
@@ -764,11 +914,11 @@ func (x *llbLayer) plan(ctx context.Context, pl *PlanLayer, c build.Cache, keys 
 			}
 			switch {
 			case force:
-				ps.State, ps.Note, stopped = PlanRun, "run again: force_build", true
+				ps.State, ps.Note, *stopped = PlanRun, "run again: force_build", true
 			case ok:
 				ps.State = PlanCached
 			default:
-				ps.State, ps.Note, stopped = PlanRun, "run: not in the cache", true
+				ps.State, ps.Note, *stopped = PlanRun, "run: not in the cache", true
 			}
 		}
 		pl.Steps = append(pl.Steps, ps)
@@ -777,15 +927,14 @@ func (x *llbLayer) plan(ctx context.Context, pl *PlanLayer, c build.Cache, keys 
 }
 
 // planRest records a dry run that stops at the layer's first instruction.
-func (x *llbLayer) planRest(pl *PlanLayer, what string) {
-	first := true
+func (x *llbLayer) planRest(pl *PlanLayer, what string, stopped *bool) {
 	for _, s := range x.steps {
 		if s.skip {
 			continue
 		}
 		ps := PlanStep{Instruction: s.in.text, State: PlanPending}
-		if first {
-			ps.State, ps.Note, first = PlanRun, what, false
+		if !*stopped {
+			ps.State, ps.Note, *stopped = PlanRun, what, true
 		}
 		pl.Steps = append(pl.Steps, ps)
 	}
@@ -894,6 +1043,20 @@ func layersOf(ctx context.Context, c build.Cache, key digest.Digest) (int, error
 // st.manifest.
 func (b *Builder) writeManifest(st *buildState) (digest.Digest, error) {
 	cfg, layers := st.imageConfig()
+	if b.plan != nil {
+		// A dry run writes nothing: the manifest is described, and its
+		// config kept for the resolver.
+		img, err := oci.DescribeDockerImage(cfg, layers)
+		if err != nil {
+			return "", err
+		}
+		if b.planConfigs == nil {
+			b.planConfigs = map[digest.Digest][]byte{}
+		}
+		b.planConfigs[img.Manifest.Digest] = img.ConfigJSON
+		st.manifest = img.Manifest.Digest
+		return st.manifest, nil
+	}
 	m, err := b.store.blobs.WriteDockerImage(cfg, layers)
 	if err != nil {
 		return "", err

@@ -9,6 +9,11 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	digest "github.com/opencontainers/go-digest"
+
+	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/worker"
 )
 
 // storeFiles lists the files under root with their sizes and times, to show
@@ -90,9 +95,14 @@ func TestPlan(t *testing.T) {
 		t.Errorf("Steps() = %v", n)
 	}
 
-	// Once the first RUN is cached (an empty layer), the plan goes on to the
-	// second, whose key is now known, and it is the same key again.
-	if err := b.store.putStep(stepRecord{Key: keys[2], Instruction: "RUN echo one", Empty: true}); err != nil {
+	// Once the first RUN is cached (it changed nothing), the plan goes on
+	// to the second, whose key is now known, and it is the same key again.
+	w, err := worker.New(b.store.blobs, b.store.snaps, filepath.Join(b.Root(), "worker"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if err := w.Cache().Put(context.Background(), digest.NewDigestFromEncoded(digest.SHA256, keys[2]), []build.Ref{&worker.Ref{}}); err != nil {
 		t.Fatal(err)
 	}
 	p2, err := b.Plan(context.Background(), img)

@@ -1,6 +1,7 @@
 package oci
 
 import (
+	"encoding/json"
 	"fmt"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -20,14 +21,38 @@ func (s *Store) WriteImage(config ocispec.Image, layers []ocispec.Descriptor) (o
 // the OCI image config (Healthcheck, Shell, OnBuild; moby/docker-image-spec),
 // which BuildKit writes the same way.
 func (s *Store) WriteDockerImage(config dockerspec.DockerOCIImage, layers []ocispec.Descriptor) (ocispec.Descriptor, error) {
-	if len(config.RootFS.DiffIDs) != len(layers) {
-		return ocispec.Descriptor{}, fmt.Errorf("oci image: config lists %d diffIDs for %d layers", len(config.RootFS.DiffIDs), len(layers))
-	}
-	config.RootFS.Type = "layers"
-	cdesc, err := s.WriteJSON(ocispec.MediaTypeImageConfig, config)
+	img, err := DescribeDockerImage(config, layers)
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
+	if _, err := s.WriteBlob(img.Config.MediaType, img.ConfigJSON); err != nil {
+		return ocispec.Descriptor{}, err
+	}
+	return s.WriteBlob(img.Manifest.MediaType, img.ManifestJSON)
+}
+
+// DescribedImage is an image's manifest and config as WriteDockerImage
+// writes them, in memory.
+type DescribedImage struct {
+	Manifest     ocispec.Descriptor
+	ManifestJSON []byte
+	Config       ocispec.Descriptor
+	ConfigJSON   []byte
+}
+
+// DescribeDockerImage returns the blobs WriteDockerImage would write for
+// config and layers, and their descriptors, without writing them: a dry
+// run can name an image by the digest a build will give it.
+func DescribeDockerImage(config dockerspec.DockerOCIImage, layers []ocispec.Descriptor) (DescribedImage, error) {
+	if len(config.RootFS.DiffIDs) != len(layers) {
+		return DescribedImage{}, fmt.Errorf("oci image: config lists %d diffIDs for %d layers", len(config.RootFS.DiffIDs), len(layers))
+	}
+	config.RootFS.Type = "layers"
+	cb, err := json.Marshal(config)
+	if err != nil {
+		return DescribedImage{}, err
+	}
+	cdesc := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cb), Size: int64(len(cb))}
 	if layers == nil {
 		layers = []ocispec.Descriptor{}
 	}
@@ -37,7 +62,16 @@ func (s *Store) WriteDockerImage(config dockerspec.DockerOCIImage, layers []ocis
 		Config:    cdesc,
 		Layers:    layers,
 	}
-	return s.WriteJSON(ocispec.MediaTypeImageManifest, m)
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return DescribedImage{}, err
+	}
+	return DescribedImage{
+		Manifest:     ocispec.Descriptor{MediaType: ocispec.MediaTypeImageManifest, Digest: digest.FromBytes(mb), Size: int64(len(mb))},
+		ManifestJSON: mb,
+		Config:       cdesc,
+		ConfigJSON:   cb,
+	}, nil
 }
 
 // Manifest reads the manifest blob d.
