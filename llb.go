@@ -71,9 +71,9 @@ type llbStep struct {
 	// ran: an exec or file op of it ran, or its base was pulled or
 	// bootstrapped; a step with ops none of which ran is cached.
 	ran   bool
-	ent           *entryRun
-	start         time.Time
-	out           *lineWriter
+	ent   *entryRun
+	start time.Time
+	out   *lineWriter
 }
 
 // llbLayer is the solve of one Dockerfile layer.
