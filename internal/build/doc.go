@@ -27,9 +27,8 @@
 // dependants runs once; at most Parallelism worker calls run at a time; the
 // first failure cancels the others and Solve returns it as a *VertexError.
 //
-// The builder (package snapbuild) does not use this package yet: today it
-// interprets Dockerfile text itself. This package is the first step towards
-// running every front end's output as LLB on snapbuild's snapshots; it is
-// exercised by its tests, with fake workers, and by those of internal/worker,
-// the Worker on snapbuild's snapshots.
+// The builder (package snapbuild) solves every Dockerfile and every Modal
+// layer on a parent with this package, on internal/worker; see
+// docs/architecture.md for the layers that still take the older
+// interpreter.
 package build

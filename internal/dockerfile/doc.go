@@ -18,7 +18,6 @@
 // can hand the solver exactly the image the config came from. The build
 // context is one local source op, named Options.ContextName.
 //
-// Status: this package is the first step of moving snapbuild's engine onto
-// LLB. The builder does not use it yet; it still interprets Dockerfile text
-// itself. See docs/architecture.md.
+// The builder (package snapbuild) converts every Dockerfile and every Modal
+// layer on a parent with this package; see docs/architecture.md.
 package dockerfile

@@ -65,7 +65,6 @@
 // user namespace in rootless mode (sandbox.Init), so the layers carry the ids
 // and the security.capability xattrs the image sees.
 //
-// Status: this package is a step of moving snapbuild's engine onto LLB. The
-// builder (package snapbuild) does not use it yet; it still interprets
-// Dockerfile text itself. See docs/architecture.md.
+// The builder (package snapbuild) runs every Dockerfile and every Modal
+// layer on a parent on this worker; see docs/architecture.md.
 package worker
