@@ -435,6 +435,12 @@ type FromDockerfileOptions struct {
 	// built. Modal's from_dockerfile has no target; this is snapbuild's
 	// extension for Dockerfiles written for Docker.
 	Target string
+	// MountSecrets are the values of the Dockerfile's secret mounts and
+	// secret env (RUN --mount=type=secret,id=ID[,env=NAME]) by ID, as
+	// docker build --secret gives them. Only the IDs enter cache keys; the
+	// values are never written to the store or an image. A mount whose ID
+	// is missing is left out (or fails, with required=true), as in Docker.
+	MountSecrets map[string][]byte
 	// AddPython is Modal's add_python, as for FromRegistry (a
 	// python-build-standalone tarball from Builder.PythonStandaloneDir),
 	// applied in the outer layer.
@@ -480,7 +486,7 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	if err != nil {
 		return Image{err: &InvalidError{Method: method, Message: err.Error()}}
 	}
-	inner := &layer{method: method, commands: lines, root: &rootSpec{dockerfile: true}, buildArgs: o.BuildArgs, target: o.Target, dockerfile: dockerfile}
+	inner := &layer{method: method, commands: lines, root: &rootSpec{dockerfile: true}, buildArgs: o.BuildArgs, target: o.Target, dockerfile: dockerfile, mountSecrets: o.MountSecrets}
 	if len(patterns) > 0 {
 		ignore := o.Ignore
 		if ignore == nil {

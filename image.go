@@ -39,8 +39,10 @@ type layer struct {
 	buildArgs  map[string]string // dockerfile_commands build_args
 	target     string            // from_dockerfile's stage to build ("" for the last)
 	dockerfile string            // from_dockerfile's path as given, for errors
-	function   *functionStep     // run_function: the call, after "FROM base"
-	addPython  string            // add_python series: its COPY takes python-build-standalone
+	// mountSecrets are from_dockerfile's values of secret mounts by ID.
+	mountSecrets map[string][]byte
+	function     *functionStep // run_function: the call, after "FROM base"
+	addPython    string        // add_python series: its COPY takes python-build-standalone
 	// call is the method call as the user wrote it, for progress
 	// (`apt_install(["git"])`); "" when only the method is known (callOf).
 	call string

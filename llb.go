@@ -374,6 +374,10 @@ func stepSecrets(l *layer) ([]*pb.SecretEnv, layerSecrets, error) {
 			ls.vars[k] = v
 		}
 	}
+	for id, v := range l.mountSecrets {
+		ls.store[id] = v
+		ls.vars["secret "+id] = string(v)
+	}
 	names := make([]string, 0, len(ids))
 	for k := range ids {
 		names = append(names, k)

@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +56,9 @@ type conformanceCase struct {
 	setup      func(t *testing.T, ctx string)
 	buildArgs  map[string]string
 	target     string
-	want       []fileWant
+	// secrets are --secret values: id → the value, given through a file.
+	secrets map[string]string
+	want    []fileWant
 	// config is a JSON object: each of its fields must equal the image
 	// config's (config.config) field of that name; null means absent.
 	config string
@@ -274,6 +277,27 @@ hello $WHO
 EOF
 `,
 			want: []fileWant{wantFile("/conf", "hello world\n")},
+		},
+		{
+			name: "run-mount-secret-file-and-env",
+			dockerfile: `FROM conform-base
+RUN --mount=type=secret,id=tok awk '{ print length($0) }' /run/secrets/tok > /from-file
+RUN --mount=type=secret,id=tok,env=TOK sh -c 'echo "${#TOK}" > /from-env'
+RUN --mount=type=secret,id=absent sh -c 'cat /run/secrets/absent 2>/dev/null; echo missing > /optional'
+`,
+			// The steps keep only the value's length: the value itself
+			// must be nowhere in the store (checked after the build).
+			secrets: map[string]string{"tok": "s3cr3t-value"},
+			want: []fileWant{wantFile("/from-file", "12\n"), wantFile("/from-env", "12\n"),
+				wantFile("/optional", "missing\n"), wantAbsent("/run/secrets/tok")},
+		},
+		{
+			name: "run-mount-cache-persists-outside-the-layer",
+			dockerfile: `FROM conform-base
+RUN --mount=type=cache,target=/cache sh -c 'echo cached > /cache/f && cat /cache/f > /seen'
+RUN --mount=type=cache,target=/cache cat /cache/f > /seen-again
+`,
+			want: []fileWant{wantFile("/seen", "cached\n"), wantFile("/seen-again", "cached\n"), wantAbsent("/cache/f")},
 		},
 		{
 			name: "copy-heredoc-expands",
@@ -848,9 +872,24 @@ func TestDockerfileConformance(t *testing.T) {
 			if c.target != "" {
 				args = append(args, "--target", c.target)
 			}
+			for id, v := range c.secrets {
+				f := filepath.Join(work, "secret-"+id)
+				if err := os.WriteFile(f, []byte(v), 0o600); err != nil {
+					t.Fatal(err)
+				}
+				args = append(args, "--secret", "id="+id+",src="+f)
+			}
 			res := r.run("", append(args, ctx)...)
 			if res.code != 0 {
 				t.Fatalf("snapbuild build: exit %d\n%s", res.code, tail(res.stderr+res.stdout, 25))
+			}
+			for _, v := range c.secrets {
+				if strings.Contains(res.stdout+res.stderr, v) {
+					t.Errorf("the secret value is in the build's output")
+				}
+				if p := fileHolding(t, r.root, v); p != "" {
+					t.Errorf("the secret value is in the store: %s", p)
+				}
 			}
 			archive := filepath.Join(work, "image.tar")
 			r.ok("export", "--compression", "gzip", name, "oci-archive:"+archive+":"+name)
@@ -1175,4 +1214,28 @@ func startDockerd(t *testing.T, client string) func(args ...string) string {
 		time.Sleep(500 * time.Millisecond)
 	}
 	return run
+}
+
+// fileHolding returns the first file under root whose content holds s, or
+// "".
+func fileHolding(t *testing.T, root, s string) string {
+	t.Helper()
+	var found string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // a file removed while walking
+		}
+		if found != "" || !d.Type().IsRegular() {
+			return nil
+		}
+		data, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(data, []byte(s)) {
+			found = p
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return found
 }

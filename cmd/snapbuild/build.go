@@ -46,6 +46,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	fs.StringVar(&df.file, "f", "", "build the Dockerfile `FILE` (default CONTEXT/Dockerfile), as docker build -f")
 	fs.StringVar(&df.file, "file", "", "build the Dockerfile `FILE` (default CONTEXT/Dockerfile), as docker build -f")
 	fs.Var(&df.buildArgs, "build-arg", "set the Dockerfile's ARG `NAME=VALUE` (repeatable; NAME alone takes the environment's value)")
+	fs.Var(&df.secrets, "secret", "give the Dockerfile's RUN --mount=type=secret the secret `id=ID,src=FILE` (or id=ID,env=VAR; repeatable); never stored")
 	fs.StringVar(&df.target, "target", "", "build the Dockerfile's `STAGE` (default: the last); stages it does not need are not built")
 	var dry printFlag
 	fs.Var(&dry, "print", "print what would be built (text, or --print=json), build nothing")
@@ -197,7 +198,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 func definitions(ctx context.Context, pos []string, module string, df *dockerfileFlags, dry bool) ([]definition, error) {
 	if df.used() || module == "" && len(pos) > 0 && isDir(pos[0]) {
 		if module != "" {
-			return nil, usagef("build: -m %s builds a module's images; -f, --build-arg and --target are for a Dockerfile: give one or the other (see 'snapbuild build --help')", module)
+			return nil, usagef("build: -m %s builds a module's images; -f, --build-arg, --secret and --target are for a Dockerfile: give one or the other (see 'snapbuild build --help')", module)
 		}
 		d, err := dockerfileDefinition(pos, df)
 		if err != nil {

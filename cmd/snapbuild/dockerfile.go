@@ -15,11 +15,12 @@ type dockerfileFlags struct {
 	file      string   // -f, --file: the Dockerfile
 	buildArgs listFlag // --build-arg K=V or K (value from the environment)
 	target    string   // --target: the stage to build
+	secrets   listFlag // --secret id=ID[,src=FILE|,env=VAR]
 }
 
 // used reports whether a flag only a Dockerfile build takes was given.
 func (f *dockerfileFlags) used() bool {
-	return f.file != "" || len(f.buildArgs) > 0 || f.target != ""
+	return f.file != "" || len(f.buildArgs) > 0 || f.target != "" || len(f.secrets) > 0
 }
 
 // dockerfileDefinition is the image `snapbuild build -f FILE [CONTEXT]`
@@ -31,6 +32,10 @@ func (f *dockerfileFlags) used() bool {
 // docker and podman would leave it untagged.
 func dockerfileDefinition(pos []string, f *dockerfileFlags) (definition, error) {
 	args, err := buildArgs(f.buildArgs)
+	if err != nil {
+		return definition{}, err
+	}
+	secrets, err := mountSecrets(f.secrets)
 	if err != nil {
 		return definition{}, err
 	}
@@ -74,7 +79,7 @@ func dockerfileDefinition(pos []string, f *dockerfileFlags) (definition, error) 
 		name:   name,
 		label:  absFile,
 		source: absFile,
-		image:  snapbuild.FromDockerfile(absFile, snapbuild.FromDockerfileOptions{ContextDir: absCtx, BuildArgs: args, Target: f.target}),
+		image:  snapbuild.FromDockerfile(absFile, snapbuild.FromDockerfileOptions{ContextDir: absCtx, BuildArgs: args, Target: f.target, MountSecrets: secrets}),
 	}, nil
 }
 
@@ -97,6 +102,69 @@ func buildArgs(list []string) (map[string]string, error) {
 			}
 		}
 		m[k] = v
+	}
+	return m, nil
+}
+
+// mountSecrets reads --secret values as docker build takes them:
+// id=ID,src=FILE (or source=FILE) reads a file, id=ID,env=VAR an
+// environment variable, and id=ID alone the variable named ID. type=file
+// and type=env are accepted and checked against the source given.
+func mountSecrets(list []string) (map[string][]byte, error) {
+	if len(list) == 0 {
+		return nil, nil
+	}
+	m := make(map[string][]byte, len(list))
+	for _, spec := range list {
+		fields := map[string]string{}
+		for _, kv := range strings.Split(spec, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || v == "" {
+				return nil, usagef("build: --secret %q: give id=ID with src=FILE or env=VAR (see 'snapbuild build --help')", spec)
+			}
+			switch k {
+			case "id", "src", "source", "env", "type":
+			default:
+				return nil, usagef("build: --secret %q: unknown key %q: use id, src (or source), env and type", spec, k)
+			}
+			if k == "source" {
+				k = "src"
+			}
+			fields[k] = v
+		}
+		id := fields["id"]
+		if id == "" {
+			return nil, usagef("build: --secret %q: give the secret's id=ID, the id RUN --mount=type=secret names", spec)
+		}
+		typ := fields["type"]
+		switch {
+		case typ != "" && typ != "file" && typ != "env":
+			return nil, usagef("build: --secret %q: type=%s: use type=file or type=env", spec, typ)
+		case fields["src"] != "" && fields["env"] != "":
+			return nil, usagef("build: --secret %q: give src= or env=, not both", spec)
+		case fields["src"] != "" && typ == "env", fields["env"] != "" && typ == "file":
+			return nil, usagef("build: --secret %q: type=%s does not go with the source given", spec, typ)
+		}
+		if src := fields["src"]; src != "" || typ == "file" {
+			if src == "" {
+				src = id
+			}
+			v, err := os.ReadFile(src)
+			if err != nil {
+				return nil, fmt.Errorf("build: --secret id=%s: %w", id, err)
+			}
+			m[id] = v
+			continue
+		}
+		name := fields["env"]
+		if name == "" {
+			name = id
+		}
+		v, ok := os.LookupEnv(name)
+		if !ok {
+			return nil, fmt.Errorf("build: --secret id=%s: the environment variable %s is not set: set it, or give the value with src=FILE", id, name)
+		}
+		m[id] = []byte(v)
 	}
 	return m, nil
 }

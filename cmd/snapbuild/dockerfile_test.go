@@ -63,3 +63,32 @@ func TestBuildArgs(t *testing.T) {
 		t.Errorf("buildArgs = %v, %v; want %v", got, err, want)
 	}
 }
+
+func TestMountSecrets(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "token")
+	if err := os.WriteFile(file, []byte("from file"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("TOKEN_VAR", "from var")
+	t.Setenv("SAME", "same name")
+	got, err := mountSecrets([]string{"id=a,src=" + file, "id=b,env=TOKEN_VAR", "id=SAME", "type=file,id=c,source=" + file})
+	want := map[string][]byte{"a": []byte("from file"), "b": []byte("from var"), "SAME": []byte("same name"), "c": []byte("from file")}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("mountSecrets = %q, %v; want %q", got, err, want)
+	}
+	os.Unsetenv("NOPE")
+	for spec, msg := range map[string]string{
+		"src=" + file:                  "give the secret's id=ID",
+		"id=x,src=" + file + ",env=A":  "not both",
+		"id=x,type=ssh":                "type=ssh",
+		"id=x,bogus=1":                 `unknown key "bogus"`,
+		"id=NOPE":                      "NOPE is not set",
+		"id=x,src=" + dir + "/missing": "no such file",
+		"id":                           "give id=ID",
+	} {
+		if _, err := mountSecrets([]string{spec}); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("--secret %s: %v, want an error saying %q", spec, err, msg)
+		}
+	}
+}
