@@ -29,6 +29,7 @@ import (
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
 	"github.com/snapbuild/snapbuild/internal/worker"
 	"github.com/snapbuild/snapbuild/oci"
+	"github.com/snapbuild/snapbuild/sandbox"
 )
 
 // parentRef is the name a Dockerfile layer's "FROM base" is converted
@@ -56,8 +57,16 @@ func (l *layer) viaLLB() bool {
 
 // plain reports whether l needs nothing the LLB path lacks.
 func (l *layer) plain() bool {
-	return l.gpu == "" && len(l.volumes) == 0 && l.function == nil && l.addPython == ""
+	return len(l.volumes) == 0 && l.function == nil && l.addPython == ""
 }
+
+// gpuDevice prefixes the CDI device name a gpu= layer's exec ops carry:
+// the Modal request ("A100:2", "H100,A100" for fallbacks) in snapbuild's
+// own namespace, so that the request is part of the op (and its cache key,
+// as Modal's gpu_config is part of the layer). The builder's device
+// injector resolves it, when the op runs, to the host's devices (CDI specs
+// for nvidia.com/gpu, or the driver's files; package gpu).
+const gpuDevice = "snapbuild.internal/gpu="
 
 // llbStep is one instruction of a Dockerfile layer, as the progress shows it.
 type llbStep struct {
@@ -185,6 +194,9 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		if e := op.GetExec(); e != nil {
 			e.Meta.Env = b.siteEnviron(e.Meta.Env)
 			e.Secretenv = append(e.Secretenv, env...)
+			if l.gpu != "" {
+				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: gpuDevice + l.gpu})
+			}
 		}
 		return nil
 	})
@@ -209,7 +221,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 			defer os.RemoveAll(wdir)
 		}
 	}
-	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store)}
+	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices)}
 	if b.network != "" {
 		wopts = append(wopts, worker.WithNetwork(b.network))
 	}
@@ -282,11 +294,15 @@ func (x *llbLayer) apply(ctx context.Context, st *buildState, img dockerspec.Doc
 		}
 		hist = modalHistory(hist, len(st.history), steps)
 	}
+	onBuild := slices.Clone(img.Config.OnBuild)
+	if x.l.root == nil {
+		onBuild = append(slices.Clone(st.onBuild), onBuild...)
+	}
 	st.chain, st.layers, st.diffIDs = ref.Chain, slices.Clone(ref.Layers), slices.Clone(ref.DiffIDs)
 	st.config = img.Config.ImageConfig
 	st.shell = slices.Clone(img.Config.Shell)
 	st.health = img.Config.Healthcheck
-	st.onBuild = slices.Clone(img.Config.OnBuild)
+	st.onBuild = onBuild
 	st.history = hist
 	st.manifest = ""
 }
@@ -404,7 +420,15 @@ func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
 		mu.Lock()
 		defer mu.Unlock()
 		if ref == parentRef {
-			return b.manifestConfig(st.manifest)
+			m, cfg, err := b.manifestConfig(st.manifest)
+			if err != nil || len(st.onBuild) == 0 {
+				return m, cfg, err
+			}
+			// A Modal chain is one image: the parent's ONBUILD triggers
+			// are kept for images built FROM it, not run by the next
+			// layer (apply carries them over).
+			cfg, err = withoutOnBuild(cfg)
+			return m, cfg, err
 		}
 		// The converter normalizes references; people and the store's
 		// names use the familiar form (python:3.11-slim, im-…).
@@ -449,6 +473,28 @@ func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
 		s.ran = s.ran || pulled
 		return b.manifestConfig(rec.Manifest.Digest)
 	})
+}
+
+// withoutOnBuild returns the image config JSON cfg without its ONBUILD
+// triggers (config.OnBuild), every other field as it was.
+func withoutOnBuild(cfg []byte) ([]byte, error) {
+	var img map[string]json.RawMessage
+	if err := json.Unmarshal(cfg, &img); err != nil {
+		return nil, fmt.Errorf("image config: %w", err)
+	}
+	var c map[string]json.RawMessage
+	if raw, ok := img["config"]; ok {
+		if err := json.Unmarshal(raw, &c); err != nil {
+			return nil, fmt.Errorf("image config: %w", err)
+		}
+	}
+	delete(c, "OnBuild")
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return nil, err
+	}
+	img["config"] = raw
+	return json.Marshal(img)
 }
 
 // manifestConfig returns the manifest digest m and its image's config blob.
@@ -870,6 +916,31 @@ func (x *llbLayer) output(ctx context.Context) io.WriteCloser {
 	w := &lineWriter{mask: x.mask.mask, emit: func(line string) { x.b.progress.Event(ev.output(line)) }}
 	s.out = w
 	return flushCloser{w}
+}
+
+// devices gives an exec op the host's GPUs for its gpu= request (gpuDevice)
+// and reports which, as the interpreter's steps do.
+func (x *llbLayer) devices(ctx context.Context, devs []*pb.CDIDevice, spec *sandbox.Spec) error {
+	for _, d := range devs {
+		req, ok := strings.CutPrefix(d.Name, gpuDevice)
+		if !ok {
+			return fmt.Errorf("device %q: snapbuild gives steps GPUs only, through gpu= (RUN --device is not supported)", d.Name)
+		}
+		inj, err := gpuInjection(req, x.b.gpu)
+		if err != nil {
+			return &InvalidError{Method: x.l.method, Message: err.Error()}
+		}
+		inj.Apply(spec)
+		if v := build.VertexFrom(ctx); v != nil {
+			x.mu.Lock()
+			s := x.byVtx[v.Digest]
+			x.mu.Unlock()
+			if s != nil {
+				x.b.progress.Event(s.ev.output("gpu: " + inj.Description))
+			}
+		}
+	}
+	return nil
 }
 
 // flushCloser flushes a lineWriter's last partial line on Close.

@@ -320,9 +320,13 @@ func (b *Builder) stateOf(rec imageRecord) (*buildState, ocispec.Image, error) {
 	if err != nil {
 		return nil, ocispec.Image{}, err
 	}
+	var ext dockerspec.DockerOCIImage // ONBUILD: Docker's extension of the config
+	if err := b.store.blobs.ReadJSON(m.Config.Digest, &ext); err != nil {
+		return nil, ocispec.Image{}, err
+	}
 	return &buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
 		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health,
-		manifest: rec.Manifest.Digest}, info.Config, nil
+		onBuild: ext.Config.OnBuild, manifest: rec.Manifest.Digest}, info.Config, nil
 }
 
 // debianBase is DebianSlim's base: a Debian suite with SlimPackages.

@@ -74,7 +74,8 @@ func (e *ExitError) Error() string {
 // uid and gid only: supplementary groups from /etc/group are not set (the
 // sandbox takes one gid), where BuildKit sets them. The network is the op's
 // (host or none; unset means the worker's default, WithNetwork). Extra
-// hosts, ulimits, a cgroup parent, proxy env, CDI devices and the insecure
+// hosts, ulimits, a cgroup parent, proxy env, CDI devices (without
+// WithDevices) and the insecure
 // security mode are refused with an error naming them. Secret env
 // (op.Secretenv) adds each secret's value as a variable of the process,
 // after Meta.Env; an optional secret the store lacks adds none.
@@ -83,7 +84,7 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	if meta == nil || len(meta.Args) == 0 {
 		return nil, errors.New("the exec op has no process arguments")
 	}
-	if err := checkExec(op); err != nil {
+	if err := checkExec(op, w.opts.devices != nil); err != nil {
 		return nil, err
 	}
 	x := &execRun{w: w}
@@ -163,6 +164,9 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	spec.ID = fmt.Sprintf("snapbuild-w%d-%d", os.Getpid(), atomic.AddInt64(&w.seq, 1))
 	spec.StateDir = filepath.Join(w.dir, "run")
 	spec.Rootfs = rootfs
+	// With hooks (a device injector's), the runtime reports what they
+	// made in the upper dir, to keep it out of the layer.
+	spec.UpperDir = root.active.Upper
 	spec.Args = meta.Args
 	spec.Env = env
 	spec.Cwd = cwd
@@ -170,6 +174,13 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	spec.Stdout, spec.Stderr = out, out
 	spec.Network = network
 	spec.Hostname = meta.Hostname
+
+	if len(op.CdiDevices) > 0 {
+		// Last: the devices' env entries override the op's.
+		if err := w.opts.devices(ctx, op.CdiDevices, &spec); err != nil {
+			return nil, fmt.Errorf("CDI devices: %w", err)
+		}
+	}
 
 	// Locked cache mounts, in a fixed order so that two ops cannot wait
 	// for each other.
@@ -218,7 +229,7 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 }
 
 // checkExec refuses what the worker cannot do, naming it.
-func checkExec(op *pb.ExecOp) error {
+func checkExec(op *pb.ExecOp, devices bool) error {
 	m := op.Meta
 	switch {
 	case len(m.ExtraHosts) > 0:
@@ -229,8 +240,8 @@ func checkExec(op *pb.ExecOp) error {
 		return errors.New("a cgroup parent is not supported by this worker")
 	case m.ProxyEnv != nil:
 		return errors.New("proxy environment variables (ProxyEnv) are not supported by this worker: set them in Env")
-	case len(op.CdiDevices) > 0:
-		return errors.New("CDI devices (GPUs) are not supported by this worker yet")
+	case len(op.CdiDevices) > 0 && !devices:
+		return errors.New("CDI devices (GPUs) are not supported by this worker: it was given no device injector (WithDevices)")
 	case op.Security == pb.SecurityMode_INSECURE:
 		return errors.New("the insecure security mode (RUN --security=insecure) is not supported: snapbuild runs no privileged steps")
 	}

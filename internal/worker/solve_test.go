@@ -15,15 +15,18 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -530,5 +533,69 @@ COPY --from=b --chown=app:app --chmod=0600 /out/b/file /merged/b/
 	must(t, unix.Lstat(filepath.Join(root, "merged/b/file"), &st))
 	if st.Uid != 1000 || st.Gid != 1000 || st.Mode&0o7777 != 0o600 {
 		t.Errorf("/merged/b/file: %d:%d %o, want 1000:1000 600", st.Uid, st.Gid, st.Mode&0o7777)
+	}
+}
+
+// TestExecDevices: an exec op's CDI devices go to the WithDevices injector,
+// whose changes to the spec the process sees (its env wins over the op's);
+// without an injector the op is refused, and the injector's error fails it.
+func TestExecDevices(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	var seen []string
+	inject := func(ctx context.Context, devs []*pb.CDIDevice, spec *sandbox.Spec) error {
+		for _, d := range devs {
+			seen = append(seen, d.Name)
+			if d.Name == "example.com/dev=bad" {
+				return errors.New("no such device")
+			}
+		}
+		spec.Env = append(spec.Env, "DEVICE=injected")
+		return nil
+	}
+	w := newWorker(t, WithDevices(inject))
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+		return baseDigest, baseConfig, nil
+	})
+	conv, err := dockerfile.Convert(ctx, []byte("FROM base\nRUN echo \"$DEVICE\" > /device.txt\n"), dockerfile.Options{MetaResolver: resolver})
+	must(t, err)
+	withDevice := func(name string) *pb.Definition {
+		def, err := build.Rewrite(conv.Definition, func(op *pb.Op, _ *pb.OpMetadata) error {
+			if e := op.GetExec(); e != nil {
+				e.Meta.Env = append(e.Meta.Env, "DEVICE=from-op")
+				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: name})
+			}
+			return nil
+		})
+		must(t, err)
+		return def
+	}
+	s, err := build.NewSolver(w)
+	must(t, err)
+	res, err := s.Solve(ctx, withDevice("example.com/dev=good"))
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	root, release, err := w.view(res.Ref.(*Ref))
+	must(t, err)
+	defer release()
+	if b, err := os.ReadFile(filepath.Join(root, "device.txt")); err != nil || string(b) != "injected\n" {
+		t.Errorf("/device.txt = %q, %v; want the injector's env", b, err)
+	}
+	if !slices.Equal(seen, []string{"example.com/dev=good"}) {
+		t.Errorf("injector saw %q", seen)
+	}
+	if _, err := s.Solve(ctx, withDevice("example.com/dev=bad")); err == nil || !strings.Contains(err.Error(), "CDI devices: no such device") {
+		t.Errorf("injector error: %v", err)
+	}
+	plain := newWorker(t)
+	loadLayout(t, plain, lay)
+	ps, err := build.NewSolver(plain)
+	must(t, err)
+	if _, err := ps.Solve(ctx, withDevice("example.com/dev=good")); err == nil || !strings.Contains(err.Error(), "no device injector") {
+		t.Errorf("without WithDevices: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/buildkit/solver/pb"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -83,6 +84,7 @@ type options struct {
 	tailKeep  int
 	secrets   SecretStore
 	client    *http.Client
+	devices   func(ctx context.Context, devices []*pb.CDIDevice, spec *sandbox.Spec) error
 }
 
 // WithEpoch clamps the mtime of every entry in the layers the Worker writes
@@ -131,6 +133,19 @@ func WithOutput(w io.Writer) Option {
 func WithOutputFor(fn func(ctx context.Context) io.WriteCloser) Option {
 	return func(o *options) error {
 		o.outputFor = fn
+		return nil
+	}
+}
+
+// WithDevices gives exec ops that name CDI devices (pb.ExecOp.CdiDevices,
+// RUN --device) to fn, which adds what they need (device nodes, mounts, env,
+// hooks) to the op's sandbox spec once the rest of it is set, just before
+// the process starts. Its error fails the op. The names are the front
+// end's; fn decides what they mean and refuses the ones it does not know.
+// The default is to refuse ops with CDI devices.
+func WithDevices(fn func(ctx context.Context, devices []*pb.CDIDevice, spec *sandbox.Spec) error) Option {
+	return func(o *options) error {
+		o.devices = fn
 		return nil
 	}
 }
