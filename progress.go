@@ -25,9 +25,10 @@ const (
 	EventOutput     EventKind = "output"  // one line of the instruction's output (Line)
 	EventDone       EventKind = "done"    // an instruction ended (Cached, Duration, Error)
 	EventWarn       EventKind = "warning" // something the user should know (Line)
-	// EventHeartbeat: the running entry has reported nothing for the
-	// Builder's heartbeat interval (see WithHeartbeat); Duration is the
-	// time since the entry began.
+	// EventHeartbeat: a running entry has reported nothing for the
+	// Builder's heartbeat interval (see WithHeartbeat), whatever other
+	// entries running at the same time report; Duration is the time
+	// since the entry began.
 	EventHeartbeat EventKind = "heartbeat"
 	// EventEntryDone: the entry ended. Duration is its whole time; Cached
 	// is true when it was taken from the cache: nothing ran, and at least
@@ -83,6 +84,9 @@ func (e Event) output(line string) Event {
 }
 
 // Progress receives build events. Calls come from one goroutine at a time.
+// Entries may overlap: where a build runs independent Dockerfile stages at
+// once, the events of several entries interleave between their
+// EventEntryStart and EventEntryDone; each event names its Entry.
 type Progress interface {
 	Event(Event)
 }
@@ -111,16 +115,36 @@ func (f ProgressFunc) Event(e Event) { f(e) }
 // instructions cached)". It keeps Detail lines. Events without an Entry
 // (from other producers) print per instruction: "#4 [4/7] RUN ...",
 // "#4 DONE 0.50s".
+//
+// Entries that run at once (independent stages of a Dockerfile) print
+// their lines as they come, interleaved; every line keeps its entry's
+// number, so the lines starting "#3 " are entry 3's whole log, in order:
+//
+//	#3 [3/9] RUN make -C a
+//	#4 [4/9] RUN make -C b
+//	#3 cc -c a1.c
+//	#4 cc -c b1.c
+//	#4 DONE 1.20s
+//	#3 DONE 1.45s
 func NewPlainProgress(w io.Writer) Progress { return &textProgress{w: w, details: true} }
 
 // NewTTYProgress is NewPlainProgress for terminals: colour, no Detail
 // lines and no heartbeat lines, and below the printed lines a status line
-// of the running entry with its elapsed time, redrawn every 200ms in place
-// ("\r" and erase-line; the status line is cut to the terminal's width so
-// that it never wraps). The status line is erased before other lines print
-// and when the entry ends. The redraws run in a goroutine from an
-// EventEntryStart to its EventEntryDone, which a Builder always sends
-// before Build returns; whoever sends events of their own must send it too.
+// per running entry with its elapsed time and the instruction it runs,
+// redrawn every 200ms in place (each line is cut to the terminal's width
+// so that it never wraps), as BuildKit's tty view lists its running
+// vertices:
+//
+//	#3 [3/9] 12.3s RUN make -C a
+//	#4 [4/9] 2.1s RUN make -C b
+//
+// The entries are listed in the order they began; of more than 4, the
+// first 3 are listed and a last line counts the others ("+2 more: #6 #7").
+// The status lines are erased ("\r", erase-line, cursor-up) before other
+// lines print and when the last entry ends. The redraws run in a goroutine
+// from an EventEntryStart while any entry runs, until the EventEntryDone
+// that leaves none running, which a Builder always sends before Build
+// returns; whoever sends events of their own must send it too.
 func NewTTYProgress(w io.Writer) Progress {
 	return &textProgress{w: w, color: true, live: true, redraw: 200 * time.Millisecond, width: func() int { return termWidth(w) }}
 }
@@ -148,6 +172,10 @@ func termWidth(w io.Writer) int {
 	return 80
 }
 
+// liveLines bounds the status lines of a terminal: of more running entries,
+// liveLines-1 are listed and the last line counts the others.
+const liveLines = 4
+
 type textProgress struct {
 	mu      sync.Mutex
 	w       io.Writer
@@ -155,24 +183,28 @@ type textProgress struct {
 	color   bool
 	details bool // print Detail lines and heartbeats
 
-	// live: keep a status line with a timer below the output (tty).
+	// live: keep a status line per running entry, with a timer, below
+	// the output (tty).
 	live   bool
 	redraw time.Duration
 	width  func() int       // columns of the terminal, asked at each redraw (it may be resized)
 	now    func() time.Time // nil: time.Now
 
-	// The entry being printed: its label, and how many of its
-	// instructions ended and were cached.
-	label             string
-	stepsIn, cachedIn int
+	// The entries started and not yet ended, in the order they began.
+	open []*openEntry
 
-	// The running entry (live only).
-	entry   *Event    // its EventEntryStart; nil when none runs
-	current string    // the instruction it runs
-	since   time.Time // when it began
-	shown   bool      // the status line is on screen
+	// live only
+	shown   int // status lines on screen; the cursor ends the last one
 	stop    chan struct{}
 	stopped chan struct{}
+}
+
+// openEntry is an entry between its EventEntryStart and EventEntryDone.
+type openEntry struct {
+	ev                Event // its EventEntryStart
+	stepsIn, cachedIn int   // its instructions that ended, and were cached
+	current           string
+	since             time.Time // when it began
 }
 
 func (p *textProgress) paint(code, s string) string {
@@ -189,14 +221,41 @@ func (p *textProgress) clock() time.Time {
 	return time.Now()
 }
 
-func (p *textProgress) Event(e Event) {
-	if p.live && (e.Kind == EventEntryStart || e.Kind == EventEntryDone) {
-		p.stopTicker() // outside mu: the ticker takes it
+// find is the open entry n, or nil. mu is held.
+func (p *textProgress) find(n int) *openEntry {
+	for _, o := range p.open {
+		if o.ev.Entry == n {
+			return o
+		}
 	}
+	return nil
+}
+
+// remove takes the open entry n out of p.open and returns it, or nil. mu
+// is held.
+func (p *textProgress) remove(n int) *openEntry {
+	for i, o := range p.open {
+		if o.ev.Entry == n {
+			p.open = append(p.open[:i], p.open[i+1:]...)
+			return o
+		}
+	}
+	return nil
+}
+
+func (p *textProgress) Event(e Event) {
+	if wait := p.event(e); wait != nil {
+		wait() // outside mu: the ticker takes it
+	}
+}
+
+// event prints e. It returns, when the last running entry ended, a func
+// that waits for the redraws to stop, to be called without mu.
+func (p *textProgress) event(e Event) (wait func()) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if (e.Kind == EventOutput && e.Detail && !p.details) || (e.Kind == EventHeartbeat && !p.details) {
-		return // nothing to print; a terminal shows the time on the status line
+		return nil // nothing to print; a terminal shows the time on the status line
 	}
 	defer p.flush()
 	if p.live {
@@ -206,19 +265,21 @@ func (p *textProgress) Event(e Event) {
 	switch e.Kind {
 	case EventEntryStart:
 		fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;34", fmt.Sprintf("#%d [%d/%d]", e.Entry, e.Entry, e.Entries)), e.Label)
-		p.label, p.stepsIn, p.cachedIn = e.Label, 0, 0
-		if p.live {
-			ent := e
-			p.entry, p.current, p.since = &ent, e.Label, p.clock()
+		p.remove(e.Entry) // started again: it starts over
+		p.open = append(p.open, &openEntry{ev: e, current: e.Label, since: p.clock()})
+		if p.live && p.stop == nil {
 			p.startTicker()
 		}
 	case EventStart:
 		if e.Entry == 0 {
 			fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;34", fmt.Sprintf("#%d [%d/%d]", e.Step, e.Step, e.Total)), e.Instruction)
-			return
+			return nil
 		}
-		p.current = e.Instruction
-		if e.Instruction != p.label {
+		label := ""
+		if o := p.find(e.Entry); o != nil {
+			o.current, label = e.Instruction, o.ev.Label
+		}
+		if e.Instruction != label {
 			fmt.Fprintf(&p.out, "#%d %s\n", e.Entry, p.paint("1", e.Instruction))
 		}
 	case EventOutput:
@@ -228,10 +289,11 @@ func (p *textProgress) Event(e Event) {
 			// Outside any step (snapbuild pull): no "#0".
 			fmt.Fprintf(&p.out, "%s\n", e.Line)
 		}
-		if p.live && strings.HasPrefix(e.Line, "debian: ") && (strings.HasPrefix(p.current, "FROM ") || strings.HasPrefix(p.current, "debian: ")) {
+		if o := p.find(e.Entry); o != nil && strings.HasPrefix(e.Line, "debian: ") &&
+			(strings.HasPrefix(o.current, "FROM ") || strings.HasPrefix(o.current, "debian: ")) {
 			// A bootstrap's status line shows its phase, not the FROM
 			// line Modal would pull.
-			p.current = e.Line
+			o.current = e.Line
 		}
 	case EventHeartbeat:
 		fmt.Fprintf(&p.out, "#%d still running, %s\n", numberOf(e), e.Duration.Round(time.Second))
@@ -239,17 +301,22 @@ func (p *textProgress) Event(e Event) {
 		fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;33", "WARNING:"), e.Line)
 	case EventDone:
 		if e.Entry == 0 {
-			p.result(e.Step, e)
-			return
+			p.result(e.Step, e, nil)
+			return nil
 		}
-		p.stepsIn++
-		if e.Cached {
-			p.cachedIn++
+		if o := p.find(e.Entry); o != nil {
+			o.stepsIn++
+			if e.Cached {
+				o.cachedIn++
+			}
 		}
 	case EventEntryDone:
-		p.entry = nil
-		p.result(e.Entry, e)
+		p.result(e.Entry, e, p.remove(e.Entry))
+		if len(p.open) == 0 {
+			return p.stopTicker()
+		}
 	}
+	return nil
 }
 
 // flush sends what was printed to w in one Write. mu is held.
@@ -260,11 +327,12 @@ func (p *textProgress) flush() {
 	}
 }
 
-// result prints how entry or instruction n ended.
-func (p *textProgress) result(n int, e Event) {
+// result prints how entry or instruction n ended; o is the entry, nil for
+// an instruction.
+func (p *textProgress) result(n int, e Event, o *openEntry) {
 	note := ""
-	if e.Kind == EventEntryDone && !e.Cached && p.cachedIn > 0 {
-		note = fmt.Sprintf(" (%d of %d instructions cached)", p.cachedIn, p.stepsIn)
+	if e.Kind == EventEntryDone && !e.Cached && o != nil && o.cachedIn > 0 {
+		note = fmt.Sprintf(" (%d of %d instructions cached)", o.cachedIn, o.stepsIn)
 	}
 	switch {
 	case e.Error != "":
@@ -294,36 +362,68 @@ func formatElapsed(d time.Duration) string {
 	return fmt.Sprintf("%dm%02ds", int(d/time.Minute), int(d%time.Minute/time.Second))
 }
 
-// status is the live status line: the running entry, its elapsed time and
-// what it runs, cut to the terminal's width.
-func (p *textProgress) status() string {
-	e := p.entry
-	s := fmt.Sprintf("#%d [%d/%d] %s %s", e.Entry, e.Entry, e.Entries, formatElapsed(p.clock().Sub(p.since)), p.current)
-	if max := p.width() - 1; max > 0 && utf8.RuneCountInString(s) > max {
-		r := []rune(s)
-		s = string(r[:max-1]) + "…"
+// status is the live status lines: a line per running entry with its
+// elapsed time and what it runs, at most liveLines, each cut to the
+// terminal's width. mu is held.
+func (p *textProgress) status() []string {
+	max := p.width() - 1
+	cut := func(s string) string {
+		if max > 0 && utf8.RuneCountInString(s) > max {
+			r := []rune(s)
+			s = string(r[:max-1]) + "…"
+		}
+		return s
 	}
-	return s
+	list := p.open
+	if len(list) > liveLines {
+		list = list[:liveLines-1]
+	}
+	now := p.clock()
+	lines := make([]string, 0, liveLines)
+	for _, o := range list {
+		e := o.ev
+		lines = append(lines, cut(fmt.Sprintf("#%d [%d/%d] %s %s", e.Entry, e.Entry, e.Entries, formatElapsed(now.Sub(o.since)), o.current)))
+	}
+	if more := p.open[len(list):]; len(more) > 0 {
+		nums := make([]string, len(more))
+		for i, o := range more {
+			nums[i] = fmt.Sprintf("#%d", o.ev.Entry)
+		}
+		lines = append(lines, cut(fmt.Sprintf("+%d more: %s", len(more), strings.Join(nums, " "))))
+	}
+	return lines
 }
 
-// draw shows the status line of the running entry, if any. mu is held.
+// draw shows the status lines of the running entries, if any; the cursor
+// ends the last one. mu is held.
 func (p *textProgress) draw() {
-	if p.entry == nil {
+	if len(p.open) == 0 {
 		return
 	}
-	fmt.Fprint(&p.out, p.paint("2", p.status())) // erase left the cursor at the line start
-	p.shown = true
-}
-
-// erase removes the status line, if shown. mu is held.
-func (p *textProgress) erase() {
-	if p.shown {
-		fmt.Fprint(&p.out, "\r\x1b[K")
-		p.shown = false
+	// erase left the cursor at the start of the first line
+	for i, l := range p.status() {
+		if i > 0 {
+			p.out.WriteByte('\n')
+		}
+		p.out.WriteString(p.paint("2", l))
+		p.shown = i + 1
 	}
 }
 
-// startTicker redraws the status line every p.redraw until stopTicker.
+// erase removes the status lines, if shown, and leaves the cursor at the
+// start of the first. mu is held.
+func (p *textProgress) erase() {
+	if p.shown == 0 {
+		return
+	}
+	p.out.WriteString("\r\x1b[K")
+	for ; p.shown > 1; p.shown-- {
+		p.out.WriteString("\x1b[1A\x1b[K") // up one line, erase it
+	}
+	p.shown = 0
+}
+
+// startTicker redraws the status lines every p.redraw until stopTicker.
 // mu is held.
 func (p *textProgress) startTicker() {
 	stop, stopped := make(chan struct{}), make(chan struct{})
@@ -347,17 +447,17 @@ func (p *textProgress) startTicker() {
 	}()
 }
 
-// stopTicker ends the redraws and returns when the ticker has made its
-// last write. mu is not held (the ticker may be waiting for it).
-func (p *textProgress) stopTicker() {
-	p.mu.Lock()
+// stopTicker ends the redraws. mu is held; it returns a func, to be called
+// without mu (the ticker may be waiting for it), that returns when the
+// ticker has made its last write; nil when no ticker runs.
+func (p *textProgress) stopTicker() func() {
 	stop, stopped := p.stop, p.stopped
-	p.stop, p.stopped = nil, nil
-	p.mu.Unlock()
-	if stop != nil {
-		close(stop)
-		<-stopped
+	if stop == nil {
+		return nil
 	}
+	p.stop, p.stopped = nil, nil
+	close(stop)
+	return func() { <-stopped }
 }
 
 // lineWriter splits a process's output into lines for progress events and keeps
@@ -433,25 +533,34 @@ func indexNL(b []byte) int {
 	return -1
 }
 
-// syncProgress passes events to p one at a time (a build's goroutine, its
-// processes' output and the heartbeat all send) and notes when the last
-// one was sent.
+// syncProgress passes events to p one at a time (a build's goroutines,
+// its processes' output and the heartbeats all send) and notes, per
+// entry, when the last event of that entry was sent.
 type syncProgress struct {
 	mu   sync.Mutex
 	p    Progress
-	last time.Time
+	last map[int]time.Time // by Entry; an entry leaves at its EventEntryDone
 }
 
 func (s *syncProgress) Event(e Event) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.last = time.Now()
+	if e.Kind == EventEntryDone {
+		delete(s.last, e.Entry)
+	} else {
+		if s.last == nil {
+			s.last = map[int]time.Time{}
+		}
+		s.last[e.Entry] = time.Now()
+	}
 	s.p.Event(e)
 }
 
 // heartbeat sends an EventHeartbeat for the entry of ev (started at since)
-// whenever no event was sent for every, until stop is called. When stop
-// returns, no heartbeat is being sent or will be.
+// whenever no event of that entry was sent for every, until stop is called:
+// each running entry has its own, and another entry's output does not keep
+// a silent one quiet. When stop returns, no heartbeat is being sent or will
+// be.
 func (s *syncProgress) heartbeat(ev Event, since time.Time, every time.Duration) (stop func()) {
 	ev.Kind, ev.Label = EventHeartbeat, ""
 	done, exited := make(chan struct{}), make(chan struct{})
@@ -467,10 +576,17 @@ func (s *syncProgress) heartbeat(ev Event, since time.Time, every time.Duration)
 			}
 			s.mu.Lock()
 			now := time.Now()
-			due := s.last.Add(every)
+			last, ok := s.last[ev.Entry]
+			if !ok {
+				last = since
+			}
+			due := last.Add(every)
 			if !now.Before(due) {
 				ev.Duration = now.Sub(since).Round(time.Second)
-				s.last = now
+				if s.last == nil {
+					s.last = map[int]time.Time{}
+				}
+				s.last[ev.Entry] = now
 				s.p.Event(ev)
 				due = now.Add(every)
 			}
