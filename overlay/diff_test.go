@@ -322,6 +322,9 @@ func TestDiffLowerLookup(t *testing.T) {
 		"a/x": "x", "a/y": "y",
 		"b/z": "z", "b/w": "w3",
 		"c/old":        "o",
+		"r/o1":         "1",
+		"r/o2":         "2",
+		"r/o3":         "3",
 		"d/q":          "q",
 		"e":            "e",
 		"h/i":          "i",
@@ -334,9 +337,11 @@ func TestDiffLowerLookup(t *testing.T) {
 		"wh:a/y":           "",
 		"wh:b/z":           "", // dropped: l2's b is opaque
 		"wh:b/w":           "",
-		"opaque:c/":        "",
+		"opaque:c/":        "", // as after a rename away and back
 		"c/new":            "n",
-		"c/old":            "o", // same as l3's but under an opaque dir: kept
+		"c/old":            "o", // same as l3's: left out, c/ is written entry by entry
+		"opaque:r/":        "",  // as after rm -rf and mkdir
+		"r/new":            "n",
 		"opaque:brandnew/": "",
 		"wh:d/q":           "", // dropped: l2 deleted d
 		"wh:e":             "",
@@ -353,16 +358,16 @@ func TestDiffLowerLookup(t *testing.T) {
 		"a/.wh.y",
 		"b/.wh.w",
 		"brandnew/",
-		"c/",
-		"c/.wh..wh..opq",
 		"c/new",
-		"c/old",
 		"d/",
 		".wh.e",
 		"f/",
 		"h/",
 		".wh.keep",
 		"nodir/",
+		"r/",
+		"r/.wh..wh..opq",
+		"r/new",
 		"samesize.txt",
 	}
 	if got := names(es); !slices.Equal(got, want) {
