@@ -18,9 +18,18 @@ import (
 
 // DiffOptions configure Diff.
 type DiffOptions struct {
-	Lowers    []string   // the lower dirs the upper was mounted over, top-most first (each itself an upper dir of an earlier step, so it may contain whiteouts/opaque xattrs)
-	UserXattr bool       // overlay xattrs are user.overlay.* (userns) instead of trusted.overlay.*
-	Epoch     *time.Time // if set, clamp every mtime (and whiteout mtimes) to at most Epoch; whiteouts always get mtime = Epoch or Unix 0 when nil
+	// Lowers are the lower dirs the upper was mounted over, top-most first
+	// (each itself an upper dir of an earlier step, so it may contain
+	// whiteouts and opaque xattrs).
+	Lowers []string
+	// UserXattr: overlay xattrs are user.overlay.* (user namespace) instead
+	// of trusted.overlay.*.
+	UserXattr bool
+	// Epoch, if set, clamps every mtime later than it to Epoch (SOURCE_DATE_EPOCH,
+	// as reproducible builds do; BuildKit's rewrite-timestamp) and is the
+	// mtime of whiteouts. Nil keeps mtimes as the upper dir has them, to the
+	// nanosecond, and gives whiteouts the Unix epoch.
+	Epoch *time.Time
 }
 
 // Stats is what Diff wrote.
