@@ -317,11 +317,14 @@ func TestDiffLowerLookup(t *testing.T) {
 		"b/w":       "w",
 		"wh:d":      "",  // hides l3's d/
 		"h":         "h", // a file hiding l3's dir h/
+		"wh:c/gone": "",  // hides l3's c/gone: no whiteout for it below
+		"c/more":    "m", // upper's opaque c/ lacks it: whited out
 	}, testUserXattr)
 	build(t, l3, tree{
 		"a/x": "x", "a/y": "y",
 		"b/z": "z", "b/w": "w3",
 		"c/old":        "o",
+		"c/gone":       "g",
 		"r/o1":         "1",
 		"r/o2":         "2",
 		"r/o3":         "3",
@@ -358,6 +361,7 @@ func TestDiffLowerLookup(t *testing.T) {
 		"a/.wh.y",
 		"b/.wh.w",
 		"brandnew/",
+		"c/.wh.more",
 		"c/new",
 		"d/",
 		".wh.e",
@@ -373,8 +377,8 @@ func TestDiffLowerLookup(t *testing.T) {
 	if got := names(es); !slices.Equal(got, want) {
 		t.Fatalf("Diff entries:\n got %q\nwant %q", got, want)
 	}
-	if stats.Whiteouts != 5 || stats.Entries != len(want) {
-		t.Errorf("Stats = %+v, want 5 whiteouts and %d entries", stats, len(want))
+	if stats.Whiteouts != 6 || stats.Entries != len(want) {
+		t.Errorf("Stats = %+v, want 6 whiteouts and %d entries", stats, len(want))
 	}
 
 	// lookupPath agrees with the merged view.
