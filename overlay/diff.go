@@ -22,8 +22,8 @@ type DiffOptions struct {
 	// (each itself an upper dir of an earlier step, so it may contain
 	// whiteouts and opaque xattrs).
 	Lowers []string
-	// UserXattr: overlay xattrs are user.overlay.* (user namespace) instead
-	// of trusted.overlay.*.
+	// UserXattr says overlay xattrs are user.overlay.* (user namespace), not
+	// trusted.overlay.*.
 	UserXattr bool
 	// Epoch, if set, clamps every mtime later than it to Epoch (SOURCE_DATE_EPOCH,
 	// as reproducible builds do; BuildKit's rewrite-timestamp) and is the
