@@ -50,6 +50,7 @@ type Builder struct {
 	forceAll     bool
 	network      sandbox.Network
 	epoch        time.Time
+	timestamps   Timestamps  // WithTimestamps; "" clamps
 	gpu          gpu.Options // where GPU steps find the host's NVIDIA devices and CDI specs
 	puller       Puller      // how from_registry fetches images; nil: package registry
 	registryOpts []registry.Option
@@ -731,6 +732,7 @@ func stepKey(st *buildState, l *layer, in instruction, inputs string, epoch time
 // layerStep returns the cached result of key, or prepares a snapshot on st,
 // lets change modify it, and commits the difference as a layer.
 func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr string, force bool, change func(a *snapshot.Active) error) (bool, error) {
+	key = b.timestampsKey(key)
 	if b.plan != nil {
 		b.plan.key = key
 		if force {
@@ -778,7 +780,7 @@ func (b *Builder) commitLayer(ctx context.Context, parent digest.Digest, a *snap
 	var stats overlay.Stats
 	layer, err := b.store.blobs.WriteLayer(ctx, func(w io.Writer) error {
 		var err error
-		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.snaps.UserXattr(), Epoch: &b.epoch})
+		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.snaps.UserXattr(), Epoch: b.layerEpoch()})
 		return err
 	})
 	if err != nil {

@@ -222,6 +222,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		}
 	}
 	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices)}
+	wopts = append(wopts, b.timestampsWorkerOptions()...)
 	if b.network != "" {
 		wopts = append(wopts, worker.WithNetwork(b.network))
 	}

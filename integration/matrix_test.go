@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,7 +164,8 @@ func expectView(t *testing.T, view string) {
 		return ""
 	}
 	for _, p := range []string{"/t/del_file", "/t/del_tree", "/t/recreate_same/old", "/t/recreate_later/old",
-		"/t/rmstar/a", "/t/rmstar/f", "/t/rmall", "/t/ren_file", "/t/ren_dir", "/t/tmpfile", "/t/tmpdir", "/t/sock"} {
+		"/t/rmstar/a", "/t/rmstar/f", "/t/rmall", "/t/ren_file", "/t/ren_dir", "/t/tmpfile", "/t/tmpdir", "/t/sock",
+		"/t/rendir_edit/a", "/t/rendir_away/a", "/t/rendir_back.tmp", "/t/c1", "/t/c2"} {
 		if e := entry(p); e != "" {
 			t.Errorf("%s should be gone: %s", p, e)
 		}
@@ -196,6 +198,12 @@ func expectView(t *testing.T, view string) {
 		`/t/name-\udcff\udcfe`:    " file 644 0:0 1:",
 		"/t/" + deepPath() + "/f": " file 644 0:0 5:",
 		"/t/mtime_only":           " 170812800 ",
+		"/t/rendir_back/a":        "user.test=6b657074",
+		"/t/rendir_back/cap":      "security.capability=0100000200200000",
+		"/t/rendir_chain/sub/b":   " file 644 0:0 2:",
+		"/t/rendir_edit/sub/b":    " file 644 0:0 7:",
+		"/t/rendir_away/n":        " file 644 0:0 4:",
+		"/t/rendir_away.old/cap":  "security.capability=0100000200200000",
 	} {
 		if e := entry(p); !strings.Contains(e, want) {
 			t.Errorf("%s: got %q, want it to contain %q", p, e, want)
@@ -295,7 +303,8 @@ func checkLayers(t *testing.T, layout string) {
 		byName[h.Name] = h
 	}
 	for _, name := range []string{"t/.wh.del_file", "t/.wh.del_tree", "t/.wh.ren_file", "t/.wh.ren_dir",
-		"t/.wh.recreate_later", "t/.wh.rmall", "t/rmstar/.wh.a", "t/rmstar/.wh.f", "t/recreate_same/.wh..wh..opq"} {
+		"t/.wh.recreate_later", "t/.wh.rmall", "t/rmstar/.wh.a", "t/rmstar/.wh.f", "t/recreate_same/.wh..wh..opq",
+		"t/rendir_edit/.wh.a", "t/rendir_away/.wh..wh..opq"} {
 		h := byName[name]
 		if h == nil {
 			t.Errorf("change layer lacks %s", name)
@@ -314,6 +323,18 @@ func checkLayers(t *testing.T, layout string) {
 		if h.Uname != "" || h.Gname != "" {
 			t.Errorf("%s has user/group names %q/%q", h.Name, h.Uname, h.Gname)
 		}
+	}
+	// A directory renamed away and back (mv copies it: overlayfs cannot
+	// rename a lower directory without redirect_dir) changed nothing; one
+	// edited after coming back changed only the edited entries.
+	for _, h := range change {
+		if strings.HasPrefix(h.Name, "t/rendir_back/") || strings.HasPrefix(h.Name, "t/rendir_chain/") ||
+			strings.HasPrefix(h.Name, "t/rendir_edit/") && !slices.Contains([]string{"t/rendir_edit/", "t/rendir_edit/.wh.a", "t/rendir_edit/sub/b"}, h.Name) {
+			t.Errorf("change layer holds %s: the directory was renamed away and back, and only what was edited after changed", h.Name)
+		}
+	}
+	if h := byName["t/rendir_away.old/cap"]; h == nil || fmt.Sprintf("%x", h.PAXRecords["SCHILY.xattr.security.capability"]) != "0100000200200000000000000000000000000000" {
+		t.Errorf("t/rendir_away.old/cap = %+v, want the renamed copy with its capability", h)
 	}
 	if h := byName["t/newhard/b"]; h == nil || h.Typeflag != tar.TypeLink || h.Linkname != "t/newhard/a" {
 		t.Errorf("t/newhard/b = %+v, want a hard link to t/newhard/a", h)

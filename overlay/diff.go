@@ -18,9 +18,18 @@ import (
 
 // DiffOptions configure Diff.
 type DiffOptions struct {
-	Lowers    []string   // the lower dirs the upper was mounted over, top-most first (each itself an upper dir of an earlier step, so it may contain whiteouts/opaque xattrs)
-	UserXattr bool       // overlay xattrs are user.overlay.* (userns) instead of trusted.overlay.*
-	Epoch     *time.Time // if set, clamp every mtime (and whiteout mtimes) to at most Epoch; whiteouts always get mtime = Epoch or Unix 0 when nil
+	// Lowers are the lower dirs the upper was mounted over, top-most first
+	// (each itself an upper dir of an earlier step, so it may contain
+	// whiteouts and opaque xattrs).
+	Lowers []string
+	// UserXattr says overlay xattrs are user.overlay.* (user namespace), not
+	// trusted.overlay.*.
+	UserXattr bool
+	// Epoch, if set, clamps every mtime later than it to Epoch (SOURCE_DATE_EPOCH,
+	// as reproducible builds do; BuildKit's rewrite-timestamp) and is the
+	// mtime of whiteouts. Nil keeps mtimes as the upper dir has them, to the
+	// nanosecond, and gives whiteouts the Unix epoch.
+	Epoch *time.Time
 }
 
 // Stats is what Diff wrote.
@@ -51,8 +60,12 @@ const (
 //   - a whiteout (char device 0/0) becomes the empty file dir/.wh.NAME (mode
 //     0, uid and gid 0, mtime Epoch or the Unix epoch), but only when NAME
 //     exists in the merged lowers;
-//   - an opaque directory is written followed by dir/.wh..wh..opq when the
-//     directory exists in the merged lowers;
+//   - an opaque directory over no directory of the merged lowers is written
+//     with its whole subtree; over a directory, in the smaller of two forms
+//     (the whole form on a tie): the directory, dir/.wh..wh..opq and its
+//     whole subtree, or only the entries of the subtree that differ from the
+//     lower ones plus a whiteout for each lower name it lacks, recursively
+//     (what a directory renamed away and back needs, as mv copies it);
 //   - an entry that equals the lower entry it shadows (type, mode with
 //     setuid/setgid/sticky bits, uid, gid, mtime to the nanosecond, size,
 //     symlink target, device number, xattrs other than overlay's, and file
@@ -73,7 +86,9 @@ const (
 // "SCHILY.xattr.NAME" PAX records, without trusted.overlay.* and
 // user.overlay.*, with security.capability in version 2 form.
 //
-// Diff does O(entries in upper × lowers) work and never walks the lowers. It
+// Diff does O(entries in upper × lowers) work and never walks the lowers;
+// for an opaque directory over a lower one it also lists the lower
+// directories at the paths its subtree holds. It
 // returns what it wrote so far along with any error. Errors read
 // "overlay diff: <relpath>: <cause>"; an entry whose name starts with ".wh."
 // yields an error wrapping ErrNotRepresentable; a cancelled ctx stops the walk
@@ -208,6 +223,15 @@ func (d *differ) entry(rel, full, name string, stack []string) error {
 		if err != nil {
 			return pathErr(rel, err)
 		}
+		if opaque && lower != nil && isDir(&lower.st) {
+			// Deleted and made again, or renamed away and back: write
+			// whichever form is smaller (see planOpaque).
+			p, err := d.planOpaque(rel, full, &st, xattrs, lower, sub)
+			if err != nil {
+				return err
+			}
+			return d.writePlan(rel, full, &st, xattrs, p)
+		}
 		write := lower == nil || opaque
 		if !write {
 			same, err := d.unchanged(full, &st, xattrs, lower)
@@ -222,12 +246,7 @@ func (d *differ) entry(rel, full, name string, stack []string) error {
 			}
 		}
 		if opaque {
-			if lower != nil && isDir(&lower.st) {
-				if err := d.writeWhiteout(rel + "/" + opaqueMarker); err != nil {
-					return pathErr(rel, err)
-				}
-			}
-			sub = nil // nothing below shows through
+			sub = nil // over a non-directory or nothing: no marker, nothing shows through
 		}
 		return d.walkDir(rel, full, sub)
 	}

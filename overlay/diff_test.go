@@ -317,11 +317,17 @@ func TestDiffLowerLookup(t *testing.T) {
 		"b/w":       "w",
 		"wh:d":      "",  // hides l3's d/
 		"h":         "h", // a file hiding l3's dir h/
+		"wh:c/gone": "",  // hides l3's c/gone: no whiteout for it below
+		"c/more":    "m", // upper's opaque c/ lacks it: whited out
 	}, testUserXattr)
 	build(t, l3, tree{
 		"a/x": "x", "a/y": "y",
 		"b/z": "z", "b/w": "w3",
 		"c/old":        "o",
+		"c/gone":       "g",
+		"r/o1":         "1",
+		"r/o2":         "2",
+		"r/o3":         "3",
 		"d/q":          "q",
 		"e":            "e",
 		"h/i":          "i",
@@ -334,9 +340,11 @@ func TestDiffLowerLookup(t *testing.T) {
 		"wh:a/y":           "",
 		"wh:b/z":           "", // dropped: l2's b is opaque
 		"wh:b/w":           "",
-		"opaque:c/":        "",
+		"opaque:c/":        "", // as after a rename away and back
 		"c/new":            "n",
-		"c/old":            "o", // same as l3's but under an opaque dir: kept
+		"c/old":            "o", // same as l3's: left out, c/ is written entry by entry
+		"opaque:r/":        "",  // as after rm -rf and mkdir
+		"r/new":            "n",
 		"opaque:brandnew/": "",
 		"wh:d/q":           "", // dropped: l2 deleted d
 		"wh:e":             "",
@@ -353,23 +361,24 @@ func TestDiffLowerLookup(t *testing.T) {
 		"a/.wh.y",
 		"b/.wh.w",
 		"brandnew/",
-		"c/",
-		"c/.wh..wh..opq",
+		"c/.wh.more",
 		"c/new",
-		"c/old",
 		"d/",
 		".wh.e",
 		"f/",
 		"h/",
 		".wh.keep",
 		"nodir/",
+		"r/",
+		"r/.wh..wh..opq",
+		"r/new",
 		"samesize.txt",
 	}
 	if got := names(es); !slices.Equal(got, want) {
 		t.Fatalf("Diff entries:\n got %q\nwant %q", got, want)
 	}
-	if stats.Whiteouts != 5 || stats.Entries != len(want) {
-		t.Errorf("Stats = %+v, want 5 whiteouts and %d entries", stats, len(want))
+	if stats.Whiteouts != 6 || stats.Entries != len(want) {
+		t.Errorf("Stats = %+v, want 6 whiteouts and %d entries", stats, len(want))
 	}
 
 	// lookupPath agrees with the merged view.

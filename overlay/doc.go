@@ -23,8 +23,16 @@
 //   - A directory whose lower contents are hidden (it was deleted and created
 //     again) is opaque: it carries the xattr trusted.overlay.opaque=y, or
 //     user.overlay.opaque=y when the overlay was mounted with the userxattr
-//     option (as it must be inside an unprivileged user namespace). Diff
-//     writes the directory and the OCI opaque whiteout `dir/.wh..wh..opq`.
+//     option (as it must be inside an unprivileged user namespace). The
+//     same happens to a lower directory renamed away and back: overlayfs
+//     refuses to rename it (see Mount options), mv copies it and deletes
+//     the original, and the copy that takes the old name again is opaque.
+//     Diff writes an opaque directory over a lower directory in whichever
+//     of two forms is smaller: the directory, the OCI opaque whiteout
+//     `dir/.wh..wh..opq` and its whole upper subtree; or, comparing the
+//     subtree with the lower one entry by entry, only what differs plus a
+//     whiteout for each name that is gone. A directory renamed away and
+//     back unchanged thus writes nothing.
 //
 // The layer must only delete what exists: containerd, for example, rejects
 // whiteouts for paths that exist in no lower layer. Diff therefore checks each

@@ -54,6 +54,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	progress := fs.String("progress", "auto", "progress display `MODE`: auto (tty on a terminal, else plain), plain, tty or json")
 	force := fs.Bool("force-build", false, "rebuild every step")
 	network := fs.String("network", "host", "network `MODE` of RUN steps: host or none")
+	timestamps := fs.String("timestamps", "clamp", "file mtimes in layers: clamp (to SOURCE_DATE_EPOCH, reproducible) or keep (as the steps left them)")
 	mirror := fs.String("mirror", "", "Debian archive `URL` for debian_slim bases")
 	reg := addRegistryFlags(fs)
 	siteFl := addSiteFlags(fs)
@@ -96,7 +97,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSite(site)}
+	ts, err := snapbuild.ParseTimestamps(*timestamps)
+	if err != nil {
+		return fmt.Errorf("build: --timestamps: %w", err)
+	}
+	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSite(site),
+		snapbuild.WithTimestamps(ts)}
 	if *force {
 		opts = append(opts, snapbuild.WithForceBuild(true))
 	}

@@ -78,6 +78,7 @@ type Option func(*options) error
 
 type options struct {
 	epoch     time.Time
+	keepTimes bool // WithKeepTimestamps
 	network   sandbox.Network
 	output    io.Writer
 	outputFor func(ctx context.Context) io.WriteCloser
@@ -95,6 +96,19 @@ type options struct {
 func WithEpoch(t time.Time) Option {
 	return func(o *options) error {
 		o.epoch = t
+		return nil
+	}
+}
+
+// WithKeepTimestamps writes the mtimes that ops leave into their layers as
+// they are, instead of clamping them to the epoch (WithEpoch): the choice of
+// BuildKit's rewrite-timestamp=false, and of docker build without
+// SOURCE_DATE_EPOCH. Layers then change with the time they are built at.
+// Whiteouts carry the Unix epoch. KeySalt tells the two apart.
+// The default is to clamp.
+func WithKeepTimestamps() Option {
+	return func(o *options) error {
+		o.keepTimes = true
 		return nil
 	}
 }
@@ -180,10 +194,23 @@ func New(blobs *oci.Store, snaps *snapshot.Store, dir string, opts ...Option) (*
 }
 
 // KeySalt describes the settings that change what the Worker makes of the
-// same op (the mtime clamp, the layer format); pass it to build.WithKeySalt
-// so that results made under other settings are not reused.
+// same op (the mtime clamp or its absence, the layer format); pass it to
+// build.WithKeySalt so that results made under other settings are not
+// reused.
 func (w *Worker) KeySalt() string {
+	if w.opts.keepTimes {
+		return "snapbuild-worker/1 layers=zstd timestamps=keep"
+	}
 	return fmt.Sprintf("snapbuild-worker/1 layers=zstd epoch=%d", w.opts.epoch.Unix())
+}
+
+// layerEpoch is overlay.DiffOptions.Epoch for the Worker's layers: nil when
+// real mtimes are kept.
+func (w *Worker) layerEpoch() *time.Time {
+	if w.opts.keepTimes {
+		return nil
+	}
+	return &w.opts.epoch
 }
 
 // AddLocal registers dir as the content of local://name sources. dir must be
@@ -346,7 +373,7 @@ func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, 
 	var stats overlay.Stats
 	layer, err := w.blobs.WriteLayer(ctx, func(out io.Writer) error {
 		var err error
-		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: &w.opts.epoch})
+		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: w.layerEpoch()})
 		return err
 	})
 	return layer, stats, err

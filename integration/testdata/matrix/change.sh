@@ -27,3 +27,7 @@ echo gone > tmpfile && rm tmpfile && mkdir tmpdir && touch tmpdir/x && rm -rf tm
 truncate -s 1G sparse && yes | head -c 4096 | dd of=sparse bs=4096 seek=1000 conv=notrunc status=none
 long=$(python3 -c "print('/'.join(['d' * 100] * 3))") && mkdir -p "$long" && echo deep > "$long/f"
 python3 -c "open(b'/t/name-\xff\xfe', 'w').write('x')"
+mv rendir_back rendir_back.tmp && mv rendir_back.tmp rendir_back
+mv rendir_chain c1 && mv c1 c2 && mv c2 rendir_chain
+mv rendir_edit e && mv e rendir_edit && echo edited > rendir_edit/sub/b && rm rendir_edit/a
+mv rendir_away rendir_away.old && mkdir rendir_away && echo new > rendir_away/n

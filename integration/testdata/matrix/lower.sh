@@ -11,3 +11,7 @@ mkdir -p ren_dir/sub && echo c > ren_dir/sub/c
 ln -s target symre
 echo ten > ten && for i in 1 2 3 4 5 6 7 8 9; do ln ten ten.$i; done
 mkdir setbits
+for d in rendir_back rendir_chain rendir_edit rendir_away; do
+  mkdir -p $d/sub/deep && echo a > $d/a && echo b > $d/sub/b && ln -s a $d/sym && cp /bin/true $d/cap
+  setcap cap_net_raw+ep $d/cap && python3 -c "import os; os.setxattr('$d/a', 'user.test', b'kept')"
+done
