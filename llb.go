@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -46,8 +47,7 @@ const contextName = "context"
 // internal/build, internal/worker): from_dockerfile's Dockerfile and
 // dockerfile_commands, and every Modal method's layer on its parent. Root
 // layers other than from_dockerfile's (the Debian bootstrap, from_registry,
-// from_id) and layers that need what the worker does not do yet (gpu=,
-// volumes, run_function, add_python) are still interpreted step by step.
+// from_id) and run_function layers are still interpreted step by step.
 func (l *layer) viaLLB() bool {
 	if l.root != nil {
 		return l.root.dockerfile && l.plain()
@@ -57,8 +57,14 @@ func (l *layer) viaLLB() bool {
 
 // plain reports whether l needs nothing the LLB path lacks.
 func (l *layer) plain() bool {
-	return len(l.volumes) == 0 && l.function == nil && l.addPython == ""
+	return l.function == nil
 }
+
+// volumeID prefixes the cache mount ID a volumes= layer's exec ops carry
+// for each volume: the volume as Modal names it (modal.Volume.from_name
+// ("x")), so that it is part of the op and its cache key. The builder maps
+// it to the volume's directory (worker.WithCacheDirs).
+const volumeID = "snapbuild.internal/volume="
 
 // gpuDevice prefixes the CDI device name a gpu= layer's exec ops carry:
 // the Modal request ("A100:2", "H100,A100" for fallbacks) in snapbuild's
@@ -197,6 +203,12 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 			if l.gpu != "" {
 				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: gpuDevice + l.gpu})
 			}
+			for _, p := range slices.Sorted(maps.Keys(l.volumes)) {
+				e.Mounts = append(e.Mounts, &pb.Mount{
+					Input: int64(pb.Empty), Output: int64(pb.SkipOutput), Dest: p, MountType: pb.MountType_CACHE,
+					CacheOpt: &pb.CacheOpt{ID: volumeID + l.volumes[p].repr(), Sharing: pb.CacheSharingOpt_SHARED},
+				})
+			}
 		}
 		return nil
 	})
@@ -221,7 +233,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 			defer os.RemoveAll(wdir)
 		}
 	}
-	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices)}
+	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices), worker.WithCacheDirs(x.volumeDir)}
 	wopts = append(wopts, b.timestampsWorkerOptions()...)
 	if b.network != "" {
 		wopts = append(wopts, worker.WithNetwork(b.network))
@@ -942,6 +954,25 @@ func (x *llbLayer) devices(ctx context.Context, devs []*pb.CDIDevice, spec *sand
 		}
 	}
 	return nil
+}
+
+// volumeDir gives a volumes= cache mount (volumeID) its volume's
+// directory; other cache mounts are the worker's.
+func (x *llbLayer) volumeDir(_ context.Context, id string) (string, bool, error) {
+	repr, ok := strings.CutPrefix(id, volumeID)
+	if !ok {
+		return "", false, nil
+	}
+	for _, v := range x.l.volumes {
+		if v.repr() == repr {
+			dir, err := x.b.volumeDir(v)
+			if err != nil {
+				return "", false, &InvalidError{Method: x.l.method, Message: err.Error()}
+			}
+			return dir, true, nil
+		}
+	}
+	return "", false, fmt.Errorf("%s is not one of the layer's volumes", repr)
 }
 
 // flushCloser flushes a lineWriter's last partial line on Close.

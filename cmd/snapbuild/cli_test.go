@@ -152,7 +152,7 @@ func TestUnknownCommand(t *testing.T) {
 		{[]string{"images", "--jsn"}, "snapbuild: images: unknown flag --jsn; did you mean --json? (see 'snapbuild images --help')\n"},
 		{[]string{"build", "--no-cache", "."}, "snapbuild: build: unknown flag --no-cache: snapbuild's --force-build rebuilds every step (see 'snapbuild build --help')\n"},
 		{[]string{"build", "-f", "Dockerfile", "a", "b"}, "snapbuild: build: a Dockerfile build takes one build context directory, not 2 arguments (a b): snapbuild build -f Dockerfile [CONTEXT] (see 'snapbuild build --help')\n"},
-		{[]string{"build", "-m", "pkg.mod", "--target", "x"}, "snapbuild: build: -m pkg.mod builds a module's images; -f, --build-arg and --target are for a Dockerfile: give one or the other (see 'snapbuild build --help')\n"},
+		{[]string{"build", "-m", "pkg.mod", "--target", "x"}, "snapbuild: build: -m pkg.mod builds a module's images; -f, --build-arg, --secret and --target are for a Dockerfile: give one or the other (see 'snapbuild build --help')\n"},
 		{[]string{"build", "-f", "-", "."}, "snapbuild: build: -f -: reading the Dockerfile from standard input is not supported; write it to a file and give its path (see 'snapbuild build --help')\n"},
 		{[]string{"build", "--build-arg", "=x", "."}, "snapbuild: build: --build-arg \"=x\": give NAME=VALUE, or NAME to take the value from the environment (see 'snapbuild build --help')\n"},
 		{[]string{"build", "-t"}, "snapbuild: build: flag needs an argument: -t (see 'snapbuild build --help')\n"},

@@ -353,6 +353,16 @@ func (x *execRun) mount(ctx context.Context, m *pb.Mount, inputs []build.Ref) (*
 		if m.CacheOpt == nil || m.CacheOpt.ID == "" {
 			return nil, errors.New("a cache mount needs an ID")
 		}
+		if x.w.opts.cacheDirs != nil {
+			dir, ok, err := x.w.opts.cacheDirs(ctx, m.CacheOpt.ID)
+			if err != nil {
+				return nil, fmt.Errorf("cache %q: %w", m.CacheOpt.ID, err)
+			}
+			if ok {
+				em.source = dir // the front end's directory, shared as it is
+				return em, nil
+			}
+		}
 		sum := sha256.Sum256([]byte(m.CacheOpt.ID))
 		dir := filepath.Join(x.w.dir, "cache", hex.EncodeToString(sum[:]))
 		mu := x.w.cacheLock(dir)

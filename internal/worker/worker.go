@@ -86,6 +86,7 @@ type options struct {
 	secrets   SecretStore
 	client    *http.Client
 	devices   func(ctx context.Context, devices []*pb.CDIDevice, spec *sandbox.Spec) error
+	cacheDirs func(ctx context.Context, id string) (string, bool, error)
 }
 
 // WithEpoch clamps the mtime of every entry in the layers the Worker writes
@@ -160,6 +161,19 @@ func WithOutputFor(fn func(ctx context.Context) io.WriteCloser) Option {
 func WithDevices(fn func(ctx context.Context, devices []*pb.CDIDevice, spec *sandbox.Spec) error) Option {
 	return func(o *options) error {
 		o.devices = fn
+		return nil
+	}
+}
+
+// WithCacheDirs lets the front end give some cache mounts a directory of
+// its own: fn is asked for each cache mount's ID, and when it returns a
+// directory (ok), that directory is mounted as it is, shared, with no
+// seeding, locking or ownership change: a persistent directory the front
+// end keeps, such as a Modal volume. Other IDs get the worker's caches.
+// The default is the worker's caches for every ID.
+func WithCacheDirs(fn func(ctx context.Context, id string) (dir string, ok bool, err error)) Option {
+	return func(o *options) error {
+		o.cacheDirs = fn
 		return nil
 	}
 }
