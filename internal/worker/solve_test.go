@@ -599,3 +599,50 @@ func TestExecDevices(t *testing.T) {
 		t.Errorf("without WithDevices: %v", err)
 	}
 }
+
+// TestCacheDirs: a cache mount whose ID the front end maps (WithCacheDirs)
+// is that directory, shared as it is: what a step writes there stays in it
+// and in no layer; other IDs get the worker's own caches.
+func TestCacheDirs(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	vol := t.TempDir()
+	write(t, vol, "before.txt", "kept\n", 0o644)
+	w := newWorker(t, WithCacheDirs(func(_ context.Context, id string) (string, bool, error) {
+		if id == "/volume" { // dockerfile2llb's ID for id=volume
+			return vol, true, nil
+		}
+		return "", false, nil
+	}))
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+		return baseDigest, baseConfig, nil
+	})
+	conv, err := dockerfile.Convert(ctx, []byte(`FROM base
+RUN --mount=type=cache,id=volume,target=/vol sh -c 'cat /vol/before.txt > /seen.txt; echo written > /vol/after.txt'
+RUN --mount=type=cache,id=other,target=/vol sh -c 'ls /vol > /other.txt'
+`), dockerfile.Options{MetaResolver: resolver})
+	must(t, err)
+	s, err := build.NewSolver(w)
+	must(t, err)
+	res, err := s.Solve(ctx, conv.Definition)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(vol, "after.txt")); err != nil || string(b) != "written\n" {
+		t.Errorf("the volume's after.txt = %q, %v", b, err)
+	}
+	root, release, err := w.view(res.Ref.(*Ref))
+	must(t, err)
+	defer release()
+	for rel, want := range map[string]string{"seen.txt": "kept\n", "other.txt": ""} {
+		if b, err := os.ReadFile(filepath.Join(root, rel)); err != nil || string(b) != want {
+			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	if _, err := os.Lstat(filepath.Join(root, "vol", "after.txt")); !os.IsNotExist(err) {
+		t.Errorf("the volume's file reached the image: %v", err)
+	}
+}
