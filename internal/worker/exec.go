@@ -441,14 +441,7 @@ func pruneMountDirs(upper string, stubs []string, mounts []sandbox.BindMount) {
 
 // cacheLock returns the lock of the cache directory dir.
 func (w *Worker) cacheLock(dir string) *sync.Mutex {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	mu, ok := w.cacheMu[dir]
-	if !ok {
-		mu = &sync.Mutex{}
-		w.cacheMu[dir] = mu
-	}
-	return mu
+	return keyedLock(&w.mu, w.cacheMu, dir)
 }
 
 // makeCache creates the cache directory dir of mount m unless it exists:

@@ -278,14 +278,7 @@ func (w *Worker) httpSourceRef(ctx context.Context, op *pb.SourceOp) (build.Ref,
 
 // fetchLock returns the lock of the download named ident.
 func (w *Worker) fetchLock(ident string) *sync.Mutex {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	mu, ok := w.fetchMu[ident]
-	if !ok {
-		mu = &sync.Mutex{}
-		w.fetchMu[ident] = mu
-	}
-	return mu
+	return keyedLock(&w.mu, w.fetchMu, ident)
 }
 
 // errNotModified is fetch's answer to a 304 Not Modified.
@@ -489,18 +482,5 @@ func moveFile(src, dst string) error {
 	if err == nil || !errors.Is(err, unix.EXDEV) {
 		return err
 	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err
+	return copyFileData(src, dst)
 }

@@ -35,7 +35,6 @@ import (
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
 	"github.com/snapbuild/snapbuild/internal/testimage"
-	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/sandbox"
 )
 
@@ -296,28 +295,7 @@ func TestSolveDockerfile(t *testing.T) {
 // real root: umoci restores owners and capabilities as they are.
 func checkWithUmoci(t *testing.T, w *Worker, cfg dockerspec.DockerOCIImage, r *Ref) {
 	t.Helper()
-	for _, tool := range []string{"skopeo", "umoci"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatalf("%s not found (CI=true: not skipped)", tool)
-			}
-			t.Skipf("%s not found", tool)
-		}
-	}
-	cfg.RootFS.DiffIDs = r.DiffIDs
-	manifest, err := w.blobs.WriteDockerImage(cfg, r.Layers)
-	must(t, err)
-	dir := t.TempDir()
-	zst, gz := filepath.Join(dir, "zstd"), filepath.Join(dir, "gzip")
-	must(t, w.blobs.Export(manifest, oci.Reference{Transport: oci.TransportLayout, Path: zst, Tag: "built"}))
-	if out, err := exec.Command("skopeo", "copy", "--quiet", "--dest-compress-format", "gzip", "oci:"+zst+":built", "oci:"+gz+":built").CombinedOutput(); err != nil {
-		t.Fatalf("skopeo copy: %v\n%s", err, out)
-	}
-	bundle := filepath.Join(dir, "bundle")
-	if out, err := exec.Command("umoci", "unpack", "--image", gz+":built", bundle).CombinedOutput(); err != nil {
-		t.Fatalf("umoci unpack: %v\n%s", err, out)
-	}
-	root := filepath.Join(bundle, "rootfs")
+	root := umociRootfs(t, w, cfg, r)
 	for rel, want := range map[string]string{"work/built.txt": "hello built\n", "etc/motd": "motd from a heredoc\n", "home/app/w/uid.txt": "1000\n"} {
 		b, err := os.ReadFile(filepath.Join(root, rel))
 		if err != nil || string(b) != want {

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/moby/buildkit/solver/pb"
 	digest "github.com/opencontainers/go-digest"
@@ -206,13 +205,7 @@ func ociLayerType(mt string) (string, error) {
 // exists, checking the layer's diffID and dropping the whiteouts that hide
 // nothing (pruneWhiteouts). Concurrent calls for one chain unpack it once.
 func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) error {
-	w.mu.Lock()
-	mu, ok := w.unpackMu[chain]
-	if !ok {
-		mu = &sync.Mutex{}
-		w.unpackMu[chain] = mu
-	}
-	w.mu.Unlock()
+	mu := keyedLock(&w.mu, w.unpackMu, chain)
 	mu.Lock()
 	defer mu.Unlock()
 	if w.snaps.Exists(chain) {

@@ -281,6 +281,19 @@ func (w *Worker) tempDir(pattern string) (string, error) {
 	return d, nil
 }
 
+// keyedLock returns the lock of key k in locks, made on first use; mu
+// guards locks.
+func keyedLock[K comparable](mu *sync.Mutex, locks map[K]*sync.Mutex, k K) *sync.Mutex {
+	mu.Lock()
+	defer mu.Unlock()
+	l, ok := locks[k]
+	if !ok {
+		l = &sync.Mutex{}
+		locks[k] = l
+	}
+	return l
+}
+
 // asRef converts a solver input to *Ref; nil stays nil (an empty filesystem).
 func asRef(r build.Ref) (*Ref, error) {
 	switch r := r.(type) {
