@@ -311,6 +311,18 @@ func (b *bench) reportParallel(cold, cached []*parConfig) {
 	bs, _ := speedup(budCold)
 	target := fmt.Sprintf("< %.2fx", parallelTarget)
 	fmt.Printf(row, "at once / --jobs 1 (cold)", ss, bs, "target (snapbuild) "+target)
+	// The same per round, where both builds met about the same load.
+	paired := func(cs []*parConfig) string {
+		if len(cs) < 2 {
+			return "-"
+		}
+		var r []float64
+		for i := range min(len(cs[0].runs), len(cs[1].runs)) {
+			r = append(r, cs[1].runs[i].wall.Seconds()/cs[0].runs[i].wall.Seconds())
+		}
+		return fmt.Sprintf("%.2fx", medianFloat(r))
+	}
+	fmt.Printf(row, "  the same, median per round", paired(snapCold), paired(budCold), "")
 	pct := func(c *parConfig) string { return fmt.Sprintf("%.0f%%", 100*medianFloat(c.overlap)) }
 	stage := func(c *parConfig) string { return secs(medianOf(c.stage)) }
 	fmt.Printf(row, "stages overlapped, --jobs 1", col(snapCold, 0, pct), col(budCold, 0, pct), "")
@@ -325,6 +337,8 @@ func (b *bench) reportParallel(cold, cached []*parConfig) {
   cold: a fresh TOKEN build argument per build, so both stages run; buildah
         also gets --no-cache. "at once": snapbuild %s.
   cached rebuild: the same TOKEN again, in the "at once" mode.
+  median per round: the median of each round's at once / --jobs 1, the two
+        builds of a round having met about the same load on the host.
   stages overlapped: median share of the shorter stage's RUN during which
         the other one ran too, from the times each RUN prints.
   a stage's RUN: median time of one stage's RUN command (the mean of the
