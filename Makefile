@@ -2,7 +2,7 @@
 #
 #   make demo    install what is missing, build, build and run examples/hello
 #   make test    install what is missing, build, run unit and integration tests
-#   make bench   snapbuild side by side with buildah (not part of make test)
+#   make bench   snapbuild side by side with buildah, parallel stages, layer capture (not part of make test)
 
 # scripts/go runs go.mod's Go version: the go on PATH when it is new enough,
 # else a Go that scripts/deps.sh installed, which fetches that version itself.

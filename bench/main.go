@@ -1,13 +1,15 @@
 // Command bench measures snapbuild and prints tables of medians against
-// targets. It has two parts (see README.md), both run by default. The
+// targets. It has three parts (see README.md), all run by default. The
 // compare part (compare.go) runs snapbuild and buildah side by side on the
 // same work, from the same local base image: median wall times,
-// snapbuild/buildah ratios and peak RSS. The capture part (capture.go)
-// measures the cost of capturing a step's layer (issue 3): commit time on a
-// small and a 2 GB base, capture throughput on a ~200 MB change against
-// `tar -c | zstd -3 -T0`, and peak RSS by layer size.
+// snapbuild/buildah ratios and peak RSS. The parallel part (parallel.go)
+// builds a Dockerfile with two independent stages one step at a time
+// (--jobs 1) and in parallel, with both tools. The capture part
+// (capture.go) measures the cost of capturing a step's layer (issue 3):
+// commit time on a small and a 2 GB base, capture throughput on a ~200 MB
+// change against `tar -c | zstd -3 -T0`, and peak RSS by layer size.
 //
-//	go run -tags "$(TAGS)" ./bench -bin bin/snapbuild [-n 5] [-only compare|capture] [-keep] [-v]
+//	go run -tags "$(TAGS)" ./bench -bin bin/snapbuild [-n 5] [-only compare|parallel|capture] [-keep] [-v]
 //
 // It builds a debian_slim base once with snapbuild; buildah gets the same
 // content by pulling snapbuild's OCI export. Everything lives in one
@@ -41,7 +43,7 @@ func main() {
 	b := &bench{}
 	flag.StringVar(&b.bin, "bin", "bin/snapbuild", "snapbuild binary")
 	flag.IntVar(&b.n, "n", 5, "timed iterations per workload and tool")
-	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah) or capture (layer capture, issue 3)")
+	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah), parallel (independent stages) or capture (layer capture, issue 3)")
 	flag.BoolVar(&b.keep, "keep", false, "keep the temporary directory (stores, recipes)")
 	flag.BoolVar(&b.verbose, "v", false, "print every iteration's times")
 	flag.Parse()
@@ -49,8 +51,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -n must be at least 1")
 		os.Exit(2)
 	}
-	if !slices.Contains([]string{"", "all", "compare", "capture"}, b.only) {
-		fmt.Fprintf(os.Stderr, "bench: -only must be compare or capture, not %q\n", b.only)
+	if !slices.Contains([]string{"", "all", "compare", "parallel", "capture"}, b.only) {
+		fmt.Fprintf(os.Stderr, "bench: -only must be compare, parallel or capture, not %q\n", b.only)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -65,17 +67,18 @@ func main() {
 type bench struct {
 	bin     string
 	n       int
-	only    string // "compare", "capture", or "" / "all" for both
+	only    string // "compare", "parallel", "capture", or "" / "all" for every part
 	keep    bool
 	verbose bool
 
-	dir      string   // temporary directory holding everything
-	store    string   // snapbuild --root
-	runc     string   // runtime for buildah
-	buildah  []string // buildah and its global flags
-	budStore bool     // buildah's private store may hold something
-	skipped  string   // why buildah is skipped; "" when it runs
-	budArgs  []string // extra `buildah bud` flags found to be needed
+	dir      string            // temporary directory holding everything
+	store    string            // snapbuild --root
+	runc     string            // runtime for buildah
+	buildah  []string          // buildah and its global flags
+	budStore bool              // buildah's private store may hold something
+	skipped  string            // why buildah is skipped; "" when it runs
+	budArgs  []string          // extra `buildah bud` flags found to be needed
+	pulled   map[string]string // tag: manifest, images pulled into buildah
 
 	notes  []string // printed under the tables
 	met    []string // targets met, over all parts
@@ -115,6 +118,11 @@ func (b *bench) main(ctx context.Context) (err error) {
 
 	if b.part("compare") {
 		if err := b.compare(ctx, base.manifest); err != nil {
+			return err
+		}
+	}
+	if b.part("parallel") {
+		if err := b.parallel(ctx, base.manifest); err != nil {
 			return err
 		}
 	}
@@ -195,10 +203,16 @@ func (b *bench) skipBuildah(why string) {
 // that and tags it the same; both must then show the same manifest digest.
 // As a user, a buildah that does not work is skipped rather than fatal.
 func (b *bench) toBuildah(ctx context.Context, tag, manifest string) error {
-	if b.skipped != "" {
+	if b.skipped != "" || b.pulled[tag] == manifest {
 		return nil
 	}
 	err := b.pullIntoBuildah(ctx, tag, manifest)
+	if err == nil {
+		if b.pulled == nil {
+			b.pulled = map[string]string{}
+		}
+		b.pulled[tag] = manifest
+	}
 	if err != nil && os.Geteuid() != 0 {
 		b.skipBuildah(fmt.Sprintf("rootless buildah did not work here (%v)", firstLine(err.Error())))
 		return nil
@@ -243,7 +257,14 @@ func (b *bench) snapbuild(ctx context.Context, file, recipe, tag string, limit t
 	if err := os.WriteFile(path, []byte(recipe), 0o644); err != nil {
 		return run{}, err
 	}
-	r, err := b.command(ctx, limit, b.bin, "build", path, "-t", tag, "--root", b.store, "--progress=json")
+	return b.snapbuildArgs(ctx, limit, file, "build", path, "-t", tag, "--root", b.store, "--progress=json")
+}
+
+// snapbuildArgs runs snapbuild with args, which must include
+// --progress=json, and reads the manifest and peakRSSKiB from its final
+// stdout line; what names what is built, for errors.
+func (b *bench) snapbuildArgs(ctx context.Context, limit time.Duration, what string, args ...string) (run, error) {
+	r, err := b.command(ctx, limit, b.bin, args...)
 	if err != nil {
 		return r, err
 	}
@@ -253,23 +274,23 @@ func (b *bench) snapbuild(ctx context.Context, file, recipe, tag string, limit t
 		Stats      stats
 	}
 	if err := json.Unmarshal([]byte(lastLine(r.stdout)), &out); err != nil {
-		return r, fmt.Errorf("snapbuild build %s: cannot read its final JSON line %q: %v", file, lastLine(r.stdout), err)
+		return r, fmt.Errorf("snapbuild build %s: cannot read its final JSON line %q: %v", what, lastLine(r.stdout), err)
 	}
 	r.selfRSS, r.manifest = out.PeakRSSKiB, out.Manifest
 	return r, nil
 }
 
-type stats struct{ Steps, Cached, ContainersStarted int }
+// stats is the final JSON line's "stats": Config counts the steps that
+// only set image metadata (ARG, ENV, ...), neither run nor cached.
+type stats struct{ Steps, Cached, Config, ContainersStarted int }
 
 // bud writes a Containerfile to a context directory named ctxName and
 // builds it with buildah as tag, with runc and the host network (as
-// snapbuild's RUN steps use by default).
-func (b *bench) bud(ctx context.Context, ctxName, containerfile, tag string, noCache bool) (run, error) {
+// snapbuild's RUN steps use by default); extra are more `buildah bud`
+// flags.
+func (b *bench) bud(ctx context.Context, ctxName, containerfile, tag string, noCache bool, extra ...string) (run, error) {
 	dir := filepath.Join(b.dir, "ctx-"+ctxName)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return run{}, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte(containerfile), 0o644); err != nil {
+	if err := writeContext(dir, containerfile); err != nil {
 		return run{}, err
 	}
 	args := append(slices.Clone(b.buildah[1:]), "bud", "--layers", "--pull-never", "--isolation", "oci",
@@ -278,16 +299,25 @@ func (b *bench) bud(ctx context.Context, ctxName, containerfile, tag string, noC
 		args = append(args, "--no-cache")
 	}
 	args = append(args, b.budArgs...)
+	args = append(args, extra...)
 	args = append(args, "-f", filepath.Join(dir, "Containerfile"), dir)
 	return b.command(ctx, 10*time.Minute, b.buildah[0], args...)
+}
+
+// writeContext makes dir, a build context that holds only a Containerfile.
+func writeContext(dir, containerfile string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "Containerfile"), []byte(containerfile), 0o644)
 }
 
 // budWarm is an untimed `bud` that also finds out whether this host needs
 // fixed rlimits: if buildah fails to raise them (some sandboxes forbid it),
 // it retries with --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 and
 // keeps those flags from then on.
-func (b *bench) budWarm(ctx context.Context, ctxName, containerfile, tag string) error {
-	_, err := b.bud(ctx, ctxName, containerfile, tag, false)
+func (b *bench) budWarm(ctx context.Context, ctxName, containerfile, tag string, extra ...string) error {
+	_, err := b.bud(ctx, ctxName, containerfile, tag, false, extra...)
 	if err == nil || len(b.budArgs) > 0 {
 		return err
 	}
@@ -296,7 +326,7 @@ func (b *bench) budWarm(ctx context.Context, ctxName, containerfile, tag string)
 	}
 	b.budArgs = []string{"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"}
 	b.notes = append(b.notes, "buildah needed --ulimit nofile=1024:1024 --ulimit nproc=1024:1024 here")
-	_, err = b.bud(ctx, ctxName, containerfile, tag, false)
+	_, err = b.bud(ctx, ctxName, containerfile, tag, false, extra...)
 	return err
 }
 

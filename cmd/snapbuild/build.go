@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/snapbuild/snapbuild"
@@ -35,6 +36,21 @@ func (p *printFlag) Set(s string) error {
 	return nil
 }
 
+// jobsFlag is build's --jobs: how many independent steps of a build graph
+// may run at once; 0 (not given) leaves snapbuild's default, the number of
+// CPUs. buildah bud's --jobs defaults to 1 instead.
+type jobsFlag int
+
+func (j *jobsFlag) String() string { return strconv.Itoa(int(*j)) }
+func (j *jobsFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return fmt.Errorf("give a whole number of at least 1 (1 runs one step at a time)")
+	}
+	*j = jobsFlag(n)
+	return nil
+}
+
 func cmdBuild(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("build", flag.ContinueOnError)
 	root := rootFlag(fs)
@@ -53,6 +69,8 @@ func cmdBuild(ctx context.Context, args []string) error {
 	replace := fs.Bool("replace", false, "move names that images from other files have")
 	progress := fs.String("progress", "auto", "progress display `MODE`: auto (tty on a terminal, else plain), plain, tty or json")
 	force := fs.Bool("force-build", false, "rebuild every step")
+	var jobs jobsFlag
+	fs.Var(&jobs, "jobs", "run at most `N` independent steps at once, such as a Dockerfile's stages that do not need each other, as buildah bud --jobs (default: the number of CPUs)")
 	network := fs.String("network", "host", "network `MODE` of RUN steps: host or none")
 	timestamps := fs.String("timestamps", "clamp", "file mtimes in layers: clamp (to SOURCE_DATE_EPOCH, reproducible) or keep (as the steps left them)")
 	mirror := fs.String("mirror", "", "Debian archive `URL` for debian_slim bases")
@@ -105,6 +123,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 		snapbuild.WithTimestamps(ts)}
 	if *force {
 		opts = append(opts, snapbuild.WithForceBuild(true))
+	}
+	if jobs > 0 {
+		opts = append(opts, snapbuild.WithParallelism(int(jobs)))
 	}
 	if *reg.conf == "" {
 		*reg.conf = site.RegistriesConf

@@ -45,7 +45,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // commandFlags are flags each command's help must list, as the help shows
 // them.
 var commandFlags = map[string][]string{
-	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE"},
+	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
 	"run":     {"--root DIR", "-e KEY=VALUE", "-w DIR", "--network MODE"},
 	"images":  {"--root DIR", "--json"},
 	"inspect": {"--root DIR"},
@@ -264,6 +264,30 @@ func TestSignalExitStatus(t *testing.T) {
 	for sig, want := range map[syscall.Signal]int{syscall.SIGINT: 130, syscall.SIGTERM: 143} {
 		if got := report(signalled{sig}); got != want {
 			t.Errorf("report(%v) = %d, want %d", sig, got, want)
+		}
+	}
+}
+
+// TestBuildJobs checks build's --jobs: a value below 1 or not a whole
+// number is a usage error (exit 125) naming --jobs, given before anything
+// is read or a store is made; a valid value is taken as given.
+func TestBuildJobs(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	for _, v := range []string{"0", "-1", "two", "1.5", ""} {
+		argv := []string{"--root", root, "build", "--jobs=" + v, "-f", "Dockerfile.missing"}
+		_, errOut, code := runCLI(t, argv...)
+		want := `snapbuild: build: invalid value "` + v + `" for flag --jobs: give a whole number of at least 1`
+		if code != exitUsage || !strings.HasPrefix(errOut, want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("snapbuild %s: exit %d, stderr %q; want exit %d and %q", strings.Join(argv, " "), code, errOut, exitUsage, want)
+		}
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused --jobs made the store %s (%v)", root, err)
+	}
+	for in, want := range map[string]jobsFlag{"1": 1, "2": 2, "64": 64} {
+		var j jobsFlag
+		if err := j.Set(in); err != nil || j != want {
+			t.Errorf("--jobs %s = %d, %v; want %d", in, j, err, want)
 		}
 	}
 }

@@ -40,12 +40,15 @@ images are named PROJECT:NAME (PROJECT: its modal.App's name, else the file's st
 names the image when the file defines one. A Dockerfile is built as docker build builds it:
 CONTEXT (default ".") is the build context, -f defaults to CONTEXT/Dockerfile, and the image
 is named -t NAME, else after the context directory. Every step is cached by content: an unchanged
-step runs nothing. --print shows each step's cache state and key and builds nothing.`,
+step runs nothing. Steps that do not need each other, such as a Dockerfile's independent stages,
+run at once, up to --jobs N (default: the number of CPUs). --print shows each step's cache
+state and key and builds nothing.`,
 		examples: []string{
 			"snapbuild build examples/hello/hello.yaml",
 			"snapbuild build app.py::image -t app:latest",
 			"snapbuild build --print examples/hello/hello.yaml   # what would run, and why",
 			"snapbuild build -t app:dev --build-arg VERSION=1.2 --target runtime .   # ./Dockerfile",
+			"snapbuild build --jobs 1 -f Dockerfile .   # one step at a time",
 		},
 		run: cmdBuild,
 	},
@@ -310,6 +313,13 @@ func flagError(fs *flag.FlagSet, err error) error {
 			msg += ": " + h
 		} else if s := suggest(name, names); s != "" {
 			msg += "; did you mean " + dashes(s) + "?"
+		}
+	}
+	// flag spells a bad value's flag with one dash (invalid value "0"
+	// for flag -jobs: ...); the help spells it --jobs.
+	if before, after, ok := strings.Cut(msg, " for flag -"); ok && strings.HasPrefix(before, "invalid value ") {
+		if name, rest, ok := strings.Cut(after, ":"); ok {
+			msg = before + " for flag " + dashes(name) + ":" + rest
 		}
 	}
 	return usagef("%s: %s (see 'snapbuild %s --help')", fs.Name(), msg, fs.Name())

@@ -1,0 +1,85 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"testing"
+
+	"github.com/snapbuild/snapbuild/internal/testimage"
+)
+
+// jobsDockerfile has two stages that do not need each other, each a RUN
+// that prints its start and end time around a sleep, and a final stage that
+// copies a file from each. TOKEN makes each build run both stages.
+const jobsDockerfile = `FROM jobs-base AS left
+ARG TOKEN
+RUN echo "stage left start $(date +%s.%N)" && sleep 2 && echo "$TOKEN" >/token && echo left >/left && echo "stage left end $(date +%s.%N)"
+
+FROM jobs-base AS right
+ARG TOKEN
+RUN echo "stage right start $(date +%s.%N)" && sleep 2 && echo "$TOKEN" >/token && echo right >/right && echo "stage right end $(date +%s.%N)"
+
+FROM jobs-base
+COPY --from=left /left /
+COPY --from=right /right /
+`
+
+// jobsStageLine matches what a stage prints, not the RUN's text that the
+// progress shows (with $(date ...) unexpanded).
+var jobsStageLine = regexp.MustCompile(`stage (left|right) (start|end) ([0-9]+\.[0-9]+)`)
+
+// TestBuildJobs checks build's --jobs on a real build graph: with --jobs 1
+// the two independent stages run one after the other, with --jobs 2 at
+// once (as buildah bud --jobs runs stages), and both give the same image.
+func TestBuildJobs(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "ldd", "sh", "echo", "sleep", "date")
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	must(t, testimage.WriteLayout(base, testimage.Spec{Tag: "jobs-base", Tools: []string{"sh", "echo", "sleep", "date"}, Dirs: []string{"/tmp"}}))
+	r := runner{t: t, root: filepath.Join(dir, "store")}
+	r.ok("load", base)
+	ctx := filepath.Join(dir, "context")
+	must(t, os.MkdirAll(ctx, 0o755))
+	must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte(jobsDockerfile), 0o644))
+
+	manifests := map[string]string{}
+	for _, jobs := range []string{"1", "2"} {
+		res := r.ok("build", "--jobs", jobs, "--build-arg", "TOKEN=jobs-"+jobs, "-t", "jobs", "--progress", "json", ctx)
+		s := lastSummary(t, res.stdout)
+		manifests[jobs] = s.Manifest
+		if s.Stats.ContainersStarted != 2 {
+			t.Errorf("--jobs %s: %d containers started, want 2 (both stages' RUN)", jobs, s.Stats.ContainersStarted)
+		}
+		spans := map[string][2]float64{}
+		for _, m := range jobsStageLine.FindAllStringSubmatch(res.stderr, -1) {
+			v, err := strconv.ParseFloat(m[3], 64)
+			must(t, err)
+			sp := spans[m[1]]
+			if m[2] == "start" {
+				sp[0] = v
+			} else {
+				sp[1] = v
+			}
+			spans[m[1]] = sp
+		}
+		l, rt := spans["left"], spans["right"]
+		if l[0] == 0 || l[1] == 0 || rt[0] == 0 || rt[1] == 0 {
+			t.Fatalf("--jobs %s: the stages' start and end times are not all in the progress (%v):\n%s", jobs, spans, tail(res.stderr, 30))
+		}
+		both := min(l[1], rt[1]) - max(l[0], rt[0]) // seconds both stages ran
+		desc := fmt.Sprintf("left ran %.2f..%.2f, right %.2f..%.2f", l[0], l[1], rt[0], rt[1])
+		switch {
+		case jobs == "1" && both > 0:
+			t.Errorf("--jobs 1: the stages ran at once for %.2fs (%s), want one after the other", both, desc)
+		case jobs == "2" && both <= 0:
+			t.Errorf("--jobs 2: the stages ran one after the other (%s), want them at once", desc)
+		}
+	}
+	if manifests["1"] != manifests["2"] {
+		t.Errorf("--jobs 1 made manifest %s, --jobs 2 %s: want the same image", manifests["1"], manifests["2"])
+	}
+}
