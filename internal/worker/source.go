@@ -281,8 +281,9 @@ func (w *Worker) localOf(op *pb.SourceOp) (local, *fsutil.FilterOpt, error) {
 // the op's patterns) that paths select, a path selecting what a copy of it
 // copies: the entries its components match, with filepath.Match per
 // component as a copy resolves wildcards, and everything under them. It
-// returns "" (the whole source's key is used) for other sources, for a path
-// that is not a valid pattern, and when a symbolic link is a selection or on
+// returns "" (the whole source's key is used) for other sources, for a
+// selection of the whole source ("."), for a path that is not a valid
+// pattern, and when a symbolic link is a selection or on
 // the way to one (see onTheWay), since a copy follows it to files the
 // selection does not name.
 func (w *Worker) SelectionKey(ctx context.Context, op *pb.SourceOp, paths []string) (digest.Digest, error) {
@@ -296,6 +297,9 @@ func (w *Worker) SelectionKey(ctx context.Context, op *pb.SourceOp, paths []stri
 	sels := make([][]string, len(paths))
 	for i, p := range paths {
 		sels[i] = components(p)
+		if len(sels[i]) == 0 {
+			return "", nil // the whole source: its own key says as much
+		}
 		for _, c := range sels[i] {
 			if _, err := filepath.Match(c, ""); err != nil {
 				return "", nil
@@ -310,12 +314,16 @@ func (w *Worker) SelectionKey(ctx context.Context, op *pb.SourceOp, paths []stri
 	}
 	k, err := localChecksum(ctx, l.dir, filter, prefix, func(p string, fi fs.FileInfo) (bool, error) {
 		pc := components(p)
-		selected := false
+		selected, leads := false, false
 		for _, sc := range sels {
 			if fi.Mode()&fs.ModeSymlink != 0 && onTheWay(pc, sc) {
 				return false, errSymlinkOnTheWay
 			}
 			selected = selected || matchesPrefix(pc, sc)
+			leads = leads || len(pc) < len(sc) && onTheWay(pc, sc)
+		}
+		if fi.IsDir() && !selected && !leads {
+			return false, filepath.SkipDir // nothing below it is selected
 		}
 		return selected, nil
 	})
@@ -389,7 +397,8 @@ func localKey(ctx context.Context, dir string, filter *fsutil.FilterOpt) (digest
 }
 
 // localChecksum is localKey over the entries keep accepts (all when keep is
-// nil), with prefix written first. keep may end the walk with an error.
+// nil), with prefix written first. keep may end the walk with an error, or
+// skip a directory's entries with filepath.SkipDir.
 func localChecksum(ctx context.Context, dir string, filter *fsutil.FilterOpt, prefix []byte, keep func(p string, fi fs.FileInfo) (bool, error)) (digest.Digest, error) {
 	h := sha256.New()
 	h.Write(prefix)

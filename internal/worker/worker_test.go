@@ -178,7 +178,10 @@ func TestSelectionKey(t *testing.T) {
 		}
 		return k
 	}
-	sels := [][]string{{"/requirements.txt"}, {"src/*.go"}, {"pkg/"}, {"."}, {"app.py", "src/b.txt"}}
+	if k := key("/requirements.txt", "."); k != "" {
+		t.Errorf("SelectionKey of the whole source = %q, want \"\" (its own key)", k)
+	}
+	sels := [][]string{{"/requirements.txt"}, {"src/*.go"}, {"pkg/"}, {"*"}, {"app.py", "src/b.txt"}}
 	before := make([]digest.Digest, len(sels))
 	for i, sel := range sels {
 		if before[i] = key(sel...); before[i].Validate() != nil {
