@@ -139,6 +139,48 @@ func copyPatterns(commands []string) ([]string, error) {
 	return out, nil
 }
 
+// dockerfileContextPatterns is copyPatterns for a whole Dockerfile, built as
+// docker build builds it: where the patterns of COPY and ADD sources cannot
+// name every file the build reads from its context, the whole context (less
+// the ignore file's patterns) is the context, as docker build sends it. That
+// is when a source names a variable (COPY ${SRC}/ /app/, which Modal
+// refuses; the converter expands it) or a RUN bind-mounts the context (RUN
+// --mount=type=bind without from, reading files no COPY names).
+func dockerfileContextPatterns(lines []string) ([]string, error) {
+	ins, err := parseCommands(append([]string{"FROM base"}, lines...))
+	if err != nil {
+		return nil, err
+	}
+	for _, in := range ins {
+		var srcs []string
+		switch c := in.cmd.(type) {
+		case *instructions.RunCommand:
+			// Mount options are read when expanded; words are kept as
+			// written. One that cannot be read (type=$T) may be a bind.
+			if err := c.Expand(func(w string) (string, error) { return w, nil }); err != nil {
+				return []string{"**"}, nil
+			}
+			for _, m := range instructions.GetMounts(c) {
+				if m.Type == instructions.MountTypeBind && m.From == "" {
+					return []string{"**"}, nil
+				}
+			}
+		case *instructions.CopyCommand:
+			if c.From == "" {
+				srcs = c.SourcePaths
+			}
+		case *instructions.AddCommand:
+			srcs = c.SourcePaths
+		}
+		for _, s := range srcs {
+			if strings.Contains(s, "$") {
+				return []string{"**"}, nil
+			}
+		}
+	}
+	return copyPatterns(lines)
+}
+
 func isURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "git@")
 }
@@ -482,7 +524,7 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	if err != nil {
 		return Image{err: invalidf(method, "%v", err)}
 	}
-	patterns, err := copyPatterns(lines)
+	patterns, err := dockerfileContextPatterns(lines)
 	if err != nil {
 		return Image{err: &InvalidError{Method: method, Message: err.Error()}}
 	}

@@ -59,8 +59,8 @@ func cmdBuild(ctx context.Context, args []string) error {
 	fs.Var(&tags, "tag", "`NAME` of the image (repeatable: several names)")
 	module := fs.String("m", "", "build the images of Python module `PKG.MODULE[::NAME]`, imported as modal run -m does")
 	var df dockerfileFlags
-	fs.StringVar(&df.file, "f", "", "build the Dockerfile `FILE` (default CONTEXT/Dockerfile), as docker build -f")
-	fs.StringVar(&df.file, "file", "", "build the Dockerfile `FILE` (default CONTEXT/Dockerfile), as docker build -f")
+	fs.StringVar(&df.file, "f", "", "build the Dockerfile `FILE` (default CONTEXT/Dockerfile, else CONTEXT/Containerfile), as docker build -f")
+	fs.StringVar(&df.file, "file", "", "build the Dockerfile `FILE` (default CONTEXT/Dockerfile, else CONTEXT/Containerfile), as docker build -f")
 	fs.Var(&df.buildArgs, "build-arg", "set the Dockerfile's ARG `NAME=VALUE` (repeatable; NAME alone takes the environment's value)")
 	fs.Var(&df.secrets, "secret", "give the Dockerfile's RUN --mount=type=secret the secret `id=ID,src=FILE` (or id=ID,env=VAR; repeatable); never stored")
 	fs.StringVar(&df.target, "target", "", "build the Dockerfile's `STAGE` (default: the last); stages it does not need are not built")
@@ -301,7 +301,8 @@ func checkRecipeArg(arg string, dry bool) error {
 	switch {
 	case dry && (arg == "json" || arg == "text") && err != nil:
 		return fmt.Errorf("build: --print takes its format after '=': --print=%s", arg)
-	case strings.HasPrefix(strings.ToLower(filepath.Base(arg)), "dockerfile") || strings.HasSuffix(strings.ToLower(arg), ".dockerfile"):
+	case strings.HasPrefix(strings.ToLower(filepath.Base(arg)), "dockerfile") || strings.HasSuffix(strings.ToLower(arg), ".dockerfile") ||
+		strings.HasPrefix(strings.ToLower(filepath.Base(arg)), "containerfile") || strings.HasSuffix(strings.ToLower(arg), ".containerfile"):
 		return fmt.Errorf("build: %s looks like a Dockerfile: give it with -f and the build context after it, as docker build takes them: snapbuild build -f %s %s", arg, arg, filepath.Dir(arg))
 	}
 	return nil

@@ -26,8 +26,8 @@ func (f *dockerfileFlags) used() bool {
 // dockerfileDefinition is the image `snapbuild build -f FILE [CONTEXT]`
 // (or `snapbuild build CONTEXT`, a directory) defines, as docker build
 // reads its arguments: CONTEXT defaults to "."; FILE defaults to
-// CONTEXT/Dockerfile, and a relative FILE is relative to the working
-// directory, not to CONTEXT. Without -t the image is named after the
+// CONTEXT/Dockerfile (or Containerfile: see defaultDockerfiles), and a
+// relative FILE is relative to the working directory, not to CONTEXT. Without -t the image is named after the
 // context directory (its base name, e.g. "myapp" for ~/src/myapp), where
 // docker and podman would leave it untagged.
 func dockerfileDefinition(pos []string, f *dockerfileFlags) (definition, error) {
@@ -58,7 +58,7 @@ func dockerfileDefinition(pos []string, f *dockerfileFlags) (definition, error) 
 	file := f.file
 	switch file {
 	case "":
-		file = filepath.Join(absCtx, "Dockerfile")
+		file = defaultDockerfile(absCtx)
 	case "-":
 		return definition{}, usagef("build: -f -: reading the Dockerfile from standard input is not supported; write it to a file and give its path (see 'snapbuild build --help')")
 	}
@@ -68,7 +68,7 @@ func dockerfileDefinition(pos []string, f *dockerfileFlags) (definition, error) 
 	}
 	if fi, err := os.Stat(absFile); err != nil {
 		if f.file == "" {
-			return definition{}, fmt.Errorf("build: %s has no Dockerfile: give one with -f FILE", ctxDir)
+			return definition{}, fmt.Errorf("build: %s has no Dockerfile (nor Containerfile): give one with -f FILE", ctxDir)
 		}
 		return definition{}, fmt.Errorf("build: -f: %w", err)
 	} else if fi.IsDir() {
@@ -81,6 +81,25 @@ func dockerfileDefinition(pos []string, f *dockerfileFlags) (definition, error) 
 		source: absFile,
 		image:  snapbuild.FromDockerfile(absFile, snapbuild.FromDockerfileOptions{ContextDir: absCtx, BuildArgs: args, Target: f.target, MountSecrets: secrets}),
 	}, nil
+}
+
+// defaultDockerfiles are the names a build context's Dockerfile is looked
+// up by when -f is not given, in order: docker build's "Dockerfile", then
+// podman and buildah's "Containerfile", then the lower-case "dockerfile"
+// docker build falls back to. With both a Dockerfile and a Containerfile,
+// the Dockerfile is built, as docker does (podman picks the Containerfile).
+var defaultDockerfiles = []string{"Dockerfile", "Containerfile", "dockerfile"}
+
+// defaultDockerfile returns the path of the first of defaultDockerfiles in
+// ctxDir that exists, else ctxDir/Dockerfile.
+func defaultDockerfile(ctxDir string) string {
+	for _, n := range defaultDockerfiles {
+		p := filepath.Join(ctxDir, n)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return filepath.Join(ctxDir, defaultDockerfiles[0])
 }
 
 // buildArgs reads --build-arg values as docker build does: K=V sets K to

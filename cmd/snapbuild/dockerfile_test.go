@@ -10,7 +10,7 @@ import (
 
 // TestDockerfileDefinition checks that build's Dockerfile arguments are
 // read as docker build reads them: CONTEXT defaults to ".", -f to
-// CONTEXT/Dockerfile, a relative -f is relative to the working directory,
+// CONTEXT/Dockerfile (else Containerfile, as podman, else dockerfile), a relative -f is relative to the working directory,
 // and the image is named after the context directory.
 func TestDockerfileDefinition(t *testing.T) {
 	dir := t.TempDir()
@@ -24,6 +24,13 @@ func TestDockerfileDefinition(t *testing.T) {
 	must(os.MkdirAll(filepath.Join(ctx, "sub"), 0o755))
 	must(os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM scratch\n"), 0o644))
 	must(os.WriteFile(filepath.Join(dir, "other.Dockerfile"), []byte("FROM scratch\n"), 0o644))
+	must(os.MkdirAll(filepath.Join(dir, "podapp"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "podapp", "Containerfile"), []byte("FROM scratch\n"), 0o644))
+	must(os.MkdirAll(filepath.Join(dir, "both"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "both", "Containerfile"), []byte("FROM scratch\n"), 0o644))
+	must(os.WriteFile(filepath.Join(dir, "both", "Dockerfile"), []byte("FROM scratch\n"), 0o644))
+	must(os.MkdirAll(filepath.Join(dir, "lower"), 0o755))
+	must(os.WriteFile(filepath.Join(dir, "lower", "dockerfile"), []byte("FROM scratch\n"), 0o644))
 	t.Chdir(dir)
 
 	for _, tc := range []struct {
@@ -34,7 +41,10 @@ func TestDockerfileDefinition(t *testing.T) {
 	}{
 		{pos: []string{"myapp"}, name: "myapp", path: filepath.Join(ctx, "Dockerfile")},
 		{pos: []string{"myapp"}, file: "other.Dockerfile", name: "myapp", path: filepath.Join(dir, "other.Dockerfile")},
-		{pos: []string{"myapp/sub"}, err: "build: myapp/sub has no Dockerfile: give one with -f FILE"},
+		{pos: []string{"podapp"}, name: "podapp", path: filepath.Join(dir, "podapp", "Containerfile")},
+		{pos: []string{"both"}, name: "both", path: filepath.Join(dir, "both", "Dockerfile")},
+		{pos: []string{"lower"}, name: "lower", path: filepath.Join(dir, "lower", "dockerfile")},
+		{pos: []string{"myapp/sub"}, err: "build: myapp/sub has no Dockerfile (nor Containerfile): give one with -f FILE"},
 		{pos: []string{"myapp/Dockerfile"}, file: "other.Dockerfile", err: "is not a directory"},
 		{pos: []string{"nowhere"}, file: "other.Dockerfile", err: "build: build context: stat nowhere: no such file or directory"},
 		{pos: []string{"myapp"}, file: "missing", err: "build: -f: stat " + filepath.Join(dir, "missing") + ": no such file or directory"},
@@ -90,5 +100,20 @@ func TestMountSecrets(t *testing.T) {
 		if _, err := mountSecrets([]string{spec}); err == nil || !strings.Contains(err.Error(), msg) {
 			t.Errorf("--secret %s: %v, want an error saying %q", spec, err, msg)
 		}
+	}
+}
+
+// TestCheckRecipeArgDockerfile checks that a Dockerfile or Containerfile
+// given where build takes a recipe or a context is refused with the
+// docker build form to use.
+func TestCheckRecipeArgDockerfile(t *testing.T) {
+	for _, arg := range []string{"Dockerfile", "app/Containerfile", "build.dockerfile", "x.Containerfile"} {
+		err := checkRecipeArg(arg, false)
+		if err == nil || !strings.Contains(err.Error(), "looks like a Dockerfile") || !strings.Contains(err.Error(), "snapbuild build -f "+arg) {
+			t.Errorf("checkRecipeArg(%q) = %v, want the -f hint", arg, err)
+		}
+	}
+	if err := checkRecipeArg("app.yaml", false); err != nil {
+		t.Errorf("checkRecipeArg(app.yaml) = %v, want nil", err)
 	}
 }

@@ -28,7 +28,10 @@ import (
 //	 "platform": the platform the op runs for, "os/arch[/variant]": the
 //	           op's own, else the solver's,
 //	 "inputs": [{"key": input's vertex key, "output": output index}, ...]
-//	           one per pb.Op.Inputs entry, in that order,
+//	           one per pb.Op.Inputs entry, in that order; for a source
+//	           input a file op only copies from, the Worker's
+//	           Selector.SelectionKey of the copies' source paths, when it
+//	           gives one, instead of the input's key,
 //	 "content": Worker.ContentKey's checksum for a source whose identifier
 //	           does not name its content (local://), else "",
 //	 "salt":   the solver's key salt (WithKeySalt), Worker settings that
@@ -41,7 +44,7 @@ import (
 // progress group, the export-cache flag, capabilities, resource limits (a
 // successful op makes the same files under other limits) and the
 // ignore-cache flag (which governs lookups, not what is stored).
-const KeyVersion = "snapbuild-llb/1"
+const KeyVersion = "snapbuild-llb/2"
 
 // transportAttrs are source attrs that say how a client's files reach the
 // builder, not which files: llb.Local sets a random local.unique on every

@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/moby/buildkit/client/llb"
@@ -150,7 +151,7 @@ func TestKeySchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	opDigest := digest.FromBytes(mustMarshal(t, op))
-	want := digest.FromString(`{"v":"snapbuild-llb/1","kind":"source","op":"` + string(opDigest) + `","platform":"linux/amd64","inputs":[],"content":"","salt":""}`)
+	want := digest.FromString(`{"v":"snapbuild-llb/2","kind":"source","op":"` + string(opDigest) + `","platform":"linux/amd64","inputs":[],"content":"","salt":""}`)
 	if k != want {
 		t.Errorf("vertexKey = %s, want %s (the documented schema)", k, want)
 	}
@@ -173,4 +174,59 @@ func sixtyFour(c string) string {
 		s += c
 	}
 	return s
+}
+
+// selectingWorker is a fakeWorker that is a Selector: the selection key of
+// a source's paths comes from sel, by the paths joined with ",".
+type selectingWorker struct {
+	*fakeWorker
+	sel map[string]digest.Digest
+}
+
+func (w selectingWorker) SelectionKey(ctx context.Context, op *pb.SourceOp, paths []string) (digest.Digest, error) {
+	return w.sel[op.Identifier+" "+strings.Join(paths, ",")], nil
+}
+
+// TestKeySelection: a copy from a local source is keyed by what it selects
+// when the Worker is a Selector, so an edit elsewhere in the context keeps
+// it and what is built on it (COPY requirements.txt, RUN pip install)
+// cached; an op that builds on the source itself keeps the source's key.
+func TestKeySelection(t *testing.T) {
+	ctxSrc := llb.Local("context")
+	deps := llb.Image("alpine").File(llb.Copy(ctxSrc, "requirements.txt", "/app/")).Run(llb.Shlex("pip install")).Root()
+	all := deps.File(llb.Copy(ctxSrc, ".", "/app/"))
+	onSource := ctxSrc.File(llb.Mkdir("/x", 0o755))
+	worker := func(content, reqs string) selectingWorker {
+		w := selectingWorker{newFakeWorker(), map[string]digest.Digest{}}
+		w.content["local://context"] = digest.FromString(content)
+		if reqs != "" {
+			w.sel["local://context /requirements.txt"] = digest.FromString(reqs)
+		}
+		return w
+	}
+	for _, tc := range []struct {
+		name    string
+		st      llb.State
+		a, b    Worker
+		changed bool
+	}{
+		{"edit elsewhere: the copy of requirements.txt and the RUN keep their key", deps, worker("v1", "r1"), worker("v2", "r1"), false},
+		{"edit of requirements.txt", deps, worker("v1", "r1"), worker("v1", "r2"), true},
+		{"edit elsewhere: COPY . changes", all, worker("v1", "r1"), worker("v2", "r1"), true},
+		{"no selection key: the source's key", deps, worker("v1", ""), worker("v2", ""), true},
+		{"not a Selector: the source's key", deps, worker("v1", "r1").fakeWorker, worker("v2", "r1").fakeWorker, true},
+		{"an op on the source itself: the source's key", onSource, worker("v1", "r1"), worker("v2", "r1"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ka, kb := targetKey(t, tc.a, tc.st), targetKey(t, tc.b, tc.st)
+			if changed := ka != kb; changed != tc.changed {
+				t.Errorf("key changed = %v (%s vs %s), want %v", changed, ka, kb, tc.changed)
+			}
+		})
+	}
+	// The selection key differs from the source's key: a copy keyed by
+	// selection never shares a key with one keyed by the whole source.
+	if targetKey(t, worker("v1", "r1"), deps) == targetKey(t, worker("v1", "").fakeWorker, deps) {
+		t.Error("selection key and source key give the same key")
+	}
 }

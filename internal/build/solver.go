@@ -346,6 +346,10 @@ func (s *Solver) prepare(ctx context.Context, g *Graph) (*solve, error) {
 			ins[i] = x.keys[in.Vertex]
 			forced = forced || x.forced[in.Vertex]
 		}
+		if err := x.selectionKeys(v, ins); err != nil {
+			cancel(nil)
+			return nil, &VertexError{Digest: v.Digest, Kind: v.Kind, Name: v.Name, Err: fmt.Errorf("computing the cache key: %w", err)}
+		}
 		k, err := vertexKey(v, ins, content[v], s.platformOf(v), s.opts.salt)
 		if err != nil {
 			cancel(nil)
@@ -401,6 +405,62 @@ func (s *Solver) platformOf(v *Vertex) string {
 	}
 	p := s.opts.platform
 	return platformString(p.os, p.arch, p.variant)
+}
+
+// selectionKeys replaces, in ins (v's input keys), the key of every source
+// input that v, a file op, reads only as the source of copies, by the
+// Worker's SelectionKey of the copies' source paths (see Selector), when
+// the Worker is a Selector and can tell.
+func (x *solve) selectionKeys(v *Vertex, ins []digest.Digest) error {
+	sel, ok := x.s.worker.(Selector)
+	f := v.Op.GetFile()
+	if !ok || f == nil {
+		return nil
+	}
+	paths := map[int64][]string{}
+	other := map[int64]bool{} // inputs an action builds on or looks owners up in
+	for _, a := range f.Actions {
+		other[a.Input] = true
+		var owner *pb.ChownOpt
+		switch c := a.Action.(type) {
+		case *pb.FileAction_Copy:
+			paths[a.SecondaryInput] = append(paths[a.SecondaryInput], c.Copy.Src)
+			owner = c.Copy.Owner
+		case *pb.FileAction_Mkfile:
+			owner = c.Mkfile.Owner
+		case *pb.FileAction_Mkdir:
+			owner = c.Mkdir.Owner
+		case *pb.FileAction_Symlink:
+			owner = c.Symlink.Owner
+		}
+		for _, u := range []*pb.UserOpt{owner.GetUser(), owner.GetGroup()} {
+			if n := u.GetByName(); n != nil {
+				other[n.Input] = true
+			}
+		}
+	}
+	for i, in := range v.Inputs {
+		src := in.Vertex.Op.GetSource()
+		if src == nil || other[int64(i)] || len(paths[int64(i)]) == 0 {
+			continue
+		}
+		var k digest.Digest
+		err := x.withSlot(func() (err error) {
+			k, err = sel.SelectionKey(x.ctx, src, paths[int64(i)])
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("checksum of what the copies read from %s: %w", in.Vertex.Name, err)
+		}
+		if k == "" {
+			continue
+		}
+		if err := k.Validate(); err != nil {
+			return fmt.Errorf("the worker's selection key %q is not a digest: %w", k, err)
+		}
+		ins[i] = k
+	}
+	return nil
 }
 
 // contentKeys asks the Worker for the content key of every source in order,

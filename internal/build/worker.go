@@ -36,7 +36,8 @@ type Ref any
 // solver's platform (or none) reach the Worker.
 //
 // A Worker may also implement Merger and Differ; without them, merge and
-// diff ops fail with an error naming the op.
+// diff ops fail with an error naming the op. It may implement Selector, for
+// finer keys of copies from local sources.
 type Worker interface {
 	// ContentKey returns a checksum of the content a source op reads when
 	// its identifier does not name that content: for local:// sources, the
@@ -77,6 +78,26 @@ type Differ interface {
 	// Diff returns the change from lower to upper. A nil lower or upper is
 	// an empty filesystem (the op's input is -1, pb.Empty).
 	Diff(ctx context.Context, op *pb.DiffOp, lower, upper Ref) (Ref, error)
+}
+
+// Selector is a Worker that can checksum part of a source: the paths the
+// copies of a file op read from it. When a file op reads a source only as
+// the source of its copies (no action builds on it or looks owners up in
+// it), the solver keys that input by SelectionKey of the copies' source
+// paths instead of by the whole source's key, as BuildKit keys a copy by the
+// content its selectors select: an edit to a file of the build context that
+// no copy names (app.py) then leaves a copy of another (COPY
+// requirements.txt) and everything built on it cached.
+type Selector interface {
+	// SelectionKey returns a checksum of what paths select in the files
+	// of the source op (after the op's own include and exclude
+	// patterns). A path is relative to the source's root, as a copy's
+	// source, and may hold the wildcards a copy allows (*, ?, [...]);
+	// everything under a selected directory is selected. It returns ""
+	// when it cannot tell exactly what the copies read (a symbolic link
+	// on the way, a source that is not local): the solver then uses the
+	// source's own key.
+	SelectionKey(ctx context.Context, op *pb.SourceOp, paths []string) (digest.Digest, error)
 }
 
 // Cache stores the outputs of vertices by cache key (see Key). Methods are

@@ -243,10 +243,17 @@ func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *
 			if a.AllowEmptyWildcard {
 				return nil
 			}
-			return fmt.Errorf("%s not found", srcPath)
+			return errSourceNotFound(srcPath)
 		}
 	}
 	for _, s := range matches {
+		p, err := fs.RootPath(src, s)
+		if err != nil {
+			return err
+		}
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
+			return errSourceNotFound(s)
+		}
 		if a.AttemptUnpackDockerCompatibility {
 			ok, err := unpackArchive(src, s, dest, destPath, u, tm)
 			if err != nil {
@@ -261,6 +268,14 @@ func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *
 		}
 	}
 	return nil
+}
+
+// errSourceNotFound is the error of a copy whose source path matches nothing
+// in the filesystem it copies from, as BuildKit's ("/x": not found), with
+// where to look: a COPY or ADD without --from reads the build context, whose
+// .dockerignore may have left the file out.
+func errSourceNotFound(p string) error {
+	return fmt.Errorf("%q: not found in the copy's source (the build context, or the --from stage or image): check the path, and that .dockerignore does not exclude it", p)
 }
 
 // xattrError decides what a copy does when an xattr cannot be copied: an

@@ -216,10 +216,18 @@ func TestCopyForms(t *testing.T) {
 		t.Errorf("/l is not a regular file: mode %o", st.Mode)
 	}
 
-	// A source that matches nothing is an error naming it.
+	// A source that matches nothing is an error naming it, as BuildKit's
+	// ("/x": not found), wildcard or not.
 	err := copyAction(ctx, src, dest, copyOp("/nothing*", "/x/"), nil)
-	if err == nil || !strings.Contains(err.Error(), "/nothing*") {
+	if err == nil || !strings.Contains(err.Error(), `"/nothing*": not found`) {
 		t.Errorf("missing source: %v", err)
+	}
+	err = copyAction(ctx, src, dest, copyOp("/nothere.txt", "/x"), nil)
+	if err == nil || !strings.Contains(err.Error(), `"/nothere.txt": not found`) || !strings.Contains(err.Error(), ".dockerignore") {
+		t.Errorf("missing source: %v", err)
+	}
+	if _, err := os.Lstat(filepath.Join(dest, "x")); err == nil {
+		t.Error("a copy of a missing source created its destination")
 	}
 	// Without CreateDestPath a missing parent is an error.
 	b := copyOp("/file.txt", "/no/such/dir/f")

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -268,6 +269,105 @@ func (w *Worker) localOf(op *pb.SourceOp) (local, *fsutil.FilterOpt, error) {
 	return l, filter, nil
 }
 
+// SelectionKey implements build.Selector for local:// sources: the
+// checksum, as localKey makes it, of the files of the op's directory (after
+// the op's patterns) that paths select, a path selecting what a copy of it
+// copies: the entries its components match, with filepath.Match per
+// component as a copy resolves wildcards, and everything under them. It
+// returns "" (the whole source's key is used) for other sources, for a
+// selection of the whole source ("."), for a path that is not a valid
+// pattern, and when a symbolic link is a selection or on
+// the way to one (see onTheWay), since a copy follows it to files the
+// selection does not name.
+func (w *Worker) SelectionKey(ctx context.Context, op *pb.SourceOp, paths []string) (digest.Digest, error) {
+	if !strings.HasPrefix(op.Identifier, localScheme) {
+		return "", nil
+	}
+	l, filter, err := w.localOf(op)
+	if err != nil {
+		return "", err
+	}
+	sels := make([][]string, len(paths))
+	for i, p := range paths {
+		sels[i] = components(p)
+		if len(sels[i]) == 0 {
+			return "", nil // the whole source: its own key says as much
+		}
+		for _, c := range sels[i] {
+			if _, err := filepath.Match(c, ""); err != nil {
+				return "", nil
+			}
+		}
+	}
+	prefix, err := json.Marshal(struct {
+		Selection []string `json:"selection"`
+	}{paths})
+	if err != nil {
+		return "", err
+	}
+	k, err := localChecksum(ctx, l.dir, filter, prefix, func(p string, fi fs.FileInfo) (bool, error) {
+		pc := components(p)
+		selected, leads := false, false
+		for _, sc := range sels {
+			if fi.Mode()&fs.ModeSymlink != 0 && onTheWay(pc, sc) {
+				return false, errSymlinkOnTheWay
+			}
+			selected = selected || matchesPrefix(pc, sc)
+			leads = leads || len(pc) < len(sc) && onTheWay(pc, sc)
+		}
+		if fi.IsDir() && !selected && !leads {
+			return false, filepath.SkipDir // nothing below it is selected
+		}
+		return selected, nil
+	})
+	if errors.Is(err, errSymlinkOnTheWay) {
+		return "", nil
+	}
+	return k, err
+}
+
+var errSymlinkOnTheWay = errors.New("a symbolic link on the way to a selection")
+
+// components splits a slash-separated path relative to a source's root
+// into its cleaned components; the root itself has none.
+func components(p string) []string {
+	p = strings.Trim(path.Clean("/"+filepath.ToSlash(p)), "/")
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+// matchesPrefix reports whether the entry p is selected by sel: p's first
+// len(sel) components match sel's, component by component.
+func matchesPrefix(p, sel []string) bool {
+	if len(p) < len(sel) {
+		return false
+	}
+	for i, c := range sel {
+		if ok, _ := filepath.Match(c, p[i]); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// onTheWay reports whether a symbolic link at p can change what sel
+// selects: p is, or may be (a wildcard component), sel or a directory on
+// the way to it, which a copy follows. Links below a selection are copied
+// as links, and their targets are in the checksum.
+func onTheWay(p, sel []string) bool {
+	if len(p) > len(sel) {
+		return false
+	}
+	for i, c := range p {
+		if ok, _ := filepath.Match(sel[i], c); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // copyLocal copies what filter selects of src into dst with BuildKit's copy
 // code: owners, modes, xattrs (see xattrError) and mtimes as they are,
 // symlinks as symlinks.
@@ -286,10 +386,23 @@ func copyLocal(ctx context.Context, src, dst string, filter *fsutil.FilterOpt) e
 // Modification times are not part of it (as in BuildKit's content checksums):
 // touching a file does not change the key.
 func localKey(ctx context.Context, dir string, filter *fsutil.FilterOpt) (digest.Digest, error) {
+	return localChecksum(ctx, dir, filter, nil, nil)
+}
+
+// localChecksum is localKey over the entries keep accepts (all when keep is
+// nil), with prefix written first. keep may end the walk with an error, or
+// skip a directory's entries with filepath.SkipDir.
+func localChecksum(ctx context.Context, dir string, filter *fsutil.FilterOpt, prefix []byte, keep func(p string, fi fs.FileInfo) (bool, error)) (digest.Digest, error) {
 	h := sha256.New()
+	h.Write(prefix)
 	err := fsutil.Walk(ctx, dir, filter, func(p string, fi fs.FileInfo, err error) error {
 		if err != nil {
 			return err
+		}
+		if keep != nil {
+			if ok, err := keep(filepath.ToSlash(p), fi); err != nil || !ok {
+				return err
+			}
 		}
 		st, ok := fi.Sys().(*fstypes.Stat)
 		if !ok {

@@ -152,6 +152,89 @@ func TestLocalSource(t *testing.T) {
 	}
 }
 
+// TestSelectionKey checks the checksum of what a copy reads from a local
+// source: it follows the selected files (by path, wildcard or directory),
+// not the others nor excluded ones, and is "" where a symbolic link decides
+// what a copy reads.
+func TestSelectionKey(t *testing.T) {
+	ctx := context.Background()
+	w := newWorker(t)
+	dir := t.TempDir()
+	write(t, dir, "requirements.txt", "requests==1", 0o644)
+	write(t, dir, "app.py", "print(1)", 0o644)
+	write(t, dir, "src/a.go", "package a", 0o644)
+	write(t, dir, "src/b.txt", "b", 0o644)
+	write(t, dir, "pkg/lib/x.py", "x = 1", 0o644)
+	write(t, dir, "secret.env", "TOKEN=1", 0o600)
+	if err := w.AddLocal("context", dir); err != nil {
+		t.Fatal(err)
+	}
+	op := localOp("context", map[string]string{pb.AttrExcludePatterns: `["secret.env"]`})
+	key := func(paths ...string) digest.Digest {
+		t.Helper()
+		k, err := w.SelectionKey(ctx, op, paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	if k := key("/requirements.txt", "."); k != "" {
+		t.Errorf("SelectionKey of the whole source = %q, want \"\" (its own key)", k)
+	}
+	sels := [][]string{{"/requirements.txt"}, {"src/*.go"}, {"pkg/"}, {"*"}, {"app.py", "src/b.txt"}}
+	before := make([]digest.Digest, len(sels))
+	for i, sel := range sels {
+		if before[i] = key(sel...); before[i].Validate() != nil {
+			t.Fatalf("SelectionKey(%q) = %q, want a digest", sel, before[i])
+		}
+	}
+	if before[0] == key("requirements.txt", "app.py") {
+		t.Error("two selections, one key")
+	}
+	// Each change: which selections it must change.
+	for _, c := range []struct {
+		name    string
+		change  func()
+		changed []bool // per sels entry
+	}{
+		{"edit app.py", func() { write(t, dir, "app.py", "print(2)", 0o644) }, []bool{false, false, false, true, true}},
+		{"edit an excluded file", func() { write(t, dir, "secret.env", "TOKEN=2", 0o600) }, []bool{false, false, false, false, false}},
+		{"edit src/b.txt", func() { write(t, dir, "src/b.txt", "bb", 0o644) }, []bool{false, false, false, true, true}},
+		{"add src/c.go", func() { write(t, dir, "src/c.go", "package a", 0o644) }, []bool{false, true, false, true, false}},
+		{"edit pkg/lib/x.py", func() { write(t, dir, "pkg/lib/x.py", "x = 2", 0o644) }, []bool{false, false, true, true, false}},
+		{"chmod requirements.txt", func() { os.Chmod(filepath.Join(dir, "requirements.txt"), 0o600) }, []bool{true, false, false, true, false}},
+	} {
+		c.change()
+		for i, sel := range sels {
+			k := key(sel...)
+			if (k != before[i]) != c.changed[i] {
+				t.Errorf("%s: SelectionKey(%q) changed = %v, want %v", c.name, sel, k != before[i], c.changed[i])
+			}
+			before[i] = k
+		}
+	}
+
+	// A symbolic link that a copy follows: no selection key.
+	if err := os.Symlink("pkg", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	for _, sel := range []string{"link", "link/lib/x.py", "l*"} {
+		if k := key(sel); k != "" {
+			t.Errorf("SelectionKey(%q) through a symbolic link = %q, want \"\"", sel, k)
+		}
+	}
+	if k := key("/requirements.txt"); k != before[0] {
+		t.Errorf("a link elsewhere changed SelectionKey(requirements.txt): %s -> %s", before[0], k)
+	}
+	// Not a local source, or not a pattern: "".
+	if k, err := w.SelectionKey(ctx, &pb.SourceOp{Identifier: "docker-image://docker.io/library/alpine:3.20"}, []string{"x"}); k != "" || err != nil {
+		t.Errorf("SelectionKey of an image = %q, %v; want \"\"", k, err)
+	}
+	if k := key("src/[a"); k != "" {
+		t.Errorf("SelectionKey of a bad pattern = %q, want \"\"", k)
+	}
+}
+
 func TestSourceErrors(t *testing.T) {
 	ctx := context.Background()
 	w := newWorker(t)
