@@ -220,6 +220,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		return err
 	}
 	x.mapVertices(g, def)
+	x.skipUnused(l.target)
 
 	wdir := filepath.Join(b.store.root, "worker")
 	if pl != nil {
@@ -450,9 +451,7 @@ func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
 		}
 		s := x.fromStep(ref)
 		if b.plan == nil {
-			x.mu.Lock()
-			x.startStep(s)
-			x.mu.Unlock()
+			x.startFrom(s)
 		}
 		if d := offlinePython(ref); d != nil && !b.slimFromRegistry {
 			bs := &buildState{}
@@ -703,21 +702,37 @@ func (x *llbLayer) mapVertices(g *build.Graph, def *pb.Definition) {
 	}
 }
 
-// fromStep returns the FROM step that most likely names ref (the
+// fromStep returns the step that most likely names the image ref (the
 // converter gives the resolver the normalized reference, with build args
-// expanded): the first whose image name ref contains, else the first FROM.
+// expanded, in familiar form here): a FROM or a COPY --from whose image
+// name ref starts with, else the first FROM.
 func (x *llbLayer) fromStep(ref string) *llbStep {
+	name, _, _ := strings.Cut(ref, "@")
+	if i := strings.LastIndex(name, ":"); i > strings.LastIndex(name, "/") {
+		name = name[:i]
+	}
 	var first *llbStep
 	for _, s := range x.steps {
-		c, ok := s.in.cmd.(*instructions.Stage)
-		if !ok || s.skip {
+		if s.skip {
 			continue
 		}
-		if first == nil {
-			first = s
+		var word string
+		switch c := s.in.cmd.(type) {
+		case *instructions.Stage:
+			if first == nil {
+				first = s
+			}
+			word = c.BaseName
+		case *instructions.CopyCommand:
+			word = c.From
+		default:
+			continue
 		}
-		name, _, _ := strings.Cut(c.BaseName, ":")
-		if name != "" && !strings.Contains(name, "$") && strings.Contains(ref, name) {
+		w, _, _ := strings.Cut(word, "@")
+		if i := strings.LastIndex(w, ":"); i > strings.LastIndex(w, "/") {
+			w = w[:i]
+		}
+		if w != "" && !strings.Contains(w, "$") && (w == name || strings.HasSuffix(name, "/"+w)) {
 			return s
 		}
 	}
@@ -725,6 +740,65 @@ func (x *llbLayer) fromStep(ref string) *llbStep {
 		return x.steps[0]
 	}
 	return first
+}
+
+// startFrom starts step s when the resolver is asked for its image, after
+// reporting the global ARG lines before it, so that the progress keeps the
+// Dockerfile's order.
+func (x *llbLayer) startFrom(s *llbStep) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	for _, t := range x.steps {
+		if t == s {
+			break
+		}
+		if _, ok := t.in.cmd.(*instructions.ArgCommand); ok && !t.skip && !t.done {
+			x.endStep(t, nil)
+		}
+	}
+	x.startStep(s)
+}
+
+// skipUnused marks the steps of stages the target does not need: no vertex
+// of theirs is in the graph, and they are not the target stage (a stage
+// of config instructions only, FROM scratch, has no vertex either). They
+// are not reported.
+func (x *llbLayer) skipUnused(target string) {
+	type stage struct {
+		steps  []*llbStep
+		name   string
+		needed bool
+	}
+	var stages []*stage
+	for _, s := range x.steps {
+		if c, ok := s.in.cmd.(*instructions.Stage); ok {
+			stages = append(stages, &stage{name: c.Name})
+		}
+		if len(stages) == 0 {
+			continue // global ARGs
+		}
+		st := stages[len(stages)-1]
+		st.steps = append(st.steps, s)
+		st.needed = st.needed || len(s.vtx) > 0
+	}
+	if len(stages) == 0 {
+		return
+	}
+	last := stages[len(stages)-1]
+	for _, st := range stages {
+		if target != "" && strings.EqualFold(st.name, target) {
+			last = st
+		}
+	}
+	last.needed = true
+	for _, st := range stages {
+		if st.needed {
+			continue
+		}
+		for _, s := range st.steps {
+			s.skip = true
+		}
+	}
 }
 
 // event maps a solver event to the progress of its instruction.

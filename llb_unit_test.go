@@ -148,3 +148,56 @@ func TestMaterializeContext(t *testing.T) {
 		t.Errorf("a file COPY does not name is in the context: %v", err)
 	}
 }
+
+// llbSteps parses lines into the steps of a root Dockerfile layer.
+func llbSteps(t *testing.T, lines ...string) *llbLayer {
+	t.Helper()
+	ins, err := parseCommands(lines)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := &llbLayer{l: &layer{method: "from_dockerfile", root: &rootSpec{dockerfile: true}}}
+	for _, in := range ins {
+		x.steps = append(x.steps, &llbStep{in: in, vtx: map[digest.Digest]bool{}})
+	}
+	return x
+}
+
+// The resolver's progress goes to the line that names the image: a FROM or
+// a COPY --from, matched by name whatever the tag or registry.
+func TestFromStep(t *testing.T) {
+	x := llbSteps(t, "FROM debian:bookworm AS build", "COPY --from=tools/uv:0.4 /uv /uv", "FROM build", "COPY --from=bulder /x /x")
+	for ref, line := range map[string]int{
+		"debian:bookworm":                   1,
+		"tools/uv:0.4":                      2,
+		"bulder:latest":                     4,
+		"registry.example/other@sha256:abc": 1, // no match: the first FROM
+	} {
+		if got := x.fromStep(ref).in.line; got != line {
+			t.Errorf("fromStep(%q) is line %d, want %d", ref, got, line)
+		}
+	}
+}
+
+// Stages the target does not need are not reported; the target stage is,
+// even with no ops of its own.
+func TestSkipUnused(t *testing.T) {
+	x := llbSteps(t, "ARG V=1", "FROM base AS a", "RUN make", "FROM base AS unused", "RUN false", "FROM scratch AS final", "ENV X=1")
+	x.steps[2].vtx["sha256:aa"] = true // RUN make is in the graph
+	x.skipUnused("")
+	var skipped []string
+	for _, s := range x.steps {
+		if s.skip {
+			skipped = append(skipped, s.in.text)
+		}
+	}
+	if want := []string{"FROM base AS unused", "RUN false"}; !slices.Equal(skipped, want) {
+		t.Errorf("skipped %q, want %q", skipped, want)
+	}
+	// --target a: the converter left b's ops out; a has none but is built.
+	y := llbSteps(t, "FROM base AS a", "ENV A=1", "FROM base AS b", "RUN make")
+	y.skipUnused("A")
+	if !y.steps[2].skip || !y.steps[3].skip || y.steps[0].skip || y.steps[1].skip {
+		t.Errorf("--target a: skip = %v %v %v %v", y.steps[0].skip, y.steps[1].skip, y.steps[2].skip, y.steps[3].skip)
+	}
+}
