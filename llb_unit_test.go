@@ -201,3 +201,24 @@ func TestSkipUnused(t *testing.T) {
 		t.Errorf("--target a: skip = %v %v %v %v", y.steps[0].skip, y.steps[1].skip, y.steps[2].skip, y.steps[3].skip)
 	}
 }
+
+// A root layer whose own instructions change the image it starts FROM
+// (micromamba's SHELL, ENV, RUN on a stored image) is what the next layer
+// builds on, not the stored image.
+func TestLayerOnChangedRoot(t *testing.T) {
+	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "")
+	b := uBuilder(t)
+	base := uStubBase(t, b)
+	img := FromID(base)
+	root := *img.layers[0]
+	root.commands = append(slices.Clone(root.commands), "ENV ROOT=1", `SHELL ["/bin/bash", "-c"]`)
+	img.layers[0] = &root
+	res, err := b.Build(context.Background(), img.Env(map[string]string{"NEXT": "2"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := res.Config.Config.Env
+	if !slices.Contains(env, "ROOT=1") || !slices.Contains(env, "NEXT=2") {
+		t.Errorf("env %q: want the root layer's ROOT=1 and the next layer's NEXT=2", env)
+	}
+}

@@ -67,6 +67,9 @@ var defaultShell = []string{"/bin/sh", "-c"}
 
 // execute runs instruction in on st. It reports whether the step was cached.
 func (b *Builder) execute(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event) (bool, error) {
+	// Whatever the instruction changes, st is no longer the image its
+	// manifest (if any) describes; a FROM sets a fresh one.
+	st.manifest = ""
 	lex := shell.NewLex('\\')
 	expand := func(word string) (string, error) {
 		// ENV wins over ARG, as in Docker.
