@@ -310,7 +310,9 @@ type Stats struct {
 type Result struct {
 	ID       string             // "im-" + 22 base62 characters, as Modal's
 	Manifest ocispec.Descriptor // the image manifest in the store
-	Config   ocispec.Image
+	// Config is the image config with Docker's extensions (Healthcheck,
+	// Shell, OnBuild).
+	Config dockerspec.DockerOCIImage
 	Stats    Stats
 	// Mounts are the add_local_* copy=False files: not in the image (ID),
 	// attached by Run and written as a last layer by Export. Use TagResult
@@ -821,7 +823,6 @@ func (s *buildState) configOnly(instr string) {
 // commitImage stores the image made so far as the result of Modal layer l.
 func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Result, error) {
 	img, layers := st.imageConfig()
-	cfg := img.Image
 	manifest, err := b.store.blobs.WriteDockerImage(img, layers)
 	if err != nil {
 		return Result{}, err
@@ -842,7 +843,7 @@ func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Re
 		return Result{}, err
 	}
 	st.id, st.manifest = rec.ID, manifest.Digest
-	return Result{ID: rec.ID, Manifest: manifest, Config: cfg}, nil
+	return Result{ID: rec.ID, Manifest: manifest, Config: img}, nil
 }
 
 // imageID derives a Modal-style image ID, "im-" + 22 base62 characters, from a
@@ -894,8 +895,10 @@ type ImageInfo struct {
 	ID       string             `json:"id"`
 	Names    []string           `json:"names,omitempty"`
 	Manifest ocispec.Descriptor `json:"manifest"`
-	Config   ocispec.Image      `json:"config"`
-	Size     int64              `json:"size"` // compressed layers, bytes
+	// Config is the image config with Docker's extensions (Healthcheck,
+	// Shell, OnBuild), as BuildKit and docker write it.
+	Config dockerspec.DockerOCIImage `json:"config"`
+	Size   int64                     `json:"size"` // compressed layers, bytes
 	// Metadata is what Modal's ImageMetadata reports, when it was probed
 	// (see Builder.Metadata); nil otherwise.
 	Metadata *Metadata `json:"metadata,omitempty"`
@@ -945,8 +948,8 @@ func (b *Builder) Inspect(ref string) (ImageInfo, error) {
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	cfg, err := b.store.blobs.Config(m)
-	if err != nil {
+	var cfg dockerspec.DockerOCIImage
+	if err := b.store.blobs.ReadJSON(m.Config.Digest, &cfg); err != nil {
 		return ImageInfo{}, err
 	}
 	md, err := b.metadata(rec.Manifest.Digest)

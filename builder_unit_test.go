@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -330,8 +331,8 @@ func TestCommitImageConfig(t *testing.T) {
 	if len(m.Layers) != 1 || m.Layers[0].MediaType != ocispec.MediaTypeImageLayerZstd || m.Layers[0].Digest != st.layers[0].Digest {
 		t.Errorf("layers = %+v", m.Layers)
 	}
-	cfg, err := b.store.blobs.Config(m)
-	if err != nil {
+	var cfg dockerspec.DockerOCIImage
+	if err := b.store.blobs.ReadJSON(m.Config.Digest, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(cfg, r6.Config) {

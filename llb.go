@@ -1249,9 +1249,11 @@ func (b *Builder) writeManifest(st *buildState) (digest.Digest, error) {
 // imageConfig returns st's image config, in Docker's extension of the OCI
 // config (HEALTHCHECK, SHELL, ONBUILD), and its layers.
 func (s *buildState) imageConfig() (dockerspec.DockerOCIImage, []ocispec.Descriptor) {
+	// The config lives in the outer Config (with Docker's extensions),
+	// which is also where JSON decoding puts it; the embedded Image's own
+	// Config stays empty.
 	cfg := ocispec.Image{
 		Platform: ocispec.Platform{Architecture: runtime.GOARCH, OS: "linux"},
-		Config:   s.config,
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: slices.Clone(s.diffIDs)},
 		History:  slices.Clone(s.history),
 	}

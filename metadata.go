@@ -69,7 +69,7 @@ func (b *Builder) Metadata(ctx context.Context, ref string) (*Metadata, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &buildState{chain: rec.ChainID, config: info.Config.Config}
+	st := &buildState{chain: rec.ChainID, config: info.Config.Config.ImageConfig}
 	if err := b.probeMetadata(ctx, st, rec.Manifest.Digest); err != nil {
 		return nil, err
 	}

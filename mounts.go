@@ -241,5 +241,6 @@ func (b *Builder) exportManifest(ctx context.Context, ref string, rec imageRecor
 	}
 	cfg.RootFS.DiffIDs = st.diffIDs
 	cfg.History = st.history
-	return b.store.blobs.WriteImage(cfg, st.layers)
+	// The whole config, Docker's extensions (HEALTHCHECK, SHELL) included.
+	return b.store.blobs.WriteDockerImage(cfg, st.layers)
 }

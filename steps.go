@@ -20,7 +20,6 @@ import (
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	"github.com/moby/buildkit/frontend/dockerfile/shell"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
@@ -311,25 +310,21 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 // stateOf loads a stored image as the state further steps build on: its
 // layers, config, history, shell and healthcheck. It also returns the image
 // config.
-func (b *Builder) stateOf(rec imageRecord) (*buildState, ocispec.Image, error) {
+func (b *Builder) stateOf(rec imageRecord) (*buildState, dockerspec.DockerOCIImage, error) {
 	info, err := b.Inspect(rec.ID)
 	if err != nil {
-		return nil, ocispec.Image{}, err
+		return nil, dockerspec.DockerOCIImage{}, err
 	}
 	if rec.ChainID != "" && !b.store.snaps.Exists(rec.ChainID) {
-		return nil, ocispec.Image{}, fmt.Errorf("image %s: its filesystem snapshot %s is missing from the store", rec.ID, rec.ChainID)
+		return nil, dockerspec.DockerOCIImage{}, fmt.Errorf("image %s: its filesystem snapshot %s is missing from the store", rec.ID, rec.ChainID)
 	}
 	m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
 	if err != nil {
-		return nil, ocispec.Image{}, err
-	}
-	var ext dockerspec.DockerOCIImage // ONBUILD: Docker's extension of the config
-	if err := b.store.blobs.ReadJSON(m.Config.Digest, &ext); err != nil {
-		return nil, ocispec.Image{}, err
+		return nil, dockerspec.DockerOCIImage{}, err
 	}
 	return &buildState{id: rec.ID, chain: rec.ChainID, layers: m.Layers, diffIDs: info.Config.RootFS.DiffIDs,
-		config: info.Config.Config, history: info.Config.History, shell: rec.Shell, health: rec.Health,
-		onBuild: ext.Config.OnBuild, manifest: rec.Manifest.Digest}, info.Config, nil
+		config: info.Config.Config.ImageConfig, history: info.Config.History, shell: rec.Shell, health: rec.Health,
+		onBuild: info.Config.Config.OnBuild, manifest: rec.Manifest.Digest}, info.Config, nil
 }
 
 // debianBase is DebianSlim's base: a Debian suite with SlimPackages.
