@@ -313,7 +313,7 @@ type Result struct {
 	// Config is the image config with Docker's extensions (Healthcheck,
 	// Shell, OnBuild).
 	Config dockerspec.DockerOCIImage
-	Stats    Stats
+	Stats  Stats
 	// Mounts are the add_local_* copy=False files: not in the image (ID),
 	// attached by Run and written as a last layer by Export. Use TagResult
 	// to keep them with a name.
