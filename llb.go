@@ -198,7 +198,6 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 			md.IgnoreCache = true
 		}
 		if e := op.GetExec(); e != nil {
-			e.Meta.Env = b.siteEnviron(e.Meta.Env)
 			e.Secretenv = append(e.Secretenv, env...)
 			if l.gpu != "" {
 				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: gpuDevice + l.gpu})
@@ -234,7 +233,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 			defer os.RemoveAll(wdir)
 		}
 	}
-	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices), worker.WithCacheDirs(x.volumeDir)}
+	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices), worker.WithCacheDirs(x.volumeDir), worker.WithDefaultEnv(b.siteEnv())}
 	wopts = append(wopts, b.timestampsWorkerOptions()...)
 	if b.network != "" {
 		wopts = append(wopts, worker.WithNetwork(b.network))
@@ -530,11 +529,11 @@ func (b *Builder) manifestConfig(m digest.Digest) (digest.Digest, []byte, error)
 	return m, cfg, nil
 }
 
-// siteEnviron adds to a step's environment what every step gets (as
-// stepEnviron): PATH, the site's step environment (WithStepEnv) and
-// SOURCE_DATE_EPOCH, each where env does not set it.
-func (b *Builder) siteEnviron(env []string) []string {
-	return b.stepEnviron(&buildState{config: ocispec.ImageConfig{Env: env}}, nil)
+// siteEnv is what every step gets where its own environment does not set
+// it, outside the ops and so outside every cache key (as stepEnviron): the
+// site's step environment (WithStepEnv) and SOURCE_DATE_EPOCH.
+func (b *Builder) siteEnv() []string {
+	return append(slices.Clone(b.stepEnv), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.epoch.Unix()))
 }
 
 // materializeContext writes the context files of l that resolveContext

@@ -132,16 +132,27 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 		return nil, fmt.Errorf("working directory %s: %w", cwd, err)
 	}
 	env := slices.Clone(meta.Env)
-	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "PATH=") }) {
-		env = append(env, "PATH="+defaultPath)
+	// The worker's defaults (WithDefaultEnv), then PATH, where the op
+	// does not set them.
+	for _, kv := range append(slices.Clone(w.opts.defaultEnv), "PATH="+defaultPath) {
+		if k, _, _ := strings.Cut(kv, "="); !slices.ContainsFunc(env, hasName(k)) {
+			env = append(env, kv)
+		}
 	}
-	// Secret values go into the process's environment only, after the
+	// Secret values go into the process's environment only, over the
 	// op's own variables (BuildKit's order: a secret wins).
 	senv, err := w.secretEnv(ctx, op)
 	if err != nil {
 		return nil, err
 	}
-	env = append(env, senv...)
+	for _, kv := range senv {
+		k, _, _ := strings.Cut(kv, "=")
+		if i := slices.IndexFunc(env, hasName(k)); i >= 0 {
+			env[i] = kv
+		} else {
+			env = append(env, kv)
+		}
+	}
 	network := w.opts.network
 	switch op.Network {
 	case pb.NetMode_HOST:
@@ -226,6 +237,11 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 		}
 	}
 	return outs, nil
+}
+
+// hasName returns a test for an environment entry "NAME=value" of name k.
+func hasName(k string) func(string) bool {
+	return func(kv string) bool { return strings.HasPrefix(kv, k+"=") }
 }
 
 // checkExec refuses what the worker cannot do, naming it.

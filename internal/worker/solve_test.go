@@ -624,3 +624,47 @@ RUN --mount=type=cache,id=other,target=/vol sh -c 'ls /vol > /other.txt'
 		t.Errorf("the volume's file reached the image: %v", err)
 	}
 }
+
+// TestDefaultEnv: the worker's default environment fills what the op does
+// not set, and is no part of the op (two workers with different defaults
+// key the op alike).
+func TestDefaultEnv(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	w := newWorker(t, WithDefaultEnv([]string{"SITE=mirror-a", "FROMOP=default"}))
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+		return baseDigest, baseConfig, nil
+	})
+	conv, err := dockerfile.Convert(ctx, []byte("FROM base\nENV FROMOP=op\nRUN echo \"$SITE $FROMOP\" > /env.txt\n"), dockerfile.Options{MetaResolver: resolver})
+	must(t, err)
+	s, err := build.NewSolver(w)
+	must(t, err)
+	res, err := s.Solve(ctx, conv.Definition)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	root, release, err := w.view(res.Ref.(*Ref))
+	must(t, err)
+	defer release()
+	if b, err := os.ReadFile(filepath.Join(root, "env.txt")); err != nil || string(b) != "mirror-a op\n" {
+		t.Errorf("/env.txt = %q, %v; want the default where the op sets nothing", b, err)
+	}
+	other := newWorker(t, WithDefaultEnv([]string{"SITE=mirror-b"}))
+	g, err := build.Load(conv.Definition)
+	must(t, err)
+	k1, err := s.Key(ctx, g)
+	must(t, err)
+	s2, err := build.NewSolver(other)
+	must(t, err)
+	k2, err := s2.Key(ctx, g)
+	must(t, err)
+	if k1 != k2 {
+		t.Errorf("the default env changed the key: %s vs %s", k1, k2)
+	}
+	if _, err := New(w.blobs, w.snaps, t.TempDir(), WithDefaultEnv([]string{"NOEQUALS"})); err == nil || !strings.Contains(err.Error(), "NAME=value") {
+		t.Errorf("a bad entry: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -77,16 +78,17 @@ var defaultEpoch = time.Unix(315532800, 0).UTC()
 type Option func(*options) error
 
 type options struct {
-	epoch     time.Time
-	keepTimes bool // WithKeepTimestamps
-	network   sandbox.Network
-	output    io.Writer
-	outputFor func(ctx context.Context) io.WriteCloser
-	tailKeep  int
-	secrets   SecretStore
-	client    *http.Client
-	devices   func(ctx context.Context, devices []*pb.CDIDevice, spec *sandbox.Spec) error
-	cacheDirs func(ctx context.Context, id string) (string, bool, error)
+	epoch      time.Time
+	keepTimes  bool // WithKeepTimestamps
+	network    sandbox.Network
+	output     io.Writer
+	outputFor  func(ctx context.Context) io.WriteCloser
+	tailKeep   int
+	secrets    SecretStore
+	client     *http.Client
+	devices    func(ctx context.Context, devices []*pb.CDIDevice, spec *sandbox.Spec) error
+	cacheDirs  func(ctx context.Context, id string) (string, bool, error)
+	defaultEnv []string
 }
 
 // WithEpoch clamps the mtime of every entry in the layers the Worker writes
@@ -174,6 +176,24 @@ func WithDevices(fn func(ctx context.Context, devices []*pb.CDIDevice, spec *san
 func WithCacheDirs(fn func(ctx context.Context, id string) (dir string, ok bool, err error)) Option {
 	return func(o *options) error {
 		o.cacheDirs = fn
+		return nil
+	}
+}
+
+// WithDefaultEnv adds env ("NAME=value" entries) to the environment of
+// every exec op that does not set the name itself. The entries are the
+// worker's, not the op's: they are in no cache key, as BuildKit keeps proxy
+// variables out of keys. For what a site sets for every step (a package
+// index mirror) that must not change which results are reused.
+// The default is none (PATH is always added when unset).
+func WithDefaultEnv(env []string) Option {
+	return func(o *options) error {
+		for _, kv := range env {
+			if k, _, ok := strings.Cut(kv, "="); !ok || k == "" {
+				return fmt.Errorf("default env %q: give NAME=value", kv)
+			}
+		}
+		o.defaultEnv = slices.Clone(env)
 		return nil
 	}
 }
