@@ -12,7 +12,7 @@ import (
 )
 
 // standaloneBuild is the python-build-standalone build Modal's add_python
-// installs for a series (spec 5): release date and full version.
+// installs for a series: release date and full version.
 type standaloneBuild struct{ release, version string }
 
 var standaloneBuilds = map[string]standaloneBuild{
@@ -37,7 +37,7 @@ func (s standaloneBuild) file(series string) string {
 var addPythonRE = regexp.MustCompile(`^3\.\d{1,2}t?$`)
 
 // addPythonCommands validates add_python and returns Modal's commands for
-// it (spec 5): the tree copied to /usr/local, a python symlink before 3.13,
+// it: the tree copied to /usr/local, a python symlink before 3.13,
 // TERMINFO_DIRS.
 func addPythonCommands(method, series string) ([]string, error) {
 	if regexp.MustCompile(`^3\.\d{1,2}\.\d+`).MatchString(series) {

@@ -56,7 +56,7 @@ type DockerfileOptions struct {
 // --link, secret and ssh mounts, ADD of a URL or git repository. With env=,
 // secrets, gpu= or volumes the layer is still run by the older
 // step-by-step interpreter. Only the context files that COPY/ADD sources
-// select are read and hashed, as Modal uploads only those (spec 7): a
+// select are read and hashed, as Modal uploads only those: a
 // source with a "$" or a "--" flag of its own is refused as Modal refuses
 // it. Errors in the text name the line ("dockerfile_commands:3: unknown
 // instruction: COPPY (did you mean COPY?)").
@@ -466,7 +466,7 @@ type FromDockerfileOptions struct {
 	// ContextDir is the build context; "" means the process's working
 	// directory when the method is called.
 	ContextDir string
-	// Ignore: nil means Modal's AUTO_DOCKERIGNORE lookup (spec 8): the
+	// Ignore: nil means Modal's AUTO_DOCKERIGNORE lookup: the
 	// first of <Dockerfile dir>/<Dockerfile name>.dockerignore,
 	// <Dockerfile dir>/.dockerignore and <ContextDir>/.dockerignore that
 	// exists and lies inside ContextDir. A non-nil Ignore replaces it.

@@ -109,7 +109,7 @@ func GPU(requests ...string) StepOption {
 // volumes=): container path -> Volume, read-write; what the steps write
 // there stays in the volume and is not part of the layer. Paths must be
 // canonical absolute paths other than /, /root and /tmp, and a volume may be
-// mounted at one path only (spec 20). The volumes are part of the cache key.
+// mounted at one path only. The volumes are part of the cache key.
 func Volumes(vols map[string]Volume) StepOption {
 	return func(l *layer) {
 		if err := checkVolumes(vols); err != nil {

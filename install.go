@@ -102,7 +102,7 @@ func installPipLine(packages []string, o PipOptions) string {
 // "RUN python -m pip install a  --pre". No packages gives the same image
 // (whatever the options); a package starting with "-" is Modal's InvalidError
 // "Package list for `Image.pip_install` cannot contain other arguments; try
-// the `extra_options` parameter instead." (spec §12). With a zero PipOptions
+// the `extra_options` parameter instead." With a zero PipOptions
 // it is PipInstall.
 func (img Image) PipInstallWith(packages []string, o PipOptions, opts ...StepOption) Image {
 	const method = "pip_install"
@@ -132,7 +132,7 @@ func (img Image) PipInstallWith(packages []string, o PipOptions, opts ...StepOpt
 // quoted after --find-links ("-f /wh --find-links /wh"). The file stays in the
 // image at /.requirements.txt; "-r"/"-c" lines naming other local files are
 // not copied (as in Modal). The file is read when the image is built; a
-// missing file is an error then (spec §14). An empty path is an error now.
+// missing file is an error then. An empty path is an error now.
 func (img Image) PipInstallFromRequirements(requirementsTxt string, o PipOptions, opts ...StepOption) Image {
 	const method = "pip_install_from_requirements"
 	if img.err != nil || len(img.layers) == 0 {
@@ -182,8 +182,7 @@ func (img Image) PipInstallFromRequirements(requirementsTxt string, o PipOptions
 // bare KeyError (optional groups requested but no
 // [project.optional-dependencies] table) or a TypeError (entries that are not
 // strings), snapbuild says so in words. An empty dependency list gives
-// Modal's "RUN python -m pip install" (which pip rejects at build time)
-// (spec §15).
+// Modal's "RUN python -m pip install" (which pip rejects at build time).
 func (img Image) PipInstallFromPyproject(pyprojectToml string, optionalDependencies []string, o PipOptions, opts ...StepOption) Image {
 	const method = "pip_install_from_pyproject"
 	if img.err != nil || len(img.layers) == 0 {
@@ -238,7 +237,7 @@ func (img Image) PipInstallFromPyproject(pyprojectToml string, optionalDependenc
 // "gitlab.com/org/repo#subdirectory=x"); gitUser is put in each URL; the
 // secrets are given as in Modal, with the Secrets step option (e.g.
 // Secrets(SecretFromName("github-read-private")), whose GITHUB_TOKEN or
-// GITLAB_TOKEN the commands use). Commands (spec §13):
+// GITLAB_TOKEN the commands use). Commands:
 //
 //	RUN bash -c "[[ -v GITHUB_TOKEN ]] || (echo 'GITHUB_TOKEN env var not set by provided modal.Secret(s): <names>' && exit 1)"   (if a ref is on GitHub)
 //	RUN bash -c "[[ -v GITLAB_TOKEN ]] || (echo 'GITLAB_TOKEN env var not set by provided modal.Secret(s): <names>' && exit 1)"   (if a ref is on GitLab)
@@ -324,7 +323,7 @@ type UvPipOptions struct {
 }
 
 // UvPipInstall is modal.Image.uv_pip_install: installs packages with uv into
-// the environment of the first `python` on PATH (spec §16):
+// the environment of the first `python` on PATH:
 //
 //	COPY --from=ghcr.io/astral-sh/uv:<uv_version or latest> /uv /.uv/uv
 //	COPY /.<i>_<basename> /.uv/<i>/<basename>   (per requirements file i, from the build context)
@@ -415,7 +414,7 @@ type UvSyncOptions struct {
 
 // UvSync is modal.Image.uv_sync: a venv at /.uv/.venv with the dependencies of
 // the local uv project in uvProjectDir ("" means "./", Modal's default; "~"
-// expanded), not the project itself (spec §17):
+// expanded), not the project itself:
 //
 //	COPY --from=ghcr.io/astral-sh/uv:<uv_version or latest> /uv /.uv/uv
 //	COPY /.pyproject.toml /.uv/pyproject.toml
@@ -519,7 +518,7 @@ type PoetryOptions struct {
 // PoetryInstallFromFile is modal.Image.poetry_install_from_file: installs the
 // dependencies (not the root project) of the local poetry project whose
 // pyproject.toml is poetryPyprojectToml ("~" expanded) into the system
-// interpreter. Commands for builder 2025.06 (spec §18):
+// interpreter. Commands for builder 2025.06:
 //
 //	RUN python -m pip install poetry[==<version>]           (unless NoPoetryInstall)
 //	RUN poetry config experimental.new-installer false      (if OldInstaller)
@@ -617,7 +616,7 @@ const MicromambaImage = "mambaorg/micromamba:2.1.1-debian12-slim"
 var installMicromambaSeries = []string{"3.10", "3.11", "3.12", "3.13", "3.14", "3.14t"}
 
 // Micromamba is modal.Image.micromamba(python_version): a conda base image
-// with Python from conda-forge (spec §10):
+// with Python from conda-forge:
 //
 //	FROM mambaorg/micromamba:2.1.1-debian12-slim
 //	SHELL ["/usr/local/bin/_dockerfile_shell.sh"]
@@ -676,7 +675,7 @@ type MicromambaOptions struct {
 }
 
 // MicromambaInstall is modal.Image.micromamba_install: installs conda packages
-// into the base environment (spec §11). Packages keep their order (not
+// into the base environment. Packages keep their order (not
 // sorted) and are quoted when needed; channels are not quoted:
 //
 //	COPY /<spec basename> /<spec basename>              (with a spec file, from the build context)

@@ -202,7 +202,7 @@ func TestLoweringRunCommands(t *testing.T) {
 
 func TestLoweringPipInstall(t *testing.T) {
 	base := uBase(t)
-	// spec §12 example: Python code-point order, quoting only when needed.
+	// Modal's example: Python code-point order, quoting only when needed.
 	uWantCommands(t, uLastLayer(t, base.PipInstall([]string{"numpy", "aiohttp[speedups]>=3", "Zlib", "Django"})),
 		[]string{"FROM base", "RUN python -m pip install Django Zlib 'aiohttp[speedups]>=3' numpy"})
 	uWantCommands(t, uLastLayer(t, base.PipInstall([]string{"transformers==4.23.0", "torch~=2.2", "a b"})),
@@ -345,7 +345,7 @@ func TestLoweringAddLocalFile(t *testing.T) {
 	if m.Err() != nil || !m.layers[len(m.layers)-1].mount {
 		t.Errorf("copy=false: %v, want a mount layer", m.Err())
 	}
-	// A build step after a copy=False layer fails at build time (spec 27);
+	// A build step after a copy=False layer fails at build time;
 	// more copy=False layers are fine.
 	after := m.AddLocalDir("/src", "/d", false, nil).RunCommands([]string{"true"})
 	if after.Err() != nil {

@@ -33,7 +33,7 @@ type MatcherFunc func(relPath string) bool
 // Match calls f.
 func (f MatcherFunc) Match(relPath string) (bool, error) { return f(relPath), nil }
 
-// FilePatternMatcher is modal.FilePatternMatcher (spec 9): .dockerignore
+// FilePatternMatcher is modal.FilePatternMatcher: .dockerignore
 // patterns, evaluated in order with the last match winning, a pattern also
 // matching every path below a directory it matches, "!" re-including, "**"
 // spanning directories (moby/patternmatcher's MatchesOrParentMatches, of

@@ -24,7 +24,7 @@ func matchAll(t *testing.T, m Matcher, paths ...string) []string {
 	return out
 }
 
-// The examples of spec 9, which were verified against Modal's
+// Modal's documented examples, which were verified against Modal's
 // FilePatternMatcher.
 func TestFilePatternMatcherModalExamples(t *testing.T) {
 	paths := []string{"a.py", "d/a.py", "d/e/a.py", "node_modules/x.js", "sub/node_modules/x.js",

@@ -31,13 +31,13 @@ type RegistryOptions struct {
 	// Modal's setup_dockerfile_commands (e.g. installing python).
 	SetupDockerfileCommands []string
 	// AddPython ("3.10" to "3.14", "3.14t") installs a python-build-standalone
-	// build into /usr/local, as Modal's add_python (spec 5). The tarball is
+	// build into /usr/local, as Modal's add_python. The tarball is
 	// taken from Builder.PythonStandaloneDir; the build fails before any step
 	// runs, naming the file and where to get it, when it is missing.
 	AddPython string
 }
 
-// FromRegistry is modal.Image.from_registry (spec 5): the image tag (a
+// FromRegistry is modal.Image.from_registry: the image tag (a
 // registry reference such as "ubuntu:22.04" or
 // "localhost:5000/team/base@sha256:...", or an air-gapped source:
 // "oci:DIR[:TAG]", "oci-archive:FILE[:TAG]", "docker-archive:FILE[:REF]")
@@ -52,7 +52,7 @@ func FromRegistry(tag string, o RegistryOptions, opts ...StepOption) Image {
 	return fromRegistry("from_registry", authStatic, tag, o, opts)
 }
 
-// FromAWSECR is modal.Image.from_aws_ecr (spec 6): FromRegistry for an
+// FromAWSECR is modal.Image.from_aws_ecr: FromRegistry for an
 // Amazon ECR image, with a secret holding AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY and AWS_REGION (AWS_SESSION_TOKEN optional), which
 // are exchanged for registry credentials with ECR's GetAuthorizationToken
@@ -596,7 +596,7 @@ func WithDebianSlimFromRegistry(on bool) Option {
 }
 
 // DebianSlimImage is the image debian_slim(version) pulls with
-// WithDebianSlimFromRegistry: for a series Modal's 2025.06 pin (spec 3),
+// WithDebianSlimFromRegistry: for a series Modal's 2025.06 pin,
 // for a micro version ("3.12.3") that version, as Modal does.
 func DebianSlimImage(series string) string {
 	micro := map[string]string{"3.10": "3.10.17", "3.11": "3.11.12", "3.12": "3.12.10", "3.13": "3.13.3", "3.14": "3.14.2"}[series]
@@ -607,7 +607,7 @@ func DebianSlimImage(series string) string {
 }
 
 // debianSlimFromRegistry is debian_slim's base from a registry: the python
-// image ref, then Modal's commands (spec 4) as steps of the same layer.
+// image ref, then Modal's commands as steps of the same layer.
 func (b *Builder) debianSlimFromRegistry(ctx context.Context, st *buildState, l *layer, ref string, in instruction, force bool, ev Event) (bool, error) {
 	rl := &layer{method: l.method, root: &rootSpec{registry: &registryBase{ref: ref}}}
 	cached, err := b.fromRegistry(ctx, st, rl, in, force, ev)

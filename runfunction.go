@@ -106,7 +106,7 @@ var (
 	pyDotted   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 )
 
-// checkVolumes validates volume mounts as Modal does (spec 20): canonical
+// checkVolumes validates volume mounts as Modal does: canonical
 // absolute paths other than /, /root and /tmp, each volume at one path.
 func checkVolumes(vols map[string]Volume) error {
 	paths := make([]string, 0, len(vols))
@@ -190,7 +190,7 @@ func (f *functionStep) title() string {
 // the build with the Python traceback (a *StepError); so does the timeout.
 //
 // Step options: Secrets and BuildEnv (environment of the call), GPU
-// (NVIDIA devices), ForceBuild. The cache key (spec 2, 28) holds
+// (NVIDIA devices), ForceBuild. The cache key holds
 // Definition (or Source's content), Globals, the arguments, the secrets'
 // names, the env names, gpu and the volumes; not the timeout.
 //

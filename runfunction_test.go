@@ -57,7 +57,7 @@ func TestRunFunctionErrors(t *testing.T) {
 }
 
 // The cache key holds the code, globals, arguments, volumes and whether the
-// source is mounted; not the timeout (spec 2 and 28).
+// source is mounted; not the timeout.
 func TestRunFunctionKeyInputs(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "app.py")
