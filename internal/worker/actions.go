@@ -45,8 +45,13 @@ func chowner(u *copy.User) copy.Chowner {
 }
 
 // trimRoot removes the host directory root from the paths of a path error,
-// so that errors name paths as the image sees them.
+// and from the text of errors that name host paths in their message
+// (fsutil's "failed to chown <host path>: ..."), so that errors name paths
+// as the image sees them.
 func trimRoot(err error, roots ...string) error {
+	if err == nil {
+		return nil
+	}
 	var pe *os.PathError
 	if errors.As(err, &pe) {
 		for _, r := range roots {
@@ -55,8 +60,26 @@ func trimRoot(err error, roots ...string) error {
 			}
 		}
 	}
+	msg := err.Error()
+	for _, r := range roots {
+		if r != "" {
+			msg = strings.ReplaceAll(msg, strings.TrimRight(r, "/")+"/", "/")
+		}
+	}
+	if msg != err.Error() {
+		return &trimmedError{msg: msg, err: err}
+	}
 	return err
 }
+
+// trimmedError is err with its message's host paths made image paths.
+type trimmedError struct {
+	msg string
+	err error
+}
+
+func (e *trimmedError) Error() string { return e.msg }
+func (e *trimmedError) Unwrap() error { return e.err }
 
 // mkdirAction creates a.Path in root (with its parents when MakeParents) with
 // a.Mode and owner u. An existing directory is left as it is.

@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/moby/buildkit/solver/pb"
@@ -410,5 +413,22 @@ func TestExecUser(t *testing.T) {
 	// An empty filesystem has no passwd: root, and numeric ids, still work.
 	if u, err := execUser(t.TempDir(), "5:6"); err != nil || u.Uid != 5 || u.Gid != 6 {
 		t.Errorf("execUser without /etc/passwd = %+v, %v", u, err)
+	}
+}
+
+// Errors name paths as the image sees them, in the path error and in
+// messages that carry a host path (fsutil's "failed to chown ...").
+func TestTrimRoot(t *testing.T) {
+	root := "/var/lib/snapbuild/snapshots/.tmp/active-1/fs"
+	inner := &os.PathError{Op: "lchown", Path: root + "/f", Err: syscall.EINVAL}
+	err := trimRoot(fmt.Errorf("failed to copy file info: failed to chown %s/f: %w", root, inner), root)
+	if got := err.Error(); got != "failed to copy file info: failed to chown /f: lchown /f: invalid argument" {
+		t.Errorf("error = %q", got)
+	}
+	if !errors.Is(err, syscall.EINVAL) {
+		t.Error("the trimmed error lost its cause")
+	}
+	if trimRoot(nil, root) != nil {
+		t.Error("trimRoot(nil) is not nil")
 	}
 }
