@@ -534,14 +534,9 @@ func TestExecDevices(t *testing.T) {
 	w := newWorker(t, WithDevices(inject))
 	lay := filepath.Join(t.TempDir(), "layout")
 	baseLayout(t, lay)
-	baseDigest, baseConfig := loadLayout(t, w, lay)
-	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
-		return baseDigest, baseConfig, nil
-	})
-	conv, err := dockerfile.Convert(ctx, []byte("FROM base\nRUN echo \"$DEVICE\" > /device.txt\n"), dockerfile.Options{MetaResolver: resolver})
-	must(t, err)
+	conv := convertOnBase(t, w, "FROM base\nRUN echo \"$DEVICE\" > /device.txt\n")
 	withDevice := func(name string) *pb.Definition {
-		def, err := build.Rewrite(conv.Definition, func(op *pb.Op, _ *pb.OpMetadata) error {
+		def, err := build.Rewrite(conv, func(op *pb.Op, _ *pb.OpMetadata) error {
 			if e := op.GetExec(); e != nil {
 				e.Meta.Env = append(e.Meta.Env, "DEVICE=from-op")
 				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: name})
@@ -551,15 +546,9 @@ func TestExecDevices(t *testing.T) {
 		must(t, err)
 		return def
 	}
+	root := solveView(t, w, withDevice("example.com/dev=good"))
 	s, err := build.NewSolver(w)
 	must(t, err)
-	res, err := s.Solve(ctx, withDevice("example.com/dev=good"))
-	if err != nil {
-		t.Fatalf("solve: %v", err)
-	}
-	root, release, err := w.view(res.Ref.(*Ref))
-	must(t, err)
-	defer release()
 	if b, err := os.ReadFile(filepath.Join(root, "device.txt")); err != nil || string(b) != "injected\n" {
 		t.Errorf("/device.txt = %q, %v; want the injector's env", b, err)
 	}
@@ -583,7 +572,6 @@ func TestExecDevices(t *testing.T) {
 // and in no layer; other IDs get the worker's own caches.
 func TestCacheDirs(t *testing.T) {
 	needRoot(t)
-	ctx := context.Background()
 	vol := t.TempDir()
 	write(t, vol, "before.txt", "kept\n", 0o644)
 	w := newWorker(t, WithCacheDirs(func(_ context.Context, id string) (string, bool, error) {
@@ -592,29 +580,13 @@ func TestCacheDirs(t *testing.T) {
 		}
 		return "", false, nil
 	}))
-	lay := filepath.Join(t.TempDir(), "layout")
-	baseLayout(t, lay)
-	baseDigest, baseConfig := loadLayout(t, w, lay)
-	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
-		return baseDigest, baseConfig, nil
-	})
-	conv, err := dockerfile.Convert(ctx, []byte(`FROM base
+	root := solveView(t, w, convertOnBase(t, w, `FROM base
 RUN --mount=type=cache,id=volume,target=/vol sh -c 'cat /vol/before.txt > /seen.txt; echo written > /vol/after.txt'
 RUN --mount=type=cache,id=other,target=/vol sh -c 'ls /vol > /other.txt'
-`), dockerfile.Options{MetaResolver: resolver})
-	must(t, err)
-	s, err := build.NewSolver(w)
-	must(t, err)
-	res, err := s.Solve(ctx, conv.Definition)
-	if err != nil {
-		t.Fatalf("solve: %v", err)
-	}
+`))
 	if b, err := os.ReadFile(filepath.Join(vol, "after.txt")); err != nil || string(b) != "written\n" {
 		t.Errorf("the volume's after.txt = %q, %v", b, err)
 	}
-	root, release, err := w.view(res.Ref.(*Ref))
-	must(t, err)
-	defer release()
 	for rel, want := range map[string]string{"seen.txt": "kept\n", "other.txt": ""} {
 		if b, err := os.ReadFile(filepath.Join(root, rel)); err != nil || string(b) != want {
 			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
@@ -632,28 +604,15 @@ func TestDefaultEnv(t *testing.T) {
 	needRoot(t)
 	ctx := context.Background()
 	w := newWorker(t, WithDefaultEnv([]string{"SITE=mirror-a", "FROMOP=default"}))
-	lay := filepath.Join(t.TempDir(), "layout")
-	baseLayout(t, lay)
-	baseDigest, baseConfig := loadLayout(t, w, lay)
-	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
-		return baseDigest, baseConfig, nil
-	})
-	conv, err := dockerfile.Convert(ctx, []byte("FROM base\nENV FROMOP=op\nRUN echo \"$SITE $FROMOP\" > /env.txt\n"), dockerfile.Options{MetaResolver: resolver})
-	must(t, err)
-	s, err := build.NewSolver(w)
-	must(t, err)
-	res, err := s.Solve(ctx, conv.Definition)
-	if err != nil {
-		t.Fatalf("solve: %v", err)
-	}
-	root, release, err := w.view(res.Ref.(*Ref))
-	must(t, err)
-	defer release()
+	def := convertOnBase(t, w, "FROM base\nENV FROMOP=op\nRUN echo \"$SITE $FROMOP\" > /env.txt\n")
+	root := solveView(t, w, def)
 	if b, err := os.ReadFile(filepath.Join(root, "env.txt")); err != nil || string(b) != "mirror-a op\n" {
 		t.Errorf("/env.txt = %q, %v; want the default where the op sets nothing", b, err)
 	}
 	other := newWorker(t, WithDefaultEnv([]string{"SITE=mirror-b"}))
-	g, err := build.Load(conv.Definition)
+	g, err := build.Load(def)
+	must(t, err)
+	s, err := build.NewSolver(w)
 	must(t, err)
 	k1, err := s.Key(ctx, g)
 	must(t, err)
@@ -667,4 +626,35 @@ func TestDefaultEnv(t *testing.T) {
 	if _, err := New(w.blobs, w.snaps, t.TempDir(), WithDefaultEnv([]string{"NOEQUALS"})); err == nil || !strings.Contains(err.Error(), "NAME=value") {
 		t.Errorf("a bad entry: %v", err)
 	}
+}
+
+// convertOnBase loads the test base image into w and converts df on it
+// (every FROM resolves to the base).
+func convertOnBase(t *testing.T, w *Worker, df string) *pb.Definition {
+	t.Helper()
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+		return baseDigest, baseConfig, nil
+	})
+	conv, err := dockerfile.Convert(context.Background(), []byte(df), dockerfile.Options{MetaResolver: resolver})
+	must(t, err)
+	return conv.Definition
+}
+
+// solveView solves def on w and returns the result's root filesystem,
+// mounted until the test ends.
+func solveView(t *testing.T, w *Worker, def *pb.Definition) string {
+	t.Helper()
+	s, err := build.NewSolver(w)
+	must(t, err)
+	res, err := s.Solve(context.Background(), def)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	root, release, err := w.view(res.Ref.(*Ref))
+	must(t, err)
+	t.Cleanup(release)
+	return root
 }
