@@ -450,3 +450,19 @@ func short(d digest.Digest) string {
 	}
 	return s
 }
+
+// ActionOwner returns the owner a file action gives the entries it makes
+// (copy, mkfile, mkdir, symlink), or nil: for rm and actions without one.
+func ActionOwner(a *pb.FileAction) *pb.ChownOpt {
+	switch x := a.Action.(type) {
+	case *pb.FileAction_Copy:
+		return x.Copy.Owner
+	case *pb.FileAction_Mkfile:
+		return x.Mkfile.Owner
+	case *pb.FileAction_Mkdir:
+		return x.Mkdir.Owner
+	case *pb.FileAction_Symlink:
+		return x.Symlink.Owner
+	}
+	return nil
+}

@@ -421,18 +421,10 @@ func (x *solve) selectionKeys(v *Vertex, ins []digest.Digest) error {
 	other := map[int64]bool{} // inputs an action builds on or looks owners up in
 	for _, a := range f.Actions {
 		other[a.Input] = true
-		var owner *pb.ChownOpt
-		switch c := a.Action.(type) {
-		case *pb.FileAction_Copy:
-			paths[a.SecondaryInput] = append(paths[a.SecondaryInput], c.Copy.Src)
-			owner = c.Copy.Owner
-		case *pb.FileAction_Mkfile:
-			owner = c.Mkfile.Owner
-		case *pb.FileAction_Mkdir:
-			owner = c.Mkdir.Owner
-		case *pb.FileAction_Symlink:
-			owner = c.Symlink.Owner
+		if c := a.GetCopy(); c != nil {
+			paths[a.SecondaryInput] = append(paths[a.SecondaryInput], c.Src)
 		}
+		owner := ActionOwner(a)
 		for _, u := range []*pb.UserOpt{owner.GetUser(), owner.GetGroup()} {
 			if n := u.GetByName(); n != nil {
 				other[n.Input] = true

@@ -89,18 +89,10 @@ func (w *Worker) File(ctx context.Context, op *pb.FileOp, inputs []build.Ref) ([
 // source and the filesystems owner names are looked up in.
 func readsOf(a *pb.FileAction) []int64 {
 	var ins []int64
-	var owner *pb.ChownOpt
-	switch x := a.Action.(type) {
-	case *pb.FileAction_Copy:
+	if a.GetCopy() != nil {
 		ins = append(ins, a.SecondaryInput)
-		owner = x.Copy.Owner
-	case *pb.FileAction_Mkfile:
-		owner = x.Mkfile.Owner
-	case *pb.FileAction_Mkdir:
-		owner = x.Mkdir.Owner
-	case *pb.FileAction_Symlink:
-		owner = x.Symlink.Owner
 	}
+	owner := build.ActionOwner(a)
 	for _, u := range []*pb.UserOpt{owner.GetUser(), owner.GetGroup()} {
 		// Names are looked up in the action's own filesystem when that is
 		// the input they name (as llb.WithUser marshals them).
@@ -220,54 +212,36 @@ func (f *fileRun) readable(i int64) (string, error) {
 
 // apply runs action a on the directory root.
 func (f *fileRun) apply(a *pb.FileAction, root string) error {
-	var u *copy.User
-	err := f.applyAs(a, root, &u)
+	var src string
+	if a.GetCopy() != nil {
+		var err error
+		if src, err = f.readable(a.SecondaryInput); err != nil {
+			return fmt.Errorf("source: %w", err)
+		}
+	}
+	u, err := f.owner(build.ActionOwner(a), a.Input, root)
+	if err != nil {
+		return err
+	}
+	switch x := a.Action.(type) {
+	case *pb.FileAction_Copy:
+		err = copyAction(f.ctx, src, root, x.Copy, u)
+	case *pb.FileAction_Mkfile:
+		err = mkfileAction(root, x.Mkfile, u)
+	case *pb.FileAction_Mkdir:
+		err = mkdirAction(root, x.Mkdir, u)
+	case *pb.FileAction_Rm:
+		err = rmAction(root, x.Rm)
+	case *pb.FileAction_Symlink:
+		err = symlinkAction(root, x.Symlink, u)
+	default:
+		return errors.New("unknown file action: this worker knows copy, mkfile, mkdir, rm and symlink")
+	}
 	if u != nil {
 		// Rootless, an owner outside the mapped IDs is EINVAL: name it.
 		err = idmap.Explain(err, u.UID, u.GID)
 	}
 	return err
-}
-
-// applyAs is apply; it sets *owner to the owner the action gives entries.
-func (f *fileRun) applyAs(a *pb.FileAction, root string, owner **copy.User) error {
-	switch x := a.Action.(type) {
-	case *pb.FileAction_Copy:
-		src, err := f.readable(a.SecondaryInput)
-		if err != nil {
-			return fmt.Errorf("source: %w", err)
-		}
-		u, err := f.owner(x.Copy.Owner, a.Input, root)
-		if err != nil {
-			return err
-		}
-		*owner = u
-		return copyAction(f.ctx, src, root, x.Copy, u)
-	case *pb.FileAction_Mkfile:
-		u, err := f.owner(x.Mkfile.Owner, a.Input, root)
-		if err != nil {
-			return err
-		}
-		*owner = u
-		return mkfileAction(root, x.Mkfile, u)
-	case *pb.FileAction_Mkdir:
-		u, err := f.owner(x.Mkdir.Owner, a.Input, root)
-		if err != nil {
-			return err
-		}
-		*owner = u
-		return mkdirAction(root, x.Mkdir, u)
-	case *pb.FileAction_Rm:
-		return rmAction(root, x.Rm)
-	case *pb.FileAction_Symlink:
-		u, err := f.owner(x.Symlink.Owner, a.Input, root)
-		if err != nil {
-			return err
-		}
-		*owner = u
-		return symlinkAction(root, x.Symlink, u)
-	}
-	return errors.New("unknown file action: this worker knows copy, mkfile, mkdir, rm and symlink")
 }
 
 // owner resolves a ChownOpt; names are looked up in the passwd and group
