@@ -31,7 +31,8 @@ const (
 	localScheme = "local://"
 )
 
-// ContentKey returns, for a local:// source, a checksum of the files the op
+// ContentKey returns, for a local:// source, the key given with
+// WithContentKey, else a checksum of the files the op
 // selects (see localKey); for an http(s):// source without http.checksum,
 // the digest of what the URL serves now with the name, mode, owner and
 // Last-Modified the file gets (it downloads the file, for Source to use,
@@ -50,6 +51,9 @@ func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest
 		l, filter, err := w.localOf(op)
 		if err != nil {
 			return "", err
+		}
+		if l.key != "" {
+			return l.key, nil
 		}
 		return localKey(ctx, l.dir, filter)
 	case strings.HasPrefix(op.Identifier, httpScheme), strings.HasPrefix(op.Identifier, httpsScheme):
@@ -286,6 +290,9 @@ func (w *Worker) SelectionKey(ctx context.Context, op *pb.SourceOp, paths []stri
 	l, filter, err := w.localOf(op)
 	if err != nil {
 		return "", err
+	}
+	if l.key != "" {
+		return "", nil // the caller's key stands for the whole source
 	}
 	sels := make([][]string, len(paths))
 	for i, p := range paths {

@@ -69,6 +69,20 @@ type Worker struct {
 // local is a directory registered with AddLocal.
 type local struct {
 	dir string
+	key digest.Digest // the caller's content key (WithContentKey); "" to checksum dir
+}
+
+// LocalOption configures a local source registered with AddLocal.
+type LocalOption func(*local)
+
+// WithContentKey makes key the content key of the local source, instead of
+// a checksum of its files: for a source whose identity the caller knows
+// better than its bytes (run_function's module, keyed by the function's
+// definition as Modal keys it, not by every line of the file). key must not
+// be empty; it is used as given, for the whole source and every selection
+// of it.
+func WithContentKey(key digest.Digest) LocalOption {
+	return func(l *local) { l.key = key }
 }
 
 // defaultEpoch is the builder's default SOURCE_DATE_EPOCH, 1980-01-01.
@@ -249,7 +263,7 @@ func (w *Worker) layerEpoch() *time.Time {
 
 // AddLocal registers dir as the content of local://name sources. dir must be
 // an existing directory; a name can be registered once.
-func (w *Worker) AddLocal(name, dir string) error {
+func (w *Worker) AddLocal(name, dir string, opts ...LocalOption) error {
 	if name == "" {
 		return errors.New("add local source: the name is empty")
 	}
@@ -269,7 +283,14 @@ func (w *Worker) AddLocal(name, dir string) error {
 	if l, ok := w.locals[name]; ok {
 		return fmt.Errorf("add local source %q: already registered as %s", name, l.dir)
 	}
-	w.locals[name] = local{dir: abs}
+	l := local{dir: abs}
+	for _, o := range opts {
+		o(&l)
+	}
+	if o := len(opts); o > 0 && l.key == "" {
+		return fmt.Errorf("add local source %q: the content key is empty", name)
+	}
+	w.locals[name] = l
 	return nil
 }
 

@@ -152,6 +152,42 @@ func TestLocalSource(t *testing.T) {
 	}
 }
 
+// TestLocalSourceContentKey checks a local source registered with
+// WithContentKey: its key is the caller's, whatever the files hold, and no
+// selection of it gets a finer one; its result still holds its files.
+func TestLocalSourceContentKey(t *testing.T) {
+	ctx := context.Background()
+	w := newWorker(t)
+	dir := t.TempDir()
+	write(t, dir, "app.py", "def f(): pass", 0o644)
+	if err := w.AddLocal("bad", dir, WithContentKey("")); err == nil {
+		t.Error("an empty content key: no error")
+	}
+	want := digest.FromString("definition of app.f")
+	if err := w.AddLocal("fn", dir, WithContentKey(want)); err != nil {
+		t.Fatal(err)
+	}
+	op := localOp("fn", nil)
+	for _, edit := range []string{"", "def f(): pass\ndef g(): pass"} {
+		if edit != "" {
+			write(t, dir, "app.py", edit, 0o644)
+		}
+		if k, err := w.ContentKey(ctx, op); err != nil || k != want {
+			t.Errorf("content key = %q, %v; want %q", k, err, want)
+		}
+	}
+	if k, err := w.SelectionKey(ctx, op, []string{"app.py"}); err != nil || k != "" {
+		t.Errorf("selection key = %q, %v; want \"\" (the whole source's key)", k, err)
+	}
+	ref, err := w.Source(ctx, op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(filepath.Join(ref.(*Ref).Dir, "app.py")); err != nil || !strings.Contains(string(b), "def g") {
+		t.Errorf("the source holds %q, %v; want the edited app.py", b, err)
+	}
+}
+
 // TestSelectionKey checks the checksum of what a copy reads from a local
 // source: it follows the selected files (by path, wildcard or directory),
 // not the others nor excluded ones, and is "" where a symbolic link decides
