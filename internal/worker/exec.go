@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/solver/pb"
@@ -36,12 +37,18 @@ type ExitError struct {
 	ExitCode int
 	// Tail holds the last lines of the process's output.
 	Tail []string
+	// TimedOut is the op's time limit (WithTimeout) when the process was
+	// killed for reaching it; 0 otherwise.
+	TimedOut time.Duration
 }
 
 // Error returns, as BuildKit words it, `process "/bin/sh -c false" did not
 // complete successfully: exit code: 1`, followed by the output's last lines.
 func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("process %q did not complete successfully: exit code: %d", strings.Join(e.Args, " "), e.ExitCode)
+	if e.TimedOut > 0 {
+		msg = fmt.Sprintf("process %q did not complete successfully: timed out after %s and was killed", strings.Join(e.Args, " "), e.TimedOut)
+	}
 	if len(e.Tail) > 0 {
 		msg += "\n" + strings.Join(e.Tail, "\n")
 	}
@@ -200,9 +207,21 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 		l.mu.Lock()
 		defer l.mu.Unlock()
 	}
-	res, err := sandbox.Run(ctx, spec)
+	runCtx := ctx
+	var limit time.Duration
+	if w.opts.timeout != nil {
+		if limit = w.opts.timeout(ctx); limit > 0 {
+			var cancel context.CancelFunc
+			runCtx, cancel = context.WithTimeout(ctx, limit)
+			defer cancel()
+		}
+	}
+	res, err := sandbox.Run(runCtx, spec)
 	if errors.Is(err, sandbox.ErrCommandNotFound) || errors.Is(err, sandbox.ErrCommandNotExecutable) {
 		return nil, &ExitError{Args: meta.Args, ExitCode: res.ExitCode, Tail: append(tail.lines(), err.Error())}
+	}
+	if err != nil && ctx.Err() == nil && runCtx.Err() != nil {
+		return nil, &ExitError{Args: meta.Args, ExitCode: res.ExitCode, Tail: tail.lines(), TimedOut: limit}
 	}
 	if err != nil {
 		return nil, err

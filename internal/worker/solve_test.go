@@ -25,6 +25,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/moby/buildkit/solver/pb"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -657,4 +658,48 @@ func solveView(t *testing.T, w *Worker, def *pb.Definition) string {
 	must(t, err)
 	t.Cleanup(release)
 	return root
+}
+
+// TestExecTimeout: a process still running at the limit WithTimeout gives
+// is killed and the op fails with an *ExitError naming the limit, promptly;
+// the limit is no part of the op's key; ops the limit does not name run to
+// the end.
+func TestExecTimeout(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	limit := func(ctx context.Context) time.Duration {
+		if v := build.VertexFrom(ctx); v != nil && strings.Contains(v.Name, "while") {
+			return time.Second
+		}
+		return 0
+	}
+	w := newWorker(t, WithTimeout(limit))
+	def := convertOnBase(t, w, "FROM base\nRUN echo started; while :; do :; done\n")
+	s, err := build.NewSolver(w)
+	must(t, err)
+	start := time.Now()
+	_, err = s.Solve(ctx, def)
+	var ee *ExitError
+	if !errors.As(err, &ee) || ee.TimedOut != time.Second || !strings.Contains(err.Error(), "timed out after 1s") {
+		t.Fatalf("solve: %v, want an *ExitError timed out after 1s", err)
+	}
+	if !slices.Contains(ee.Tail, "started") {
+		t.Errorf("tail %q, want the output before the kill", ee.Tail)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("the op ran %s past a 1s limit", d)
+	}
+	g, err := build.Load(def)
+	must(t, err)
+	k1, err := s.Key(ctx, g)
+	must(t, err)
+	s2, err := build.NewSolver(newWorker(t))
+	must(t, err)
+	if k2, err := s2.Key(ctx, g); err != nil || k1 != k2 {
+		t.Errorf("the limit changed the key: %s vs %s (%v)", k1, k2, err)
+	}
+	root := solveView(t, w, convertOnBase(t, w, "FROM base\nRUN echo done > /done.txt\n"))
+	if b, err := os.ReadFile(filepath.Join(root, "done.txt")); err != nil || string(b) != "done\n" {
+		t.Errorf("an op without a limit: /done.txt = %q, %v", b, err)
+	}
 }

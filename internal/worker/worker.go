@@ -97,6 +97,7 @@ type options struct {
 	network    sandbox.Network
 	output     io.Writer
 	outputFor  func(ctx context.Context) io.WriteCloser
+	timeout    func(ctx context.Context) time.Duration
 	tailKeep   int
 	secrets    SecretStore
 	client     *http.Client
@@ -164,6 +165,20 @@ func WithOutput(w io.Writer) Option {
 func WithOutputFor(fn func(ctx context.Context) io.WriteCloser) Option {
 	return func(o *options) error {
 		o.outputFor = fn
+		return nil
+	}
+}
+
+// WithTimeout limits how long an exec op's process may run: fn is called
+// with the context of the Exec call (build.VertexFrom names the op's
+// vertex) and returns the limit, 0 for none. A process still running at
+// the limit is killed and the op fails with an *ExitError whose TimedOut
+// is the limit. The limit is not part of the op, so not of its cache key
+// (as Modal leaves run_function's timeout out of the layer's identity).
+// The default is no limit.
+func WithTimeout(fn func(ctx context.Context) time.Duration) Option {
+	return func(o *options) error {
+		o.timeout = fn
 		return nil
 	}
 }
