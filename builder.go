@@ -68,16 +68,6 @@ type Builder struct {
 	toolImages map[string]string
 	seq        int
 	stats      Stats
-	args       map[string]string // ARG values of the layer being built
-	stages     []stage           // finished stages of a multi-stage Dockerfile
-	// started and stageName track the stage being built.
-	started   bool
-	stageName string
-	// lastCommit is how long the current step's layer capture took.
-	lastCommit time.Duration
-	// worked is set when the current step did work: a layer made, an
-	// image pulled.
-	worked bool
 	// heartbeat is how often a silent entry reports it still runs
 	// (WithHeartbeat).
 	heartbeat time.Duration
@@ -336,17 +326,6 @@ type buildState struct {
 	manifest digest.Digest
 }
 
-func (s *buildState) clone() *buildState {
-	c := *s
-	c.layers = slices.Clone(s.layers)
-	c.diffIDs = slices.Clone(s.diffIDs)
-	c.history = slices.Clone(s.history)
-	c.config.Env = slices.Clone(s.config.Env)
-	c.shell = slices.Clone(s.shell)
-	c.onBuild = slices.Clone(s.onBuild)
-	return &c
-}
-
 // plannedStep is one instruction to execute.
 type plannedStep struct {
 	layer int
@@ -377,6 +356,20 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 	}
 	if v := os.Getenv("MODAL_IMAGE_BUILDER_VERSION"); v != "" && v != BuilderVersion && v != "PREVIEW" {
 		return Result{}, fmt.Errorf("MODAL_IMAGE_BUILDER_VERSION=%s: snapbuild implements the %s builder (and PREVIEW) only", v, BuilderVersion)
+	}
+	// Where debian_slim's Python comes from depends on the site; from a
+	// registry, the layer runs Modal's commands on Modal's image.
+	img.layers = slices.Clone(img.layers)
+	for i, l := range img.layers {
+		if l.root != nil && l.root.debian != nil {
+			src, err := b.slimSource(l.method, l.root.debian)
+			if err != nil {
+				return Result{}, err // before any step runs
+			}
+			if src.kind == slimRegistry {
+				img.layers[i] = slimRegistryLayer(l, src.ref)
+			}
+		}
 	}
 	var steps []plannedStep
 	entries := 0
@@ -439,12 +432,6 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 		}
 	}
 	for _, l := range img.layers {
-		if l.root != nil && l.root.debian != nil {
-			// Where debian_slim's Python comes from depends on the site.
-			if _, err := b.slimSource(l.method, l.root.debian); err != nil {
-				return Result{}, err // before any step runs
-			}
-		}
 		if l.addPython != "" {
 			if _, err := b.pythonContext(l.method, l.addPython); err != nil {
 				return Result{}, err // before any step runs
@@ -452,17 +439,10 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 		}
 	}
 	b.stats = Stats{}
-	var ent *entryRun // the entry running
 	if plan == nil {
 		sp := &syncProgress{p: b.progress}
 		b.progress = sp
-		defer func() {
-			// Every entry that started ends, whatever the error: the
-			// progress's timer and the heartbeat stop before Build
-			// returns.
-			b.endEntry(ent, err)
-			b.progress = sp.p
-		}()
+		defer func() { b.progress = sp.p }()
 	}
 	st := &buildState{}
 	var res Result
@@ -475,8 +455,6 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 			}
 			continue
 		}
-		b.args = map[string]string{}
-		b.stages, b.started, b.stageName = nil, false, ""
 		if l.addPython != "" {
 			dir, err := b.pythonContext(l.method, l.addPython)
 			if err != nil {
@@ -496,71 +474,39 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 			plan.Layers = append(plan.Layers, PlanLayer{Method: l.method, Commands: slices.Clone(l.commands)})
 			pl = &plan.Layers[len(plan.Layers)-1]
 		}
-		if l.viaLLB() {
-			b.endEntry(ent, nil)
-			ent = nil
-			evs := make([]Event, len(parsed[i]))
-			for j, in := range parsed[i] {
-				if j == 0 && i > 0 {
-					continue
-				}
-				n++
-				evs[j] = Event{Step: n, Total: len(steps), Instruction: in.text, Entry: steps[n-1].entry, Entries: entries, Method: l.method}
-			}
-			if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl, &stopped); err != nil {
-				return Result{}, err
-			}
-			if plan != nil {
-				continue
-			}
-			if res, err = b.commitImage(st, l, ctxFiles); err != nil {
-				return Result{}, err
-			}
-			continue
-		}
+		evs := make([]Event, len(parsed[i]))
 		for j, in := range parsed[i] {
 			if j == 0 && i > 0 {
 				continue
 			}
 			n++
-			ps := steps[n-1]
-			ev := Event{Step: n, Total: len(steps), Instruction: in.text, Entry: ps.entry, Entries: entries, Method: l.method}
-			if plan == nil && (ent == nil || ent.ev.Entry != ps.entry) {
-				b.endEntry(ent, nil)
-				ent = b.startEntry(ev, b.entryLabel(l, in))
-			}
-			if plan != nil {
-				stopped, err = b.planStep(func() (bool, error) {
-					return b.execute(ctx, st, l, in, ctxFiles, force, ev)
-				}, in.text, stopped, pl)
-				if err != nil {
-					return Result{}, err
-				}
-				continue
-			}
-			if err := b.runStep(ctx, st, l, in, ctxFiles, force, ev, ent); err != nil {
-				return Result{}, err
-			}
+			evs[j] = Event{Step: n, Total: len(steps), Instruction: in.text, Entry: steps[n-1].entry, Entries: entries, Method: l.method}
+		}
+		if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl, &stopped); err != nil {
+			return Result{}, err
 		}
 		if plan != nil {
 			continue // nothing is committed
 		}
-		if l.root != nil && l.root.fromID != "" {
-			// from_id adds no layer: its result is the stored image itself.
-			info, err := b.Inspect(st.id)
+		if l.root != nil && l.root.fromID != "" && len(parsed[i]) == 1 {
+			// from_id adds no layer: its result is the stored image
+			// itself, and the chain goes on from it.
+			rec, err := b.store.resolve(l.root.fromID)
+			if err != nil {
+				return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
+			}
+			s, img, err := b.stateOf(rec)
 			if err != nil {
 				return Result{}, err
 			}
-			res = Result{ID: info.ID, Manifest: info.Manifest, Config: info.Config}
+			*st = *s
+			res = Result{ID: rec.ID, Manifest: rec.Manifest, Config: img}
 			continue
 		}
-		res, err = b.commitImage(st, l, ctxFiles)
-		if err != nil {
+		if res, err = b.commitImage(st, l, ctxFiles); err != nil {
 			return Result{}, err
 		}
 	}
-	b.endEntry(ent, nil)
-	ent = nil
 	res.Stats = b.stats
 	for _, l := range mounts {
 		for _, in := range l.context {
@@ -627,32 +573,6 @@ func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedSte
 		}
 	}
 	return nil
-}
-
-// runStep executes one instruction of entry ent on st, reporting progress.
-func (b *Builder) runStep(ctx context.Context, st *buildState, l *layer, in instruction, files []contextFile, force bool, ev Event, ent *entryRun) error {
-	start := time.Now()
-	ev.Kind = EventStart
-	b.progress.Event(ev)
-	b.lastCommit, b.worked = 0, false
-	containers := b.stats.ContainersStarted
-	cached, err := b.execute(ctx, st, l, in, files, force, ev)
-	ev.Kind, ev.Duration, ev.Cached, ev.Commit = EventDone, time.Since(start), cached, b.lastCommit
-	if err != nil {
-		ev.Error = err.Error()
-	}
-	b.progress.Event(ev)
-	b.stats.Steps++
-	worked := !cached && (b.worked || b.stats.ContainersStarted != containers)
-	switch {
-	case cached:
-		b.stats.Cached++
-	case !worked && err == nil:
-		b.stats.Config++
-	}
-	ent.worked = ent.worked || worked || err != nil
-	ent.cached = ent.cached || cached
-	return err
 }
 
 // entryRun is an entry being built.
@@ -754,7 +674,6 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 	if b.plan != nil {
 		return false, &wouldRun{"run: not in the cache"}
 	}
-	b.worked = true
 	a, err := b.store.snaps.Prepare(st.chain)
 	if err != nil {
 		return false, err
@@ -763,12 +682,10 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 	if err := change(a); err != nil {
 		return false, err
 	}
-	start := time.Now()
 	rec, err := b.commitLayer(ctx, st.chain, a, key, instr)
 	if err != nil {
 		return false, err
 	}
-	b.lastCommit = time.Since(start)
 	st.apply(rec)
 	return false, nil
 }

@@ -199,22 +199,26 @@ func uRootState(t *testing.T, b *Builder) *buildState {
 	return st
 }
 
-// uExecLayer executes the config-only instructions of img's last layer on st
-// (skipping FROM), as Build does, and commits the image.
+// uExecLayer builds the last layer of img on st as Build does (solveLayer),
+// and commits the image. A root layer is built on st as its base (st
+// stands in for the bootstrap, see uRootState). Config-only instructions
+// need no sandbox.
 func uExecLayer(t *testing.T, b *Builder, st *buildState, img Image) Result {
 	t.Helper()
 	l := img.layers[len(img.layers)-1]
-	ins, err := parseCommands(l.commands)
+	on := l
+	if l.root != nil {
+		c := *l
+		c.root, c.commands = nil, append([]string{"FROM base"}, l.commands[1:]...)
+		on = &c
+	}
+	ins, err := parseCommands(on.commands)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, in := range ins {
-		if in.isFrom() {
-			continue
-		}
-		if _, err := b.execute(context.Background(), st, l, in, nil, false, Event{}); err != nil {
-			t.Fatalf("execute %q: %v", in.text, err)
-		}
+	stopped := false
+	if err := b.solveLayer(context.Background(), st, on, ins, make([]Event, len(ins)), nil, false, nil, &stopped); err != nil {
+		t.Fatalf("solveLayer: %v", err)
 	}
 	res, err := b.commitImage(st, l, nil)
 	if err != nil {
@@ -293,28 +297,9 @@ func TestCommitImageConfig(t *testing.T) {
 	}
 
 	img = img.Shell([]string{"/bin/bash", "-c"})
-	r5 := uExecLayer(t, b, st, img)
+	r6 := uExecLayer(t, b, st, img)
 	if !reflect.DeepEqual(st.shell, []string{"/bin/bash", "-c"}) {
 		t.Errorf("shell = %q", st.shell)
-	}
-
-	// WORKDIR changes the filesystem (mkdir), so it is a cached step: seed the
-	// step cache with an empty result so that no mount is needed.
-	img = img.Workdir("/my dir")
-	wl := img.layers[len(img.layers)-1]
-	wins, err := parseCommands(wl.commands)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// execute keys the step on the state with the new working directory.
-	ws := st.clone()
-	ws.config.WorkingDir = "/my dir"
-	if err := b.store.putStep(stepRecord{Key: stepKey(ws, wl, wins[1], "mkdir /my dir", b.epoch), Instruction: wins[1].text, Empty: true}); err != nil {
-		t.Fatal(err)
-	}
-	r6 := uExecLayer(t, b, st, img)
-	if r6.Config.Config.WorkingDir != "/my dir" {
-		t.Errorf("workdir = %q", r6.Config.Config.WorkingDir)
 	}
 
 	// The config as stored.
@@ -346,7 +331,7 @@ func TestCommitImageConfig(t *testing.T) {
 	}
 	wantEnv = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=en_US.UTF-8", "A=x y", "B=$HOME"}
 	c := cfg.Config
-	if !reflect.DeepEqual(c.Env, wantEnv) || c.WorkingDir != "/my dir" ||
+	if !reflect.DeepEqual(c.Env, wantEnv) ||
 		!reflect.DeepEqual(c.Entrypoint, []string{"/entry.sh", "--flag"}) || !reflect.DeepEqual(c.Cmd, []string{"serve", "--port", "8000"}) {
 		t.Errorf("stored config = %+v", c)
 	}
@@ -359,7 +344,6 @@ func TestCommitImageConfig(t *testing.T) {
 		{CreatedBy: `ENTRYPOINT ["/entry.sh", "--flag"]`, Comment: "snapbuild", EmptyLayer: true},
 		{CreatedBy: `CMD ["serve", "--port", "8000"]`, Comment: "snapbuild", EmptyLayer: true},
 		{CreatedBy: `SHELL ["/bin/bash", "-c"]`, Comment: "snapbuild", EmptyLayer: true},
-		{CreatedBy: "WORKDIR '/my dir'", Comment: "snapbuild", EmptyLayer: true},
 	}
 	if !reflect.DeepEqual(cfg.History, wantHist) {
 		t.Errorf("history:\n got  %+v\n want %+v", cfg.History, wantHist)
@@ -380,7 +364,7 @@ func TestCommitImageConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.Parent != r5.ID || rec.Manifest.Digest != r6.Manifest.Digest || !reflect.DeepEqual(rec.Shell, []string{"/bin/bash", "-c"}) || rec.ChainID != st.chain {
+	if rec.Parent != r4.ID || rec.Manifest.Digest != r6.Manifest.Digest || !reflect.DeepEqual(rec.Shell, []string{"/bin/bash", "-c"}) || rec.ChainID != st.chain {
 		t.Errorf("image record = %+v", rec)
 	}
 	info, err := b.Inspect(r2.ID)
@@ -390,7 +374,7 @@ func TestCommitImageConfig(t *testing.T) {
 	if !reflect.DeepEqual(info.Config.Config.Env, r2.Config.Config.Env) || info.Size != st.layers[0].Size {
 		t.Errorf("Inspect(r2) = %+v", info)
 	}
-	for _, r := range []Result{r1, r2, r3, r4, r5, r6} {
+	for _, r := range []Result{r1, r2, r3, r4, r6} {
 		if !validImageID(r.ID) {
 			t.Errorf("invalid image ID %q", r.ID)
 		}
@@ -466,103 +450,6 @@ func TestCommitImageDeterministic(t *testing.T) {
 	f[0].mode = 0o755
 	if c := commit(b1, cmds, "im-aaaaaaaaaaaaaaaaaaaaaa", f); c.ID == withFiles.ID {
 		t.Error("a context file's mode did not change the image ID")
-	}
-}
-
-func TestExecuteConfigInstructions(t *testing.T) {
-	b := uBuilder(t)
-	st := &buildState{config: ocispec.ImageConfig{Env: []string{"PATH=/bin", "HOME=/root"}}}
-	l := &layer{method: "dockerfile_commands"}
-	ins, err := parseCommands([]string{
-		"FROM base",
-		"ENV P=$PATH:/opt/bin", // unquoted: expanded, as Docker does
-		"ENV Q='$PATH'",        // quoted: literal
-		`ENTRYPOINT ["/e"]`,
-		"CMD echo $HOME", // shell form, default shell
-		`SHELL ["/bin/bash", "-xc"]`,
-		"ENTRYPOINT run it", // shell form, with the new shell
-		"LABEL a=b c=\"d e\"",
-		"USER 1000:1000",
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, in := range ins[1:] {
-		cached, err := b.execute(context.Background(), st, l, in, nil, false, Event{})
-		if err != nil || cached {
-			t.Fatalf("execute %q: cached=%v err=%v", in.text, cached, err)
-		}
-	}
-	c := st.config
-	if !reflect.DeepEqual(c.Env, []string{"PATH=/bin", "HOME=/root", "P=/bin:/opt/bin", "Q=$PATH"}) {
-		t.Errorf("env = %q", c.Env)
-	}
-	if !reflect.DeepEqual(c.Entrypoint, []string{"/bin/bash", "-xc", "run it"}) {
-		t.Errorf("entrypoint = %q", c.Entrypoint)
-	}
-	if c.Cmd != nil {
-		t.Errorf("cmd = %q, want reset by the later ENTRYPOINT", c.Cmd)
-	}
-	if !reflect.DeepEqual(c.Labels, map[string]string{"a": "b", "c": "d e"}) {
-		t.Errorf("labels = %v", c.Labels)
-	}
-	if c.User != "1000:1000" {
-		t.Errorf("user = %q", c.User)
-	}
-	if len(st.history) != len(ins)-1 {
-		t.Errorf("%d history entries for %d instructions", len(st.history), len(ins)-1)
-	}
-
-	// CMD in shell form uses the shell in effect.
-	st2 := &buildState{}
-	ins, err = parseCommands([]string{"FROM base", "CMD echo hi"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.execute(context.Background(), st2, l, ins[1], nil, false, Event{}); err != nil {
-		t.Fatal(err)
-	}
-	if !reflect.DeepEqual(st2.config.Cmd, []string{"/bin/sh", "-c", "echo hi"}) {
-		t.Errorf("shell-form CMD = %q", st2.config.Cmd)
-	}
-
-	// Unsupported instructions are InvalidErrors naming the method.
-	ins, err = parseCommands([]string{"FROM base", "EXPOSE 80 53/udp", "ONBUILD RUN true", "HEALTHCHECK --interval=5s CMD curl -f http://localhost/"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err = b.execute(context.Background(), st2, l, ins[1], nil, false, Event{}); err != nil {
-		t.Errorf("EXPOSE: %v", err)
-	}
-	if _, ok := st2.config.ExposedPorts["80/tcp"]; !ok || len(st2.config.ExposedPorts) != 2 {
-		t.Errorf("exposed ports = %v", st2.config.ExposedPorts)
-	}
-	_, err = b.execute(context.Background(), st2, l, ins[2], nil, false, Event{})
-	if err == nil || err.Error() != `dockerfile_commands: line 3: ONBUILD is not supported (in "ONBUILD RUN true")` {
-		t.Errorf("ONBUILD: %v", err)
-	}
-	if _, err = b.execute(context.Background(), st2, l, ins[3], nil, false, Event{}); err != nil {
-		t.Fatalf("HEALTHCHECK: %v", err)
-	}
-	if h := st2.health; h == nil || strings.Join(h.Test, "|") != "CMD-SHELL|curl -f http://localhost/" || h.Interval != 5*time.Second {
-		t.Errorf("healthcheck = %+v", h)
-	}
-	// It is written into the config as Docker's extension, as BuildKit does.
-	res, err := b.commitImage(st2, l, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := b.store.blobs.ReadBlob(res.Manifest.Digest)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m struct {
-		Config struct{ Digest digest.Digest }
-	}
-	json.Unmarshal(raw, &m)
-	cfg, _ := b.store.blobs.ReadBlob(m.Config.Digest)
-	if !strings.Contains(string(cfg), `"Healthcheck":{"Test":["CMD-SHELL","curl -f http://localhost/"],"Interval":5000000000}`) {
-		t.Errorf("config lacks the healthcheck: %s", cfg)
 	}
 }
 

@@ -1,27 +1,16 @@
 package snapbuild
 
 import (
-	"archive/tar"
-	"compress/bzip2"
-	"compress/gzip"
-	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
-	"runtime"
-	"slices"
 	"sort"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
-	"github.com/klauspost/compress/zstd"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-
-	"github.com/snapbuild/snapbuild/internal/idmap"
 )
 
 // DockerfileOptions are dockerfile_commands' keyword arguments.
@@ -185,201 +174,6 @@ func isURL(s string) bool {
 	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "git@")
 }
 
-// argEnv returns the layer's ARG values as KEY=value entries for expansion
-// and for RUN (they are not saved in the image).
-func (b *Builder) argEnv() []string {
-	keys := make([]string, 0, len(b.args))
-	for k := range b.args {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	env := make([]string, 0, len(keys))
-	for _, k := range keys {
-		env = append(env, k+"="+b.args[k])
-	}
-	return env
-}
-
-// arg executes ARG: the value is the build arg, else the default.
-func (b *Builder) arg(st *buildState, l *layer, in instruction, c *instructions.ArgCommand, expand func(string) (string, error)) error {
-	for _, kv := range c.Args {
-		if v, ok := l.buildArgs[kv.Key]; ok {
-			b.args[kv.Key] = v
-			continue
-		}
-		if kv.Value != nil {
-			v, err := expand(*kv.Value)
-			if err != nil {
-				return fmt.Errorf("%s: %w", in.text, err)
-			}
-			b.args[kv.Key] = v
-		} else {
-			b.args[kv.Key] = ""
-		}
-	}
-	st.configOnly(in.text)
-	return nil
-}
-
-// add executes ADD from the build context: like COPY, except that a local
-// tar archive (.tar, .tar.gz, .tgz, .tar.bz2, .tar.zst) is extracted into the
-// destination. URLs and git sources need the network and are refused.
-func (b *Builder) add(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.AddCommand, files []contextFile, force bool) (bool, error) {
-	for _, s := range c.SourcePaths {
-		if isURL(s) {
-			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: ADD of %s needs the network, which snapbuild builds do not assume: download it and COPY the file from the build context", in.text, s)}
-		}
-	}
-	return b.contextCopy(ctx, st, l, in, c.SourcePaths, c.DestPath, c.Chown, c.Chmod, files, force, true)
-}
-
-func isArchive(name string) bool {
-	for _, ext := range []string{".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.zst"} {
-		if strings.HasSuffix(name, ext) {
-			return true
-		}
-	}
-	return false
-}
-
-// extractTar unpacks the archive at src into dir of the image, as ADD does:
-// entries keep their modes, owners and mtimes (own overrides owners), links
-// and paths stay inside the rootfs.
-func extractTar(ctx context.Context, src, rootfs, dir string, own ownership) error {
-	f, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var r io.Reader = f
-	switch {
-	case strings.HasSuffix(src, ".gz") || strings.HasSuffix(src, ".tgz"):
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			return err
-		}
-		defer zr.Close()
-		r = zr
-	case strings.HasSuffix(src, ".bz2") || strings.HasSuffix(src, ".tbz2"):
-		r = bzip2.NewReader(f)
-	case strings.HasSuffix(src, ".zst"):
-		zr, err := zstd.NewReader(f)
-		if err != nil {
-			return err
-		}
-		defer zr.Close()
-		r = zr
-	}
-	tr := tar.NewReader(r)
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		h, err := tr.Next()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		name := path.Join(dir, path.Clean("/"+h.Name))
-		parent, err := mkdirAllIn(rootfs, path.Dir(name))
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(parent, path.Base(name))
-		mode := os.FileMode(h.Mode).Perm() | modeBits(uint64(h.Mode))
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.Mkdir(target, 0o755); err != nil && !os.IsExist(err) {
-				return err
-			}
-		case tar.TypeReg:
-			os.Remove(target)
-			out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-			if err != nil {
-				return err
-			}
-			if _, err := io.Copy(out, tr); err != nil {
-				out.Close()
-				return err
-			}
-			if err := out.Close(); err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			os.Remove(target)
-			if err := os.Symlink(h.Linkname, target); err != nil {
-				return err
-			}
-		case tar.TypeLink:
-			old, err := securejoin.SecureJoin(rootfs, path.Join(dir, path.Clean("/"+h.Linkname)))
-			if err != nil {
-				return err
-			}
-			os.Remove(target)
-			if err := os.Link(old, target); err != nil {
-				return err
-			}
-			continue
-		default:
-			continue // devices and fifos are not unpacked
-		}
-		uid, gid := h.Uid, h.Gid
-		if own.uid >= 0 {
-			uid, gid = own.uid, own.gid
-		}
-		if err := idmap.Lchown(target, uid, gid); err != nil {
-			return err
-		}
-		if h.Typeflag != tar.TypeSymlink {
-			if own.setMode {
-				mode = own.mode
-			}
-			if err := os.Chmod(target, mode); err != nil {
-				return err
-			}
-			_ = os.Chtimes(target, h.ModTime, h.ModTime)
-		}
-	}
-}
-
-// heredocCommand turns a RUN with heredocs into its argv, as BuildKit runs
-// them: "RUN <<EOF" runs the document as a shell script; "RUN cmd <<EOF"
-// gives the shell the command with its here-documents, which the shell then
-// feeds to the command.
-func heredocCommand(st *buildState, c *instructions.RunCommand) []string {
-	line := strings.TrimSpace(strings.Join(c.CmdLine, " "))
-	if strings.HasPrefix(line, "<<") && !strings.Contains(line, " ") {
-		return append(slices.Clone(shellOf(st)), c.Files[0].Data)
-	}
-	script := line
-	for _, f := range c.Files {
-		data := f.Data
-		if !strings.HasSuffix(data, "\n") {
-			data += "\n"
-		}
-		script += "\n" + data + f.Name
-	}
-	return append(slices.Clone(shellOf(st)), script)
-}
-
-// stage is a finished stage of a multi-stage Dockerfile.
-type stage struct {
-	name  string // lower-cased AS name, "" if none
-	state *buildState
-}
-
-// stage finds a finished stage by name or index.
-func (b *Builder) stage(ref string) (stage, bool) {
-	for i, s := range b.stages {
-		if strings.EqualFold(s.name, ref) || fmt.Sprint(i) == ref {
-			return s, true
-		}
-	}
-	return stage{}, false
-}
-
 // checkDockerfile checks a Dockerfile's shape: ARG lines, then FROM, then
 // anything.
 func checkDockerfile(ins []instruction) error {
@@ -393,55 +187,6 @@ func checkDockerfile(ins []instruction) error {
 		return fmt.Errorf("line %d: a Dockerfile must start with FROM (ARG lines may come before it)", in.line)
 	}
 	return errors.New("the Dockerfile has no FROM")
-}
-
-// fromStage starts a stage of a Dockerfile: the state so far becomes a
-// finished stage, and the new one starts from an earlier stage, from
-// scratch, or from an image in the store, pulled when missing (sourceImage).
-func (b *Builder) fromStage(ctx context.Context, st *buildState, l *layer, in instruction, c *instructions.Stage, expand func(string) (string, error), ev Event) (bool, error) {
-	if c.Platform != "" {
-		p, err := expand(c.Platform)
-		if err != nil {
-			return false, err
-		}
-		if want := "linux/" + runtime.GOARCH; p != want && p != "$BUILDPLATFORM" && p != "$TARGETPLATFORM" {
-			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("line %d: FROM --platform=%s: snapbuild builds %s only", in.line, p, want)}
-		}
-	}
-	if b.started {
-		b.stages = append(b.stages, stage{name: strings.ToLower(b.stageName), state: st.clone()})
-	}
-	b.started, b.stageName = true, c.Name
-	ref, err := expand(c.BaseName)
-	if err != nil {
-		return false, fmt.Errorf("%s: %w", in.text, err)
-	}
-	if s, ok := b.stage(ref); ok {
-		*st = *s.state.clone()
-		st.configOnly(in.text)
-		return true, nil
-	}
-	if ref == "scratch" {
-		*st = buildState{}
-		st.configOnly(in.text)
-		return false, nil
-	}
-	if d := offlinePython(ref); d != nil && !b.slimFromRegistry {
-		// Docker Hub's python image: bootstrapped like debian_slim,
-		// unless a Docker Hub mirror serves it.
-		return b.fromDebian(ctx, st, &layer{method: l.method, root: &rootSpec{debian: d}}, in, false, ev)
-	}
-	rec, pulled, err := b.sourceImage(ctx, l.method, ev, ref)
-	if err != nil {
-		return false, err
-	}
-	s, _, err := b.stateOf(rec)
-	if err != nil {
-		return false, err
-	}
-	*st = *s
-	st.id = "" // a stage base is not the Modal layer's parent
-	return !pulled, nil
 }
 
 var pythonImageRE = regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?python:(3\.\d+)(?:-slim)?(?:-(bookworm|trixie))?$`)

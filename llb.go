@@ -42,23 +42,12 @@ const parentRef = "snapbuild.invalid/parent:latest"
 // contextName is the build context's local source (local://context).
 const contextName = "context"
 
-// viaLLB reports whether l is built by converting its Dockerfile text with
-// BuildKit's converter and solving the graph (internal/dockerfile,
-// internal/build, internal/worker): from_dockerfile's Dockerfile and
-// dockerfile_commands, and every Modal method's layer on its parent. Root
-// layers other than from_dockerfile's (the Debian bootstrap, from_registry,
-// from_id) and run_function layers are still interpreted step by step.
-func (l *layer) viaLLB() bool {
-	if l.root != nil {
-		return l.root.dockerfile && l.plain()
-	}
-	return !l.mount && l.plain()
-}
-
-// plain reports whether l needs nothing the LLB path lacks.
-func (l *layer) plain() bool {
-	return l.function == nil
-}
+// rootRef is the image a root layer's FROM names for the converter when
+// its own reference is not one the converter resolves (from_registry's
+// "oci:" forms, from_id's names, debian_slim's python:3.x-slim-<suite> that
+// this site bootstraps): the resolver makes the base as the layer's
+// rootSpec says and pins the source op to the image it made.
+const rootRef = "snapbuild.invalid/root:latest"
 
 // volumeID prefixes the cache mount ID a volumes= layer's exec ops carry
 // for each volume: the volume as Modal names it (modal.Volume.from_name
@@ -85,10 +74,13 @@ type llbStep struct {
 	started, done bool
 	// ran: an exec or file op of it ran, or its base was pulled or
 	// bootstrapped; a step with ops none of which ran is cached.
-	ran   bool
-	ent   *entryRun
-	start time.Time
-	out   *lineWriter
+	ran bool
+	// resolved: the resolver made or found the image it names (a FROM or
+	// COPY --from), so it did work or was cached even without a vertex.
+	resolved bool
+	ent      *entryRun
+	start    time.Time
+	out      *lineWriter
 }
 
 // llbLayer is the solve of one Dockerfile layer.
@@ -98,12 +90,16 @@ type llbLayer struct {
 	mask  redactor // the secrets' values, masked in step output
 	steps []*llbStep
 	byVtx map[digest.Digest]*llbStep
-	g     *build.Graph
 	mu    sync.Mutex // steps' state, from the solver's goroutines
 	next  int        // the first step not yet reported, in order
 	// ent is the layer's one entry when it is not one per instruction
 	// (a Modal method); nil before it starts.
 	ent *entryRun
+	// baseHistory is the number of history entries of a root layer's
+	// base (see base).
+	baseHistory int
+	// resolveErr is the resolver's error, if it failed.
+	resolveErr error
 }
 
 // solveLayer builds Dockerfile layer l on st: its text (on FROM the image
@@ -121,6 +117,12 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		defer func() { b.plan = nil }()
 	}
 	text := strings.Join(l.commands, "\n")
+	if l.root != nil && !l.root.dockerfile && !l.root.scratch {
+		// The base is resolved by the resolver as l.root says; the rest
+		// of the layer is its text. "FROM root" is line 1: line numbers
+		// stay the layer's.
+		text = strings.Join(append([]string{"FROM " + rootRef}, l.commands[1:]...), "\n")
+	}
 	if l.root == nil {
 		if st.manifest == "" {
 			if _, err := b.writeManifest(st); err != nil {
@@ -158,54 +160,42 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	}
 	x.mask = newRedactor(secrets.vars)
 
-	res, err := dockerfile.Convert(ctx, []byte(text), dockerfile.Options{
-		BuildArgs:    l.buildArgs,
-		Target:       l.target,
-		ContextName:  contextName,
-		Filename:     orDefault(l.dockerfile, l.method),
-		MetaResolver: x.resolver(st),
-	})
-	if err != nil {
-		var wr *wouldRun
-		if pl != nil && errors.As(err, &wr) {
-			x.planRest(pl, wr.what, stopped)
-			return nil
+	var def0 *pb.Definition
+	var img dockerspec.DockerOCIImage
+	var locals []localSource
+	if l.function != nil {
+		rt, err := os.MkdirTemp(tmp, "function-")
+		if err != nil {
+			return err
 		}
-		if ctx.Err() != nil {
-			x.abort(ctx.Err())
-			return ctx.Err()
-		}
-		var de *dockerfile.Error
-		line := 0
-		if errors.As(err, &de) {
-			line = de.StartLine
-		}
-		x.failAt(line, err)
-		if de != nil {
-			// "app.Dockerfile:3: unknown instruction: COPPY (did you mean COPY?)"
-			return &InvalidError{Message: de.Error()}
-		}
-		if !errors.As(err, new(*InvalidError)) {
+		defer os.RemoveAll(rt)
+		def0, img, locals, err = x.functionLLB(ctx, st, "FROM base\n"+l.function.title(), rt)
+		if err != nil {
 			return &InvalidError{Method: l.method, Message: err.Error()}
 		}
+	} else if def0, img, err = x.convert(ctx, st, text, force, pl, stopped); err != nil || def0 == nil {
 		return err
 	}
-	for _, w := range res.Warnings {
-		b.progress.Event(Event{Kind: EventWarn, Step: evs[0].Step, Total: evs[0].Total, Line: l.method + ": " + w.String()})
-	}
-	def, err := build.Rewrite(res.Definition, func(op *pb.Op, md *pb.OpMetadata) error {
+	def, err := build.Rewrite(def0, func(op *pb.Op, md *pb.OpMetadata) error {
 		if force {
 			md.IgnoreCache = true
 		}
 		if e := op.GetExec(); e != nil {
 			e.Secretenv = append(e.Secretenv, env...)
+			if b.network == sandbox.NetworkNone {
+				// An offline build (--network none) is offline for every
+				// op, a Dockerfile's RUN --network=host included; the
+				// mode is part of the op, so of its key.
+				e.Network = pb.NetMode_NONE
+			}
 			if l.gpu != "" {
 				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: gpuDevice + l.gpu})
 			}
-			for _, p := range slices.Sorted(maps.Keys(l.volumes)) {
+			vols := l.allVolumes()
+			for _, p := range slices.Sorted(maps.Keys(vols)) {
 				e.Mounts = append(e.Mounts, &pb.Mount{
 					Input: int64(pb.Empty), Output: int64(pb.SkipOutput), Dest: p, MountType: pb.MountType_CACHE,
-					CacheOpt: &pb.CacheOpt{ID: volumeID + l.volumes[p].repr(), Sharing: pb.CacheSharingOpt_SHARED},
+					CacheOpt: &pb.CacheOpt{ID: volumeID + vols[p].repr(), Sharing: pb.CacheSharingOpt_SHARED},
 				})
 			}
 		}
@@ -235,6 +225,15 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	}
 	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices), worker.WithCacheDirs(x.volumeDir), worker.WithDefaultEnv(b.siteEnv())}
 	wopts = append(wopts, b.timestampsWorkerOptions()...)
+	if f := l.function; f != nil {
+		// A traceback is longer than a shell's error; the timeout is the
+		// call's (Modal's default 3600 s), outside the op's key.
+		timeout := f.call.Timeout
+		if timeout == 0 {
+			timeout = DefaultFunctionTimeout
+		}
+		wopts = append(wopts, worker.WithTailLines(60), worker.WithTimeout(func(context.Context) time.Duration { return timeout }))
+	}
 	if b.network != "" {
 		wopts = append(wopts, worker.WithNetwork(b.network))
 	}
@@ -245,6 +244,11 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	defer w.Close()
 	if err := w.AddLocal(contextName, ctxDir); err != nil {
 		return err
+	}
+	for _, ls := range locals {
+		if err := w.AddLocal(ls.name, ls.dir, ls.opts...); err != nil {
+			return err
+		}
 	}
 	sopts := []build.Option{build.WithCache(w.Cache()), build.WithKeySalt(w.KeySalt()), build.WithProgress(x.event)}
 	if b.jobs > 0 {
@@ -272,7 +276,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		} else if ok && len(refs) > 0 {
 			ref, _ = refs[0].(*worker.Ref)
 		}
-		x.apply(ctx, st, res.Image, g, w.Cache(), keys, ref)
+		x.apply(ctx, st, img, g, w.Cache(), keys, ref)
 		return nil
 	}
 
@@ -287,8 +291,56 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		ref = &worker.Ref{}
 	}
 	x.finish()
-	x.apply(ctx, st, res.Image, g, w.Cache(), keys, ref)
+	x.apply(ctx, st, img, g, w.Cache(), keys, ref)
 	return nil
+}
+
+// convert converts the layer's Dockerfile text with BuildKit's converter,
+// its images resolved by x.resolver. A nil definition and error means a dry
+// run (pl) learnt that a step would run: pl is filled.
+func (x *llbLayer) convert(ctx context.Context, st *buildState, text string, force bool, pl *PlanLayer, stopped *bool) (*pb.Definition, dockerspec.DockerOCIImage, error) {
+	b, l := x.b, x.l
+	res, err := dockerfile.Convert(ctx, []byte(text), dockerfile.Options{
+		BuildArgs:    l.buildArgs,
+		Target:       l.target,
+		ContextName:  contextName,
+		Filename:     orDefault(l.dockerfile, l.method),
+		MetaResolver: x.resolver(st, force),
+	})
+	if err != nil {
+		var wr *wouldRun
+		if pl != nil && errors.As(err, &wr) {
+			x.planRest(pl, wr.what, stopped)
+			return nil, dockerspec.DockerOCIImage{}, nil
+		}
+		if ctx.Err() != nil {
+			x.abort(ctx.Err())
+			return nil, dockerspec.DockerOCIImage{}, ctx.Err()
+		}
+		var de *dockerfile.Error
+		line := 0
+		if errors.As(err, &de) {
+			line = de.StartLine
+		}
+		x.failAt(line, err)
+		if x.resolveErr != nil && errors.Is(err, x.resolveErr) {
+			// A base that could not be made or found: the resolver's
+			// error names it, without the converter's wrapping.
+			return nil, dockerspec.DockerOCIImage{}, x.resolveErr
+		}
+		if de != nil {
+			// "app.Dockerfile:3: unknown instruction: COPPY (did you mean COPY?)"
+			return nil, dockerspec.DockerOCIImage{}, &InvalidError{Message: de.Error()}
+		}
+		if !errors.As(err, new(*InvalidError)) {
+			return nil, dockerspec.DockerOCIImage{}, &InvalidError{Method: l.method, Message: err.Error()}
+		}
+		return nil, dockerspec.DockerOCIImage{}, err
+	}
+	for _, w := range res.Warnings {
+		b.progress.Event(Event{Kind: EventWarn, Step: x.steps[0].ev.Step, Total: x.steps[0].ev.Total, Line: l.method + ": " + w.String()})
+	}
+	return res.Definition, res.Image, nil
 }
 
 // apply makes st the image the layer made: the converter's config img,
@@ -299,13 +351,18 @@ func (x *llbLayer) apply(ctx context.Context, st *buildState, img dockerspec.Doc
 		ref = &worker.Ref{}
 	}
 	hist := layerHistory(ctx, g, c, keys, img.History, len(ref.Layers))
-	if x.l.root == nil {
-		// A Modal layer's history is its own text, as Modal shows it.
+	if x.l.root == nil || !x.l.root.dockerfile {
+		// A Modal layer's history is its own text, as Modal shows it:
+		// after its parent's, or its base's for a root layer.
 		steps := make([]instruction, 0, len(x.steps))
 		for _, s := range x.steps[1:] {
 			steps = append(steps, s.in)
 		}
-		hist = modalHistory(hist, len(st.history), steps)
+		base := len(st.history)
+		if x.l.root != nil {
+			base = x.baseHistory
+		}
+		hist = modalHistory(hist, base, steps)
 	}
 	onBuild := slices.Clone(img.Config.OnBuild)
 	if x.l.root == nil {
@@ -426,12 +483,17 @@ func stepSecrets(l *layer) ([]*pb.SecretEnv, layerSecrets, error) {
 // image is taken from the store by name, or pulled (sourceImage). The FROM
 // step starts when its image is resolved, so that a pull or a bootstrap
 // reports under it. Calls are serialized: they report one at a time.
-func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
+func (x *llbLayer) resolver(st *buildState, force bool) dockerfile.MetaResolver {
 	b, l := x.b, x.l
 	var mu sync.Mutex
-	return dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, _ ocispec.Platform) (digest.Digest, []byte, error) {
+	return dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, _ ocispec.Platform) (_ digest.Digest, _ []byte, err error) {
 		mu.Lock()
 		defer mu.Unlock()
+		defer func() {
+			if err != nil && x.resolveErr == nil {
+				x.resolveErr = err
+			}
+		}()
 		if ref == parentRef {
 			m, cfg, err := b.manifestConfig(st.manifest)
 			if err != nil || len(st.onBuild) == 0 {
@@ -452,22 +514,13 @@ func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
 		if b.plan == nil {
 			x.startFrom(s)
 		}
+		s.resolved = true
+		if ref == rootRef {
+			// The root layer's own base, as its rootSpec says.
+			return x.base(ctx, s, l, force)
+		}
 		if d := offlinePython(ref); d != nil && !b.slimFromRegistry {
-			bs := &buildState{}
-			in := instruction{text: "FROM " + ref, line: s.in.line}
-			cached, err := b.fromDebian(ctx, bs, &layer{method: l.method, root: &rootSpec{debian: d}}, in, false, s.ev)
-			if err != nil {
-				return "", nil, err
-			}
-			if b.plan != nil {
-				return "", nil, &wouldRun{"write the image of the Debian base of " + ref}
-			}
-			s.ran = s.ran || !cached
-			m, err := b.writeManifest(bs)
-			if err != nil {
-				return "", nil, err
-			}
-			return b.manifestConfig(m)
+			return x.base(ctx, s, &layer{method: l.method, root: &rootSpec{debian: d}}, false)
 		}
 		if id := strings.TrimSuffix(ref, ":latest"); strings.HasPrefix(id, "im-") {
 			// An image ID of this store, as the Modal API names images.
@@ -484,6 +537,29 @@ func (x *llbLayer) resolver(st *buildState) dockerfile.MetaResolver {
 		s.ran = s.ran || pulled
 		return b.manifestConfig(rec.Manifest.Digest)
 	})
+}
+
+// base makes the base image root layer rl's rootSpec names (a Debian
+// bootstrap, a registry pull, a stored image), reporting under step s,
+// and returns its manifest digest and config for the converter. A base
+// that is not an image of the store already (a bootstrap) is written as
+// one. x.baseHistory is set to the number of its history entries.
+func (x *llbLayer) base(ctx context.Context, s *llbStep, rl *layer, force bool) (digest.Digest, []byte, error) {
+	b := x.b
+	bs := &buildState{}
+	in := instruction{text: s.in.text, line: s.in.line}
+	cached, err := b.from(ctx, bs, rl, in, force, s.ev)
+	if err != nil {
+		return "", nil, err
+	}
+	s.ran = s.ran || !cached
+	if bs.manifest == "" {
+		if _, err := b.writeManifest(bs); err != nil {
+			return "", nil, err
+		}
+	}
+	x.baseHistory = len(bs.history)
+	return b.manifestConfig(bs.manifest)
 }
 
 // withoutOnBuild returns the image config JSON cfg without its ONBUILD
@@ -886,7 +962,7 @@ func (x *llbLayer) endStep(s *llbStep, err error) {
 	}
 	ev := s.ev
 	ev.Kind, ev.Duration = EventDone, time.Since(s.start)
-	ev.Cached = err == nil && !s.ran && len(s.vtx) > 0
+	ev.Cached = err == nil && !s.ran && (len(s.vtx) > 0 || s.resolved)
 	if err != nil {
 		ev.Error = err.Error()
 	}
@@ -895,10 +971,10 @@ func (x *llbLayer) endStep(s *llbStep, err error) {
 	switch {
 	case ev.Cached:
 		x.b.stats.Cached++
-	case len(s.vtx) == 0 && err == nil:
+	case len(s.vtx) == 0 && !s.resolved && err == nil:
 		x.b.stats.Config++
 	}
-	worked := !ev.Cached && len(s.vtx) > 0 || err != nil
+	worked := !ev.Cached && (len(s.vtx) > 0 || s.resolved) || err != nil
 	if s.ent != nil {
 		s.ent.worked, s.ent.cached = worked, ev.Cached
 		x.b.endEntry(s.ent, err)
@@ -1036,7 +1112,7 @@ func (x *llbLayer) volumeDir(_ context.Context, id string) (string, bool, error)
 	if !ok {
 		return "", false, nil
 	}
-	for _, v := range x.l.volumes {
+	for _, v := range x.l.allVolumes() {
 		if v.repr() == repr {
 			dir, err := x.b.volumeDir(v)
 			if err != nil {
@@ -1063,7 +1139,7 @@ func (x *llbLayer) stepError(err error) error {
 	s := x.byVtx[ve.Digest]
 	var ee *worker.ExitError
 	if errors.As(err, &ee) && s != nil {
-		return &StepError{Step: s.ev.Step, Entry: s.ev.Entry, Method: s.ev.Method, Instruction: s.in.text, ExitCode: ee.ExitCode, Tail: ee.Tail}
+		return &StepError{Step: s.ev.Step, Entry: s.ev.Entry, Method: s.ev.Method, Instruction: s.in.text, ExitCode: ee.ExitCode, TimedOut: ee.TimedOut, Tail: ee.Tail}
 	}
 	if s != nil {
 		return fmt.Errorf("%s: %s: %w", x.l.method, s.in.text, ve.Err)

@@ -37,10 +37,6 @@ echo "@@snapbuild@@"
 getconf GNU_LIBC_VERSION 2>/dev/null || ldd --version 2>&1 | head -n 1
 exit 0`
 
-func metadataPath(root string, manifest digest.Digest) string {
-	return filepath.Join(root, "metadata", manifest.Encoded()+".json")
-}
-
 // metadata returns the stored metadata of an image, or nil.
 func (b *Builder) metadata(manifest digest.Digest) (*Metadata, error) {
 	var m Metadata

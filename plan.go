@@ -2,7 +2,6 @@ package snapbuild
 
 import (
 	"context"
-	"errors"
 )
 
 // PlanState says what a build would do with one step (see Builder.Plan).
@@ -92,34 +91,4 @@ func (b *Builder) Plan(ctx context.Context, img Image) (Plan, error) {
 	var p Plan
 	_, err := b.build(ctx, img, &p)
 	return p, err
-}
-
-// planStep runs one instruction of a dry run and records it in layer.
-func (b *Builder) planStep(step func() (bool, error), text string, stopped bool, layer *PlanLayer) (bool, error) {
-	if stopped {
-		layer.Steps = append(layer.Steps, PlanStep{Instruction: text, State: PlanPending})
-		return true, nil
-	}
-	b.plan = &planCursor{}
-	defer func() { b.plan = nil }()
-	cached, err := step()
-	s := PlanStep{Instruction: text, Key: b.plan.key}
-	var wr *wouldRun
-	switch {
-	case errors.As(err, &wr):
-		s.State, s.Note = PlanRun, wr.what
-		stopped = true
-	case err != nil:
-		return false, err
-	case s.Key == "":
-		s.State = PlanConfig
-	case cached:
-		s.State = PlanCached
-	default:
-		// A filesystem step that neither ran nor was cached cannot happen
-		// in a dry run; say so rather than guess.
-		return false, errors.New("snapbuild: dry run: step " + text + " did work")
-	}
-	layer.Steps = append(layer.Steps, s)
-	return stopped, nil
 }

@@ -259,7 +259,6 @@ func (b *Builder) pull(ctx context.Context, ref string, creds *Credentials, prog
 	if puller == nil {
 		puller = b.defaultPuller
 	}
-	b.worked = true
 	progress("pulling " + ref)
 	img, err := puller(ctx, ref, creds)
 	if err != nil {
@@ -606,28 +605,16 @@ func DebianSlimImage(series string) string {
 	return "docker.io/library/python:" + micro + "-slim-bookworm"
 }
 
-// debianSlimFromRegistry is debian_slim's base from a registry: the python
-// image ref, then Modal's commands as steps of the same layer.
-func (b *Builder) debianSlimFromRegistry(ctx context.Context, st *buildState, l *layer, ref string, in instruction, force bool, ev Event) (bool, error) {
-	rl := &layer{method: l.method, root: &rootSpec{registry: &registryBase{ref: ref}}}
-	cached, err := b.fromRegistry(ctx, st, rl, in, force, ev)
-	if err != nil {
-		return false, err
-	}
-	ins, err := parseCommands([]string{
+// slimRegistryLayer is debian_slim layer l as it is built on Modal's image
+// ref (WithDebianSlimFromRegistry): that image pulled as its base, then
+// Modal's debian_slim commands as steps of the layer, before its own.
+func slimRegistryLayer(l *layer, ref string) *layer {
+	rl := *l
+	rl.root = &rootSpec{registry: &registryBase{ref: ref}}
+	rl.commands = append([]string{l.commands[0],
 		"RUN apt-get update",
 		"RUN apt-get install -y gcc gfortran build-essential",
 		"RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections",
-	})
-	if err != nil {
-		return false, err
-	}
-	for _, step := range ins {
-		c, err := b.execute(ctx, st, l, step, nil, force, ev)
-		if err != nil {
-			return false, err
-		}
-		cached = cached && c
-	}
-	return cached, nil
+	}, l.commands[1:]...)
+	return &rl
 }

@@ -1,13 +1,13 @@
 package snapbuild
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -17,8 +17,6 @@ import (
 	"time"
 
 	"github.com/snapbuild/snapbuild/frontend"
-	"github.com/snapbuild/snapbuild/sandbox"
-	"github.com/snapbuild/snapbuild/snapshot"
 )
 
 // Function names the Python callable a RunFunction step calls inside the
@@ -138,22 +136,18 @@ func checkVolumes(vols map[string]Volume) error {
 	return nil
 }
 
-// volumeMounts returns the bind mounts of vols, sorted by path.
-func (b *Builder) volumeMounts(vols map[string]Volume) ([]sandbox.BindMount, error) {
-	paths := make([]string, 0, len(vols))
-	for p := range vols {
-		paths = append(paths, p)
+// allVolumes returns the volumes l's exec ops mount: run_commands'
+// volumes= and run_function's FunctionCall.Volumes, by mount path.
+func (l *layer) allVolumes() map[string]Volume {
+	if l.function == nil || len(l.function.call.Volumes) == 0 {
+		return l.volumes
 	}
-	sort.Strings(paths)
-	var ms []sandbox.BindMount
-	for _, p := range paths {
-		dir, err := b.volumeDir(vols[p])
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, sandbox.BindMount{Source: dir, Destination: p})
+	all := maps.Clone(l.volumes)
+	if all == nil {
+		all = map[string]Volume{}
 	}
-	return ms, nil
+	maps.Copy(all, l.function.call.Volumes)
+	return all
 }
 
 // volumesKey is the volumes as they count in a cache key.
@@ -235,51 +229,6 @@ func (img Image) RunFunction(fn Function, call FunctionCall, opts ...StepOption)
 	return img.with(&layer{method: method, commands: []string{"FROM base"}, function: &functionStep{fn: fn, call: call}}, opts)
 }
 
-// runFunction executes a run_function step on st.
-func (b *Builder) runFunction(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
-	f := l.function
-	inputs, err := f.keyInputs()
-	if err != nil {
-		return false, &InvalidError{Method: l.method, Message: err.Error()}
-	}
-	mounts, err := b.functionMounts(f)
-	if err != nil {
-		return false, &InvalidError{Method: l.method, Message: err.Error()}
-	}
-	key := b.functionKey(st, l, in, inputs)
-	timeout := f.call.Timeout
-	if timeout == 0 {
-		timeout = DefaultFunctionTimeout
-	}
-	return b.layerStep(ctx, st, key, in.text, force, func(a *snapshot.Active) error {
-		rt, err := os.MkdirTemp(filepath.Join(b.store.root, "tmp"), "function-")
-		if err != nil {
-			return err
-		}
-		defer os.RemoveAll(rt)
-		if err := f.writeRuntime(rt); err != nil {
-			return err
-		}
-		ms := append([]sandbox.BindMount{{Source: rt, Destination: functionRuntimeDir, ReadOnly: true}}, mounts...)
-		return b.sandboxed(ctx, st, l, in, ev, a, stepProcess{
-			// The image's python: "python" as Modal's images have it, else python3.
-			args: append([]string{"/bin/sh", "-c", `if command -v python >/dev/null 2>&1; then exec python "$@"; fi; exec python3 "$@"`},
-				frontend.RunnerCommand("python")...),
-			env:     []string{"PYTHONUNBUFFERED=1"},
-			mounts:  ms,
-			keep:    60,
-			timeout: timeout,
-		})
-	})
-}
-
-// functionKey is the cache key of a run_function step with the function's
-// inputs (keyInputs); as for RUN (runKey), the site's step environment is
-// not an input.
-func (b *Builder) functionKey(st *buildState, l *layer, in instruction, inputs string) string {
-	return stepKey(st, l, in, fmt.Sprintf("network=%s %s", b.network, inputs), b.epoch)
-}
-
 // functionRuntimeDir is the directory mounted for a run_function step: it
 // holds snapbuild's Python runtime (frontend.RuntimeDir) and the request
 // (frontend.RequestPath), which must share it.
@@ -324,27 +273,6 @@ func orEmptyMap(m map[string]any) map[string]any {
 		return map[string]any{}
 	}
 	return m
-}
-
-// functionMounts returns the step's source and volume mounts.
-func (b *Builder) functionMounts(f *functionStep) ([]sandbox.BindMount, error) {
-	var ms []sandbox.BindMount
-	if f.fn.Source != "" && len(f.fn.Pickled) == 0 {
-		src, err := absLocal(f.fn.Source)
-		if err != nil {
-			return nil, err
-		}
-		fi, err := os.Stat(src)
-		if err != nil {
-			return nil, fmt.Errorf("function source %s: %w", src, err)
-		}
-		if !fi.IsDir() && !fi.Mode().IsRegular() {
-			return nil, fmt.Errorf("function source %s is neither a file nor a directory", src)
-		}
-		ms = append(ms, sandbox.BindMount{Source: src, Destination: "/root/" + filepath.Base(src), ReadOnly: true})
-	}
-	vms, err := b.volumeMounts(f.call.Volumes)
-	return append(ms, vms...), err
 }
 
 // volumeDir returns the host directory of v, making a named volume when

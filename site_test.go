@@ -1,7 +1,9 @@
 package snapbuild
 
 import (
+	"context"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -36,15 +38,35 @@ func siteBuilder(t *testing.T, opts ...Option) *Builder {
 
 // TestStepKeyIgnoresSite: a site's mirrors (any of them, or two different
 // sites) leave the cache keys of RUN and run_function steps as they are,
-// while what is an input (the network) still changes them.
+// since the site's step environment is the worker's default environment,
+// outside the ops; what is an input (the network, a build env name) still
+// changes them. The keys are those a dry run (Plan) computes.
 func TestStepKeyIgnoresSite(t *testing.T) {
+	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "")
 	other := fullSite
 	other.PipIndexURL, other.Env = "http://mirror-b.internal/simple", map[string]string{"PIP_NO_CACHE_DIR": "1"}
-	plain := siteBuilder(t)
-	in := instruction{text: "RUN python -m pip install snapapp"}
-	args := []string{"A=1"}
-	run0 := plain.runKey(uKeyState(), uKeyLayer(), in, args)
-	fn0 := plain.functionKey(uKeyState(), uKeyLayer(), in, "fn")
+	keys := func(b *Builder, env map[string]string) (run, fn string) {
+		t.Helper()
+		ub := uBuilder(t)
+		b.store, b.progress = ub.store, ub.progress
+		base := uStubBase(t, b)
+		img := FromID(base).RunCommands([]string{"python -m pip install snapapp"}, BuildEnv(env))
+		p, err := b.Plan(context.Background(), img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		run = p.Layers[1].Steps[0].Key
+		p, err = b.Plan(context.Background(), FromID(base).RunFunction(Function{Pickled: []byte("fn")}, FunctionCall{}, BuildEnv(env)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		fn = p.Layers[1].Steps[0].Key
+		if run == "" || fn == "" {
+			t.Fatalf("no keys in the plans: run %q, run_function %q", run, fn)
+		}
+		return run, fn
+	}
+	run0, fn0 := keys(siteBuilder(t), nil)
 	for name, b := range map[string]*Builder{
 		"site a":    siteBuilder(t, WithSite(fullSite)),
 		"site b":    siteBuilder(t, WithSite(other)),
@@ -54,52 +76,40 @@ func TestStepKeyIgnoresSite(t *testing.T) {
 		if len(b.stepEnv) == 0 && name != "tool repo" {
 			t.Fatalf("%s: no step env", name)
 		}
-		if k := b.runKey(uKeyState(), uKeyLayer(), in, args); k != run0 {
-			t.Errorf("%s changed the RUN key", name)
-		}
-		if k := b.functionKey(uKeyState(), uKeyLayer(), in, "fn"); k != fn0 {
-			t.Errorf("%s changed the run_function key", name)
+		if run, fn := keys(b, nil); run != run0 || fn != fn0 {
+			t.Errorf("%s changed the keys: RUN %v, run_function %v", name, run != run0, fn != fn0)
 		}
 	}
-	offline := siteBuilder(t, WithSite(fullSite), WithNetwork(sandbox.NetworkNone))
-	if offline.runKey(uKeyState(), uKeyLayer(), in, args) == run0 || offline.functionKey(uKeyState(), uKeyLayer(), in, "fn") == fn0 {
-		t.Error("the network no longer changes the keys")
+	if run, fn := keys(siteBuilder(t, WithSite(fullSite), WithNetwork(sandbox.NetworkNone)), nil); run == run0 || fn == fn0 {
+		t.Errorf("the network no longer changes the keys: RUN %v, run_function %v", run == run0, fn == fn0)
 	}
-	if plain.runKey(uKeyState(), uKeyLayer(), in, []string{"A=2"}) == run0 {
-		t.Error("ARG values no longer change the RUN key")
+	if run, fn := keys(siteBuilder(t), map[string]string{"TOKEN": "x"}); run == run0 || fn == fn0 {
+		t.Errorf("a build env name no longer changes the keys: RUN %v, run_function %v", run == run0, fn == fn0)
 	}
 }
 
-// TestStepEnviron: the image's ENV wins over ARGs, which win over the
-// site's variables; SOURCE_DATE_EPOCH and PATH are filled in.
-func TestStepEnviron(t *testing.T) {
-	b := siteBuilder(t, WithSite(fullSite), WithStepEnv("FROM_ARG=site", "SOURCE_DATE_EPOCH=1"))
-	st := &buildState{}
-	st.config.Env = []string{"PIP_INDEX_URL=http://image.internal/simple", "LANG=C.UTF-8"}
-	got := b.stepEnviron(st, []string{"FROM_ARG=arg", "PIP_INDEX_URL=http://arg/simple"})
+// TestSiteEnv: every step gets the site's variables and SOURCE_DATE_EPOCH
+// where its own environment does not set them (the worker's default env).
+func TestSiteEnv(t *testing.T) {
+	b := siteBuilder(t, WithSite(fullSite), WithStepEnv("FROM_ARG=site"))
 	want := []string{
-		"PIP_INDEX_URL=http://image.internal/simple", "LANG=C.UTF-8",
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"FROM_ARG=arg",
 		"CONDA_CHANNEL_ALIAS=http://mirror-a.internal/conda",
+		"FROM_ARG=site",
 		"HTTPS_PROXY=http://proxy:3128",
 		"MAMBA_CHANNEL_ALIAS=http://mirror-a.internal/conda",
 		"PIP_EXTRA_INDEX_URL=http://mirror-a.internal/extra",
+		"PIP_INDEX_URL=http://mirror-a.internal/simple",
 		"PIP_TRUSTED_HOST=mirror-a.internal",
+		"SOURCE_DATE_EPOCH=315532800",
 		"UV_EXTRA_INDEX_URL=http://mirror-a.internal/extra",
 		"UV_INDEX_URL=http://mirror-a.internal/uv",
 		"UV_INSECURE_HOST=mirror-a.internal",
-		"SOURCE_DATE_EPOCH=1",
 	}
+	got := slices.Sorted(slices.Values(b.siteEnv()))
 	if !reflect.DeepEqual(got, want) {
-		t.Errorf("step environment:\n%q\nwant\n%q", got, want)
+		t.Errorf("site env:\n%q\nwant\n%q", got, want)
 	}
-	if st.config.Env[0] != "PIP_INDEX_URL=http://image.internal/simple" || len(st.config.Env) != 2 {
-		t.Errorf("the image's config changed: %q", st.config.Env)
-	}
-	// Without a site, only the image, ARGs, PATH and the epoch.
-	got = siteBuilder(t).stepEnviron(&buildState{}, nil)
-	if want := []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "SOURCE_DATE_EPOCH=315532800"}; !reflect.DeepEqual(got, want) {
+	if got := siteBuilder(t).siteEnv(); !reflect.DeepEqual(got, []string{"SOURCE_DATE_EPOCH=315532800"}) {
 		t.Errorf("no site: %q", got)
 	}
 }

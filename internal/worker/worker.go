@@ -169,6 +169,18 @@ func WithOutputFor(fn func(ctx context.Context) io.WriteCloser) Option {
 	}
 }
 
+// WithTailLines sets how many of an exec op's last output lines an
+// *ExitError holds (default 20).
+func WithTailLines(n int) Option {
+	return func(o *options) error {
+		if n < 1 {
+			return fmt.Errorf("tail lines: %d, want at least 1", n)
+		}
+		o.tailKeep = n
+		return nil
+	}
+}
+
 // WithTimeout limits how long an exec op's process may run: fn is called
 // with the context of the Exec call (build.VertexFrom names the op's
 // vertex) and returns the limit, 0 for none. A process still running at
