@@ -45,7 +45,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // commandFlags are flags each command's help must list, as the help shows
 // them.
 var commandFlags = map[string][]string{
-	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
+	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "-q, --quiet", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
 	"run":     {"--root DIR", "-e KEY=VALUE", "-w DIR", "--network MODE"},
 	"images":  {"--root DIR", "--json"},
 	"inspect": {"--root DIR"},
@@ -289,5 +289,30 @@ func TestBuildJobs(t *testing.T) {
 		if err := j.Set(in); err != nil || j != want {
 			t.Errorf("--jobs %s = %d, %v; want %d", in, j, err, want)
 		}
+	}
+}
+
+// TestBuildQuiet checks that -q (--quiet) refuses the flags it contradicts,
+// --print and --progress, with a usage error (exit 125) that names both,
+// before anything is read or a store is made.
+func TestBuildQuiet(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-q", "--print"}, "snapbuild: build: -q prints the ID of the image a build makes, and --print builds nothing: give one or the other"},
+		{[]string{"--quiet", "--print=json"}, "snapbuild: build: -q prints the ID of the image a build makes, and --print builds nothing: give one or the other"},
+		{[]string{"-q", "--progress", "plain"}, "snapbuild: build: -q shows no progress, and --progress plain chooses how to show it: give one or the other"},
+		{[]string{"--progress=auto", "--quiet"}, "snapbuild: build: -q shows no progress, and --progress auto chooses how to show it: give one or the other"},
+	} {
+		argv := append([]string{"--root", root, "build"}, append(c.args, "-f", "Dockerfile.missing")...)
+		out, errOut, code := runCLI(t, argv...)
+		if code != exitUsage || !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 || out != "" {
+			t.Errorf("snapbuild %s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(argv, " "), code, out, errOut, exitUsage, c.want)
+		}
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused -q made the store %s (%v)", root, err)
 	}
 }
