@@ -725,6 +725,23 @@ STOPSIGNAL SIGINT
 			want:       []fileWant{wantFile("/ctx/a.txt", "a\n"), wantAbsent("/ctx/Dockerfile"), wantAbsent("/ctx/.dockerignore")},
 			docker:     true,
 		},
+		{
+			// podman and buildah: a context's .containerignore is read
+			// instead of its .dockerignore (Docker reads only the latter).
+			name:       "containerignore-wins-over-dockerignore",
+			dockerfile: "FROM conform-base\nCOPY . /ctx/\n",
+			files:      mergeFiles(ctxTexts, map[string]string{".containerignore": "a.txt\n", ".dockerignore": "b.txt\n"}),
+			want:       []fileWant{wantAbsent("/ctx/a.txt"), wantFile("/ctx/b.txt", "b\n"), wantFile("/ctx/c.md", "c\n")},
+		},
+		{
+			// BuildKit: the Dockerfile's own <name>.dockerignore, beside it,
+			// wins over the context's ignore files.
+			name:       "dockerfile-dockerignore-wins",
+			dockerfile: "FROM conform-base\nCOPY . /ctx/\n",
+			files: mergeFiles(ctxTexts, map[string]string{"Dockerfile.dockerignore": "c.md\n", ".dockerignore": "b.txt\n",
+				".containerignore": "a.txt\n"}),
+			want: []fileWant{wantFile("/ctx/a.txt", "a\n"), wantFile("/ctx/b.txt", "b\n"), wantAbsent("/ctx/c.md")},
+		},
 
 		// File capabilities (the security.capability xattr).
 		{
