@@ -246,6 +246,19 @@ RUN echo "$TARGETOS/$TARGETARCH" > /out
 			want:   []fileWant{wantFile("/undeclared", "[]\n"), wantFile("/out", "linux/"+arch+"\n")},
 			docker: true,
 		},
+		{
+			// Cross-compilation's form: the build stage on the build
+			// platform, the image on the target's; both are the host's.
+			name: "from-platform-buildplatform",
+			dockerfile: `FROM --platform=$BUILDPLATFORM conform-base AS build
+ARG BUILDPLATFORM TARGETPLATFORM TARGETOS TARGETARCH
+RUN echo "$BUILDPLATFORM $TARGETPLATFORM $TARGETOS $TARGETARCH" > /p
+FROM --platform=$TARGETPLATFORM conform-base
+COPY --from=build /p /p
+`,
+			want:   []fileWant{wantFile("/p", "linux/"+arch+" linux/"+arch+" linux "+arch+"\n")},
+			docker: true,
+		},
 
 		// Heredocs.
 		{

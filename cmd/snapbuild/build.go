@@ -75,6 +75,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	var jobs jobsFlag
 	fs.Var(&jobs, "jobs", "run at most `N` independent steps at once, such as a Dockerfile's stages that do not need each other, as buildah bud --jobs (default: the number of CPUs)")
 	network := fs.String("network", "host", "network `MODE` of RUN steps: host or none")
+	platform := fs.String("platform", "", "build for `OS/ARCH[/VARIANT]`, as docker build --platform: only the host's platform is accepted ("+snapbuild.HostPlatform()+"; every step runs natively, without emulation)")
 	timestamps := fs.String("timestamps", "clamp", "file mtimes in layers: clamp (to SOURCE_DATE_EPOCH, reproducible) or keep (as the steps left them)")
 	mirror := fs.String("mirror", "", "Debian archive `URL` for debian_slim bases")
 	reg := addRegistryFlags(fs)
@@ -84,6 +85,15 @@ func cmdBuild(ctx context.Context, args []string) error {
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *platform != "" {
+		if strings.Contains(*platform, ",") {
+			return usagef("build: --platform %s: snapbuild builds for one platform, the host's (%s): every step runs natively, without emulation; give --platform %s or leave it out", *platform, snapbuild.HostPlatform(), snapbuild.HostPlatform())
+		}
+		if err := snapbuild.ValidatePlatform(*platform); err != nil {
+			// "build: --platform linux/arm64: snapbuild builds for ..."
+			return usagef("build: --%v", err)
+		}
 	}
 	if quiet {
 		if dry != "" {

@@ -52,6 +52,7 @@ number of CPUs). --print shows each step's cache state and key and builds nothin
 			"snapbuild build -t app:dev --build-arg VERSION=1.2 --target runtime .   # ./Dockerfile",
 			"snapbuild build --jobs 1 -f Dockerfile .   # one step at a time",
 			"id=$(snapbuild build -q -t app .)   # no progress: only the image ID",
+			"snapbuild build --platform linux/amd64 -t app .   # accepted on an amd64 host only",
 		},
 		run: cmdBuild,
 	},
