@@ -606,9 +606,7 @@ func (b *Builder) endEntry(e *entryRun, err error) {
 	e.stop()
 	ev := e.ev
 	ev.Kind, ev.Duration = EventEntryDone, time.Since(e.start)
-	if err != nil {
-		ev.Error = err.Error()
-	}
+	ev.setError(err)
 	// Cached: taken from the cache, not merely config-only (an env()
 	// entry does no work, but is not cached either).
 	ev.Cached = err == nil && !e.worked && e.cached

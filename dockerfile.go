@@ -211,10 +211,12 @@ type FromDockerfileOptions struct {
 	// ContextDir is the build context; "" means the process's working
 	// directory when the method is called.
 	ContextDir string
-	// Ignore: nil means Modal's AUTO_DOCKERIGNORE lookup: the
-	// first of <Dockerfile dir>/<Dockerfile name>.dockerignore,
-	// <Dockerfile dir>/.dockerignore and <ContextDir>/.dockerignore that
-	// exists and lies inside ContextDir. A non-nil Ignore replaces it.
+	// Ignore: nil means Modal's AUTO_DOCKERIGNORE lookup, with podman's
+	// .containerignore: the first of <Dockerfile dir>/<Dockerfile
+	// name>.dockerignore, <Dockerfile dir>/.containerignore,
+	// <Dockerfile dir>/.dockerignore, <ContextDir>/.containerignore and
+	// <ContextDir>/.dockerignore that exists and lies inside ContextDir
+	// (docs/dockerfile.md). A non-nil Ignore replaces it.
 	Ignore    Matcher
 	BuildArgs map[string]string
 	// Target is the stage to build (docker build --target): its name, or
@@ -290,13 +292,28 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	return img.with(outer, opts)
 }
 
-// autoDockerignore returns the patterns of the ignore file Modal's
-// AUTO_DOCKERIGNORE finds for a Dockerfile, or a matcher of nothing.
+// autoDockerignore returns the patterns of the ignore file for a
+// Dockerfile's build context, or a matcher of nothing: the first of these
+// that exists and lies inside ctxDir (Modal's AUTO_DOCKERIGNORE, with
+// podman's and buildah's .containerignore):
+//
+//  1. <Dockerfile dir>/<Dockerfile name>.dockerignore, the file of that
+//     Dockerfile alone (BuildKit's, and Modal's first);
+//  2. <Dockerfile dir>/.containerignore, then <Dockerfile dir>/.dockerignore
+//     (Modal looks beside the Dockerfile for .dockerignore);
+//  3. <ctxDir>/.containerignore, then <ctxDir>/.dockerignore (podman and
+//     buildah read .containerignore when the context has one, else
+//     .dockerignore; Docker reads .dockerignore).
+//
+// Only one file applies: patterns are not merged across files, as in
+// Docker, podman and Modal.
 func autoDockerignore(dockerfile, ctxDir string) Matcher {
 	dir := filepath.Dir(dockerfile)
 	for _, p := range []string{
 		filepath.Join(dir, filepath.Base(dockerfile)+".dockerignore"),
+		filepath.Join(dir, ".containerignore"),
 		filepath.Join(dir, ".dockerignore"),
+		filepath.Join(ctxDir, ".containerignore"),
 		filepath.Join(ctxDir, ".dockerignore"),
 	} {
 		abs, err := filepath.Abs(p)

@@ -922,6 +922,10 @@ func (x *llbLayer) event(e build.Event) {
 		}
 	case build.VertexFailed:
 		x.endStep(s, e.Err)
+	case build.VertexCanceled:
+		// Another vertex failed (e.Err) or the build was cancelled
+		// while this one ran: its step is CANCELED, not failed.
+		x.endStep(s, canceled(e.Err))
 	}
 	x.advanceLocked()
 }
@@ -963,9 +967,7 @@ func (x *llbLayer) endStep(s *llbStep, err error) {
 	ev := s.ev
 	ev.Kind, ev.Duration = EventDone, time.Since(s.start)
 	ev.Cached = err == nil && !s.ran && (len(s.vtx) > 0 || s.resolved)
-	if err != nil {
-		ev.Error = err.Error()
-	}
+	ev.setError(err)
 	x.b.progress.Event(ev)
 	x.b.stats.Steps++
 	switch {
@@ -1021,13 +1023,23 @@ func (x *llbLayer) finish() {
 	x.endLayer(nil)
 }
 
-// abort ends the entries still running after a failed solve.
+// abort ends the entries still running after a failed solve: the failed
+// vertex's step with err, the others as canceled by it. When err names no
+// step, each running one ends with err.
 func (x *llbLayer) abort(err error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
+	var failed *llbStep
+	if ve := (*build.VertexError)(nil); errors.As(err, &ve) {
+		failed = x.byVtx[ve.Digest]
+	}
 	for _, s := range x.steps {
 		if s.started && !s.done {
-			x.endStep(s, err)
+			if failed != nil && s != failed {
+				x.endStep(s, canceled(err))
+			} else {
+				x.endStep(s, err)
+			}
 		}
 	}
 	x.endLayer(err)

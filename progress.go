@@ -2,7 +2,9 @@ package snapbuild
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -23,7 +25,7 @@ const (
 	EventEntryStart EventKind = "entry-start"
 	EventStart      EventKind = "start"   // an instruction (Step) begins
 	EventOutput     EventKind = "output"  // one line of the instruction's output (Line)
-	EventDone       EventKind = "done"    // an instruction ended (Cached, Duration, Error)
+	EventDone       EventKind = "done"    // an instruction ended (Cached, Canceled, Duration, Error)
 	EventWarn       EventKind = "warning" // something the user should know (Line)
 	// EventHeartbeat: a running entry has reported nothing for the
 	// Builder's heartbeat interval (see WithHeartbeat), whatever other
@@ -33,7 +35,9 @@ const (
 	// EventEntryDone: the entry ended. Duration is its whole time; Cached
 	// is true when it was taken from the cache: nothing ran, and at least
 	// one instruction was cached (the others changed only the image
-	// config); Error is set when one of its instructions failed.
+	// config); Error is set when one of its instructions failed; Canceled
+	// when it was stopped unfinished, by another entry's failure or by
+	// the build's context.
 	EventEntryDone EventKind = "entry-done"
 )
 
@@ -75,6 +79,43 @@ type Event struct {
 	// zstd, hashes, fsync, snapshot commit), nanoseconds; 0 when none.
 	Commit time.Duration `json:"commit,omitempty"`
 	Error  string        `json:"error,omitempty"` // EventDone, EventEntryDone of a failed step
+	// Canceled marks an EventDone or EventEntryDone of a step stopped
+	// unfinished, as BuildKit's progress marks a vertex CANCELED: steps
+	// that ran beside a step that failed (independent stages of a
+	// Dockerfile), or every running step when the build's context was
+	// cancelled. Error is then empty: the build's error is the failure
+	// that stopped it.
+	Canceled bool `json:"canceled,omitempty"`
+}
+
+// canceledError is the error a step ends with when the build stopped it
+// unfinished: another step failed (cause) while it ran. Progress shows the
+// step CANCELED instead of its own failure.
+type canceledError struct{ cause error }
+
+func (e *canceledError) Error() string { return "canceled: " + e.cause.Error() }
+func (e *canceledError) Unwrap() error { return e.cause }
+
+// canceled marks err, the failure that stopped a step, as the cause of
+// the step's cancellation; nil stays nil.
+func canceled(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &canceledError{cause: err}
+}
+
+// setError records how the step or entry e reports ended: nothing for
+// nil, Canceled for a step stopped unfinished (a canceledError, or the
+// build's context cancelled: context.Canceled), else the failure in Error.
+func (e *Event) setError(err error) {
+	switch {
+	case err == nil:
+	case errors.As(err, new(*canceledError)) || errors.Is(err, context.Canceled):
+		e.Canceled = true
+	default:
+		e.Error = err.Error()
+	}
 }
 
 // output is e as the EventOutput carrying line.
@@ -126,6 +167,13 @@ func (f ProgressFunc) Event(e Event) { f(e) }
 //	#4 cc -c b1.c
 //	#4 DONE 1.20s
 //	#3 DONE 1.45s
+//
+// When one of them fails, the others are stopped and end CANCELED, as
+// BuildKit prints them; only the failure ends ERROR (its message is the
+// build's error):
+//
+//	#4 ERROR 0.31s
+//	#3 CANCELED 0.32s
 func NewPlainProgress(w io.Writer) Progress { return &textProgress{w: w, details: true} }
 
 // NewTTYProgress is NewPlainProgress for terminals: colour, no Detail
@@ -337,6 +385,8 @@ func (p *textProgress) result(n int, e Event, o *openEntry) {
 	switch {
 	case e.Error != "":
 		fmt.Fprintf(&p.out, "#%d %s %.2fs\n", n, p.paint("1;31", "ERROR"), e.Duration.Seconds())
+	case e.Canceled:
+		fmt.Fprintf(&p.out, "#%d %s %.2fs\n", n, p.paint("1;33", "CANCELED"), e.Duration.Seconds())
 	case e.Cached:
 		fmt.Fprintf(&p.out, "#%d %s\n", n, p.paint("36", "CACHED"))
 	default:

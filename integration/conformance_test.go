@@ -246,6 +246,19 @@ RUN echo "$TARGETOS/$TARGETARCH" > /out
 			want:   []fileWant{wantFile("/undeclared", "[]\n"), wantFile("/out", "linux/"+arch+"\n")},
 			docker: true,
 		},
+		{
+			// Cross-compilation's form: the build stage on the build
+			// platform, the image on the target's; both are the host's.
+			name: "from-platform-buildplatform",
+			dockerfile: `FROM --platform=$BUILDPLATFORM conform-base AS build
+ARG BUILDPLATFORM TARGETPLATFORM TARGETOS TARGETARCH
+RUN echo "$BUILDPLATFORM $TARGETPLATFORM $TARGETOS $TARGETARCH" > /p
+FROM --platform=$TARGETPLATFORM conform-base
+COPY --from=build /p /p
+`,
+			want:   []fileWant{wantFile("/p", "linux/"+arch+" linux/"+arch+" linux "+arch+"\n")},
+			docker: true,
+		},
 
 		// Heredocs.
 		{
@@ -724,6 +737,23 @@ STOPSIGNAL SIGINT
 			files:      mergeFiles(ctxTexts, map[string]string{".dockerignore": "Dockerfile\n.dockerignore\n"}),
 			want:       []fileWant{wantFile("/ctx/a.txt", "a\n"), wantAbsent("/ctx/Dockerfile"), wantAbsent("/ctx/.dockerignore")},
 			docker:     true,
+		},
+		{
+			// podman and buildah: a context's .containerignore is read
+			// instead of its .dockerignore (Docker reads only the latter).
+			name:       "containerignore-wins-over-dockerignore",
+			dockerfile: "FROM conform-base\nCOPY . /ctx/\n",
+			files:      mergeFiles(ctxTexts, map[string]string{".containerignore": "a.txt\n", ".dockerignore": "b.txt\n"}),
+			want:       []fileWant{wantAbsent("/ctx/a.txt"), wantFile("/ctx/b.txt", "b\n"), wantFile("/ctx/c.md", "c\n")},
+		},
+		{
+			// BuildKit: the Dockerfile's own <name>.dockerignore, beside it,
+			// wins over the context's ignore files.
+			name:       "dockerfile-dockerignore-wins",
+			dockerfile: "FROM conform-base\nCOPY . /ctx/\n",
+			files: mergeFiles(ctxTexts, map[string]string{"Dockerfile.dockerignore": "c.md\n", ".dockerignore": "b.txt\n",
+				".containerignore": "a.txt\n"}),
+			want: []fileWant{wantFile("/ctx/a.txt", "a\n"), wantFile("/ctx/b.txt", "b\n"), wantAbsent("/ctx/c.md")},
 		},
 
 		// File capabilities (the security.capability xattr).

@@ -68,10 +68,14 @@ func cmdBuild(ctx context.Context, args []string) error {
 	fs.Var(&dry, "print", "print what would be built (text, or --print=json), build nothing")
 	replace := fs.Bool("replace", false, "move names that images from other files have")
 	progress := fs.String("progress", "auto", "progress display `MODE`: auto (tty on a terminal, else plain), plain, tty or json")
+	var quiet bool
+	fs.BoolVar(&quiet, "q", false, "show no progress and print only the image ID, one line per image built, as docker build -q and podman build -q (errors still go to standard error)")
+	fs.BoolVar(&quiet, "quiet", false, "show no progress and print only the image ID, one line per image built, as docker build -q and podman build -q (errors still go to standard error)")
 	force := fs.Bool("force-build", false, "rebuild every step")
 	var jobs jobsFlag
 	fs.Var(&jobs, "jobs", "run at most `N` independent steps at once, such as a Dockerfile's stages that do not need each other, as buildah bud --jobs (default: the number of CPUs)")
 	network := fs.String("network", "host", "network `MODE` of RUN steps: host or none")
+	platform := fs.String("platform", "", "build for `OS/ARCH[/VARIANT]`, as docker build --platform: only the host's platform is accepted ("+snapbuild.HostPlatform()+"; every step runs natively, without emulation)")
 	timestamps := fs.String("timestamps", "clamp", "file mtimes in layers: clamp (to SOURCE_DATE_EPOCH, reproducible) or keep (as the steps left them)")
 	mirror := fs.String("mirror", "", "Debian archive `URL` for debian_slim bases")
 	reg := addRegistryFlags(fs)
@@ -81,6 +85,23 @@ func cmdBuild(ctx context.Context, args []string) error {
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return err
+	}
+	if *platform != "" {
+		if strings.Contains(*platform, ",") {
+			return usagef("build: --platform %s: snapbuild builds for one platform, the host's (%s): every step runs natively, without emulation; give --platform %s or leave it out", *platform, snapbuild.HostPlatform(), snapbuild.HostPlatform())
+		}
+		if err := snapbuild.ValidatePlatform(*platform); err != nil {
+			// "build: --platform linux/arm64: snapbuild builds for ..."
+			return usagef("build: --%v", err)
+		}
+	}
+	if quiet {
+		if dry != "" {
+			return usagef("build: -q prints the ID of the image a build makes, and --print builds nothing: give one or the other (see 'snapbuild build --help')")
+		}
+		if flagSet(fs, "progress") {
+			return usagef("build: -q shows no progress, and --progress %s chooses how to show it: give one or the other (see 'snapbuild build --help')", *progress)
+		}
 	}
 	site, err := siteFl.load(*mirror)
 	if err != nil {
@@ -114,6 +135,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 	p, err := progressFor(*progress)
 	if err != nil {
 		return err
+	}
+	if quiet {
+		p = snapbuild.ProgressFunc(func(snapbuild.Event) {})
 	}
 	ts, err := snapbuild.ParseTimestamps(*timestamps)
 	if err != nil {
@@ -195,6 +219,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 			if err != nil {
 				return err
 			}
+			if quiet {
+				continue
+			}
 			if t.Previous != "" {
 				from := ""
 				if t.PreviousSource != "" && t.PreviousSource != d.source {
@@ -214,8 +241,20 @@ func cmdBuild(ctx context.Context, args []string) error {
 					res.Stats.Entries, res.Stats.EntriesCached, res.Stats.ContainersStarted)
 			}
 		}
+		if quiet {
+			// One line per image, whatever names it got: the ID is
+			// what docker build -q prints.
+			fmt.Println(res.ID)
+		}
 	}
 	return errors.Join(refused...)
+}
+
+// flagSet reports whether the command line set the flag name of fs.
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // definitions reads what the build command's arguments name: a recipe file

@@ -6,10 +6,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/snapbuild/snapbuild"
 )
 
 // runCLI runs the command line args as main does and returns what it wrote
@@ -45,7 +48,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // commandFlags are flags each command's help must list, as the help shows
 // them.
 var commandFlags = map[string][]string{
-	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
+	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "-q, --quiet", "--platform OS/ARCH[/VARIANT]", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
 	"run":     {"--root DIR", "-e KEY=VALUE", "-w DIR", "--network MODE"},
 	"images":  {"--root DIR", "--json"},
 	"inspect": {"--root DIR"},
@@ -289,5 +292,68 @@ func TestBuildJobs(t *testing.T) {
 		if err := j.Set(in); err != nil || j != want {
 			t.Errorf("--jobs %s = %d, %v; want %d", in, j, err, want)
 		}
+	}
+}
+
+// TestBuildQuiet checks that -q (--quiet) refuses the flags it contradicts,
+// --print and --progress, with a usage error (exit 125) that names both,
+// before anything is read or a store is made.
+func TestBuildQuiet(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-q", "--print"}, "snapbuild: build: -q prints the ID of the image a build makes, and --print builds nothing: give one or the other"},
+		{[]string{"--quiet", "--print=json"}, "snapbuild: build: -q prints the ID of the image a build makes, and --print builds nothing: give one or the other"},
+		{[]string{"-q", "--progress", "plain"}, "snapbuild: build: -q shows no progress, and --progress plain chooses how to show it: give one or the other"},
+		{[]string{"--progress=auto", "--quiet"}, "snapbuild: build: -q shows no progress, and --progress auto chooses how to show it: give one or the other"},
+	} {
+		argv := append([]string{"--root", root, "build"}, append(c.args, "-f", "Dockerfile.missing")...)
+		out, errOut, code := runCLI(t, argv...)
+		if code != exitUsage || !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 || out != "" {
+			t.Errorf("snapbuild %s: exit %d, stdout %q, stderr %q; want exit %d and %q", strings.Join(argv, " "), code, out, errOut, exitUsage, c.want)
+		}
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused -q made the store %s (%v)", root, err)
+	}
+}
+
+// TestBuildPlatform checks build's --platform: the host's platform, in any
+// of its spellings, passes the check; another, a list, or a malformed one
+// is a usage error (exit 125) that names the host's platform, given before
+// anything is read or a store is made.
+func TestBuildPlatform(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	host := snapbuild.HostPlatform()
+	foreign := "linux/arm64"
+	if runtime.GOARCH == "arm64" {
+		foreign = "linux/amd64"
+	}
+	for _, c := range []struct {
+		platform string
+		want     string
+	}{
+		{foreign, "snapbuild: build: --platform " + foreign + ": snapbuild builds for the host platform only, " + host + ": it runs every step natively, without emulation; leave the platform out, or give " + host},
+		{host + "," + foreign, "snapbuild: build: --platform " + host + "," + foreign + ": snapbuild builds for one platform, the host's (" + host + ")"},
+		{"linux/amd64/v1/x", `snapbuild: build: --platform "linux/amd64/v1/x": `},
+	} {
+		argv := []string{"--root", root, "build", "--platform", c.platform, "-f", "Dockerfile.missing"}
+		_, errOut, code := runCLI(t, argv...)
+		if code != exitUsage || !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("snapbuild %s: exit %d, stderr %q; want exit %d and %q", strings.Join(argv, " "), code, errOut, exitUsage, c.want)
+		}
+	}
+	// The host's platform passes: the build goes on to read the Dockerfile.
+	for _, p := range []string{host, runtime.GOARCH} {
+		argv := []string{"--root", root, "build", "--platform", p, "-f", "Dockerfile.missing"}
+		_, errOut, code := runCLI(t, argv...)
+		if code == 0 || strings.Contains(errOut, "platform") || !strings.Contains(errOut, "Dockerfile.missing") {
+			t.Errorf("snapbuild %s: exit %d, stderr %q; want the missing Dockerfile's error", strings.Join(argv, " "), code, errOut)
+		}
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a build with --platform made the store %s (%v)", root, err)
 	}
 }

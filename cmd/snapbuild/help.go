@@ -39,7 +39,9 @@ after the file, or -t NAME), or a mapping of image names to such lists. A Modal 
 images are named PROJECT:NAME (PROJECT: its modal.App's name, else the file's stem); -t
 names the image when the file defines one. A Dockerfile is built as docker build builds it:
 CONTEXT (default ".") is the build context, -f defaults to CONTEXT/Dockerfile (else
-Containerfile, as podman), and the image is named -t NAME, else after the context directory.
+Containerfile, as podman), and the image is named -t NAME, else after the context directory;
+the context is filtered by <Dockerfile>.dockerignore, else .containerignore (as podman),
+else .dockerignore.
 Every step is cached by content: an unchanged step runs nothing. Steps that do not need each
 other, such as a Dockerfile's independent stages, run at once, up to --jobs N (default: the
 number of CPUs). --print shows each step's cache state and key and builds nothing.`,
@@ -49,6 +51,8 @@ number of CPUs). --print shows each step's cache state and key and builds nothin
 			"snapbuild build --print examples/hello/hello.yaml   # what would run, and why",
 			"snapbuild build -t app:dev --build-arg VERSION=1.2 --target runtime .   # ./Dockerfile",
 			"snapbuild build --jobs 1 -f Dockerfile .   # one step at a time",
+			"id=$(snapbuild build -q -t app .)   # no progress: only the image ID",
+			"snapbuild build --platform linux/amd64 -t app .   # accepted on an amd64 host only",
 		},
 		run: cmdBuild,
 	},

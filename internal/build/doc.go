@@ -25,7 +25,8 @@
 //
 // Only vertices the target needs are visited; a vertex shared by several
 // dependants runs once; at most Parallelism worker calls run at a time; the
-// first failure cancels the others and Solve returns it as a *VertexError.
+// first failure cancels the others, which report VertexCanceled, and Solve
+// returns it as a *VertexError.
 //
 // The builder (package snapbuild) solves every Dockerfile and every Modal
 // layer on a parent with this package, on internal/worker; see

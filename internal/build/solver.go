@@ -123,12 +123,18 @@ const (
 	// VertexDone: the op succeeded and its outputs are stored.
 	VertexDone
 	// VertexFailed: the op, its cache lookup or its cache store failed;
-	// Event.Err says why. A vertex cancelled because another failed
-	// reports its cancellation error.
+	// Event.Err says why.
 	VertexFailed
+	// VertexCanceled: the op was running when the solve was cancelled,
+	// by another vertex's failure or by the caller's context, and it
+	// ended unfinished (BuildKit's progress shows such a vertex as
+	// CANCELED). Event.Err is the cancellation's cause: the failing
+	// vertex's *VertexError, or the caller's context's error. A vertex
+	// that had not started when the solve was cancelled reports nothing.
+	VertexCanceled
 )
 
-// String returns "cached", "started", "done" or "failed".
+// String returns "cached", "started", "done", "failed" or "canceled".
 func (k EventKind) String() string {
 	switch k {
 	case VertexCached:
@@ -139,20 +145,23 @@ func (k EventKind) String() string {
 		return "done"
 	case VertexFailed:
 		return "failed"
+	case VertexCanceled:
+		return "canceled"
 	}
 	return fmt.Sprintf("EventKind(%d)", int(k))
 }
 
 // Event is one step of one vertex. A vertex that runs reports VertexStarted
-// then VertexDone or VertexFailed; one found in the Cache reports
-// VertexCached only; one nothing needs (it is below a cache hit, or the
-// target does not depend on it) reports nothing.
+// then VertexDone, VertexFailed or VertexCanceled; one found in the Cache
+// reports VertexCached only; one nothing needs (it is below a cache hit, or
+// the target does not depend on it) reports nothing.
 type Event struct {
 	Kind   EventKind
 	Vertex *Vertex
 	// Key is the vertex's cache key.
 	Key digest.Digest
-	// Err is set for VertexFailed.
+	// Err is set for VertexFailed (why the vertex failed) and
+	// VertexCanceled (why the solve was cancelled).
 	Err error
 }
 
@@ -216,8 +225,10 @@ func (s *Solver) Solve(ctx context.Context, def *pb.Definition) (Result, error) 
 // input is made afresh, then stored over the old.
 //
 // The first failure cancels the context of the Worker calls still running
-// and is returned as a *VertexError; SolveGraph returns only after every
-// goroutine it started has ended.
+// and is returned as a *VertexError; those calls report VertexCanceled, not
+// failures of their own. When the caller's context ends first, SolveGraph
+// returns its cause. SolveGraph returns only after every goroutine it
+// started has ended.
 func (s *Solver) SolveGraph(ctx context.Context, g *Graph) (Result, error) {
 	if g.Target.Vertex == nil {
 		return Result{}, nil
@@ -530,7 +541,7 @@ func (x *solve) run(v *Vertex) ([]Ref, error) {
 	if cache != nil && !x.forced[v] {
 		refs, ok, err := cache.Get(ctx, key)
 		if err != nil {
-			return nil, x.fail(v, fmt.Errorf("looking up cache key %s: %w", key, err))
+			return nil, x.stop(v, false, fmt.Errorf("looking up cache key %s: %w", key, err))
 		}
 		if ok {
 			if len(refs) != v.Outputs {
@@ -560,20 +571,22 @@ func (x *solve) run(v *Vertex) ([]Ref, error) {
 	}
 
 	var outs []Ref
+	started := false
 	err := x.withSlot(func() (err error) {
+		started = true
 		x.event(Event{Kind: VertexStarted, Vertex: v, Key: key})
 		outs, err = x.exec(ctx, v, inputs)
 		return err
 	})
 	if err != nil {
-		return nil, x.fail(v, err)
+		return nil, x.stop(v, started, err)
 	}
 	if len(outs) != v.Outputs {
 		return nil, x.fail(v, fmt.Errorf("the worker returned %d outputs; the op makes %d", len(outs), v.Outputs))
 	}
 	if cache != nil {
 		if err := cache.Put(ctx, key, outs); err != nil {
-			return nil, x.fail(v, fmt.Errorf("storing the outputs under cache key %s: %w", key, err))
+			return nil, x.stop(v, true, fmt.Errorf("storing the outputs under cache key %s: %w", key, err))
 		}
 	}
 	x.event(Event{Kind: VertexDone, Vertex: v, Key: key})
@@ -607,6 +620,22 @@ func (x *solve) exec(ctx context.Context, v *Vertex, inputs []Ref) ([]Ref, error
 	}
 	// Load refuses every other kind.
 	return nil, fmt.Errorf("%s ops cannot run", v.Kind)
+}
+
+// stop ends v's run on err. When the solve was cancelled meanwhile (another
+// vertex failed, or the caller's context ended), err is taken for the
+// cancellation's doing, whatever the Worker made of it: v reports
+// VertexCanceled if it had started, and the cancellation's cause is
+// returned. Otherwise err is v's own failure (see fail).
+func (x *solve) stop(v *Vertex, started bool, err error) error {
+	if x.ctx.Err() == nil {
+		return x.fail(v, err)
+	}
+	cause := context.Cause(x.ctx)
+	if started {
+		x.event(Event{Kind: VertexCanceled, Vertex: v, Key: x.keys[v], Err: cause})
+	}
+	return cause
 }
 
 // fail reports v's failure, records it as the solve's error if it is the

@@ -345,7 +345,8 @@ func TestSolveFailureCancels(t *testing.T) {
 	w.blockUntilCancel["sleep infinity"] = true
 	w.waitFor["make broken"] = "sleep infinity" // fail only once the sibling runs
 	w.fail["make broken"] = boom
-	a := llb.Image(alpineRef).Run(llb.Args([]string{"sleep", "infinity"})).Root()
+	a := llb.Image(alpineRef).Run(llb.Args([]string{"sleep", "infinity"})).Root().
+		Run(llb.Args([]string{"echo", "after"})).Root()
 	b := llb.Image(busyboxRef).Run(llb.Args([]string{"make", "broken"})).Root()
 	ctx := testCtx(t)
 	_, err := newSolver(t, w, WithParallelism(4), WithProgress(rec.record)).Solve(ctx, marshal(t, llb.Merge([]llb.State{a, b})))
@@ -374,8 +375,33 @@ func TestSolveFailureCancels(t *testing.T) {
 	if n := w.count("merge"); n != 0 {
 		t.Errorf("merge ran %d times after a failed input", n)
 	}
-	if got := rec.of(VertexFailed); !slices.Equal(got, []string{"make broken", "sleep infinity"}) {
-		t.Errorf("failed events = %q, want the failure and the cancelled sibling", got)
+	if n := w.count("echo after"); n != 0 {
+		t.Errorf("echo after, below the cancelled sibling, ran %d times", n)
+	}
+	// Only the real failure is a failure: the sibling that was running is
+	// cancelled, and what waited for it reports nothing.
+	if got := rec.of(VertexFailed); !slices.Equal(got, []string{"make broken"}) {
+		t.Errorf("failed events = %q, want only make broken", got)
+	}
+	if got := rec.of(VertexCanceled); !slices.Equal(got, []string{"sleep infinity"}) {
+		t.Errorf("canceled events = %q, want the running sibling", got)
+	}
+	for _, s := range rec.list() {
+		if strings.HasSuffix(s, " echo after") || strings.HasSuffix(s, " merge") {
+			t.Errorf("event %q for a vertex that never started", s)
+		}
+	}
+	for _, e := range rec.events {
+		if e.Kind != VertexCanceled {
+			continue
+		}
+		var cause *VertexError
+		if !errors.As(e.Err, &cause) || cause.Name != "make broken" || !errors.Is(e.Err, boom) {
+			t.Errorf("canceled event's Err = %v, want the failure of make broken that cancelled it", e.Err)
+		}
+		if e.Key == "" {
+			t.Error("canceled event has no key")
+		}
 	}
 }
 
@@ -390,9 +416,19 @@ func TestSolveCallerCancel(t *testing.T) {
 		<-w.enteredCh("sleep")
 		cancel()
 	}()
-	_, err := newSolver(t, w).Solve(ctx, marshal(t, llb.Image(alpineRef).Run(llb.Args([]string{"sleep"})).Root()))
+	rec := &recorder{}
+	_, err := newSolver(t, w, WithProgress(rec.record)).Solve(ctx, marshal(t, llb.Image(alpineRef).Run(llb.Args([]string{"sleep"})).Root()))
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Solve error = %v, want context.Canceled", err)
+	}
+	if errors.As(err, new(*VertexError)) {
+		t.Errorf("Solve error = %#v, want the caller's cancellation, not a vertex's failure", err)
+	}
+	if got := rec.of(VertexFailed); len(got) != 0 {
+		t.Errorf("failed events = %q, want none", got)
+	}
+	if got := rec.of(VertexCanceled); !slices.Equal(got, []string{"sleep"}) {
+		t.Errorf("canceled events = %q, want the running sleep", got)
 	}
 }
 

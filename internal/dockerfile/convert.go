@@ -53,9 +53,12 @@ type Options struct {
 	// Platform is the platform of the image built: the platform base images
 	// are resolved for, TARGETPLATFORM/TARGETOS/TARGETARCH, and the config's
 	// os/architecture. Only linux is accepted. BUILDPLATFORM is always the
-	// host's: snapbuild runs every step natively.
+	// host's (HostPlatform): snapbuild runs every step natively. A stage's
+	// FROM --platform must name one of the two (after expansion, as
+	// --platform=$BUILDPLATFORM): an image for any other platform is
+	// refused before it is resolved, with an *Error at that FROM line.
 	//
-	// The default is linux on the host's architecture (runtime.GOARCH).
+	// The default is HostPlatform: linux on the host's architecture.
 	Platform *ocispec.Platform
 
 	// ContextName names the build context's local source op
@@ -156,7 +159,7 @@ func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Result, err
 		return nil, fmt.Errorf("dockerfile: %s is empty: it needs at least a FROM instruction", o.Filename)
 	}
 
-	resolver := newRecordingResolver(o.MetaResolver, *o.Platform)
+	resolver := newRecordingResolver(o.MetaResolver, *o.Platform, HostPlatform())
 	var (
 		mu       sync.Mutex // BuildKit checks base images in parallel
 		warnings []Warning
@@ -171,7 +174,7 @@ func Convert(ctx context.Context, dockerfile []byte, opts Options) (*Result, err
 		llb.LocalUniqueID(o.ContextName),
 		dockerui.WithInternalName("load build context"),
 	)
-	host := hostPlatform()
+	host := HostPlatform()
 	copt := dockerfile2llb.ConvertOpt{
 		Config: dockerui.Config{
 			BuildArgs:      o.BuildArgs,
@@ -232,7 +235,7 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("dockerfile: Options.ContextName %q holds a newline or NUL: use a plain name such as %q", o.ContextName, DefaultContextName)
 	}
 	if o.Platform == nil {
-		p := hostPlatform()
+		p := HostPlatform()
 		o.Platform = &p
 	} else {
 		p := *o.Platform
@@ -259,11 +262,6 @@ func (o Options) withDefaults() (Options, error) {
 		}
 	}
 	return o, nil
-}
-
-// hostPlatform is linux on the architecture this binary runs on.
-func hostPlatform() ocispec.Platform {
-	return ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
 }
 
 // Error is a conversion failure at a place in the Dockerfile: a syntax error,

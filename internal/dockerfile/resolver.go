@@ -7,6 +7,7 @@ import (
 	"maps"
 	"sync"
 
+	"github.com/containerd/platforms"
 	"github.com/distribution/reference"
 	"github.com/moby/buildkit/client/llb/sourceresolver"
 	digest "github.com/opencontainers/go-digest"
@@ -56,7 +57,8 @@ func (f MetaResolverFunc) ResolveImageConfig(ctx context.Context, ref string, pl
 // checks what it returns, and records every image resolved.
 type recordingResolver struct {
 	r        MetaResolver
-	platform ocispec.Platform // used when BuildKit names none
+	platform ocispec.Platform // the target's: used when BuildKit names none
+	build    ocispec.Platform // the host's: BUILDPLATFORM
 
 	mu       sync.Mutex
 	resolved map[string]digest.Digest
@@ -64,16 +66,24 @@ type recordingResolver struct {
 
 var _ sourceresolver.ImageMetaResolver = (*recordingResolver)(nil)
 
-func newRecordingResolver(r MetaResolver, platform ocispec.Platform) *recordingResolver {
-	return &recordingResolver{r: r, platform: platform, resolved: map[string]digest.Digest{}}
+func newRecordingResolver(r MetaResolver, target, build ocispec.Platform) *recordingResolver {
+	return &recordingResolver{r: r, platform: target, build: build, resolved: map[string]digest.Digest{}}
 }
 
 // ResolveImageConfig implements sourceresolver.ImageMetaResolver. It returns
-// ref unchanged: snapbuild's resolvers do not rename images.
+// ref unchanged: snapbuild's resolvers do not rename images. An image for
+// a platform other than the target's or the build's (a FROM --platform
+// naming another) is refused before the MetaResolver is asked: its steps
+// could not run, and a pull for it is wasted.
 func (rr *recordingResolver) ResolveImageConfig(ctx context.Context, ref string, opt sourceresolver.Opt) (string, digest.Digest, []byte, error) {
 	platform := rr.platform
 	if opt.ImageOpt != nil && opt.ImageOpt.Platform != nil {
 		platform = *opt.ImageOpt.Platform
+	}
+	if !samePlatform(platform, rr.platform) && !samePlatform(platform, rr.build) {
+		// rr.build is the host's: CheckHostPlatform says why.
+		return "", "", nil, fmt.Errorf("image %s for %s (FROM --platform): %w; remove --platform, or write --platform=$BUILDPLATFORM",
+			ref, formatPlatform(platforms.Normalize(platform)), CheckHostPlatform(platform))
 	}
 	dgst, config, err := rr.r.ResolveImageConfig(ctx, ref, platform)
 	if err != nil {
@@ -114,4 +124,11 @@ func formatPlatform(p ocispec.Platform) string {
 		s += "/" + p.Variant
 	}
 	return s
+}
+
+// samePlatform reports whether a and b, normalized, are the same OS,
+// architecture and variant.
+func samePlatform(a, b ocispec.Platform) bool {
+	a, b = platforms.Normalize(a), platforms.Normalize(b)
+	return a.OS == b.OS && a.Architecture == b.Architecture && a.Variant == b.Variant
 }
