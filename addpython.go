@@ -65,7 +65,7 @@ func (b *Builder) PythonStandaloneDir() string {
 	if d := os.Getenv("SNAPBUILD_PYTHON_STANDALONE_DIR"); d != "" {
 		return d
 	}
-	return filepath.Join(b.store.root, "python-build-standalone")
+	return filepath.Join(b.store.Root(), "python-build-standalone")
 }
 
 // standalonePath is where the python-build-standalone tarball for series is
@@ -103,11 +103,11 @@ func (b *Builder) unpackStandalone(method, file string) (string, error) {
 		return "", err
 	}
 	key := sha256hex(fmt.Sprintf("%s %d %d", fi.Name(), fi.Size(), fi.ModTime().UnixNano()))[:16]
-	out := filepath.Join(b.store.root, "python-build-standalone", ".unpacked", key)
+	out := filepath.Join(b.store.Root(), "python-build-standalone", ".unpacked", key)
 	if _, err := os.Stat(filepath.Join(out, "python")); err == nil {
 		return out, nil
 	}
-	tmp, err := os.MkdirTemp(filepath.Join(b.store.root, "tmp"), "python-")
+	tmp, err := os.MkdirTemp(filepath.Join(b.store.Root(), "tmp"), "python-")
 	if err != nil {
 		return "", err
 	}

@@ -84,11 +84,11 @@ func TestAddPythonBuild(t *testing.T) {
 	if !slices.Contains(res.Config.Config.Env, "TERMINFO_DIRS=/etc/terminfo:/lib/terminfo:/usr/share/terminfo:/usr/lib/terminfo") {
 		t.Errorf("env %q", res.Config.Config.Env)
 	}
-	rec, err := b.store.resolve(res.ID)
+	rec, err := b.store.Resolve(res.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := b.store.snaps.View(rec.ChainID)
+	v, err := b.store.Snapshots().View(rec.ChainID)
 	if err != nil {
 		t.Fatal(err)
 	}

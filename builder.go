@@ -27,6 +27,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
+	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/registry"
@@ -42,7 +43,7 @@ const BuilderVersion = "2025.06"
 // concurrent use; several Builders (or processes) on one store serialize their
 // builds on the store's lock.
 type Builder struct {
-	store        *store
+	store        *store.Store
 	root         string // WithRoot, WithExistingRoot; "": DefaultRoot()
 	rootExisting bool   // WithExistingRoot: the store must exist
 	progress     Progress
@@ -257,7 +258,7 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main")
 	}
-	st, err := openStore(b.root)
+	st, err := store.Open(b.root)
 	if err != nil {
 		return nil, err
 	}
@@ -266,10 +267,10 @@ func NewBuilder(opts ...Option) (*Builder, error) {
 }
 
 // Close releases the store.
-func (b *Builder) Close() error { return b.store.close() }
+func (b *Builder) Close() error { return b.store.Close() }
 
 // Root is the store directory.
-func (b *Builder) Root() string { return b.store.root }
+func (b *Builder) Root() string { return b.store.Root() }
 
 func envBool(name string) bool {
 	v := strings.ToLower(os.Getenv(name))
@@ -415,17 +416,17 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 	b.planConfigs = nil
 	if plan != nil {
 		// A dry run only reads: other builds may go on.
-		if err := b.store.lockShared(); err != nil {
+		if err := b.store.LockShared(); err != nil {
 			return Result{}, err
 		}
-		defer b.store.unlock()
+		defer b.store.Unlock()
 	} else {
-		if err := b.store.lockExclusive(); err != nil {
+		if err := b.store.LockExclusive(); err != nil {
 			return Result{}, err
 		}
 		defer func() {
-			_ = cleanDir(filepath.Join(b.store.root, "tmp"))
-			b.store.unlock()
+			_ = store.CleanDir(filepath.Join(b.store.Root(), "tmp"))
+			b.store.Unlock()
 		}()
 		if err := b.checkSources(ctx, img, steps); err != nil {
 			return Result{}, err
@@ -491,7 +492,7 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 		if l.root != nil && l.root.fromID != "" && len(parsed[i]) == 1 {
 			// from_id adds no layer: its result is the stored image
 			// itself, and the chain goes on from it.
-			rec, err := b.store.resolve(l.root.fromID)
+			rec, err := b.store.Resolve(l.root.fromID)
 			if err != nil {
 				return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
 			}
@@ -565,7 +566,7 @@ func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedSte
 			}
 			continue
 		}
-		if _, err := b.store.resolve(ref); err != nil {
+		if _, err := b.store.Resolve(ref); err != nil {
 			if strings.HasPrefix(ref, "im-") {
 				return &InvalidError{Method: l.method, Message: err.Error()}
 			}
@@ -660,11 +661,11 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 		}
 	}
 	if !force {
-		rec, ok, err := b.store.step(key)
+		rec, ok, err := b.store.Step(key)
 		if err != nil {
 			return false, err
 		}
-		if ok && b.store.stepUsable(rec) {
+		if ok && b.store.StepUsable(rec) {
 			st.apply(rec)
 			return true, nil
 		}
@@ -672,7 +673,7 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 	if b.plan != nil {
 		return false, &wouldRun{"run: not in the cache"}
 	}
-	a, err := b.store.snaps.Prepare(st.chain)
+	a, err := b.store.Snapshots().Prepare(st.chain)
 	if err != nil {
 		return false, err
 	}
@@ -690,37 +691,37 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 
 // commitLayer diffs a's upper dir into a zstd layer, commits the snapshot and
 // records the step.
-func (b *Builder) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string) (stepRecord, error) {
+func (b *Builder) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string) (store.Step, error) {
 	if err := a.Unmount(); err != nil {
-		return stepRecord{}, err
+		return store.Step{}, err
 	}
 	var stats overlay.Stats
-	layer, err := b.store.blobs.WriteLayer(ctx, func(w io.Writer) error {
+	layer, err := b.store.Blobs().WriteLayer(ctx, func(w io.Writer) error {
 		var err error
-		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.snaps.UserXattr(), Epoch: b.layerEpoch()})
+		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.Snapshots().UserXattr(), Epoch: b.layerEpoch()})
 		return err
 	})
 	if err != nil {
-		return stepRecord{}, err
+		return store.Step{}, err
 	}
-	rec := stepRecord{Key: key, Instruction: instr}
+	rec := store.Step{Key: key, Instruction: instr}
 	if stats.Entries == 0 {
 		rec.Empty = true
 	} else {
 		rec.Layer, rec.DiffID = layer.Descriptor, layer.DiffID
 		rec.ChainID = snapshot.ChainID(parent, layer.DiffID)
-		if err := b.store.snaps.Commit(a, rec.ChainID); err != nil {
-			return stepRecord{}, err
+		if err := b.store.Snapshots().Commit(a, rec.ChainID); err != nil {
+			return store.Step{}, err
 		}
 	}
-	if err := b.store.putStep(rec); err != nil {
-		return stepRecord{}, err
+	if err := b.store.PutStep(rec); err != nil {
+		return store.Step{}, err
 	}
 	return rec, nil
 }
 
 // apply adds a step's layer (if any) to the state.
-func (s *buildState) apply(r stepRecord) {
+func (s *buildState) apply(r store.Step) {
 	s.history = append(s.history, ocispec.History{CreatedBy: r.Instruction, Comment: "snapbuild", EmptyLayer: r.Empty})
 	if r.Empty {
 		return
@@ -738,7 +739,7 @@ func (s *buildState) configOnly(instr string) {
 // commitImage stores the image made so far as the result of Modal layer l.
 func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Result, error) {
 	img, layers := st.imageConfig()
-	manifest, err := b.store.blobs.WriteDockerImage(img, layers)
+	manifest, err := b.store.Blobs().WriteDockerImage(img, layers)
 	if err != nil {
 		return Result{}, err
 	}
@@ -753,8 +754,8 @@ func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Re
 		Inputs   []string `json:"inputs"`
 		Manifest string   `json:"manifest"`
 	}{st.id, BuilderVersion, l.commands, inputs, manifest.Digest.String()})
-	rec := imageRecord{ID: imageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
-	if err := b.store.putImage(rec); err != nil {
+	rec := store.Image{ID: imageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
+	if err := b.store.PutImage(rec); err != nil {
 		return Result{}, err
 	}
 	st.id, st.manifest = rec.ID, manifest.Digest
@@ -778,15 +779,15 @@ func (b *Builder) Tag(name, ref string) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	if err := b.store.lockExclusive(); err != nil {
+	if err := b.store.LockExclusive(); err != nil {
 		return err
 	}
-	defer b.store.unlock()
-	rec, err := b.store.resolve(ref)
+	defer b.store.Unlock()
+	rec, err := b.store.Resolve(ref)
 	if err != nil {
 		return err
 	}
-	return b.store.setName(name, rec.ID)
+	return b.store.SetName(name, rec.ID)
 }
 
 // ValidateName checks an image name for Tag: an image reference as docker
@@ -821,7 +822,7 @@ type ImageInfo struct {
 
 // Images lists the named images, sorted by name.
 func (b *Builder) Images() ([]ImageInfo, error) {
-	names, err := b.store.names()
+	names, err := b.store.Names()
 	if err != nil {
 		return nil, err
 	}
@@ -855,16 +856,16 @@ func (b *Builder) Images() ([]ImageInfo, error) {
 
 // Inspect describes the image named by ref (an ID or a name).
 func (b *Builder) Inspect(ref string) (ImageInfo, error) {
-	rec, err := b.store.resolve(ref)
+	rec, err := b.store.Resolve(ref)
 	if err != nil {
 		return ImageInfo{}, err
 	}
-	m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
+	m, err := b.store.Blobs().Manifest(rec.Manifest.Digest)
 	if err != nil {
 		return ImageInfo{}, err
 	}
 	var cfg dockerspec.DockerOCIImage
-	if err := b.store.blobs.ReadJSON(m.Config.Digest, &cfg); err != nil {
+	if err := b.store.Blobs().ReadJSON(m.Config.Digest, &cfg); err != nil {
 		return ImageInfo{}, err
 	}
 	md, err := b.metadata(rec.Manifest.Digest)
@@ -875,7 +876,7 @@ func (b *Builder) Inspect(ref string) (ImageInfo, error) {
 	for _, l := range m.Layers {
 		info.Size += l.Size
 	}
-	names, err := b.store.names()
+	names, err := b.store.Names()
 	if err != nil {
 		return ImageInfo{}, err
 	}
@@ -891,18 +892,18 @@ func (b *Builder) Inspect(ref string) (ImageInfo, error) {
 // Remove deletes the name ref. The image's content stays in the store (it is
 // the build cache).
 func (b *Builder) Remove(name string) error {
-	if err := b.store.lockExclusive(); err != nil {
+	if err := b.store.LockExclusive(); err != nil {
 		return err
 	}
-	defer b.store.unlock()
-	names, err := b.store.names()
+	defer b.store.Unlock()
+	names, err := b.store.Names()
 	if err != nil {
 		return err
 	}
 	if _, ok := names[name]; !ok {
-		return fmt.Errorf("no image named %q in store %s", name, b.store.root)
+		return fmt.Errorf("no image named %q in store %s", name, b.store.Root())
 	}
-	return b.store.setName(name, "")
+	return b.store.SetName(name, "")
 }
 
 // Export writes the image ref to dest, "oci:DIR[:TAG]" or
@@ -912,7 +913,7 @@ func (b *Builder) Export(ref, dest string) error {
 	if err != nil {
 		return err
 	}
-	rec, err := b.store.resolve(ref)
+	rec, err := b.store.Resolve(ref)
 	if err != nil {
 		return err
 	}
@@ -920,7 +921,7 @@ func (b *Builder) Export(ref, dest string) error {
 	if err != nil {
 		return err
 	}
-	return b.store.blobs.Export(manifest, r)
+	return b.store.Blobs().Export(manifest, r)
 }
 
 // RunOptions are the stdio and overrides of Builder.Run.
@@ -983,7 +984,7 @@ func runArgv(entrypoint, cmd, args []string, o RunOptions) ([]string, error) {
 // kept. It returns the command's exit status (128+N when signal N ended
 // it).
 func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptions) (int, error) {
-	rec, err := b.store.resolve(ref)
+	rec, err := b.store.Resolve(ref)
 	if err != nil {
 		return 0, err
 	}
@@ -1004,7 +1005,7 @@ func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptio
 	if err != nil {
 		return 0, err
 	}
-	a, err := b.store.snaps.Prepare(rec.ChainID)
+	a, err := b.store.Snapshots().Prepare(rec.ChainID)
 	if err != nil {
 		return 0, err
 	}
@@ -1017,7 +1018,7 @@ func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptio
 		return 0, err
 	}
 	b.seq++
-	stateDir := filepath.Join(b.store.root, "run", fmt.Sprint(os.Getpid()))
+	stateDir := filepath.Join(b.store.Root(), "run", fmt.Sprint(os.Getpid()))
 	defer os.RemoveAll(stateDir)
 	res, err := sandbox.Run(ctx, sandbox.Spec{
 		ID:       fmt.Sprintf("snapbuild-run-%d-%d", os.Getpid(), b.seq),

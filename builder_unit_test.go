@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -122,8 +123,8 @@ func TestImageIDFormat(t *testing.T) {
 		if !re.MatchString(id) {
 			t.Fatalf("imageID = %q, want im- + 22 base62 characters", id)
 		}
-		if !validImageID(id) {
-			t.Errorf("validImageID(%q) = false", id)
+		if !store.ValidImageID(id) {
+			t.Errorf("store.ValidImageID(%q) = false", id)
 		}
 		if imageID(def) != id {
 			t.Fatalf("imageID not deterministic for %q", def)
@@ -139,11 +140,6 @@ func TestImageIDFormat(t *testing.T) {
 	for def, want := range map[string]string{"snapbuild": "im-8FQEXqb5vvm6hhH9GdZ0v3", "": "im-RZwTDmWjELXeEmMEb0eIIe"} {
 		if got := imageID([]byte(def)); got != want {
 			t.Errorf("imageID(%q) = %s, want %s", def, got, want)
-		}
-	}
-	for _, bad := range []string{"", "im-", "im-abc", "im-0123456789abcdefghijk!", "xx-0123456789abcdefghijkl", "im-0123456789abcdefghijklm"} {
-		if validImageID(bad) {
-			t.Errorf("validImageID(%q) = true", bad)
 		}
 	}
 }
@@ -175,11 +171,11 @@ func uTar(t *testing.T, files map[string]string) []byte {
 
 func uBuilder(t *testing.T) *Builder {
 	t.Helper()
-	s, err := openStore(t.TempDir())
+	s, err := store.Open(t.TempDir())
 	if err != nil {
-		t.Fatalf("openStore: %v", err)
+		t.Fatalf("store.Open: %v", err)
 	}
-	t.Cleanup(func() { s.close() })
+	t.Cleanup(func() { s.Close() })
 	return &Builder{store: s, progress: ProgressFunc(func(Event) {})}
 }
 
@@ -188,12 +184,12 @@ func uBuilder(t *testing.T) *Builder {
 func uRootState(t *testing.T, b *Builder) *buildState {
 	t.Helper()
 	data := uTar(t, map[string]string{"etc/os-release": "ID=debian\n"})
-	lay, err := b.store.blobs.WriteLayer(context.Background(), func(w io.Writer) error { _, err := w.Write(data); return err })
+	lay, err := b.store.Blobs().WriteLayer(context.Background(), func(w io.Writer) error { _, err := w.Write(data); return err })
 	if err != nil {
 		t.Fatal(err)
 	}
 	st := &buildState{}
-	st.apply(stepRecord{Key: "root", Instruction: "FROM python:3.11-slim-bookworm", Layer: lay.Descriptor, DiffID: lay.DiffID,
+	st.apply(store.Step{Key: "root", Instruction: "FROM python:3.11-slim-bookworm", Layer: lay.Descriptor, DiffID: lay.DiffID,
 		ChainID: snapshot.ChainID("", lay.DiffID)})
 	st.config.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin", "LANG=C.UTF-8"}
 	return st
@@ -225,38 +221,6 @@ func uExecLayer(t *testing.T, b *Builder, st *buildState, img Image) Result {
 		t.Fatalf("commitImage: %v", err)
 	}
 	return res
-}
-
-func TestOpenStoreLayout(t *testing.T) {
-	dir := t.TempDir()
-	s, err := openStore(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.close()
-	for _, d := range []string{"steps", "bases", "images", "tmp", "blobs/sha256", "snapshots"} {
-		if fi, err := os.Stat(filepath.Join(dir, d)); err != nil || !fi.IsDir() {
-			t.Errorf("store lacks %s/: %v", d, err)
-		}
-	}
-	mode, err := os.ReadFile(filepath.Join(dir, "mode"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := strings.TrimSpace(string(mode)); m != "root" && m != "rootless" {
-		t.Errorf("mode file = %q", mode)
-	}
-	// The other mode is refused.
-	other := "root"
-	if strings.TrimSpace(string(mode)) == "root" {
-		other = "rootless"
-	}
-	if err := checkStoreMode(dir, other == "rootless"); err == nil || !strings.Contains(err.Error(), "cannot be used "+other) {
-		t.Errorf("checkStoreMode(other mode) = %v", err)
-	}
-	if err := checkStoreMode(dir, other != "rootless"); err != nil {
-		t.Errorf("checkStoreMode(same mode) = %v", err)
-	}
 }
 
 func TestCommitImageConfig(t *testing.T) {
@@ -303,7 +267,7 @@ func TestCommitImageConfig(t *testing.T) {
 	}
 
 	// The config as stored.
-	m, err := b.store.blobs.Manifest(r6.Manifest.Digest)
+	m, err := b.store.Blobs().Manifest(r6.Manifest.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,7 +281,7 @@ func TestCommitImageConfig(t *testing.T) {
 		t.Errorf("layers = %+v", m.Layers)
 	}
 	var cfg dockerspec.DockerOCIImage
-	if err := b.store.blobs.ReadJSON(m.Config.Digest, &cfg); err != nil {
+	if err := b.store.Blobs().ReadJSON(m.Config.Digest, &cfg); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(cfg, r6.Config) {
@@ -360,7 +324,7 @@ func TestCommitImageConfig(t *testing.T) {
 	}
 
 	// Records: each Modal layer is an image of its own, chained by Parent.
-	rec, err := b.store.resolve(r6.ID)
+	rec, err := b.store.Resolve(r6.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -375,7 +339,7 @@ func TestCommitImageConfig(t *testing.T) {
 		t.Errorf("Inspect(r2) = %+v", info)
 	}
 	for _, r := range []Result{r1, r2, r3, r4, r6} {
-		if !validImageID(r.ID) {
+		if !store.ValidImageID(r.ID) {
 			t.Errorf("invalid image ID %q", r.ID)
 		}
 	}
@@ -389,11 +353,11 @@ func TestCommitImageRawJSON(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := b.store.blobs.Manifest(res.Manifest.Digest)
+	m, err := b.store.Blobs().Manifest(res.Manifest.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
-	raw, err := b.store.blobs.ReadBlob(m.Config.Digest)
+	raw, err := b.store.Blobs().ReadBlob(m.Config.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -408,7 +372,7 @@ func TestCommitImageRawJSON(t *testing.T) {
 	if _, ok := generic["created"]; ok {
 		t.Errorf("config has a created time (images must be reproducible): %s", raw)
 	}
-	rawM, err := b.store.blobs.ReadBlob(res.Manifest.Digest)
+	rawM, err := b.store.Blobs().ReadBlob(res.Manifest.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,7 +555,7 @@ func TestBuilderExportTagRemove(t *testing.T) {
 // uStubBase records an image with no layers in b's store and returns its ID.
 func uStubBase(t *testing.T, b *Builder) string {
 	t.Helper()
-	m, err := b.store.blobs.WriteImage(ocispec.Image{
+	m, err := b.store.Blobs().WriteImage(ocispec.Image{
 		Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
 		Config:   ocispec.ImageConfig{Env: []string{"PATH=/bin"}, Cmd: []string{"sh"}},
 		RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{}},
@@ -600,7 +564,7 @@ func uStubBase(t *testing.T, b *Builder) string {
 		t.Fatal(err)
 	}
 	const id = "im-stubstubstubstubstub12"
-	if err := b.store.putImage(imageRecord{ID: id, Manifest: m}); err != nil {
+	if err := b.store.PutImage(store.Image{ID: id, Manifest: m}); err != nil {
 		t.Fatal(err)
 	}
 	return id
@@ -656,11 +620,11 @@ func TestBuildConfigOnlyChain(t *testing.T) {
 		t.Errorf("events:\n got  %q\n want %q", got, want)
 	}
 	// Every Modal layer is an image; the chain is linked by Parent.
-	rec, err := b.store.resolve(res.ID)
+	rec, err := b.store.Resolve(res.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	envRec, err := b.store.resolve(rec.Parent)
+	envRec, err := b.store.Resolve(rec.Parent)
 	if err != nil {
 		t.Fatalf("parent %q: %v", rec.Parent, err)
 	}

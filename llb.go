@@ -141,7 +141,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		x.steps = append(x.steps, &llbStep{in: in, ev: evs[i], skip: l.root == nil && i == 0, vtx: map[digest.Digest]bool{}})
 	}
 
-	tmp := filepath.Join(b.store.root, "tmp")
+	tmp := filepath.Join(b.store.Root(), "tmp")
 	if pl != nil {
 		tmp = "" // a dry run writes nothing to the store
 	}
@@ -211,7 +211,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	x.mapVertices(g, def)
 	x.skipUnused(l.target)
 
-	wdir := filepath.Join(b.store.root, "worker")
+	wdir := filepath.Join(b.store.Root(), "worker")
 	if pl != nil {
 		if _, err := os.Stat(wdir); err != nil {
 			// Nothing was ever built this way, so nothing is cached; a
@@ -237,7 +237,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	if b.network != "" {
 		wopts = append(wopts, worker.WithNetwork(b.network))
 	}
-	w, err := worker.New(b.store.blobs, b.store.snaps, wdir, wopts...)
+	w, err := worker.New(b.store.Blobs(), b.store.Snapshots(), wdir, wopts...)
 	if err != nil {
 		return err
 	}
@@ -524,7 +524,7 @@ func (x *llbLayer) resolver(st *buildState, force bool) dockerfile.MetaResolver 
 		}
 		if id := strings.TrimSuffix(ref, ":latest"); strings.HasPrefix(id, "im-") {
 			// An image ID of this store, as the Modal API names images.
-			rec, err := b.store.resolve(id)
+			rec, err := b.store.Resolve(id)
 			if err != nil {
 				return "", nil, &InvalidError{Method: l.method, Message: err.Error()}
 			}
@@ -589,11 +589,11 @@ func (b *Builder) manifestConfig(m digest.Digest) (digest.Digest, []byte, error)
 	if cfg, ok := b.planConfigs[m]; ok {
 		return m, cfg, nil
 	}
-	man, err := b.store.blobs.Manifest(m)
+	man, err := b.store.Blobs().Manifest(m)
 	if err != nil {
 		return "", nil, err
 	}
-	rc, err := b.store.blobs.Open(man.Config.Digest)
+	rc, err := b.store.Blobs().Open(man.Config.Digest)
 	if err != nil {
 		return "", nil, err
 	}
@@ -1325,7 +1325,7 @@ func (b *Builder) writeManifest(st *buildState) (digest.Digest, error) {
 		st.manifest = img.Manifest.Digest
 		return st.manifest, nil
 	}
-	m, err := b.store.blobs.WriteDockerImage(cfg, layers)
+	m, err := b.store.Blobs().WriteDockerImage(cfg, layers)
 	if err != nil {
 		return "", err
 	}

@@ -40,7 +40,7 @@ exit 0`
 // metadata returns the stored metadata of an image, or nil.
 func (b *Builder) metadata(manifest digest.Digest) (*Metadata, error) {
 	var m Metadata
-	ok, err := b.store.readJSON(filepath.Join("metadata", manifest.Encoded()+".json"), &m)
+	ok, err := b.store.ReadJSON(filepath.Join("metadata", manifest.Encoded()+".json"), &m)
 	if err != nil || !ok {
 		return nil, err
 	}
@@ -50,17 +50,17 @@ func (b *Builder) metadata(manifest digest.Digest) (*Metadata, error) {
 // Metadata returns the metadata of image ref (an ID or a name), probing the
 // image the first time.
 func (b *Builder) Metadata(ctx context.Context, ref string) (*Metadata, error) {
-	rec, err := b.store.resolve(ref)
+	rec, err := b.store.Resolve(ref)
 	if err != nil {
 		return nil, err
 	}
 	if m, err := b.metadata(rec.Manifest.Digest); err != nil || m != nil {
 		return m, err
 	}
-	if err := b.store.lockExclusive(); err != nil {
+	if err := b.store.LockExclusive(); err != nil {
 		return nil, err
 	}
-	defer b.store.unlock()
+	defer b.store.Unlock()
 	info, err := b.Inspect(rec.ID)
 	if err != nil {
 		return nil, err
@@ -80,7 +80,7 @@ func (b *Builder) probeMetadata(ctx context.Context, st *buildState, manifest di
 	}
 	m := Metadata{Workdir: st.config.WorkingDir, ImageBuilderVersion: BuilderVersion}
 	if st.chain != "" {
-		a, err := b.store.snaps.Prepare(st.chain)
+		a, err := b.store.Snapshots().Prepare(st.chain)
 		if err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func (b *Builder) probeMetadata(ctx context.Context, st *buildState, manifest di
 		b.seq++
 		res, err := sandbox.Run(ctx, sandbox.Spec{
 			ID:       fmt.Sprintf("snapbuild-probe-%d-%d", os.Getpid(), b.seq),
-			StateDir: filepath.Join(b.store.root, "tmp", "run"),
+			StateDir: filepath.Join(b.store.Root(), "tmp", "run"),
 			Rootfs:   a.Rootfs,
 			Args:     []string{"/bin/sh", "-c", probeScript},
 			Env:      withPath(append([]string(nil), st.config.Env...)),
@@ -104,10 +104,10 @@ func (b *Builder) probeMetadata(ctx context.Context, st *buildState, manifest di
 			return err
 		}
 	}
-	if err := os.MkdirAll(filepath.Join(b.store.root, "metadata"), 0o700); err != nil {
+	if err := os.MkdirAll(filepath.Join(b.store.Root(), "metadata"), 0o700); err != nil {
 		return err
 	}
-	return b.store.writeJSON(filepath.Join("metadata", manifest.Encoded()+".json"), m)
+	return b.store.WriteJSON(filepath.Join("metadata", manifest.Encoded()+".json"), m)
 }
 
 // parseProbe fills m from probeScript's output.

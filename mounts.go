@@ -7,6 +7,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -93,11 +94,11 @@ func (b *Builder) CheckName(name string, o TagOptions) error {
 	if err := ValidateName(name); err != nil {
 		return err
 	}
-	if err := b.store.lockShared(); err != nil {
+	if err := b.store.LockShared(); err != nil {
 		return err
 	}
-	defer b.store.unlock()
-	names, err := b.store.names()
+	defer b.store.Unlock()
+	names, err := b.store.Names()
 	if err != nil {
 		return err
 	}
@@ -105,7 +106,7 @@ func (b *Builder) CheckName(name string, o TagOptions) error {
 	if !ok {
 		return nil
 	}
-	sources, err := b.store.sources()
+	sources, err := b.store.Sources()
 	if err != nil {
 		return err
 	}
@@ -121,19 +122,19 @@ func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, 
 	if err := ValidateName(name); err != nil {
 		return Tagged{}, err
 	}
-	if err := b.store.lockExclusive(); err != nil {
+	if err := b.store.LockExclusive(); err != nil {
 		return Tagged{}, err
 	}
-	defer b.store.unlock()
-	rec, err := b.store.resolve(res.ID)
+	defer b.store.Unlock()
+	rec, err := b.store.Resolve(res.ID)
 	if err != nil {
 		return Tagged{}, err
 	}
-	names, err := b.store.names()
+	names, err := b.store.Names()
 	if err != nil {
 		return Tagged{}, err
 	}
-	sources, err := b.store.sources()
+	sources, err := b.store.Sources()
 	if err != nil {
 		return Tagged{}, err
 	}
@@ -145,7 +146,7 @@ func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, 
 		}
 	}
 	all := map[string][]mountRecord{}
-	if _, err := b.store.readJSON(mountsFile, &all); err != nil {
+	if _, err := b.store.ReadJSON(mountsFile, &all); err != nil {
 		return Tagged{}, err
 	}
 	delete(all, name)
@@ -164,16 +165,16 @@ func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, 
 	}
 	// Mounts first: a crash before the name moves leaves the old image
 	// with the new image's mounts, which the next tag rewrites.
-	if err := b.store.writeJSON(mountsFile, all); err != nil {
+	if err := b.store.WriteJSON(mountsFile, all); err != nil {
 		return Tagged{}, err
 	}
-	return t, b.store.setNameFrom(name, rec.ID, o.Source)
+	return t, b.store.SetNameFrom(name, rec.ID, o.Source)
 }
 
 // mountsOf returns the runtime mounts stored for ref when ref is a name.
 func (b *Builder) mountsOf(ref string) ([]contextInput, error) {
 	all := map[string][]mountRecord{}
-	if _, err := b.store.readJSON(mountsFile, &all); err != nil {
+	if _, err := b.store.ReadJSON(mountsFile, &all); err != nil {
 		return nil, err
 	}
 	var out []contextInput
@@ -211,7 +212,7 @@ func attachMounts(ctx context.Context, rootfs string, files []contextFile) error
 // exportManifest returns the manifest to export for ref: the image's own,
 // or, when ref names an image with runtime mounts, one with an extra last
 // layer holding the mounted files (cached like a COPY step).
-func (b *Builder) exportManifest(ctx context.Context, ref string, rec imageRecord) (ocispec.Descriptor, error) {
+func (b *Builder) exportManifest(ctx context.Context, ref string, rec store.Image) (ocispec.Descriptor, error) {
 	mounts, err := b.mountsOf(ref)
 	if err != nil || len(mounts) == 0 {
 		return rec.Manifest, err
@@ -220,10 +221,10 @@ func (b *Builder) exportManifest(ctx context.Context, ref string, rec imageRecor
 	if err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	if err := b.store.lockExclusive(); err != nil {
+	if err := b.store.LockExclusive(); err != nil {
 		return ocispec.Descriptor{}, err
 	}
-	defer b.store.unlock()
+	defer b.store.Unlock()
 	st, cfg, err := b.stateOf(rec)
 	if err != nil {
 		return ocispec.Descriptor{}, err
@@ -242,5 +243,5 @@ func (b *Builder) exportManifest(ctx context.Context, ref string, rec imageRecor
 	cfg.RootFS.DiffIDs = st.diffIDs
 	cfg.History = st.history
 	// The whole config, Docker's extensions (HEALTHCHECK, SHELL) included.
-	return b.store.blobs.WriteDockerImage(cfg, st.layers)
+	return b.store.Blobs().WriteDockerImage(cfg, st.layers)
 }

@@ -97,7 +97,7 @@ func TestPlan(t *testing.T) {
 
 	// Once the first RUN is cached (it changed nothing), the plan goes on
 	// to the second, whose key is now known, and it is the same key again.
-	w, err := worker.New(b.store.blobs, b.store.snaps, filepath.Join(b.Root(), "worker"))
+	w, err := worker.New(b.store.Blobs(), b.store.Snapshots(), filepath.Join(b.Root(), "worker"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func TestTagResultWith(t *testing.T) {
 	if err := b.Remove("p:image"); err != nil {
 		t.Fatal(err)
 	}
-	if src, _ := b.store.sources(); src["p:image"] != "" {
+	if src, _ := b.store.Sources(); src["p:image"] != "" {
 		t.Errorf("source kept after Remove: %q", src)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
@@ -40,96 +41,96 @@ func ociLayerType(mt types.MediaType) (string, error) {
 // overlay snapshot per layer (unpacked with overlay.Apply, each layer's
 // diffID checked against the config), and an image record. Layers whose
 // snapshot exists are not unpacked again. progress gets one line per layer.
-func (b *Builder) importImage(ctx context.Context, img v1.Image, progress func(string)) (imageRecord, error) {
+func (b *Builder) importImage(ctx context.Context, img v1.Image, progress func(string)) (store.Image, error) {
 	m, err := img.Manifest()
 	if err != nil {
-		return imageRecord{}, err
+		return store.Image{}, err
 	}
 	rawCfg, err := img.RawConfigFile()
 	if err != nil {
-		return imageRecord{}, err
+		return store.Image{}, err
 	}
 	var cfg dockerspec.DockerOCIImage
 	if err := json.Unmarshal(rawCfg, &cfg); err != nil {
-		return imageRecord{}, fmt.Errorf("image config: %w", err)
+		return store.Image{}, fmt.Errorf("image config: %w", err)
 	}
 	if cfg.OS != "linux" || cfg.Architecture != "amd64" {
-		return imageRecord{}, fmt.Errorf("the image is for %s/%s: snapbuild builds linux/amd64 images (Modal's rule)", cfg.OS, cfg.Architecture)
+		return store.Image{}, fmt.Errorf("the image is for %s/%s: snapbuild builds linux/amd64 images (Modal's rule)", cfg.OS, cfg.Architecture)
 	}
 	layers, err := img.Layers()
 	if err != nil {
-		return imageRecord{}, err
+		return store.Image{}, err
 	}
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
-		return imageRecord{}, fmt.Errorf("the manifest lists %d layers, the config %d diffIDs", len(layers), len(cfg.RootFS.DiffIDs))
+		return store.Image{}, fmt.Errorf("the manifest lists %d layers, the config %d diffIDs", len(layers), len(cfg.RootFS.DiffIDs))
 	}
-	cfgDesc, err := b.store.blobs.WriteBlobFrom(ocispec.MediaTypeImageConfig, bytes.NewReader(rawCfg), digest.Digest(m.Config.Digest.String()), m.Config.Size)
+	cfgDesc, err := b.store.Blobs().WriteBlobFrom(ocispec.MediaTypeImageConfig, bytes.NewReader(rawCfg), digest.Digest(m.Config.Digest.String()), m.Config.Size)
 	if err != nil {
-		return imageRecord{}, fmt.Errorf("image config: %w", err)
+		return store.Image{}, fmt.Errorf("image config: %w", err)
 	}
 	var descs []ocispec.Descriptor
 	var chain digest.Digest
 	for i, l := range layers {
 		if err := ctx.Err(); err != nil {
-			return imageRecord{}, err
+			return store.Image{}, err
 		}
 		mt, err := l.MediaType()
 		if err != nil {
-			return imageRecord{}, err
+			return store.Image{}, err
 		}
 		ociType, err := ociLayerType(mt)
 		if err != nil {
-			return imageRecord{}, fmt.Errorf("layer %d: %w", i+1, err)
+			return store.Image{}, fmt.Errorf("layer %d: %w", i+1, err)
 		}
 		d, err := l.Digest()
 		if err != nil {
-			return imageRecord{}, err
+			return store.Image{}, err
 		}
 		size, err := l.Size()
 		if err != nil {
-			return imageRecord{}, err
+			return store.Image{}, err
 		}
 		desc := ocispec.Descriptor{MediaType: ociType, Digest: digest.Digest(d.String()), Size: size}
-		if !b.store.blobs.Has(desc.Digest) {
+		if !b.store.Blobs().Has(desc.Digest) {
 			progress(fmt.Sprintf("layer %d/%d: fetching %s (%.1f MB)", i+1, len(layers), desc.Digest, float64(size)/1e6))
 			rc, err := l.Compressed()
 			if err != nil {
-				return imageRecord{}, fmt.Errorf("layer %s: %w", desc.Digest, err)
+				return store.Image{}, fmt.Errorf("layer %s: %w", desc.Digest, err)
 			}
-			desc, err = b.store.blobs.WriteBlobFrom(ociType, rc, desc.Digest, size)
+			desc, err = b.store.Blobs().WriteBlobFrom(ociType, rc, desc.Digest, size)
 			rc.Close()
 			if err != nil {
-				return imageRecord{}, fmt.Errorf("layer %d: %w", i+1, err)
+				return store.Image{}, fmt.Errorf("layer %d: %w", i+1, err)
 			}
 		}
 		descs = append(descs, desc)
 		diffID := cfg.RootFS.DiffIDs[i]
 		parent := chain
 		chain = snapshot.ChainID(parent, diffID)
-		if b.store.snaps.Exists(chain) {
+		if b.store.Snapshots().Exists(chain) {
 			continue
 		}
 		progress(fmt.Sprintf("layer %d/%d: unpacking %s", i+1, len(layers), desc.Digest))
 		skipped, err := b.unpackLayer(ctx, parent, chain, desc, diffID)
 		if err != nil {
-			return imageRecord{}, fmt.Errorf("layer %d (%s): %w", i+1, desc.Digest, err)
+			return store.Image{}, fmt.Errorf("layer %d (%s): %w", i+1, desc.Digest, err)
 		}
 		if len(skipped) > 0 {
 			b.progress.Event(Event{Kind: EventWarn, Line: skippedDevicesWarning(i+1, len(layers), desc.Digest, skipped)})
 		}
 	}
-	manifest, err := b.store.blobs.WriteJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
+	manifest, err := b.store.Blobs().WriteJSON(ocispec.MediaTypeImageManifest, ocispec.Manifest{
 		Versioned: specs.Versioned{SchemaVersion: 2},
 		MediaType: ocispec.MediaTypeImageManifest,
 		Config:    cfgDesc,
 		Layers:    descs,
 	})
 	if err != nil {
-		return imageRecord{}, err
+		return store.Image{}, err
 	}
-	rec := imageRecord{ID: imageID([]byte("pulled " + manifest.Digest.String())), Manifest: manifest, ChainID: chain,
+	rec := store.Image{ID: imageID([]byte("pulled " + manifest.Digest.String())), Manifest: manifest, ChainID: chain,
 		Shell: cfg.Config.Shell, Health: cfg.Config.Healthcheck}
-	return rec, b.store.putImage(rec)
+	return rec, b.store.PutImage(rec)
 }
 
 // skippedDevicesWarning says which device nodes of a pulled layer a
@@ -151,12 +152,12 @@ func skippedDevicesWarning(n, of int, d digest.Digest, names []string) string {
 // desc, checking that its uncompressed content has diffID. It returns the
 // layer's device nodes that were not created (rootless: no mknod).
 func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) (skipped []string, err error) {
-	r, err := b.store.blobs.OpenLayer(desc)
+	r, err := b.store.Blobs().OpenLayer(desc)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
-	a, err := b.store.snaps.Prepare(parent)
+	a, err := b.store.Snapshots().Prepare(parent)
 	if err != nil {
 		return nil, err
 	}
@@ -164,7 +165,7 @@ func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, 
 	if err := a.Unmount(); err != nil {
 		return nil, err
 	}
-	got, err := overlay.Apply(ctx, a.Upper, r, overlay.ApplyOptions{UserXattr: b.store.snaps.UserXattr(),
+	got, err := overlay.Apply(ctx, a.Upper, r, overlay.ApplyOptions{UserXattr: b.store.Snapshots().UserXattr(),
 		SkippedDevice: func(name string) { skipped = append(skipped, name) }})
 	if err != nil {
 		return nil, err
@@ -172,5 +173,5 @@ func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, 
 	if got != diffID {
 		return nil, fmt.Errorf("diffID mismatch: the layer's content has diffID %s, the config says %s", got, diffID)
 	}
-	return skipped, b.store.snaps.Commit(a, chain)
+	return skipped, b.store.Snapshots().Commit(a, chain)
 }

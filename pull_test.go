@@ -115,7 +115,7 @@ func TestFromRegistryImport(t *testing.T) {
 		t.Errorf("the base's config did not carry over: %+v", c)
 	}
 	// The layers are the registry's blobs, with their digests and diffIDs.
-	m, err := b.store.blobs.Manifest(res.Manifest.Digest)
+	m, err := b.store.Blobs().Manifest(res.Manifest.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,11 +133,11 @@ func TestFromRegistryImport(t *testing.T) {
 		t.Errorf("media types: %s %s %s", m.Layers[0].MediaType, m.Layers[1].MediaType, m.Layers[2].MediaType)
 	}
 	// The snapshots show the image's filesystem: the whiteout hides "old".
-	rec, err := b.store.resolve(res.ID)
+	rec, err := b.store.Resolve(res.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := b.store.snaps.View(rec.ChainID)
+	v, err := b.store.Snapshots().View(rec.ChainID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,11 +181,11 @@ func TestFromRegistryBadImages(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 			for _, d := range []string{"tmp", "snapshots/.tmp"} {
-				if ents, _ := os.ReadDir(filepath.Join(b.store.root, d)); len(ents) > 0 {
+				if ents, _ := os.ReadDir(filepath.Join(b.store.Root(), d)); len(ents) > 0 {
 					t.Errorf("%s left: %d entries", d, len(ents))
 				}
 			}
-			if ents, _ := os.ReadDir(filepath.Join(b.store.root, "snapshots")); len(ents) > 1 {
+			if ents, _ := os.ReadDir(filepath.Join(b.store.Root(), "snapshots")); len(ents) > 1 {
 				t.Errorf("snapshots were committed for a failed pull: %d entries", len(ents))
 			}
 		})

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/registry"
 )
@@ -219,7 +220,7 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 		if err != nil {
 			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
 		}
-		if err := b.store.writeJSON(registryBaseRel(rb.ref), pulledBase{Ref: rb.ref, ImageID: rec.ID}); err != nil {
+		if err := b.store.WriteJSON(registryBaseRel(rb.ref), pulledBase{Ref: rb.ref, ImageID: rec.ID}); err != nil {
 			return false, err
 		}
 	}
@@ -233,28 +234,28 @@ func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in
 
 // pulledBase finds a usable stored image for a from_registry reference
 // (see fromRegistry); none with force.
-func (b *Builder) pulledBase(ref string, force bool) (imageRecord, bool, error) {
+func (b *Builder) pulledBase(ref string, force bool) (store.Image, bool, error) {
 	if force {
-		return imageRecord{}, false, nil
+		return store.Image{}, false, nil
 	}
 	var last pulledBase
-	ok, err := b.store.readJSON(registryBaseRel(ref), &last)
+	ok, err := b.store.ReadJSON(registryBaseRel(ref), &last)
 	if err != nil {
-		return imageRecord{}, false, err
+		return store.Image{}, false, err
 	}
 	if ok {
-		if rec, found, err := b.store.image(last.ImageID); err == nil && found && b.store.imageUsable(rec) {
+		if rec, found, err := b.store.Image(last.ImageID); err == nil && found && b.store.ImageUsable(rec) {
 			return rec, true, nil
 		}
 	}
-	if rec, err := b.store.resolve(ref); err == nil && b.store.imageUsable(rec) {
+	if rec, err := b.store.Resolve(ref); err == nil && b.store.ImageUsable(rec) {
 		return rec, true, nil
 	}
-	return imageRecord{}, false, nil
+	return store.Image{}, false, nil
 }
 
 // pull fetches ref with the builder's puller and imports it.
-func (b *Builder) pull(ctx context.Context, ref string, creds *Credentials, progress func(string)) (imageRecord, error) {
+func (b *Builder) pull(ctx context.Context, ref string, creds *Credentials, progress func(string)) (store.Image, error) {
 	puller := b.puller
 	if puller == nil {
 		puller = b.defaultPuller
@@ -262,7 +263,7 @@ func (b *Builder) pull(ctx context.Context, ref string, creds *Credentials, prog
 	progress("pulling " + ref)
 	img, err := puller(ctx, ref, creds)
 	if err != nil {
-		return imageRecord{}, err
+		return store.Image{}, err
 	}
 	return b.importImage(ctx, img, progress)
 }
@@ -325,17 +326,17 @@ func (b *Builder) pullNamed(ctx context.Context, ref, name string, record bool, 
 			return ImageInfo{}, err
 		}
 	}
-	if err := b.store.lockExclusive(); err != nil {
+	if err := b.store.LockExclusive(); err != nil {
 		return ImageInfo{}, err
 	}
 	rec, err := b.pull(ctx, ref, creds, func(line string) {
 		b.progress.Event(Event{Kind: EventOutput, Instruction: "PULL " + ref, Line: line})
 	})
 	if err == nil && record {
-		err = b.store.writeJSON(registryBaseRel(ref), pulledBase{Ref: ref, ImageID: rec.ID})
+		err = b.store.WriteJSON(registryBaseRel(ref), pulledBase{Ref: ref, ImageID: rec.ID})
 	}
-	_ = cleanDir(filepath.Join(b.store.root, "tmp"))
-	b.store.unlock()
+	_ = store.CleanDir(filepath.Join(b.store.Root(), "tmp"))
+	b.store.Unlock()
 	if err != nil {
 		return ImageInfo{}, err
 	}
@@ -347,25 +348,11 @@ func (b *Builder) pullNamed(ctx context.Context, ref, name string, record bool, 
 	return b.Inspect(rec.ID)
 }
 
-// canonicalRef is ref as a fully qualified registry reference
-// ("index.docker.io/library/ubuntu:22.04" for "ubuntu:22.04"), or "" when
-// ref is not a registry reference (an air-gapped source, an image ID).
-func canonicalRef(ref string) string {
-	if strings.HasPrefix(ref, "im-") || strings.HasPrefix(ref, "docker://") {
-		return ""
-	}
-	r, err := registry.ParseReference(ref)
-	if err != nil || r.Transport != registry.Docker || r.Name == nil {
-		return ""
-	}
-	return r.Name.Name()
-}
-
 // storeImage is the stored image with manifest m, as a go-containerregistry
 // image reading the store's blobs (verified as they are read by whoever
 // consumes them: the registry package hashes what it sends).
 func (b *Builder) storeImage(m ocispec.Descriptor) (v1.Image, error) {
-	raw, err := b.store.blobs.ReadBlob(m.Digest)
+	raw, err := b.store.Blobs().ReadBlob(m.Digest)
 	if err != nil {
 		return nil, err
 	}
@@ -387,7 +374,7 @@ func (c *storeImageCore) RawConfigFile() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return c.b.store.blobs.ReadBlob(digest.Digest(m.Config.Digest.String()))
+	return c.b.store.Blobs().ReadBlob(digest.Digest(m.Config.Digest.String()))
 }
 
 func (c *storeImageCore) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
@@ -416,7 +403,7 @@ func (l *storeLayer) Digest() (v1.Hash, error)            { return l.desc.Digest
 func (l *storeLayer) Size() (int64, error)                { return l.desc.Size, nil }
 func (l *storeLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
 func (l *storeLayer) Compressed() (io.ReadCloser, error) {
-	return l.b.store.blobs.Open(digest.Digest(l.desc.Digest.String()))
+	return l.b.store.Blobs().Open(digest.Digest(l.desc.Digest.String()))
 }
 
 // ExportOptions tune ExportWith and Push.
@@ -472,7 +459,7 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 		}
 		return fmt.Errorf("export %s: %w", dest, err)
 	}
-	if r.Transport == registry.DockerArchive && r.Name == nil && canonicalRef(ref) != "" {
+	if r.Transport == registry.DockerArchive && r.Name == nil && store.CanonicalRef(ref) != "" {
 		// Tagged with the image's name, so that docker/podman load name it.
 		if r, err = registry.ParseReference(dest + ":" + ref); err != nil {
 			return err
@@ -482,7 +469,7 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 	if !strings.HasPrefix(ref, "im-") {
 		fullName, _ = registry.FullName(ref)
 	}
-	rec, err := b.store.resolve(ref)
+	rec, err := b.store.Resolve(ref)
 	if err != nil {
 		return err
 	}
@@ -496,7 +483,7 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 		if err != nil {
 			return err
 		}
-		return b.store.blobs.Export(manifest, or, oci.WithIndexAnnotations(registry.IndexAnnotations(or.Tag, fullName)))
+		return b.store.Blobs().Export(manifest, or, oci.WithIndexAnnotations(registry.IndexAnnotations(or.Tag, fullName)))
 	}
 	img, err := b.storeImage(manifest)
 	if err != nil {
@@ -509,7 +496,7 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 	if fullName != "" {
 		opts = append(opts, registry.WithImageName(fullName))
 	}
-	opts = append(opts, registry.WithTempDir(filepath.Join(b.store.root, "tmp")))
+	opts = append(opts, registry.WithTempDir(filepath.Join(b.store.Root(), "tmp")))
 	return registry.Write(ctx, img, r, opts...)
 }
 
@@ -554,13 +541,13 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 // reference WithToolImage replaces is looked up and pulled as its
 // replacement. The
 // store's lock must be held. The error says how to provide the image.
-func (b *Builder) sourceImage(ctx context.Context, method string, ev Event, ref string) (rec imageRecord, pulled bool, err error) {
+func (b *Builder) sourceImage(ctx context.Context, method string, ev Event, ref string) (rec store.Image, pulled bool, err error) {
 	ref = b.toolRef(ref)
-	if rec, err := b.store.resolve(ref); err == nil && b.store.imageUsable(rec) {
+	if rec, err := b.store.Resolve(ref); err == nil && b.store.ImageUsable(rec) {
 		return rec, false, nil
 	}
 	if b.plan != nil {
-		return imageRecord{}, false, &wouldRun{"pull " + ref}
+		return store.Image{}, false, &wouldRun{"pull " + ref}
 	}
 	rec, err = b.pull(ctx, ref, nil, func(line string) {
 		e := ev
@@ -569,16 +556,16 @@ func (b *Builder) sourceImage(ctx context.Context, method string, ev Event, ref 
 	})
 	if err != nil {
 		if ctx.Err() != nil {
-			return imageRecord{}, false, ctx.Err()
+			return store.Image{}, false, ctx.Err()
 		}
-		return imageRecord{}, false, &InvalidError{Method: method, Message: fmt.Sprintf(
+		return store.Image{}, false, &InvalidError{Method: method, Message: fmt.Sprintf(
 			"%s: image %q is not in the store and could not be pulled: %v; pull it where its registry is reachable "+
 				"(snapbuild pull %s, and snapbuild save/load to carry it), configure a mirror (registries.conf), "+
 				"or build an image of that name (see README, \"Tool images\")", ev.Instruction, ref, err, ref)}
 	}
 	if ValidateName(ref) == nil {
-		if err := b.store.setName(ref, rec.ID); err != nil {
-			return imageRecord{}, false, err
+		if err := b.store.SetName(ref, rec.ID); err != nil {
+			return store.Image{}, false, err
 		}
 	}
 	return rec, true, nil

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+
+	"github.com/snapbuild/snapbuild/internal/store"
 )
 
 // The three from_* registry constructors turn their secret into the
@@ -102,19 +104,19 @@ func ptr[T any](v T) *T { return &v }
 func TestResolveNormalizedName(t *testing.T) {
 	b := uBuilder(t)
 	const id = "im-0123456789abcdefghijkl"
-	if err := b.store.putImage(imageRecord{ID: id}); err != nil {
+	if err := b.store.PutImage(store.Image{ID: id}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.setName("docker.io/library/ubuntu:22.04", id); err != nil {
+	if err := b.store.SetName("docker.io/library/ubuntu:22.04", id); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{"docker.io/library/ubuntu:22.04", "ubuntu:22.04", "library/ubuntu:22.04", "index.docker.io/library/ubuntu:22.04"} {
-		if rec, err := b.store.resolve(ref); err != nil || rec.ID != id {
+		if rec, err := b.store.Resolve(ref); err != nil || rec.ID != id {
 			t.Errorf("resolve(%q) = %v, %v", ref, rec.ID, err)
 		}
 	}
 	for _, ref := range []string{"ubuntu:20.04", "ubuntu", "quay.io/library/ubuntu:22.04", "oci:/x:ubuntu:22.04"} {
-		if _, err := b.store.resolve(ref); err == nil {
+		if _, err := b.store.Resolve(ref); err == nil {
 			t.Errorf("resolve(%q) found the image", ref)
 		}
 	}

@@ -288,7 +288,7 @@ func (b *Builder) volumeDir(v Volume) (string, error) {
 		}
 		return dir, nil
 	}
-	dir := filepath.Join(b.store.root, "volumes", v.Name)
+	dir := filepath.Join(b.store.Root(), "volumes", v.Name)
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}

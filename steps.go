@@ -18,6 +18,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
+	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -106,7 +107,7 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 		if l.root.pull {
 			ref = b.toolRef(ref) // as checkSources pulled it
 		}
-		rec, err := b.store.resolve(ref)
+		rec, err := b.store.Resolve(ref)
 		if err != nil && l.root.pull && b.plan != nil {
 			return false, &wouldRun{"pull " + ref}
 		}
@@ -129,15 +130,15 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 // stateOf loads a stored image as the state further steps build on: its
 // layers, config, history, shell and healthcheck. It also returns the image
 // config.
-func (b *Builder) stateOf(rec imageRecord) (*buildState, dockerspec.DockerOCIImage, error) {
+func (b *Builder) stateOf(rec store.Image) (*buildState, dockerspec.DockerOCIImage, error) {
 	info, err := b.Inspect(rec.ID)
 	if err != nil {
 		return nil, dockerspec.DockerOCIImage{}, err
 	}
-	if rec.ChainID != "" && !b.store.snaps.Exists(rec.ChainID) {
+	if rec.ChainID != "" && !b.store.Snapshots().Exists(rec.ChainID) {
 		return nil, dockerspec.DockerOCIImage{}, fmt.Errorf("image %s: its filesystem snapshot %s is missing from the store", rec.ID, rec.ChainID)
 	}
-	m, err := b.store.blobs.Manifest(rec.Manifest.Digest)
+	m, err := b.store.Blobs().Manifest(rec.Manifest.Digest)
 	if err != nil {
 		return nil, dockerspec.DockerOCIImage{}, err
 	}
@@ -175,8 +176,8 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 		return false, err
 	}
 	if rec.Python == "" && !rec.Empty && b.plan == nil {
-		rec.Python = base.PythonVersion(b.store.snaps.FS(rec.ChainID))
-		if err := b.store.putStep(rec); err != nil {
+		rec.Python = base.PythonVersion(b.store.Snapshots().FS(rec.ChainID))
+		if err := b.store.PutStep(rec); err != nil {
 			return false, err
 		}
 	}
@@ -192,24 +193,24 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 // and the archive state (the hash of the suite's InRelease file); when the
 // mirror cannot be reached the newest base made for the same definition is
 // reused. It returns the base's step record.
-func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.Debian, in instruction, force bool, ev Event) (bool, stepRecord, error) {
+func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.Debian, in instruction, force bool, ev Event) (bool, store.Step, error) {
 	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
 	defRel := filepath.Join("bases", defKey+".json")
 	var key string
 	if b.plan != nil {
 		// A dry run asks no mirror: the base is the last one built.
-		var last stepRecord
-		if ok, err := b.store.readJSON(defRel, &last); err != nil || !ok {
-			return false, stepRecord{}, &wouldRun{"bootstrap Debian " + d.Suite + ": no base for it in the store yet"}
+		var last store.Step
+		if ok, err := b.store.ReadJSON(defRel, &last); err != nil || !ok {
+			return false, store.Step{}, &wouldRun{"bootstrap Debian " + d.Suite + ": no base for it in the store yet"}
 		}
 		key = last.Key
 	} else if state, err := d.ArchiveState(ctx); err == nil {
 		key = sha256hex("snapbuild-base/1 " + d.Definition() + " archive=" + state)
 	} else {
-		var last stepRecord
-		ok, rerr := b.store.readJSON(defRel, &last)
+		var last store.Step
+		ok, rerr := b.store.ReadJSON(defRel, &last)
 		if rerr != nil || !ok {
-			return false, stepRecord{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
+			return false, store.Step{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.text, d.Suite, err)
 		}
 		b.progress.Event(ev.output(fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)))
 		key = last.Key
@@ -238,15 +239,15 @@ func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.De
 		return err
 	})
 	if err != nil {
-		return false, stepRecord{}, err
+		return false, store.Step{}, err
 	}
-	rec, _, err := b.store.step(key)
+	rec, _, err := b.store.Step(key)
 	if err != nil {
-		return false, stepRecord{}, err
+		return false, store.Step{}, err
 	}
 	if b.plan == nil { // a dry run writes nothing
-		if err := b.store.writeJSON(defRel, rec); err != nil {
-			return false, stepRecord{}, err
+		if err := b.store.WriteJSON(defRel, rec); err != nil {
+			return false, store.Step{}, err
 		}
 	}
 	return cached, rec, nil

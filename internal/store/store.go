@@ -1,0 +1,390 @@
+// Package store keeps snapbuild's local state under one root directory: the
+// OCI content (package oci), the committed overlay snapshots (package
+// snapshot), and the JSON records that tie them together: the step cache,
+// the built images, and the names given to them.
+//
+// Layout under the root directory:
+//
+//	lock                 flock(2) held exclusively by a build, shared by readers
+//	mode                 "root" or "rootless": who made the store (see CheckMode)
+//	blobs/sha256/<hex>   layers, configs and manifests (OCI content)
+//	snapshots/<hex>/fs   committed overlay upper dirs, named by chain ID
+//	steps/<hex>.json     step cache: step key -> layer, diffID, chain ID (Step)
+//	bases/<hex>.json     newest base built for a base definition (offline reuse)
+//	images/<im-id>.json  built images: manifest, chain ID, shell (Image)
+//	names.json           image names -> image IDs
+//	sources.json         names given by builds -> the file that defined the image
+//	tmp/                 libcontainer state and scratch; emptied by each build
+//
+// Every record is written to a temporary file and renamed (package
+// internal/atomicfile), after the blobs and snapshots it names are in place,
+// so a killed build leaves the store consistent: at worst some unreferenced
+// content and temporary files, which the next build removes (LockExclusive).
+//
+// A Store is safe for use by one goroutine at a time; processes (and several
+// Stores opened on one root) serialize on the lock file: a build holds it
+// exclusively, readers share it.
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sys/unix"
+
+	"github.com/snapbuild/snapbuild/internal/atomicfile"
+	"github.com/snapbuild/snapbuild/oci"
+	"github.com/snapbuild/snapbuild/registry"
+	"github.com/snapbuild/snapbuild/sandbox"
+	"github.com/snapbuild/snapbuild/snapshot"
+)
+
+// Store is an open store directory. Open returns it; Close releases it.
+type Store struct {
+	root  string
+	blobs *oci.Store
+	snaps *snapshot.Store
+	lock  *os.File
+}
+
+// Step is one step cache entry, stored as steps/<Key>.json. A base
+// definition's newest build is a Step too, under bases/.
+type Step struct {
+	Key         string             `json:"key"`
+	Instruction string             `json:"instruction"`
+	Empty       bool               `json:"empty,omitempty"` // the step changed no file
+	Layer       ocispec.Descriptor `json:"layer,omitzero"`
+	DiffID      digest.Digest      `json:"diffID,omitempty"`
+	ChainID     digest.Digest      `json:"chainID,omitempty"`
+	Python      string             `json:"python,omitempty"` // bases: full Python version
+}
+
+// Image is one built image (one Modal layer's result), stored as
+// images/<ID>.json.
+type Image struct {
+	ID       string             `json:"id"`
+	Manifest ocispec.Descriptor `json:"manifest"`
+	ChainID  digest.Digest      `json:"chainID,omitempty"`
+	Shell    []string           `json:"shell,omitempty"`
+	// Health is the HEALTHCHECK, kept here so that images built on this
+	// one inherit it (it is also in the config, as Docker's extension).
+	Health *dockerspec.HealthcheckConfig `json:"healthcheck,omitempty"`
+	Parent string                        `json:"parent,omitempty"`
+}
+
+// Open opens the store at root (made absolute), creating its directories
+// when they do not exist, and checks that it was made in the same mode, root
+// or rootless, as this process runs in (CheckMode). It takes no lock. Open
+// fails naming root when root is "", when the directories cannot be made
+// (a store of another user says so), or when the mode differs.
+func Open(root string) (*Store, error) {
+	if root == "" {
+		return nil, errors.New("store: no root directory given")
+	}
+	abs, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range []string{"steps", "bases", "images", "tmp"} {
+		if err := os.MkdirAll(filepath.Join(abs, d), 0o700); err != nil {
+			if errors.Is(err, os.ErrPermission) {
+				return nil, fmt.Errorf("store %s is not writable by this user (made by another user, or by root?): use a store of your own with --root or SNAPBUILD_ROOT", abs)
+			}
+			return nil, fmt.Errorf("store %s: %w", abs, err)
+		}
+	}
+	blobs, err := oci.NewStore(abs)
+	if err != nil {
+		return nil, err
+	}
+	snaps, err := snapshot.New(filepath.Join(abs, "snapshots"), sandbox.InUserNamespace())
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckMode(abs, sandbox.InUserNamespace()); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(abs, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", abs, err)
+	}
+	return &Store{root: abs, blobs: blobs, snaps: snaps, lock: lock}, nil
+}
+
+// CheckMode refuses to mix rootless and root use of the store at root: their
+// snapshots keep overlay markers in different xattr namespaces (trusted.overlay.*
+// as root, user.overlay.* in a user namespace). The first call on a store
+// records the mode in root/mode; later calls compare with it and fail with an
+// error naming both modes when they differ.
+func CheckMode(root string, rootless bool) error {
+	mode := "root"
+	if rootless {
+		mode = "rootless"
+	}
+	p := filepath.Join(root, "mode")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return atomicfile.Write(p, []byte(mode+"\n"), 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(string(b)); got != mode {
+		return fmt.Errorf("store %s was made by a %s snapbuild and cannot be used %s: use another --root", root, got, map[string]string{"root": "as root", "rootless": "rootless"}[mode])
+	}
+	return nil
+}
+
+// Root is the store directory, absolute.
+func (s *Store) Root() string { return s.root }
+
+// Blobs is the store's OCI content: layers, configs and manifests.
+func (s *Store) Blobs() *oci.Store { return s.blobs }
+
+// Snapshots is the store's committed overlay snapshots, named by chain ID.
+func (s *Store) Snapshots() *snapshot.Store { return s.snaps }
+
+// Close releases the lock file (and with it any lock held).
+func (s *Store) Close() error { return s.lock.Close() }
+
+// LockExclusive takes the build lock, waiting (and saying so on stderr) while
+// another process holds it, and then clears what a killed build left:
+// temporary blobs and snapshots and the contents of tmp/.
+func (s *Store) LockExclusive() error {
+	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		fmt.Fprintf(os.Stderr, "waiting for another snapbuild build on %s...\n", s.root)
+		if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX); err != nil {
+			return fmt.Errorf("store %s: lock: %w", s.root, err)
+		}
+	}
+	return errors.Join(s.blobs.CleanTemp(), s.snaps.CleanTemp(), CleanDir(filepath.Join(s.root, "tmp")))
+}
+
+// LockShared takes the lock as a reader: it waits for a running build and
+// lets other readers in, and clears nothing.
+func (s *Store) LockShared() error {
+	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+		fmt.Fprintf(os.Stderr, "waiting for another snapbuild build on %s...\n", s.root)
+		if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH); err != nil {
+			return fmt.Errorf("store %s: lock: %w", s.root, err)
+		}
+	}
+	return nil
+}
+
+// Unlock releases the lock taken by LockExclusive or LockShared.
+func (s *Store) Unlock() { _ = unix.Flock(int(s.lock.Fd()), unix.LOCK_UN) }
+
+// CleanDir removes everything in dir, keeping dir itself. It tries every
+// entry and returns the errors joined.
+func CleanDir(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ents {
+		errs = append(errs, os.RemoveAll(filepath.Join(dir, e.Name())))
+	}
+	return errors.Join(errs...)
+}
+
+// ReadJSON decodes the record at rel (a path relative to the root) into v.
+// It returns false and no error when the record does not exist, and an
+// error naming the record when it cannot be decoded.
+func (s *Store) ReadJSON(rel string, v any) (bool, error) {
+	b, err := os.ReadFile(filepath.Join(s.root, rel))
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return false, fmt.Errorf("store %s: %s is corrupt: %w", s.root, rel, err)
+	}
+	return true, nil
+}
+
+// WriteJSON writes v, indented, as the record at rel (a path relative to the
+// root, in an existing directory), replacing it atomically.
+func (s *Store) WriteJSON(rel string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicfile.Write(filepath.Join(s.root, rel), append(b, '\n'), 0o644)
+}
+
+// Step returns the step cache entry for key; false when there is none.
+func (s *Store) Step(key string) (Step, bool, error) {
+	var r Step
+	ok, err := s.ReadJSON(filepath.Join("steps", key+".json"), &r)
+	return r, ok, err
+}
+
+// StepUsable reports whether everything a cached step names is still there:
+// its layer blob and its snapshot (an empty step names neither).
+func (s *Store) StepUsable(r Step) bool {
+	return r.Empty || (s.blobs.Has(r.Layer.Digest) && s.snaps.Exists(r.ChainID))
+}
+
+// PutStep records r under r.Key, replacing an earlier entry.
+func (s *Store) PutStep(r Step) error {
+	return s.WriteJSON(filepath.Join("steps", r.Key+".json"), r)
+}
+
+// Image returns the image record with ID id; false when there is none, or
+// when id is not an image ID (see ValidImageID).
+func (s *Store) Image(id string) (Image, bool, error) {
+	var r Image
+	if !ValidImageID(id) {
+		return r, false, nil
+	}
+	ok, err := s.ReadJSON(filepath.Join("images", id+".json"), &r)
+	return r, ok, err
+}
+
+// ImageUsable reports whether image record r's filesystem snapshot is in
+// the store (an image without layers has none to miss).
+func (s *Store) ImageUsable(r Image) bool {
+	return r.ChainID == "" || s.snaps.Exists(r.ChainID)
+}
+
+// PutImage records r under r.ID, replacing an earlier record.
+func (s *Store) PutImage(r Image) error {
+	return s.WriteJSON(filepath.Join("images", r.ID+".json"), r)
+}
+
+// Names maps image names to image IDs; empty when no image has a name.
+func (s *Store) Names() (map[string]string, error) {
+	m := map[string]string{}
+	_, err := s.ReadJSON("names.json", &m)
+	return m, err
+}
+
+// Sources maps names given by builds to the source that defined their
+// image (Builder.TagResultWith); names given otherwise have none.
+func (s *Store) Sources() (map[string]string, error) {
+	m := map[string]string{}
+	_, err := s.ReadJSON("sources.json", &m)
+	return m, err
+}
+
+// SetName points name at image id (id "" removes the name), with no
+// recorded source. Callers hold the exclusive lock.
+func (s *Store) SetName(name, id string) error { return s.SetNameFrom(name, id, "") }
+
+// SetNameFrom points name at image id (id "" removes the name) and records
+// source ("" for none) as what defined it. The source is written first: a
+// crash between the two writes leaves the old image under the name, with
+// the source of the build that was moving it there. Callers hold the
+// exclusive lock.
+func (s *Store) SetNameFrom(name, id, source string) error {
+	src, err := s.Sources()
+	if err != nil {
+		return err
+	}
+	if src[name] != source || (id == "" && source != "") {
+		if source == "" || id == "" {
+			delete(src, name)
+		} else {
+			src[name] = source
+		}
+		if err := s.WriteJSON("sources.json", src); err != nil {
+			return err
+		}
+	}
+	m, err := s.Names()
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		delete(m, name)
+	} else {
+		m[name] = id
+	}
+	return s.WriteJSON("names.json", m)
+}
+
+// Resolve finds an image by ID or by name. A registry reference also finds
+// a name spelled otherwise ("ubuntu:22.04" finds
+// "docker.io/library/ubuntu:22.04", see CanonicalRef); when several names
+// match, the first in sorted order wins. Resolve fails naming ref and the
+// store, listing the store's names, when nothing matches, and naming the
+// image ID when a name points at a missing record.
+func (s *Store) Resolve(ref string) (Image, error) {
+	if r, ok, err := s.Image(ref); err != nil || ok {
+		return r, err
+	}
+	m, err := s.Names()
+	if err != nil {
+		return Image{}, err
+	}
+	if id, ok := m[ref]; ok {
+		if r, ok, err := s.Image(id); err != nil || ok {
+			return r, err
+		}
+		return Image{}, fmt.Errorf("image %q names %s, which is missing from store %s", ref, id, s.root)
+	}
+	if canon := CanonicalRef(ref); canon != "" {
+		var names []string
+		for n := range m {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			if CanonicalRef(n) == canon {
+				if r, ok, err := s.Image(m[n]); err != nil || ok {
+					return r, err
+				}
+			}
+		}
+	}
+	var known []string
+	for n := range m {
+		known = append(known, n)
+	}
+	sort.Strings(known)
+	have := "it has no named images"
+	if len(known) > 0 {
+		have = "its names: " + strings.Join(known, ", ")
+	}
+	return Image{}, fmt.Errorf("no image %q in store %s (%s): build it first, or pass --root", ref, s.root, have)
+}
+
+// CanonicalRef is ref as a fully qualified registry reference
+// ("index.docker.io/library/ubuntu:22.04" for "ubuntu:22.04"), or "" when
+// ref is not a registry reference (an air-gapped source, an image ID).
+func CanonicalRef(ref string) string {
+	if strings.HasPrefix(ref, "im-") || strings.HasPrefix(ref, "docker://") {
+		return ""
+	}
+	r, err := registry.ParseReference(ref)
+	if err != nil || r.Transport != registry.Docker || r.Name == nil {
+		return ""
+	}
+	return r.Name.Name()
+}
+
+// ValidImageID reports whether id has the form of an image ID: "im-"
+// followed by 22 base-62 digits (0-9, a-z, A-Z).
+func ValidImageID(id string) bool {
+	if !strings.HasPrefix(id, "im-") || len(id) != 25 {
+		return false
+	}
+	for _, r := range id[3:] {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
