@@ -69,10 +69,15 @@ func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest
 //     Layers whose snapshot is missing are unpacked from their blobs; an
 //     image whose manifest is not in the store is an error that says to
 //     pull or load it first. Nothing is fetched from a registry.
-//   - local://NAME: a copy of the directory registered with AddLocal under
-//     NAME, holding only what the op's include and exclude patterns select
+//   - local://NAME: the directory registered with AddLocal under NAME,
+//     read in place (nothing is copied when the source is made), narrowed
+//     to what the op's include and exclude patterns select
 //     (local.includepattern, local.excludepatterns: the .dockerignore
-//     rules), with owners, modes, xattrs and mtimes kept.
+//     rules). A copy from it applies the patterns as it reads; a reader
+//     that needs the selection as a directory (a bind mount, a cache
+//     seed, a merge or diff) gets a copy of the selected entries, made
+//     once, with owners, modes, xattrs and mtimes kept. Files edited
+//     while the build runs are read as they are when the copy reads them.
 //   - https://URL and http://URL: one file, downloaded (or the download
 //     ContentKey made), committed as one layer. Its name is http.filename,
 //     else the response's Content-Disposition filename, else the URL
@@ -100,14 +105,11 @@ func (w *Worker) Source(ctx context.Context, op *pb.SourceOp) (build.Ref, error)
 		if err != nil {
 			return nil, err
 		}
-		dir, err := w.tempDir("local-")
+		lr, err := newLocalRef(l.dir, filter)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("source %q: %w", op.Identifier, err)
 		}
-		if err := copyLocal(ctx, l.dir, dir, filter); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", op.Identifier, err)
-		}
-		return &Ref{Dir: dir}, nil
+		return &Ref{Dir: l.dir, local: lr}, nil
 	case strings.HasPrefix(op.Identifier, httpScheme), strings.HasPrefix(op.Identifier, httpsScheme):
 		return w.httpSourceRef(ctx, op)
 	}
