@@ -10,8 +10,10 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/moby/buildkit/solver/pb"
+	digest "github.com/opencontainers/go-digest"
 	"github.com/tonistiigi/fsutil"
 
 	"github.com/snapbuild/snapbuild/internal/build"
@@ -240,5 +242,52 @@ func TestLocalSourceInPlace(t *testing.T) {
 		if strings.Contains(e, ".pyc") || strings.HasPrefix(e, "secret.env") || strings.HasPrefix(e, "build") {
 			t.Errorf("the view holds %q", e)
 		}
+	}
+}
+
+// TestContentKeyReadsChangedFilesOnly checks the content hashes kept
+// across Workers (fileHashes): a second Worker on the same store computes
+// the same key by stat alone, an edit that keeps the size and the mtime
+// (touch -r) is still seen, through the ctime, and re-reads that file only.
+func TestContentKeyReadsChangedFilesOnly(t *testing.T) {
+	ctx := context.Background()
+	root := t.TempDir()
+	dir := localTree(t)
+	// Files changed within the last second are not remembered (a write in
+	// the same clock tick could go unseen): age the tree.
+	old := time.Now().Add(-time.Hour)
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.Type()&fs.ModeSymlink != 0 {
+			return err
+		}
+		return os.Chtimes(p, old, old)
+	})
+	time.Sleep(1100 * time.Millisecond) // ctimes are now more than a second old
+	op := localOp("context", map[string]string{pb.AttrExcludePatterns: `["build"]`})
+	keyOf := func() (digest.Digest, int) {
+		t.Helper()
+		w := newWorkerAt(t, root)
+		must(t, w.AddLocal("context", dir))
+		k, err := w.ContentKey(ctx, op)
+		must(t, err)
+		reads := w.hashesFor(dir).reads
+		must(t, w.Close())
+		return k, reads
+	}
+	k1, reads := keyOf()
+	if reads == 0 {
+		t.Fatal("the first key read no file")
+	}
+	if k, reads := keyOf(); k != k1 || reads != 0 {
+		t.Errorf("second worker: key %s (first %s), %d files read; want the same key and none read", k, k1, reads)
+	}
+	// Same size, mtime set back: only the ctime tells.
+	p := filepath.Join(dir, "src/app.go")
+	fi, err := os.Stat(p)
+	must(t, err)
+	must(t, os.WriteFile(p, []byte(strings.Repeat("x", int(fi.Size()))), 0o644))
+	must(t, os.Chtimes(p, fi.ModTime(), fi.ModTime()))
+	if k, reads := keyOf(); k == k1 || reads != 1 {
+		t.Errorf("after an edit keeping size and mtime: key %s (before %s), %d files read; want a new key and 1 read", k, k1, reads)
 	}
 }

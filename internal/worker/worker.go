@@ -60,7 +60,8 @@ type Worker struct {
 
 	mu     sync.Mutex
 	locals map[string]local
-	temps  []string // directories to remove on Close
+	hashes map[string]*fileHashes // content hashes of local directories, by directory
+	temps  []string               // directories to remove on Close
 
 	commitMu sync.Mutex             // snapshot commits and image unpacking
 	cacheMu  map[string]*sync.Mutex // cache mounts by directory, for locked sharing
@@ -241,7 +242,7 @@ func New(blobs *oci.Store, snaps *snapshot.Store, dir string, opts ...Option) (*
 		}
 	}
 	return &Worker{blobs: blobs, snaps: snaps, dir: abs, opts: o,
-		locals: map[string]local{}, cacheMu: map[string]*sync.Mutex{}, unpackMu: map[digest.Digest]*sync.Mutex{},
+		locals: map[string]local{}, hashes: map[string]*fileHashes{}, cacheMu: map[string]*sync.Mutex{}, unpackMu: map[digest.Digest]*sync.Mutex{},
 		fetchMu: map[string]*sync.Mutex{}, fetches: map[string]*download{}}, nil
 }
 
@@ -300,14 +301,16 @@ func (w *Worker) AddLocal(name, dir string, opts ...LocalOption) error {
 
 // Close removes the directories the Worker made for local sources, tmpfs
 // mounts and downloads; Refs to local sources are unusable afterwards. Snapshots,
-// layers and cache mounts stay. Close is idempotent.
+// layers and cache mounts stay, and so do the content hashes of the local
+// sources' files, for the next Worker on the same directory. Close is
+// idempotent.
 func (w *Worker) Close() error {
+	errs := []error{w.saveHashes()}
 	w.mu.Lock()
 	temps := w.temps
 	w.temps = nil
 	clear(w.fetches)
 	w.mu.Unlock()
-	var errs []error
 	for _, d := range temps {
 		errs = append(errs, os.RemoveAll(d))
 	}

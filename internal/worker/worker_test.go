@@ -24,7 +24,12 @@ import (
 // newWorker returns a Worker on fresh stores in a temporary directory.
 func newWorker(t *testing.T, opts ...Option) *Worker {
 	t.Helper()
-	root := t.TempDir()
+	return newWorkerAt(t, t.TempDir(), opts...)
+}
+
+// newWorkerAt returns a Worker on the stores in root, made when missing.
+func newWorkerAt(t *testing.T, root string, opts ...Option) *Worker {
+	t.Helper()
 	blobs, err := oci.NewStore(root)
 	if err != nil {
 		t.Fatal(err)
