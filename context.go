@@ -143,21 +143,54 @@ func contextInPlace(l *layer, files []contextFile) (contextSource, bool, error) 
 	if err != nil {
 		return contextSource{}, false, err
 	}
-	for _, f := range files {
-		// resolveContext resolved links: a file whose source is not at
-		// its own path is a link, and must lead inside the context.
-		if filepath.Join(root, filepath.FromSlash(f.path)) == f.source {
-			continue
-		}
-		if rel, err := filepath.Rel(root, f.source); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-			return contextSource{}, false, nil
-		}
-	}
 	include := in.include
 	if slices.Contains(include, "**") {
 		include = nil // every file
 	}
+	selected := make(map[string]bool, len(files))
+	for _, f := range files {
+		selected[f.path] = true
+	}
+	for _, f := range files {
+		// resolveContext resolved links: a file whose source is not at
+		// its own path is a link. It must lead inside the context, and
+		// its target comes along (a COPY of the link follows it, and the
+		// source's key must cover what it leads to).
+		if filepath.Join(root, filepath.FromSlash(f.path)) == f.source {
+			continue
+		}
+		rel, err := filepath.Rel(root, f.source)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return contextSource{}, false, nil
+		}
+		rel = filepath.ToSlash(rel)
+		if selected[rel] {
+			continue
+		}
+		if include == nil {
+			return contextSource{}, false, nil // the ignore file leaves the target out
+		}
+		if in.ignore != nil {
+			if out, err := in.ignore.Match(rel); err != nil || out {
+				return contextSource{}, false, err
+			}
+		}
+		selected[rel] = true
+		include = append(slices.Clone(include), escapePattern(rel))
+	}
 	return contextSource{dir: root, include: include, exclude: exclude, release: func() {}}, true, nil
+}
+
+// escapePattern returns a pattern that matches the path p only.
+func escapePattern(p string) string {
+	var sb strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[]\`, r) {
+			sb.WriteByte('\\')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
 }
 
 // materializeContext writes the context files of l that resolveContext

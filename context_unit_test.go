@@ -542,7 +542,7 @@ func TestLocalContextInPlace(t *testing.T) {
 	dir, _ := uContextTree(t)
 	os.Remove(filepath.Join(dir, "linkout")) // out of the context: see below
 	ignore := NewFilePatternMatcher("*.pyc", "!keep.pyc", "**/__pycache__")
-	for _, include := range [][]string{nil, {"**"}, {"sub", "a.py"}, {"*.py", "linkfile"}} {
+	for _, include := range [][]string{nil, {"**"}, {"sub", "a.py"}, {"*.py", "linkfile"}, {"linkfile", "sub"}} {
 		l := &layer{method: "dockerfile_commands", context: []contextInput{{local: dir, remote: "/", dir: true, ignore: ignore, include: include}}}
 		files, err := resolveContext(l)
 		if err != nil {
@@ -571,11 +571,16 @@ func TestLocalContextInPlace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// resolveContext's files, and the targets of links among them.
 		for _, f := range files {
 			want = append(want, f.path)
+			if rel, _ := filepath.Rel(dir, f.source); rel != f.path && !slices.Contains(want, rel) {
+				want = append(want, rel)
+			}
 		}
+		slices.Sort(want)
 		if !slices.Equal(got, want) {
-			t.Errorf("include %q: the patterns select\n %q\nresolveContext\n %q", include, got, want)
+			t.Errorf("include %q: the patterns select\n %q\nresolveContext and link targets\n %q", include, got, want)
 		}
 		cs.release()
 	}
@@ -584,6 +589,7 @@ func TestLocalContextInPlace(t *testing.T) {
 	uSymlink(t, "../outside.txt", filepath.Join(dir, "linkout"))
 	for name, in := range map[string]contextInput{
 		"a link out of the context": {local: dir, remote: "/", dir: true, ignore: ignore},
+		"a link to an ignored file": {local: dir, remote: "/", dir: true, ignore: NewFilePatternMatcher("a.py"), include: []string{"linkfile"}},
 		"an ignore function":        {local: dir, remote: "/", dir: true, ignore: MatcherFunc(func(string) bool { return false }), include: []string{"a.py"}},
 		"an inverted matcher":       {local: dir, remote: "/", dir: true, ignore: NewFilePatternMatcher("*.py").Invert()},
 		"add_local_dir":             {local: dir, remote: "/app", dir: true, include: []string{"a.py"}},
