@@ -50,13 +50,11 @@ type fileHashes struct {
 
 // hashEntry is one file's stat stamp and content digest.
 type hashEntry struct {
-	Dev    uint64        `json:"dev"`
-	Ino    uint64        `json:"ino"`
-	Size   int64         `json:"size"`
-	Mode   uint32        `json:"mode"`
-	Mtime  int64         `json:"mtime"`
-	Ctime  int64         `json:"ctime"`
-	Digest digest.Digest `json:"digest"`
+	Dev, Ino     uint64
+	Size         int64
+	Mode         uint32
+	Mtime, Ctime int64 // nanoseconds
+	Digest       digest.Digest
 }
 
 func stampOf(st *unix.Stat_t) hashEntry {
