@@ -429,7 +429,8 @@ func hashFile(p string) (digest.Digest, error) {
 	bp := hashBuf.Get().(*[]byte)
 	defer hashBuf.Put(bp)
 	d := digest.SHA256.Digester()
-	if _, err := io.CopyBuffer(d.Hash(), f, *bp); err != nil {
+	// Not f itself: *os.File's WriteTo would allocate a buffer per file.
+	if _, err := io.CopyBuffer(d.Hash(), struct{ io.Reader }{f}, *bp); err != nil {
 		return "", err
 	}
 	return d.Digest(), nil

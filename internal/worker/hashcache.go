@@ -44,8 +44,8 @@ type fileHashes struct {
 	mu      sync.Mutex
 	loaded  bool
 	entries map[string]hashEntry
-	seen    map[string]hashEntry // met in this Worker's walks
-	reads   int                  // files read (not known by their stat)
+	seen    map[string]struct{} // paths met in this Worker's walks
+	reads   int                 // files read (not known by their stat)
 }
 
 // hashEntry is one file's stat stamp and content digest.
@@ -53,8 +53,8 @@ type hashEntry struct {
 	Dev, Ino     uint64
 	Size         int64
 	Mode         uint32
-	Mtime, Ctime int64 // nanoseconds
-	Digest       digest.Digest
+	Mtime, Ctime int64    // nanoseconds
+	Sum          [32]byte // sha256 of the content
 }
 
 func stampOf(st *unix.Stat_t) hashEntry {
@@ -98,11 +98,11 @@ func (h *fileHashes) digest(p, rel string) (digest.Digest, error) {
 	e, ok := h.entries[rel]
 	h.mu.Unlock()
 	if ok {
-		d := e.Digest
-		e.Digest = ""
+		sum := e.Sum
+		e.Sum = [32]byte{}
 		if e == stamp {
-			h.remember(rel, stamp, d)
-			return d, nil
+			h.remember(rel, stamp, sum)
+			return digest.NewDigestFromBytes(digest.SHA256, sum[:]), nil
 		}
 	}
 	start := time.Now()
@@ -116,25 +116,27 @@ func (h *fileHashes) digest(p, rel string) (digest.Digest, error) {
 	defer f.Close()
 	bp := hashBuf.Get().(*[]byte)
 	defer hashBuf.Put(bp)
-	dg := digest.SHA256.Digester()
-	if _, err := io.CopyBuffer(dg.Hash(), f, *bp); err != nil {
+	hs := sha256.New()
+	// Not f itself: *os.File's WriteTo would allocate a buffer per file.
+	if _, err := io.CopyBuffer(hs, struct{ io.Reader }{f}, *bp); err != nil {
 		return "", err
 	}
-	d := dg.Digest()
+	var sum [32]byte
+	hs.Sum(sum[:0])
 	if stamp.Ctime < start.Add(-time.Second).UnixNano() {
-		h.remember(rel, stamp, d)
+		h.remember(rel, stamp, sum)
 	}
-	return d, nil
+	return digest.NewDigestFromBytes(digest.SHA256, sum[:]), nil
 }
 
-func (h *fileHashes) remember(rel string, stamp hashEntry, d digest.Digest) {
-	stamp.Digest = d
+func (h *fileHashes) remember(rel string, stamp hashEntry, sum [32]byte) {
+	stamp.Sum = sum
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.seen == nil {
-		h.seen = map[string]hashEntry{}
+		h.seen = map[string]struct{}{}
 	}
-	h.seen[rel] = stamp
+	h.seen[rel] = struct{}{}
 	h.entries[rel] = stamp
 }
 
@@ -174,10 +176,11 @@ func (h *fileHashes) load() {
 				break
 			}
 		}
-		e := hashEntry{Dev: uint64(n[0]), Ino: uint64(n[1]), Size: n[2], Mode: uint32(n[3]), Mtime: n[4], Ctime: n[5],
-			Digest: digest.NewDigestFromEncoded(digest.SHA256, fs[6])}
-		if err == nil && e.Digest.Validate() == nil {
-			h.entries[rel] = e
+		e := hashEntry{Dev: uint64(n[0]), Ino: uint64(n[1]), Size: n[2], Mode: uint32(n[3]), Mtime: n[4], Ctime: n[5]}
+		if err == nil && hex.DecodedLen(len(fs[6])) == len(e.Sum) {
+			if _, err := hex.Decode(e.Sum[:], []byte(fs[6])); err == nil {
+				h.entries[rel] = e
+			}
 		}
 	}
 }
@@ -195,8 +198,9 @@ func (h *fileHashes) save() error {
 	}
 	return atomicfile.Copy(h.path, 0o600, func(w io.Writer) error {
 		bw := bufio.NewWriter(w)
-		for rel, e := range h.seen {
-			fmt.Fprintf(bw, "%s %d %d %d %d %d %d %s\n", strconv.Quote(rel), int64(e.Dev), int64(e.Ino), e.Size, e.Mode, e.Mtime, e.Ctime, e.Digest.Encoded())
+		for rel := range h.seen {
+			e := h.entries[rel]
+			fmt.Fprintf(bw, "%s %d %d %d %d %d %d %x\n", strconv.Quote(rel), int64(e.Dev), int64(e.Ino), e.Size, e.Mode, e.Mtime, e.Ctime, e.Sum)
 		}
 		return bw.Flush()
 	})
