@@ -1,6 +1,7 @@
 package snapbuild
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -10,12 +11,16 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/patternmatcher"
 	"github.com/opencontainers/go-digest"
+	fscopy "github.com/tonistiigi/fsutil/copy"
 )
 
 // contextInput is a local file or directory that a layer copies in.
@@ -62,6 +67,253 @@ func resolveContext(l *layer) ([]contextFile, error) {
 		files[i].digest = d
 	}
 	return files, nil
+}
+
+// contextSource is the directory a layer's build context source
+// (local://context) reads, and the patterns its source op carries.
+type contextSource struct {
+	dir string
+	// include and exclude are the source op's patterns
+	// (local.includepattern, local.excludepatterns): the COPY and ADD
+	// sources a Modal build reads, and the ignore file's patterns.
+	include, exclude []string
+	release          func()
+}
+
+// localContext returns the build context of l for the worker, reading as
+// little as it can:
+//
+//   - a context that is one directory at "/" (from_dockerfile, a
+//     dockerfile_commands context_dir) whose ignore rules are patterns is
+//     that directory itself, read in place by the worker through patterns
+//     that select what resolveContext selected: the COPY and ADD sources
+//     (include) and the ignore file's patterns (exclude), as docker build
+//     sends a context through its .dockerignore. Nothing is copied.
+//   - anything else is a directory made of the files resolveContext
+//     selected (materializeContext, hard links where it can): Modal's
+//     add_local_* and context_files put files at their paths in the image,
+//     which no one directory holds; an ignore= that is a function or an
+//     inverted matcher is no pattern list; and a symlink of the context
+//     that leads out of it is copied as the file it leads to, which the
+//     directory in place would hold as a link.
+//
+// tmp is where a made directory goes ("" for the system's); release
+// removes it.
+func localContext(ctx context.Context, l *layer, files []contextFile, tmp string) (contextSource, error) {
+	if cs, ok, err := contextInPlace(l, files); err != nil || ok {
+		return cs, err
+	}
+	dir, err := os.MkdirTemp(tmp, "context-")
+	if err != nil {
+		return contextSource{}, err
+	}
+	if err := materializeContext(ctx, l, files, dir); err != nil {
+		os.RemoveAll(dir)
+		return contextSource{}, err
+	}
+	return contextSource{dir: dir, release: func() { os.RemoveAll(dir) }}, nil
+}
+
+// contextInPlace returns the build context of l as its directory and
+// patterns, when localContext's first case holds.
+func contextInPlace(l *layer, files []contextFile) (contextSource, bool, error) {
+	if len(l.context) != 1 || !l.context[0].dir || l.context[0].remote != "/" {
+		return contextSource{}, false, nil
+	}
+	in := l.context[0]
+	var exclude []string
+	switch m := in.ignore.(type) {
+	case nil:
+	case *FilePatternMatcher:
+		if m.spec.Inverted || m.spec.Keep != nil {
+			return contextSource{}, false, nil
+		}
+		var err error
+		if exclude, err = m.Patterns(); err != nil {
+			return contextSource{}, false, err
+		}
+	default:
+		return contextSource{}, false, nil
+	}
+	abs, err := absLocal(in.local)
+	if err != nil {
+		return contextSource{}, false, err
+	}
+	root, err := filepath.EvalSymlinks(abs)
+	if err != nil {
+		return contextSource{}, false, err
+	}
+	include := in.include
+	if slices.Contains(include, "**") {
+		include = nil // every file
+	}
+	selected := make(map[string]bool, len(files))
+	for _, f := range files {
+		selected[f.path] = true
+	}
+	for _, f := range files {
+		// resolveContext resolved links: a file whose source is not at
+		// its own path is a link. It must lead inside the context, and
+		// its target comes along (a COPY of the link follows it, and the
+		// source's key must cover what it leads to).
+		if filepath.Join(root, filepath.FromSlash(f.path)) == f.source {
+			continue
+		}
+		rel, err := filepath.Rel(root, f.source)
+		if err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+			return contextSource{}, false, nil
+		}
+		rel = filepath.ToSlash(rel)
+		if selected[rel] {
+			continue
+		}
+		if include == nil {
+			return contextSource{}, false, nil // the ignore file leaves the target out
+		}
+		if in.ignore != nil {
+			if out, err := in.ignore.Match(rel); err != nil || out {
+				return contextSource{}, false, err
+			}
+		}
+		selected[rel] = true
+		include = append(slices.Clone(include), escapePattern(rel))
+	}
+	return contextSource{dir: root, include: include, exclude: exclude, release: func() {}}, true, nil
+}
+
+// escapePattern returns a pattern that matches the path p only.
+func escapePattern(p string) string {
+	var sb strings.Builder
+	for _, r := range p {
+		if strings.ContainsRune(`*?[]\`, r) {
+			sb.WriteByte('\\')
+		}
+		sb.WriteRune(r)
+	}
+	return sb.String()
+}
+
+// materializeContext writes the context files of l that resolveContext
+// selected into dir, as the build context's local source: hard links
+// where the store shares the file system, else copies (modes, owners and
+// xattrs kept); a symlink of the context directory as a symlink.
+// Directories take the mode and owner of the context directory's own,
+// where l has one.
+func materializeContext(ctx context.Context, l *layer, files []contextFile, dir string) error {
+	var root string
+	for _, in := range l.context {
+		if in.dir && in.remote == "/" {
+			if r, err := filepath.EvalSymlinks(in.local); err == nil {
+				root = r
+			}
+		}
+	}
+	type dirMode struct {
+		path string
+		mode os.FileMode
+	}
+	var modes []dirMode // set last: a directory stays writable until filled
+	made := map[string]bool{"": true}
+	var mkdirs func(rel string) error
+	mkdirs = func(rel string) error {
+		if made[rel] {
+			return nil
+		}
+		if err := mkdirs(parentOf(rel)); err != nil {
+			return err
+		}
+		made[rel] = true
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		mode := os.FileMode(0o755)
+		var fi os.FileInfo
+		if root != "" {
+			if s, err := os.Stat(filepath.Join(root, filepath.FromSlash(rel))); err == nil && s.IsDir() {
+				fi, mode = s, s.Mode().Perm()
+			}
+		}
+		if err := os.Mkdir(p, 0o700); err != nil {
+			return err
+		}
+		if fi != nil {
+			chownLike(p, fi)
+		}
+		modes = append(modes, dirMode{p, mode})
+		return nil
+	}
+	files = slices.Clone(files)
+	selected := map[string]bool{}
+	for _, f := range files {
+		selected[strings.TrimPrefix(path.Clean("/"+f.path), "/")] = true
+	}
+	for i := 0; i < len(files); i++ { // symlinks add their targets
+		f := files[i]
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		rel := strings.TrimPrefix(path.Clean("/"+f.path), "/")
+		if err := mkdirs(parentOf(rel)); err != nil {
+			return err
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(rel))
+		if root != "" {
+			// A symlink of the context directory stays a symlink, as in
+			// Docker's build context (Modal's upload would follow it);
+			// COPY follows a symlink that a source names itself.
+			// Its target, inside the context, comes along: COPY of the
+			// link alone must find it. A link that leads out of the
+			// context is copied as the file it leads to (Docker's context
+			// would hold a dangling link).
+			orig := filepath.Join(root, filepath.FromSlash(rel))
+			if fi, err := os.Lstat(orig); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+				trel, err := filepath.Rel(root, f.source)
+				if err == nil && trel != ".." && !strings.HasPrefix(trel, "../") {
+					target, err := os.Readlink(orig)
+					if err != nil {
+						return err
+					}
+					if err := os.Symlink(target, dst); err != nil {
+						return err
+					}
+					trel = filepath.ToSlash(trel)
+					if !selected[trel] {
+						selected[trel] = true
+						files = append(files, contextFile{path: trel, source: f.source, mode: f.mode})
+					}
+					continue
+				}
+			}
+		}
+		if err := os.Link(f.source, dst); err == nil {
+			continue
+		}
+		if err := fscopy.Copy(ctx, filepath.Dir(f.source), filepath.Base(f.source), filepath.Dir(dst), filepath.Base(dst)); err != nil {
+			return fmt.Errorf("context file %s: %w", f.source, err)
+		}
+	}
+	for i := len(modes) - 1; i >= 0; i-- {
+		if err := os.Chmod(modes[i].path, modes[i].mode); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// chownLike gives p the owner of fi, where the process may (as root, or a
+// user whose own files they are); otherwise p keeps the process's.
+func chownLike(p string, fi os.FileInfo) {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		_ = os.Lchown(p, int(st.Uid), int(st.Gid))
+	}
+}
+
+// parentOf returns the parent of a slash-separated relative path, "" for
+// the root.
+func parentOf(rel string) string {
+	d := path.Dir(rel)
+	if d == "." || d == "/" {
+		return ""
+	}
+	return d
 }
 
 func addFile(files []contextFile, in contextInput) ([]contextFile, error) {
@@ -124,7 +376,13 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 				return err
 			}
 		}
-		st, statErr := os.Stat(p) // follows file symlinks, as Modal's os.walk upload does
+		var st fs.FileInfo
+		var statErr error
+		if d.Type().IsRegular() {
+			st, statErr = d.Info()
+		} else {
+			st, statErr = os.Stat(p) // follows file symlinks, as Modal's os.walk upload does
+		}
 		if statErr == nil && st.IsDir() {
 			return nil // a directory symlink: os.walk lists it as a directory and does not descend
 		}
@@ -143,9 +401,13 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 		if !st.Mode().IsRegular() {
 			return nil // sockets, fifos, devices: nothing to upload
 		}
-		real, err := filepath.EvalSymlinks(p)
-		if err != nil {
-			return err
+		// The walk is below the resolved root and enters no linked
+		// directory: only a link itself leads elsewhere.
+		real := p
+		if d.Type()&fs.ModeSymlink != 0 {
+			if real, err = filepath.EvalSymlinks(p); err != nil {
+				return err
+			}
 		}
 		files = append(files, contextFile{
 			path:   strings.TrimPrefix(path.Join(in.remote, rel), "/"),
@@ -157,14 +419,26 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 	return files, err
 }
 
+// hashFile returns the sha256 of the file p.
 func hashFile(p string) (digest.Digest, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return "", err
 	}
 	defer f.Close()
-	return digest.SHA256.FromReader(f)
+	bp := hashBuf.Get().(*[]byte)
+	defer hashBuf.Put(bp)
+	d := digest.SHA256.Digester()
+	// Not f itself: *os.File's WriteTo would allocate a buffer per file.
+	if _, err := io.CopyBuffer(d.Hash(), struct{ io.Reader }{f}, *bp); err != nil {
+		return "", err
+	}
+	return d.Digest(), nil
 }
+
+// hashBuf are hashFile's read buffers: a context of many small files
+// would otherwise allocate one per file.
+var hashBuf = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
 func sha256hex(s string) string {
 	sum := sha256.Sum256([]byte(s))

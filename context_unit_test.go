@@ -1,16 +1,19 @@
 package snapbuild
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/tonistiigi/fsutil"
 )
 
 // uWrite writes content at root/rel with mode (exactly, regardless of umask).
@@ -527,5 +530,91 @@ func TestCopyIntoParentModeIgnoresUmask(t *testing.T) {
 	// The file's own mode is set explicitly and is not affected.
 	if fi, _ := os.Stat(filepath.Join(rootfs, "opt/app/f")); fi.Mode().Perm() != 0o644 {
 		t.Errorf("file mode %v", fi.Mode())
+	}
+}
+
+// TestLocalContextInPlace checks which build contexts the worker reads in
+// place, and that the patterns a context in place carries select exactly
+// the files resolveContext selected (what the layer's image ID is made
+// of), read through fsutil's filter as the worker reads them.
+func TestLocalContextInPlace(t *testing.T) {
+	ctx := context.Background()
+	dir, _ := uContextTree(t)
+	os.Remove(filepath.Join(dir, "linkout")) // out of the context: see below
+	ignore := NewFilePatternMatcher("*.pyc", "!keep.pyc", "**/__pycache__")
+	for _, include := range [][]string{nil, {"**"}, {"sub", "a.py"}, {"*.py", "linkfile"}, {"linkfile", "sub"}} {
+		l := &layer{method: "dockerfile_commands", context: []contextInput{{local: dir, remote: "/", dir: true, ignore: ignore, include: include}}}
+		files, err := resolveContext(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := t.TempDir()
+		cs, err := localContext(ctx, l, files, tmp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cs.dir != dir {
+			t.Fatalf("include %q: context dir %s, want %s in place", include, cs.dir, dir)
+		}
+		if ents, _ := os.ReadDir(tmp); len(ents) != 0 {
+			t.Errorf("include %q: %d entries made in tmp", include, len(ents))
+		}
+		var got, want []string
+		err = fsutil.Walk(ctx, cs.dir, &fsutil.FilterOpt{IncludePatterns: cs.include, ExcludePatterns: cs.exclude}, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && !fi.IsDir() && (fi.Mode().IsRegular() || fi.Mode()&os.ModeSymlink != 0) {
+				if st, err := os.Stat(filepath.Join(cs.dir, p)); err == nil && !st.IsDir() {
+					got = append(got, filepath.ToSlash(p))
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// resolveContext's files, and the targets of links among them.
+		for _, f := range files {
+			want = append(want, f.path)
+			if rel, _ := filepath.Rel(dir, f.source); rel != f.path && !slices.Contains(want, rel) {
+				want = append(want, rel)
+			}
+		}
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("include %q: the patterns select\n %q\nresolveContext and link targets\n %q", include, got, want)
+		}
+		cs.release()
+	}
+
+	// Contexts that are not one directory of patterns are made.
+	uSymlink(t, "../outside.txt", filepath.Join(dir, "linkout"))
+	for name, in := range map[string]contextInput{
+		"a link out of the context": {local: dir, remote: "/", dir: true, ignore: ignore},
+		"a link to an ignored file": {local: dir, remote: "/", dir: true, ignore: NewFilePatternMatcher("a.py"), include: []string{"linkfile"}},
+		"an ignore function":        {local: dir, remote: "/", dir: true, ignore: MatcherFunc(func(string) bool { return false }), include: []string{"a.py"}},
+		"an inverted matcher":       {local: dir, remote: "/", dir: true, ignore: NewFilePatternMatcher("*.py").Invert()},
+		"add_local_dir":             {local: dir, remote: "/app", dir: true, include: []string{"a.py"}},
+	} {
+		l := &layer{method: "dockerfile_commands", context: []contextInput{in}}
+		files, err := resolveContext(l)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmp := t.TempDir()
+		cs, err := localContext(ctx, l, files, tmp)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if filepath.Dir(cs.dir) != tmp || cs.include != nil || cs.exclude != nil {
+			t.Errorf("%s: context %+v, want a directory made in %s", name, cs, tmp)
+		}
+		if name == "a link out of the context" {
+			if fi, err := os.Lstat(filepath.Join(cs.dir, "linkout")); err != nil || !fi.Mode().IsRegular() {
+				t.Errorf("linkout in the made context: %v, %v; want the file it leads to", fi, err)
+			}
+		}
+		cs.release()
+		if _, err := os.Stat(cs.dir); !os.IsNotExist(err) {
+			t.Errorf("%s: release left %s: %v", name, cs.dir, err)
+		}
 	}
 }

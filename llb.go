@@ -8,13 +8,11 @@ import (
 	"io"
 	"maps"
 	"os"
-	"path"
 	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/distribution/reference"
@@ -24,7 +22,6 @@ import (
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-	fscopy "github.com/tonistiigi/fsutil/copy"
 
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
@@ -145,14 +142,11 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	if pl != nil {
 		tmp = "" // a dry run writes nothing to the store
 	}
-	ctxDir, err := os.MkdirTemp(tmp, "context-")
+	lc, err := localContext(ctx, l, files, tmp)
 	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(ctxDir)
-	if err := materializeContext(ctx, l, files, ctxDir); err != nil {
 		return &InvalidError{Method: l.method, Message: err.Error()}
 	}
+	defer lc.release()
 
 	env, secrets, err := stepSecrets(l)
 	if err != nil {
@@ -173,12 +167,19 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		if err != nil {
 			return &InvalidError{Method: l.method, Message: err.Error()}
 		}
-	} else if def0, img, err = x.convert(ctx, st, text, force, pl, stopped); err != nil || def0 == nil {
+	} else if def0, img, err = x.convert(ctx, st, text, lc.exclude, force, pl, stopped); err != nil || def0 == nil {
 		return err
 	}
 	def, err := build.Rewrite(def0, func(op *pb.Op, md *pb.OpMetadata) error {
 		if force {
 			md.IgnoreCache = true
+		}
+		if src := op.GetSource(); src != nil && src.Identifier == "local://"+contextName && len(lc.include) > 0 {
+			if src.Attrs == nil {
+				src.Attrs = map[string]string{}
+			}
+			inc, _ := json.Marshal(lc.include)
+			src.Attrs[pb.AttrIncludePatterns] = string(inc)
 		}
 		if e := op.GetExec(); e != nil {
 			e.Secretenv = append(e.Secretenv, env...)
@@ -242,7 +243,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		return err
 	}
 	defer w.Close()
-	if err := w.AddLocal(contextName, ctxDir); err != nil {
+	if err := w.AddLocal(contextName, lc.dir); err != nil {
 		return err
 	}
 	for _, ls := range locals {
@@ -298,12 +299,13 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 // convert converts the layer's Dockerfile text with BuildKit's converter,
 // its images resolved by x.resolver. A nil definition and error means a dry
 // run (pl) learnt that a step would run: pl is filled.
-func (x *llbLayer) convert(ctx context.Context, st *buildState, text string, force bool, pl *PlanLayer, stopped *bool) (*pb.Definition, dockerspec.DockerOCIImage, error) {
+func (x *llbLayer) convert(ctx context.Context, st *buildState, text string, excludes []string, force bool, pl *PlanLayer, stopped *bool) (*pb.Definition, dockerspec.DockerOCIImage, error) {
 	b, l := x.b, x.l
 	res, err := dockerfile.Convert(ctx, []byte(text), dockerfile.Options{
 		BuildArgs:    l.buildArgs,
 		Target:       l.target,
 		ContextName:  contextName,
+		Excludes:     excludes,
 		Filename:     orDefault(l.dockerfile, l.method),
 		MetaResolver: x.resolver(st, force),
 	})
@@ -610,129 +612,6 @@ func (b *Builder) manifestConfig(m digest.Digest) (digest.Digest, []byte, error)
 // site's step environment (WithStepEnv) and SOURCE_DATE_EPOCH.
 func (b *Builder) siteEnv() []string {
 	return append(slices.Clone(b.stepEnv), fmt.Sprintf("SOURCE_DATE_EPOCH=%d", b.epoch.Unix()))
-}
-
-// materializeContext writes the context files of l that resolveContext
-// selected into dir, as the build context's local source: hard links
-// where the store shares the file system, else copies (modes, owners and
-// xattrs kept); a symlink of the context directory as a symlink.
-// Directories take the mode and owner of the context directory's own,
-// where l has one.
-func materializeContext(ctx context.Context, l *layer, files []contextFile, dir string) error {
-	var root string
-	for _, in := range l.context {
-		if in.dir && in.remote == "/" {
-			if r, err := filepath.EvalSymlinks(in.local); err == nil {
-				root = r
-			}
-		}
-	}
-	type dirMode struct {
-		path string
-		mode os.FileMode
-	}
-	var modes []dirMode // set last: a directory stays writable until filled
-	made := map[string]bool{"": true}
-	var mkdirs func(rel string) error
-	mkdirs = func(rel string) error {
-		if made[rel] {
-			return nil
-		}
-		if err := mkdirs(parentOf(rel)); err != nil {
-			return err
-		}
-		made[rel] = true
-		p := filepath.Join(dir, filepath.FromSlash(rel))
-		mode := os.FileMode(0o755)
-		var fi os.FileInfo
-		if root != "" {
-			if s, err := os.Stat(filepath.Join(root, filepath.FromSlash(rel))); err == nil && s.IsDir() {
-				fi, mode = s, s.Mode().Perm()
-			}
-		}
-		if err := os.Mkdir(p, 0o700); err != nil {
-			return err
-		}
-		if fi != nil {
-			chownLike(p, fi)
-		}
-		modes = append(modes, dirMode{p, mode})
-		return nil
-	}
-	files = slices.Clone(files)
-	selected := map[string]bool{}
-	for _, f := range files {
-		selected[strings.TrimPrefix(path.Clean("/"+f.path), "/")] = true
-	}
-	for i := 0; i < len(files); i++ { // symlinks add their targets
-		f := files[i]
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		rel := strings.TrimPrefix(path.Clean("/"+f.path), "/")
-		if err := mkdirs(parentOf(rel)); err != nil {
-			return err
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(rel))
-		if root != "" {
-			// A symlink of the context directory stays a symlink, as in
-			// Docker's build context (Modal's upload would follow it);
-			// COPY follows a symlink that a source names itself.
-			// Its target, inside the context, comes along: COPY of the
-			// link alone must find it. A link that leads out of the
-			// context is copied as the file it leads to (Docker's context
-			// would hold a dangling link).
-			orig := filepath.Join(root, filepath.FromSlash(rel))
-			if fi, err := os.Lstat(orig); err == nil && fi.Mode()&os.ModeSymlink != 0 {
-				trel, err := filepath.Rel(root, f.source)
-				if err == nil && trel != ".." && !strings.HasPrefix(trel, "../") {
-					target, err := os.Readlink(orig)
-					if err != nil {
-						return err
-					}
-					if err := os.Symlink(target, dst); err != nil {
-						return err
-					}
-					trel = filepath.ToSlash(trel)
-					if !selected[trel] {
-						selected[trel] = true
-						files = append(files, contextFile{path: trel, source: f.source, mode: f.mode})
-					}
-					continue
-				}
-			}
-		}
-		if err := os.Link(f.source, dst); err == nil {
-			continue
-		}
-		if err := fscopy.Copy(ctx, filepath.Dir(f.source), filepath.Base(f.source), filepath.Dir(dst), filepath.Base(dst)); err != nil {
-			return fmt.Errorf("context file %s: %w", f.source, err)
-		}
-	}
-	for i := len(modes) - 1; i >= 0; i-- {
-		if err := os.Chmod(modes[i].path, modes[i].mode); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// chownLike gives p the owner of fi, where the process may (as root, or a
-// user whose own files they are); otherwise p keeps the process's.
-func chownLike(p string, fi os.FileInfo) {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		_ = os.Lchown(p, int(st.Uid), int(st.Gid))
-	}
-}
-
-// parentOf returns the parent of a slash-separated relative path, "" for
-// the root.
-func parentOf(rel string) string {
-	d := path.Dir(rel)
-	if d == "." || d == "/" {
-		return ""
-	}
-	return d
 }
 
 // mapVertices assigns each vertex of g to the instruction whose lines the

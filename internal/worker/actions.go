@@ -11,7 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -216,7 +218,15 @@ func symlinkAction(root string, a *pb.FileActionSymlink, u *copy.User) (err erro
 // AttemptUnpackDockerCompatibility (ADD), a source that is a tar archive
 // (plain, gzip, bzip2, xz or zstd, told by content) is unpacked into the
 // destination instead.
-func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *copy.User) (err error) {
+//
+// When src is a local source read in place (local set, src its directory),
+// the source's patterns apply too: a wildcard match or a required path they
+// leave out is not there, and the copy of each match carries them,
+// rewritten relative to the match (localRef.under), next to the copy's own
+// patterns. Where they cannot be carried over exactly, copyAction returns
+// errNotInPlace before it writes anything, and the caller copies from the
+// source's selection instead.
+func copyAction(ctx context.Context, src string, local *localRef, dest string, a *pb.FileActionCopy, u *copy.User) (err error) {
 	defer func() { err = trimRoot(err, src, dest) }()
 	srcPath := cleanPath(a.Src)
 	destPath := cleanPath(a.Dest)
@@ -229,9 +239,22 @@ func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *
 			return fmt.Errorf("the destination's parent directory: %w", err)
 		}
 	}
+	if local != nil && !local.filtered() {
+		local = nil // the directory is the selection
+	}
 	if len(a.IncludePatterns) > 0 {
 		for _, req := range a.RequiredPaths {
-			p, err := fs.RootPath(src, filepath.Join(srcPath, req))
+			rp := filepath.Join(srcPath, req)
+			if local != nil {
+				f, ok := local.under(rp)
+				if !ok {
+					return errNotInPlace
+				}
+				if f.missing {
+					return fmt.Errorf("required path %s: %w", req, os.ErrNotExist)
+				}
+			}
+			p, err := fs.RootPath(src, rp)
 			if err != nil {
 				return err
 			}
@@ -241,20 +264,25 @@ func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *
 		}
 	}
 	tm := timestamp(a.Timestamp)
-	opt := func(ci *copy.CopyInfo) {
-		ci.IncludePatterns = a.IncludePatterns
-		ci.ExcludePatterns = a.ExcludePatterns
-		ci.Chown = chowner(u)
-		ci.Utime = tm
-		if a.ModeStr != "" {
-			ci.ModeStr = a.ModeStr
-		} else if m := int(a.Mode); m != -1 {
-			ci.Mode = &m
+	opt := func(f copyFilter) func(ci *copy.CopyInfo) {
+		return func(ci *copy.CopyInfo) {
+			ci.IncludePatterns = a.IncludePatterns
+			if f.include != nil {
+				ci.IncludePatterns = f.include // a.IncludePatterns is empty (see filterFor)
+			}
+			ci.ExcludePatterns = append(slices.Clone(f.exclude), a.ExcludePatterns...)
+			ci.Chown = chowner(u)
+			ci.Utime = tm
+			if a.ModeStr != "" {
+				ci.ModeStr = a.ModeStr
+			} else if m := int(a.Mode); m != -1 {
+				ci.Mode = &m
+			}
+			ci.CopyDirContents = a.DirCopyContents
+			ci.FollowLinks = a.FollowSymlink
+			ci.AlwaysReplaceExistingDestPaths = a.AlwaysReplaceExistingDestPaths
+			ci.XAttrErrorHandler = xattrError
 		}
-		ci.CopyDirContents = a.DirCopyContents
-		ci.FollowLinks = a.FollowSymlink
-		ci.AlwaysReplaceExistingDestPaths = a.AlwaysReplaceExistingDestPaths
-		ci.XAttrErrorHandler = xattrError
 	}
 	matches := []string{srcPath}
 	if a.AllowWildcard {
@@ -262,14 +290,45 @@ func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *
 		if err != nil {
 			return err
 		}
-		if len(matches) == 0 {
-			if a.AllowEmptyWildcard {
-				return nil
-			}
-			return errSourceNotFound(srcPath)
-		}
 	}
-	for _, s := range matches {
+	// The source's patterns, per match, all known before anything is
+	// written.
+	filters := make([]copyFilter, len(matches))
+	if local != nil {
+		wildcard := a.AllowWildcard && strings.ContainsAny(srcPath, "*?[")
+		if wildcard {
+			// The directory the wildcard is resolved in must be there.
+			dir := srcPath[:strings.IndexAny(srcPath, "*?[")]
+			if f, ok := local.under(path.Dir(dir + "x")); !ok {
+				return errNotInPlace
+			} else if f.missing {
+				return errSourceNotFound(srcPath)
+			}
+		}
+		kept := matches[:0]
+		for _, s := range matches {
+			f, ok := filterFor(local, s, a)
+			if !ok {
+				return errNotInPlace
+			}
+			if f.missing && wildcard {
+				continue // not in the source: no match
+			}
+			filters[len(kept)] = f
+			kept = append(kept, s)
+		}
+		matches = kept
+	}
+	if a.AllowWildcard && len(matches) == 0 {
+		if a.AllowEmptyWildcard {
+			return nil
+		}
+		return errSourceNotFound(srcPath)
+	}
+	for i, s := range matches {
+		if filters[i].missing {
+			return errSourceNotFound(s)
+		}
 		p, err := fs.RootPath(src, s)
 		if err != nil {
 			return err
@@ -286,11 +345,40 @@ func copyAction(ctx context.Context, src, dest string, a *pb.FileActionCopy, u *
 				continue
 			}
 		}
-		if err := copy.Copy(ctx, src, s, dest, destPath, opt); err != nil {
+		if err := copy.Copy(ctx, src, s, dest, destPath, opt(filters[i])); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// errNotInPlace is copyAction's answer when a local source's patterns
+// cannot be carried over to the copy: the caller copies from the source's
+// selection (localRef.selection) instead.
+var errNotInPlace = errors.New("the local source's patterns cannot be applied in place")
+
+// filterFor returns what a copy of s (a match of a.Src) from local applies
+// for the source's patterns, with ok=false where they cannot be combined
+// with the copy's own: both have include patterns (the copy would need
+// the intersection), or the copy's exclude patterns hold an exclusion
+// ("!"), which, after the source's, could bring back what the source
+// leaves out.
+func filterFor(local *localRef, s string, a *pb.FileActionCopy) (copyFilter, bool) {
+	f, ok := local.under(s)
+	if !ok || f.missing {
+		return f, ok
+	}
+	if f.include != nil && len(a.IncludePatterns) > 0 {
+		return f, false
+	}
+	if len(f.exclude) > 0 {
+		for _, p := range a.ExcludePatterns {
+			if strings.HasPrefix(p, "!") {
+				return f, false
+			}
+		}
+	}
+	return f, true
 }
 
 // errSourceNotFound is the error of a copy whose source path matches nothing

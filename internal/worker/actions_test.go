@@ -102,7 +102,7 @@ func TestCopyKeepsMetadata(t *testing.T) {
 	}
 	capBefore = capBefore[:n]
 
-	if err := copyAction(context.Background(), src, dest, copyOp("/app", "/opt/app/"), nil); err != nil {
+	if err := copyAction(context.Background(), src, nil, dest, copyOp("/app", "/opt/app/"), nil); err != nil {
 		t.Fatal(err)
 	}
 	got := filepath.Join(dest, "opt/app/bin/tool")
@@ -133,7 +133,7 @@ func TestCopyKeepsMetadata(t *testing.T) {
 	dest2 := t.TempDir()
 	a := copyOp("/app", "/srv/new/")
 	a.Mode = 0o640
-	if err := copyAction(context.Background(), src, dest2, a, &copy.User{UID: 7, GID: 8}); err != nil {
+	if err := copyAction(context.Background(), src, nil, dest2, a, &copy.User{UID: 7, GID: 8}); err != nil {
 		t.Fatal(err)
 	}
 	for _, rel := range []string{"srv/new", "srv/new/bin", "srv/new/bin/tool"} {
@@ -168,14 +168,14 @@ func TestCopyForms(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(dest, "app"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := copyAction(ctx, src, dest, copyOp("/file.txt", "/app/"), nil); err != nil {
+	if err := copyAction(ctx, src, nil, dest, copyOp("/file.txt", "/app/"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(dest, "app/file.txt")); got != "file" {
 		t.Errorf("/app/file.txt = %q", got)
 	}
 	// COPY file.txt /app (no slash, an existing directory): into it too.
-	if err := copyAction(ctx, src, dest, copyOp("/c.txt", "/app"), nil); err != nil {
+	if err := copyAction(ctx, src, nil, dest, copyOp("/c.txt", "/app"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(dest, "app/c.txt")); got != "c" {
@@ -183,7 +183,7 @@ func TestCopyForms(t *testing.T) {
 	}
 
 	// COPY *.go /src/
-	if err := copyAction(ctx, src, dest, copyOp("/*.go", "/src/"), nil); err != nil {
+	if err := copyAction(ctx, src, nil, dest, copyOp("/*.go", "/src/"), nil); err != nil {
 		t.Fatal(err)
 	}
 	ents, _ := os.ReadDir(filepath.Join(dest, "src"))
@@ -199,7 +199,7 @@ func TestCopyForms(t *testing.T) {
 	a := copyOp("/tree", "/t/")
 	a.IncludePatterns = []string{"**/*.md"}
 	a.ExcludePatterns = []string{"drop"}
-	if err := copyAction(ctx, src, dest, a, nil); err != nil {
+	if err := copyAction(ctx, src, nil, dest, a, nil); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(dest, "t/keep/x.md")); err != nil {
@@ -212,7 +212,7 @@ func TestCopyForms(t *testing.T) {
 	}
 
 	// A symlink named as the source is followed (COPY link /l).
-	if err := copyAction(ctx, src, dest, copyOp("/link", "/l"), nil); err != nil {
+	if err := copyAction(ctx, src, nil, dest, copyOp("/link", "/l"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if st := lstat(t, filepath.Join(dest, "l")); st.Mode&unix.S_IFMT != unix.S_IFREG {
@@ -221,11 +221,11 @@ func TestCopyForms(t *testing.T) {
 
 	// A source that matches nothing is an error naming it, as BuildKit's
 	// ("/x": not found), wildcard or not.
-	err := copyAction(ctx, src, dest, copyOp("/nothing*", "/x/"), nil)
+	err := copyAction(ctx, src, nil, dest, copyOp("/nothing*", "/x/"), nil)
 	if err == nil || !strings.Contains(err.Error(), `"/nothing*": not found`) {
 		t.Errorf("missing source: %v", err)
 	}
-	err = copyAction(ctx, src, dest, copyOp("/nothere.txt", "/x"), nil)
+	err = copyAction(ctx, src, nil, dest, copyOp("/nothere.txt", "/x"), nil)
 	if err == nil || !strings.Contains(err.Error(), `"/nothere.txt": not found`) || !strings.Contains(err.Error(), ".dockerignore") {
 		t.Errorf("missing source: %v", err)
 	}
@@ -235,7 +235,7 @@ func TestCopyForms(t *testing.T) {
 	// Without CreateDestPath a missing parent is an error.
 	b := copyOp("/file.txt", "/no/such/dir/f")
 	b.CreateDestPath = false
-	if err := copyAction(ctx, src, dest, b, nil); err == nil {
+	if err := copyAction(ctx, src, nil, dest, b, nil); err == nil {
 		t.Error("a missing destination parent without CreateDestPath: no error")
 	}
 	// The error names paths as the image sees them, not the host's.
@@ -263,7 +263,7 @@ func TestAddArchive(t *testing.T) {
 	for _, s := range []string{"/data.bin", "/notes.tar.gz"} {
 		a := copyOp(s, "/dst/")
 		a.AttemptUnpackDockerCompatibility = true
-		if err := copyAction(ctx, src, dest, a, nil); err != nil {
+		if err := copyAction(ctx, src, nil, dest, a, nil); err != nil {
 			t.Fatalf("ADD %s: %v", s, err)
 		}
 	}
@@ -277,7 +277,7 @@ func TestAddArchive(t *testing.T) {
 		t.Errorf("notes.tar.gz = %q, want it copied as it is", got)
 	}
 	// COPY never unpacks.
-	if err := copyAction(ctx, src, dest, copyOp("/data.bin", "/cp/"), nil); err != nil {
+	if err := copyAction(ctx, src, nil, dest, copyOp("/data.bin", "/cp/"), nil); err != nil {
 		t.Fatal(err)
 	}
 	if got := readFile(t, filepath.Join(dest, "cp/data.bin")); got != tgz.String() {

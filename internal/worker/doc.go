@@ -10,8 +10,8 @@
 //	                                     the store; layers without a snapshot are
 //	                                     unpacked (overlay.Apply), nothing is pulled
 //	          local://NAME               the directory registered under NAME with
-//	                                     Worker.AddLocal, filtered by the op's
-//	                                     include and exclude patterns
+//	                                     Worker.AddLocal, read in place through
+//	                                     the op's include and exclude patterns
 //	          https://URL, http://URL    one file downloaded with the Worker's
 //	                                     http.Client (WithHTTPClient), checked
 //	                                     against http.checksum, named, owned and

@@ -351,7 +351,7 @@ func (x *execRun) mount(ctx context.Context, m *pb.Mount, inputs []build.Ref) (*
 		}
 		var dir string
 		if m.Readonly {
-			d, release, err := x.w.view(r)
+			d, release, err := x.w.view(ctx, r)
 			if err != nil {
 				return nil, err
 			}
@@ -495,7 +495,7 @@ func (x *execRun) makeCache(ctx context.Context, dir string, m *pb.Mount, inputs
 	if err != nil {
 		return err
 	}
-	src, release, err := x.w.view(r)
+	src, release, err := x.w.view(ctx, r)
 	if err != nil {
 		return err
 	}

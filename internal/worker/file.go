@@ -202,7 +202,7 @@ func (f *fileRun) readable(i int64) (string, error) {
 			return "", err
 		}
 	}
-	dir, release, err := f.w.view(r)
+	dir, release, err := f.w.view(f.ctx, r)
 	if err != nil {
 		return "", err
 	}
@@ -210,12 +210,30 @@ func (f *fileRun) readable(i int64) (string, error) {
 	return dir, nil
 }
 
+// copySource returns the directory a copy reads input index i from: for a
+// local source, its directory in place and the patterns to read it
+// through (see copyAction); else readable's.
+func (f *fileRun) copySource(i int64) (string, *localRef, error) {
+	if _, ok := f.earlier(i); !ok {
+		r, err := inputRef(f.inputs, i)
+		if err != nil {
+			return "", nil, err
+		}
+		if r != nil && r.local != nil {
+			return r.local.dir, r.local, nil
+		}
+	}
+	dir, err := f.readable(i)
+	return dir, nil, err
+}
+
 // apply runs action a on the directory root.
 func (f *fileRun) apply(a *pb.FileAction, root string) error {
 	var src string
+	var local *localRef
 	if a.GetCopy() != nil {
 		var err error
-		if src, err = f.readable(a.SecondaryInput); err != nil {
+		if src, local, err = f.copySource(a.SecondaryInput); err != nil {
 			return fmt.Errorf("source: %w", err)
 		}
 	}
@@ -225,7 +243,14 @@ func (f *fileRun) apply(a *pb.FileAction, root string) error {
 	}
 	switch x := a.Action.(type) {
 	case *pb.FileAction_Copy:
-		err = copyAction(f.ctx, src, root, x.Copy, u)
+		err = copyAction(f.ctx, src, local, root, x.Copy, u)
+		if errors.Is(err, errNotInPlace) {
+			// The source's patterns cannot be carried over to this copy:
+			// read the source's selection as a directory instead.
+			if src, err = local.selection(f.ctx, f.w); err == nil {
+				err = copyAction(f.ctx, src, nil, root, x.Copy, u)
+			}
+		}
 	case *pb.FileAction_Mkfile:
 		err = mkfileAction(root, x.Mkfile, u)
 	case *pb.FileAction_Mkdir:

@@ -125,7 +125,7 @@ RUN cat /dl/hello.txt /dl/pinned.txt > /dl/both.txt
 		t.Fatalf("solve: %v", err)
 	}
 	r := res.Ref.(*Ref)
-	root, release, err := w.view(r)
+	root, release, err := w.view(ctx, r)
 	must(t, err)
 	for _, c := range []struct {
 		rel, data string
@@ -216,7 +216,7 @@ RUN cat /dl/hello.txt /dl/pinned.txt > /dl/both.txt
 			t.Errorf("third solve ran %q, want a vertex with %q", ran, want)
 		}
 	}
-	root, release, err = w.view(res3.Ref.(*Ref))
+	root, release, err = w.view(ctx, res3.Ref.(*Ref))
 	must(t, err)
 	defer release()
 	if b, err := os.ReadFile(filepath.Join(root, "dl/both.txt")); err != nil || string(b) != "changed\npinned content\n" {
@@ -294,7 +294,7 @@ func TestHTTPSource(t *testing.T) {
 	if len(r.Layers) != 1 {
 		t.Fatalf("http source has %d layers, want 1", len(r.Layers))
 	}
-	root, release, err := w.view(r)
+	root, release, err := w.view(ctx, r)
 	must(t, err)
 	defer release()
 	b, err := os.ReadFile(filepath.Join(root, "named.bin"))
@@ -362,7 +362,7 @@ func TestHTTPNotModified(t *testing.T) {
 	}
 	ref, err := w.Source(ctx, op)
 	must(t, err)
-	root, release, err := w.view(ref.(*Ref))
+	root, release, err := w.view(ctx, ref.(*Ref))
 	must(t, err)
 	b, err := os.ReadFile(filepath.Join(root, "f"))
 	release()

@@ -133,11 +133,16 @@ func (w *Worker) layered(ctx context.Context, r *Ref) (*Ref, error) {
 	case r.Dir == "":
 		return r, nil
 	}
+	src, release, err := w.view(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	a, err := w.prepare(nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := copyLocal(ctx, r.Dir, a.Rootfs, &fsutil.FilterOpt{}); err != nil {
+	if err := copyLocal(ctx, src, a.Rootfs, &fsutil.FilterOpt{}); err != nil {
 		a.Remove()
 		return nil, fmt.Errorf("making a layer of local source %s: %w", r.Dir, err)
 	}
@@ -168,7 +173,7 @@ func (w *Worker) stack(ctx context.Context, base *Ref, layers []ocispec.Descript
 // snapshot of lower is made equal to upper (syncTree), and the overlay
 // differ records what that changed.
 func (w *Worker) changeLayer(ctx context.Context, lower, upper *Ref) (*Ref, error) {
-	src, release, err := w.view(upper)
+	src, release, err := w.view(ctx, upper)
 	if err != nil {
 		return nil, err
 	}

@@ -139,7 +139,7 @@ func TestSolveCopyLink(t *testing.T) {
 		// The last RUN saw the linked layer's directory entries.
 		"owners.txt": "0:0 755\n1000:1000 755\n",
 	}
-	view, release, err := w.view(r1)
+	view, release, err := w.view(ctx, r1)
 	must(t, err)
 	defer release()
 	checkFiles(t, "snapshot", view, files)
@@ -176,7 +176,7 @@ func TestSolveCopyLink(t *testing.T) {
 			t.Errorf("with V=2: linked layer %d is %s, want %s as with V=1", i, r2.Layers[i].Digest, r1.Layers[i].Digest)
 		}
 	}
-	view2, release2, err := w.view(r2)
+	view2, release2, err := w.view(ctx, r2)
 	must(t, err)
 	defer release2()
 	checkFiles(t, "snapshot (V=2)", view2, map[string]string{"srv/data/v.txt": "2\n", "srv/data/a.txt": "a\n", "etc/config": "linked config\n"})
@@ -351,7 +351,7 @@ func treeOf(t *testing.T, w *Worker, r *Ref) map[string]string {
 	if r.Chain == "" {
 		return map[string]string{}
 	}
-	root, release, err := w.view(r)
+	root, release, err := w.view(context.Background(), r)
 	must(t, err)
 	defer release()
 	tree := map[string]string{}
@@ -541,7 +541,7 @@ COPY --link a/b/c.txt /bin/
 			t.Errorf("layer %d = %q, want %q", 2+i, got, want)
 		}
 	}
-	view, release, err := w.view(r)
+	view, release, err := w.view(ctx, r)
 	must(t, err)
 	defer release()
 	checkFiles(t, "snapshot", view, map[string]string{

@@ -130,7 +130,7 @@ RUN --mount=type=secret,id=tok,target=/home/app/tok,uid=1000,mode=0400 tr a-z A-
 		t.Fatalf("solve: %v", err)
 	}
 	r := res.Ref.(*Ref)
-	root, release, err := w.view(r)
+	root, release, err := w.view(ctx, r)
 	must(t, err)
 	defer release()
 	upper := "S3CR3T-VALUE-LOWER"

@@ -222,7 +222,7 @@ func TestSolveDockerfile(t *testing.T) {
 	}
 
 	// The files, through a read-only view of the result.
-	root, release, err := w.view(r)
+	root, release, err := w.view(ctx, r)
 	must(t, err)
 	defer release()
 	file := func(rel, want string) {
@@ -425,7 +425,7 @@ RUN --mount=type=bind,from=stage,source=/out,target=/in cat /in/f > /bound.txt &
 	if err != nil {
 		t.Fatalf("solve: %v", err)
 	}
-	root, release, err := w.view(res.Ref.(*Ref))
+	root, release, err := w.view(ctx, res.Ref.(*Ref))
 	must(t, err)
 	defer release()
 	for rel, want := range map[string]string{
@@ -499,7 +499,7 @@ COPY --from=b --chown=app:app --chmod=0600 /out/b/file /merged/b/
 	if len(r.Layers) != 3 {
 		t.Errorf("target has %d layers, want 3 (base and two COPY)", len(r.Layers))
 	}
-	root, release, err := w.view(r)
+	root, release, err := w.view(ctx, r)
 	must(t, err)
 	defer release()
 	for rel, want := range map[string]string{"merged/a/file": "A\n", "merged/b/file": "B\n"} {
@@ -654,7 +654,7 @@ func solveView(t *testing.T, w *Worker, def *pb.Definition) string {
 	if err != nil {
 		t.Fatalf("solve: %v", err)
 	}
-	root, release, err := w.view(res.Ref.(*Ref))
+	root, release, err := w.view(context.Background(), res.Ref.(*Ref))
 	must(t, err)
 	t.Cleanup(release)
 	return root

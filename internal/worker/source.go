@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"sort"
@@ -55,7 +53,7 @@ func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest
 		if l.key != "" {
 			return l.key, nil
 		}
-		return localKey(ctx, l.dir, filter)
+		return localKey(ctx, l.dir, filter, w.hashesFor(l.dir))
 	case strings.HasPrefix(op.Identifier, httpScheme), strings.HasPrefix(op.Identifier, httpsScheme):
 		return w.httpContentKey(ctx, op)
 	}
@@ -69,10 +67,15 @@ func (w *Worker) ContentKey(ctx context.Context, op *pb.SourceOp) (digest.Digest
 //     Layers whose snapshot is missing are unpacked from their blobs; an
 //     image whose manifest is not in the store is an error that says to
 //     pull or load it first. Nothing is fetched from a registry.
-//   - local://NAME: a copy of the directory registered with AddLocal under
-//     NAME, holding only what the op's include and exclude patterns select
+//   - local://NAME: the directory registered with AddLocal under NAME,
+//     read in place (nothing is copied when the source is made), narrowed
+//     to what the op's include and exclude patterns select
 //     (local.includepattern, local.excludepatterns: the .dockerignore
-//     rules), with owners, modes, xattrs and mtimes kept.
+//     rules). A copy from it applies the patterns as it reads; a reader
+//     that needs the selection as a directory (a bind mount, a cache
+//     seed, a merge or diff) gets a copy of the selected entries, made
+//     once, with owners, modes, xattrs and mtimes kept. Files edited
+//     while the build runs are read as they are when the copy reads them.
 //   - https://URL and http://URL: one file, downloaded (or the download
 //     ContentKey made), committed as one layer. Its name is http.filename,
 //     else the response's Content-Disposition filename, else the URL
@@ -100,14 +103,11 @@ func (w *Worker) Source(ctx context.Context, op *pb.SourceOp) (build.Ref, error)
 		if err != nil {
 			return nil, err
 		}
-		dir, err := w.tempDir("local-")
+		lr, err := newLocalRef(l.dir, filter)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("source %q: %w", op.Identifier, err)
 		}
-		if err := copyLocal(ctx, l.dir, dir, filter); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", op.Identifier, err)
-		}
-		return &Ref{Dir: dir}, nil
+		return &Ref{Dir: l.dir, local: lr}, nil
 	case strings.HasPrefix(op.Identifier, httpScheme), strings.HasPrefix(op.Identifier, httpsScheme):
 		return w.httpSourceRef(ctx, op)
 	}
@@ -312,7 +312,7 @@ func (w *Worker) SelectionKey(ctx context.Context, op *pb.SourceOp, paths []stri
 	if err != nil {
 		return "", err
 	}
-	k, err := localChecksum(ctx, l.dir, filter, prefix, func(p string, fi fs.FileInfo) (bool, error) {
+	k, err := localChecksum(ctx, l.dir, filter, w.hashesFor(l.dir), prefix, func(p string, fi fs.FileInfo) (bool, error) {
 		pc := components(p)
 		selected, leads := false, false
 		for _, sc := range sels {
@@ -391,15 +391,17 @@ func copyLocal(ctx context.Context, src, dst string, filter *fsutil.FilterOpt) e
 // in walk order, its path, type and permission bits, owner, symlink target,
 // device numbers, xattrs and, for regular files, the sha256 of the content.
 // Modification times are not part of it (as in BuildKit's content checksums):
-// touching a file does not change the key.
-func localKey(ctx context.Context, dir string, filter *fsutil.FilterOpt) (digest.Digest, error) {
-	return localChecksum(ctx, dir, filter, nil, nil)
+// touching a file does not change the key. A file's content is read only
+// when hashes (nil: always) has no digest for its current stat (see
+// fileHashes), so a walk over unchanged files is stats only.
+func localKey(ctx context.Context, dir string, filter *fsutil.FilterOpt, hashes *fileHashes) (digest.Digest, error) {
+	return localChecksum(ctx, dir, filter, hashes, nil, nil)
 }
 
 // localChecksum is localKey over the entries keep accepts (all when keep is
 // nil), with prefix written first. keep may end the walk with an error, or
 // skip a directory's entries with filepath.SkipDir.
-func localChecksum(ctx context.Context, dir string, filter *fsutil.FilterOpt, prefix []byte, keep func(p string, fi fs.FileInfo) (bool, error)) (digest.Digest, error) {
+func localChecksum(ctx context.Context, dir string, filter *fsutil.FilterOpt, hashes *fileHashes, prefix []byte, keep func(p string, fi fs.FileInfo) (bool, error)) (digest.Digest, error) {
 	h := sha256.New()
 	h.Write(prefix)
 	err := fsutil.Walk(ctx, dir, filter, func(p string, fi fs.FileInfo, err error) error {
@@ -425,17 +427,11 @@ func localChecksum(ctx context.Context, dir string, filter *fsutil.FilterOpt, pr
 			fmt.Fprintf(h, " %q=%x", k, st.Xattrs[k])
 		}
 		if fi.Mode().IsRegular() {
-			f, err := os.Open(filepath.Join(dir, p))
+			d, err := hashes.digest(filepath.Join(dir, p), filepath.ToSlash(p))
 			if err != nil {
 				return err
 			}
-			fh := sha256.New()
-			_, err = io.Copy(fh, f)
-			f.Close()
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(h, " %x", fh.Sum(nil))
+			fmt.Fprintf(h, " %s", d.Encoded())
 		}
 		h.Write([]byte{'\n'})
 		return nil

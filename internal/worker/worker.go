@@ -29,8 +29,8 @@ import (
 // An image filesystem is the committed snapshot Chain, made of Layers (base
 // layer first) whose uncompressed digests are DiffIDs; an empty filesystem
 // has no layers and Chain "". A local source is a directory instead (Dir set,
-// no layers): it can be read by later ops but is no image and cannot be
-// exported.
+// no layers), read in place through its op's patterns: it can be read by
+// later ops but is no image and cannot be exported.
 type Ref struct {
 	// Chain is the OCI chain ID of the layers, the committed snapshot's
 	// name; "" for an empty filesystem or a directory.
@@ -42,8 +42,12 @@ type Ref struct {
 	// DiffIDs are the digests of the layers' uncompressed tar streams, in
 	// the order of Layers.
 	DiffIDs []digest.Digest
-	// Dir is the directory of a local source; "" otherwise.
+	// Dir is the directory of a local source, the one registered with
+	// AddLocal (read in place: it holds what the op's patterns leave out
+	// too); "" otherwise.
 	Dir string
+
+	local *localRef // the patterns a local source is read through
 }
 
 // Worker runs LLB ops on snapshots. It implements build.Worker and, through
@@ -56,7 +60,8 @@ type Worker struct {
 
 	mu     sync.Mutex
 	locals map[string]local
-	temps  []string // directories to remove on Close
+	hashes map[string]*fileHashes // content hashes of local directories, by directory
+	temps  []string               // directories to remove on Close
 
 	commitMu sync.Mutex             // snapshot commits and image unpacking
 	cacheMu  map[string]*sync.Mutex // cache mounts by directory, for locked sharing
@@ -264,7 +269,7 @@ func New(blobs *oci.Store, snaps *snapshot.Store, dir string, opts ...Option) (*
 		}
 	}
 	return &Worker{blobs: blobs, snaps: snaps, dir: abs, opts: o,
-		locals: map[string]local{}, cacheMu: map[string]*sync.Mutex{}, unpackMu: map[digest.Digest]*sync.Mutex{},
+		locals: map[string]local{}, hashes: map[string]*fileHashes{}, cacheMu: map[string]*sync.Mutex{}, unpackMu: map[digest.Digest]*sync.Mutex{},
 		fetchMu: map[string]*sync.Mutex{}, fetches: map[string]*download{}}, nil
 }
 
@@ -323,14 +328,16 @@ func (w *Worker) AddLocal(name, dir string, opts ...LocalOption) error {
 
 // Close removes the directories the Worker made for local sources, tmpfs
 // mounts and downloads; Refs to local sources are unusable afterwards. Snapshots,
-// layers and cache mounts stay. Close is idempotent.
+// layers and cache mounts stay, and so do the content hashes of the local
+// sources' files, for the next Worker on the same directory. Close is
+// idempotent.
 func (w *Worker) Close() error {
+	errs := []error{w.saveHashes()}
 	w.mu.Lock()
 	temps := w.temps
 	w.temps = nil
 	clear(w.fetches)
 	w.mu.Unlock()
-	var errs []error
 	for _, d := range temps {
 		errs = append(errs, os.RemoveAll(d))
 	}
@@ -406,10 +413,13 @@ func (w *Worker) prepare(r *Ref) (*snapshot.Active, error) {
 }
 
 // view returns a read-only directory holding r's files and a function that
-// releases it: a mounted view of a snapshot, a local source's directory, or
-// an empty directory.
-func (w *Worker) view(r *Ref) (string, func(), error) {
+// releases it: a mounted view of a snapshot, a local source's selection
+// (localRef.selection), or an empty directory.
+func (w *Worker) view(ctx context.Context, r *Ref) (string, func(), error) {
 	switch {
+	case r != nil && r.local != nil:
+		d, err := r.local.selection(ctx, w)
+		return d, func() {}, err
 	case r != nil && r.Dir != "":
 		return r.Dir, func() {}, nil
 	case r == nil || r.Chain == "":

@@ -24,7 +24,12 @@ import (
 // newWorker returns a Worker on fresh stores in a temporary directory.
 func newWorker(t *testing.T, opts ...Option) *Worker {
 	t.Helper()
-	root := t.TempDir()
+	return newWorkerAt(t, t.TempDir(), opts...)
+}
+
+// newWorkerAt returns a Worker on the stores in root, made when missing.
+func newWorkerAt(t *testing.T, root string, opts ...Option) *Worker {
+	t.Helper()
 	blobs, err := oci.NewStore(root)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +80,7 @@ func localOp(name string, attrs map[string]string) *pb.SourceOp {
 
 // TestLocalSource checks a local:// source: its content key follows the
 // content of the files it selects, not their mtimes nor excluded files, and
-// the result holds only the selected files, with their modes.
+// its selection holds only the selected files, with their modes.
 func TestLocalSource(t *testing.T) {
 	ctx := context.Background()
 	w := newWorker(t)
@@ -134,20 +139,23 @@ func TestLocalSource(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := ref.(*Ref)
-	if r.Dir == "" || len(r.Layers) != 0 {
-		t.Fatalf("local source ref = %+v, want a directory", r)
+	if r.Dir != dir || len(r.Layers) != 0 {
+		t.Fatalf("local source ref = %+v, want the directory %s in place", r, dir)
 	}
+	view, release, err := w.view(ctx, r)
+	must(t, err)
+	defer release()
 	var got []string
-	filepath.WalkDir(r.Dir, func(p string, d os.DirEntry, err error) error {
-		if rel, _ := filepath.Rel(r.Dir, p); rel != "." {
+	filepath.WalkDir(view, func(p string, d os.DirEntry, err error) error {
+		if rel, _ := filepath.Rel(view, p); rel != "." {
 			got = append(got, rel)
 		}
 		return nil
 	})
 	if want := []string{"main.go", "new.txt", "run.sh"}; !slices.Equal(got, want) {
-		t.Errorf("local source holds %v, want %v", got, want)
+		t.Errorf("local source's selection holds %v, want %v", got, want)
 	}
-	if st := lstat(t, filepath.Join(r.Dir, "run.sh")); st.Mode&0o777 != 0o700 {
+	if st := lstat(t, filepath.Join(view, "run.sh")); st.Mode&0o777 != 0o700 {
 		t.Errorf("run.sh mode %o, want 700", st.Mode&0o777)
 	}
 }
