@@ -28,6 +28,7 @@ import (
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/internal/store"
+	"github.com/snapbuild/snapbuild/internal/userdb"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/registry"
@@ -1013,7 +1014,7 @@ func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptio
 	if err := attachMounts(ctx, a.Rootfs, files); err != nil {
 		return 0, err
 	}
-	uid, gid, err := resolveUser(a.Rootfs, c.User)
+	u, err := userdb.ExecUser(a.Rootfs, c.User)
 	if err != nil {
 		return 0, err
 	}
@@ -1027,7 +1028,7 @@ func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptio
 		Args:     argv,
 		Env:      withPath(append(slices.Clone(c.Env), o.Env...)),
 		Cwd:      orDefault(o.Workdir, c.WorkingDir),
-		UID:      uid, GID: gid,
+		UID:      u.Uid, GID: u.Gid,
 		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		Terminal: o.Terminal,
 		Network:  b.network,

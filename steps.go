@@ -1,17 +1,13 @@
 package snapbuild
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/moby/buildkit/frontend/dockerfile/parser"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -265,78 +261,6 @@ func gpuInjection(request string, o gpu.Options) (*gpu.Injection, error) {
 		return nil, err
 	}
 	return gpu.Resolve(reqs, o)
-}
-
-// resolveUser turns a Docker USER value ("", "name", "uid", "name:group",
-// "uid:gid") into numeric IDs using the rootfs's /etc/passwd and /etc/group.
-func resolveUser(rootfs, user string) (int, int, error) {
-	if user == "" {
-		return 0, 0, nil
-	}
-	u, g, hasGroup := strings.Cut(user, ":")
-	uid, gid := -1, -1
-	if n, err := strconv.Atoi(u); err == nil {
-		uid = n
-	}
-	if uid < 0 || !hasGroup {
-		name, id, pgid, ok := lookupDB(rootfs, "/etc/passwd", u, uid)
-		if !ok && uid < 0 {
-			return 0, 0, fmt.Errorf("USER %s: no user %q in the image's /etc/passwd", user, u)
-		}
-		if ok {
-			_ = name
-			uid, gid = id, pgid
-		}
-	}
-	if hasGroup {
-		if n, err := strconv.Atoi(g); err == nil {
-			gid = n
-		} else {
-			_, id, _, ok := lookupDB(rootfs, "/etc/group", g, -1)
-			if !ok {
-				return 0, 0, fmt.Errorf("USER %s: no group %q in the image's /etc/group", user, g)
-			}
-			gid = id
-		}
-	}
-	if gid < 0 {
-		gid = 0
-	}
-	return uid, gid, nil
-}
-
-// lookupDB finds an entry by name (or by id when id >= 0) in a passwd- or
-// group-format file of the rootfs; it returns name, id and (for passwd) the
-// primary gid.
-func lookupDB(rootfs, file, name string, id int) (string, int, int, bool) {
-	p, err := securejoin.SecureJoin(rootfs, file)
-	if err != nil {
-		return "", 0, 0, false
-	}
-	f, err := os.Open(p)
-	if err != nil {
-		return "", 0, 0, false
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		parts := strings.Split(sc.Text(), ":")
-		if len(parts) < 3 {
-			continue
-		}
-		n, err := strconv.Atoi(parts[2])
-		if err != nil {
-			continue
-		}
-		if parts[0] == name || (id >= 0 && n == id) {
-			pg := 0
-			if len(parts) > 3 {
-				pg, _ = strconv.Atoi(parts[3])
-			}
-			return parts[0], n, pg, true
-		}
-	}
-	return "", 0, 0, false
 }
 
 // missingSource explains what to do when a COPY --from image or a base is

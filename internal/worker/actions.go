@@ -23,6 +23,7 @@ import (
 	"github.com/moby/go-archive"
 	"github.com/moby/go-archive/chrootarchive"
 	"github.com/moby/go-archive/compression"
+	"github.com/snapbuild/snapbuild/internal/userdb"
 	copy "github.com/tonistiigi/fsutil/copy"
 )
 
@@ -494,7 +495,7 @@ func resolveOwner(c *pb.ChownOpt, lookupRoot func(*pb.NamedUserOpt) (string, err
 			if err != nil {
 				return nil, fmt.Errorf("user %q: %w", x.ByName.Name, err)
 			}
-			u, ok, err := lookupPasswd(root, x.ByName.Name)
+			u, ok, err := userdb.LookupPasswd(root, x.ByName.Name)
 			if err != nil {
 				return nil, err
 			}
@@ -513,7 +514,7 @@ func resolveOwner(c *pb.ChownOpt, lookupRoot func(*pb.NamedUserOpt) (string, err
 			if err != nil {
 				return nil, fmt.Errorf("group %q: %w", x.ByName.Name, err)
 			}
-			g, ok, err := lookupGroup(root, x.ByName.Name)
+			g, ok, err := userdb.LookupGroup(root, x.ByName.Name)
 			if err != nil {
 				return nil, err
 			}

@@ -381,41 +381,6 @@ func TestResolveOwner(t *testing.T) {
 	}
 }
 
-func TestExecUser(t *testing.T) {
-	root := t.TempDir()
-	write(t, root, "etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n", 0o644)
-	write(t, root, "etc/group", "root:x:0:\nstaff:x:50:app\n", 0o644)
-	for _, c := range []struct {
-		spec     string
-		uid, gid int
-		ok       bool
-	}{
-		{"", 0, 0, true},
-		{"app", 1000, 1001, true},
-		{"app:staff", 1000, 50, true},
-		{"1000", 1000, 1001, true},
-		{"4242", 4242, 0, true}, // a uid not in passwd is allowed
-		{"4242:7", 4242, 7, true},
-		{"ghost", 0, 0, false},
-		{"app:nogroup", 0, 0, false},
-	} {
-		u, err := execUser(root, c.spec)
-		if !c.ok {
-			if err == nil || !strings.Contains(err.Error(), c.spec) {
-				t.Errorf("execUser(%q) = %v, want an error naming it", c.spec, err)
-			}
-			continue
-		}
-		if err != nil || u.Uid != c.uid || u.Gid != c.gid {
-			t.Errorf("execUser(%q) = %+v, %v; want %d:%d", c.spec, u, err, c.uid, c.gid)
-		}
-	}
-	// An empty filesystem has no passwd: root, and numeric ids, still work.
-	if u, err := execUser(t.TempDir(), "5:6"); err != nil || u.Uid != 5 || u.Gid != 6 {
-		t.Errorf("execUser without /etc/passwd = %+v, %v", u, err)
-	}
-}
-
 // Errors name paths as the image sees them, in the path error and in
 // messages that carry a host path (fsutil's "failed to chown ...").
 func TestTrimRoot(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 	copy "github.com/tonistiigi/fsutil/copy"
 
 	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/userdb"
 	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/sandbox"
 	"github.com/snapbuild/snapbuild/snapshot"
@@ -127,7 +128,7 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	}
 	rootfs := root.active.Rootfs
 
-	u, err := execUser(rootfs, meta.User)
+	u, err := userdb.ExecUser(rootfs, meta.User)
 	if err != nil {
 		return nil, err
 	}

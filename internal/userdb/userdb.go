@@ -1,4 +1,9 @@
-package worker
+// Package userdb reads an image's /etc/passwd and /etc/group, resolving a
+// Docker USER value ("name", "uid", "name:group", "uid:gid") to the ids a
+// process runs as, as runc and BuildKit do (github.com/moby/sys/user). The
+// build's exec ops, file ops' owners by name and `snapbuild run` use it, so
+// a USER means the same thing in all three.
+package userdb
 
 import (
 	"errors"
@@ -11,14 +16,14 @@ import (
 	"github.com/moby/sys/user"
 )
 
-// maxUserFile bounds the /etc/passwd and /etc/group files read (BuildKit's
+// MaxFileSize bounds the /etc/passwd and /etc/group files read (BuildKit's
 // limit).
-const maxUserFile = 10 << 20
+const MaxFileSize = 10 << 20
 
-// openDB opens the passwd- or group-format file name inside root, resolving
+// Open opens the passwd- or group-format file name inside root, resolving
 // symlinks within root. A missing file (or an empty filesystem, root "") is
 // (nil, nil).
-func openDB(root, name string) (io.ReadCloser, error) {
+func Open(root, name string) (io.ReadCloser, error) {
 	if root == "" {
 		return nil, nil
 	}
@@ -42,16 +47,16 @@ func openDB(root, name string) (io.ReadCloser, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s is not a regular file", name)
 	}
-	if st.Size() > maxUserFile {
+	if st.Size() > MaxFileSize {
 		f.Close()
-		return nil, fmt.Errorf("%s is larger than %d bytes", name, maxUserFile)
+		return nil, fmt.Errorf("%s is larger than %d bytes", name, MaxFileSize)
 	}
 	return f, nil
 }
 
-// lookupPasswd finds user name in root's /etc/passwd.
-func lookupPasswd(root, name string) (user.User, bool, error) {
-	f, err := openDB(root, "/etc/passwd")
+// LookupPasswd finds user name in root's /etc/passwd.
+func LookupPasswd(root, name string) (user.User, bool, error) {
+	f, err := Open(root, "/etc/passwd")
 	if err != nil || f == nil {
 		return user.User{}, false, err
 	}
@@ -66,9 +71,9 @@ func lookupPasswd(root, name string) (user.User, bool, error) {
 	return us[0], true, nil
 }
 
-// lookupGroup finds group name in root's /etc/group.
-func lookupGroup(root, name string) (user.Group, bool, error) {
-	f, err := openDB(root, "/etc/group")
+// LookupGroup finds group name in root's /etc/group.
+func LookupGroup(root, name string) (user.Group, bool, error) {
+	f, err := Open(root, "/etc/group")
 	if err != nil || f == nil {
 		return user.Group{}, false, err
 	}
@@ -83,22 +88,22 @@ func lookupGroup(root, name string) (user.Group, bool, error) {
 	return gs[0], true, nil
 }
 
-// execUser resolves an exec op's user ("", "name", "uid", "name:group",
+// ExecUser resolves a process's user ("", "name", "uid", "name:group",
 // "uid:gid", as Docker's USER) against root's /etc/passwd and /etc/group,
 // as runc and BuildKit do (github.com/moby/sys/user): a name must exist, a
 // numeric uid need not; without a group, the user's primary group (0 for a
 // uid not in passwd). It returns the uid, the gid and the supplementary
 // groups of the user, and the home directory.
-func execUser(root, spec string) (*user.ExecUser, error) {
+func ExecUser(root, spec string) (*user.ExecUser, error) {
 	defaults := &user.ExecUser{Uid: 0, Gid: 0, Home: "/"}
-	passwd, err := openDB(root, "/etc/passwd")
+	passwd, err := Open(root, "/etc/passwd")
 	if err != nil {
 		return nil, err
 	}
 	if passwd != nil {
 		defer passwd.Close()
 	}
-	group, err := openDB(root, "/etc/group")
+	group, err := Open(root, "/etc/group")
 	if err != nil {
 		return nil, err
 	}
