@@ -523,7 +523,7 @@ func TestCopyIntoParentModeIgnoresUmask(t *testing.T) {
 		if fi.Mode().Perm() != 0o755 {
 			t.Fatalf("BUG: context.go copyInto makes missing parents with os.MkdirAll(parent, 0o755), which the "+
 				"process umask reduces (umask 077 gave %s %v), so images depend on the builder's umask and non-root "+
-				"users may not traverse COPY destinations; steps.go's WORKDIR mkdir has the same problem. Fix: set "+
+				"users may not traverse COPY destinations. Fix: set "+
 				"umask 0 for builds (unix.Umask(0) in Init/Build) or chmod each created directory to 0755", d, fi.Mode().Perm())
 		}
 	}
