@@ -14,12 +14,12 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/patternmatcher"
 	"github.com/opencontainers/go-digest"
+	"github.com/snapbuild/snapbuild/internal/worker"
 	fscopy "github.com/tonistiigi/fsutil/copy"
 )
 
@@ -420,25 +420,7 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 }
 
 // hashFile returns the sha256 of the file p.
-func hashFile(p string) (digest.Digest, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	bp := hashBuf.Get().(*[]byte)
-	defer hashBuf.Put(bp)
-	d := digest.SHA256.Digester()
-	// Not f itself: *os.File's WriteTo would allocate a buffer per file.
-	if _, err := io.CopyBuffer(d.Hash(), struct{ io.Reader }{f}, *bp); err != nil {
-		return "", err
-	}
-	return d.Digest(), nil
-}
-
-// hashBuf are hashFile's read buffers: a context of many small files
-// would otherwise allocate one per file.
-var hashBuf = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+func hashFile(p string) (digest.Digest, error) { return worker.HashFile(p) }
 
 func sha256hex(s string) string {
 	sum := sha256.Sum256([]byte(s))

@@ -79,6 +79,33 @@ func (w *Worker) hashesFor(dir string) *fileHashes {
 // files does not allocate one buffer per file.
 var hashBuf = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
 
+// HashFile returns the sha256 of the file p, read through a pooled buffer.
+func HashFile(p string) (digest.Digest, error) {
+	sum, err := sumFile(p)
+	if err != nil {
+		return "", err
+	}
+	return digest.NewDigestFromBytes(digest.SHA256, sum[:]), nil
+}
+
+func sumFile(p string) ([32]byte, error) {
+	var sum [32]byte
+	f, err := os.Open(p)
+	if err != nil {
+		return sum, err
+	}
+	defer f.Close()
+	bp := hashBuf.Get().(*[]byte)
+	defer hashBuf.Put(bp)
+	hs := sha256.New()
+	// Not f itself: *os.File's WriteTo would allocate a buffer per file.
+	if _, err := io.CopyBuffer(hs, struct{ io.Reader }{f}, *bp); err != nil {
+		return sum, err
+	}
+	hs.Sum(sum[:0])
+	return sum, nil
+}
+
 // digest returns the sha256 of the regular file p, the path rel relative
 // to the directory: the remembered one when p's stat is unchanged, else
 // read and remembered. A nil h reads the file.
@@ -109,20 +136,10 @@ func (h *fileHashes) digest(p, rel string) (digest.Digest, error) {
 	h.mu.Lock()
 	h.reads++
 	h.mu.Unlock()
-	f, err := os.Open(p)
+	sum, err := sumFile(p)
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	bp := hashBuf.Get().(*[]byte)
-	defer hashBuf.Put(bp)
-	hs := sha256.New()
-	// Not f itself: *os.File's WriteTo would allocate a buffer per file.
-	if _, err := io.CopyBuffer(hs, struct{ io.Reader }{f}, *bp); err != nil {
-		return "", err
-	}
-	var sum [32]byte
-	hs.Sum(sum[:0])
 	if stamp.Ctime < start.Add(-time.Second).UnixNano() {
 		h.remember(rel, stamp, sum)
 	}
