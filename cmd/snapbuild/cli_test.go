@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -267,6 +269,15 @@ func TestSignalExitStatus(t *testing.T) {
 	for sig, want := range map[syscall.Signal]int{syscall.SIGINT: 130, syscall.SIGTERM: 143} {
 		if got := report(signalled{sig}); got != want {
 			t.Errorf("report(%v) = %d, want %d", sig, got, want)
+		}
+		// A step stopped by the signal reports it as canceled.
+		if !errors.Is(signalled{sig}, context.Canceled) {
+			t.Errorf("errors.Is(signalled{%v}, context.Canceled) = false, want true", sig)
+		}
+		// A build step stopped by the signal returns it wrapped.
+		wrapped := fmt.Errorf("build app: step 2 (run_function) failed: %w", signalled{sig})
+		if got := report(wrapped); got != want {
+			t.Errorf("report(%v) = %d, want %d", wrapped, got, want)
 		}
 	}
 }
