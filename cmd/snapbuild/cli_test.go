@@ -282,6 +282,30 @@ func TestSignalExitStatus(t *testing.T) {
 	}
 }
 
+// TestNetworkAndTimestampsFlags checks that a --network or --timestamps
+// value snapbuild does not know is a usage error (exit 125) naming the flag,
+// given before anything is read or a store is made.
+func TestNetworkAndTimestampsFlags(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"build", "--network", "bogus", "-f", "Dockerfile.missing"}, `snapbuild: build: --network bogus: use host`},
+		{[]string{"build", "--timestamps=bogus", "-f", "Dockerfile.missing"}, `snapbuild: build: --timestamps: timestamps "bogus": use "clamp"`},
+		{[]string{"run", "--network=bogus", "img"}, `snapbuild: run: --network bogus: use host`},
+	} {
+		argv := append([]string{"--root", root}, c.argv...)
+		_, errOut, code := runCLI(t, argv...)
+		if code != exitUsage || !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("snapbuild %s: exit %d, stderr %q; want exit %d and %q", strings.Join(argv, " "), code, errOut, exitUsage, c.want)
+		}
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused flag made the store %s (%v)", root, err)
+	}
+}
+
 // TestBuildJobs checks build's --jobs: a value below 1 or not a whole
 // number is a usage error (exit 125) naming --jobs, given before anything
 // is read or a store is made; a valid value is taken as given.
