@@ -334,7 +334,7 @@ func storeMounts(t *testing.T, dir string) []string {
 func leftovers(t *testing.T, root string) []string {
 	t.Helper()
 	var out []string
-	for _, d := range []string{"snapshots/.tmp", "tmp"} {
+	for _, d := range []string{"snapshots/.tmp", "tmp", "worker/tmp", "worker/run"} {
 		ents, _ := os.ReadDir(filepath.Join(root, d))
 		for _, e := range ents {
 			out = append(out, filepath.Join(d, e.Name()))

@@ -86,6 +86,13 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNetwork("build", *network); err != nil {
+		return err
+	}
+	ts, err := snapbuild.ParseTimestamps(*timestamps)
+	if err != nil {
+		return usagef("build: --timestamps: %v", err)
+	}
 	if *platform != "" {
 		if strings.Contains(*platform, ",") {
 			return usagef("build: --platform %s: snapbuild builds for one platform, the host's (%s): every step runs natively, without emulation; give --platform %s or leave it out", *platform, snapbuild.HostPlatform(), snapbuild.HostPlatform())
@@ -138,10 +145,6 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	if quiet {
 		p = snapbuild.ProgressFunc(func(snapbuild.Event) {})
-	}
-	ts, err := snapbuild.ParseTimestamps(*timestamps)
-	if err != nil {
-		return fmt.Errorf("build: --timestamps: %w", err)
 	}
 	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSite(site),
 		snapbuild.WithTimestamps(ts)}
@@ -457,4 +460,14 @@ func firstLine(s string) string {
 		return s[:i] + " ..."
 	}
 	return s
+}
+
+// checkNetwork refuses a --network value of command that is not a sandbox
+// network, as a usage error, before anything is read or built.
+func checkNetwork(command, v string) error {
+	switch sandbox.Network(v) {
+	case sandbox.NetworkHost, sandbox.NetworkNone:
+		return nil
+	}
+	return usagef("%s: --network %s: use %s (the host's network) or %s (loopback only)", command, v, sandbox.NetworkHost, sandbox.NetworkNone)
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -268,6 +270,39 @@ func TestSignalExitStatus(t *testing.T) {
 		if got := report(signalled{sig}); got != want {
 			t.Errorf("report(%v) = %d, want %d", sig, got, want)
 		}
+		// A step stopped by the signal reports it as canceled.
+		if !errors.Is(signalled{sig}, context.Canceled) {
+			t.Errorf("errors.Is(signalled{%v}, context.Canceled) = false, want true", sig)
+		}
+		// A build step stopped by the signal returns it wrapped.
+		wrapped := fmt.Errorf("build app: step 2 (run_function) failed: %w", signalled{sig})
+		if got := report(wrapped); got != want {
+			t.Errorf("report(%v) = %d, want %d", wrapped, got, want)
+		}
+	}
+}
+
+// TestNetworkAndTimestampsFlags checks that a --network or --timestamps
+// value snapbuild does not know is a usage error (exit 125) naming the flag,
+// given before anything is read or a store is made.
+func TestNetworkAndTimestampsFlags(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	for _, c := range []struct {
+		argv []string
+		want string
+	}{
+		{[]string{"build", "--network", "bogus", "-f", "Dockerfile.missing"}, `snapbuild: build: --network bogus: use host`},
+		{[]string{"build", "--timestamps=bogus", "-f", "Dockerfile.missing"}, `snapbuild: build: --timestamps: timestamps "bogus": use "clamp"`},
+		{[]string{"run", "--network=bogus", "img"}, `snapbuild: run: --network bogus: use host`},
+	} {
+		argv := append([]string{"--root", root}, c.argv...)
+		_, errOut, code := runCLI(t, argv...)
+		if code != exitUsage || !strings.HasPrefix(errOut, c.want) || strings.Count(errOut, "\n") != 1 {
+			t.Errorf("snapbuild %s: exit %d, stderr %q; want exit %d and %q", strings.Join(argv, " "), code, errOut, exitUsage, c.want)
+		}
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused flag made the store %s (%v)", root, err)
 	}
 }
 

@@ -121,6 +121,10 @@ func (s signalled) Error() string {
 	return s.Signal.String()
 }
 
+// Is reports a signal as the cancellation it causes, so that a step it
+// stopped reports CANCELED, as one stopped by another step's failure does.
+func (s signalled) Is(target error) bool { return target == context.Canceled }
+
 // signalContext is a context cancelled, with a signalled cause, by the
 // first SIGINT or SIGTERM; stop ends the watch and restores the default
 // handling.
@@ -148,15 +152,16 @@ func signalContext() (ctx context.Context, stop func()) {
 func report(err error) int {
 	var ee exitError
 	var ue *usageError
+	var sig signalled
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &ee):
 		return int(ee)
-	case errors.As(err, new(signalled)):
-		// As a shell reports a process killed by the signal: 128+N.
-		sig := err.(signalled)
-		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", sig)
+	case errors.As(err, &sig):
+		// As a shell reports a process killed by the signal: 128+N. The
+		// signal may come wrapped in what it stopped (a build step).
+		fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
 		return 128 + int(sig.Signal)
 	case errors.Is(err, context.Canceled):
 		fmt.Fprintln(os.Stderr, "snapbuild: interrupted")

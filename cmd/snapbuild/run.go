@@ -95,6 +95,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		}
 		return flagError(fs, err)
 	}
+	if err := checkNetwork("run", *network); err != nil {
+		return err
+	}
 	rest := fs.Args()
 	if len(rest) > 0 && rest[0] == "--" {
 		rest = rest[1:]

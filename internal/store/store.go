@@ -15,6 +15,9 @@
 //	names.json           image names -> image IDs
 //	sources.json         names given by builds -> the file that defined the image
 //	tmp/                 libcontainer state and scratch; emptied by each build
+//	worker/              the build worker's files: cache/ (cache mounts) and
+//	                     keys/ are kept; tmp/ (copies of local sources) and
+//	                     run/ (sandbox state, secret files) are emptied by each build
 //
 // Every record is written to a temporary file and renamed (package
 // internal/atomicfile), after the blobs and snapshots it names are in place,
@@ -157,7 +160,8 @@ func (s *Store) Close() error { return s.lock.Close() }
 
 // LockExclusive takes the build lock, waiting (and saying so on stderr) while
 // another process holds it, and then clears what a killed build left:
-// temporary blobs and snapshots and the contents of tmp/.
+// temporary blobs and snapshots and the contents of tmp/, worker/tmp/ and
+// worker/run/.
 func (s *Store) LockExclusive() error {
 	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		fmt.Fprintf(os.Stderr, "waiting for another snapbuild build on %s...\n", s.root)
@@ -165,8 +169,19 @@ func (s *Store) LockExclusive() error {
 			return fmt.Errorf("store %s: lock: %w", s.root, err)
 		}
 	}
-	return errors.Join(s.blobs.CleanTemp(), s.snaps.CleanTemp(), CleanDir(filepath.Join(s.root, "tmp")))
+	errs := []error{s.blobs.CleanTemp(), s.snaps.CleanTemp(), CleanDir(filepath.Join(s.root, "tmp"))}
+	for _, d := range workerScratch {
+		// A store no build has solved in yet has no worker/.
+		if err := CleanDir(filepath.Join(s.root, d)); !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
+
+// workerScratch is the build worker's directories of per-build files, which
+// a killed build leaves behind.
+var workerScratch = []string{filepath.Join("worker", "tmp"), filepath.Join("worker", "run")}
 
 // LockShared takes the lock as a reader: it waits for a running build and
 // lets other readers in, and clears nothing.

@@ -352,10 +352,16 @@ func TestLock(t *testing.T) {
 	}
 	s2.Unlock()
 
-	// A build waits for the reader, then clears tmp/.
+	// A build waits for the reader, then clears tmp/ and the worker's
+	// scratch, and keeps the worker's cache mounts.
 	scratch := filepath.Join(dir, "tmp", "left-by-a-killed-build")
-	if err := os.MkdirAll(filepath.Join(scratch, "sub"), 0o700); err != nil {
-		t.Fatal(err)
+	workerTmp := filepath.Join(dir, "worker", "tmp", "local-1")
+	workerRun := filepath.Join(dir, "worker", "run", "snapbuild-w1-1")
+	cacheMount := filepath.Join(dir, "worker", "cache", "kept")
+	for _, d := range []string{scratch, workerTmp, workerRun, cacheMount} {
+		if err := os.MkdirAll(filepath.Join(d, "sub"), 0o700); err != nil {
+			t.Fatal(err)
+		}
 	}
 	done := make(chan error, 1)
 	go func() { done <- s2.LockExclusive() }()
@@ -373,8 +379,13 @@ func TestLock(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("LockExclusive still waits after the reader unlocked")
 	}
-	if _, err := os.Stat(scratch); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("LockExclusive left %s: %v", scratch, err)
+	for _, d := range []string{scratch, workerTmp, workerRun} {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("LockExclusive left %s: %v", d, err)
+		}
+	}
+	if _, err := os.Stat(cacheMount); err != nil {
+		t.Errorf("LockExclusive removed a cache mount: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "tmp")); err != nil {
 		t.Errorf("LockExclusive removed tmp/ itself: %v", err)
