@@ -1032,6 +1032,12 @@ func (x *llbLayer) stepError(err error) error {
 	if errors.As(err, &ee) && s != nil {
 		return &StepError{Step: s.ev.Step, Entry: s.ev.Entry, Method: s.ev.Method, Instruction: s.in.text, ExitCode: ee.ExitCode, TimedOut: ee.TimedOut, Tail: ee.Tail}
 	}
+	var ie *InvalidError
+	if errors.As(err, &ie) {
+		// The builder's own error (a gpu= the host cannot serve, a
+		// missing volume) already names the method and what to do.
+		return ie
+	}
 	if s != nil {
 		return fmt.Errorf("%s: %s: %w", x.l.method, s.in.text, ve.Err)
 	}
