@@ -15,7 +15,6 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/internal/store"
-	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -157,21 +156,5 @@ func (b *Builder) unpackLayer(ctx context.Context, parent, chain digest.Digest, 
 		return nil, err
 	}
 	defer r.Close()
-	a, err := b.store.Snapshots().Prepare(parent)
-	if err != nil {
-		return nil, err
-	}
-	defer a.Remove()
-	if err := a.Unmount(); err != nil {
-		return nil, err
-	}
-	got, err := overlay.Apply(ctx, a.Upper, r, overlay.ApplyOptions{UserXattr: b.store.Snapshots().UserXattr(),
-		SkippedDevice: func(name string) { skipped = append(skipped, name) }})
-	if err != nil {
-		return nil, err
-	}
-	if got != diffID {
-		return nil, fmt.Errorf("diffID mismatch: the layer's content has diffID %s, the config says %s", got, diffID)
-	}
-	return skipped, b.store.Snapshots().Commit(a, chain)
+	return b.store.Snapshots().Apply(ctx, parent, chain, r, diffID)
 }

@@ -20,6 +20,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
@@ -27,10 +28,12 @@ import (
 	"github.com/snapbuild/snapbuild/overlay"
 )
 
-// Store is a directory of committed snapshots.
+// Store is a directory of committed snapshots. Its methods may be called
+// concurrently.
 type Store struct {
 	root      string
 	userXattr bool
+	commitMu  sync.Mutex // Commit's check and rename into place
 }
 
 // New opens the snapshot store at root. userXattr must be true when the process
@@ -193,6 +196,10 @@ func (s *Store) Commit(a *Active, id digest.Digest) error {
 		return err
 	}
 	defer a.Remove()
+	// Two commits of one id (the same layer made twice at once) must not
+	// clear each other's rename.
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
 	if s.Exists(id) {
 		return nil
 	}

@@ -1,8 +1,13 @@
 package snapshot
 
 import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,5 +152,71 @@ func TestLowersErrors(t *testing.T) {
 	}
 	if _, err := s.Lowers(digest.FromString("missing")); err == nil {
 		t.Error("Lowers of a missing snapshot: no error")
+	}
+}
+
+// layerTar returns an uncompressed tar layer of regular files (name ->
+// content; a ".wh." name is a whiteout) and its diffID.
+func layerTar(t *testing.T, files map[string]string) ([]byte, digest.Digest) {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(files[name])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(files[name]))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), digest.FromBytes(buf.Bytes())
+}
+
+// TestApply unpacks layers into snapshots: the diffID is checked (a
+// mismatch commits nothing), a whiteout that hides a file of the parent
+// stays, one that hides nothing is dropped.
+func TestApply(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	s, err := New(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base, baseID := layerTar(t, map[string]string{"a": "a", "b": "b"})
+	bad := digest.FromString("bad")
+	if _, err := s.Apply(ctx, "", bad, bytes.NewReader(base), digest.FromString("other")); err == nil || !strings.Contains(err.Error(), "diffID mismatch") {
+		t.Errorf("a wrong diffID: %v", err)
+	}
+	if s.Exists(bad) {
+		t.Error("a layer with a wrong diffID was committed")
+	}
+	if _, err := s.Apply(ctx, "", baseID, bytes.NewReader(base), baseID); err != nil {
+		t.Fatal(err)
+	}
+	upper, upperID := layerTar(t, map[string]string{".wh.a": "", ".wh.ghost": "", "c": "c"})
+	chain := ChainID(baseID, upperID)
+	if _, err := s.Apply(ctx, baseID, chain, bytes.NewReader(upper), upperID); err != nil {
+		t.Fatal(err)
+	}
+	fs := s.FS(chain)
+	for name, want := range map[string]bool{"a": true, "ghost": false, "c": true} {
+		_, err := os.Lstat(filepath.Join(fs, name))
+		if got := err == nil; got != want {
+			t.Errorf("%s in the upper dir: %v, want %v", name, got, want)
+		}
+	}
+	v, err := s.View(chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Remove()
+	var names []string
+	ents, _ := os.ReadDir(v.Rootfs)
+	for _, e := range ents {
+		names = append(names, e.Name())
+	}
+	if !slices.Equal(names, []string{"b", "c"}) {
+		t.Errorf("the snapshot holds %q, want [b c]", names)
 	}
 }

@@ -20,7 +20,6 @@ import (
 	fstypes "github.com/tonistiigi/fsutil/types"
 
 	"github.com/snapbuild/snapbuild/internal/build"
-	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -207,8 +206,8 @@ func ociLayerType(mt string) (string, error) {
 }
 
 // unpack makes snapshot chain on parent from the layer blob desc unless it
-// exists, checking the layer's diffID and dropping the whiteouts that hide
-// nothing (pruneWhiteouts). Concurrent calls for one chain unpack it once.
+// exists (snapshot.Store.Apply: the diffID checked, whiteouts that hide
+// nothing dropped). Concurrent calls for one chain unpack it once.
 func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) error {
 	mu := keyedLock(&w.mu, w.unpackMu, chain)
 	mu.Lock()
@@ -221,27 +220,8 @@ func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc o
 		return err
 	}
 	defer rc.Close()
-	a, err := w.snaps.Prepare(parent)
-	if err != nil {
-		return err
-	}
-	defer a.Remove()
-	if err := a.Unmount(); err != nil {
-		return err
-	}
-	got, err := overlay.Apply(ctx, a.Upper, rc, overlay.ApplyOptions{UserXattr: w.snaps.UserXattr()})
-	if err != nil {
-		return err
-	}
-	if got != diffID {
-		return fmt.Errorf("the layer's content has diffID %s, the image config says %s", got, diffID)
-	}
-	if err := w.pruneWhiteouts(a.Upper, parent); err != nil {
-		return err
-	}
-	w.commitMu.Lock()
-	defer w.commitMu.Unlock()
-	return w.snaps.Commit(a, chain)
+	_, err = w.snaps.Apply(ctx, parent, chain, rc, diffID)
+	return err
 }
 
 // localOf returns the directory and the filter of a local:// source.

@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/containerd/continuity/sysx"
-	digest "github.com/opencontainers/go-digest"
 	"golang.org/x/sys/unix"
 )
 
@@ -346,90 +345,4 @@ func syncErr(rel string, err error) error {
 		return nil
 	}
 	return fmt.Errorf("%s: %w", "/"+rel, err)
-}
-
-// pruneWhiteouts removes from upper, a layer just unpacked onto snapshot
-// parent ("" for none), the whiteouts that hide nothing: those whose path
-// the filesystem below does not hold, or holds under a symlink or an
-// opaque directory of upper. A tar layer may carry such whiteouts (a
-// Diff's layer merged onto another filesystem does, by design), and
-// applying them is a no-op; but overlayfs lists a whiteout in a directory
-// that is not merged with a lower one, so a reader would see a name it
-// cannot stat. The parent is mounted read-only only when upper holds
-// whiteouts.
-func (w *Worker) pruneWhiteouts(upper string, parent digest.Digest) error {
-	var outs []string
-	err := filepath.WalkDir(upper, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.Type()&os.ModeCharDevice == 0 {
-			return err
-		}
-		var st unix.Stat_t
-		if err := unix.Lstat(p, &st); err != nil {
-			return err
-		}
-		if st.Rdev == 0 {
-			rel, _ := filepath.Rel(upper, p)
-			outs = append(outs, rel)
-		}
-		return nil
-	})
-	if err != nil || len(outs) == 0 {
-		return err
-	}
-	below := ""
-	if parent != "" {
-		v, err := w.snaps.View(parent)
-		if err != nil {
-			return err
-		}
-		defer v.Remove()
-		below = v.Rootfs
-	}
-	opaque := "trusted.overlay.opaque"
-	if w.snaps.UserXattr() {
-		opaque = "user.overlay.opaque"
-	}
-	for _, rel := range outs {
-		hides, err := hidesSomething(upper, below, rel, opaque)
-		if err != nil {
-			return fmt.Errorf("whiteout %s: %w", rel, err)
-		}
-		if !hides {
-			if err := os.Remove(filepath.Join(upper, rel)); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// hidesSomething reports whether a whiteout at rel in upper hides an entry
-// of the filesystem whose view is below ("" for none): every parent of rel
-// must be a directory there (not a symlink) and not opaque in upper, and
-// rel itself must exist there.
-func hidesSomething(upper, below, rel, opaque string) (bool, error) {
-	if below == "" {
-		return false, nil
-	}
-	parts := strings.Split(rel, string(filepath.Separator))
-	for i := range parts {
-		p := filepath.Join(parts[:i+1]...)
-		var st unix.Stat_t
-		switch err := unix.Lstat(filepath.Join(below, p), &st); {
-		case errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ENOTDIR):
-			return false, nil
-		case err != nil:
-			return false, err
-		}
-		if i == len(parts)-1 {
-			return true, nil
-		}
-		if st.Mode&unix.S_IFMT != unix.S_IFDIR {
-			return false, nil
-		}
-		if _, err := sysx.LGetxattr(filepath.Join(upper, p), opaque); err == nil {
-			return false, nil
-		}
-	}
-	return false, nil
 }

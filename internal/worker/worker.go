@@ -63,7 +63,6 @@ type Worker struct {
 	hashes map[string]*fileHashes // content hashes of local directories, by directory
 	temps  []string               // directories to remove on Close
 
-	commitMu sync.Mutex             // snapshot commits and image unpacking
 	cacheMu  map[string]*sync.Mutex // cache mounts by directory, for locked sharing
 	seq      int64                  // sandbox IDs
 	unpackMu map[digest.Digest]*sync.Mutex
@@ -460,8 +459,6 @@ func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Re
 	r.Chain = snapshot.ChainID(parent, layer.DiffID)
 	r.Layers = append(r.Layers, layer.Descriptor)
 	r.DiffIDs = append(r.DiffIDs, layer.DiffID)
-	w.commitMu.Lock()
-	defer w.commitMu.Unlock()
 	if err := w.snaps.Commit(a, r.Chain); err != nil {
 		return nil, err
 	}
