@@ -8,31 +8,15 @@ import (
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
 	"github.com/opencontainers/image-spec/specs-go"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/internal/store"
+	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
-
-// ociLayerType maps a pulled layer's media type to its OCI equivalent: the
-// same bytes, named as an OCI manifest names them.
-func ociLayerType(mt types.MediaType) (string, error) {
-	switch mt {
-	case types.DockerLayer, types.OCILayer:
-		return ocispec.MediaTypeImageLayerGzip, nil
-	case types.OCILayerZStd:
-		return ocispec.MediaTypeImageLayerZstd, nil
-	case types.DockerUncompressedLayer, types.OCIUncompressedLayer:
-		return ocispec.MediaTypeImageLayer, nil
-	case types.DockerForeignLayer, types.OCIRestrictedLayer, types.OCIUncompressedRestrictedLayer:
-		return "", fmt.Errorf("layer media type %s (a foreign, non-distributable layer) is not supported", mt)
-	}
-	return "", fmt.Errorf("layer media type %q is not a container image layer", mt)
-}
 
 // importImage stores img, a pulled image, in the store: its layer blobs and
 // config as they are (digests and diffIDs unchanged, so a push later
@@ -77,7 +61,7 @@ func (b *Builder) importImage(ctx context.Context, img v1.Image, progress func(s
 		if err != nil {
 			return store.Image{}, err
 		}
-		ociType, err := ociLayerType(mt)
+		ociType, err := oci.LayerMediaType(string(mt))
 		if err != nil {
 			return store.Image{}, fmt.Errorf("layer %d: %w", i+1, err)
 		}

@@ -49,3 +49,25 @@ type layerReader struct {
 }
 
 func (r *layerReader) Close() error { return r.close() }
+
+// LayerMediaType names a layer media type as an OCI manifest does: the OCI
+// tar, tar+gzip and tar+zstd types as they are, Docker's
+// application/vnd.docker.image.rootfs.diff.tar and .tar.gzip as the OCI
+// types of the same bytes. Foreign (non-distributable) layers, Docker's and
+// OCI's, and any other type are an error naming it.
+func LayerMediaType(mt string) (string, error) {
+	switch mt {
+	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd:
+		return mt, nil
+	case "application/vnd.docker.image.rootfs.diff.tar":
+		return ocispec.MediaTypeImageLayer, nil
+	case "application/vnd.docker.image.rootfs.diff.tar.gzip":
+		return ocispec.MediaTypeImageLayerGzip, nil
+	case "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+		ocispec.MediaTypeImageLayerNonDistributable,     //nolint:staticcheck // refused by name
+		ocispec.MediaTypeImageLayerNonDistributableGzip, //nolint:staticcheck
+		ocispec.MediaTypeImageLayerNonDistributableZstd: //nolint:staticcheck
+		return "", fmt.Errorf("layer media type %s (a foreign, non-distributable layer) is not supported", mt)
+	}
+	return "", fmt.Errorf("layer media type %q is not a container image layer this builder can unpack (tar, tar+gzip or tar+zstd)", mt)
+}

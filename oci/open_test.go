@@ -64,3 +64,28 @@ func TestOpenLayer(t *testing.T) {
 		t.Errorf("OpenLayer(gzip media type, plain bytes) = %v, want a gzip error", err)
 	}
 }
+
+// TestLayerMediaType: Docker's layer types are named as OCI's, OCI's stay,
+// foreign layers and other types are refused by name.
+func TestLayerMediaType(t *testing.T) {
+	for mt, want := range map[string]string{
+		ocispec.MediaTypeImageLayer:                                    ocispec.MediaTypeImageLayer,
+		ocispec.MediaTypeImageLayerGzip:                                ocispec.MediaTypeImageLayerGzip,
+		ocispec.MediaTypeImageLayerZstd:                                ocispec.MediaTypeImageLayerZstd,
+		"application/vnd.docker.image.rootfs.diff.tar":                 ocispec.MediaTypeImageLayer,
+		"application/vnd.docker.image.rootfs.diff.tar.gzip":            ocispec.MediaTypeImageLayerGzip,
+		"application/vnd.docker.image.rootfs.foreign.diff.tar.gzip":    "foreign",
+		"application/vnd.oci.image.layer.nondistributable.v1.tar+gzip": "foreign",
+		"application/vnd.oci.image.config.v1+json":                     "not a container image layer",
+	} {
+		got, err := LayerMediaType(mt)
+		switch {
+		case strings.Contains(want, "/"):
+			if err != nil || got != want {
+				t.Errorf("%s: %q, %v; want %q", mt, got, err, want)
+			}
+		case err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), mt):
+			t.Errorf("%s: %q, %v; want an error naming it (%s)", mt, got, err, want)
+		}
+	}
+}

@@ -20,6 +20,7 @@ import (
 	fstypes "github.com/tonistiigi/fsutil/types"
 
 	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -173,7 +174,7 @@ func (w *Worker) image(ctx context.Context, id string, d digest.Digest) (*Ref, e
 		parent := r.Chain
 		r.Chain = snapshot.ChainID(parent, diffID)
 		var err error
-		l.MediaType, err = ociLayerType(l.MediaType)
+		l.MediaType, err = oci.LayerMediaType(l.MediaType)
 		if err != nil {
 			return nil, fmt.Errorf("image %s: layer %d (%s): %w", strings.TrimPrefix(id, imageScheme), i+1, l.Digest, err)
 		}
@@ -189,21 +190,6 @@ func (w *Worker) image(ctx context.Context, id string, d digest.Digest) (*Ref, e
 // dockerManifest is the media type of a Docker image manifest (schema 2),
 // which has the OCI manifest's structure.
 const dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
-
-// ociLayerType names a layer's media type as an OCI manifest does: Docker's
-// layer types are the same bytes under other names. Foreign
-// (non-distributable) layers are refused.
-func ociLayerType(mt string) (string, error) {
-	switch mt {
-	case ocispec.MediaTypeImageLayer, ocispec.MediaTypeImageLayerGzip, ocispec.MediaTypeImageLayerZstd:
-		return mt, nil
-	case "application/vnd.docker.image.rootfs.diff.tar":
-		return ocispec.MediaTypeImageLayer, nil
-	case "application/vnd.docker.image.rootfs.diff.tar.gzip":
-		return ocispec.MediaTypeImageLayerGzip, nil
-	}
-	return "", fmt.Errorf("layer media type %q is not supported (tar, tar+gzip or tar+zstd layers only)", mt)
-}
 
 // unpack makes snapshot chain on parent from the layer blob desc unless it
 // exists (snapshot.Store.Apply: the diffID checked, whiteouts that hide
