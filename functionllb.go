@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 
@@ -16,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/frontend"
+	"github.com/snapbuild/snapbuild/internal/dockerfile"
 	"github.com/snapbuild/snapbuild/internal/worker"
 )
 
@@ -65,7 +65,7 @@ func (x *llbLayer) functionLLB(ctx context.Context, st *buildState, text, dir st
 	}
 	locals := []localSource{{name: functionRuntimeLocal, dir: dir}}
 
-	plat := ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH}
+	plat := dockerfile.HostPlatform() // as the converter's ops carry it
 	sm := llb.NewSourceMap(nil, x.l.method, "", []byte(text))
 	cfg := st.config
 	env := setEnv(slices.Clone(cfg.Env), "PYTHONUNBUFFERED", "1")
