@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"go.podman.io/storage/pkg/archive"
 )
 
@@ -41,10 +42,10 @@ var addPythonRE = regexp.MustCompile(`^3\.\d{1,2}t?$`)
 // TERMINFO_DIRS.
 func addPythonCommands(method, series string) ([]string, error) {
 	if regexp.MustCompile(`^3\.\d{1,2}\.\d+`).MatchString(series) {
-		return nil, invalidf(method, "Python version must be specified as 'major.minor' for this interface; micro-level specification (%s) is not valid.", pyRepr(series))
+		return nil, modal.Invalidf(method, "Python version must be specified as 'major.minor' for this interface; micro-level specification (%s) is not valid.", modal.PyRepr(series))
 	}
 	if _, ok := standaloneBuilds[series]; !ok || !addPythonRE.MatchString(series) {
-		return nil, invalidf(method, "add_python=%s: python-build-standalone builds exist for 3.10, 3.11, 3.12, 3.13, 3.14 and 3.14t", pyRepr(series))
+		return nil, modal.Invalidf(method, "add_python=%s: python-build-standalone builds exist for 3.10, 3.11, 3.12, 3.13, 3.14 and 3.14t", modal.PyRepr(series))
 	}
 	cmds := []string{"COPY /python/. /usr/local"}
 	var minor int
@@ -89,7 +90,7 @@ func (b *Builder) pythonContext(method, series string) (string, error) {
 		return "", &InvalidError{Method: method, Message: fmt.Sprintf(
 			"add_python=%s needs %s (python-build-standalone release %s) in %s, which is missing: download "+
 				"%s on a connected machine and copy it there (or name its directory with python_standalone_dir in the site configuration, or $SNAPBUILD_PYTHON_STANDALONE_DIR)",
-			pyRepr(series), build.file(series), build.release, b.PythonStandaloneDir(), standaloneURL(series))}
+			modal.PyRepr(series), build.file(series), build.release, b.PythonStandaloneDir(), standaloneURL(series))}
 	}
 	return b.unpackStandalone(method, file)
 }
@@ -102,7 +103,7 @@ func (b *Builder) unpackStandalone(method, file string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	key := sha256hex(fmt.Sprintf("%s %d %d", fi.Name(), fi.Size(), fi.ModTime().UnixNano()))[:16]
+	key := modal.SHA256Hex(fmt.Sprintf("%s %d %d", fi.Name(), fi.Size(), fi.ModTime().UnixNano()))[:16]
 	out := filepath.Join(b.store.Root(), "python-build-standalone", ".unpacked", key)
 	if _, err := os.Stat(filepath.Join(out, "python")); err == nil {
 		return out, nil

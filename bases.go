@@ -14,6 +14,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
@@ -88,30 +89,30 @@ func setEnv(env []string, key, value string) []string {
 }
 
 // from starts the build from a root layer's base.
-func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
+func (b *Builder) from(ctx context.Context, st *buildState, l *modal.Layer, in instruction, force bool, ev Event) (bool, error) {
 	switch {
-	case l.root != nil && l.root.debian != nil:
+	case l.Root != nil && l.Root.Debian != nil:
 		return b.fromDebian(ctx, st, l, in, force, ev)
-	case l.root != nil && l.root.registry != nil:
+	case l.Root != nil && l.Root.Registry != nil:
 		return b.fromRegistry(ctx, st, l, in, force, ev)
-	case l.root != nil && l.root.scratch:
+	case l.Root != nil && l.Root.Scratch:
 		*st = buildState{}
 		st.configOnly(in.text)
 		return false, nil
-	case l.root != nil && l.root.fromID != "":
-		ref := l.root.fromID
-		if l.root.pull {
+	case l.Root != nil && l.Root.FromID != "":
+		ref := l.Root.FromID
+		if l.Root.Pull {
 			ref = b.toolRef(ref) // as checkSources pulled it
 		}
 		rec, err := b.store.Resolve(ref)
-		if err != nil && l.root.pull && b.plan != nil {
+		if err != nil && l.Root.Pull && b.plan != nil {
 			return false, &wouldRun{"pull " + ref}
 		}
 		if err != nil {
 			if strings.HasPrefix(ref, "im-") {
-				return false, &InvalidError{Method: l.method, Message: err.Error()}
+				return false, &InvalidError{Method: l.Method, Message: err.Error()}
 			}
-			return false, missingSource(l.method, in.text, ref, err)
+			return false, missingSource(l.Method, in.text, ref, err)
 		}
 		s, _, err := b.stateOf(rec)
 		if err != nil {
@@ -120,7 +121,7 @@ func (b *Builder) from(ctx context.Context, st *buildState, l *layer, in instruc
 		*st = *s
 		return true, nil
 	}
-	return false, &InvalidError{Method: l.method, Message: in.text + ": unknown base"}
+	return false, &InvalidError{Method: l.Method, Message: in.text + ": unknown base"}
 }
 
 // stateOf loads a stored image as the state further steps build on: its
@@ -143,19 +144,10 @@ func (b *Builder) stateOf(rec store.Image) (*buildState, dockerspec.DockerOCIIma
 		onBuild: info.Config.Config.OnBuild, manifest: rec.Manifest.Digest}, info.Config, nil
 }
 
-// debianBase is DebianSlim's base: a Debian suite with SlimPackages.
-type debianBase struct {
-	Suite  string
-	Python string // series, e.g. "3.11"
-	// Version is the python_version asked for: the series, or a micro pin
-	// ("3.12.3") that only Modal's own image can honour (see slimSource).
-	Version string
-}
-
 // fromDebian makes (or reuses) the base of a DebianSlim layer, from where
 // slimSource says this site provides it.
-func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
-	src, err := b.slimSource(l.method, l.root.debian)
+func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *modal.Layer, in instruction, force bool, ev Event) (bool, error) {
+	src, err := b.slimSource(l.Method, l.Root.Debian)
 	if err != nil {
 		return false, err
 	}
@@ -166,7 +158,7 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 	case slimStandalone:
 		return b.debianSlimStandalone(ctx, st, l, in, src, force, ev)
 	}
-	d := base.Debian{Suite: l.root.debian.Suite, Packages: base.SlimPackages, Mirror: b.mirror, Epoch: b.epoch}
+	d := base.Debian{Suite: l.Root.Debian.Suite, Packages: base.SlimPackages, Mirror: b.mirror, Epoch: b.epoch}
 	cached, rec, err := b.bootstrapDebian(ctx, st, d, in, force, ev)
 	if err != nil {
 		return false, err
@@ -190,7 +182,7 @@ func (b *Builder) fromDebian(ctx context.Context, st *buildState, l *layer, in i
 // mirror cannot be reached the newest base made for the same definition is
 // reused. It returns the base's step record.
 func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.Debian, in instruction, force bool, ev Event) (bool, store.Step, error) {
-	defKey := sha256hex("snapbuild-base/1 " + d.Definition())
+	defKey := modal.SHA256Hex("snapbuild-base/1 " + d.Definition())
 	defRel := filepath.Join("bases", defKey+".json")
 	var key string
 	if b.plan != nil {
@@ -201,7 +193,7 @@ func (b *Builder) bootstrapDebian(ctx context.Context, st *buildState, d base.De
 		}
 		key = last.Key
 	} else if state, err := d.ArchiveState(ctx); err == nil {
-		key = sha256hex("snapbuild-base/1 " + d.Definition() + " archive=" + state)
+		key = modal.SHA256Hex("snapbuild-base/1 " + d.Definition() + " archive=" + state)
 	} else {
 		var last store.Step
 		ok, rerr := b.store.ReadJSON(defRel, &last)

@@ -27,6 +27,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/internal/userdb"
 	"github.com/snapbuild/snapbuild/oci"
@@ -363,8 +364,8 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 	// registry, the layer runs Modal's commands on Modal's image.
 	img.layers = slices.Clone(img.layers)
 	for i, l := range img.layers {
-		if l.root != nil && l.root.debian != nil {
-			src, err := b.slimSource(l.method, l.root.debian)
+		if l.Root != nil && l.Root.Debian != nil {
+			src, err := b.slimSource(l.Method, l.Root.Debian)
 			if err != nil {
 				return Result{}, err // before any step runs
 			}
@@ -376,39 +377,39 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 	var steps []plannedStep
 	entries := 0
 	parsed := make([][]instruction, len(img.layers))
-	var mounts []*layer
+	var mounts []*modal.Layer
 	for i, l := range img.layers {
-		if l.mount {
+		if l.Mount {
 			mounts = append(mounts, l)
 			continue
 		}
 		if len(mounts) > 0 {
-			return Result{}, &InvalidError{Method: l.method, Message: "An image tried to run a build step after using `image.add_local_*` to include local files. " +
+			return Result{}, &InvalidError{Method: l.Method, Message: "An image tried to run a build step after using `image.add_local_*` to include local files. " +
 				"Run `image.add_local_*` with `copy=True` prior to any build steps, or move the `image.add_local_*` calls to the end of the chain"}
 		}
-		ins, err := parseCommands(l.commands)
+		ins, err := parseCommands(l.Commands)
 		if err != nil {
-			return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
+			return Result{}, &InvalidError{Method: l.Method, Message: err.Error()}
 		}
-		if l.root != nil && l.root.dockerfile {
+		if l.Root != nil && l.Root.Dockerfile {
 			if err := checkDockerfile(ins); err != nil {
-				return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
+				return Result{}, &InvalidError{Method: l.Method, Message: err.Error()}
 			}
 		} else if len(ins) == 0 || !ins[0].isFrom() {
-			return Result{}, &InvalidError{Method: l.method, Message: "a layer's commands must start with FROM"}
+			return Result{}, &InvalidError{Method: l.Method, Message: "a layer's commands must start with FROM"}
 		}
-		if (i == 0) != (l.root != nil) || (i > 0 && ins[0].fromRef() != "base") {
-			return Result{}, &InvalidError{Method: l.method, Message: "only the first layer may have a FROM other than \"FROM base\""}
+		if (i == 0) != (l.Root != nil) || (i > 0 && ins[0].fromRef() != "base") {
+			return Result{}, &InvalidError{Method: l.Method, Message: "only the first layer may have a FROM other than \"FROM base\""}
 		}
-		if l.function != nil {
-			ins = append(ins, instruction{text: l.function.title(), cmd: l.function, line: 2})
+		if l.Function != nil {
+			ins = append(ins, instruction{text: l.Function.Title(), cmd: l.Function, line: 2})
 		}
 		parsed[i] = ins
 		for j, in := range ins {
 			if j == 0 && i > 0 {
 				continue
 			}
-			if l.perInstruction() || j == 0 || (i > 0 && j == 1) {
+			if l.PerInstruction() || j == 0 || (i > 0 && j == 1) {
 				entries++
 			}
 			steps = append(steps, plannedStep{layer: i, instr: in, entry: entries})
@@ -434,8 +435,8 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 		}
 	}
 	for _, l := range img.layers {
-		if l.addPython != "" {
-			if _, err := b.pythonContext(l.method, l.addPython); err != nil {
+		if l.AddPython != "" {
+			if _, err := b.pythonContext(l.Method, l.AddPython); err != nil {
 				return Result{}, err // before any step runs
 			}
 		}
@@ -451,29 +452,29 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 	n := 0
 	stopped := false // dry run: a step would run, later keys are unknown
 	for i, l := range img.layers {
-		if l.mount {
+		if l.Mount {
 			if plan != nil {
-				plan.Layers = append(plan.Layers, PlanLayer{Method: l.method, Runtime: true})
+				plan.Layers = append(plan.Layers, PlanLayer{Method: l.Method, Runtime: true})
 			}
 			continue
 		}
-		if l.addPython != "" {
-			dir, err := b.pythonContext(l.method, l.addPython)
+		if l.AddPython != "" {
+			dir, err := b.pythonContext(l.Method, l.AddPython)
 			if err != nil {
 				return Result{}, err
 			}
 			withPy := *l
-			withPy.context = append(slices.Clone(l.context), contextInput{local: dir, remote: "/", dir: true})
+			withPy.Context = append(slices.Clone(l.Context), modal.ContextInput{Local: dir, Remote: "/", Dir: true})
 			l = &withPy
 		}
 		ctxFiles, err := resolveContext(l)
 		if err != nil {
 			return Result{}, err
 		}
-		force := b.forceAll || l.forceBuild
+		force := b.forceAll || l.ForceBuild
 		var pl *PlanLayer
 		if plan != nil {
-			plan.Layers = append(plan.Layers, PlanLayer{Method: l.method, Commands: slices.Clone(l.commands)})
+			plan.Layers = append(plan.Layers, PlanLayer{Method: l.Method, Commands: slices.Clone(l.Commands)})
 			pl = &plan.Layers[len(plan.Layers)-1]
 		}
 		evs := make([]Event, len(parsed[i]))
@@ -482,7 +483,7 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 				continue
 			}
 			n++
-			evs[j] = Event{Step: n, Total: len(steps), Instruction: in.text, Entry: steps[n-1].entry, Entries: entries, Method: l.method}
+			evs[j] = Event{Step: n, Total: len(steps), Instruction: in.text, Entry: steps[n-1].entry, Entries: entries, Method: l.Method}
 		}
 		if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl, &stopped); err != nil {
 			return Result{}, err
@@ -490,12 +491,12 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 		if plan != nil {
 			continue // nothing is committed
 		}
-		if l.root != nil && l.root.fromID != "" && len(parsed[i]) == 1 {
+		if l.Root != nil && l.Root.FromID != "" && len(parsed[i]) == 1 {
 			// from_id adds no layer: its result is the stored image
 			// itself, and the chain goes on from it.
-			rec, err := b.store.Resolve(l.root.fromID)
+			rec, err := b.store.Resolve(l.Root.FromID)
 			if err != nil {
-				return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
+				return Result{}, &InvalidError{Method: l.Method, Message: err.Error()}
 			}
 			s, img, err := b.stateOf(rec)
 			if err != nil {
@@ -511,16 +512,16 @@ func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, e
 	}
 	res.Stats = b.stats
 	for _, l := range mounts {
-		for _, in := range l.context {
+		for _, in := range l.Context {
 			// Files are read when the image runs; a bad ignore= is an
 			// error of the build, not of every later run.
-			if m, ok := in.ignore.(*FilePatternMatcher); ok {
+			if m, ok := in.Ignore.(*FilePatternMatcher); ok {
 				if _, err := m.Patterns(); err != nil {
-					return Result{}, &InvalidError{Method: l.method, Message: err.Error()}
+					return Result{}, &InvalidError{Method: l.Method, Message: err.Error()}
 				}
 			}
 		}
-		res.Mounts = append(res.Mounts, l.context...)
+		res.Mounts = append(res.Mounts, l.Context...)
 	}
 	if n := len(st.layers); n > maxRuntimeLayers {
 		b.progress.Event(Event{Kind: EventWarn, Step: len(steps), Total: len(steps), Line: fmt.Sprintf(
@@ -543,16 +544,16 @@ func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedSte
 		var pullable bool
 		switch c := p.instr.cmd.(type) {
 		case *instructions.Stage:
-			if l.root != nil {
-				ref = l.root.fromID
-				pullable = l.root.pull
+			if l.Root != nil {
+				ref = l.Root.FromID
+				pullable = l.Root.Pull
 			}
-			if l.root != nil && l.root.dockerfile {
+			if l.Root != nil && l.Root.Dockerfile {
 				continue // resolved per stage, with ARG expansion, by fromStage
 			}
 		case *instructions.CopyCommand:
 			ref, pullable = c.From, true
-			if l.root != nil && l.root.dockerfile {
+			if l.Root != nil && l.Root.Dockerfile {
 				continue // may name a stage
 			}
 		}
@@ -561,17 +562,17 @@ func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedSte
 		}
 		if pullable && !strings.HasPrefix(ref, "im-") {
 			ev := Event{Step: i + 1, Total: len(plan), Instruction: p.instr.text,
-				Entry: p.entry, Entries: plan[len(plan)-1].entry, Method: l.method}
-			if _, _, err := b.sourceImage(ctx, l.method, ev, ref); err != nil {
+				Entry: p.entry, Entries: plan[len(plan)-1].entry, Method: l.Method}
+			if _, _, err := b.sourceImage(ctx, l.Method, ev, ref); err != nil {
 				return err
 			}
 			continue
 		}
 		if _, err := b.store.Resolve(ref); err != nil {
 			if strings.HasPrefix(ref, "im-") {
-				return &InvalidError{Method: l.method, Message: err.Error()}
+				return &InvalidError{Method: l.Method, Message: err.Error()}
 			}
-			return missingSource(l.method, p.instr.text, ref, err)
+			return missingSource(l.Method, p.instr.text, ref, err)
 		}
 	}
 	return nil
@@ -622,13 +623,13 @@ func (b *Builder) endEntry(e *entryRun, err error) {
 // stepKey is the cache key of a filesystem-changing step: everything that can
 // change its result. Build-time env values are left out, as Modal leaves
 // secret values out (only the names count).
-func stepKey(st *buildState, l *layer, in instruction, inputs string, epoch time.Time) string {
+func stepKey(st *buildState, l *modal.Layer, in instruction, inputs string, epoch time.Time) string {
 	var envKeys []string
-	for k := range l.buildEnv {
+	for k := range l.BuildEnv {
 		envKeys = append(envKeys, k)
 	}
 	sort.Strings(envKeys)
-	for _, s := range l.secrets {
+	for _, s := range l.Secrets {
 		envKeys = append(envKeys, s.Repr())
 	}
 	v := struct {
@@ -645,7 +646,7 @@ func stepKey(st *buildState, l *layer, in instruction, inputs string, epoch time
 		GPU         string        `json:"gpu,omitempty"`
 		Epoch       int64         `json:"epoch"`
 	}{"snapbuild-step/1", st.chain, in.text, st.config.Env, envKeys, st.config.WorkingDir,
-		st.shell, st.config.User, inputs, runtime.GOOS + "/" + runtime.GOARCH, l.gpu, epoch.Unix()}
+		st.shell, st.config.User, inputs, runtime.GOOS + "/" + runtime.GOARCH, l.GPU, epoch.Unix()}
 	bs, _ := json.Marshal(v)
 	sum := sha256.Sum256(bs)
 	return hex.EncodeToString(sum[:])
@@ -738,7 +739,7 @@ func (s *buildState) configOnly(instr string) {
 }
 
 // commitImage stores the image made so far as the result of Modal layer l.
-func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Result, error) {
+func (b *Builder) commitImage(st *buildState, l *modal.Layer, files []contextFile) (Result, error) {
 	img, layers := st.imageConfig()
 	manifest, err := b.store.Blobs().WriteDockerImage(img, layers)
 	if err != nil {
@@ -754,7 +755,7 @@ func (b *Builder) commitImage(st *buildState, l *layer, files []contextFile) (Re
 		Commands []string `json:"commands"`
 		Inputs   []string `json:"inputs"`
 		Manifest string   `json:"manifest"`
-	}{st.id, BuilderVersion, l.commands, inputs, manifest.Digest.String()})
+	}{st.id, BuilderVersion, l.Commands, inputs, manifest.Digest.String()})
 	rec := store.Image{ID: imageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
 	if err := b.store.PutImage(rec); err != nil {
 		return Result{}, err

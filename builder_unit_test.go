@@ -22,6 +22,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
@@ -37,8 +38,8 @@ func uKeyState() *buildState {
 	}
 }
 
-func uKeyLayer() *layer {
-	return &layer{method: "run_commands", commands: []string{"FROM base", "RUN echo hi"}, buildEnv: map[string]string{"TOKEN": "secret-1"}}
+func uKeyLayer() *modal.Layer {
+	return &modal.Layer{Method: "run_commands", Commands: []string{"FROM base", "RUN echo hi"}, BuildEnv: map[string]string{"TOKEN": "secret-1"}}
 }
 
 func TestStepKeyStableAndSensitive(t *testing.T) {
@@ -51,25 +52,25 @@ func TestStepKeyStableAndSensitive(t *testing.T) {
 		t.Fatalf("key not stable: %s vs %s", k, k0)
 	}
 
-	changes := map[string]func(st *buildState, l *layer, in *instruction, inputs *string){
-		"parent chain": func(st *buildState, _ *layer, _ *instruction, _ *string) { st.chain = digest.FromString("other") },
-		"no parent":    func(st *buildState, _ *layer, _ *instruction, _ *string) { st.chain = "" },
-		"instruction":  func(_ *buildState, _ *layer, in *instruction, _ *string) { in.text = "RUN echo  hi" },
-		"env value":    func(st *buildState, _ *layer, _ *instruction, _ *string) { st.config.Env[1] = "LANG=C" },
-		"env added": func(st *buildState, _ *layer, _ *instruction, _ *string) {
+	changes := map[string]func(st *buildState, l *modal.Layer, in *instruction, inputs *string){
+		"parent chain": func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) { st.chain = digest.FromString("other") },
+		"no parent":    func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) { st.chain = "" },
+		"instruction":  func(_ *buildState, _ *modal.Layer, in *instruction, _ *string) { in.text = "RUN echo  hi" },
+		"env value":    func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) { st.config.Env[1] = "LANG=C" },
+		"env added": func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) {
 			st.config.Env = append(st.config.Env, "X=1")
 		},
-		"env order":      func(st *buildState, _ *layer, _ *instruction, _ *string) { slices.Reverse(st.config.Env) },
-		"workdir":        func(st *buildState, _ *layer, _ *instruction, _ *string) { st.config.WorkingDir = "/" },
-		"shell":          func(st *buildState, _ *layer, _ *instruction, _ *string) { st.shell = []string{"/bin/sh", "-c"} },
-		"default shell":  func(st *buildState, _ *layer, _ *instruction, _ *string) { st.shell = nil },
-		"user":           func(st *buildState, _ *layer, _ *instruction, _ *string) { st.config.User = "root" },
-		"inputs":         func(_ *buildState, _ *layer, _ *instruction, s *string) { *s = "inputs2" },
-		"build env key":  func(_ *buildState, l *layer, _ *instruction, _ *string) { l.buildEnv["OTHER"] = "x" },
-		"build env gone": func(_ *buildState, l *layer, _ *instruction, _ *string) { l.buildEnv = nil },
-		"gpu":            func(_ *buildState, l *layer, _ *instruction, _ *string) { l.gpu = "T4" },
-		"build env renamed": func(_ *buildState, l *layer, _ *instruction, _ *string) {
-			l.buildEnv = map[string]string{"TOKEN2": "secret-1"}
+		"env order":      func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) { slices.Reverse(st.config.Env) },
+		"workdir":        func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) { st.config.WorkingDir = "/" },
+		"shell":          func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) { st.shell = []string{"/bin/sh", "-c"} },
+		"default shell":  func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) { st.shell = nil },
+		"user":           func(st *buildState, _ *modal.Layer, _ *instruction, _ *string) { st.config.User = "root" },
+		"inputs":         func(_ *buildState, _ *modal.Layer, _ *instruction, s *string) { *s = "inputs2" },
+		"build env key":  func(_ *buildState, l *modal.Layer, _ *instruction, _ *string) { l.BuildEnv["OTHER"] = "x" },
+		"build env gone": func(_ *buildState, l *modal.Layer, _ *instruction, _ *string) { l.BuildEnv = nil },
+		"gpu":            func(_ *buildState, l *modal.Layer, _ *instruction, _ *string) { l.GPU = "T4" },
+		"build env renamed": func(_ *buildState, l *modal.Layer, _ *instruction, _ *string) {
+			l.BuildEnv = map[string]string{"TOKEN2": "secret-1"}
 		},
 	}
 	seen := map[string]string{k0: "baseline"}
@@ -86,13 +87,13 @@ func TestStepKeyStableAndSensitive(t *testing.T) {
 		seen[k] = name
 	}
 
-	same := map[string]func(st *buildState, l *layer){
-		"build env value": func(_ *buildState, l *layer) { l.buildEnv["TOKEN"] = "secret-2" },
-		"force build":     func(_ *buildState, l *layer) { l.forceBuild = true },
-		"method":          func(_ *buildState, l *layer) { l.method = "apt_install" },
-		"parent image id": func(st *buildState, _ *layer) { st.id = "im-1111111111111111111111" },
-		"history":         func(st *buildState, _ *layer) { st.configOnly("ENV X=1") },
-		"cmd":             func(st *buildState, _ *layer) { st.config.Cmd = []string{"sleep", "1"} },
+	same := map[string]func(st *buildState, l *modal.Layer){
+		"build env value": func(_ *buildState, l *modal.Layer) { l.BuildEnv["TOKEN"] = "secret-2" },
+		"force build":     func(_ *buildState, l *modal.Layer) { l.ForceBuild = true },
+		"method":          func(_ *buildState, l *modal.Layer) { l.Method = "apt_install" },
+		"parent image id": func(st *buildState, _ *modal.Layer) { st.id = "im-1111111111111111111111" },
+		"history":         func(st *buildState, _ *modal.Layer) { st.configOnly("ENV X=1") },
+		"cmd":             func(st *buildState, _ *modal.Layer) { st.config.Cmd = []string{"sleep", "1"} },
 	}
 	for name, change := range same {
 		st, l := uKeyState(), uKeyLayer()
@@ -107,8 +108,8 @@ func TestStepKeyStableAndSensitive(t *testing.T) {
 	}
 	// Key order of BuildEnv does not matter.
 	l1, l2 := uKeyLayer(), uKeyLayer()
-	l1.buildEnv = map[string]string{"A": "1", "B": "2", "C": "3"}
-	l2.buildEnv = map[string]string{"C": "x", "A": "y", "B": "z"}
+	l1.BuildEnv = map[string]string{"A": "1", "B": "2", "C": "3"}
+	l2.BuildEnv = map[string]string{"C": "x", "A": "y", "B": "z"}
 	if stepKey(uKeyState(), l1, in, "", DefaultEpoch) != stepKey(uKeyState(), l2, in, "", DefaultEpoch) {
 		t.Error("BuildEnv with the same names but other values (and insertion order) changed the key")
 	}
@@ -203,12 +204,12 @@ func uExecLayer(t *testing.T, b *Builder, st *buildState, img Image) Result {
 	t.Helper()
 	l := img.layers[len(img.layers)-1]
 	on := l
-	if l.root != nil {
+	if l.Root != nil {
 		c := *l
-		c.root, c.commands = nil, append([]string{"FROM base"}, l.commands[1:]...)
+		c.Root, c.Commands = nil, append([]string{"FROM base"}, l.Commands[1:]...)
 		on = &c
 	}
-	ins, err := parseCommands(on.commands)
+	ins, err := parseCommands(on.Commands)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -348,7 +349,7 @@ func TestCommitImageConfig(t *testing.T) {
 func TestCommitImageRawJSON(t *testing.T) {
 	b := uBuilder(t)
 	st := &buildState{} // no layers at all
-	l := &layer{method: "debian_slim", commands: []string{"FROM scratch"}}
+	l := &modal.Layer{Method: "debian_slim", Commands: []string{"FROM scratch"}}
 	res, err := b.commitImage(st, l, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -385,7 +386,7 @@ func TestCommitImageDeterministic(t *testing.T) {
 	commit := func(b *Builder, cmds []string, parent string, files []contextFile) Result {
 		st := uRootState(t, b)
 		st.id = parent
-		res, err := b.commitImage(st, &layer{method: "run_commands", commands: cmds}, files)
+		res, err := b.commitImage(st, &modal.Layer{Method: "run_commands", Commands: cmds}, files)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -638,17 +639,17 @@ func TestBuildErrors(t *testing.T) {
 	if _, err := b.Build(ctx, FromID("im-0123456789012345678901")); err == nil || !strings.HasPrefix(err.Error(), `from_id: no image "im-0123456789012345678901" in store `) {
 		t.Errorf("missing base ID: %v", err)
 	}
-	noFrom := Image{layers: []*layer{{method: "x", commands: []string{"RUN true"}, root: &rootSpec{fromID: "a"}}}}
+	noFrom := Image{layers: []*modal.Layer{{Method: "x", Commands: []string{"RUN true"}, Root: &modal.RootSpec{FromID: "a"}}}}
 	if _, err := b.Build(ctx, noFrom); err == nil || err.Error() != "x: a layer's commands must start with FROM" {
 		t.Errorf("no FROM: %v", err)
 	}
 	twoRoots := FromID("a")
-	twoRoots.layers = append(twoRoots.layers, &layer{method: "y", commands: []string{"FROM other"}})
+	twoRoots.layers = append(twoRoots.layers, &modal.Layer{Method: "y", Commands: []string{"FROM other"}})
 	if _, err := b.Build(ctx, twoRoots); err == nil || err.Error() != `y: only the first layer may have a FROM other than "FROM base"` {
 		t.Errorf("second root: %v", err)
 	}
 	unsupported := FromID("a")
-	unsupported.layers = append(unsupported.layers, &layer{method: "z", commands: []string{"FROM base", "COPPY a b"}})
+	unsupported.layers = append(unsupported.layers, &modal.Layer{Method: "z", Commands: []string{"FROM base", "COPPY a b"}})
 	base := uStubBase(t, b)
 	unsupported.layers[0] = FromID(base).layers[0]
 	if _, err := b.Build(ctx, unsupported); err == nil || !strings.Contains(err.Error(), `unknown instruction: COPPY (did you mean COPY?)`) {

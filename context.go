@@ -2,8 +2,6 @@ package snapbuild
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -19,20 +17,10 @@ import (
 	securejoin "github.com/cyphar/filepath-securejoin"
 	"github.com/moby/patternmatcher"
 	"github.com/opencontainers/go-digest"
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/worker"
 	fscopy "github.com/tonistiigi/fsutil/copy"
 )
-
-// contextInput is a local file or directory that a layer copies in.
-type contextInput struct {
-	local  string  // local path as given
-	remote string  // absolute path in the image
-	dir    bool    // AddLocalDir: copy the directory's contents
-	ignore Matcher // files to leave out (paths relative to local); nil leaves none out
-	// include, when set, selects the files to take (COPY source patterns,
-	// matched with their parent directories); nil takes all.
-	include []string
-}
 
 // contextFile is one file of a layer's build context, at its path relative to
 // the context root (which COPY . / puts at "/").
@@ -45,24 +33,24 @@ type contextFile struct {
 
 // resolveContext lists, stats and hashes the files a layer copies, sorted by
 // path. Errors name the local path, as Modal's FileNotFoundError does.
-func resolveContext(l *layer) ([]contextFile, error) {
+func resolveContext(l *modal.Layer) ([]contextFile, error) {
 	var files []contextFile
-	for _, in := range l.context {
+	for _, in := range l.Context {
 		var err error
-		if in.dir {
+		if in.Dir {
 			files, err = addDir(files, in)
 		} else {
 			files, err = addFile(files, in)
 		}
 		if err != nil {
-			return nil, &InvalidError{Method: l.method, Message: err.Error()}
+			return nil, &InvalidError{Method: l.Method, Message: err.Error()}
 		}
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].path < files[j].path })
 	for i := range files {
 		d, err := hashFile(files[i].source)
 		if err != nil {
-			return nil, &InvalidError{Method: l.method, Message: err.Error()}
+			return nil, &InvalidError{Method: l.Method, Message: err.Error()}
 		}
 		files[i].digest = d
 	}
@@ -99,7 +87,7 @@ type contextSource struct {
 //
 // tmp is where a made directory goes ("" for the system's); release
 // removes it.
-func localContext(ctx context.Context, l *layer, files []contextFile, tmp string) (contextSource, error) {
+func localContext(ctx context.Context, l *modal.Layer, files []contextFile, tmp string) (contextSource, error) {
 	if cs, ok, err := contextInPlace(l, files); err != nil || ok {
 		return cs, err
 	}
@@ -116,16 +104,16 @@ func localContext(ctx context.Context, l *layer, files []contextFile, tmp string
 
 // contextInPlace returns the build context of l as its directory and
 // patterns, when localContext's first case holds.
-func contextInPlace(l *layer, files []contextFile) (contextSource, bool, error) {
-	if len(l.context) != 1 || !l.context[0].dir || l.context[0].remote != "/" {
+func contextInPlace(l *modal.Layer, files []contextFile) (contextSource, bool, error) {
+	if len(l.Context) != 1 || !l.Context[0].Dir || l.Context[0].Remote != "/" {
 		return contextSource{}, false, nil
 	}
-	in := l.context[0]
+	in := l.Context[0]
 	var exclude []string
-	switch m := in.ignore.(type) {
+	switch m := in.Ignore.(type) {
 	case nil:
 	case *FilePatternMatcher:
-		if m.spec.Inverted || m.spec.Keep != nil {
+		if s := modal.SpecOf(m); s.Inverted || s.Keep != nil {
 			return contextSource{}, false, nil
 		}
 		var err error
@@ -135,7 +123,7 @@ func contextInPlace(l *layer, files []contextFile) (contextSource, bool, error) 
 	default:
 		return contextSource{}, false, nil
 	}
-	abs, err := absLocal(in.local)
+	abs, err := modal.AbsLocal(in.Local)
 	if err != nil {
 		return contextSource{}, false, err
 	}
@@ -143,7 +131,7 @@ func contextInPlace(l *layer, files []contextFile) (contextSource, bool, error) 
 	if err != nil {
 		return contextSource{}, false, err
 	}
-	include := in.include
+	include := in.Include
 	if slices.Contains(include, "**") {
 		include = nil // every file
 	}
@@ -170,8 +158,8 @@ func contextInPlace(l *layer, files []contextFile) (contextSource, bool, error) 
 		if include == nil {
 			return contextSource{}, false, nil // the ignore file leaves the target out
 		}
-		if in.ignore != nil {
-			if out, err := in.ignore.Match(rel); err != nil || out {
+		if in.Ignore != nil {
+			if out, err := in.Ignore.Match(rel); err != nil || out {
 				return contextSource{}, false, err
 			}
 		}
@@ -199,11 +187,11 @@ func escapePattern(p string) string {
 // xattrs kept); a symlink of the context directory as a symlink.
 // Directories take the mode and owner of the context directory's own,
 // where l has one.
-func materializeContext(ctx context.Context, l *layer, files []contextFile, dir string) error {
+func materializeContext(ctx context.Context, l *modal.Layer, files []contextFile, dir string) error {
 	var root string
-	for _, in := range l.context {
-		if in.dir && in.remote == "/" {
-			if r, err := filepath.EvalSymlinks(in.local); err == nil {
+	for _, in := range l.Context {
+		if in.Dir && in.Remote == "/" {
+			if r, err := filepath.EvalSymlinks(in.Local); err == nil {
 				root = r
 			}
 		}
@@ -316,8 +304,8 @@ func parentOf(rel string) string {
 	return d
 }
 
-func addFile(files []contextFile, in contextInput) ([]contextFile, error) {
-	abs, err := absLocal(in.local)
+func addFile(files []contextFile, in modal.ContextInput) ([]contextFile, error) {
+	abs, err := modal.AbsLocal(in.Local)
 	if err != nil {
 		return nil, err
 	}
@@ -332,11 +320,11 @@ func addFile(files []contextFile, in contextInput) ([]contextFile, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("local file %s is not a regular file: use add_local_dir (AddLocalDir) for directories", abs)
 	}
-	return append(files, contextFile{path: strings.TrimPrefix(in.remote, "/"), source: real, mode: fi.Mode().Perm() | fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky)}), nil
+	return append(files, contextFile{path: strings.TrimPrefix(in.Remote, "/"), source: real, mode: fi.Mode().Perm() | fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky)}), nil
 }
 
-func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
-	abs, err := absLocal(in.local)
+func addDir(files []contextFile, in modal.ContextInput) ([]contextFile, error) {
+	abs, err := modal.AbsLocal(in.Local)
 	if err != nil {
 		return nil, err
 	}
@@ -348,9 +336,9 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 		return nil, fmt.Errorf("local dir %s is not a directory", abs)
 	}
 	var inc *patternmatcher.PatternMatcher
-	if in.include != nil {
-		if inc, err = patternmatcher.New(in.include); err != nil {
-			return nil, fmt.Errorf("COPY sources %q: %w", in.include, err)
+	if in.Include != nil {
+		if inc, err = patternmatcher.New(in.Include); err != nil {
+			return nil, fmt.Errorf("COPY sources %q: %w", in.Include, err)
 		}
 	}
 	// A local_path that is itself a symlink to a directory is walked through
@@ -386,8 +374,8 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 		if statErr == nil && st.IsDir() {
 			return nil // a directory symlink: os.walk lists it as a directory and does not descend
 		}
-		if in.ignore != nil {
-			ignored, err := in.ignore.Match(rel)
+		if in.Ignore != nil {
+			ignored, err := in.Ignore.Match(rel)
 			if err != nil {
 				return err
 			}
@@ -410,7 +398,7 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 			}
 		}
 		files = append(files, contextFile{
-			path:   strings.TrimPrefix(path.Join(in.remote, rel), "/"),
+			path:   strings.TrimPrefix(path.Join(in.Remote, rel), "/"),
 			source: real,
 			mode:   st.Mode().Perm() | st.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky),
 		})
@@ -421,11 +409,6 @@ func addDir(files []contextFile, in contextInput) ([]contextFile, error) {
 
 // hashFile returns the sha256 of the file p.
 func hashFile(p string) (digest.Digest, error) { return worker.HashFile(p) }
-
-func sha256hex(s string) string {
-	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:])
-}
 
 // copyInto writes f at dest inside rootfs, resolving dest's directories
 // within rootfs (a symlink in the image cannot lead outside it). Missing

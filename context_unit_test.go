@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/go-digest"
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/tonistiigi/fsutil"
 )
 
@@ -248,9 +249,9 @@ func TestResolveContextFile(t *testing.T) {
 	uCheckFiles(t, files, []uCtxWant{{"opt/link.bin", real, "payload", 0o750}})
 
 	// Several layers' context files are sorted by path.
-	l := &layer{method: "add_local_file", context: []contextInput{
-		{local: real, remote: "/z/file"},
-		{local: real, remote: "/a/file"},
+	l := &modal.Layer{Method: "add_local_file", Context: []modal.ContextInput{
+		{Local: real, Remote: "/z/file"},
+		{Local: real, Remote: "/a/file"},
 	}}
 	files, err = resolveContext(l)
 	if err != nil {
@@ -543,7 +544,7 @@ func TestLocalContextInPlace(t *testing.T) {
 	os.Remove(filepath.Join(dir, "linkout")) // out of the context: see below
 	ignore := NewFilePatternMatcher("*.pyc", "!keep.pyc", "**/__pycache__")
 	for _, include := range [][]string{nil, {"**"}, {"sub", "a.py"}, {"*.py", "linkfile"}, {"linkfile", "sub"}} {
-		l := &layer{method: "dockerfile_commands", context: []contextInput{{local: dir, remote: "/", dir: true, ignore: ignore, include: include}}}
+		l := &modal.Layer{Method: "dockerfile_commands", Context: []modal.ContextInput{{Local: dir, Remote: "/", Dir: true, Ignore: ignore, Include: include}}}
 		files, err := resolveContext(l)
 		if err != nil {
 			t.Fatal(err)
@@ -587,14 +588,14 @@ func TestLocalContextInPlace(t *testing.T) {
 
 	// Contexts that are not one directory of patterns are made.
 	uSymlink(t, "../outside.txt", filepath.Join(dir, "linkout"))
-	for name, in := range map[string]contextInput{
-		"a link out of the context": {local: dir, remote: "/", dir: true, ignore: ignore},
-		"a link to an ignored file": {local: dir, remote: "/", dir: true, ignore: NewFilePatternMatcher("a.py"), include: []string{"linkfile"}},
-		"an ignore function":        {local: dir, remote: "/", dir: true, ignore: MatcherFunc(func(string) bool { return false }), include: []string{"a.py"}},
-		"an inverted matcher":       {local: dir, remote: "/", dir: true, ignore: NewFilePatternMatcher("*.py").Invert()},
-		"add_local_dir":             {local: dir, remote: "/app", dir: true, include: []string{"a.py"}},
+	for name, in := range map[string]modal.ContextInput{
+		"a link out of the context": {Local: dir, Remote: "/", Dir: true, Ignore: ignore},
+		"a link to an ignored file": {Local: dir, Remote: "/", Dir: true, Ignore: NewFilePatternMatcher("a.py"), Include: []string{"linkfile"}},
+		"an ignore function":        {Local: dir, Remote: "/", Dir: true, Ignore: MatcherFunc(func(string) bool { return false }), Include: []string{"a.py"}},
+		"an inverted matcher":       {Local: dir, Remote: "/", Dir: true, Ignore: NewFilePatternMatcher("*.py").Invert()},
+		"add_local_dir":             {Local: dir, Remote: "/app", Dir: true, Include: []string{"a.py"}},
 	} {
-		l := &layer{method: "dockerfile_commands", context: []contextInput{in}}
+		l := &modal.Layer{Method: "dockerfile_commands", Context: []modal.ContextInput{in}}
 		files, err := resolveContext(l)
 		if err != nil {
 			t.Fatal(err)

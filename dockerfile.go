@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // DockerfileOptions are dockerfile_commands' keyword arguments.
@@ -54,18 +55,18 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 	if len(commands) == 0 {
 		return img
 	}
-	l := &layer{method: method, commands: append([]string{"FROM base"}, commands...), buildArgs: o.BuildArgs}
+	l := &modal.Layer{Method: method, Commands: append([]string{"FROM base"}, commands...), BuildArgs: o.BuildArgs}
 	names := make([]string, 0, len(o.ContextFiles))
 	for name := range o.ContextFiles {
 		names = append(names, name)
 	}
 	sort.Strings(names)
 	for _, name := range names {
-		local, err := absLocal(o.ContextFiles[name])
+		local, err := modal.AbsLocal(o.ContextFiles[name])
 		if err != nil {
-			return img.fail(invalidf(method, "context_files[%q]: %v", name, err))
+			return img.fail(modal.Invalidf(method, "context_files[%q]: %v", name, err))
 		}
-		l.context = append(l.context, contextInput{local: local, remote: path.Clean("/" + name)})
+		l.Context = append(l.Context, modal.ContextInput{Local: local, Remote: path.Clean("/" + name)})
 	}
 	patterns, err := copyPatterns(commands)
 	if err != nil {
@@ -76,15 +77,15 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 		if dir == "" {
 			dir = "."
 		}
-		abs, err := absLocal(dir)
+		abs, err := modal.AbsLocal(dir)
 		if err != nil {
 			return img.fail(&InvalidError{Method: method, Message: err.Error()})
 		}
 		ignore := o.Ignore
 		if ignore == nil {
-			ignore = dockerignoreMatcher(filepath.Join(abs, ".dockerignore")) // read at build time
+			ignore = modal.DockerignoreMatcher(filepath.Join(abs, ".dockerignore")) // read at build time
 		}
-		l.context = append(l.context, contextInput{local: abs, remote: "/", dir: true, ignore: ignore, include: patterns})
+		l.Context = append(l.Context, modal.ContextInput{Local: abs, Remote: "/", Dir: true, Ignore: ignore, Include: patterns})
 	}
 	return img.with(l, opts)
 }
@@ -194,7 +195,7 @@ var pythonImageRE = regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?python:(3\
 // offlinePython maps Docker Hub's python:<series>[-slim][-<codename>] to the
 // Debian base snapbuild can bootstrap offline (the same as debian_slim's, so
 // it also holds gcc and build-essential), or nil.
-func offlinePython(ref string) *debianBase {
+func offlinePython(ref string) *modal.DebianBase {
 	m := pythonImageRE.FindStringSubmatch(ref)
 	if m == nil {
 		return nil
@@ -203,7 +204,7 @@ func offlinePython(ref string) *debianBase {
 	if !ok || (m[2] != "" && m[2] != suite) {
 		return nil
 	}
-	return &debianBase{Suite: suite, Python: m[1], Version: m[1]}
+	return &modal.DebianBase{Suite: suite, Python: m[1], Version: m[1]}
 }
 
 // FromDockerfileOptions are from_dockerfile's keyword arguments.
@@ -254,41 +255,41 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 			return Image{err: err}
 		}
 	}
-	path, err := expandHome(dockerfile)
+	path, err := modal.ExpandHome(dockerfile)
 	if err != nil {
-		return Image{err: invalidf(method, "%v", err)}
+		return Image{err: modal.Invalidf(method, "%v", err)}
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return Image{err: invalidf(method, "%v", err)}
+		return Image{err: modal.Invalidf(method, "%v", err)}
 	}
 	lines := strings.Split(string(data), "\n")
 	dir := o.ContextDir
 	if dir == "" {
 		dir = "."
 	}
-	ctxDir, err := absLocal(dir)
+	ctxDir, err := modal.AbsLocal(dir)
 	if err != nil {
-		return Image{err: invalidf(method, "%v", err)}
+		return Image{err: modal.Invalidf(method, "%v", err)}
 	}
 	patterns, err := dockerfileContextPatterns(lines)
 	if err != nil {
 		return Image{err: &InvalidError{Method: method, Message: err.Error()}}
 	}
-	inner := &layer{method: method, commands: lines, root: &rootSpec{dockerfile: true}, buildArgs: o.BuildArgs, target: o.Target, dockerfile: dockerfile, mountSecrets: o.MountSecrets}
+	inner := &modal.Layer{Method: method, Commands: lines, Root: &modal.RootSpec{Dockerfile: true}, BuildArgs: o.BuildArgs, Target: o.Target, Dockerfile: dockerfile, MountSecrets: o.MountSecrets}
 	if len(patterns) > 0 {
 		ignore := o.Ignore
 		if ignore == nil {
 			ignore = autoDockerignore(path, ctxDir)
 		}
-		inner.context = []contextInput{{local: ctxDir, remote: "/", dir: true, ignore: ignore, include: patterns}}
+		inner.Context = []modal.ContextInput{{Local: ctxDir, Remote: "/", Dir: true, Ignore: ignore, Include: patterns}}
 	}
 	for _, o := range opts {
 		o(inner)
 	}
-	inner.forceBuild = false // as Modal: the inner layer ignores force_build
-	img := Image{layers: []*layer{inner}}
-	outer := &layer{method: method, commands: append([]string{"FROM base"}, pyCmds...), addPython: o.AddPython}
+	inner.ForceBuild = false // as Modal: the inner layer ignores force_build
+	img := Image{layers: []*modal.Layer{inner}}
+	outer := &modal.Layer{Method: method, Commands: append([]string{"FROM base"}, pyCmds...), AddPython: o.AddPython}
 	return img.with(outer, opts)
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // Entries are what a build's progress counts: what the user wrote. A recipe
@@ -11,11 +13,6 @@ import (
 // Dockerfile instructions it lowers to; from_dockerfile and
 // dockerfile_commands hold Dockerfile text the user wrote, so there each
 // instruction is an entry of its own.
-
-// perInstruction reports whether each instruction of l is an entry.
-func (l *layer) perInstruction() bool {
-	return l.method == "dockerfile_commands" || l.method == "from_dockerfile"
-}
 
 // pyStr quotes s as a Python string literal in double quotes, as the
 // progress shows arguments.
@@ -42,44 +39,44 @@ func pyDict(vars []EnvVar) string {
 // callOf is the call that made l as the user wrote it, e.g.
 // `apt_install(["git"])`, or the method name alone (`uv_pip_install`) when
 // the layer does not keep its arguments.
-func callOf(l *layer) string {
-	if l.call != "" {
-		return l.call
+func callOf(l *modal.Layer) string {
+	if l.Call != "" {
+		return l.Call
 	}
-	if r := l.root; r != nil {
+	if r := l.Root; r != nil {
 		switch {
-		case r.debian != nil:
-			return fmt.Sprintf("%s(python_version=%s)", l.method, pyStr(r.debian.Version))
-		case r.registry != nil:
-			return fmt.Sprintf("%s(%s)", l.method, pyStr(r.registry.ref))
-		case r.scratch:
-			return l.method + "()"
-		case r.fromID != "" && l.method == "from_id":
-			return fmt.Sprintf("from_id(%s)", pyStr(r.fromID))
+		case r.Debian != nil:
+			return fmt.Sprintf("%s(python_version=%s)", l.Method, pyStr(r.Debian.Version))
+		case r.Registry != nil:
+			return fmt.Sprintf("%s(%s)", l.Method, pyStr(r.Registry.Ref))
+		case r.Scratch:
+			return l.Method + "()"
+		case r.FromID != "" && l.Method == "from_id":
+			return fmt.Sprintf("from_id(%s)", pyStr(r.FromID))
 		}
 	}
-	return l.method
+	return l.Method
 }
 
 // entryLabel is how the progress names the entry that instruction in of l
 // starts: the instruction itself for Dockerfile entries, else the call,
 // and for debian_slim what its base is made of on this site (its FROM line,
 // Modal's, stays the image's history).
-func (b *Builder) entryLabel(l *layer, in instruction) string {
-	if l.perInstruction() {
+func (b *Builder) entryLabel(l *modal.Layer, in instruction) string {
+	if l.PerInstruction() {
 		return in.text
 	}
 	label := callOf(l)
-	if l.root != nil && l.root.debian != nil && l.method == "debian_slim" {
-		if src, err := b.slimSource(l.method, l.root.debian); err == nil {
-			label += ": " + slimDescription(l.root.debian, src)
+	if l.Root != nil && l.Root.Debian != nil && l.Method == "debian_slim" {
+		if src, err := b.slimSource(l.Method, l.Root.Debian); err == nil {
+			label += ": " + slimDescription(l.Root.Debian, src)
 		}
 	}
 	return label
 }
 
 // slimDescription says what a debian_slim base is made of.
-func slimDescription(d *debianBase, src slimSource) string {
+func slimDescription(d *modal.DebianBase, src slimSource) string {
 	switch src.kind {
 	case slimRegistry:
 		return fmt.Sprintf("Modal's base image %s (pulled)", src.ref)

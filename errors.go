@@ -4,26 +4,9 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
-
-// InvalidError reports a bad argument to an Image method, as Modal's
-// modal.exception.InvalidError does. Message follows Modal's wording where
-// Modal has one.
-type InvalidError struct {
-	Method  string // the Image method, e.g. "apt_install"
-	Message string
-}
-
-func (e *InvalidError) Error() string {
-	if e.Method == "" {
-		return e.Message
-	}
-	return e.Method + ": " + e.Message
-}
-
-func invalidf(method, format string, args ...any) error {
-	return &InvalidError{Method: method, Message: fmt.Sprintf(format, args...)}
-}
 
 // StepError reports a build step whose process exited with a non-zero status.
 type StepError struct {
@@ -63,3 +46,8 @@ func (e *StepError) Error() string {
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
+
+// InvalidError reports a bad argument to an Image method, as Modal's
+// modal.exception.InvalidError does: Method is the Image method (e.g.
+// "apt_install"), Message follows Modal's wording where Modal has one.
+type InvalidError = modal.InvalidError

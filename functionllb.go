@@ -16,6 +16,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/frontend"
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/worker"
 )
 
@@ -49,14 +50,14 @@ type localSource struct {
 // line 2 of text, the layer's "RUN_FUNCTION" line. locals are the local
 // sources the worker must serve.
 func (x *llbLayer) functionLLB(ctx context.Context, st *buildState, text, dir string) (*pb.Definition, dockerspec.DockerOCIImage, []localSource, error) {
-	f := x.l.function
+	f := x.l.Function
 	img, _ := st.imageConfig()
 	img.Config.OnBuild = nil // the parent's, kept by apply
-	inputs, err := f.keyInputs()
+	inputs, err := f.KeyInputs()
 	if err != nil {
 		return nil, img, nil, err
 	}
-	if err := f.writeRuntime(dir); err != nil {
+	if err := f.WriteRuntime(dir); err != nil {
 		return nil, img, nil, err
 	}
 	key := []byte(inputs)
@@ -66,15 +67,15 @@ func (x *llbLayer) functionLLB(ctx context.Context, st *buildState, text, dir st
 	locals := []localSource{{name: functionRuntimeLocal, dir: dir}}
 
 	plat := dockerfile.HostPlatform() // as the converter's ops carry it
-	sm := llb.NewSourceMap(nil, x.l.method, "", []byte(text))
+	sm := llb.NewSourceMap(nil, x.l.Method, "", []byte(text))
 	cfg := st.config
 	env := setEnv(slices.Clone(cfg.Env), "PYTHONUNBUFFERED", "1")
 	opts := []llb.RunOption{
 		llb.Args(append([]string{"/bin/sh", "-c", `if command -v python >/dev/null 2>&1; then exec python "$@"; fi; exec python3 "$@"`},
 			frontend.RunnerCommand("python")...)),
 		llb.Dir(orDefault(cfg.WorkingDir, "/")),
-		llb.AddMount(functionRuntimeDir, llb.Local(functionRuntimeLocal), llb.Readonly),
-		llb.WithCustomName(f.title()),
+		llb.AddMount(modal.FunctionRuntimeDir, llb.Local(functionRuntimeLocal), llb.Readonly),
+		llb.WithCustomName(f.Title()),
 		sm.Location([]*pb.Range{{Start: &pb.Position{Line: 2}, End: &pb.Position{Line: 2}}}),
 	}
 	if cfg.User != "" {
@@ -84,8 +85,8 @@ func (x *llbLayer) functionLLB(ctx context.Context, st *buildState, text, dir st
 		k, v, _ := strings.Cut(kv, "=")
 		opts = append(opts, llb.AddEnv(k, v))
 	}
-	if f.fn.Source != "" && len(f.fn.Pickled) == 0 {
-		src, err := functionSource(f.fn.Source)
+	if f.Fn.Source != "" && len(f.Fn.Pickled) == 0 {
+		src, err := functionSource(f.Fn.Source)
 		if err != nil {
 			return nil, img, nil, err
 		}
@@ -110,7 +111,7 @@ func (x *llbLayer) functionLLB(ctx context.Context, st *buildState, text, dir st
 	}
 	pdef := def.ToPB()
 	// The layer's history entry; apply writes its Modal text.
-	img.History = append(img.History, ocispec.History{CreatedBy: f.title()})
+	img.History = append(img.History, ocispec.History{CreatedBy: f.Title()})
 	return pdef, img, locals, nil
 }
 
@@ -125,7 +126,7 @@ type functionSourceDir struct {
 // functionSource locates a Function.Source ("~" expanded, relative to the
 // working directory): a file or a directory.
 func functionSource(source string) (functionSourceDir, error) {
-	src, err := absLocal(source)
+	src, err := modal.AbsLocal(source)
 	if err != nil {
 		return functionSourceDir{}, err
 	}

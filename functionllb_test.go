@@ -15,6 +15,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/frontend"
 	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // TestFunctionLLB checks run_function's exec op: the image's user, working
@@ -38,7 +39,7 @@ func TestFunctionLLB(t *testing.T) {
 	l := img.layers[len(img.layers)-1]
 	x := &llbLayer{b: b, l: l}
 	rt := t.TempDir()
-	def, cfg, locals, err := x.functionLLB(context.Background(), st, "FROM base\n"+l.function.title(), rt)
+	def, cfg, locals, err := x.functionLLB(context.Background(), st, "FROM base\n"+l.Function.Title(), rt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,8 +71,8 @@ func TestFunctionLLB(t *testing.T) {
 	for _, mt := range exec.Mounts {
 		mounts[mt.Dest] = mt
 	}
-	if rtm := mounts[functionRuntimeDir]; rtm == nil || !rtm.Readonly {
-		t.Errorf("runtime mount at %s: %+v", functionRuntimeDir, rtm)
+	if rtm := mounts[modal.FunctionRuntimeDir]; rtm == nil || !rtm.Readonly {
+		t.Errorf("runtime mount at %s: %+v", modal.FunctionRuntimeDir, rtm)
 	}
 	if sm := mounts["/root/app.py"]; sm == nil || !sm.Readonly || sm.Selector != "app.py" {
 		t.Errorf("source mount at /root/app.py: %+v", sm)
@@ -84,7 +85,7 @@ func TestFunctionLLB(t *testing.T) {
 			t.Errorf("runtime dir: %v", err)
 		}
 	}
-	if cfg.Config.User != "app" || len(cfg.History) != 1 || cfg.History[0].CreatedBy != l.function.title() {
+	if cfg.Config.User != "app" || len(cfg.History) != 1 || cfg.History[0].CreatedBy != l.Function.Title() {
 		t.Errorf("image config: user %q, history %+v", cfg.Config.User, cfg.History)
 	}
 	locs := def.Source.Locations[string(execDigest)]

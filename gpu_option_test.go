@@ -21,7 +21,7 @@ func TestGPUOption(t *testing.T) {
 			t.Errorf("GPU(%q): %v", tc.requests, err)
 			continue
 		}
-		if got := img.layers[len(img.layers)-1].gpu; got != tc.want {
+		if got := img.layers[len(img.layers)-1].GPU; got != tc.want {
 			t.Errorf("GPU(%q) = %q, want %q", tc.requests, got, tc.want)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/snapbuild/snapbuild/gpu"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // Image is an immutable image definition: a chain of Modal layers, each a
@@ -18,65 +19,27 @@ import (
 // unchanged, like modal.Image. The zero Image has no layers; start from a
 // constructor such as DebianSlim or FromID.
 type Image struct {
-	layers []*layer
+	layers []*modal.Layer
 	err    error
 }
 
-// layer is one Modal image layer (one modal.Image object): its Dockerfile
-// commands and what they need.
-type layer struct {
-	method     string
-	commands   []string       // Dockerfile lines; "FROM base" first unless root
-	root       *rootSpec      // how a root layer's FROM is resolved; nil otherwise
-	context    []contextInput // COPY sources, resolved at build time
-	forceBuild bool
-	buildEnv   map[string]string // per-step env= (build time only, not persisted)
-	gpu        string            // per-step gpu= in Modal's gpu_config form ("A100:2"); "" for none
-	optErr     error             // a bad step option, reported by with
-	volumes    map[string]Volume // run_commands volumes=, mounted for the RUN steps
-	secrets    []Secret
-	mount      bool              // add_local_* copy=False: no commands, attached at run time
-	buildArgs  map[string]string // dockerfile_commands build_args
-	target     string            // from_dockerfile's stage to build ("" for the last)
-	dockerfile string            // from_dockerfile's path as given, for errors
-	// mountSecrets are from_dockerfile's values of secret mounts by ID.
-	mountSecrets map[string][]byte
-	function     *functionStep // run_function: the call, after "FROM base"
-	addPython    string        // add_python series: its COPY takes python-build-standalone
-	// call is the method call as the user wrote it, for progress
-	// (`apt_install(["git"])`); "" when only the method is known (callOf).
-	call string
-}
-
-// rootSpec says where a root layer's base comes from.
-type rootSpec struct {
-	debian   *debianBase   // DebianSlim
-	fromID   string        // FromID, or a stored tool image (micromamba)
-	pull     bool          // fromID names a tool image that may be pulled when missing
-	scratch  bool          // FromScratch
-	registry *registryBase // FromRegistry
-	// dockerfile: FromDockerfile's inner layer; its own FROM lines (several
-	// stages) are resolved by fromStage.
-	dockerfile bool
-}
-
 // StepOption configures one build step, as Modal's common keyword arguments do.
-type StepOption func(*layer)
+type StepOption func(*modal.Layer)
 
 // ForceBuild rebuilds the layer even if it is cached, and replaces the cache
 // entry (Modal's force_build=True).
-func ForceBuild() StepOption { return func(l *layer) { l.forceBuild = true } }
+func ForceBuild() StepOption { return func(l *modal.Layer) { l.ForceBuild = true } }
 
 // BuildEnv sets environment variables for the step's processes only; they are
 // not saved in the image (Modal's env= keyword, which Modal passes as a
 // Secret). As in Modal only the names, not the values, feed the cache key.
 func BuildEnv(vars map[string]string) StepOption {
-	return func(l *layer) {
-		if l.buildEnv == nil {
-			l.buildEnv = map[string]string{}
+	return func(l *modal.Layer) {
+		if l.BuildEnv == nil {
+			l.BuildEnv = map[string]string{}
 		}
 		for k, v := range vars {
-			l.buildEnv[k] = v
+			l.BuildEnv[k] = v
 		}
 	}
 }
@@ -90,7 +53,7 @@ func BuildEnv(vars map[string]string) StepOption {
 // says what it has. A bad value (an unknown type, a bad count) is an error
 // of the Image (see Err); Modal's client leaves unknown types to its server.
 func GPU(requests ...string) StepOption {
-	return func(l *layer) {
+	return func(l *modal.Layer) {
 		reqs, err := gpu.ParseRequests(requests)
 		for _, r := range reqs {
 			if err == nil {
@@ -98,10 +61,10 @@ func GPU(requests ...string) StepOption {
 			}
 		}
 		if err != nil {
-			l.gpu, l.optErr = "", &InvalidError{Method: l.method, Message: err.Error()}
+			l.GPU, l.OptErr = "", &InvalidError{Method: l.Method, Message: err.Error()}
 			return
 		}
-		l.gpu = gpu.Join(reqs)
+		l.GPU = gpu.Join(reqs)
 	}
 }
 
@@ -111,16 +74,16 @@ func GPU(requests ...string) StepOption {
 // canonical absolute paths other than /, /root and /tmp, and a volume may be
 // mounted at one path only. The volumes are part of the cache key.
 func Volumes(vols map[string]Volume) StepOption {
-	return func(l *layer) {
-		if err := checkVolumes(vols); err != nil {
-			l.optErr = &InvalidError{Method: l.method, Message: err.Error()}
+	return func(l *modal.Layer) {
+		if err := modal.CheckVolumes(vols); err != nil {
+			l.OptErr = &InvalidError{Method: l.Method, Message: err.Error()}
 			return
 		}
-		if l.volumes == nil {
-			l.volumes = map[string]Volume{}
+		if l.Volumes == nil {
+			l.Volumes = map[string]Volume{}
 		}
 		for p, v := range vols {
-			l.volumes[p] = v
+			l.Volumes[p] = v
 		}
 	}
 }
@@ -134,26 +97,26 @@ func (img Image) Err() error { return img.err }
 func (img Image) Commands() [][]string {
 	out := make([][]string, len(img.layers))
 	for i, l := range img.layers {
-		out[i] = slices.Clone(l.commands)
+		out[i] = slices.Clone(l.Commands)
 	}
 	return out
 }
 
 // with returns a copy of img with l appended, after applying opts to l.
-func (img Image) with(l *layer, opts []StepOption) Image {
+func (img Image) with(l *modal.Layer, opts []StepOption) Image {
 	if img.err != nil {
 		return img
 	}
 	if len(img.layers) == 0 {
-		return Image{err: invalidf(l.method, "Image has not been constructed yet. Use one of the static factory methods prior to calling %s like `DebianSlim` or `FromID`", l.method)}
+		return Image{err: modal.Invalidf(l.Method, "Image has not been constructed yet. Use one of the static factory methods prior to calling %s like `DebianSlim` or `FromID`", l.Method)}
 	}
 	for _, o := range opts {
 		o(l)
 	}
-	if l.optErr != nil {
-		return img.fail(l.optErr)
+	if l.OptErr != nil {
+		return img.fail(l.OptErr)
 	}
-	if err := l.checkLines(); err != nil {
+	if err := l.CheckLines(); err != nil {
 		return img.fail(err)
 	}
 	return Image{layers: append(slices.Clone(img.layers), l)}
@@ -206,18 +169,18 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 		pythonVersion = DefaultPythonVersion
 	}
 	if !pythonVersionRE.MatchString(pythonVersion) {
-		return Image{err: invalidf(method, "Invalid Python version: %s", pyRepr(pythonVersion))}
+		return Image{err: modal.Invalidf(method, "Invalid Python version: %s", modal.PyRepr(pythonVersion))}
 	}
 	if strings.HasSuffix(pythonVersion, "t") {
-		return Image{err: invalidf(method, "Free threaded Python is not supported with Image.debian_slim")}
+		return Image{err: modal.Invalidf(method, "Free threaded Python is not supported with Image.debian_slim")}
 	}
 	series := pythonSeriesRE.FindString(pythonVersion)
 	if !slices.Contains(modalSeries, series) {
 		reprs := make([]string, len(modalSeries))
 		for i, s := range modalSeries {
-			reprs[i] = pyRepr(s)
+			reprs[i] = modal.PyRepr(s)
 		}
-		return Image{err: invalidf(method, "Unsupported Python version: %s. When using the '2025.06' Image builder, Modal supports the following series: [%s].", pyRepr(pythonVersion), strings.Join(reprs, ", "))}
+		return Image{err: modal.Invalidf(method, "Unsupported Python version: %s. When using the '2025.06' Image builder, Modal supports the following series: [%s].", modal.PyRepr(pythonVersion), strings.Join(reprs, ", "))}
 	}
 	// Modal's codename is bookworm for every series; a series bootstrapped
 	// from Debian names the suite that ships it (trixie for 3.13).
@@ -225,18 +188,18 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 	if !ok {
 		suite = "bookworm"
 	}
-	l := &layer{
-		method: method,
-		commands: []string{
+	l := &modal.Layer{
+		Method: method,
+		Commands: []string{
 			fmt.Sprintf("FROM python:%s-slim-%s", pythonVersion, suite),
 			`CMD ["sleep", "172800"]`,
 		},
-		root: &rootSpec{debian: &debianBase{Suite: suite, Python: series, Version: pythonVersion}},
+		Root: &modal.RootSpec{Debian: &modal.DebianBase{Suite: suite, Python: series, Version: pythonVersion}},
 	}
 	for _, o := range opts {
 		o(l)
 	}
-	return Image{layers: []*layer{l}}
+	return Image{layers: []*modal.Layer{l}}
 }
 
 // debianSuiteFor maps a Python series to the Debian suite that ships it.
@@ -256,19 +219,19 @@ func offlineSeries() string {
 // (modal.Image.from_id).
 func FromID(id string) Image {
 	if id == "" {
-		return Image{err: invalidf("from_id", "empty image ID")}
+		return Image{err: modal.Invalidf("from_id", "empty image ID")}
 	}
 	if err := oneLine("from_id", lineArg("image_id", id)); err != nil {
 		return Image{err: err}
 	}
-	return Image{layers: []*layer{{method: "from_id", commands: []string{"FROM " + id}, root: &rootSpec{fromID: id}}}}
+	return Image{layers: []*modal.Layer{{Method: "from_id", Commands: []string{"FROM " + id}, Root: &modal.RootSpec{FromID: id}}}}
 }
 
 // FromScratch is modal.Image.from_scratch(): "FROM scratch", an empty root
 // filesystem. Only steps that need no program in the image (COPY, ENV, ...)
 // can follow it, unless files are copied in first.
 func FromScratch() Image {
-	return Image{layers: []*layer{{method: "from_scratch", commands: []string{"FROM scratch"}, root: &rootSpec{scratch: true}}}}
+	return Image{layers: []*modal.Layer{{Method: "from_scratch", Commands: []string{"FROM scratch"}, Root: &modal.RootSpec{Scratch: true}}}}
 }
 
 // AptInstall is modal.Image.apt_install: "RUN apt-get update" then
@@ -282,7 +245,7 @@ func (img Image) AptInstall(packages []string, opts ...StepOption) Image {
 	if err := oneLine("apt_install", lineArgs("packages", packages)); err != nil {
 		return img.fail(err)
 	}
-	return img.with(&layer{method: "apt_install", call: "apt_install(" + pyList(packages) + ")", commands: []string{
+	return img.with(&modal.Layer{Method: "apt_install", Call: "apt_install(" + pyList(packages) + ")", Commands: []string{
 		"FROM base",
 		"RUN apt-get update",
 		"RUN apt-get install -y " + shlexJoin(packages),
@@ -302,17 +265,17 @@ func (img Image) RunCommands(commands []string, opts ...StepOption) Image {
 	cmds := []string{"FROM base"}
 	for _, c := range commands {
 		if strings.TrimSpace(c) == "" {
-			return img.fail(invalidf("run_commands", "empty command: remove it, or give a shell command"))
+			return img.fail(modal.Invalidf("run_commands", "empty command: remove it, or give a shell command"))
 		}
 		if bareNewline(c) {
-			return img.fail(invalidf("run_commands", "command %q holds a line break: each command is one Dockerfile RUN line, so the next line would be read as an instruction. Join the lines with && or ;, end them with \\, or pass each line as its own command", c))
+			return img.fail(modal.Invalidf("run_commands", "command %q holds a line break: each command is one Dockerfile RUN line, so the next line would be read as an instruction. Join the lines with && or ;, end them with \\, or pass each line as its own command", c))
 		}
 		if endsInContinuation(c) {
-			return img.fail(invalidf("run_commands", "command %q ends with a line continuation (\\), which would join the next instruction to it. Remove the trailing backslash", c))
+			return img.fail(modal.Invalidf("run_commands", "command %q ends with a line continuation (\\), which would join the next instruction to it. Remove the trailing backslash", c))
 		}
 		cmds = append(cmds, "RUN "+c)
 	}
-	return img.with(&layer{method: "run_commands", call: "run_commands(" + pyList(commands) + ")", commands: cmds}, opts)
+	return img.with(&modal.Layer{Method: "run_commands", Call: "run_commands(" + pyList(commands) + ")", Commands: cmds}, opts)
 }
 
 // PipInstall is modal.Image.pip_install for plain package lists:
@@ -325,7 +288,7 @@ func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
 	}
 	for _, p := range packages {
 		if strings.HasPrefix(p, "-") {
-			return img.fail(invalidf("pip_install", "Package list for `Image.pip_install` cannot contain other arguments; try the `extra_options` parameter instead."))
+			return img.fail(modal.Invalidf("pip_install", "Package list for `Image.pip_install` cannot contain other arguments; try the `extra_options` parameter instead."))
 		}
 	}
 	if err := oneLine("pip_install", lineArgs("packages", packages)); err != nil {
@@ -333,7 +296,7 @@ func (img Image) PipInstall(packages []string, opts ...StepOption) Image {
 	}
 	sorted := slices.Clone(packages)
 	sort.Strings(sorted)
-	return img.with(&layer{method: "pip_install", call: "pip_install(" + pyList(packages) + ")", commands: []string{
+	return img.with(&modal.Layer{Method: "pip_install", Call: "pip_install(" + pyList(packages) + ")", Commands: []string{
 		"FROM base",
 		"RUN python -m pip install " + shlexJoin(sorted),
 	}}, opts)
@@ -379,14 +342,14 @@ func (img Image) EnvVars(vars ...EnvVar) Image {
 	cmds := []string{"FROM base"}
 	for _, v := range vars {
 		if v.Name == "" || strings.ContainsAny(v.Name, "= \t\n") {
-			return img.fail(invalidf("env", "invalid variable name %q: a name must be non-empty and contain no '=' or whitespace", v.Name))
+			return img.fail(modal.Invalidf("env", "invalid variable name %q: a name must be non-empty and contain no '=' or whitespace", v.Name))
 		}
 		if err := oneLine("env", lineArg(fmt.Sprintf("vars[%q]", v.Name), v.Value)); err != nil {
 			return img.fail(err)
 		}
 		cmds = append(cmds, "ENV "+v.Name+"="+shlexQuote(v.Value))
 	}
-	return img.with(&layer{method: "env", call: "env(" + pyDict(vars) + ")", commands: cmds}, nil)
+	return img.with(&modal.Layer{Method: "env", Call: "env(" + pyDict(vars) + ")", Commands: cmds}, nil)
 }
 
 // Workdir is modal.Image.workdir: "WORKDIR <path>" (quoted when needed). The
@@ -394,28 +357,28 @@ func (img Image) EnvVars(vars ...EnvVar) Image {
 // line break is an error.
 func (img Image) Workdir(dir string) Image {
 	if dir == "" {
-		return img.fail(invalidf("workdir", "empty path"))
+		return img.fail(modal.Invalidf("workdir", "empty path"))
 	}
 	if err := oneLine("workdir", lineArg("path", dir)); err != nil {
 		return img.fail(err)
 	}
-	return img.with(&layer{method: "workdir", call: "workdir(" + pyStr(dir) + ")", commands: []string{"FROM base", "WORKDIR " + shlexQuote(dir)}}, nil)
+	return img.with(&modal.Layer{Method: "workdir", Call: "workdir(" + pyStr(dir) + ")", Commands: []string{"FROM base", "WORKDIR " + shlexQuote(dir)}}, nil)
 }
 
 // Entrypoint is modal.Image.entrypoint: `ENTRYPOINT ["a", "b"]`.
 func (img Image) Entrypoint(args []string, opts ...StepOption) Image {
-	return img.with(&layer{method: "entrypoint", call: "entrypoint(" + pyList(args) + ")", commands: []string{"FROM base", "ENTRYPOINT " + jsonList(args)}}, opts)
+	return img.with(&modal.Layer{Method: "entrypoint", Call: "entrypoint(" + pyList(args) + ")", Commands: []string{"FROM base", "ENTRYPOINT " + jsonList(args)}}, opts)
 }
 
 // Cmd is modal.Image.cmd: `CMD ["a", "b"]`.
 func (img Image) Cmd(args []string, opts ...StepOption) Image {
-	return img.with(&layer{method: "cmd", call: "cmd(" + pyList(args) + ")", commands: []string{"FROM base", "CMD " + jsonList(args)}}, opts)
+	return img.with(&modal.Layer{Method: "cmd", Call: "cmd(" + pyList(args) + ")", Commands: []string{"FROM base", "CMD " + jsonList(args)}}, opts)
 }
 
 // Shell is modal.Image.shell: `SHELL ["/bin/bash", "-c"]`; later RUN
 // instructions run through it.
 func (img Image) Shell(args []string, opts ...StepOption) Image {
-	return img.with(&layer{method: "shell", call: "shell(" + pyList(args) + ")", commands: []string{"FROM base", "SHELL " + jsonList(args)}}, opts)
+	return img.with(&modal.Layer{Method: "shell", Call: "shell(" + pyList(args) + ")", Commands: []string{"FROM base", "SHELL " + jsonList(args)}}, opts)
 }
 
 // AddLocalFile is modal.Image.add_local_file(local_path, remote_path, copy).
@@ -436,21 +399,21 @@ func (img Image) Shell(args []string, opts ...StepOption) Image {
 func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 	const method = "add_local_file"
 	if !path.IsAbs(remotePath) {
-		return img.fail(invalidf(method, "image.add_local_file() currently only supports absolute remote_path values"))
+		return img.fail(modal.Invalidf(method, "image.add_local_file() currently only supports absolute remote_path values"))
 	}
-	local, err := expandHome(localPath)
+	local, err := modal.ExpandHome(localPath)
 	if err != nil {
-		return img.fail(invalidf(method, "local_path: %v", err))
+		return img.fail(modal.Invalidf(method, "local_path: %v", err))
 	}
 	if strings.HasSuffix(remotePath, "/") {
 		remotePath += filepath.Base(local)
 	}
-	in := contextInput{local: local, remote: path.Clean(remotePath)}
+	in := modal.ContextInput{Local: local, Remote: path.Clean(remotePath)}
 	if !copy {
-		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
+		return img.with(&modal.Layer{Method: method, Mount: true, Context: []modal.ContextInput{in}}, nil)
 	}
-	return img.with(&layer{method: method, call: fmt.Sprintf("add_local_file(%s, %s, copy=True)", pyStr(localPath), pyStr(in.remote)),
-		commands: []string{"FROM base", "COPY . /"}, context: []contextInput{in}}, nil)
+	return img.with(&modal.Layer{Method: method, Call: fmt.Sprintf("add_local_file(%s, %s, copy=True)", pyStr(localPath), pyStr(in.Remote)),
+		Commands: []string{"FROM base", "COPY . /"}, Context: []modal.ContextInput{in}}, nil)
 }
 
 // AddLocalDir is modal.Image.add_local_dir(local_path, remote_path, copy=True,
@@ -465,27 +428,18 @@ func (img Image) AddLocalFile(localPath, remotePath string, copy bool) Image {
 func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore Matcher) Image {
 	const method = "add_local_dir"
 	if !path.IsAbs(remotePath) {
-		return img.fail(invalidf(method, "image.add_local_dir() currently only supports absolute remote_path values"))
+		return img.fail(modal.Invalidf(method, "image.add_local_dir() currently only supports absolute remote_path values"))
 	}
-	local, err := expandHome(localPath)
+	local, err := modal.ExpandHome(localPath)
 	if err != nil {
-		return img.fail(invalidf(method, "local_path: %v", err))
+		return img.fail(modal.Invalidf(method, "local_path: %v", err))
 	}
-	in := contextInput{local: local, remote: path.Clean(remotePath), dir: true, ignore: ignore}
+	in := modal.ContextInput{Local: local, Remote: path.Clean(remotePath), Dir: true, Ignore: ignore}
 	if !copy {
-		return img.with(&layer{method: method, mount: true, context: []contextInput{in}}, nil)
+		return img.with(&modal.Layer{Method: method, Mount: true, Context: []modal.ContextInput{in}}, nil)
 	}
-	return img.with(&layer{method: method, call: fmt.Sprintf("add_local_dir(%s, %s, copy=True)", pyStr(localPath), pyStr(in.remote)),
-		commands: []string{"FROM base", "COPY . /"}, context: []contextInput{in}}, nil)
-}
-
-// pyRepr quotes s as Python's repr does for plain strings, so that messages
-// read as Modal's.
-func pyRepr(s string) string {
-	if strings.Contains(s, "'") && !strings.Contains(s, `"`) {
-		return `"` + s + `"`
-	}
-	return "'" + strings.ReplaceAll(s, "'", `\'`) + "'"
+	return img.with(&modal.Layer{Method: method, Call: fmt.Sprintf("add_local_dir(%s, %s, copy=True)", pyStr(localPath), pyStr(in.Remote)),
+		Commands: []string{"FROM base", "COPY . /"}, Context: []modal.ContextInput{in}}, nil)
 }
 
 // shlexQuote is Python's shlex.quote.

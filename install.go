@@ -40,6 +40,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // PipOptions are the pip flags shared by PipInstallWith,
@@ -107,7 +108,7 @@ func installPipLine(packages []string, o PipOptions) string {
 func (img Image) PipInstallWith(packages []string, o PipOptions, opts ...StepOption) Image {
 	const method = "pip_install"
 	if img.err != nil || len(img.layers) == 0 {
-		return img.with(&layer{method: method}, nil)
+		return img.with(&modal.Layer{Method: method}, nil)
 	}
 	if err := oneLine(method, append(o.lineArgs(), lineArgs("packages", packages))...); err != nil {
 		return img.fail(err)
@@ -118,7 +119,7 @@ func (img Image) PipInstallWith(packages []string, o PipOptions, opts ...StepOpt
 	if err := installCheckPackages(method, "Image.pip_install", packages); err != nil {
 		return img.fail(err)
 	}
-	return img.withInstall(&layer{method: method, commands: []string{"FROM base", installPipLine(packages, o)}}, opts)
+	return img.withInstall(&modal.Layer{Method: method, Commands: []string{"FROM base", installPipLine(packages, o)}}, opts)
 }
 
 // PipInstallFromRequirements is modal.Image.pip_install_from_requirements:
@@ -136,29 +137,29 @@ func (img Image) PipInstallWith(packages []string, o PipOptions, opts ...StepOpt
 func (img Image) PipInstallFromRequirements(requirementsTxt string, o PipOptions, opts ...StepOption) Image {
 	const method = "pip_install_from_requirements"
 	if img.err != nil || len(img.layers) == 0 {
-		return img.with(&layer{method: method}, nil)
+		return img.with(&modal.Layer{Method: method}, nil)
 	}
 	if err := oneLine(method, append(o.lineArgs(), lineArg("requirements_txt", requirementsTxt))...); err != nil {
 		return img.fail(err)
 	}
 	if requirementsTxt == "" {
-		return img.fail(invalidf(method, "requirements_txt: empty path"))
+		return img.fail(modal.Invalidf(method, "requirements_txt: empty path"))
 	}
-	local, err := absLocal(requirementsTxt)
+	local, err := modal.AbsLocal(requirementsTxt)
 	if err != nil {
-		return img.fail(invalidf(method, "%v", err))
+		return img.fail(modal.Invalidf(method, "%v", err))
 	}
 	findLinks := ""
 	if o.FindLinks != "" {
 		findLinks = " -f " + o.FindLinks
 	}
-	return img.withInstall(&layer{method: method,
-		commands: []string{
+	return img.withInstall(&modal.Layer{Method: method,
+		Commands: []string{
 			"FROM base",
 			"COPY /.requirements.txt /.requirements.txt",
 			installStrip("RUN python -m pip install -r /.requirements.txt" + findLinks + " " + o.args()),
 		},
-		context: []contextInput{{local: local, remote: "/.requirements.txt"}},
+		Context: []modal.ContextInput{{Local: local, Remote: "/.requirements.txt"}},
 	}, opts)
 }
 
@@ -186,34 +187,34 @@ func (img Image) PipInstallFromRequirements(requirementsTxt string, o PipOptions
 func (img Image) PipInstallFromPyproject(pyprojectToml string, optionalDependencies []string, o PipOptions, opts ...StepOption) Image {
 	const method = "pip_install_from_pyproject"
 	if img.err != nil || len(img.layers) == 0 {
-		return img.with(&layer{method: method}, nil)
+		return img.with(&modal.Layer{Method: method}, nil)
 	}
 	if err := oneLine(method, append(o.lineArgs(), lineArg("pyproject_toml", pyprojectToml), lineArgs("optional_dependencies", optionalDependencies))...); err != nil {
 		return img.fail(err)
 	}
-	path, err := expandHome(pyprojectToml)
+	path, err := modal.ExpandHome(pyprojectToml)
 	if err != nil {
-		return img.fail(invalidf(method, "%v", err))
+		return img.fail(modal.Invalidf(method, "%v", err))
 	}
 	doc, err := installReadTOML(path)
 	if err != nil {
-		return img.fail(invalidf(method, "%v", err))
+		return img.fail(modal.Invalidf(method, "%v", err))
 	}
 	project, _ := doc["project"].(map[string]any)
 	rawDeps, ok := project["dependencies"]
 	if !ok {
-		return img.fail(invalidf(method, "No [project.dependencies] section in pyproject.toml file. "+
+		return img.fail(modal.Invalidf(method, "No [project.dependencies] section in pyproject.toml file. "+
 			"If your pyproject.toml instead declares [tool.poetry.dependencies], use `Image.poetry_install_from_file()`. "+
 			"See https://packaging.python.org/en/latest/guides/writing-pyproject-toml for further file format guidelines."))
 	}
 	deps, err := installTOMLStrings(rawDeps, "[project].dependencies", path)
 	if err != nil {
-		return img.fail(invalidf(method, "%v", err))
+		return img.fail(modal.Invalidf(method, "%v", err))
 	}
 	if len(optionalDependencies) > 0 {
 		optionals, ok := project["optional-dependencies"].(map[string]any)
 		if !ok {
-			return img.fail(invalidf(method, "no [project.optional-dependencies] table in %s, but optional_dependencies %s were requested (Modal fails with KeyError: 'optional-dependencies')", path, installPyList(optionalDependencies)))
+			return img.fail(modal.Invalidf(method, "no [project.optional-dependencies] table in %s, but optional_dependencies %s were requested (Modal fails with KeyError: 'optional-dependencies')", path, installPyList(optionalDependencies)))
 		}
 		for _, group := range optionalDependencies {
 			raw, ok := optionals[group]
@@ -222,12 +223,12 @@ func (img Image) PipInstallFromPyproject(pyprojectToml string, optionalDependenc
 			}
 			more, err := installTOMLStrings(raw, "[project.optional-dependencies]."+group, path)
 			if err != nil {
-				return img.fail(invalidf(method, "%v", err))
+				return img.fail(modal.Invalidf(method, "%v", err))
 			}
 			deps = append(deps, more...)
 		}
 	}
-	return img.withInstall(&layer{method: method, commands: []string{"FROM base", installPipLine(deps, o)}}, opts)
+	return img.withInstall(&modal.Layer{Method: method, Commands: []string{"FROM base", installPipLine(deps, o)}}, opts)
 }
 
 // PipInstallPrivateRepos is modal.Image.pip_install_private_repos: pip
@@ -260,17 +261,17 @@ func (img Image) PipInstallFromPyproject(pyprojectToml string, optionalDependenc
 func (img Image) PipInstallPrivateRepos(repositories []string, gitUser string, o PipOptions, opts ...StepOption) Image {
 	const method = "pip_install_private_repos"
 	if img.err != nil || len(img.layers) == 0 {
-		return img.with(&layer{method: method}, nil)
+		return img.with(&modal.Layer{Method: method}, nil)
 	}
 	if err := oneLine(method, append(o.lineArgs(), lineArgs("repositories", repositories), lineArg("git_user", gitUser))...); err != nil {
 		return img.fail(err)
 	}
 	if gitUser == "" {
-		return img.fail(invalidf(method, "pip_install_private_repos() missing 1 required keyword-only argument: 'git_user'"))
+		return img.fail(modal.Invalidf(method, "pip_install_private_repos() missing 1 required keyword-only argument: 'git_user'"))
 	}
-	l := installApply(&layer{method: method}, opts)
-	if len(l.secrets) == 0 {
-		return img.fail(invalidf(method, "No secrets provided to function. Installing private packages requires tokens to be passed via modal.Secret objects."))
+	l := installApply(&modal.Layer{Method: method}, opts)
+	if len(l.Secrets) == 0 {
+		return img.fail(modal.Invalidf(method, "No secrets provided to function. Installing private packages requires tokens to be passed via modal.Secret objects."))
 	}
 	var invalid, urls []string
 	for _, ref := range repositories {
@@ -285,14 +286,14 @@ func (img Image) PipInstallPrivateRepos(repositories []string, gitUser string, o
 		}
 	}
 	if len(invalid) > 0 {
-		return img.fail(invalidf(method, "%d out of %d given repository refs are invalid. Invalid refs: %s. ", len(invalid), len(repositories), installPyList(invalid)))
+		return img.fail(modal.Invalidf(method, "%d out of %d given repository refs are invalid. Invalid refs: %s. ", len(invalid), len(repositories), installPyList(invalid)))
 	}
 	var names []string
-	for _, s := range l.secrets {
+	for _, s := range l.Secrets {
 		names = append(names, s.Repr())
 	}
-	if len(l.buildEnv) > 0 {
-		names = append(names, SecretFromDict(l.buildEnv).Repr())
+	if len(l.BuildEnv) > 0 {
+		names = append(names, SecretFromDict(l.BuildEnv).Repr())
 	}
 	secretList := strings.Join(names, ",")
 	cmds := []string{"FROM base"}
@@ -306,7 +307,7 @@ func (img Image) PipInstallPrivateRepos(repositories []string, gitUser string, o
 	for _, u := range urls {
 		cmds = append(cmds, installStrip(`RUN python3 -m pip install "`+u+`" `+extra))
 	}
-	l.commands = cmds
+	l.Commands = cmds
 	return img.withInstall(l, nil)
 }
 
@@ -341,7 +342,7 @@ type UvPipOptions struct {
 func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOption) Image {
 	const method = "uv_pip_install"
 	if img.err != nil || len(img.layers) == 0 {
-		return img.with(&layer{method: method}, nil)
+		return img.with(&modal.Layer{Method: method}, nil)
 	}
 	if err := oneLine(method, lineArgs("packages", packages), lineArgs("requirements", o.Requirements), lineArg("find_links", o.FindLinks), lineArg("index_url", o.IndexURL), lineArg("extra_index_url", o.ExtraIndexURL), lineArg("extra_options", o.ExtraOptions), lineArg("uv_version", o.UvVersion)); err != nil {
 		return img.fail(err)
@@ -365,21 +366,21 @@ func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOpt
 	if o.ExtraOptions != "" {
 		args = append(args, o.ExtraOptions)
 	}
-	var ctx []contextInput
+	var ctx []modal.ContextInput
 	var reqFlags []string
 	for i, req := range o.Requirements {
 		base := installBasename(req)
 		if base == "" {
-			return img.fail(invalidf(method, "requirements: %q is not a file path", req))
+			return img.fail(modal.Invalidf(method, "requirements: %q is not a file path", req))
 		}
-		local, err := absLocal(req)
+		local, err := modal.AbsLocal(req)
 		if err != nil {
-			return img.fail(invalidf(method, "%v", err))
+			return img.fail(modal.Invalidf(method, "%v", err))
 		}
 		ctxPath := fmt.Sprintf("/.%d_%s", i, base)
 		dest := fmt.Sprintf("/.uv/%d/%s", i, base)
 		cmds = append(cmds, "COPY "+ctxPath+" "+dest)
-		ctx = append(ctx, contextInput{local: local, remote: ctxPath})
+		ctx = append(ctx, modal.ContextInput{Local: local, Remote: ctxPath})
 		reqFlags = append(reqFlags, "--requirements "+dest)
 	}
 	if len(reqFlags) > 0 {
@@ -391,7 +392,7 @@ func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOpt
 		args = append(args, shlexQuote(p))
 	}
 	cmds = append(cmds, "RUN /.uv/uv pip install "+strings.Join(args, " "))
-	return img.withInstall(&layer{method: method, commands: cmds, context: ctx}, opts)
+	return img.withInstall(&modal.Layer{Method: method, Commands: cmds, Context: ctx}, opts)
 }
 
 // installUvCopy copies the uv binary from its registry image.
@@ -434,7 +435,7 @@ type UvSyncOptions struct {
 func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption) Image {
 	const method = "uv_sync"
 	if img.err != nil || len(img.layers) == 0 {
-		return img.with(&layer{method: method}, nil)
+		return img.with(&modal.Layer{Method: method}, nil)
 	}
 	if err := oneLine(method, lineArg("uv_project_dir", uvProjectDir), lineArgs("groups", o.Groups), lineArgs("extras", o.Extras), lineArg("extra_options", o.ExtraOptions), lineArg("uv_version", o.UvVersion)); err != nil {
 		return img.fail(err)
@@ -442,22 +443,22 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	if uvProjectDir == "" {
 		uvProjectDir = "./"
 	}
-	dir, err := expandHome(uvProjectDir)
+	dir, err := modal.ExpandHome(uvProjectDir)
 	if err != nil {
-		return img.fail(invalidf(method, "%v", err))
+		return img.fail(modal.Invalidf(method, "%v", err))
 	}
 	pyproject := installJoin(dir, "pyproject.toml")
 	if _, err := os.Stat(pyproject); err != nil {
-		return img.fail(invalidf(method, "Expected %s to exist", pyproject))
+		return img.fail(modal.Invalidf(method, "Expected %s to exist", pyproject))
 	}
 	doc, err := installReadTOML(pyproject)
 	if err != nil {
-		return img.fail(invalidf(method, "%v", err))
+		return img.fail(modal.Invalidf(method, "%v", err))
 	}
 	if tool, ok := doc["tool"].(map[string]any); ok {
 		if uv, ok := tool["uv"].(map[string]any); ok {
 			if _, ok := uv["workspace"]; ok {
-				return img.fail(invalidf(method, "uv workspaces are not supported"))
+				return img.fail(modal.Invalidf(method, "uv workspaces are not supported"))
 			}
 		}
 	}
@@ -471,19 +472,19 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 	if o.ExtraOptions != "" {
 		args = append(args, o.ExtraOptions)
 	}
-	localPyproject, err := absLocal(pyproject)
+	localPyproject, err := modal.AbsLocal(pyproject)
 	if err != nil {
-		return img.fail(invalidf(method, "%v", err))
+		return img.fail(modal.Invalidf(method, "%v", err))
 	}
 	cmds := []string{"FROM base", installUvCopy(o.UvVersion), "COPY /.pyproject.toml /.uv/pyproject.toml"}
-	ctx := []contextInput{{local: localPyproject, remote: "/.pyproject.toml"}}
+	ctx := []modal.ContextInput{{Local: localPyproject, Remote: "/.pyproject.toml"}}
 	lock := installJoin(dir, "uv.lock")
 	if _, err := os.Stat(lock); err == nil {
-		localLock, err := absLocal(lock)
+		localLock, err := modal.AbsLocal(lock)
 		if err != nil {
-			return img.fail(invalidf(method, "%v", err))
+			return img.fail(modal.Invalidf(method, "%v", err))
 		}
-		ctx = append(ctx, contextInput{local: localLock, remote: "/.uv.lock"})
+		ctx = append(ctx, modal.ContextInput{Local: localLock, Remote: "/.uv.lock"})
 		cmds = append(cmds, "COPY /.uv.lock /.uv/uv.lock")
 		if !o.NoFrozen {
 			args = append(args, "--frozen")
@@ -493,7 +494,7 @@ func (img Image) UvSync(uvProjectDir string, o UvSyncOptions, opts ...StepOption
 		"RUN /.uv/uv sync "+installStrip(strings.Join(args, " ")),
 		"ENV PATH=/.uv/.venv/bin:$PATH",
 	)
-	return img.withInstall(&layer{method: method, commands: cmds, context: ctx}, opts)
+	return img.withInstall(&modal.Layer{Method: method, Commands: cmds, Context: ctx}, opts)
 }
 
 // PoetryOptions are poetry_install_from_file's keyword arguments. The zero
@@ -545,20 +546,20 @@ type PoetryOptions struct {
 func (img Image) PoetryInstallFromFile(poetryPyprojectToml string, o PoetryOptions, opts ...StepOption) Image {
 	const method = "poetry_install_from_file"
 	if img.err != nil || len(img.layers) == 0 {
-		return img.with(&layer{method: method}, nil)
+		return img.with(&modal.Layer{Method: method}, nil)
 	}
 	if err := oneLine(method, lineArg("poetry_pyproject_toml", poetryPyprojectToml), lineArg("poetry_lockfile", o.PoetryLockfile), lineArgs("with_", o.With), lineArgs("without", o.Without), lineArgs("only", o.Only), lineArg("poetry_version", o.PoetryVersion)); err != nil {
 		return img.fail(err)
 	}
 	if poetryPyprojectToml == "" {
-		return img.fail(invalidf(method, "poetry_pyproject_toml: empty path"))
+		return img.fail(modal.Invalidf(method, "poetry_pyproject_toml: empty path"))
 	}
 	if o.NoPoetryInstall && o.PoetryVersion != "" {
-		return img.fail(invalidf(method, "PoetryVersion %q and NoPoetryInstall (poetry_version=None) contradict each other: give one", o.PoetryVersion))
+		return img.fail(modal.Invalidf(method, "PoetryVersion %q and NoPoetryInstall (poetry_version=None) contradict each other: give one", o.PoetryVersion))
 	}
-	pyproject, err := absLocal(poetryPyprojectToml)
+	pyproject, err := modal.AbsLocal(poetryPyprojectToml)
 	if err != nil {
-		return img.fail(invalidf(method, "%v", err))
+		return img.fail(modal.Invalidf(method, "%v", err))
 	}
 	cmds := []string{"FROM base"}
 	if !o.NoPoetryInstall {
@@ -571,20 +572,20 @@ func (img Image) PoetryInstallFromFile(poetryPyprojectToml string, o PoetryOptio
 	if o.OldInstaller {
 		cmds = append(cmds, "RUN poetry config experimental.new-installer false")
 	}
-	ctx := []contextInput{{local: pyproject, remote: "/.pyproject.toml"}}
+	ctx := []modal.ContextInput{{Local: pyproject, Remote: "/.pyproject.toml"}}
 	if !o.IgnoreLockfile {
 		lock := o.PoetryLockfile
 		if lock == "" {
 			lock = filepath.Join(filepath.Dir(pyproject), "poetry.lock")
 			if _, err := os.Stat(lock); err != nil {
-				return img.fail(invalidf(method, "poetry.lock not found at inferred location: %s. If a lockfile is not needed, `ignore_lockfile=True` can be used.", lock))
+				return img.fail(modal.Invalidf(method, "poetry.lock not found at inferred location: %s. If a lockfile is not needed, `ignore_lockfile=True` can be used.", lock))
 			}
 		}
-		local, err := absLocal(lock)
+		local, err := modal.AbsLocal(lock)
 		if err != nil {
-			return img.fail(invalidf(method, "%v", err))
+			return img.fail(modal.Invalidf(method, "%v", err))
 		}
-		ctx = append(ctx, contextInput{local: local, remote: "/.poetry.lock"})
+		ctx = append(ctx, modal.ContextInput{Local: local, Remote: "/.poetry.lock"})
 		cmds = append(cmds, "COPY /.poetry.lock /tmp/poetry/poetry.lock")
 	}
 	install := "poetry install --no-root"
@@ -604,7 +605,7 @@ func (img Image) PoetryInstallFromFile(poetryPyprojectToml string, o PoetryOptio
 		"  poetry config virtualenvs.create false && \\ ",
 		install,
 	)
-	return img.withInstall(&layer{method: method, commands: cmds, context: ctx}, opts)
+	return img.withInstall(&modal.Layer{Method: method, Commands: cmds, Context: ctx}, opts)
 }
 
 // MicromambaImage is the registry image Micromamba starts from (builder
@@ -642,30 +643,30 @@ func Micromamba(pythonVersion string, opts ...StepOption) Image {
 		pythonVersion = DefaultPythonVersion
 	}
 	if !pythonVersionRE.MatchString(pythonVersion) {
-		return Image{err: invalidf(method, "Invalid Python version: %s", pyRepr(pythonVersion))}
+		return Image{err: modal.Invalidf(method, "Invalid Python version: %s", modal.PyRepr(pythonVersion))}
 	}
 	if strings.HasSuffix(pythonVersion, "t") {
-		return Image{err: invalidf(method, "Free threaded Python is not supported with Image.micromamba")}
+		return Image{err: modal.Invalidf(method, "Free threaded Python is not supported with Image.micromamba")}
 	}
 	parts := strings.Split(pythonVersion, ".")
 	if series := parts[0] + "." + parts[1]; !slices.Contains(installMicromambaSeries, series) {
-		return Image{err: invalidf(method, "Unsupported Python version: %s. When using the '%s' Image builder, Modal supports the following series: %s.", pyRepr(pythonVersion), BuilderVersion, installPyList(installMicromambaSeries))}
+		return Image{err: modal.Invalidf(method, "Unsupported Python version: %s. When using the '%s' Image builder, Modal supports the following series: %s.", modal.PyRepr(pythonVersion), BuilderVersion, installPyList(installMicromambaSeries))}
 	}
-	l := installApply(&layer{
-		method: method,
-		commands: []string{
+	l := installApply(&modal.Layer{
+		Method: method,
+		Commands: []string{
 			"FROM " + MicromambaImage,
 			`SHELL ["/usr/local/bin/_dockerfile_shell.sh"]`,
 			"ENV MAMBA_DOCKERFILE_ACTIVATE=1",
 			"RUN micromamba install -n base -y python=" + pythonVersion + " pip -c conda-forge",
 			`CMD ["sleep", "172800"]`,
 		},
-		root: &rootSpec{fromID: MicromambaImage, pull: true},
+		Root: &modal.RootSpec{FromID: MicromambaImage, Pull: true},
 	}, opts)
-	if l.optErr != nil {
-		return Image{err: l.optErr}
+	if l.OptErr != nil {
+		return Image{err: l.OptErr}
 	}
-	return Image{layers: []*layer{l}}
+	return Image{layers: []*modal.Layer{l}}
 }
 
 // MicromambaOptions are micromamba_install's keyword arguments.
@@ -689,7 +690,7 @@ type MicromambaOptions struct {
 func (img Image) MicromambaInstall(packages []string, o MicromambaOptions, opts ...StepOption) Image {
 	const method = "micromamba_install"
 	if img.err != nil || len(img.layers) == 0 {
-		return img.with(&layer{method: method}, nil)
+		return img.with(&modal.Layer{Method: method}, nil)
 	}
 	if err := oneLine(method, lineArgs("packages", packages), lineArg("spec_file", o.SpecFile), lineArgs("channels", o.Channels)); err != nil {
 		return img.fail(err)
@@ -703,16 +704,16 @@ func (img Image) MicromambaInstall(packages []string, o MicromambaOptions, opts 
 		channels.WriteString(" -c " + c)
 	}
 	cmds := []string{"FROM base"}
-	var ctx []contextInput
+	var ctx []modal.ContextInput
 	fileArg := ""
 	if o.SpecFile != "" {
 		base := installBasename(o.SpecFile)
 		if base == "" {
-			return img.fail(invalidf(method, "spec_file: %q is not a file path", o.SpecFile))
+			return img.fail(modal.Invalidf(method, "spec_file: %q is not a file path", o.SpecFile))
 		}
-		local, err := absLocal(o.SpecFile)
+		local, err := modal.AbsLocal(o.SpecFile)
 		if err != nil {
-			return img.fail(invalidf(method, "%v", err))
+			return img.fail(modal.Invalidf(method, "%v", err))
 		}
 		remote := "/" + base
 		if pkgArgs != "" {
@@ -720,14 +721,14 @@ func (img Image) MicromambaInstall(packages []string, o MicromambaOptions, opts 
 		}
 		fileArg += "-f " + remote + " -n base"
 		cmds = append(cmds, "COPY "+remote+" "+remote)
-		ctx = append(ctx, contextInput{local: local, remote: remote})
+		ctx = append(ctx, modal.ContextInput{Local: local, Remote: remote})
 	}
 	cmds = append(cmds, "RUN micromamba install "+pkgArgs+fileArg+channels.String()+" --yes")
-	return img.withInstall(&layer{method: method, commands: cmds, context: ctx}, opts)
+	return img.withInstall(&modal.Layer{Method: method, Commands: cmds, Context: ctx}, opts)
 }
 
 // installApply applies opts to l and returns it.
-func installApply(l *layer, opts []StepOption) *layer {
+func installApply(l *modal.Layer, opts []StepOption) *modal.Layer {
 	for _, o := range opts {
 		o(l)
 	}
@@ -737,7 +738,7 @@ func installApply(l *layer, opts []StepOption) *layer {
 // withInstall appends l after applying opts. The methods check their
 // arguments for line breaks (oneLine); with refuses any line break that is
 // left (layer.checkLines).
-func (img Image) withInstall(l *layer, opts []StepOption) Image {
+func (img Image) withInstall(l *modal.Layer, opts []StepOption) Image {
 	return img.with(l, opts)
 }
 
@@ -746,7 +747,7 @@ func (img Image) withInstall(l *layer, opts []StepOption) Image {
 func installCheckPackages(method, name string, packages []string) error {
 	for _, p := range packages {
 		if strings.HasPrefix(p, "-") {
-			return invalidf(method, "Package list for `%s` cannot contain other arguments; try the `extra_options` parameter instead.", name)
+			return modal.Invalidf(method, "Package list for `%s` cannot contain other arguments; try the `extra_options` parameter instead.", name)
 		}
 	}
 	return nil
@@ -756,7 +757,7 @@ func installCheckPackages(method, name string, packages []string) error {
 func installReadTOML(path string) (map[string]any, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("[Errno 2] No such file or directory: %s", pyRepr(path))
+		return nil, fmt.Errorf("[Errno 2] No such file or directory: %s", modal.PyRepr(path))
 	}
 	if err != nil {
 		return nil, err
@@ -805,7 +806,7 @@ func installJoin(dir, name string) string {
 func installPyList(items []string) string {
 	q := make([]string, len(items))
 	for i, s := range items {
-		q[i] = pyRepr(s)
+		q[i] = modal.PyRepr(s)
 	}
 	return "[" + strings.Join(q, ", ") + "]"
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // Golden tests of the installer methods: every command text is Modal's
@@ -24,7 +25,7 @@ func instBase(t *testing.T) Image {
 }
 
 // instLast returns the last layer of img, failing on an image error.
-func instLast(t *testing.T, img Image) *layer {
+func instLast(t *testing.T, img Image) *modal.Layer {
 	t.Helper()
 	if err := img.Err(); err != nil {
 		t.Fatalf("unexpected image error: %v", err)
@@ -36,22 +37,22 @@ func instLast(t *testing.T, img Image) *layer {
 }
 
 // instWant checks the last layer's commands.
-func instWant(t *testing.T, img Image, want ...string) *layer {
+func instWant(t *testing.T, img Image, want ...string) *modal.Layer {
 	t.Helper()
 	l := instLast(t, img)
-	if !reflect.DeepEqual(l.commands, want) {
-		t.Errorf("commands:\n got  %q\n want %q", l.commands, want)
+	if !reflect.DeepEqual(l.Commands, want) {
+		t.Errorf("commands:\n got  %q\n want %q", l.Commands, want)
 	}
 	return l
 }
 
-func instWantContext(t *testing.T, l *layer, want ...contextInput) {
+func instWantContext(t *testing.T, l *modal.Layer, want ...modal.ContextInput) {
 	t.Helper()
 	if len(want) == 0 {
 		want = nil
 	}
-	if !reflect.DeepEqual(l.context, want) {
-		t.Errorf("context:\n got  %+v\n want %+v", l.context, want)
+	if !reflect.DeepEqual(l.Context, want) {
+		t.Errorf("context:\n got  %+v\n want %+v", l.Context, want)
 	}
 }
 
@@ -87,21 +88,21 @@ func instWrite(t *testing.T, path, content string) string {
 }
 
 // instParse parses l's commands and checks the instruction types.
-func instParse(t *testing.T, l *layer, types ...any) []instruction {
+func instParse(t *testing.T, l *modal.Layer, types ...any) []instruction {
 	t.Helper()
-	ins, err := parseCommands(l.commands)
+	ins, err := parseCommands(l.Commands)
 	if err != nil {
-		t.Fatalf("parseCommands(%q): %v", l.commands, err)
+		t.Fatalf("parseCommands(%q): %v", l.Commands, err)
 	}
 	if len(ins) != len(types) {
-		t.Fatalf("parseCommands(%q) gave %d instructions, want %d", l.commands, len(ins), len(types))
+		t.Fatalf("parseCommands(%q) gave %d instructions, want %d", l.Commands, len(ins), len(types))
 	}
 	for i := range ins {
 		if reflect.TypeOf(ins[i].cmd) != reflect.TypeOf(types[i]) {
 			t.Errorf("instruction %d (%q) is %T, want %T", i, ins[i].text, ins[i].cmd, types[i])
 		}
 	}
-	if len(ins) > 0 && l.root == nil && (!ins[0].isFrom() || ins[0].fromRef() != "base") {
+	if len(ins) > 0 && l.Root == nil && (!ins[0].isFrom() || ins[0].fromRef() != "base") {
 		t.Errorf("first instruction %q is not FROM base", ins[0].text)
 	}
 	return ins
@@ -173,7 +174,7 @@ func TestInstallPipInstallWith(t *testing.T) {
 
 	// Step options apply.
 	l = instLast(t, base.PipInstallWith([]string{"a"}, PipOptions{}, ForceBuild(), BuildEnv(map[string]string{"K": "v"}), GPU("a100:2")))
-	if !l.forceBuild || l.buildEnv["K"] != "v" || l.gpu != "A100:2" {
+	if !l.ForceBuild || l.BuildEnv["K"] != "v" || l.GPU != "A100:2" {
 		t.Errorf("step options not applied: %+v", l)
 	}
 }
@@ -212,7 +213,7 @@ func TestInstallPipInstallFromRequirements(t *testing.T) {
 		"FROM base",
 		"COPY /.requirements.txt /.requirements.txt",
 		"RUN python -m pip install -r /.requirements.txt")
-	instWantContext(t, l, contextInput{local: req, remote: "/.requirements.txt"})
+	instWantContext(t, l, modal.ContextInput{Local: req, Remote: "/.requirements.txt"})
 	ins := instParse(t, l, tFrom, tCopy, tRun)
 	c := ins[1].cmd.(*instructions.CopyCommand)
 	if c.From != "" || !reflect.DeepEqual(c.SourcePaths, []string{"/.requirements.txt"}) || c.DestPath != "/.requirements.txt" {
@@ -233,10 +234,10 @@ func TestInstallPipInstallFromRequirements(t *testing.T) {
 	// "~" is expanded; relative paths are made absolute when called.
 	t.Setenv("HOME", dir)
 	l = instLast(t, base.PipInstallFromRequirements("~/requirements.txt", PipOptions{}))
-	instWantContext(t, l, contextInput{local: req, remote: "/.requirements.txt"})
+	instWantContext(t, l, modal.ContextInput{Local: req, Remote: "/.requirements.txt"})
 	t.Chdir(dir)
 	l = instLast(t, base.PipInstallFromRequirements("requirements.txt", PipOptions{}))
-	instWantContext(t, l, contextInput{local: req, remote: "/.requirements.txt"})
+	instWantContext(t, l, modal.ContextInput{Local: req, Remote: "/.requirements.txt"})
 
 	// A missing file is found when the image is built (as Modal), not now.
 	if err := base.PipInstallFromRequirements(filepath.Join(dir, "nope.txt"), PipOptions{}).Err(); err != nil {
@@ -309,8 +310,8 @@ func TestInstallPipInstallPrivateRepos(t *testing.T) {
 		`RUN python3 -m pip install "git+https://erikbern:$GITHUB_TOKEN@github.com/ecorp/private-four#subdirectory=inner"`,
 	)
 	instParse(t, l, tFrom, tRun, tRun, tRun, tRun, tRun, tRun)
-	if len(l.secrets) != 2 || l.secrets[0].Repr() != "modal.Secret.from_name('github-read-private')" {
-		t.Errorf("secrets not kept on the layer: %+v", l.secrets)
+	if len(l.Secrets) != 2 || l.Secrets[0].Repr() != "modal.Secret.from_name('github-read-private')" {
+		t.Errorf("secrets not kept on the layer: %+v", l.Secrets)
 	}
 
 	// GitHub only, pip flags, and env= named after the secrets, as the
@@ -323,8 +324,8 @@ func TestInstallPipInstallPrivateRepos(t *testing.T) {
 		"RUN apt-get update && apt-get install -y git",
 		`RUN python3 -m pip install "git+https://u:$GITHUB_TOKEN@github.com/o/r"  --pre --no-deps`,
 	)
-	if l.buildEnv["GITHUB_TOKEN"] != "t" {
-		t.Errorf("BuildEnv not applied: %+v", l.buildEnv)
+	if l.BuildEnv["GITHUB_TOKEN"] != "t" {
+		t.Errorf("BuildEnv not applied: %+v", l.BuildEnv)
 	}
 	instWant(t, base.PipInstallPrivateRepos([]string{"gitlab.com/o/r"}, "u", PipOptions{IndexURL: "https://i"}, Secrets(SecretFromName("s"))),
 		"FROM base",
@@ -358,7 +359,7 @@ func TestInstallUvPipInstall(t *testing.T) {
 		"COPY /.0_requirements.txt /.uv/0/requirements.txt",
 		"COPY /.1_requirements.txt /.uv/1/requirements.txt",
 		"RUN /.uv/uv pip install --python $(command -v python) --compile-bytecode --index-url agi.se --prerelease allow --no-build-isolation --requirements /.uv/0/requirements.txt --requirements /.uv/1/requirements.txt 'a b' 'torch~=2.2' transformers==4.23.0")
-	instWantContext(t, l, contextInput{local: r0, remote: "/.0_requirements.txt"}, contextInput{local: r1, remote: "/.1_requirements.txt"})
+	instWantContext(t, l, modal.ContextInput{Local: r0, Remote: "/.0_requirements.txt"}, modal.ContextInput{Local: r1, Remote: "/.1_requirements.txt"})
 	ins := instParse(t, l, tFrom, tCopy, tCopy, tCopy, tRun)
 	c := ins[1].cmd.(*instructions.CopyCommand)
 	if c.From != "ghcr.io/astral-sh/uv:latest" || !reflect.DeepEqual(c.SourcePaths, []string{"/uv"}) || c.DestPath != "/.uv/uv" {
@@ -383,7 +384,7 @@ func TestInstallUvPipInstall(t *testing.T) {
 		"COPY --from=ghcr.io/astral-sh/uv:latest /uv /.uv/uv",
 		"COPY /.0_requirements.txt /.uv/0/requirements.txt",
 		"RUN /.uv/uv pip install --python $(command -v python) --compile-bytecode --requirements /.uv/0/requirements.txt")
-	instWantContext(t, l, contextInput{local: r0, remote: "/.0_requirements.txt"})
+	instWantContext(t, l, modal.ContextInput{Local: r0, Remote: "/.0_requirements.txt"})
 
 	instSame(t, base.UvPipInstall(nil, UvPipOptions{Pre: true, UvVersion: "1"}), base)
 	instWantErr(t, base.UvPipInstall([]string{"-r", "x"}, UvPipOptions{}), "uv_pip_install",
@@ -402,7 +403,7 @@ func TestInstallUvSync(t *testing.T) {
 		"COPY /.pyproject.toml /.uv/pyproject.toml",
 		"RUN /.uv/uv sync --project=/.uv --no-install-workspace --compile-bytecode",
 		"ENV PATH=/.uv/.venv/bin:$PATH")
-	instWantContext(t, l, contextInput{local: pp, remote: "/.pyproject.toml"})
+	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"})
 	ins := instParse(t, l, tFrom, tCopy, tCopy, tRun, tEnv)
 	if e := ins[4].cmd.(*instructions.EnvCommand); len(e.Env) != 1 || e.Env[0].Key != "PATH" || e.Env[0].Value != "/.uv/.venv/bin:$PATH" {
 		t.Errorf("ENV = %+v", e.Env)
@@ -416,7 +417,7 @@ func TestInstallUvSync(t *testing.T) {
 		"COPY /.uv.lock /.uv/uv.lock",
 		"RUN /.uv/uv sync --project=/.uv --no-install-workspace --compile-bytecode --group=dev --group=lint --extra=gpu --no-dev --frozen",
 		"ENV PATH=/.uv/.venv/bin:$PATH")
-	instWantContext(t, l, contextInput{local: pp, remote: "/.pyproject.toml"}, contextInput{local: lock, remote: "/.uv.lock"})
+	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"}, modal.ContextInput{Local: lock, Remote: "/.uv.lock"})
 	instParse(t, l, tFrom, tCopy, tCopy, tCopy, tRun, tEnv)
 	instWant(t, base.UvSync(dir, UvSyncOptions{NoFrozen: true}),
 		"FROM base",
@@ -429,10 +430,10 @@ func TestInstallUvSync(t *testing.T) {
 	// The default directory is "./" (the working directory); "~" expanded.
 	t.Chdir(dir)
 	l = instLast(t, base.UvSync("", UvSyncOptions{}))
-	instWantContext(t, l, contextInput{local: pp, remote: "/.pyproject.toml"}, contextInput{local: lock, remote: "/.uv.lock"})
+	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"}, modal.ContextInput{Local: lock, Remote: "/.uv.lock"})
 	t.Setenv("HOME", dir)
 	l = instLast(t, base.UvSync("~", UvSyncOptions{}))
-	instWantContext(t, l, contextInput{local: pp, remote: "/.pyproject.toml"}, contextInput{local: lock, remote: "/.uv.lock"})
+	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"}, modal.ContextInput{Local: lock, Remote: "/.uv.lock"})
 
 	empty := t.TempDir()
 	instWantErr(t, base.UvSync(empty, UvSyncOptions{}), "uv_sync", "Expected "+empty+"/pyproject.toml to exist")
@@ -465,9 +466,9 @@ func TestInstallPoetryInstallFromFile(t *testing.T) {
 		"RUN cd /tmp/poetry && \\ ",
 		"  poetry config virtualenvs.create false && \\ ",
 		"poetry install --no-root --compile")
-	instWantContext(t, l, contextInput{local: pp, remote: "/.pyproject.toml"}, contextInput{local: lock, remote: "/.poetry.lock"})
+	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"}, modal.ContextInput{Local: lock, Remote: "/.poetry.lock"})
 	// The three last lines are one continued RUN.
-	ins, err := parseCommands(l.commands)
+	ins, err := parseCommands(l.Commands)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,7 +493,7 @@ func TestInstallPoetryInstallFromFile(t *testing.T) {
 		"RUN cd /tmp/poetry && \\ ",
 		"  poetry config virtualenvs.create false && \\ ",
 		"poetry install --no-root --with a,b --without c --only d,e --compile")
-	instWantContext(t, l, contextInput{local: pp, remote: "/.pyproject.toml"})
+	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"})
 	// poetry_version=None: no pip install line; "latest" is the default.
 	instWant(t, base.PoetryInstallFromFile(pp, PoetryOptions{NoPoetryInstall: true, IgnoreLockfile: true}),
 		"FROM base",
@@ -508,7 +509,7 @@ func TestInstallPoetryInstallFromFile(t *testing.T) {
 	other := filepath.Join(dir, "locks", "other.lock")
 	t.Setenv("HOME", dir)
 	l = instLast(t, base.PoetryInstallFromFile("~/pyproject.toml", PoetryOptions{PoetryLockfile: "~/locks/other.lock"}))
-	instWantContext(t, l, contextInput{local: pp, remote: "/.pyproject.toml"}, contextInput{local: other, remote: "/.poetry.lock"})
+	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"}, modal.ContextInput{Local: other, Remote: "/.poetry.lock"})
 
 	const m = "poetry_install_from_file"
 	nolock := instWrite(t, filepath.Join(dir, "nolock", "pyproject.toml"), "")
@@ -532,8 +533,8 @@ func TestInstallMicromamba(t *testing.T) {
 		"ENV MAMBA_DOCKERFILE_ACTIVATE=1",
 		"RUN micromamba install -n base -y python=3.12 pip -c conda-forge",
 		`CMD ["sleep", "172800"]`)
-	if l.root == nil || l.root.fromID != "mambaorg/micromamba:2.1.1-debian12-slim" || l.root.debian != nil || l.method != "micromamba" {
-		t.Errorf("root = %+v", l.root)
+	if l.Root == nil || l.Root.FromID != "mambaorg/micromamba:2.1.1-debian12-slim" || l.Root.Debian != nil || l.Method != "micromamba" {
+		t.Errorf("root = %+v", l.Root)
 	}
 	ins := instParse(t, l, tFrom, tShell, tEnv, tRun, tCmd)
 	if ins[0].fromRef() != MicromambaImage {
@@ -551,12 +552,12 @@ func TestInstallMicromamba(t *testing.T) {
 		"RUN micromamba install -n base -y python="+DefaultPythonVersion+" pip -c conda-forge", `CMD ["sleep", "172800"]`)
 	for _, v := range []string{"3.10", "3.11.9", "3.13", "3.14", "3.12.1rc1"} {
 		l := instLast(t, Micromamba(v))
-		if want := "RUN micromamba install -n base -y python=" + v + " pip -c conda-forge"; l.commands[3] != want {
-			t.Errorf("%s: %q, want %q", v, l.commands[3], want)
+		if want := "RUN micromamba install -n base -y python=" + v + " pip -c conda-forge"; l.Commands[3] != want {
+			t.Errorf("%s: %q, want %q", v, l.Commands[3], want)
 		}
 	}
 	l = instLast(t, Micromamba("3.11", ForceBuild()))
-	if !l.forceBuild {
+	if !l.ForceBuild {
 		t.Error("ForceBuild not applied")
 	}
 	// Chained methods work on it.
@@ -588,14 +589,14 @@ func TestInstallMicromambaInstall(t *testing.T) {
 		"FROM base",
 		"COPY /env.yml /env.yml",
 		"RUN micromamba install torch=2.2 'transformers<4.23.0' -f /env.yml -n base -c conda-forge -c my-channel --yes")
-	instWantContext(t, l, contextInput{local: spec, remote: "/env.yml"})
+	instWantContext(t, l, modal.ContextInput{Local: spec, Remote: "/env.yml"})
 	ins := instParse(t, l, tFrom, tCopy, tRun)
 	if c := ins[1].cmd.(*instructions.CopyCommand); c.From != "" || !reflect.DeepEqual(c.SourcePaths, []string{"/env.yml"}) || c.DestPath != "/env.yml" {
 		t.Errorf("COPY = %+v", c)
 	}
 	l = instWant(t, base.MicromambaInstall(nil, MicromambaOptions{SpecFile: spec}),
 		"FROM base", "COPY /env.yml /env.yml", "RUN micromamba install -f /env.yml -n base --yes")
-	instWantContext(t, l, contextInput{local: spec, remote: "/env.yml"})
+	instWantContext(t, l, modal.ContextInput{Local: spec, Remote: "/env.yml"})
 	l = instWant(t, base.MicromambaInstall([]string{"numpy"}, MicromambaOptions{}), "FROM base", "RUN micromamba install numpy --yes")
 	instWantContext(t, l)
 	instParse(t, l, tFrom, tRun)
@@ -606,7 +607,7 @@ func TestInstallMicromambaInstall(t *testing.T) {
 	// "~" expanded.
 	t.Setenv("HOME", dir)
 	l = instLast(t, base.MicromambaInstall(nil, MicromambaOptions{SpecFile: "~/env.yml"}))
-	instWantContext(t, l, contextInput{local: spec, remote: "/env.yml"})
+	instWantContext(t, l, modal.ContextInput{Local: spec, Remote: "/env.yml"})
 
 	instSame(t, base.MicromambaInstall(nil, MicromambaOptions{Channels: []string{"conda-forge"}}), base)
 	instWantErr(t, base.MicromambaInstall(nil, MicromambaOptions{SpecFile: dir + "/"}), "micromamba_install",

@@ -3,6 +3,8 @@ package snapbuild
 import (
 	"fmt"
 	"strings"
+
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // Line breaks in values that Image methods write into Dockerfile lines.
@@ -58,30 +60,7 @@ func oneLine(method string, args ...namedValues) error {
 			if a.list {
 				name = fmt.Sprintf("%s[%d]", a.name, i)
 			}
-			return invalidf(method, "%s %q holds a line break: the value is written into one Dockerfile instruction, which ends at a line break, and the Dockerfile syntax cannot quote one there. Remove the line break", name, v)
-		}
-	}
-	return nil
-}
-
-// userDockerfileText reports whether l's commands are Dockerfile text the
-// user wrote, where a line break is the user's own (dockerfile_commands,
-// from_dockerfile, run_commands).
-func (l *layer) userDockerfileText() bool {
-	return l.perInstruction() || l.method == "run_commands"
-}
-
-// checkLines refuses a layer lowered from user values whose commands hold a
-// line feed: the safety net behind the methods' own checks (oneLine), so a
-// value that a method forgets to check is still never split into a bogus
-// instruction.
-func (l *layer) checkLines() error {
-	if l.userDockerfileText() {
-		return nil
-	}
-	for _, c := range l.commands {
-		if strings.Contains(c, "\n") {
-			return invalidf(l.method, "an argument holds a line break, which would split the Dockerfile line %q into two instructions. Remove the line break", c)
+			return modal.Invalidf(method, "%s %q holds a line break: the value is written into one Dockerfile instruction, which ends at a line break, and the Dockerfile syntax cannot quote one there. Remove the line break", name, v)
 		}
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // Every method that writes a user value into a Dockerfile line refuses a
@@ -89,12 +90,12 @@ func TestLineBreakInExecForm(t *testing.T) {
 		{base.Shell(args), func(c any) []string { return c.(*instructions.ShellCommand).Shell }},
 	} {
 		l := instLast(t, c.img)
-		ins, err := parseCommands(l.commands)
+		ins, err := parseCommands(l.Commands)
 		if err != nil || len(ins) != 2 {
-			t.Fatalf("%s: parseCommands(%q) = %d instructions, %v", l.method, l.commands, len(ins), err)
+			t.Fatalf("%s: parseCommands(%q) = %d instructions, %v", l.Method, l.Commands, len(ins), err)
 		}
 		if got := c.args(ins[1].cmd); !reflect.DeepEqual(got, args) {
-			t.Errorf("%s: %q, want %q", l.method, got, args)
+			t.Errorf("%s: %q, want %q", l.Method, got, args)
 		}
 	}
 }
@@ -120,7 +121,7 @@ func TestRunCommandsTrailingContinuation(t *testing.T) {
 // line break is refused even when its method did not check the value.
 func TestCheckLinesSafetyNet(t *testing.T) {
 	base := instBase(t)
-	img := base.with(&layer{method: "apt_install", commands: []string{"FROM base", "RUN apt-get install -y 'a\nb'"}}, nil)
+	img := base.with(&modal.Layer{Method: "apt_install", Commands: []string{"FROM base", "RUN apt-get install -y 'a\nb'"}}, nil)
 	if err := img.Err(); err == nil || !strings.Contains(err.Error(), "would split the Dockerfile line") {
 		t.Errorf("error = %v, commands %q", err, img.Commands())
 	}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/worker"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/sandbox"
@@ -83,7 +84,7 @@ type llbStep struct {
 // llbLayer is the solve of one Dockerfile layer.
 type llbLayer struct {
 	b     *Builder
-	l     *layer
+	l     *modal.Layer
 	mask  redactor // the secrets' values, masked in step output
 	steps []*llbStep
 	byVtx map[digest.Digest]*llbStep
@@ -108,19 +109,19 @@ type llbLayer struct {
 // For a dry run (pl set) it records each instruction's state in pl
 // instead, and *stopped says whether an earlier step would run (every
 // later one is then pending).
-func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins []instruction, evs []Event, files []contextFile, force bool, pl *PlanLayer, stopped *bool) error {
+func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *modal.Layer, ins []instruction, evs []Event, files []contextFile, force bool, pl *PlanLayer, stopped *bool) error {
 	if pl != nil {
 		b.plan = &planCursor{} // pulls and bootstraps would run; nothing is written
 		defer func() { b.plan = nil }()
 	}
-	text := strings.Join(l.commands, "\n")
-	if l.root != nil && !l.root.dockerfile && !l.root.scratch {
+	text := strings.Join(l.Commands, "\n")
+	if l.Root != nil && !l.Root.Dockerfile && !l.Root.Scratch {
 		// The base is resolved by the resolver as l.root says; the rest
 		// of the layer is its text. "FROM root" is line 1: line numbers
 		// stay the layer's.
-		text = strings.Join(append([]string{"FROM " + rootRef}, l.commands[1:]...), "\n")
+		text = strings.Join(append([]string{"FROM " + rootRef}, l.Commands[1:]...), "\n")
 	}
-	if l.root == nil {
+	if l.Root == nil {
 		if st.manifest == "" {
 			if _, err := b.writeManifest(st); err != nil {
 				return err
@@ -129,13 +130,13 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		// "FROM base" is line 1 either way: line numbers stay the layer's.
 		lines, err := llbLines(l, ins, st.config.Env, files)
 		if err != nil {
-			return &InvalidError{Method: l.method, Message: err.Error()}
+			return &InvalidError{Method: l.Method, Message: err.Error()}
 		}
 		text = "FROM " + parentRef + "\n" + strings.Join(lines, "\n")
 	}
 	x := &llbLayer{b: b, l: l, byVtx: map[digest.Digest]*llbStep{}}
 	for i, in := range ins {
-		x.steps = append(x.steps, &llbStep{in: in, ev: evs[i], skip: l.root == nil && i == 0, vtx: map[digest.Digest]bool{}})
+		x.steps = append(x.steps, &llbStep{in: in, ev: evs[i], skip: l.Root == nil && i == 0, vtx: map[digest.Digest]bool{}})
 	}
 
 	tmp := filepath.Join(b.store.Root(), "tmp")
@@ -144,7 +145,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	}
 	lc, err := localContext(ctx, l, files, tmp)
 	if err != nil {
-		return &InvalidError{Method: l.method, Message: err.Error()}
+		return &InvalidError{Method: l.Method, Message: err.Error()}
 	}
 	defer lc.release()
 
@@ -157,15 +158,15 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	var def0 *pb.Definition
 	var img dockerspec.DockerOCIImage
 	var locals []localSource
-	if l.function != nil {
+	if l.Function != nil {
 		rt, err := os.MkdirTemp(tmp, "function-")
 		if err != nil {
 			return err
 		}
 		defer os.RemoveAll(rt)
-		def0, img, locals, err = x.functionLLB(ctx, st, "FROM base\n"+l.function.title(), rt)
+		def0, img, locals, err = x.functionLLB(ctx, st, "FROM base\n"+l.Function.Title(), rt)
 		if err != nil {
-			return &InvalidError{Method: l.method, Message: err.Error()}
+			return &InvalidError{Method: l.Method, Message: err.Error()}
 		}
 	} else if def0, img, err = x.convert(ctx, st, text, lc.exclude, force, pl, stopped); err != nil || def0 == nil {
 		return err
@@ -189,14 +190,14 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 				// mode is part of the op, so of its key.
 				e.Network = pb.NetMode_NONE
 			}
-			if l.gpu != "" {
-				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: gpuDevice + l.gpu})
+			if l.GPU != "" {
+				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: gpuDevice + l.GPU})
 			}
-			vols := l.allVolumes()
+			vols := l.AllVolumes()
 			for _, p := range slices.Sorted(maps.Keys(vols)) {
 				e.Mounts = append(e.Mounts, &pb.Mount{
 					Input: int64(pb.Empty), Output: int64(pb.SkipOutput), Dest: p, MountType: pb.MountType_CACHE,
-					CacheOpt: &pb.CacheOpt{ID: volumeID + vols[p].repr(), Sharing: pb.CacheSharingOpt_SHARED},
+					CacheOpt: &pb.CacheOpt{ID: volumeID + vols[p].Repr(), Sharing: pb.CacheSharingOpt_SHARED},
 				})
 			}
 		}
@@ -210,7 +211,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 		return err
 	}
 	x.mapVertices(g, def)
-	x.skipUnused(l.target)
+	x.skipUnused(l.Target)
 
 	wdir := filepath.Join(b.store.Root(), "worker")
 	if pl != nil {
@@ -226,10 +227,10 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 	}
 	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices), worker.WithCacheDirs(x.volumeDir), worker.WithDefaultEnv(b.siteEnv())}
 	wopts = append(wopts, b.timestampsWorkerOptions()...)
-	if f := l.function; f != nil {
+	if f := l.Function; f != nil {
 		// A traceback is longer than a shell's error; the timeout is the
 		// call's (Modal's default 3600 s), outside the op's key.
-		timeout := f.call.Timeout
+		timeout := f.Call.Timeout
 		if timeout == 0 {
 			timeout = DefaultFunctionTimeout
 		}
@@ -302,11 +303,11 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *layer, ins 
 func (x *llbLayer) convert(ctx context.Context, st *buildState, text string, excludes []string, force bool, pl *PlanLayer, stopped *bool) (*pb.Definition, dockerspec.DockerOCIImage, error) {
 	b, l := x.b, x.l
 	res, err := dockerfile.Convert(ctx, []byte(text), dockerfile.Options{
-		BuildArgs:    l.buildArgs,
-		Target:       l.target,
+		BuildArgs:    l.BuildArgs,
+		Target:       l.Target,
 		ContextName:  contextName,
 		Excludes:     excludes,
-		Filename:     orDefault(l.dockerfile, l.method),
+		Filename:     orDefault(l.Dockerfile, l.Method),
 		MetaResolver: x.resolver(st, force),
 	})
 	if err != nil {
@@ -335,12 +336,12 @@ func (x *llbLayer) convert(ctx context.Context, st *buildState, text string, exc
 			return nil, dockerspec.DockerOCIImage{}, &InvalidError{Message: de.Error()}
 		}
 		if !errors.As(err, new(*InvalidError)) {
-			return nil, dockerspec.DockerOCIImage{}, &InvalidError{Method: l.method, Message: err.Error()}
+			return nil, dockerspec.DockerOCIImage{}, &InvalidError{Method: l.Method, Message: err.Error()}
 		}
 		return nil, dockerspec.DockerOCIImage{}, err
 	}
 	for _, w := range res.Warnings {
-		b.progress.Event(Event{Kind: EventWarn, Step: x.steps[0].ev.Step, Total: x.steps[0].ev.Total, Line: l.method + ": " + w.String()})
+		b.progress.Event(Event{Kind: EventWarn, Step: x.steps[0].ev.Step, Total: x.steps[0].ev.Total, Line: l.Method + ": " + w.String()})
 	}
 	return res.Definition, res.Image, nil
 }
@@ -353,7 +354,7 @@ func (x *llbLayer) apply(ctx context.Context, st *buildState, img dockerspec.Doc
 		ref = &worker.Ref{}
 	}
 	hist := layerHistory(ctx, g, c, keys, img.History, len(ref.Layers))
-	if x.l.root == nil || !x.l.root.dockerfile {
+	if x.l.Root == nil || !x.l.Root.Dockerfile {
 		// A Modal layer's history is its own text, as Modal shows it:
 		// after its parent's, or its base's for a root layer.
 		steps := make([]instruction, 0, len(x.steps))
@@ -361,13 +362,13 @@ func (x *llbLayer) apply(ctx context.Context, st *buildState, img dockerspec.Doc
 			steps = append(steps, s.in)
 		}
 		base := len(st.history)
-		if x.l.root != nil {
+		if x.l.Root != nil {
 			base = x.baseHistory
 		}
 		hist = modalHistory(hist, base, steps)
 	}
 	onBuild := slices.Clone(img.Config.OnBuild)
-	if x.l.root == nil {
+	if x.l.Root == nil {
 		onBuild = append(slices.Clone(st.onBuild), onBuild...)
 	}
 	st.chain, st.layers, st.diffIDs = ref.Chain, slices.Clone(ref.Layers), slices.Clone(ref.DiffIDs)
@@ -389,16 +390,16 @@ func (x *llbLayer) apply(ctx context.Context, st *buildState, img dockerspec.Doc
 //   - add_local_file/add_local_dir(copy=True): Modal's `COPY . /` would copy
 //     the context's parent directories over the image's (/root's mode);
 //     `COPY ["<remote>", "<remote>"]` copies only what was added.
-func llbLines(l *layer, ins []instruction, env []string, files []contextFile) ([]string, error) {
-	lines := slices.Clone(l.commands[1:])
-	switch l.method {
+func llbLines(l *modal.Layer, ins []instruction, env []string, files []contextFile) ([]string, error) {
+	lines := slices.Clone(l.Commands[1:])
+	switch l.Method {
 	case "env":
 		lex := shell.NewLex('\\')
 		env = slices.Clone(env)
 		for i, in := range ins[1:] {
 			c, ok := in.cmd.(*instructions.EnvCommand)
 			if !ok || len(c.Env) != 1 || in.line != i+2 {
-				return l.commands[1:], nil
+				return l.Commands[1:], nil
 			}
 			v, _, err := lex.ProcessWord(c.Env[0].Value, shell.EnvsFromSlice(env))
 			if err != nil {
@@ -409,8 +410,8 @@ func llbLines(l *layer, ins []instruction, env []string, files []contextFile) ([
 			lines[i] = "ENV " + c.Env[0].Key + "=" + shlexQuote(v)
 		}
 	case "add_local_file", "add_local_dir":
-		if len(l.context) == 1 && len(lines) == 1 && len(files) > 0 {
-			q, _ := json.Marshal([]string{l.context[0].remote, l.context[0].remote})
+		if len(l.Context) == 1 && len(lines) == 1 && len(files) > 0 {
+			q, _ := json.Marshal([]string{l.Context[0].Remote, l.Context[0].Remote})
 			lines[0] = "COPY " + string(q)
 		}
 	}
@@ -444,17 +445,17 @@ type layerSecrets struct {
 // (and so its cache key): the variable's name for env=, the secret's
 // identity and the name for secrets=; secrets override env=, later secrets
 // earlier ones.
-func stepSecrets(l *layer) ([]*pb.SecretEnv, layerSecrets, error) {
+func stepSecrets(l *modal.Layer) ([]*pb.SecretEnv, layerSecrets, error) {
 	ls := layerSecrets{store: worker.SecretMap{}, vars: map[string]string{}}
 	ids := map[string]string{} // variable -> secret ID
-	for k, v := range l.buildEnv {
+	for k, v := range l.BuildEnv {
 		id := "env/" + k
 		ids[k], ls.store[id] = id, []byte(v)
 	}
-	for i, sec := range l.secrets {
-		vars, err := sec.load()
+	for i, sec := range l.Secrets {
+		vars, err := sec.Load()
 		if err != nil {
-			return nil, ls, &InvalidError{Method: l.method, Message: err.Error()}
+			return nil, ls, &InvalidError{Method: l.Method, Message: err.Error()}
 		}
 		for k, v := range vars {
 			id := fmt.Sprintf("secret/%d/%s/%s", i, sec.Repr(), k)
@@ -462,7 +463,7 @@ func stepSecrets(l *layer) ([]*pb.SecretEnv, layerSecrets, error) {
 			ls.vars[k] = v
 		}
 	}
-	for id, v := range l.mountSecrets {
+	for id, v := range l.MountSecrets {
 		ls.store[id] = v
 		ls.vars["secret "+id] = string(v)
 	}
@@ -522,17 +523,17 @@ func (x *llbLayer) resolver(st *buildState, force bool) dockerfile.MetaResolver 
 			return x.base(ctx, s, l, force)
 		}
 		if d := offlinePython(ref); d != nil && !b.slimFromRegistry {
-			return x.base(ctx, s, &layer{method: l.method, root: &rootSpec{debian: d}}, false)
+			return x.base(ctx, s, &modal.Layer{Method: l.Method, Root: &modal.RootSpec{Debian: d}}, false)
 		}
 		if id := strings.TrimSuffix(ref, ":latest"); strings.HasPrefix(id, "im-") {
 			// An image ID of this store, as the Modal API names images.
 			rec, err := b.store.Resolve(id)
 			if err != nil {
-				return "", nil, &InvalidError{Method: l.method, Message: err.Error()}
+				return "", nil, &InvalidError{Method: l.Method, Message: err.Error()}
 			}
 			return b.manifestConfig(rec.Manifest.Digest)
 		}
-		rec, pulled, err := b.sourceImage(ctx, l.method, s.ev, ref)
+		rec, pulled, err := b.sourceImage(ctx, l.Method, s.ev, ref)
 		if err != nil {
 			return "", nil, err
 		}
@@ -546,7 +547,7 @@ func (x *llbLayer) resolver(st *buildState, force bool) dockerfile.MetaResolver 
 // and returns its manifest digest and config for the converter. A base
 // that is not an image of the store already (a bootstrap) is written as
 // one. x.baseHistory is set to the number of its history entries.
-func (x *llbLayer) base(ctx context.Context, s *llbStep, rl *layer, force bool) (digest.Digest, []byte, error) {
+func (x *llbLayer) base(ctx context.Context, s *llbStep, rl *modal.Layer, force bool) (digest.Digest, []byte, error) {
 	b := x.b
 	bs := &buildState{}
 	in := instruction{text: s.in.text, line: s.in.line}
@@ -816,7 +817,7 @@ func (x *llbLayer) startStep(s *llbStep) {
 	}
 	s.started, s.start = true, time.Now()
 	ev := s.ev
-	if x.l.perInstruction() {
+	if x.l.PerInstruction() {
 		s.ent = x.b.startEntry(ev, x.b.entryLabel(x.l, s.in))
 	} else if x.ent == nil {
 		x.ent = x.b.startEntry(ev, x.b.entryLabel(x.l, s.in))
@@ -981,7 +982,7 @@ func (x *llbLayer) devices(ctx context.Context, devs []*pb.CDIDevice, spec *sand
 		}
 		inj, err := gpuInjection(req, x.b.gpu)
 		if err != nil {
-			return &InvalidError{Method: x.l.method, Message: err.Error()}
+			return &InvalidError{Method: x.l.Method, Message: err.Error()}
 		}
 		inj.Apply(spec)
 		if v := build.VertexFrom(ctx); v != nil {
@@ -1003,11 +1004,11 @@ func (x *llbLayer) volumeDir(_ context.Context, id string) (string, bool, error)
 	if !ok {
 		return "", false, nil
 	}
-	for _, v := range x.l.allVolumes() {
-		if v.repr() == repr {
+	for _, v := range x.l.AllVolumes() {
+		if v.Repr() == repr {
 			dir, err := x.b.volumeDir(v)
 			if err != nil {
-				return "", false, &InvalidError{Method: x.l.method, Message: err.Error()}
+				return "", false, &InvalidError{Method: x.l.Method, Message: err.Error()}
 			}
 			return dir, true, nil
 		}
@@ -1039,9 +1040,9 @@ func (x *llbLayer) stepError(err error) error {
 		return ie
 	}
 	if s != nil {
-		return fmt.Errorf("%s: %s: %w", x.l.method, s.in.text, ve.Err)
+		return fmt.Errorf("%s: %s: %w", x.l.Method, s.in.text, ve.Err)
 	}
-	return fmt.Errorf("%s: %w", x.l.method, err)
+	return fmt.Errorf("%s: %w", x.l.Method, err)
 }
 
 // plan fills pl for a dry run: each instruction is cached, config only,

@@ -12,6 +12,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/worker"
 )
 
@@ -119,7 +120,7 @@ func TestMaterializeContext(t *testing.T) {
 	if err := os.Symlink("conf", filepath.Join(src, "app", "link")); err != nil {
 		t.Fatal(err)
 	}
-	l := &layer{method: "dockerfile_commands", context: []contextInput{{local: src, remote: "/", dir: true, include: []string{"app"}}}}
+	l := &modal.Layer{Method: "dockerfile_commands", Context: []modal.ContextInput{{Local: src, Remote: "/", Dir: true, Include: []string{"app"}}}}
 	files, err := resolveContext(l)
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func llbSteps(t *testing.T, lines ...string) *llbLayer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	x := &llbLayer{l: &layer{method: "from_dockerfile", root: &rootSpec{dockerfile: true}}}
+	x := &llbLayer{l: &modal.Layer{Method: "from_dockerfile", Root: &modal.RootSpec{Dockerfile: true}}}
 	for _, in := range ins {
 		x.steps = append(x.steps, &llbStep{in: in, vtx: map[digest.Digest]bool{}})
 	}
@@ -211,7 +212,7 @@ func TestLayerOnChangedRoot(t *testing.T) {
 	base := uStubBase(t, b)
 	img := FromID(base)
 	root := *img.layers[0]
-	root.commands = append(slices.Clone(root.commands), "ENV ROOT=1", `SHELL ["/bin/bash", "-c"]`)
+	root.Commands = append(slices.Clone(root.Commands), "ENV ROOT=1", `SHELL ["/bin/bash", "-c"]`)
 	img.layers[0] = &root
 	res, err := b.Build(context.Background(), img.Env(map[string]string{"NEXT": "2"}))
 	if err != nil {

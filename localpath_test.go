@@ -6,34 +6,9 @@ import (
 	"reflect"
 	"strings"
 	"testing"
-)
 
-func TestExpandHome(t *testing.T) {
-	home := t.TempDir()
-	t.Setenv("HOME", home)
-	for in, want := range map[string]string{
-		"~":        home,
-		"~/":       home,
-		"~/a/b":    filepath.Join(home, "a/b"),
-		"~other/a": "~other/a", // another user's home: not expanded
-		"a/~/b":    "a/~/b",
-		"/abs/~":   "/abs/~",
-		"rel":      "rel",
-		"":         "",
-	} {
-		got, err := expandHome(in)
-		if err != nil || got != want {
-			t.Errorf("expandHome(%q) = %q, %v; want %q", in, got, err, want)
-		}
-	}
-	t.Setenv("HOME", "")
-	if got, err := expandHome("~/a"); err == nil || !strings.Contains(err.Error(), `local path "~/a": cannot expand ~`) {
-		t.Errorf(`expandHome("~/a") with no $HOME = %q, %v; want an error`, got, err)
-	}
-	if got, err := expandHome("a"); err != nil || got != "a" {
-		t.Errorf(`expandHome("a") with no $HOME = %q, %v`, got, err)
-	}
-}
+	"github.com/snapbuild/snapbuild/internal/modal"
+)
 
 // Every local path is expanded the same way: each case reads a file given
 // as "~/...", with $HOME pointing at a directory that has it. Before,
@@ -92,18 +67,21 @@ func TestTildeExpandedForEveryLocalPath(t *testing.T) {
 		t.Errorf("from_dockerfile: context %+v, %v", got, err)
 	}
 
-	vars, err := SecretFromDotenv("~/s.env").load()
+	vars, err := SecretFromDotenv("~/s.env").Load()
 	if err != nil || vars["TOKEN"] != "t0" {
 		t.Errorf("Secret.from_dotenv: %v, %v", vars, err)
 	}
 	if dir, err := (&Builder{}).volumeDir(HostVolume("~/d")); err != nil || dir != filepath.Join(home, "d") {
 		t.Errorf("HostVolume: %q, %v", dir, err)
 	}
-	want, err := sourceDigest(filepath.Join(home, "app"))
+	keyOf := func(src string) (string, error) {
+		return (&modal.FunctionStep{Fn: Function{Module: "app", Name: "f", Source: src}}).KeyInputs()
+	}
+	want, err := keyOf(filepath.Join(home, "app"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, err := sourceDigest("~/app"); err != nil || got != want {
+	if got, err := keyOf("~/app"); err != nil || got != want {
 		t.Errorf("function source: digest %q, %v; want %q", got, err, want)
 	}
 }
@@ -127,7 +105,7 @@ func TestTildeWithoutHome(t *testing.T) {
 			t.Errorf("error %v; want %s: %s...", err, c.method, c.prefix)
 		}
 	}
-	if _, err := SecretFromDotenv("~/s.env").load(); err == nil || !strings.Contains(err.Error(), "cannot expand ~") {
+	if _, err := SecretFromDotenv("~/s.env").Load(); err == nil || !strings.Contains(err.Error(), "cannot expand ~") {
 		t.Errorf("Secret.from_dotenv: %v", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // Unit tests of how Image methods lower to Dockerfile commands: Modal's
@@ -90,19 +91,19 @@ func TestLoweringDebianSlimCommands(t *testing.T) {
 				t.Fatalf("got %d layers, want 1", len(ls))
 			}
 			uWantCommands(t, ls[0], tc.want)
-			root := img.layers[0].root
-			if root == nil || root.debian == nil {
+			root := img.layers[0].Root
+			if root == nil || root.Debian == nil {
 				t.Fatalf("root layer has no debian base: %+v", root)
 			}
 			wantSuite := map[string]string{"3.13": "trixie"}[tc.version]
 			if wantSuite == "" {
 				wantSuite = "bookworm"
 			}
-			if root.debian.Suite != wantSuite {
-				t.Errorf("suite = %q, want %q", root.debian.Suite, wantSuite)
+			if root.Debian.Suite != wantSuite {
+				t.Errorf("suite = %q, want %q", root.Debian.Suite, wantSuite)
 			}
-			if img.layers[0].method != "debian_slim" {
-				t.Errorf("method = %q", img.layers[0].method)
+			if img.layers[0].Method != "debian_slim" {
+				t.Errorf("method = %q", img.layers[0].Method)
 			}
 		})
 	}
@@ -162,8 +163,8 @@ func TestLoweringAptInstall(t *testing.T) {
 	uWantCommands(t, uLastLayer(t, base.AptInstall([]string{"zlib1g", "curl", "Abc", "a b"})),
 		[]string{"FROM base", "RUN apt-get update", "RUN apt-get install -y zlib1g curl Abc 'a b'"})
 
-	if img.layers[1].method != "apt_install" {
-		t.Errorf("method = %q", img.layers[1].method)
+	if img.layers[1].Method != "apt_install" {
+		t.Errorf("method = %q", img.layers[1].Method)
 	}
 }
 
@@ -195,7 +196,7 @@ func TestLoweringEmptyInputsReturnSameImage(t *testing.T) {
 func TestLoweringRunCommands(t *testing.T) {
 	img := uBase(t).RunCommands([]string{"cd /tmp", "echo 'a  b' > x", "  spaced  "})
 	uWantCommands(t, uLastLayer(t, img), []string{"FROM base", "RUN cd /tmp", "RUN echo 'a  b' > x", "RUN   spaced  "})
-	if m := img.layers[1].method; m != "run_commands" {
+	if m := img.layers[1].Method; m != "run_commands" {
 		t.Errorf("method = %q", m)
 	}
 }
@@ -228,7 +229,7 @@ func TestLoweringEnv(t *testing.T) {
 	base := uBase(t)
 	img := base.Env(map[string]string{"C": "", "B": "$HOME", "A": "x y", "D": "plain/val:1"})
 	uWantCommands(t, uLastLayer(t, img), []string{"FROM base", "ENV A='x y'", "ENV B='$HOME'", "ENV C=''", "ENV D=plain/val:1"})
-	if m := img.layers[1].method; m != "env" {
+	if m := img.layers[1].Method; m != "env" {
 		t.Errorf("method = %q", m)
 	}
 
@@ -279,13 +280,13 @@ func TestLoweringExecForms(t *testing.T) {
 			uWantCommands(t, uLastLayer(t, tc.img), []string{"FROM base", tc.want})
 		})
 	}
-	if m := base.Entrypoint(nil).layers[1].method; m != "entrypoint" {
+	if m := base.Entrypoint(nil).layers[1].Method; m != "entrypoint" {
 		t.Errorf("method = %q", m)
 	}
-	if m := base.Cmd(nil).layers[1].method; m != "cmd" {
+	if m := base.Cmd(nil).layers[1].Method; m != "cmd" {
 		t.Errorf("method = %q", m)
 	}
-	if m := base.Shell(nil).layers[1].method; m != "shell" {
+	if m := base.Shell(nil).layers[1].Method; m != "shell" {
 		t.Errorf("method = %q", m)
 	}
 }
@@ -312,28 +313,28 @@ func TestLoweringAddLocalFile(t *testing.T) {
 	img := base.AddLocalFile("/src/data/model.bin", "/app/model.bin", true)
 	uWantCommands(t, uLastLayer(t, img), []string{"FROM base", "COPY . /"})
 	l := img.layers[1]
-	if l.method != "add_local_file" {
-		t.Errorf("method = %q", l.method)
+	if l.Method != "add_local_file" {
+		t.Errorf("method = %q", l.Method)
 	}
-	if want := []contextInput{{local: "/src/data/model.bin", remote: "/app/model.bin"}}; !reflect.DeepEqual(l.context, want) {
-		t.Errorf("context = %+v, want %+v", l.context, want)
+	if want := []modal.ContextInput{{Local: "/src/data/model.bin", Remote: "/app/model.bin"}}; !reflect.DeepEqual(l.Context, want) {
+		t.Errorf("context = %+v, want %+v", l.Context, want)
 	}
 
 	// Trailing slash: the local file's base name is appended.
 	img = base.AddLocalFile("rel/dir/config.yaml", "/etc/app/", true)
-	if got := img.layers[1].context[0].remote; got != "/etc/app/config.yaml" {
+	if got := img.layers[1].Context[0].Remote; got != "/etc/app/config.yaml" {
 		t.Errorf("trailing slash remote = %q, want /etc/app/config.yaml", got)
 	}
-	if got := img.layers[1].context[0].local; got != "rel/dir/config.yaml" {
+	if got := img.layers[1].Context[0].Local; got != "rel/dir/config.yaml" {
 		t.Errorf("local = %q (must be kept as given and resolved at build time)", got)
 	}
 	img = base.AddLocalFile("/x/f.txt", "/", true)
-	if got := img.layers[1].context[0].remote; got != "/f.txt" {
+	if got := img.layers[1].Context[0].Remote; got != "/f.txt" {
 		t.Errorf("remote for \"/\" = %q, want /f.txt", got)
 	}
 	// Remote path is cleaned.
 	img = base.AddLocalFile("/x/f.txt", "/a/./b//c.txt", true)
-	if got := img.layers[1].context[0].remote; got != "/a/b/c.txt" {
+	if got := img.layers[1].Context[0].Remote; got != "/a/b/c.txt" {
 		t.Errorf("remote = %q, want /a/b/c.txt", got)
 	}
 
@@ -342,7 +343,7 @@ func TestLoweringAddLocalFile(t *testing.T) {
 			"add_local_file: image.add_local_file() currently only supports absolute remote_path values")
 	}
 	m := base.AddLocalFile("/src/f", "/app/f", false)
-	if m.Err() != nil || !m.layers[len(m.layers)-1].mount {
+	if m.Err() != nil || !m.layers[len(m.layers)-1].Mount {
 		t.Errorf("copy=false: %v, want a mount layer", m.Err())
 	}
 	// A build step after a copy=False layer fails at build time;
@@ -364,9 +365,9 @@ func TestLoweringAddLocalDir(t *testing.T) {
 	img := base.AddLocalDir("data/sub", "/place/", true, ignore)
 	uWantCommands(t, uLastLayer(t, img), []string{"FROM base", "COPY . /"})
 	l := img.layers[1]
-	want := []contextInput{{local: "data/sub", remote: "/place", dir: true, ignore: ignore}}
-	if !reflect.DeepEqual(l.context, want) {
-		t.Errorf("context = %+v, want %+v", l.context, want)
+	want := []modal.ContextInput{{Local: "data/sub", Remote: "/place", Dir: true, Ignore: ignore}}
+	if !reflect.DeepEqual(l.Context, want) {
+		t.Errorf("context = %+v, want %+v", l.Context, want)
 	}
 	patterns[0] = "changed"
 	if got, _ := ignore.Patterns(); got[0] != "*.pyc" {
@@ -375,7 +376,7 @@ func TestLoweringAddLocalDir(t *testing.T) {
 	uWantErr(t, base.AddLocalDir("data", "place", true, nil), "add_local_dir",
 		"add_local_dir: image.add_local_dir() currently only supports absolute remote_path values")
 	m := base.AddLocalDir("data", "/place", false, nil)
-	if m.Err() != nil || !m.layers[len(m.layers)-1].mount || len(m.layers[len(m.layers)-1].commands) != 0 {
+	if m.Err() != nil || !m.layers[len(m.layers)-1].Mount || len(m.layers[len(m.layers)-1].Commands) != 0 {
 		t.Errorf("copy=false: %v, want a mount layer without commands", m.Err())
 	}
 }
@@ -418,8 +419,8 @@ func TestLoweringZeroImage(t *testing.T) {
 func TestLoweringFromID(t *testing.T) {
 	img := FromID("im-abc")
 	uWantCommands(t, uLastLayer(t, img), []string{"FROM im-abc"})
-	if img.layers[0].root == nil || img.layers[0].root.fromID != "im-abc" {
-		t.Errorf("root = %+v", img.layers[0].root)
+	if img.layers[0].Root == nil || img.layers[0].Root.FromID != "im-abc" {
+		t.Errorf("root = %+v", img.layers[0].Root)
 	}
 	uWantErr(t, FromID(""), "from_id", "from_id: empty image ID")
 }
@@ -457,21 +458,21 @@ func TestLoweringImmutability(t *testing.T) {
 
 	// Step options apply to the new layer only.
 	f := a.RunCommands([]string{"x"}, ForceBuild(), BuildEnv(map[string]string{"K": "v"}))
-	if !f.layers[2].forceBuild || f.layers[2].buildEnv["K"] != "v" {
+	if !f.layers[2].ForceBuild || f.layers[2].BuildEnv["K"] != "v" {
 		t.Errorf("options not applied: %+v", f.layers[2])
 	}
-	if a.layers[0].forceBuild || a.layers[1].forceBuild || a.layers[1].buildEnv != nil {
+	if a.layers[0].ForceBuild || a.layers[1].ForceBuild || a.layers[1].BuildEnv != nil {
 		t.Error("options leaked into earlier layers")
 	}
 	// BuildEnv copies its map.
 	m := map[string]string{"K": "1"}
 	g := a.RunCommands([]string{"x"}, BuildEnv(m))
 	m["K"] = "2"
-	if g.layers[2].buildEnv["K"] != "1" {
+	if g.layers[2].BuildEnv["K"] != "1" {
 		t.Error("BuildEnv keeps a reference to the caller's map")
 	}
 	// Options on the root constructor.
-	if r := DebianSlim("3.11", ForceBuild()); !r.layers[0].forceBuild {
+	if r := DebianSlim("3.11", ForceBuild()); !r.layers[0].ForceBuild {
 		t.Error("DebianSlim ignored ForceBuild")
 	}
 }
@@ -527,7 +528,7 @@ func TestShlexQuoteMatchesPython(t *testing.T) {
 // given (not resolved): a symlink keeps the link's name.
 func TestLoweringAddLocalFileBaseName(t *testing.T) {
 	img := uBase(t).AddLocalFile(filepath.Join("a", "link.txt"), "/d/", true)
-	if got := img.layers[1].context[0].remote; got != "/d/link.txt" {
+	if got := img.layers[1].Context[0].Remote; got != "/d/link.txt" {
 		t.Errorf("remote = %q", got)
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
@@ -14,17 +15,17 @@ import (
 // Mount is one add_local_file or add_local_dir with copy=False: local files
 // that are read and attached to a container when it starts, as Modal mounts
 // them, instead of being built into a layer.
-type Mount = contextInput
+type Mount = modal.ContextInput
 
 // mountsFile holds the runtime mounts of named images.
 const mountsFile = "mounts.json"
 
 // mountRecord is the stored form of a Mount.
 type mountRecord struct {
-	Local  string       `json:"local"`
-	Remote string       `json:"remote"`
-	Dir    bool         `json:"dir,omitempty"`
-	Ignore *matcherSpec `json:"ignore,omitempty"`
+	Local  string             `json:"local"`
+	Remote string             `json:"remote"`
+	Dir    bool               `json:"dir,omitempty"`
+	Ignore *modal.MatcherSpec `json:"ignore,omitempty"`
 }
 
 // TagResult names the image of res, with its runtime mounts (see
@@ -151,13 +152,13 @@ func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, 
 	}
 	delete(all, name)
 	for _, m := range res.Mounts {
-		local, err := absLocal(m.local)
+		local, err := modal.AbsLocal(m.Local)
 		if err != nil {
 			return Tagged{}, err
 		}
-		mr := mountRecord{Local: local, Remote: m.remote, Dir: m.dir}
-		if m.dir {
-			if mr.Ignore, err = storedMatcher(m.ignore, m); err != nil {
+		mr := mountRecord{Local: local, Remote: m.Remote, Dir: m.Dir}
+		if m.Dir {
+			if mr.Ignore, err = StoredMatcher(m.Ignore, m); err != nil {
 				return Tagged{}, err
 			}
 		}
@@ -172,16 +173,16 @@ func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, 
 }
 
 // mountsOf returns the runtime mounts stored for ref when ref is a name.
-func (b *Builder) mountsOf(ref string) ([]contextInput, error) {
+func (b *Builder) mountsOf(ref string) ([]modal.ContextInput, error) {
 	all := map[string][]mountRecord{}
 	if _, err := b.store.ReadJSON(mountsFile, &all); err != nil {
 		return nil, err
 	}
-	var out []contextInput
+	var out []modal.ContextInput
 	for _, m := range all[ref] {
-		in := contextInput{local: m.Local, remote: m.Remote, dir: m.Dir}
+		in := modal.ContextInput{Local: m.Local, Remote: m.Remote, Dir: m.Dir}
 		if m.Ignore != nil {
-			in.ignore = &FilePatternMatcher{spec: *m.Ignore}
+			in.Ignore = m.Ignore.Matcher()
 		}
 		out = append(out, in)
 	}
@@ -189,11 +190,11 @@ func (b *Builder) mountsOf(ref string) ([]contextInput, error) {
 }
 
 // mountFiles lists and hashes the files of runtime mounts, now.
-func mountFiles(mounts []contextInput) ([]contextFile, error) {
+func mountFiles(mounts []modal.ContextInput) ([]contextFile, error) {
 	if len(mounts) == 0 {
 		return nil, nil
 	}
-	return resolveContext(&layer{method: "add_local_*", context: mounts})
+	return resolveContext(&modal.Layer{Method: "add_local_*", Context: mounts})
 }
 
 // attachMounts writes the runtime mounts' files into a container's rootfs.
@@ -234,7 +235,7 @@ func (b *Builder) exportManifest(ctx context.Context, ref string, rec store.Imag
 		fmt.Fprintf(&inputs, "/%s %s %o\n", f.path, f.digest, f.mode)
 	}
 	instr := "COPY . / # add_local_* copy=False, written on export"
-	key := stepKey(st, &layer{}, instruction{text: instr}, inputs.String(), b.epoch)
+	key := stepKey(st, &modal.Layer{}, instruction{text: instr}, inputs.String(), b.epoch)
 	if _, err := b.layerStep(ctx, st, key, instr, false, func(a *snapshot.Active) error {
 		return attachMounts(ctx, a.Rootfs, files)
 	}); err != nil {
@@ -244,4 +245,31 @@ func (b *Builder) exportManifest(ctx context.Context, ref string, rec store.Imag
 	cfg.History = st.history
 	// The whole config, Docker's extensions (HEALTHCHECK, SHELL) included.
 	return b.store.Blobs().WriteDockerImage(cfg, st.layers)
+}
+
+// StoredMatcher returns the stored form of m for a runtime mount of the
+// directory in: a FilePatternMatcher as it is, anything else as the list
+// of files it selects now.
+func StoredMatcher(m Matcher, in modal.ContextInput) (*modal.MatcherSpec, error) {
+	switch m := m.(type) {
+	case nil:
+		return nil, nil
+	case *FilePatternMatcher:
+		s := modal.SpecOf(m)
+		return &s, nil
+	}
+	files, err := addDir(nil, in)
+	if err != nil {
+		return nil, err
+	}
+	keep := []string{}
+	prefix := strings.TrimPrefix(in.Remote, "/")
+	for _, f := range files {
+		rel := f.path
+		if prefix != "" {
+			rel = strings.TrimPrefix(rel, prefix+"/")
+		}
+		keep = append(keep, rel)
+	}
+	return &modal.MatcherSpec{Keep: keep}, nil
 }

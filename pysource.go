@@ -8,6 +8,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // NonPythonFiles is add_local_python_source's default ignore: every file
@@ -50,44 +52,44 @@ func (img Image) AddLocalPythonSource(modules []string, copy bool, ignore Matche
 	}
 	py, err := exec.LookPath("python3")
 	if err != nil {
-		return img.fail(invalidf(method, "finding Python modules needs python3 on PATH (Modal resolves them in the local Python environment)"))
+		return img.fail(modal.Invalidf(method, "finding Python modules needs python3 on PATH (Modal resolves them in the local Python environment)"))
 	}
 	cmd := exec.Command(py, append([]string{"-c", findSpecScript}, modules...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return img.fail(invalidf(method, "python3 could not look up %q: %v: %s", modules, err, strings.TrimSpace(errb.String())))
+		return img.fail(modal.Invalidf(method, "python3 could not look up %q: %v: %s", modules, err, strings.TrimSpace(errb.String())))
 	}
 	var specs []struct {
 		Name, Origin, Error string
 		Locations           []string
 	}
 	if err := json.Unmarshal(out.Bytes(), &specs); err != nil {
-		return img.fail(invalidf(method, "python3 answered %q: %v", out.String(), err))
+		return img.fail(modal.Invalidf(method, "python3 answered %q: %v", out.String(), err))
 	}
-	var inputs []contextInput
+	var inputs []modal.ContextInput
 	for _, s := range specs {
 		remote := "/root/" + strings.ReplaceAll(s.Name, ".", "/")
 		switch {
 		case s.Error != "":
-			return img.fail(invalidf(method, "Module %s %s", s.Name, s.Error))
+			return img.fail(modal.Invalidf(method, "Module %s %s", s.Name, s.Error))
 		case len(s.Locations) > 0: // a package
 			for _, loc := range s.Locations {
 				if fi, err := os.Stat(loc); err == nil && fi.IsDir() {
-					inputs = append(inputs, contextInput{local: loc, remote: remote, dir: true, ignore: ignore})
+					inputs = append(inputs, modal.ContextInput{Local: loc, Remote: remote, Dir: true, Ignore: ignore})
 				}
 			}
 		case s.Origin != "" && strings.HasSuffix(s.Origin, ".py"):
-			inputs = append(inputs, contextInput{local: s.Origin, remote: path.Dir(remote) + "/" + filepath.Base(s.Origin)})
+			inputs = append(inputs, modal.ContextInput{Local: s.Origin, Remote: path.Dir(remote) + "/" + filepath.Base(s.Origin)})
 		case s.Origin != "":
-			return img.fail(invalidf(method, "Module %s can't be mounted because it contains binary file(s): %s", s.Name, s.Origin))
+			return img.fail(modal.Invalidf(method, "Module %s can't be mounted because it contains binary file(s): %s", s.Name, s.Origin))
 		}
 		if len(inputs) == 0 {
-			return img.fail(invalidf(method, "Module %s has no mountable paths", s.Name))
+			return img.fail(modal.Invalidf(method, "Module %s has no mountable paths", s.Name))
 		}
 	}
 	if !copy {
-		return img.with(&layer{method: method, mount: true, context: inputs}, nil)
+		return img.with(&modal.Layer{Method: method, Mount: true, Context: inputs}, nil)
 	}
-	return img.with(&layer{method: method, commands: []string{"FROM base", "COPY . /"}, context: inputs}, nil)
+	return img.with(&modal.Layer{Method: method, Commands: []string{"FROM base", "COPY . /"}, Context: inputs}, nil)
 }

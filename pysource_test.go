@@ -38,7 +38,7 @@ func TestAddLocalPythonSource(t *testing.T) {
 		t.Errorf("files = %q, want %q", got, want)
 	}
 	all := uBase(t).AddLocalPythonSource([]string{"mypkg"}, false, NewFilePatternMatcher("data.json"))
-	if all.Err() != nil || !all.layers[len(all.layers)-1].mount {
+	if all.Err() != nil || !all.layers[len(all.layers)-1].Mount {
 		t.Fatalf("copy=false: %v", all.Err())
 	}
 	files, _ = resolveContext(all.layers[len(all.layers)-1])

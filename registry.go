@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -17,6 +15,7 @@ import (
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/registry"
@@ -50,7 +49,7 @@ type RegistryOptions struct {
 // result. AddPython installs a python-build-standalone build from a local
 // directory.
 func FromRegistry(tag string, o RegistryOptions, opts ...StepOption) Image {
-	return fromRegistry("from_registry", authStatic, tag, o, opts)
+	return fromRegistry("from_registry", modal.AuthStatic, tag, o, opts)
 }
 
 // FromAWSECR is modal.Image.from_aws_ecr: FromRegistry for an
@@ -60,7 +59,7 @@ func FromRegistry(tag string, o RegistryOptions, opts ...StepOption) Image {
 // (SigV4) when the image is pulled. AWS_ENDPOINT_URL_ECR (in the secret or
 // the environment) overrides the API endpoint, as AWS's SDKs allow.
 func FromAWSECR(tag string, o RegistryOptions, opts ...StepOption) Image {
-	return fromRegistry("from_aws_ecr", authAWS, tag, o, opts)
+	return fromRegistry("from_aws_ecr", modal.AuthAWS, tag, o, opts)
 }
 
 // FromGCPArtifactRegistry is modal.Image.from_gcp_artifact_registry (spec
@@ -68,15 +67,15 @@ func FromAWSECR(tag string, o RegistryOptions, opts ...StepOption) Image {
 // file's text), exchanged for an OAuth2 access token (JWT bearer grant at
 // the key's token_uri) used as the password of "oauth2accesstoken".
 func FromGCPArtifactRegistry(tag string, o RegistryOptions, opts ...StepOption) Image {
-	return fromRegistry("from_gcp_artifact_registry", authGCP, tag, o, opts)
+	return fromRegistry("from_gcp_artifact_registry", modal.AuthGCP, tag, o, opts)
 }
 
-func fromRegistry(method string, auth registryAuth, tag string, o RegistryOptions, opts []StepOption) Image {
+func fromRegistry(method string, auth modal.RegistryAuth, tag string, o RegistryOptions, opts []StepOption) Image {
 	if strings.TrimSpace(tag) == "" || strings.ContainsAny(tag, " \t\n") {
-		return Image{err: invalidf(method, "tag %q is not an image reference: give e.g. \"ubuntu:22.04\" or \"oci:/path/to/layout:tag\"", tag)}
+		return Image{err: modal.Invalidf(method, "tag %q is not an image reference: give e.g. \"ubuntu:22.04\" or \"oci:/path/to/layout:tag\"", tag)}
 	}
-	if auth != authStatic && o.Secret == nil {
-		return Image{err: invalidf(method, "%s needs a secret with the registry's keys (see the method's documentation)", method)}
+	if auth != modal.AuthStatic && o.Secret == nil {
+		return Image{err: modal.Invalidf(method, "%s needs a secret with the registry's keys (see the method's documentation)", method)}
 	}
 	cmds := []string{"FROM " + tag}
 	if o.AddPython != "" {
@@ -86,95 +85,22 @@ func fromRegistry(method string, auth registryAuth, tag string, o RegistryOption
 		}
 		cmds = append(cmds, py...)
 	}
-	l := &layer{
-		method:    method,
-		commands:  append(cmds, o.SetupDockerfileCommands...),
-		root:      &rootSpec{registry: &registryBase{ref: tag, secret: o.Secret, auth: auth}},
-		addPython: o.AddPython,
+	l := &modal.Layer{
+		Method:    method,
+		Commands:  append(cmds, o.SetupDockerfileCommands...),
+		Root:      &modal.RootSpec{Registry: &modal.RegistryBase{Ref: tag, Secret: o.Secret, Auth: auth}},
+		AddPython: o.AddPython,
 	}
 	for _, opt := range opts {
 		opt(l)
 	}
-	if l.optErr != nil {
-		return Image{err: l.optErr}
+	if l.OptErr != nil {
+		return Image{err: l.OptErr}
 	}
-	if len(l.secrets) > 0 {
-		return Image{err: invalidf(method, "Passing a list of 'secrets' is not supported; use the singular 'secret' argument.")}
+	if len(l.Secrets) > 0 {
+		return Image{err: modal.Invalidf(method, "Passing a list of 'secrets' is not supported; use the singular 'secret' argument.")}
 	}
-	return Image{layers: []*layer{l}}
-}
-
-// registryAuth says how a registry base's secret becomes credentials.
-type registryAuth int
-
-const (
-	authStatic registryAuth = iota // REGISTRY_USERNAME, REGISTRY_PASSWORD
-	authAWS                        // ECR GetAuthorizationToken
-	authGCP                        // OAuth2 JWT bearer grant
-)
-
-// registryBase is a from_registry base.
-type registryBase struct {
-	ref    string
-	secret *Secret
-	auth   registryAuth
-	// httpClient, when set, sends the cloud token exchanges (tests).
-	httpClient *http.Client
-}
-
-// Credentials are a registry user name and password (or token).
-type Credentials struct {
-	Username, Password string
-}
-
-// credentials turns the base's secret into registry credentials: Modal's
-// REGISTRY_USERNAME and REGISTRY_PASSWORD, or a token from AWS or GCP for
-// their keys. Errors never hold the secret's values.
-func (r *registryBase) credentials(ctx context.Context) (*Credentials, error) {
-	if r.secret == nil {
-		return nil, nil
-	}
-	vars, err := r.secret.load()
-	if err != nil {
-		return nil, err
-	}
-	switch r.auth {
-	case authAWS:
-		host := ""
-		if ref, err := registry.ParseReference(r.ref); err == nil && ref.Name != nil {
-			host = ref.Name.Context().RegistryStr()
-		}
-		login, err := registry.ECRLoginFromSecret(vars, host)
-		if err != nil {
-			return nil, fmt.Errorf("secret %s: %w", r.secret.Repr(), err)
-		}
-		login.Endpoint = vars["AWS_ENDPOINT_URL_ECR"]
-		if login.Endpoint == "" {
-			login.Endpoint = os.Getenv("AWS_ENDPOINT_URL_ECR")
-		}
-		login.HTTPClient = r.httpClient
-		u, p, err := login.Credentials(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return &Credentials{Username: u, Password: p}, nil
-	case authGCP:
-		login, err := registry.GCPLoginFromSecret(vars)
-		if err != nil {
-			return nil, fmt.Errorf("secret %s: %w", r.secret.Repr(), err)
-		}
-		login.HTTPClient = r.httpClient
-		u, p, err := login.Credentials(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return &Credentials{Username: u, Password: p}, nil
-	}
-	c := &Credentials{Username: vars["REGISTRY_USERNAME"], Password: vars["REGISTRY_PASSWORD"]}
-	if c.Username == "" || c.Password == "" {
-		return nil, fmt.Errorf("secret %s must hold REGISTRY_USERNAME and REGISTRY_PASSWORD (as Modal's from_registry secret)", r.secret.Repr())
-	}
-	return c, nil
+	return Image{layers: []*modal.Layer{l}}
 }
 
 // Puller fetches an image for a reference: the registry protocol, or an
@@ -194,33 +120,33 @@ type pulledBase struct {
 }
 
 // registryBaseRel is where the store records the image pulled for ref.
-func registryBaseRel(ref string) string { return "bases/registry-" + sha256hex(ref) + ".json" }
+func registryBaseRel(ref string) string { return "bases/registry-" + modal.SHA256Hex(ref) + ".json" }
 
 // fromRegistry resolves a from_registry base: the image pulled for this
 // reference earlier, or one pulled or loaded under its name (snapbuild
 // pull, snapbuild load), which serve offline; else, and always with force,
 // a fresh pull.
-func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *layer, in instruction, force bool, ev Event) (bool, error) {
-	rb := l.root.registry
-	rec, cached, err := b.pulledBase(rb.ref, force)
+func (b *Builder) fromRegistry(ctx context.Context, st *buildState, l *modal.Layer, in instruction, force bool, ev Event) (bool, error) {
+	rb := l.Root.Registry
+	rec, cached, err := b.pulledBase(rb.Ref, force)
 	if err != nil {
 		return false, err
 	}
 	if !cached && b.plan != nil {
-		return false, &wouldRun{"pull " + rb.ref}
+		return false, &wouldRun{"pull " + rb.Ref}
 	}
 	if !cached {
-		creds, err := rb.credentials(ctx)
+		creds, err := rb.Credentials(ctx)
 		if err != nil {
-			return false, &InvalidError{Method: l.method, Message: err.Error()}
+			return false, &InvalidError{Method: l.Method, Message: err.Error()}
 		}
-		rec, err = b.pull(ctx, rb.ref, creds, func(line string) {
+		rec, err = b.pull(ctx, rb.Ref, creds, func(line string) {
 			b.progress.Event(ev.output(line))
 		})
 		if err != nil {
-			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf("%s: %v", in.text, err)}
+			return false, &InvalidError{Method: l.Method, Message: fmt.Sprintf("%s: %v", in.text, err)}
 		}
-		if err := b.store.WriteJSON(registryBaseRel(rb.ref), pulledBase{Ref: rb.ref, ImageID: rec.ID}); err != nil {
+		if err := b.store.WriteJSON(registryBaseRel(rb.Ref), pulledBase{Ref: rb.Ref, ImageID: rec.ID}); err != nil {
 			return false, err
 		}
 	}
@@ -595,13 +521,17 @@ func DebianSlimImage(series string) string {
 // slimRegistryLayer is debian_slim layer l as it is built on Modal's image
 // ref (WithDebianSlimFromRegistry): that image pulled as its base, then
 // Modal's debian_slim commands as steps of the layer, before its own.
-func slimRegistryLayer(l *layer, ref string) *layer {
+func slimRegistryLayer(l *modal.Layer, ref string) *modal.Layer {
 	rl := *l
-	rl.root = &rootSpec{registry: &registryBase{ref: ref}}
-	rl.commands = append([]string{l.commands[0],
+	rl.Root = &modal.RootSpec{Registry: &modal.RegistryBase{Ref: ref}}
+	rl.Commands = append([]string{l.Commands[0],
 		"RUN apt-get update",
 		"RUN apt-get install -y gcc gfortran build-essential",
 		"RUN echo 'debconf debconf/frontend select Noninteractive' | debconf-set-selections",
-	}, l.commands[1:]...)
+	}, l.Commands[1:]...)
 	return &rl
 }
+
+// Credentials are a registry user name and password (or token), as a
+// Puller receives them.
+type Credentials = modal.Credentials

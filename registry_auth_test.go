@@ -56,17 +56,17 @@ func TestRegistryCredentials(t *testing.T) {
 		client *http.Client
 		want   Credentials
 	}{
-		{"static", FromRegistry("r.example/a:1", RegistryOptions{Secret: ptr(SecretFromDict(map[string]string{"REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": "p"}))}), nil, Credentials{"u", "p"}},
+		{"static", FromRegistry("r.example/a:1", RegistryOptions{Secret: ptr(SecretFromDict(map[string]string{"REGISTRY_USERNAME": "u", "REGISTRY_PASSWORD": "p"}))}), nil, Credentials{Username: "u", Password: "p"}},
 		{"aws", FromAWSECR("123456789012.dkr.ecr.eu-west-1.amazonaws.com/a:1", RegistryOptions{Secret: ptr(SecretFromDict(map[string]string{
-			"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-key", "AWS_ENDPOINT_URL_ECR": ecr.URL}))}), ecr.Client(), Credentials{"AWS", "ecr-password"}},
+			"AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "secret-key", "AWS_ENDPOINT_URL_ECR": ecr.URL}))}), ecr.Client(), Credentials{Username: "AWS", Password: "ecr-password"}},
 		{"gcp", FromGCPArtifactRegistry("europe-docker.pkg.dev/p/r/a:1", RegistryOptions{Secret: ptr(SecretFromDict(map[string]string{
-			"SERVICE_ACCOUNT_JSON": string(sa)}))}), gcp.Client(), Credentials{"oauth2accesstoken", "ya29.gcp-token"}},
+			"SERVICE_ACCOUNT_JSON": string(sa)}))}), gcp.Client(), Credentials{Username: "oauth2accesstoken", Password: "ya29.gcp-token"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := tc.img.Err(); err != nil {
 				t.Fatal(err)
 			}
-			tc.img.layers[0].root.registry.httpClient = tc.client
+			tc.img.layers[0].Root.Registry.HTTPClient = tc.client
 			b := uBuilder(t)
 			var got *Credentials
 			b.puller = func(_ context.Context, _ string, c *Credentials) (v1.Image, error) { got = c; return base, nil }

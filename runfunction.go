@@ -1,178 +1,14 @@
 package snapbuild
 
 import (
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io/fs"
-	"maps"
 	"os"
-	"path"
 	"path/filepath"
-	"regexp"
-	"sort"
 	"strings"
-	"time"
 
-	"github.com/snapbuild/snapbuild/frontend"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
-
-// Function names the Python callable a RunFunction step calls inside the
-// build container (Modal's run_function raw_f).
-type Function struct {
-	// Module is the callable's module as the container imports it: "app"
-	// for app.py, "pkg.train" for a module of package pkg.
-	Module string
-	// Name is the callable's qualified name within Module: "download" or
-	// "Model.download". A decorated modal Function is unwrapped in the
-	// container (its get_raw_f()), as Modal does.
-	Name string
-	// Source is the local file (app.py) or top-level package directory
-	// (pkg/) that defines Module; it is bind-mounted read-only at
-	// /root/<base name> for the step and is not part of the layer (Modal's
-	// include_source=True). "" means the module is already in the image
-	// (include_source=False).
-	Source string
-	// Pickled is a cloudpickle payload of the callable, for functions that
-	// cannot be imported (defined in __main__ of an interactive session);
-	// it replaces Module and Name and needs cloudpickle in the image.
-	Pickled []byte
-	// Definition is the text that identifies the callable's code in the
-	// cache key: Modal's inspect.getsource(f) plus the repr of the step's
-	// resources. "" means Module, Name and the content of Source.
-	Definition string
-	// Globals are the referenced global values, serialized by the caller:
-	// opaque bytes that only feed the cache key (Modal's
-	// BuildFunction.globals).
-	Globals []byte
-}
-
-// FunctionCall holds run_function's arguments other than the callable.
-type FunctionCall struct {
-	// Args and Kwargs are JSON values passed to the callable (numbers,
-	// strings, lists, maps). Input replaces them.
-	Args   []any
-	Kwargs map[string]any
-	// Input is pickle.dumps((args, kwargs)), as Modal serializes a
-	// Function's input; at most 2 MiB.
-	Input []byte
-	// Volumes maps absolute container paths to volumes, bind-mounted
-	// read-write for the step; what the function writes there stays in the
-	// volume and is not part of the layer.
-	Volumes map[string]Volume
-	// Timeout kills the function after this long and fails the build
-	// (Modal's timeout=, default 3600 s). It is not part of the cache key.
-	Timeout time.Duration
-}
-
-// maxFunctionInput is Modal's limit on run_function's serialized arguments.
-const maxFunctionInput = 2 << 20
-
-// DefaultFunctionTimeout is run_function's default timeout, as Modal's.
-const DefaultFunctionTimeout = time.Hour
-
-// Volume is a directory on this machine mounted into a run_function step,
-// standing in for a modal.Volume: either a named volume kept in the
-// store (<root>/volumes/<name>) or a host directory.
-type Volume struct {
-	Name            string // a named volume; "" for HostPath
-	CreateIfMissing bool   // a missing named volume is created (else an error)
-	HostPath        string // a host directory, used as it is
-}
-
-// VolumeFromName is modal.Volume.from_name(name, create_if_missing=...).
-func VolumeFromName(name string, createIfMissing bool) Volume {
-	return Volume{Name: name, CreateIfMissing: createIfMissing}
-}
-
-// HostVolume mounts the host directory dir as a volume ("~" expanded, made
-// absolute when the step runs).
-func HostVolume(dir string) Volume { return Volume{HostPath: dir} }
-
-// repr is the volume as it counts in the cache key.
-func (v Volume) repr() string {
-	if v.Name != "" {
-		return fmt.Sprintf("modal.Volume.from_name(%s)", pyRepr(v.Name))
-	}
-	return fmt.Sprintf("HostVolume(%s)", pyRepr(v.HostPath))
-}
-
-var (
-	volumeName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	pyDotted   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
-)
-
-// checkVolumes validates volume mounts as Modal does: canonical
-// absolute paths other than /, /root and /tmp, each volume at one path.
-func checkVolumes(vols map[string]Volume) error {
-	paths := make([]string, 0, len(vols))
-	for p := range vols {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	seen := map[Volume]string{}
-	for _, p := range paths {
-		v := vols[p]
-		switch {
-		case !path.IsAbs(p) || path.Clean(p) != p:
-			return fmt.Errorf("volume mount path %q must be a canonical, absolute path", p)
-		case p == "/" || p == "/root" || p == "/tmp":
-			return fmt.Errorf("volume mount path %q: a volume cannot be mounted at /, /root or /tmp", p)
-		case v.Name != "" && v.HostPath != "":
-			return fmt.Errorf("volume at %s: give a name or a host path, not both", p)
-		case v.Name != "" && !volumeName.MatchString(v.Name):
-			return fmt.Errorf("volume name %q: use 1-64 letters, digits, '.', '-' or '_'", v.Name)
-		case v.Name == "" && v.HostPath == "":
-			return fmt.Errorf("volume at %s has neither a name nor a host path", p)
-		}
-		key := Volume{Name: v.Name, HostPath: v.HostPath}
-		if other, dup := seen[key]; dup {
-			return fmt.Errorf("%s is mounted at both %s and %s: a volume can be mounted at one path only", v.repr(), other, p)
-		}
-		seen[key] = p
-	}
-	return nil
-}
-
-// allVolumes returns the volumes l's exec ops mount: run_commands'
-// volumes= and run_function's FunctionCall.Volumes, by mount path.
-func (l *layer) allVolumes() map[string]Volume {
-	if l.function == nil || len(l.function.call.Volumes) == 0 {
-		return l.volumes
-	}
-	all := maps.Clone(l.volumes)
-	if all == nil {
-		all = map[string]Volume{}
-	}
-	maps.Copy(all, l.function.call.Volumes)
-	return all
-}
-
-// volumesKey is the volumes as they count in a cache key.
-func volumesKey(vols map[string]Volume) []string {
-	var out []string
-	for p, v := range vols {
-		out = append(out, p+"="+v.repr())
-	}
-	sort.Strings(out)
-	return out
-}
-
-// functionStep is a run_function layer's callable and call.
-type functionStep struct {
-	fn   Function
-	call FunctionCall
-}
-
-// title is the step's instruction text in progress output and history.
-func (f *functionStep) title() string {
-	if len(f.fn.Pickled) > 0 {
-		return "RUN_FUNCTION <pickled function>"
-	}
-	return "RUN_FUNCTION " + f.fn.Module + "." + f.fn.Name
-}
 
 // RunFunction is modal.Image.run_function: the callable runs once, in a
 // sandbox on this image, with the image's Python (python, else python3 on
@@ -195,91 +31,45 @@ func (f *functionStep) title() string {
 func (img Image) RunFunction(fn Function, call FunctionCall, opts ...StepOption) Image {
 	const method = "run_function"
 	if len(fn.Pickled) == 0 {
-		if !pyDotted.MatchString(fn.Module) {
-			return img.fail(invalidf(method, "module %q is not a Python module name: give the module that defines the function (e.g. \"app\" for app.py)", fn.Module))
+		if !modal.PyDotted.MatchString(fn.Module) {
+			return img.fail(modal.Invalidf(method, "module %q is not a Python module name: give the module that defines the function (e.g. \"app\" for app.py)", fn.Module))
 		}
 		if strings.HasSuffix(fn.Name, "<lambda>") {
-			return img.fail(invalidf(method, "Image.run_function does not support lambda functions."))
+			return img.fail(modal.Invalidf(method, "Image.run_function does not support lambda functions."))
 		}
 		if strings.Contains(fn.Name, "<locals>") {
-			return img.fail(invalidf(method, "Modal can only import functions defined in global scope unless they are `serialized=True`"))
+			return img.fail(modal.Invalidf(method, "Modal can only import functions defined in global scope unless they are `serialized=True`"))
 		}
-		if !pyDotted.MatchString(fn.Name) {
-			return img.fail(invalidf(method, "function %q is not a qualified name: give the function's name in its module (e.g. \"download\" or \"Model.download\")", fn.Name))
+		if !modal.PyDotted.MatchString(fn.Name) {
+			return img.fail(modal.Invalidf(method, "function %q is not a qualified name: give the function's name in its module (e.g. \"download\" or \"Model.download\")", fn.Name))
 		}
 	}
-	if n := len(call.Input); n > maxFunctionInput {
-		return img.fail(invalidf(method, "Arguments to `run_function` are too large (%d bytes). Maximum size is %d bytes.", n, maxFunctionInput))
+	if n := len(call.Input); n > modal.MaxFunctionInput {
+		return img.fail(modal.Invalidf(method, "Arguments to `run_function` are too large (%d bytes). Maximum size is %d bytes.", n, modal.MaxFunctionInput))
 	}
 	if len(call.Input) == 0 {
 		b, err := json.Marshal([]any{call.Args, call.Kwargs})
 		if err != nil {
-			return img.fail(invalidf(method, "args and kwargs must be JSON values: %v", err))
+			return img.fail(modal.Invalidf(method, "args and kwargs must be JSON values: %v", err))
 		}
-		if len(b) > maxFunctionInput {
-			return img.fail(invalidf(method, "Arguments to `run_function` are too large (%d bytes). Maximum size is %d bytes.", len(b), maxFunctionInput))
+		if len(b) > modal.MaxFunctionInput {
+			return img.fail(modal.Invalidf(method, "Arguments to `run_function` are too large (%d bytes). Maximum size is %d bytes.", len(b), modal.MaxFunctionInput))
 		}
 	}
 	if call.Timeout < 0 {
-		return img.fail(invalidf(method, "timeout must be positive, not %s", call.Timeout))
+		return img.fail(modal.Invalidf(method, "timeout must be positive, not %s", call.Timeout))
 	}
-	if err := checkVolumes(call.Volumes); err != nil {
-		return img.fail(invalidf(method, "%s", err))
+	if err := modal.CheckVolumes(call.Volumes); err != nil {
+		return img.fail(modal.Invalidf(method, "%s", err))
 	}
-	return img.with(&layer{method: method, commands: []string{"FROM base"}, function: &functionStep{fn: fn, call: call}}, opts)
-}
-
-// functionRuntimeDir is the directory mounted for a run_function step: it
-// holds snapbuild's Python runtime (frontend.RuntimeDir) and the request
-// (frontend.RequestPath), which must share it.
-var functionRuntimeDir = path.Dir(frontend.RuntimeDir)
-
-// writeRuntime writes the Python runtime and the request into dir, which is
-// mounted at functionRuntimeDir.
-func (f *functionStep) writeRuntime(dir string) error {
-	if path.Dir(frontend.RequestPath) != functionRuntimeDir {
-		return fmt.Errorf("run_function: the runtime (%s) and the request (%s) are not in one directory", frontend.RuntimeDir, frontend.RequestPath)
-	}
-	if err := frontend.WriteRuntime(filepath.Join(dir, path.Base(frontend.RuntimeDir))); err != nil {
-		return err
-	}
-	var req frontend.Request
-	if len(f.fn.Pickled) > 0 {
-		req.Pickled = base64.StdEncoding.EncodeToString(f.fn.Pickled)
-	} else {
-		req.Module, req.Function = f.fn.Module, f.fn.Name
-	}
-	if len(f.call.Input) > 0 {
-		req.Input = base64.StdEncoding.EncodeToString(f.call.Input)
-	} else {
-		req.Args, req.Kwargs = f.call.Args, f.call.Kwargs
-	}
-	b, err := json.Marshal(req)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, path.Base(frontend.RequestPath)), b, 0o644)
-}
-
-func orEmpty(a []any) []any {
-	if a == nil {
-		return []any{}
-	}
-	return a
-}
-
-func orEmptyMap(m map[string]any) map[string]any {
-	if m == nil {
-		return map[string]any{}
-	}
-	return m
+	return img.with(&modal.Layer{Method: method, Commands: []string{"FROM base"}, Function: &modal.FunctionStep{Fn: fn, Call: call}}, opts)
 }
 
 // volumeDir returns the host directory of v, making a named volume when
 // v.CreateIfMissing.
 func (b *Builder) volumeDir(v Volume) (string, error) {
 	if v.HostPath != "" {
-		dir, err := absLocal(v.HostPath)
+		dir, err := modal.AbsLocal(v.HostPath)
 		if err != nil {
 			return "", err
 		}
@@ -301,70 +91,34 @@ func (b *Builder) volumeDir(v Volume) (string, error) {
 	return dir, os.MkdirAll(dir, 0o755)
 }
 
-// keyInputs is what identifies the call in the cache key: the code's
-// definition (or the source's content), the globals, the arguments and the
-// volumes. Secrets, env names and gpu are added by stepKey.
-func (f *functionStep) keyInputs() (string, error) {
-	def := f.fn.Definition
-	if def == "" && len(f.fn.Pickled) == 0 {
-		sum, err := sourceDigest(f.fn.Source)
-		if err != nil {
-			return "", err
-		}
-		def = fmt.Sprintf("%s.%s source=%s", f.fn.Module, f.fn.Name, sum)
-	}
-	vols := volumesKey(f.call.Volumes)
-	input := f.call.Input
-	if len(input) == 0 {
-		input, _ = json.Marshal([]any{orEmpty(f.call.Args), orEmptyMap(f.call.Kwargs)})
-	}
-	var pickled string
-	if len(f.fn.Pickled) > 0 {
-		pickled = sha256hex(string(f.fn.Pickled))
-	}
-	v := struct {
-		Module     string   `json:"module,omitempty"`
-		Name       string   `json:"name,omitempty"`
-		Pickled    string   `json:"pickled,omitempty"`
-		Definition string   `json:"definition"`
-		Globals    string   `json:"globals"`
-		Input      string   `json:"input"`
-		Volumes    []string `json:"volumes"`
-		Source     bool     `json:"includeSource"`
-	}{f.fn.Module, f.fn.Name, pickled, def, sha256hex(string(f.fn.Globals)), sha256hex(string(input)), vols, f.fn.Source != ""}
-	b, err := json.Marshal(v)
-	return "function=" + string(b), err
+// Function names the Python callable a RunFunction step calls inside the
+// build container (Modal's run_function raw_f): Module and Name, or a
+// cloudpickle payload (Pickled); Source, the local file or package that
+// defines Module, mounted read-only at /root/<base name>; Definition and
+// Globals, what identifies the code in the cache key. The fields are
+// documented on the type.
+type Function = modal.Function
+
+// FunctionCall holds run_function's arguments other than the callable: Args
+// and Kwargs (JSON values) or Input (pickled, at most 2 MiB), Volumes by
+// absolute container path, and Timeout (Modal's timeout=; not part of the
+// cache key).
+type FunctionCall = modal.FunctionCall
+
+// Volume is a directory on this machine mounted into a step, standing in
+// for a modal.Volume: a named volume kept in the store
+// (<root>/volumes/<name>; Name and CreateIfMissing) or a host directory
+// (HostPath).
+type Volume = modal.Volume
+
+// DefaultFunctionTimeout is run_function's default timeout, as Modal's.
+const DefaultFunctionTimeout = modal.DefaultFunctionTimeout
+
+// VolumeFromName is modal.Volume.from_name(name, create_if_missing=...).
+func VolumeFromName(name string, createIfMissing bool) Volume {
+	return modal.VolumeFromName(name, createIfMissing)
 }
 
-// sourceDigest hashes a source file, or a package directory's .py files
-// (paths and contents), for a Function without a Definition.
-func sourceDigest(src string) (string, error) {
-	if src == "" {
-		return "none", nil
-	}
-	src, err := absLocal(src)
-	if err != nil {
-		return "", err
-	}
-	h := sha256.New()
-	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() || (p != src && !strings.HasSuffix(p, ".py")) {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		fmt.Fprintf(h, "%s %d\n", rel, len(b))
-		h.Write(b)
-		return nil
-	})
-	if err != nil {
-		return "", fmt.Errorf("function source: %w", err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
+// HostVolume mounts the host directory dir as a volume ("~" expanded, made
+// absolute when the step runs).
+func HostVolume(dir string) Volume { return modal.HostVolume(dir) }

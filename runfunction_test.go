@@ -51,7 +51,7 @@ func TestRunFunctionErrors(t *testing.T) {
 		t.Errorf("pickled: %v", err)
 	}
 	img := base.RunFunction(ok, FunctionCall{Args: []any{1}})
-	if l := img.layers[len(img.layers)-1]; l.function == nil || l.function.title() != "RUN_FUNCTION app.download" || len(l.commands) != 1 {
+	if l := img.layers[len(img.layers)-1]; l.Function == nil || l.Function.Title() != "RUN_FUNCTION app.download" || len(l.Commands) != 1 {
 		t.Errorf("layer: %+v", l)
 	}
 }
@@ -69,7 +69,7 @@ func TestRunFunctionKeyInputs(t *testing.T) {
 			t.Fatal(img.Err())
 		}
 		l := img.layers[len(img.layers)-1]
-		s, err := l.function.keyInputs()
+		s, err := l.Function.KeyInputs()
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 func TestSecretRepr(t *testing.T) {
@@ -23,20 +25,20 @@ func TestSecretLoad(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("SNAPBUILD_SECRETS_DIR", dir)
 	os.WriteFile(filepath.Join(dir, "hf.env"), []byte("# token\nexport HF_TOKEN=\"abc def\"\nOTHER='x=y'\n\nPLAIN=v\n"), 0o600)
-	vars, err := SecretFromName("hf").load()
+	vars, err := SecretFromName("hf").Load()
 	want := map[string]string{"HF_TOKEN": "abc def", "OTHER": "x=y", "PLAIN": "v"}
 	if err != nil || !reflect.DeepEqual(vars, want) {
 		t.Errorf("from_name = %v, %v; want %v", vars, err, want)
 	}
-	if _, err := SecretFromName("missing").load(); err == nil || err.Error() != `secret "missing" not found: create `+filepath.Join(dir, "missing.env")+` with KEY=VALUE lines (or set SNAPBUILD_SECRETS_DIR)` {
+	if _, err := SecretFromName("missing").Load(); err == nil || err.Error() != `secret "missing" not found: create `+filepath.Join(dir, "missing.env")+` with KEY=VALUE lines (or set SNAPBUILD_SECRETS_DIR)` {
 		t.Errorf("missing: %v", err)
 	}
-	if _, err := SecretFromName("../etc/passwd").load(); err == nil {
+	if _, err := SecretFromName("../etc/passwd").Load(); err == nil {
 		t.Error("a name with a path was accepted")
 	}
 	bad := filepath.Join(dir, "bad.env")
 	os.WriteFile(bad, []byte("NOEQUALS\n"), 0o600)
-	if _, err := SecretFromDotenv(bad).load(); err == nil || err.Error() != bad+":1: want KEY=VALUE" {
+	if _, err := SecretFromDotenv(bad).Load(); err == nil || err.Error() != bad+":1: want KEY=VALUE" {
 		t.Errorf("bad dotenv: %v", err)
 	}
 }
@@ -55,7 +57,7 @@ func TestSecretsInKeyNotValues(t *testing.T) {
 	in := instruction{text: "RUN x"}
 	st := &buildState{}
 	k := func(s ...Secret) string {
-		l := &layer{}
+		l := &modal.Layer{}
 		Secrets(s...)(l)
 		return stepKey(st, l, in, "", DefaultEpoch)
 	}

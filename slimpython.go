@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 
 	"github.com/snapbuild/snapbuild/base"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // slimKind says where a debian_slim base comes from.
@@ -44,7 +45,7 @@ type slimSource struct {
 //     tarball add_python uses, when it is in PythonStandaloneDir.
 //
 // Anything else is an error that names both ways a site can provide it.
-func (b *Builder) slimSource(method string, d *debianBase) (slimSource, error) {
+func (b *Builder) slimSource(method string, d *modal.DebianBase) (slimSource, error) {
 	version := d.Version
 	if version == "" {
 		version = d.Python
@@ -58,8 +59,8 @@ func (b *Builder) slimSource(method string, d *debianBase) (slimSource, error) {
 	mirror := fmt.Sprintf("a Docker Hub mirror serving Modal's base %s, configured in registries.conf "+
 		"(a [[registry]] with prefix \"docker.io\" and a [[registry.mirror]]; the site configuration's registries_conf or --registries-conf names the file; Go: WithDebianSlimFromRegistry)", DebianSlimImage(version))
 	if version != d.Python {
-		return slimSource{}, invalidf(method, "Python %s cannot be had on this site: only Modal's own image honours a micro version exactly, "+
-			"and that needs %s. Without one, give the series alone (%s)", version, mirror, pyRepr(d.Python))
+		return slimSource{}, modal.Invalidf(method, "Python %s cannot be had on this site: only Modal's own image honours a micro version exactly, "+
+			"and that needs %s. Without one, give the series alone (%s)", version, mirror, modal.PyRepr(d.Python))
 	}
 	build, ok := standaloneBuilds[d.Python]
 	file := b.standalonePath(d.Python)
@@ -68,7 +69,7 @@ func (b *Builder) slimSource(method string, d *debianBase) (slimSource, error) {
 			return slimSource{kind: slimStandalone, archive: file, version: build.version}, nil
 		}
 	}
-	return slimSource{}, invalidf(method, "Python %s cannot be had on this site: the Debian archive ships %s only. "+
+	return slimSource{}, modal.Invalidf(method, "Python %s cannot be had on this site: the Debian archive ships %s only. "+
 		"Provide it one of two ways: (1) %s; or (2) the python-build-standalone archive %s in %s "+
 		"(or in the directory python_standalone_dir in the site configuration, --python-standalone-dir or SNAPBUILD_PYTHON_STANDALONE_DIR names), downloaded on a connected machine from %s",
 		d.Python, offlineSeries(), mirror, filepath.Base(file), b.PythonStandaloneDir(), standaloneURL(d.Python))
@@ -80,17 +81,17 @@ func (b *Builder) slimSource(method string, d *debianBase) (slimSource, error) {
 // /usr/local as the official python images install theirs (python, python3,
 // pip, pip3 in /usr/local/bin), in one layer. Its cache key holds the
 // tarball's content digest, not its path.
-func (b *Builder) debianSlimStandalone(ctx context.Context, st *buildState, l *layer, in instruction, src slimSource, force bool, ev Event) (bool, error) {
-	series := l.root.debian.Python
+func (b *Builder) debianSlimStandalone(ctx context.Context, st *buildState, l *modal.Layer, in instruction, src slimSource, force bool, ev Event) (bool, error) {
+	series := l.Root.Debian.Python
 	var tree string // the unpacked python/ tree; a dry run needs only the digest
 	if b.plan == nil {
-		dir, err := b.unpackStandalone(l.method, src.archive)
+		dir, err := b.unpackStandalone(l.Method, src.archive)
 		if err != nil {
 			return false, err
 		}
 		tree = filepath.Join(dir, "python")
 		if _, err := os.Lstat(filepath.Join(tree, "bin", "python"+series)); err != nil {
-			return false, &InvalidError{Method: l.method, Message: fmt.Sprintf(
+			return false, &InvalidError{Method: l.Method, Message: fmt.Sprintf(
 				"%s holds no python/bin/python%s: is it a CPython %s install_only build?", src.archive, series, series)}
 		}
 	}
@@ -98,7 +99,7 @@ func (b *Builder) debianSlimStandalone(ctx context.Context, st *buildState, l *l
 	if err != nil {
 		return false, err
 	}
-	d := base.Debian{Suite: l.root.debian.Suite, Packages: base.SlimBuildPackages, Mirror: b.mirror, Epoch: b.epoch,
+	d := base.Debian{Suite: l.Root.Debian.Suite, Packages: base.SlimBuildPackages, Mirror: b.mirror, Epoch: b.epoch,
 		Python: &base.LocalPython{Dir: tree, Digest: sum.String()}}
 	cached, _, err := b.bootstrapDebian(ctx, st, d, in, force, ev)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // uStandalone writes a python-build-standalone-shaped tarball holding files
@@ -46,12 +48,12 @@ func TestSlimSource(t *testing.T) {
 	for _, s := range []string{"3.10", "3.11", "3.12", "3.14"} {
 		archives[s] = uStandalone(t, dir, s, map[string]string{"python/bin/python" + s: "py"})
 	}
-	base := func(version string) *debianBase {
+	base := func(version string) *modal.DebianBase {
 		img := DebianSlim(version)
 		if err := img.Err(); err != nil {
 			t.Fatalf("DebianSlim(%q): %v", version, err)
 		}
-		return img.layers[0].root.debian
+		return img.layers[0].Root.Debian
 	}
 	for _, tc := range []struct {
 		version   string
@@ -129,10 +131,10 @@ func TestDebianSlimUnprovidedFailsBeforeSteps(t *testing.T) {
 	if img.Err() != nil {
 		t.Fatal(img.Err())
 	}
-	if l := img.layers[0].root.debian; l.Python != "3.12" || l.Suite != "bookworm" || l.Version != "3.12" {
+	if l := img.layers[0].Root.Debian; l.Python != "3.12" || l.Suite != "bookworm" || l.Version != "3.12" {
 		t.Errorf("debian base %+v", l)
 	}
-	if l := DebianSlim("3.13.3").layers[0].root.debian; l.Python != "3.13" || l.Suite != "bookworm" || l.Version != "3.13.3" {
+	if l := DebianSlim("3.13.3").layers[0].Root.Debian; l.Python != "3.13" || l.Suite != "bookworm" || l.Version != "3.13.3" {
 		t.Errorf("3.13.3: debian base %+v (Modal's codename is bookworm for a pinned image)", l)
 	}
 	_, err := b.Build(t.Context(), img)
@@ -149,7 +151,7 @@ func TestDebianSlimStandaloneWrongSeries(t *testing.T) {
 	archive := uStandalone(t, dir, "3.12", map[string]string{"python/bin/python3.13": "py"})
 	b := uBuilder(t)
 	img := DebianSlim("3.12")
-	ins, err := parseCommands(img.layers[0].commands)
+	ins, err := parseCommands(img.layers[0].Commands)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package snapbuild
+package modal
 
 import (
 	"fmt"
@@ -26,9 +26,9 @@ import (
 // Modal expands "~" in add_local_dir but not in add_local_file; snapbuild
 // expands it everywhere (see docs/method-arguments.md).
 
-// expandHome returns p with a leading "~" or "~/" replaced by the home
+// ExpandHome returns p with a leading "~" or "~/" replaced by the home
 // directory. Other paths are returned as they are.
-func expandHome(p string) (string, error) {
+func ExpandHome(p string) (string, error) {
 	if p != "~" && !strings.HasPrefix(p, "~/") {
 		return p, nil
 	}
@@ -39,9 +39,9 @@ func expandHome(p string) (string, error) {
 	return filepath.Join(home, p[1:]), nil
 }
 
-// absLocal expands "~" in p (expandHome) and makes it absolute and clean.
-func absLocal(p string) (string, error) {
-	p, err := expandHome(p)
+// AbsLocal expands "~" in p (expandHome) and makes it absolute and clean.
+func AbsLocal(p string) (string, error) {
+	p, err := ExpandHome(p)
 	if err != nil {
 		return "", err
 	}
