@@ -29,8 +29,8 @@ const (
 	// sudo, ping with cap_net_raw) gain nothing: a step that needs them
 	// must start as the user it wants to be.
 	SecuritySandbox Security = "sandbox"
-	// SecurityInsecure gives the process every capability the kernel knows,
-	// no seccomp filter and no no_new_privs, as BuildKit's
+	// SecurityInsecure gives the process every capability the kernel knows
+	// and the builder holds (its bounding set), no seccomp filter and no no_new_privs, as BuildKit's
 	// security.insecure (it still gets no host devices and its /sys stays
 	// read-only). Rootless, the capabilities hold only in the user
 	// namespace of the build: they do not reach the host's network or
@@ -78,19 +78,36 @@ func sharesHostNetwork(n Network) bool {
 // with security sec and network n.
 func capabilities(sec Security, n Network) ([]string, error) {
 	if sec == SecurityInsecure {
-		all, err := capability.ListSupported()
-		if err != nil {
-			return nil, fmt.Errorf("listing the kernel's capabilities: %w", err)
-		}
-		caps := make([]string, len(all))
-		for i, c := range all {
-			caps[i] = "CAP_" + strings.ToUpper(c.String())
-		}
-		return caps, nil
+		return heldCaps()
 	}
 	caps := slices.Clone(defaultCaps)
 	if sharesHostNetwork(n) {
 		caps = slices.DeleteFunc(caps, func(c string) bool { return slices.Contains(hostNetworkCaps, c) })
+	}
+	return caps, nil
+}
+
+// heldCaps returns every capability the kernel knows that this process's
+// bounding set holds: all of them as real root on a plain host; in a
+// container (or a user namespace made by a confined process) those it was
+// left, which are all a child can be given.
+func heldCaps() ([]string, error) {
+	known, err := capability.ListSupported()
+	if err != nil {
+		return nil, fmt.Errorf("listing the kernel's capabilities: %w", err)
+	}
+	self, err := capability.NewPid2(0)
+	if err == nil {
+		err = self.Load()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading this process's capabilities: %w", err)
+	}
+	var caps []string
+	for _, c := range known {
+		if self.Get(capability.BOUNDING, c) {
+			caps = append(caps, "CAP_"+strings.ToUpper(c.String()))
+		}
 	}
 	return caps, nil
 }
