@@ -26,13 +26,13 @@ const (
 	// and BuildKit apply), resolved for those capabilities, so that
 	// mount(2), unshare(2), keyctl(2), bpf(2) and the like fail with EPERM;
 	// and no_new_privs, so that setuid and file-capability binaries (su,
-	// sudo, ping with cap_net_raw) gain nothing: a step that needs them
-	// must start as the user it wants to be.
+	// sudo, ping with cap_net_raw) gain nothing: a step must start as root
+	// and drop to a user, not the other way round.
 	SecuritySandbox Security = "sandbox"
 	// SecurityInsecure gives the process every capability the kernel knows
-	// and the builder holds (its bounding set), no seccomp filter and no no_new_privs, as BuildKit's
-	// security.insecure (it still gets no host devices and its /sys stays
-	// read-only). Rootless, the capabilities hold only in the user
+	// and the builder holds (its bounding set), no seccomp filter and no
+	// no_new_privs, as BuildKit's security.insecure (it still gets no host
+	// devices and its /sys stays read-only). Rootless, the capabilities hold only in the user
 	// namespace of the build: they do not reach the host's network or
 	// files. As root with the host network, the process can read and
 	// change the host's network (packet sockets, routes, firewall).
@@ -51,7 +51,7 @@ func (s Security) Check() error {
 
 // ErrSeccompUnsupported reports a binary built without libcontainer's
 // seccomp support, which cannot run a process under SecuritySandbox.
-var ErrSeccompUnsupported = errors.New(`this binary was built without seccomp support (Go build tag "seccomp" with cgo and libseccomp-dev): rebuild it with "make build", or run the step with security insecure`)
+var ErrSeccompUnsupported = errors.New(`this binary was built without seccomp support (Go build tag "seccomp" with cgo and libseccomp-dev): rebuild it with "make build", or build with --security insecure (SecurityInsecure)`)
 
 // defaultCaps is Docker's default capability set (moby's
 // oci/caps.DefaultCapabilities), which BuildKit and podman also use.
