@@ -7,7 +7,7 @@
 # scripts/go runs go.mod's Go version: the go on PATH when it is new enough,
 # else a Go that scripts/deps.sh installed, which fetches that version itself.
 GO        ?= $(CURDIR)/scripts/go
-TAGS      := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper
+TAGS      := containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper seccomp
 BIN       := bin/snapbuild
 export CGO_ENABLED := 1
 

@@ -52,6 +52,7 @@ type Builder struct {
 	mirror       string
 	forceAll     bool
 	network      sandbox.Network
+	security     sandbox.Security // WithSecurity; "": sandbox.SecuritySandbox
 	epoch        time.Time
 	timestamps   Timestamps  // WithTimestamps; "" clamps
 	gpu          gpu.Options // where GPU steps find the host's NVIDIA devices and CDI specs
@@ -192,6 +193,17 @@ func WithNetwork(n sandbox.Network) Option {
 		b.network = n
 		return nil
 	}
+}
+
+// WithSecurity sets the security mode of every RUN step and of Run.
+// sandbox.SecurityInsecure is BuildKit's security.insecure entitlement
+// applied to every step, as RUN --security=insecure: every capability, no
+// seccomp filter, no no_new_privs. It is part of each step's cache key, so
+// a step run insecure is not reused by a sandboxed build, nor the other way
+// round; it also lets a Dockerfile's RUN --security=insecure run. The
+// default is sandbox.SecuritySandbox (see sandbox.Security).
+func WithSecurity(s sandbox.Security) Option {
+	return func(b *Builder) error { b.security = s; return s.Check() }
 }
 
 // WithCDISpecDirs sets the directories where GPU steps look for CDI specs
@@ -1033,6 +1045,7 @@ func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptio
 		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
 		Terminal: o.Terminal,
 		Network:  b.network,
+		Security: b.security,
 	})
 	return res.ExitCode, err
 }

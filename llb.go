@@ -190,6 +190,11 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *modal.Layer
 				// mode is part of the op, so of its key.
 				e.Network = pb.NetMode_NONE
 			}
+			if b.security == sandbox.SecurityInsecure {
+				// So is an insecure build for every op: the mode is
+				// part of the op, so of its key.
+				e.Security = pb.SecurityMode_INSECURE
+			}
 			if l.GPU != "" {
 				e.CdiDevices = append(e.CdiDevices, &pb.CDIDevice{Name: gpuDevice + l.GPU})
 			}
@@ -239,6 +244,7 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *modal.Layer
 	if b.network != "" {
 		wopts = append(wopts, worker.WithNetwork(b.network))
 	}
+	wopts = append(wopts, worker.WithSecurity(b.security))
 	w, err := worker.New(b.store.Blobs(), b.store.Snapshots(), wdir, wopts...)
 	if err != nil {
 		return err

@@ -39,8 +39,8 @@ func siteBuilder(t *testing.T, opts ...Option) *Builder {
 // TestStepKeyIgnoresSite: a site's mirrors (any of them, or two different
 // sites) leave the cache keys of RUN and run_function steps as they are,
 // since the site's step environment is the worker's default environment,
-// outside the ops; what is an input (the network, a build env name) still
-// changes them. The keys are those a dry run (Plan) computes.
+// outside the ops; what is an input (the network, the security mode, a
+// build env name) still changes them. The keys are those a dry run (Plan) computes.
 func TestStepKeyIgnoresSite(t *testing.T) {
 	t.Setenv("MODAL_IMAGE_BUILDER_VERSION", "")
 	other := fullSite
@@ -82,6 +82,9 @@ func TestStepKeyIgnoresSite(t *testing.T) {
 	}
 	if run, fn := keys(siteBuilder(t, WithSite(fullSite), WithNetwork(sandbox.NetworkNone)), nil); run == run0 || fn == fn0 {
 		t.Errorf("the network no longer changes the keys: RUN %v, run_function %v", run == run0, fn == fn0)
+	}
+	if run, fn := keys(siteBuilder(t, WithSecurity(sandbox.SecurityInsecure)), nil); run == run0 || fn == fn0 {
+		t.Errorf("--security insecure does not change the keys: RUN %v, run_function %v", run == run0, fn == fn0)
 	}
 	if run, fn := keys(siteBuilder(t), map[string]string{"TOKEN": "x"}); run == run0 || fn == fn0 {
 		t.Errorf("a build env name no longer changes the keys: RUN %v, run_function %v", run == run0, fn == fn0)

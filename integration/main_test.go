@@ -77,7 +77,7 @@ func setup() (int, error) {
 			return 1, err
 		}
 	} else {
-		cmd := exec.Command("go", "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper", "-o", bin, "../cmd/snapbuild")
+		cmd := exec.Command("go", "build", "-tags", "containers_image_openpgp exclude_graphdriver_btrfs exclude_graphdriver_devicemapper seccomp", "-o", bin, "../cmd/snapbuild")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return 1, fmt.Errorf("go build: %v\n%s", err, out)

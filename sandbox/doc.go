@@ -10,6 +10,13 @@
 // same code runs without the user namespace; Init then re-executes the process
 // into a private mount namespace so that a killed build never leaks a mount.
 //
+// Every process gets Docker's defaults (Spec.Security, SecuritySandbox):
+// its seccomp profile (moby's, converted by runc's specconv and applied by
+// libcontainer, which needs the "seccomp" build tag and libseccomp),
+// no_new_privs, and its default capabilities, less CAP_NET_RAW and
+// CAP_NET_ADMIN when the process shares the host's network namespace.
+// SecurityInsecure, BuildKit's security.insecure, lifts all three.
+//
 // A Spec describes the process, its environment, the rootfs, extra bind
 // mounts, device nodes (bound, never created) and OCI hooks (e.g. from a CDI
 // spec); Run starts it, streams its output and waits for it. Mount targets that

@@ -23,8 +23,13 @@ import (
 type Network string
 
 const (
-	// NetworkHost shares the host's network namespace (the default): apt-get
-	// and pip reach the host's mirrors and proxies.
+	// NetworkHost shares the host's network namespace (the default), as
+	// `docker build --network host` does: apt-get and pip reach the host's mirrors,
+	// proxies and loopback services (a package index on 127.0.0.1)
+	// without a network stack in between. Under SecuritySandbox the
+	// process has no CAP_NET_RAW and no CAP_NET_ADMIN, so it can neither
+	// see the host's traffic nor change its network; it can still connect
+	// to, and listen on, the host's addresses like any host process.
 	NetworkHost Network = "host"
 	// NetworkNone gives the sandbox a network namespace with loopback only.
 	NetworkNone Network = "none"
@@ -66,6 +71,10 @@ type Spec struct {
 	Mounts []BindMount
 	// Network defaults to NetworkHost.
 	Network Network
+	// Security defaults to SecuritySandbox: Docker's default capabilities
+	// (none of the network ones with the host network), seccomp profile
+	// and no_new_privs.
+	Security Security
 	// Hostname defaults to "snapbuild".
 	Hostname string
 	// Devices are host character devices (e.g. /dev/nvidia0) bound
@@ -154,13 +163,6 @@ func lastPart(msg string) string {
 		return msg[i+2:]
 	}
 	return msg
-}
-
-// defaultCaps is Docker's default capability set.
-var defaultCaps = []string{
-	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
-	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
-	"CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
 }
 
 // Run starts the process described by s, waits for it and tears the container
@@ -333,17 +335,23 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 	spec.Root = &specs.Root{Path: s.Rootfs}
 	spec.Hostname = orDefault(s.Hostname, "snapbuild")
 	spec.Process.Terminal = s.Terminal != nil
-	spec.Process.NoNewPrivileges = false
-	spec.Process.Capabilities = &specs.LinuxCapabilities{
-		Bounding: defaultCaps, Effective: defaultCaps, Permitted: defaultCaps,
-	}
 	spec.Linux.Resources = nil
-	spec.Linux.Seccomp = nil
+	if err := s.Security.Check(); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", s.ID, err)
+	}
+	switch s.Network {
+	case "", NetworkHost, NetworkNone:
+	default:
+		return nil, fmt.Errorf("sandbox %s: unknown network %q: use %q or %q", s.ID, string(s.Network), NetworkHost, NetworkNone)
+	}
+	if err := confine(spec, s.Security, s.Network); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", s.ID, err)
+	}
 	spec.Linux.Namespaces = []specs.LinuxNamespace{
 		{Type: specs.PIDNamespace}, {Type: specs.IPCNamespace},
 		{Type: specs.UTSNamespace}, {Type: specs.MountNamespace},
 	}
-	if s.Network == NetworkNone {
+	if !sharesHostNetwork(s.Network) {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
 	var mounts []specs.Mount

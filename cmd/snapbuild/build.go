@@ -75,6 +75,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	var jobs jobsFlag
 	fs.Var(&jobs, "jobs", "run at most `N` independent steps at once, such as a Dockerfile's stages that do not need each other, as buildah bud --jobs (default: the number of CPUs)")
 	network := fs.String("network", "host", "network `MODE` of RUN steps: host or none")
+	security := fs.String("security", "sandbox", "security `MODE` of RUN steps: sandbox (Docker's default capabilities, seccomp profile and no_new_privs; no raw sockets with the host network) or insecure (every capability, no seccomp filter: BuildKit's security.insecure, for the rare step that needs it; also lets a Dockerfile's RUN --security=insecure run)")
 	platform := fs.String("platform", "", "build for `OS/ARCH[/VARIANT]`, as docker build --platform: only the host's platform is accepted ("+snapbuild.HostPlatform()+"; every step runs natively, without emulation)")
 	timestamps := fs.String("timestamps", "clamp", "file mtimes in layers: clamp (to SOURCE_DATE_EPOCH, reproducible) or keep (as the steps left them)")
 	mirror := fs.String("mirror", "", "Debian archive `URL` for debian_slim bases")
@@ -87,6 +88,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := checkNetwork("build", *network); err != nil {
+		return err
+	}
+	if err := checkSecurity("build", *security); err != nil {
 		return err
 	}
 	ts, err := snapbuild.ParseTimestamps(*timestamps)
@@ -146,7 +150,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if quiet {
 		p = snapbuild.ProgressFunc(func(snapbuild.Event) {})
 	}
-	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSite(site),
+	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSecurity(sandbox.Security(*security)), snapbuild.WithSite(site),
 		snapbuild.WithTimestamps(ts)}
 	if *force {
 		opts = append(opts, snapbuild.WithForceBuild(true))
@@ -470,4 +474,14 @@ func checkNetwork(command, v string) error {
 		return nil
 	}
 	return usagef("%s: --network %s: use %s (the host's network) or %s (loopback only)", command, v, sandbox.NetworkHost, sandbox.NetworkNone)
+}
+
+// checkSecurity refuses a --security value of command that is not a sandbox
+// security mode, as a usage error, before anything is read or built.
+func checkSecurity(command, v string) error {
+	switch sandbox.Security(v) {
+	case sandbox.SecuritySandbox, sandbox.SecurityInsecure:
+		return nil
+	}
+	return usagef("%s: --security %s: use %s (the default: Docker's capabilities and seccomp profile, no_new_privs) or %s (every capability, no seccomp filter)", command, v, sandbox.SecuritySandbox, sandbox.SecurityInsecure)
 }

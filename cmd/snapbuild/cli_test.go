@@ -50,8 +50,8 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // commandFlags are flags each command's help must list, as the help shows
 // them.
 var commandFlags = map[string][]string{
-	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "-q, --quiet", "--platform OS/ARCH[/VARIANT]", "--force-build", "--network MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
-	"run":     {"--root DIR", "-e KEY=VALUE", "-w DIR", "--network MODE"},
+	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "-q, --quiet", "--platform OS/ARCH[/VARIANT]", "--force-build", "--network MODE", "--security MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
+	"run":     {"--root DIR", "-e KEY=VALUE", "-w DIR", "--network MODE", "--security MODE"},
 	"images":  {"--root DIR", "--json"},
 	"inspect": {"--root DIR"},
 	"rm":      {"--root DIR"},
@@ -282,7 +282,7 @@ func TestSignalExitStatus(t *testing.T) {
 	}
 }
 
-// TestNetworkAndTimestampsFlags checks that a --network or --timestamps
+// TestNetworkAndTimestampsFlags checks that a --network, --security or --timestamps
 // value snapbuild does not know is a usage error (exit 125) naming the flag,
 // given before anything is read or a store is made.
 func TestNetworkAndTimestampsFlags(t *testing.T) {
@@ -294,6 +294,8 @@ func TestNetworkAndTimestampsFlags(t *testing.T) {
 		{[]string{"build", "--network", "bogus", "-f", "Dockerfile.missing"}, `snapbuild: build: --network bogus: use host`},
 		{[]string{"build", "--timestamps=bogus", "-f", "Dockerfile.missing"}, `snapbuild: build: --timestamps: timestamps "bogus": use "clamp"`},
 		{[]string{"run", "--network=bogus", "img"}, `snapbuild: run: --network bogus: use host`},
+		{[]string{"build", "--security", "privileged", "-f", "Dockerfile.missing"}, `snapbuild: build: --security privileged: use sandbox (the default`},
+		{[]string{"run", "--security=bogus", "img"}, `snapbuild: run: --security bogus: use sandbox`},
 	} {
 		argv := append([]string{"--root", root}, c.argv...)
 		_, errOut, code := runCLI(t, argv...)

@@ -19,7 +19,7 @@ import (
 )
 
 // runValueFlags are run's flags that take a value; the others are booleans.
-var runValueFlags = map[string]bool{"e": true, "w": true, "network": true, "root": true, "entrypoint": true}
+var runValueFlags = map[string]bool{"e": true, "w": true, "network": true, "security": true, "root": true, "entrypoint": true}
 
 // runShortBools are run's one-letter boolean flags, which may be combined
 // as in docker and podman ("-it").
@@ -77,6 +77,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	root := rootFlag(fs)
 	workdir := fs.String("w", "", "run the command in `DIR` (default: the image's WORKDIR)")
 	network := fs.String("network", "host", "`MODE`: host (the host's network) or none (loopback only)")
+	security := fs.String("security", "sandbox", "`MODE`: sandbox (Docker's default capabilities, seccomp profile and no_new_privs) or insecure (every capability, no seccomp filter), as build --security")
 	entrypoint := fs.String("entrypoint", "", "replace the image's ENTRYPOINT with `CMD` (\"\" clears it; a JSON array gives arguments too); the image's CMD is then not used")
 	var interactive, tty bool
 	fs.BoolVar(&interactive, "i", false, "keep stdin open: pass it to the command")
@@ -96,6 +97,9 @@ func cmdRun(ctx context.Context, args []string) error {
 		return flagError(fs, err)
 	}
 	if err := checkNetwork("run", *network); err != nil {
+		return err
+	}
+	if err := checkSecurity("run", *security); err != nil {
 		return err
 	}
 	rest := fs.Args()
@@ -139,7 +143,7 @@ func cmdRun(ctx context.Context, args []string) error {
 		defer restore()
 		opts.Terminal = t
 	}
-	b, err := openBuilder(*root, snapbuild.WithNetwork(sandbox.Network(*network)))
+	b, err := openBuilder(*root, snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSecurity(sandbox.Security(*security)))
 	if err != nil {
 		return noImage(pos, err)
 	}

@@ -82,9 +82,11 @@ func (e *ExitError) Error() string {
 // uid and gid only: supplementary groups from /etc/group are not set (the
 // sandbox takes one gid), where BuildKit sets them. The network is the op's
 // (host or none; unset means the worker's default, WithNetwork). Extra
-// hosts, ulimits, a cgroup parent, proxy env, CDI devices (without
-// WithDevices) and the insecure
-// security mode are refused with an error naming them. Secret env
+// hosts, ulimits, a cgroup parent, proxy env and CDI devices (without
+// WithDevices) are refused with an error naming them. The security mode
+// is the op's: sandbox (sandbox.SecuritySandbox: Docker's default
+// capabilities, seccomp profile and no_new_privs) or, when WithSecurity
+// allows it, insecure; an insecure op is refused otherwise. Secret env
 // (op.Secretenv) adds each secret's value as a variable of the process,
 // after Meta.Env; an optional secret the store lacks adds none.
 func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([]build.Ref, error) {
@@ -92,7 +94,7 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	if meta == nil || len(meta.Args) == 0 {
 		return nil, errors.New("the exec op has no process arguments")
 	}
-	if err := checkExec(op, w.opts.devices != nil); err != nil {
+	if err := checkExec(op, w.opts.devices != nil, w.opts.security == sandbox.SecurityInsecure); err != nil {
 		return nil, err
 	}
 	x := &execRun{w: w}
@@ -192,6 +194,10 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	spec.UID, spec.GID = u.Uid, u.Gid
 	spec.Stdout, spec.Stderr = out, out
 	spec.Network = network
+	spec.Security = sandbox.SecuritySandbox
+	if op.Security == pb.SecurityMode_INSECURE {
+		spec.Security = sandbox.SecurityInsecure
+	}
 	spec.Hostname = meta.Hostname
 
 	if len(op.CdiDevices) > 0 {
@@ -264,8 +270,9 @@ func hasName(k string) func(string) bool {
 	return func(kv string) bool { return strings.HasPrefix(kv, k+"=") }
 }
 
-// checkExec refuses what the worker cannot do, naming it.
-func checkExec(op *pb.ExecOp, devices bool) error {
+// checkExec refuses what the worker cannot do, or may not (an insecure op
+// without insecure allowed), naming it.
+func checkExec(op *pb.ExecOp, devices, insecure bool) error {
 	m := op.Meta
 	switch {
 	case len(m.ExtraHosts) > 0:
@@ -278,8 +285,13 @@ func checkExec(op *pb.ExecOp, devices bool) error {
 		return errors.New("proxy environment variables (ProxyEnv) are not supported by this worker: set them in Env")
 	case len(op.CdiDevices) > 0 && !devices:
 		return errors.New("CDI devices (GPUs) are not supported by this worker: it was given no device injector (WithDevices)")
-	case op.Security == pb.SecurityMode_INSECURE:
-		return errors.New("the insecure security mode (RUN --security=insecure) is not supported: snapbuild runs no privileged steps")
+	case op.Security == pb.SecurityMode_INSECURE && !insecure:
+		return errors.New("the insecure security mode (RUN --security=insecure) is not allowed: it needs the security.insecure entitlement (snapbuild build --security insecure)")
+	}
+	switch op.Security {
+	case pb.SecurityMode_SANDBOX, pb.SecurityMode_INSECURE:
+	default:
+		return fmt.Errorf("security mode %v is not supported: use sandbox or insecure", op.Security)
 	}
 	switch op.Network {
 	case pb.NetMode_UNSET, pb.NetMode_HOST, pb.NetMode_NONE:

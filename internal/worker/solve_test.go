@@ -363,7 +363,7 @@ func TestExecErrors(t *testing.T) {
 		{"FROM base\nRUN --mount=type=secret,id=tok,required cat /run/secrets/tok\n", `secret "tok", required for the mount at /run/secrets/tok, was not given to the build`},
 		{"FROM base\nADD git@127.0.0.1:org/repo.git /src\n", "git sources"},
 		{"FROM base\nRUN --mount=type=ssh true\n", "ssh mounts"},
-		{"FROM base\nRUN --security=insecure true\n", "insecure"},
+		{"FROM base\nRUN --security=insecure true\n", "needs the security.insecure entitlement (snapbuild build --security insecure)"},
 		{"FROM base\nUSER ghost\nRUN true\n", `user "ghost"`},
 		{"FROM base\nCOPY --chown=ghost f /f\n", `user "ghost": no such user`},
 	} {
@@ -701,5 +701,49 @@ func TestExecTimeout(t *testing.T) {
 	root := solveView(t, w, convertOnBase(t, w, "FROM base\nRUN echo done > /done.txt\n"))
 	if b, err := os.ReadFile(filepath.Join(root, "done.txt")); err != nil || string(b) != "done\n" {
 		t.Errorf("an op without a limit: /done.txt = %q, %v", b, err)
+	}
+}
+
+// TestExecSecurity checks the exec ops' security modes: a sandboxed op
+// runs with a seccomp filter and no_new_privs; with WithSecurity(insecure)
+// an op that asks for insecure runs without either; the mode is part of
+// the key, so the same command run insecure after a sandboxed run is run
+// again, not taken from the cache.
+func TestExecSecurity(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	w := newWorker(t, WithSecurity(sandbox.SecurityInsecure))
+	lay := filepath.Join(t.TempDir(), "layout")
+	baseLayout(t, lay)
+	baseDigest, baseConfig := loadLayout(t, w, lay)
+	resolver := dockerfile.MetaResolverFunc(func(ctx context.Context, ref string, p ocispec.Platform) (digest.Digest, []byte, error) {
+		return baseDigest, baseConfig, nil
+	})
+	s, err := build.NewSolver(w)
+	must(t, err)
+	for _, c := range []struct {
+		flag, seccomp, nnp string
+	}{
+		{"", "2", "1"},
+		{"--security=insecure ", "0", "0"},
+		{"--security=sandbox ", "2", "1"},
+	} {
+		df := "FROM base\nRUN " + c.flag + "cat /proc/self/status > /status.txt\n"
+		conv, err := dockerfile.Convert(ctx, []byte(df), dockerfile.Options{MetaResolver: resolver})
+		must(t, err)
+		res, err := s.Solve(ctx, conv.Definition)
+		if err != nil {
+			t.Fatalf("%q: solve: %v", df, err)
+		}
+		root, release, err := w.view(ctx, res.Ref.(*Ref))
+		must(t, err)
+		b, err := os.ReadFile(filepath.Join(root, "status.txt"))
+		release()
+		must(t, err)
+		for _, want := range []string{"\nSeccomp:\t" + c.seccomp + "\n", "\nNoNewPrivs:\t" + c.nnp + "\n"} {
+			if !strings.Contains(string(b), want) {
+				t.Errorf("RUN %s: /proc/self/status lacks %q:\n%s", c.flag, strings.TrimSpace(want), b)
+			}
+		}
 	}
 }

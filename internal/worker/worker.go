@@ -99,6 +99,7 @@ type options struct {
 	epoch      time.Time
 	keepTimes  bool // WithKeepTimestamps
 	network    sandbox.Network
+	security   sandbox.Security
 	output     io.Writer
 	outputFor  func(ctx context.Context) io.WriteCloser
 	timeout    func(ctx context.Context) time.Duration
@@ -145,6 +146,25 @@ func WithNetwork(n sandbox.Network) Option {
 			return fmt.Errorf("network %q: use %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone)
 		}
 		o.network = n
+		return nil
+	}
+}
+
+// WithSecurity sets the most an exec op may ask for: with
+// sandbox.SecurityInsecure, ops whose mode is pb.SecurityMode_INSECURE
+// (RUN --security=insecure) run with every capability and no seccomp
+// filter, as BuildKit runs them when given the security.insecure
+// entitlement; with sandbox.SecuritySandbox they are refused. Ops in the
+// sandbox mode run under sandbox.SecuritySandbox either way. The mode is
+// part of the op, so of its cache key: a step run insecure is never reused
+// for a sandboxed one.
+// The default is sandbox.SecuritySandbox.
+func WithSecurity(s sandbox.Security) Option {
+	return func(o *options) error {
+		if err := s.Check(); err != nil {
+			return err
+		}
+		o.security = s
 		return nil
 	}
 }
