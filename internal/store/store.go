@@ -12,17 +12,25 @@
 //	steps/<hex>.json     step cache: step key -> layer, diffID, chain ID (Step)
 //	bases/<hex>.json     newest base built for a base definition (offline reuse)
 //	images/<im-id>.json  built images: manifest, chain ID, shell (Image)
+//	metadata/<hex>.json  probed metadata of an image, by manifest digest
 //	names.json           image names -> image IDs
 //	sources.json         names given by builds -> the file that defined the image
+//	mounts.json          names -> runtime mounts (add_local_* copy=False)
+//	volumes/<name>/      Modal volumes kept in the store (never pruned)
+//	run/<pid>/           state of `snapbuild run` containers
 //	tmp/                 libcontainer state and scratch; emptied by each build
-//	worker/              the build worker's files: cache/ (cache mounts) and
-//	                     keys/ are kept; tmp/ (copies of local sources) and
-//	                     run/ (sandbox state, secret files) are emptied by each build
+//	worker/              the build worker's files: cache/ (cache mounts),
+//	                     keys/ (solver cache records) and contenthash/ (file
+//	                     hashes of local sources) are kept; tmp/ (copies of
+//	                     local sources) and run/ (sandbox state, secret
+//	                     files) are emptied by each build
 //
 // Every record is written to a temporary file and renamed (package
 // internal/atomicfile), after the blobs and snapshots it names are in place,
 // so a killed build leaves the store consistent: at worst some unreferenced
 // content and temporary files, which the next build removes (LockExclusive).
+// Prune removes in the opposite order: records first, then what no record
+// names; DiskUsage says what uses the space.
 //
 // A Store is safe for use by one goroutine at a time; processes (and several
 // Stores opened on one root) serialize on the lock file: a build holds it
@@ -37,6 +45,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
@@ -239,11 +248,24 @@ func (s *Store) WriteJSON(rel string, v any) error {
 	return atomicfile.Write(filepath.Join(s.root, rel), append(b, '\n'), 0o644)
 }
 
-// Step returns the step cache entry for key; false when there is none.
+// Step returns the step cache entry for key; false when there is none. A
+// found entry's record is marked used now (its modification time), which
+// is what prune's --filter until and --keep-storage go by.
 func (s *Store) Step(key string) (Step, bool, error) {
 	var r Step
-	ok, err := s.ReadJSON(filepath.Join("steps", key+".json"), &r)
+	rel := filepath.Join("steps", key+".json")
+	ok, err := s.ReadJSON(rel, &r)
+	if ok && err == nil {
+		touch(filepath.Join(s.root, rel))
+	}
 	return r, ok, err
+}
+
+// touch marks the cache record at path used now by setting its modification
+// time; errors are ignored (a read-only store stays usable).
+func touch(path string) {
+	now := time.Now()
+	_ = os.Chtimes(path, now, now)
 }
 
 // StepUsable reports whether everything a cached step names is still there:
