@@ -93,9 +93,9 @@ func cmdPrune(ctx context.Context, args []string) error {
 		return err
 	}
 	defer s.Close()
-	// The build lock: a running build finishes first, and none starts
-	// until the prune is done.
-	if err := s.LockExclusive(); err != nil {
+	// Running builds finish first (and name their images), and none
+	// starts until the prune is done.
+	if err := s.LockPrune(); err != nil {
 		return err
 	}
 	defer s.Unlock()

@@ -212,8 +212,8 @@ func (s *Store) DiskUsage() (Usage, error) {
 // Prune removes the build cache entries o chooses, then every blob,
 // snapshot, image record and metadata record that neither a named image, a
 // live active snapshot nor a remaining entry holds, and the leftovers of
-// killed processes. Callers hold the exclusive lock (LockExclusive), so no
-// build runs meanwhile.
+// killed processes. Callers hold the store with LockPrune, so no build runs
+// meanwhile and every image built before has its name.
 //
 // A prune cut short leaves a consistent store: records go first (cache
 // entries, then image records), then the blobs and snapshots nobody names
