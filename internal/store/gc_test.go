@@ -137,6 +137,15 @@ func newWorld(t *testing.T) *world {
 		"two":   {Key: "two", Instruction: "RUN two", Layer: w.l2, DiffID: w.l2.Digest, ChainID: w.c2},
 		"empty": {Key: "empty", Instruction: "RUN true", Empty: true},
 	}
+	// A step of a stage no image copied from: a chain of two snapshots
+	// only its record holds.
+	lD1, lD2 := w.layer("stage layer one"), w.layer("stage layer two")
+	d1 := chainOf("", lD1)
+	d2 := chainOf(d1, lD2)
+	w.snapshot(d1, "", 10)
+	w.snapshot(d2, d1, 10)
+	w.steps["stage"] = Step{Key: "stage", Instruction: "FROM builder", Layer: lD1, DiffID: lD1.Digest, ChainID: d1}
+	w.steps["deep"] = Step{Key: "deep", Instruction: "RUN make", Layer: lD2, DiffID: lD2.Digest, ChainID: d2}
 	for _, r := range w.steps {
 		if err := w.s.PutStep(r); err != nil {
 			t.Fatal(err)
@@ -194,7 +203,7 @@ func TestPruneDangling(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
 	}
-	want := []string{"cache-mount " + w.cacheMount, "image " + w.old.ID, "solver " + w.solverDrop, "step two"}
+	want := []string{"cache-mount " + w.cacheMount, "image " + w.old.ID, "solver " + w.solverDrop, "step deep", "step stage", "step two"}
 	if got := entryIDs(rep.Entries); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Prune removed entries\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -456,5 +465,123 @@ func TestDiskUsage(t *testing.T) {
 	b, err := json.Marshal(u)
 	if err != nil || !strings.Contains(string(b), `"cacheReclaimable"`) {
 		t.Errorf("Usage as JSON: %s, %v", b, err)
+	}
+}
+
+// storeFiles lists the files and directories under the store root.
+func storeFiles(t *testing.T, root string) []string {
+	t.Helper()
+	var out []string
+	must := func(err error) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		out = append(out, rel)
+		return nil
+	}))
+	sort.Strings(out)
+	return out
+}
+
+// consistent fails unless every record in the store names content that is
+// there: the named images, the step and solver records, the image records,
+// and every committed snapshot's chain.
+func (w *world) consistent(when string) {
+	w.t.Helper()
+	if err := w.s.Snapshots().Walk(func(id digest.Digest) error {
+		_, err := w.s.Snapshots().Lowers(id)
+		return err
+	}); err != nil {
+		w.t.Errorf("%s: a snapshot's chain is broken: %v", when, err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(w.s.Root(), "steps"))
+	for _, e := range ents {
+		r, ok, err := w.s.Step(strings.TrimSuffix(e.Name(), ".json"))
+		if !ok || err != nil || !w.s.StepUsable(r) {
+			w.t.Errorf("%s: step record %s is not usable (%v)", when, e.Name(), err)
+		}
+	}
+	ents, _ = os.ReadDir(filepath.Join(w.s.Root(), "worker", "keys"))
+	for _, e := range ents {
+		var recs []solverRecord
+		if _, err := w.s.ReadJSON(filepath.Join("worker", "keys", e.Name()), &recs); err != nil {
+			w.t.Fatal(err)
+		}
+		for _, r := range recs {
+			if !w.s.Snapshots().Exists(r.Chain) {
+				w.t.Errorf("%s: solver record %s names the missing snapshot %s", when, e.Name(), r.Chain)
+			}
+			for _, l := range r.Layers {
+				if !w.s.Blobs().Has(l.Digest) {
+					w.t.Errorf("%s: solver record %s names the missing blob %s", when, e.Name(), l.Digest)
+				}
+			}
+		}
+	}
+	ents, _ = os.ReadDir(filepath.Join(w.s.Root(), "images"))
+	for _, e := range ents {
+		r, ok, err := w.s.Image(strings.TrimSuffix(e.Name(), ".json"))
+		if !ok || err != nil {
+			w.t.Fatalf("%s: image record %s: %v", when, e.Name(), err)
+		}
+		m, err := w.s.Blobs().Manifest(r.Manifest.Digest)
+		if err != nil {
+			w.t.Errorf("%s: image record %s: %v", when, r.ID, err)
+			continue
+		}
+		w.checkImage(r, append(m.Layers, m.Config)...)
+	}
+	w.checkImage(w.app, w.lB, w.l1)
+}
+
+// TestPruneCutShort cuts a prune short before each of its removals, as a
+// kill would, and checks that the store stays consistent and that the next
+// prune ends where an uninterrupted one does.
+func TestPruneCutShort(t *testing.T) {
+	full := newWorld(t)
+	removals := 0
+	testHookRemove = func() { removals++ }
+	defer func() { testHookRemove = func() {} }()
+	if _, err := full.s.Prune(PruneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := storeFiles(t, full.s.Root())
+	if removals < 10 {
+		t.Fatalf("the prune made %d removals, want at least 10 for this test to mean something", removals)
+	}
+	for n := 0; n < removals; n++ {
+		w := newWorld(t)
+		calls := 0
+		testHookRemove = func() {
+			if calls == n {
+				panic("killed")
+			}
+			calls++
+		}
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Fatalf("prune cut before removal %d: ran to its end", n)
+				}
+			}()
+			w.s.Prune(PruneOptions{})
+		}()
+		testHookRemove = func() {}
+		w.consistent("prune killed before removal " + strconv.Itoa(n))
+		if _, err := w.s.Prune(PruneOptions{}); err != nil {
+			t.Fatalf("the prune after one killed before removal %d: %v", n, err)
+		}
+		w.consistent("the prune after one killed before removal " + strconv.Itoa(n))
+		got := storeFiles(t, w.s.Root())
+		// The stores differ only in their temporary dir's name.
+		if len(got) != len(want) {
+			t.Errorf("killed before removal %d, then pruned: %d paths in the store, an uninterrupted prune leaves %d", n, len(got), len(want))
+		}
 	}
 }
