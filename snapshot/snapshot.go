@@ -109,22 +109,24 @@ type Active struct {
 // Prepare creates an active snapshot on top of committed snapshot parent (""
 // for an empty rootfs) and mounts it.
 func (s *Store) Prepare(parent digest.Digest) (*Active, error) {
-	lowers, err := s.Lowers(parent)
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp(filepath.Join(s.root, ".tmp"), fmt.Sprintf("active-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot prepare: %w", err)
 	}
 	a := &Active{Dir: dir, Upper: filepath.Join(dir, "fs"), Rootfs: filepath.Join(dir, "rootfs"),
-		Lowers: lowers, Parent: parent, store: s}
+		Parent: parent, store: s}
 	// The parent file says which chain the active snapshot mounts, so that
-	// a prune keeps it (ActiveParents); Commit rewrites it.
+	// a prune keeps it (ActiveParents); it is written before the chain is
+	// read. Commit rewrites it.
 	if err := writeParent(dir, parent); err != nil {
 		a.Remove()
 		return nil, fmt.Errorf("snapshot prepare: %w", err)
 	}
+	if a.Lowers, err = s.Lowers(parent); err != nil {
+		a.Remove()
+		return nil, err
+	}
+	lowers := a.Lowers
 	for _, d := range []string{a.Upper, filepath.Join(dir, "work"), a.Rootfs} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			a.Remove()
@@ -152,22 +154,24 @@ func (s *Store) Prepare(parent digest.Digest) (*Active, error) {
 // View mounts committed snapshot id read-only in a temporary directory, for
 // copying files out of it. Remove the returned Active when done.
 func (s *Store) View(id digest.Digest) (*Active, error) {
-	lowers, err := s.Lowers(id)
-	if err != nil {
-		return nil, err
-	}
-	if len(lowers) == 0 {
+	if id == "" {
 		return nil, errors.New("snapshot view: an empty image has no files")
 	}
 	dir, err := os.MkdirTemp(filepath.Join(s.root, ".tmp"), fmt.Sprintf("active-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot view: %w", err)
 	}
-	a := &Active{Dir: dir, Rootfs: filepath.Join(dir, "rootfs"), Lowers: lowers, Parent: id, store: s}
-	if err := writeParent(dir, id); err != nil {
+	a := &Active{Dir: dir, Rootfs: filepath.Join(dir, "rootfs"), Parent: id, store: s}
+	if err := writeParent(dir, id); err != nil { // see Prepare
 		a.Remove()
 		return nil, fmt.Errorf("snapshot view: %w", err)
 	}
+	lowers, err := s.Lowers(id)
+	if err != nil {
+		a.Remove()
+		return nil, err
+	}
+	a.Lowers = lowers
 	if err := os.Mkdir(a.Rootfs, 0o755); err != nil {
 		a.Remove()
 		return nil, err

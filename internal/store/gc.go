@@ -275,7 +275,20 @@ func (s *Store) Prune(o PruneOptions) (PruneReport, error) {
 		}
 		return a.key < b.key
 	})
+	rechecked := false
 	for _, ob := range free {
+		if kindOf(ob.key) == snapKey && !rechecked {
+			// A container started since the scan (snapbuild run takes
+			// no lock) is mounted on a chain it recorded first.
+			rechecked = true
+			if err := g.rootActives(); err != nil {
+				errs = append(errs, err)
+				break
+			}
+		}
+		if ob.rooted {
+			continue
+		}
 		testHookRemove()
 		if err := g.removeObject(ob); err != nil {
 			errs = append(errs, err)
@@ -557,6 +570,12 @@ func (g *gcState) roots() error {
 		}
 		g.images = append(g.images, u)
 	}
+	return g.rootActives()
+}
+
+// rootActives marks the chains active snapshots of live processes are
+// mounted on; all snapshots when one of them does not say.
+func (g *gcState) rootActives() error {
 	parents, ok, err := g.s.snaps.ActiveParents()
 	if err != nil {
 		return err

@@ -585,3 +585,41 @@ func TestPruneCutShort(t *testing.T) {
 		}
 	}
 }
+
+// TestPruneKeepsChainsMountedMeanwhile: a container started after the
+// prune's scan (snapbuild run takes no lock) keeps the chain it records.
+func TestPruneKeepsChainsMountedMeanwhile(t *testing.T) {
+	w := newWorld(t)
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	started := false
+	testHookRemove = func() {
+		if started {
+			return
+		}
+		started = true
+		dir := filepath.Join(w.s.Root(), "snapshots", ".tmp", "active-"+strconv.Itoa(sleep.Process.Pid)+"-1")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "parent"), []byte(w.c2.String()+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer func() { testHookRemove = func() {} }()
+	if _, err := w.s.Prune(PruneOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if !started {
+		t.Fatal("the prune removed nothing")
+	}
+	if !w.s.Snapshots().Exists(w.c2) {
+		t.Error("Prune removed the chain of an active snapshot made after its scan")
+	}
+	if w.s.Blobs().Has(w.l2.Digest) {
+		t.Error("Prune kept layer two's blob, which no record names")
+	}
+}
