@@ -73,8 +73,10 @@ type CacheEntry struct {
 	// Description is the step's instruction, a pulled base's reference,
 	// or the image's parent; "" when the record has none.
 	Description string `json:"description,omitempty"`
-	// LastUsed is when a build last wrote the record or found it in the
-	// cache (for step and solver records), from its modification time.
+	// LastUsed is when a build last wrote the record (its modification
+	// time) or, for step and solver records, found it in the cache (its
+	// access time, which snapbuild sets on a hit and prune reads without
+	// changing), whichever is later.
 	LastUsed time.Time `json:"lastUsed"`
 	// Size is the bytes of the record and of what it holds that no named
 	// image holds, in bytes (apparent sizes; what several entries hold is
@@ -607,10 +609,32 @@ type solverRecord struct {
 	Layers []ocispec.Descriptor `json:"layers,omitempty"`
 }
 
+// readRecord decodes the record at rel (relative to the root) without
+// changing its access time, which is its last use (see lastUse).
+func (g *gcState) readRecord(rel string, v any) error {
+	p := filepath.Join(g.s.root, rel)
+	fd, err := unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NOATIME, 0)
+	if err == unix.EPERM { // not the file's owner
+		fd, err = unix.Open(p, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	}
+	if err != nil {
+		return &fs.PathError{Op: "open", Path: p, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	if err := json.NewDecoder(f).Decode(v); err != nil {
+		return fmt.Errorf("store %s: %s is corrupt: %w", g.s.root, rel, err)
+	}
+	return nil
+}
+
 // scanEntries lists the build cache entries.
 func (g *gcState) scanEntries() error {
 	add := func(kind, id, desc, rel string, fi fs.FileInfo, data ...string) *CacheEntry {
 		e := &CacheEntry{Kind: kind, ID: id, Description: desc, LastUsed: fi.ModTime(), own: []string{rel}}
+		if kind == "step" || kind == "solver" {
+			e.LastUsed = lastUse(fi) // a cache hit sets the access time
+		}
 		e.data = g.present(data...)
 		e.objs = e.data
 		g.entries = append(g.entries, e)
@@ -628,7 +652,7 @@ func (g *gcState) scanEntries() error {
 	if err := eachJSON(filepath.Join(g.s.root, "steps"), func(name string, fi fs.FileInfo) error {
 		rel := filepath.Join("steps", name+".json")
 		var r Step
-		if _, err := g.s.ReadJSON(rel, &r); err != nil {
+		if err := g.readRecord(rel, &r); err != nil {
 			broken("step", name, rel, fi)
 			return nil
 		}
@@ -640,7 +664,7 @@ func (g *gcState) scanEntries() error {
 	if err := eachJSON(filepath.Join(g.s.root, "worker", "keys"), func(name string, fi fs.FileInfo) error {
 		rel := filepath.Join("worker", "keys", name+".json")
 		var recs []solverRecord
-		if _, err := g.s.ReadJSON(rel, &recs); err != nil {
+		if err := g.readRecord(rel, &recs); err != nil {
 			broken("solver", name, rel, fi)
 			return nil
 		}

@@ -423,8 +423,23 @@ func TestStepMarksUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if time.Since(fi.ModTime()) > time.Minute {
-		t.Errorf("Step(one) left the record's time at %s, want now", fi.ModTime())
+	// The use is the access time; the modification time stays (a dry
+	// run changes no record).
+	if !fi.ModTime().Equal(old) {
+		t.Errorf("Step(one) changed the record's modification time to %s", fi.ModTime())
+	}
+	if u := lastUse(fi); time.Since(u) > time.Minute {
+		t.Errorf("Step(one) left the record's last use at %s, want now", u)
+	}
+	// A prune of what was unused for a day keeps it.
+	if err := w.s.SetName("app", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.s.Prune(PruneOptions{All: true, Until: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if !w.exists(filepath.Join("steps", "one.json")) {
+		t.Error("Prune(until=24h) removed a step record used just now")
 	}
 }
 

@@ -50,6 +50,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
@@ -306,8 +307,8 @@ func (s *Store) WriteJSON(rel string, v any) error {
 }
 
 // Step returns the step cache entry for key; false when there is none. A
-// found entry's record is marked used now (its modification time), which
-// is what prune's --filter until and --keep-storage go by.
+// found entry's record is marked used now (its access time; see touch),
+// which is what prune's --filter until and --keep-storage go by.
 func (s *Store) Step(key string) (Step, bool, error) {
 	var r Step
 	rel := filepath.Join("steps", key+".json")
@@ -318,11 +319,21 @@ func (s *Store) Step(key string) (Step, bool, error) {
 	return r, ok, err
 }
 
-// touch marks the cache record at path used now by setting its modification
-// time; errors are ignored (a read-only store stays usable).
-func touch(path string) {
-	now := time.Now()
-	_ = os.Chtimes(path, now, now)
+// touch marks the cache record at path used now by setting its access time
+// (the modification time stays when it was written, so a dry run changes
+// no record); errors are ignored (a read-only store stays usable). A record
+// was last used at the later of the two times (lastUse).
+func touch(path string) { _ = os.Chtimes(path, time.Now(), time.Time{}) }
+
+// lastUse is when the record with info fi was last written or used.
+func lastUse(fi os.FileInfo) time.Time {
+	t := fi.ModTime()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if a := time.Unix(st.Atim.Unix()); a.After(t) {
+			return a
+		}
+	}
+	return t
 }
 
 // StepUsable reports whether everything a cached step names is still there:
