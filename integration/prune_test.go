@@ -138,6 +138,15 @@ func pruneFlow(t *testing.T, r runner, dir string) {
 		t.Errorf("rebuilding gone made %s again, from data prune should have removed", s.ID)
 	}
 	r.ok("rm", "gone")
+	// Entries used just now, in a cache far under 1 GB, stay.
+	for _, args := range [][]string{{"--filter", "until=1h"}, {"--keep-storage", "1GB"}} {
+		if res := r.ok(append([]string{"prune", "-f"}, args...)...); strings.Contains(res.stdout, "Deleted build cache objects") {
+			t.Errorf("prune %s removed entries used just now:\n%s", strings.Join(args, " "), res.stdout)
+		}
+	}
+	if u := df(t, r); u.CacheReclaimable < 3000000 {
+		t.Errorf("df after the prunes that should keep everything: %d bytes reclaimable, want gone's 3 MB still there", u.CacheReclaimable)
+	}
 	if s := build("keep", "keep", "2000000"); s.ID != keep.ID || s.Stats.ContainersStarted != 0 {
 		t.Errorf("rebuilding keep after prune: image %s, %d containers started; want %s, all cached", s.ID, s.Stats.ContainersStarted, keep.ID)
 	}
