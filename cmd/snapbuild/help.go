@@ -109,7 +109,7 @@ rebuilding them runs their steps again. --filter until=24h removes only entries 
 more than 24 hours ago. --keep-storage SIZE removes the chosen entries oldest first, and
 stops once the build cache takes at most SIZE. Blobs, snapshots and records nothing
 references, and what killed processes left, are removed by every prune.
-prune takes the build lock: it waits for a running build, and builds wait for it.`,
+prune waits until running builds have finished (their images named), and builds wait for it.`,
 		examples: []string{
 			"snapbuild prune -f",
 			"snapbuild prune --all -f                 # keep only the named images",

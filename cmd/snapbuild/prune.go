@@ -45,7 +45,7 @@ func parsePrune(fs *flag.FlagSet, args []string) (pruneFlags, *string, error) {
 	fs.BoolVar(&p.force, "force", false, "do not prompt for confirmation")
 	keep := fs.String("keep-storage", "", "remove entries, oldest first, only until the build cache takes at most `SIZE` (bytes, or 512MB, 10GB: units of 1024)")
 	var filters listFlag
-	fs.Var(&filters, "filter", "`until=DURATION`: only entries last used more than DURATION ago (Go durations: 90m, 24h)")
+	fs.Var(&filters, "filter", "remove only entries last used more than DURATION ago, with `until=DURATION` (Go durations: 90m, 24h)")
 	pos, _, err := parse(fs, args)
 	if err != nil {
 		return p, nil, err
