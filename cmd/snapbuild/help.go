@@ -89,6 +89,8 @@ Flags come before NAME; everything after NAME is the command.`,
 		name:    "rm",
 		summary: "Remove image names (the content stays: it is the build cache)",
 		usage:   []string{"rm [flags] NAME..."},
+		details: `The image's layers and snapshots stay as build cache until snapbuild prune removes
+what no named image uses (see 'snapbuild prune --help').`,
 		examples: []string{
 			"snapbuild rm hello",
 		},
