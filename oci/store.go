@@ -178,6 +178,47 @@ func (s *Store) CleanTemp() error {
 	return errors.Join(errs...)
 }
 
+// Remove deletes blob d; a blob that is not there is no error. Call it only
+// while holding the store's exclusive lock, after removing every record that
+// names d.
+func (s *Store) Remove(d digest.Digest) error {
+	if err := d.Validate(); err != nil {
+		return fmt.Errorf("oci store: %w", err)
+	}
+	if err := os.Remove(s.Path(d)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("oci store: remove blob %s: %w", d, err)
+	}
+	return nil
+}
+
+// Walk calls fn with the digest and size in bytes of every committed blob,
+// in no particular order (temporary files are skipped). An error from fn
+// stops the walk and is returned.
+func (s *Store) Walk(fn func(d digest.Digest, size int64) error) error {
+	dir := filepath.Join(s.root, "blobs", "sha256")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("oci store: %w", err)
+	}
+	for _, e := range ents {
+		d := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		if !e.Type().IsRegular() || d.Validate() != nil {
+			continue
+		}
+		fi, err := e.Info()
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("oci store: %w", err)
+		}
+		if err := fn(d, fi.Size()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // blobWriter hashes what it writes into a temporary file and renames it to its
 // digest on commit.
 type blobWriter struct {

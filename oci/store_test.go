@@ -439,3 +439,39 @@ func TestWriteBlobFrom(t *testing.T) {
 		t.Errorf("blobs dir holds %d entries, want 1 (no temp files left)", len(ents))
 	}
 }
+
+func TestStoreRemoveWalk(t *testing.T) {
+	s := newTestStore(t)
+	a, err := s.WriteBlob("text/plain", []byte("a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.WriteBlob("text/plain", []byte("bb"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := s.newWriter() // a writer cut short: not a blob
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.abort()
+	got := map[digest.Digest]int64{}
+	if err := s.Walk(func(d digest.Digest, size int64) error { got[d] = size; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[a.Digest] != 1 || got[b.Digest] != 2 {
+		t.Errorf("Walk = %v, want %s: 1 and %s: 2", got, a.Digest, b.Digest)
+	}
+	if err := s.Remove(a.Digest); err != nil {
+		t.Fatal(err)
+	}
+	if s.Has(a.Digest) || !s.Has(b.Digest) {
+		t.Error("Remove(a) did not remove a alone")
+	}
+	if err := s.Remove(a.Digest); err != nil {
+		t.Errorf("Remove of a missing blob = %v, want nil", err)
+	}
+	if err := s.Remove("sha256:nothex"); err == nil {
+		t.Error("Remove of an invalid digest = nil error")
+	}
+}

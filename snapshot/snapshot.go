@@ -109,16 +109,24 @@ type Active struct {
 // Prepare creates an active snapshot on top of committed snapshot parent (""
 // for an empty rootfs) and mounts it.
 func (s *Store) Prepare(parent digest.Digest) (*Active, error) {
-	lowers, err := s.Lowers(parent)
-	if err != nil {
-		return nil, err
-	}
 	dir, err := os.MkdirTemp(filepath.Join(s.root, ".tmp"), fmt.Sprintf("active-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot prepare: %w", err)
 	}
 	a := &Active{Dir: dir, Upper: filepath.Join(dir, "fs"), Rootfs: filepath.Join(dir, "rootfs"),
-		Lowers: lowers, Parent: parent, store: s}
+		Parent: parent, store: s}
+	// The parent file says which chain the active snapshot mounts, so that
+	// a prune keeps it (ActiveParents); it is written before the chain is
+	// read. Commit rewrites it.
+	if err := writeParent(dir, parent); err != nil {
+		a.Remove()
+		return nil, fmt.Errorf("snapshot prepare: %w", err)
+	}
+	if a.Lowers, err = s.Lowers(parent); err != nil {
+		a.Remove()
+		return nil, err
+	}
+	lowers := a.Lowers
 	for _, d := range []string{a.Upper, filepath.Join(dir, "work"), a.Rootfs} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			a.Remove()
@@ -146,18 +154,24 @@ func (s *Store) Prepare(parent digest.Digest) (*Active, error) {
 // View mounts committed snapshot id read-only in a temporary directory, for
 // copying files out of it. Remove the returned Active when done.
 func (s *Store) View(id digest.Digest) (*Active, error) {
-	lowers, err := s.Lowers(id)
-	if err != nil {
-		return nil, err
-	}
-	if len(lowers) == 0 {
+	if id == "" {
 		return nil, errors.New("snapshot view: an empty image has no files")
 	}
 	dir, err := os.MkdirTemp(filepath.Join(s.root, ".tmp"), fmt.Sprintf("active-%d-", os.Getpid()))
 	if err != nil {
 		return nil, fmt.Errorf("snapshot view: %w", err)
 	}
-	a := &Active{Dir: dir, Rootfs: filepath.Join(dir, "rootfs"), Lowers: lowers, Parent: id, store: s}
+	a := &Active{Dir: dir, Rootfs: filepath.Join(dir, "rootfs"), Parent: id, store: s}
+	if err := writeParent(dir, id); err != nil { // see Prepare
+		a.Remove()
+		return nil, fmt.Errorf("snapshot view: %w", err)
+	}
+	lowers, err := s.Lowers(id)
+	if err != nil {
+		a.Remove()
+		return nil, err
+	}
+	a.Lowers = lowers
 	if err := os.Mkdir(a.Rootfs, 0o755); err != nil {
 		a.Remove()
 		return nil, err
@@ -281,4 +295,101 @@ func ownerAlive(name string) bool {
 		return false
 	}
 	return true
+}
+
+// Parent returns the parent of committed snapshot id ("" for a base
+// snapshot). A snapshot that is not committed is an error wrapping
+// os.ErrNotExist.
+func (s *Store) Parent(id digest.Digest) (digest.Digest, error) {
+	return readParent(s.dir(id))
+}
+
+func readParent(dir string) (digest.Digest, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "parent"))
+	if err != nil {
+		return "", fmt.Errorf("snapshot %s: %w", filepath.Base(dir), err)
+	}
+	p := digest.Digest(strings.TrimSpace(string(b)))
+	if p == "" {
+		return "", nil
+	}
+	if err := p.Validate(); err != nil {
+		return "", fmt.Errorf("snapshot store is corrupt: parent of %s: %w", filepath.Base(dir), err)
+	}
+	return p, nil
+}
+
+// Walk calls fn with the ID of every committed snapshot, in no particular
+// order. Directories that are not committed snapshots (no parent file: a
+// commit or remove cut short) are skipped. An error from fn stops the walk
+// and is returned.
+func (s *Store) Walk(fn func(id digest.Digest) error) error {
+	ents, err := os.ReadDir(s.root)
+	if err != nil {
+		return fmt.Errorf("snapshot store: %w", err)
+	}
+	for _, e := range ents {
+		id := digest.NewDigestFromEncoded(digest.SHA256, e.Name())
+		if !e.IsDir() || id.Validate() != nil || !s.Exists(id) {
+			continue
+		}
+		if err := fn(id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ActiveParents returns the snapshots that active snapshots of live
+// processes (a build's step, a running container, a view) are mounted on,
+// as recorded when they were prepared; "" stands for an empty rootfs. An
+// active snapshot of a live process whose parent is not recorded (made by
+// an older snapbuild, or still being prepared) makes ok false: the caller
+// cannot tell what it uses and must keep every snapshot.
+func (s *Store) ActiveParents() (parents []digest.Digest, ok bool, err error) {
+	ents, err := os.ReadDir(filepath.Join(s.root, ".tmp"))
+	if err != nil {
+		return nil, false, fmt.Errorf("snapshot store: %w", err)
+	}
+	ok = true
+	for _, e := range ents {
+		if !ownerAlive(e.Name()) {
+			continue
+		}
+		p, err := readParent(filepath.Join(s.root, ".tmp", e.Name()))
+		if err != nil {
+			ok = false
+			continue
+		}
+		parents = append(parents, p)
+	}
+	return parents, ok, nil
+}
+
+// Remove deletes committed snapshot id; a snapshot that is not there is no
+// error. The snapshot is first renamed into the store's temporary directory,
+// so Exists is false at once and a remove cut short leaves a directory that
+// CleanTemp deletes. Remove does not check for children: a snapshot that
+// others name as parent must be removed after them (its children's mounts
+// would fail), and one an active snapshot is mounted on must not be removed
+// (see ActiveParents).
+func (s *Store) Remove(id digest.Digest) error {
+	if err := id.Validate(); err != nil {
+		return fmt.Errorf("snapshot remove: %w", err)
+	}
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	tmp, err := os.MkdirTemp(filepath.Join(s.root, ".tmp"), "removed-")
+	if err != nil {
+		return fmt.Errorf("snapshot remove %s: %w", id, err)
+	}
+	dst := filepath.Join(tmp, "snapshot")
+	if err := os.Rename(s.dir(id), dst); err != nil && !errors.Is(err, os.ErrNotExist) {
+		os.Remove(tmp)
+		return fmt.Errorf("snapshot remove %s: %w", id, err)
+	}
+	if err := os.RemoveAll(tmp); err != nil {
+		return fmt.Errorf("snapshot remove %s: %w", id, err)
+	}
+	return nil
 }

@@ -4,8 +4,10 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -218,5 +220,78 @@ func TestApply(t *testing.T) {
 	}
 	if !slices.Equal(names, []string{"b", "c"}) {
 		t.Errorf("the snapshot holds %q, want [b c]", names)
+	}
+}
+
+func TestRemoveWalkActiveParents(t *testing.T) {
+	s, err := New(t.TempDir(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(id, parent digest.Digest) {
+		t.Helper()
+		a, err := s.Prepare("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.Parent = parent
+		if err := s.Commit(a, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base, child := ChainID("", digest.FromString("a")), ChainID(ChainID("", digest.FromString("a")), digest.FromString("b"))
+	commit(base, "")
+	commit(child, base)
+	var ids []digest.Digest
+	if err := s.Walk(func(id digest.Digest) error { ids = append(ids, id); return nil }); err != nil || len(ids) != 2 {
+		t.Fatalf("Walk = %v, %v; want both snapshots", ids, err)
+	}
+	if p, err := s.Parent(child); err != nil || p != base {
+		t.Errorf("Parent(child) = %s, %v; want %s", p, err, base)
+	}
+	if p, err := s.Parent(base); err != nil || p != "" {
+		t.Errorf("Parent(base) = %q, %v; want \"\"", p, err)
+	}
+	// This process's own active snapshot: prepared on base, it records it.
+	a, err := s.Prepare("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Remove()
+	if b, err := os.ReadFile(filepath.Join(a.Dir, "parent")); err != nil || string(b) != "\n" {
+		t.Errorf("active snapshot's parent file = %q, %v; want an empty parent", b, err)
+	}
+	// A live process's active snapshot on child is reported; this
+	// process's own are not (a build cleans them itself).
+	sleep := exec.Command("sleep", "60")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sleep.Process.Kill(); sleep.Wait() }()
+	other := filepath.Join(s.root, ".tmp", fmt.Sprintf("active-%d-x", sleep.Process.Pid))
+	if err := os.Mkdir(other, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeParent(other, child); err != nil {
+		t.Fatal(err)
+	}
+	if ps, ok, err := s.ActiveParents(); err != nil || !ok || len(ps) != 1 || ps[0] != child {
+		t.Errorf("ActiveParents = %v, %v, %v; want [%s], true", ps, ok, err, child)
+	}
+	os.Remove(filepath.Join(other, "parent"))
+	if _, ok, err := s.ActiveParents(); err != nil || ok {
+		t.Errorf("ActiveParents with an unrecorded parent: ok = %v, %v; want false", ok, err)
+	}
+	if err := s.Remove(child); err != nil {
+		t.Fatal(err)
+	}
+	if s.Exists(child) || !s.Exists(base) {
+		t.Error("Remove(child) did not remove child alone")
+	}
+	if err := s.Remove(child); err != nil {
+		t.Errorf("Remove of a missing snapshot = %v, want nil", err)
+	}
+	if ents, _ := os.ReadDir(filepath.Join(s.root, ".tmp")); len(ents) != 2 {
+		t.Errorf("Remove left %d entries in .tmp, want the 2 active snapshots", len(ents))
 	}
 }

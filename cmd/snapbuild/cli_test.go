@@ -58,6 +58,8 @@ var commandFlags = map[string][]string{
 	"export":  {"--root DIR", "--compression ALGORITHM", "--insecure-registry HOST[:PORT]"},
 	"push":    {"--root DIR", "--compression ALGORITHM", "--insecure-registry HOST[:PORT]", "--ca-file FILE"},
 	"pull":    {"--root DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE"},
+	"prune":   {"--root DIR", "-a, --all", "-f, --force", "--keep-storage SIZE", "--filter until=DURATION"},
+	"df":      {"--root DIR", "-v, --verbose", "--json"},
 	"save":    {"--root DIR"},
 	"load":    {"--root DIR"},
 	"version": nil,

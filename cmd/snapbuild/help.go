@@ -89,10 +89,48 @@ Flags come before NAME; everything after NAME is the command.`,
 		name:    "rm",
 		summary: "Remove image names (the content stays: it is the build cache)",
 		usage:   []string{"rm [flags] NAME..."},
+		details: `The image's layers and snapshots stay as build cache until snapbuild prune removes
+what no named image uses (see 'snapbuild prune --help').`,
 		examples: []string{
 			"snapbuild rm hello",
 		},
 		run: cmdRm,
+	},
+	{
+		name:    "prune",
+		summary: "Remove build cache that no named image uses, and content nothing references",
+		usage:   []string{"prune [-a] [--filter until=DURATION] [--keep-storage SIZE] [-f] [flags]"},
+		details: `As docker builder prune. Named images, with everything they hold, are never removed (remove
+a name with snapbuild rm first), nor Modal volumes, nor what a running container uses.
+Build cache entries are the step and solver cache records, Debian and registry base
+records, images no name points at, cache mounts and file hash caches. An entry is kept
+(shared) when every layer and snapshot it names is in a named image, so rebuilding a
+named image stays cached; the others (dangling) are removed, with the layers, snapshots
+and blobs only they held. --all removes every entry: only the named images are left, and
+rebuilding them runs their steps again. --filter until=24h removes only entries last used
+more than 24 hours ago. --keep-storage SIZE removes the chosen entries oldest first, and
+stops once the build cache takes at most SIZE. Blobs, snapshots and records nothing
+references, and what killed processes left, are removed by every prune.
+prune waits until running builds have finished (their images named), and builds wait for it.`,
+		examples: []string{
+			"snapbuild prune -f",
+			"snapbuild prune --all -f                 # keep only the named images",
+			"snapbuild prune --filter until=168h -f   # dangling entries unused for a week",
+			"snapbuild prune --all --keep-storage 10GB -f",
+		},
+		run: cmdPrune,
+	},
+	{
+		name:    "df",
+		summary: "Show what uses the store's space: images, build cache, unreferenced content",
+		usage:   []string{"df [-v] [--json] [flags]"},
+		details: `As podman system df and docker buildx du. Images: what the named images hold (each
+layer, snapshot and blob once). Build cache: what the cache entries hold beyond the named
+images; KEPT counts the shared entries prune keeps, RECLAIMABLE is what prune frees of it
+(prune --all frees all of it). Unreferenced: content nothing references and what killed
+processes left. Sizes are the apparent sizes of the files, in units of 1000.`,
+		examples: []string{"snapbuild df", "snapbuild df -v", "snapbuild df --json | jq .cacheReclaimable"},
+		run:      cmdDf,
 	},
 	{
 		name:    "export",

@@ -6,27 +6,40 @@
 // Layout under the root directory:
 //
 //	lock                 flock(2) held exclusively by a build, shared by readers
+//	pin                  flock(2) held shared by every process that has built
+//	                     (until it closes the store), exclusively by a prune
 //	mode                 "root" or "rootless": who made the store (see CheckMode)
 //	blobs/sha256/<hex>   layers, configs and manifests (OCI content)
 //	snapshots/<hex>/fs   committed overlay upper dirs, named by chain ID
 //	steps/<hex>.json     step cache: step key -> layer, diffID, chain ID (Step)
 //	bases/<hex>.json     newest base built for a base definition (offline reuse)
 //	images/<im-id>.json  built images: manifest, chain ID, shell (Image)
+//	metadata/<hex>.json  probed metadata of an image, by manifest digest
 //	names.json           image names -> image IDs
 //	sources.json         names given by builds -> the file that defined the image
+//	mounts.json          names -> runtime mounts (add_local_* copy=False)
+//	volumes/<name>/      Modal volumes kept in the store (never pruned)
+//	run/<pid>/           state of `snapbuild run` containers
 //	tmp/                 libcontainer state and scratch; emptied by each build
-//	worker/              the build worker's files: cache/ (cache mounts) and
-//	                     keys/ are kept; tmp/ (copies of local sources) and
-//	                     run/ (sandbox state, secret files) are emptied by each build
+//	worker/              the build worker's files: cache/ (cache mounts),
+//	                     keys/ (solver cache records) and contenthash/ (file
+//	                     hashes of local sources) are kept; tmp/ (copies of
+//	                     local sources) and run/ (sandbox state, secret
+//	                     files) are emptied by each build
 //
 // Every record is written to a temporary file and renamed (package
 // internal/atomicfile), after the blobs and snapshots it names are in place,
 // so a killed build leaves the store consistent: at worst some unreferenced
 // content and temporary files, which the next build removes (LockExclusive).
+// Prune removes in the opposite order: records first, then what no record
+// names; DiskUsage says what uses the space.
 //
 // A Store is safe for use by one goroutine at a time; processes (and several
 // Stores opened on one root) serialize on the lock file: a build holds it
-// exclusively, readers share it.
+// exclusively, readers share it. A build's result has no name until the
+// builder names it, after the build lock is released; so a Store that took
+// the build lock also holds the pin file shared until it is closed, and a
+// prune (LockPrune) waits for every such Store to close.
 package store
 
 import (
@@ -37,6 +50,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
+	"time"
 
 	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
 	"github.com/opencontainers/go-digest"
@@ -52,10 +67,12 @@ import (
 
 // Store is an open store directory. Open returns it; Close releases it.
 type Store struct {
-	root  string
-	blobs *oci.Store
-	snaps *snapshot.Store
-	lock  *os.File
+	root   string
+	blobs  *oci.Store
+	snaps  *snapshot.Store
+	lock   *os.File
+	pin    *os.File
+	pinned int // how pin is held: 0, unix.LOCK_SH (built) or unix.LOCK_EX (pruning)
 }
 
 // Step is one step cache entry, stored as steps/<Key>.json. A base
@@ -119,7 +136,12 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", abs, err)
 	}
-	return &Store{root: abs, blobs: blobs, snaps: snaps, lock: lock}, nil
+	pin, err := os.OpenFile(filepath.Join(abs, "pin"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("store %s: %w", abs, err)
+	}
+	return &Store{root: abs, blobs: blobs, snaps: snaps, lock: lock, pin: pin}, nil
 }
 
 // CheckMode refuses to mix rootless and root use of the store at root: their
@@ -155,19 +177,57 @@ func (s *Store) Blobs() *oci.Store { return s.blobs }
 // Snapshots is the store's committed overlay snapshots, named by chain ID.
 func (s *Store) Snapshots() *snapshot.Store { return s.snaps }
 
-// Close releases the lock file (and with it any lock held).
-func (s *Store) Close() error { return s.lock.Close() }
+// Close releases the lock files (and with them any lock held).
+func (s *Store) Close() error { return errors.Join(s.lock.Close(), s.pin.Close()) }
 
 // LockExclusive takes the build lock, waiting (and saying so on stderr) while
 // another process holds it, and then clears what a killed build left:
 // temporary blobs and snapshots and the contents of tmp/, worker/tmp/ and
-// worker/run/.
+// worker/run/. The first call also pins the store until Close: a prune
+// waits for the images this Store builds to be named (see Store).
 func (s *Store) LockExclusive() error {
-	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		fmt.Fprintf(os.Stderr, "waiting for another snapbuild build on %s...\n", s.root)
-		if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_EX); err != nil {
+	// The pin first: a prune takes it before the build lock, so no two
+	// processes wait for each other.
+	if s.pinned == 0 {
+		if err := s.flock(s.pin, unix.LOCK_SH, "waiting for snapbuild prune on %s..."); err != nil {
+			return err
+		}
+		s.pinned = unix.LOCK_SH
+	}
+	return s.lockBuild()
+}
+
+// LockPrune takes the store for a prune: it waits (saying so on stderr)
+// until no other Store that has built is open, in any process, and takes
+// the build lock as LockExclusive does. Builds wait for the prune until
+// Unlock. It must be the first lock a Store takes.
+func (s *Store) LockPrune() error {
+	if s.pinned != 0 {
+		return fmt.Errorf("store %s: LockPrune after a build lock on the same Store: use a Store of its own", s.root)
+	}
+	if err := s.flock(s.pin, unix.LOCK_EX, "waiting for snapbuild processes that build on %s to finish..."); err != nil {
+		return err
+	}
+	s.pinned = unix.LOCK_EX
+	return s.lockBuild()
+}
+
+// flock takes lock how on f, first without waiting; when it has to wait it
+// says so on stderr with msg (given the root).
+func (s *Store) flock(f *os.File, how int, msg string) error {
+	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
+		fmt.Fprintf(os.Stderr, msg+"\n", s.root)
+		if err := unix.Flock(int(f.Fd()), how); err != nil {
 			return fmt.Errorf("store %s: lock: %w", s.root, err)
 		}
+	}
+	return nil
+}
+
+// lockBuild takes the build lock and clears what a killed build left.
+func (s *Store) lockBuild() error {
+	if err := s.flock(s.lock, unix.LOCK_EX, "waiting for another snapbuild build on %s..."); err != nil {
+		return err
 	}
 	errs := []error{s.blobs.CleanTemp(), s.snaps.CleanTemp(), CleanDir(filepath.Join(s.root, "tmp"))}
 	for _, d := range workerScratch {
@@ -195,8 +255,15 @@ func (s *Store) LockShared() error {
 	return nil
 }
 
-// Unlock releases the lock taken by LockExclusive or LockShared.
-func (s *Store) Unlock() { _ = unix.Flock(int(s.lock.Fd()), unix.LOCK_UN) }
+// Unlock releases the lock taken by LockExclusive, LockShared or LockPrune.
+// A build's pin stays until Close; a prune's is released.
+func (s *Store) Unlock() {
+	_ = unix.Flock(int(s.lock.Fd()), unix.LOCK_UN)
+	if s.pinned == unix.LOCK_EX {
+		_ = unix.Flock(int(s.pin.Fd()), unix.LOCK_UN)
+		s.pinned = 0
+	}
+}
 
 // CleanDir removes everything in dir, keeping dir itself. It tries every
 // entry and returns the errors joined.
@@ -239,11 +306,34 @@ func (s *Store) WriteJSON(rel string, v any) error {
 	return atomicfile.Write(filepath.Join(s.root, rel), append(b, '\n'), 0o644)
 }
 
-// Step returns the step cache entry for key; false when there is none.
+// Step returns the step cache entry for key; false when there is none. A
+// found entry's record is marked used now (its access time; see touch),
+// which is what prune's --filter until and --keep-storage go by.
 func (s *Store) Step(key string) (Step, bool, error) {
 	var r Step
-	ok, err := s.ReadJSON(filepath.Join("steps", key+".json"), &r)
+	rel := filepath.Join("steps", key+".json")
+	ok, err := s.ReadJSON(rel, &r)
+	if ok && err == nil {
+		touch(filepath.Join(s.root, rel))
+	}
 	return r, ok, err
+}
+
+// touch marks the cache record at path used now by setting its access time
+// (the modification time stays when it was written, so a dry run changes
+// no record); errors are ignored (a read-only store stays usable). A record
+// was last used at the later of the two times (lastUse).
+func touch(path string) { _ = os.Chtimes(path, time.Now(), time.Time{}) }
+
+// lastUse is when the record with info fi was last written or used.
+func lastUse(fi os.FileInfo) time.Time {
+	t := fi.ModTime()
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		if a := time.Unix(st.Atim.Unix()); a.After(t) {
+			return a
+		}
+	}
+	return t
 }
 
 // StepUsable reports whether everything a cached step names is still there:

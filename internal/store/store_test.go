@@ -425,3 +425,55 @@ func TestCleanDir(t *testing.T) {
 		t.Errorf("CleanDir(missing) = %v, want ErrNotExist", err)
 	}
 }
+
+// TestLockPrune: a prune waits for every Store that has built to be closed
+// (a build's image is named after the build lock is released), and builds
+// wait for the prune.
+func TestLockPrune(t *testing.T) {
+	dir := t.TempDir()
+	builder, pruner, other := open(t, dir), open(t, dir), open(t, dir)
+	if err := builder.LockExclusive(); err != nil {
+		t.Fatal(err)
+	}
+	builder.Unlock() // built; the name is not given yet
+	done := make(chan error, 1)
+	go func() { done <- pruner.LockPrune() }()
+	select {
+	case err := <-done:
+		t.Fatalf("LockPrune did not wait for a Store that built: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// The builder still takes the build lock (to name its image).
+	if err := builder.LockExclusive(); err != nil {
+		t.Fatal(err)
+	}
+	builder.Unlock()
+	builder.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("LockPrune still waits after the builder closed its store")
+	}
+	go func() { done <- other.LockExclusive() }()
+	select {
+	case err := <-done:
+		t.Fatalf("a build did not wait for the prune: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	pruner.Unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a build still waits after the prune")
+	}
+	other.Unlock()
+	if err := other.LockPrune(); err == nil {
+		t.Error("LockPrune on a Store that built = nil error")
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	digest "github.com/opencontainers/go-digest"
 
@@ -16,7 +17,9 @@ import (
 
 // Cache returns the build.Cache of the Worker: one JSON record per cache
 // key under the worker's dir (keys/<hex>.json) listing each output's
-// snapshot, layers and diffIDs. A record whose snapshots or layer blobs are
+// snapshot, layers and diffIDs (the store's prune reads these records:
+// internal/store's solverRecord). A hit sets the record's access time,
+// its last use. A record whose snapshots or layer blobs are
 // gone is a miss. Outputs that are local sources (directories that live as
 // long as the Worker) are not recorded: a vertex with one runs again.
 func (w *Worker) Cache() build.Cache { return (*cache)(w) }
@@ -73,6 +76,10 @@ func (c *cache) Get(ctx context.Context, key digest.Digest) ([]build.Ref, bool, 
 		}
 		refs[i] = r
 	}
+	// A hit marks the record used (its access time; its modification
+	// time stays when it was written): prune's --filter until and
+	// --keep-storage go by the later of the two.
+	_ = os.Chtimes(p, time.Now(), time.Time{})
 	return refs, true, nil
 }
 
