@@ -703,8 +703,8 @@ func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr stri
 	return false, nil
 }
 
-// commitLayer diffs a's upper dir into a zstd layer, commits the snapshot and
-// records the step.
+// commitLayer diffs a's upper dir into a zstd layer, clamps the upper dir's
+// mtimes as the layer's are, commits the snapshot and records the step.
 func (b *Builder) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string) (store.Step, error) {
 	if err := a.Unmount(); err != nil {
 		return store.Step{}, err
@@ -715,6 +715,10 @@ func (b *Builder) commitLayer(ctx context.Context, parent digest.Digest, a *snap
 		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.Snapshots().UserXattr(), Epoch: b.layerEpoch()})
 		return err
 	})
+	if err == nil && b.layerEpoch() != nil {
+		// The snapshot holds the times the layer holds.
+		err = overlay.ClampTimes(ctx, a.Upper, *b.layerEpoch())
+	}
 	if err != nil {
 		return store.Step{}, err
 	}

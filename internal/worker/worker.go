@@ -487,7 +487,8 @@ func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Re
 
 // writeDiff unmounts a and writes the changes in its upper dir as one zstd
 // layer (overlay.Diff into oci.Store.WriteLayer), with the Worker's mtime
-// clamp. a stays, unmounted.
+// clamp, which it then applies to the upper dir too (overlay.ClampTimes).
+// a stays, unmounted.
 func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, overlay.Stats, error) {
 	if err := a.Unmount(); err != nil {
 		return oci.Layer{}, overlay.Stats{}, err
@@ -498,6 +499,10 @@ func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, 
 		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: w.layerEpoch()})
 		return err
 	})
+	if err == nil && w.layerEpoch() != nil {
+		// The snapshot holds the times the layer holds.
+		err = overlay.ClampTimes(ctx, a.Upper, *w.layerEpoch())
+	}
 	return layer, stats, err
 }
 
