@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/big"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -772,23 +771,12 @@ func (b *Builder) commitImage(st *buildState, l *modal.Layer, files []contextFil
 		Inputs   []string `json:"inputs"`
 		Manifest string   `json:"manifest"`
 	}{st.id, BuilderVersion, l.Commands, inputs, manifest.Digest.String()})
-	rec := store.Image{ID: imageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
+	rec := store.Image{ID: store.ImageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
 	if err := b.store.PutImage(rec); err != nil {
 		return Result{}, err
 	}
 	st.id, st.manifest = rec.ID, manifest.Digest
 	return Result{ID: rec.ID, Manifest: manifest, Config: img}, nil
-}
-
-// imageID derives a Modal-style image ID, "im-" + 22 base62 characters, from a
-// layer definition.
-func imageID(def []byte) string {
-	sum := sha256.Sum256(def)
-	s := new(big.Int).SetBytes(sum[:]).Text(62)
-	for len(s) < 22 {
-		s = "0" + s
-	}
-	return "im-" + s[:22]
 }
 
 // Tag names image id (or an existing name) so that later commands can use the

@@ -115,36 +115,6 @@ func TestStepKeyStableAndSensitive(t *testing.T) {
 	}
 }
 
-func TestImageIDFormat(t *testing.T) {
-	re := regexp.MustCompile(`^im-[0-9A-Za-z]{22}$`)
-	seen := map[string]bool{}
-	for i := 0; i < 500; i++ {
-		def := []byte(strings.Repeat("x", i))
-		id := imageID(def)
-		if !re.MatchString(id) {
-			t.Fatalf("imageID = %q, want im- + 22 base62 characters", id)
-		}
-		if !store.ValidImageID(id) {
-			t.Errorf("store.ValidImageID(%q) = false", id)
-		}
-		if imageID(def) != id {
-			t.Fatalf("imageID not deterministic for %q", def)
-		}
-		if seen[id] {
-			t.Fatalf("imageID collision at %d: %s", i, id)
-		}
-		seen[id] = true
-	}
-	// Known values (computed independently: sha256 as a big-endian number in
-	// base 62, digits 0-9a-zA-Z, first 22 digits), so that a change of the
-	// derivation, which would orphan every stored image ID, is noticed.
-	for def, want := range map[string]string{"snapbuild": "im-8FQEXqb5vvm6hhH9GdZ0v3", "": "im-RZwTDmWjELXeEmMEb0eIIe"} {
-		if got := imageID([]byte(def)); got != want {
-			t.Errorf("imageID(%q) = %s, want %s", def, got, want)
-		}
-	}
-}
-
 // ---- config generation with a real store ----
 
 func uTar(t *testing.T, files map[string]string) []byte {

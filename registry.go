@@ -1,19 +1,13 @@
 package snapbuild
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/partial"
-	"github.com/google/go-containerregistry/pkg/v1/types"
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
@@ -191,7 +185,9 @@ func (b *Builder) pull(ctx context.Context, ref string, creds *Credentials, prog
 	if err != nil {
 		return store.Image{}, err
 	}
-	return b.importImage(ctx, img, progress)
+	return b.store.Import(ctx, img, store.ImportOptions{Progress: progress, Warn: func(line string) {
+		b.progress.Event(Event{Kind: EventWarn, Line: line})
+	}})
 }
 
 // WithRegistryOptions sets how images are pulled, pushed and exported:
@@ -274,64 +270,6 @@ func (b *Builder) pullNamed(ctx context.Context, ref, name string, record bool, 
 	return b.Inspect(rec.ID)
 }
 
-// storeImage is the stored image with manifest m, as a go-containerregistry
-// image reading the store's blobs (verified as they are read by whoever
-// consumes them: the registry package hashes what it sends).
-func (b *Builder) storeImage(m ocispec.Descriptor) (v1.Image, error) {
-	raw, err := b.store.Blobs().ReadBlob(m.Digest)
-	if err != nil {
-		return nil, err
-	}
-	return partial.CompressedToImage(&storeImageCore{b: b, raw: raw, mediaType: types.MediaType(m.MediaType)})
-}
-
-// storeImageCore is partial.CompressedImageCore over the blob store.
-type storeImageCore struct {
-	b         *Builder
-	raw       []byte
-	mediaType types.MediaType
-}
-
-func (c *storeImageCore) RawManifest() ([]byte, error)        { return c.raw, nil }
-func (c *storeImageCore) MediaType() (types.MediaType, error) { return c.mediaType, nil }
-
-func (c *storeImageCore) RawConfigFile() ([]byte, error) {
-	m, err := v1.ParseManifest(bytes.NewReader(c.raw))
-	if err != nil {
-		return nil, err
-	}
-	return c.b.store.Blobs().ReadBlob(digest.Digest(m.Config.Digest.String()))
-}
-
-func (c *storeImageCore) LayerByDigest(h v1.Hash) (partial.CompressedLayer, error) {
-	m, err := v1.ParseManifest(bytes.NewReader(c.raw))
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range m.Layers {
-		if l.Digest == h {
-			return &storeLayer{b: c.b, desc: l}, nil
-		}
-	}
-	if m.Config.Digest == h {
-		return &storeLayer{b: c.b, desc: m.Config}, nil
-	}
-	return nil, fmt.Errorf("blob %s is not part of manifest", h)
-}
-
-// storeLayer is a compressed layer blob in the store.
-type storeLayer struct {
-	b    *Builder
-	desc v1.Descriptor
-}
-
-func (l *storeLayer) Digest() (v1.Hash, error)            { return l.desc.Digest, nil }
-func (l *storeLayer) Size() (int64, error)                { return l.desc.Size, nil }
-func (l *storeLayer) MediaType() (types.MediaType, error) { return l.desc.MediaType, nil }
-func (l *storeLayer) Compressed() (io.ReadCloser, error) {
-	return l.b.store.Blobs().Open(digest.Digest(l.desc.Digest.String()))
-}
-
 // ExportOptions tune ExportWith and Push.
 type ExportOptions struct {
 	// Compression of the written layers: "gzip", "zstd", or "" for the
@@ -411,7 +349,7 @@ func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOpti
 		}
 		return b.store.Blobs().Export(manifest, or, oci.WithIndexAnnotations(registry.IndexAnnotations(or.Tag, fullName)))
 	}
-	img, err := b.storeImage(manifest)
+	img, err := b.store.V1Image(manifest)
 	if err != nil {
 		return err
 	}
