@@ -151,6 +151,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if quiet {
 		p = snapbuild.ProgressFunc(func(snapbuild.Event) {})
 	}
+	// Every step's whole output goes to the store's build log, which the
+	// view clips (snapbuild.StepLogLimit).
+	blog := &buildLog{view: p}
+	if dry == "" {
+		p = blog
+	}
 	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSite(site),
 		snapbuild.WithTimestamps(ts)}
 	if *force {
@@ -192,6 +198,23 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	defer b.Close()
+	if dry == "" {
+		if err := blog.open(storeDir); err != nil {
+			fmt.Fprintf(os.Stderr, "snapbuild: warning: %v; building without a log\n", err)
+		}
+		defer func() {
+			path, err := blog.close()
+			switch {
+			case err != nil:
+				fmt.Fprintf(os.Stderr, "snapbuild: warning: %v\n", err)
+			case path == "" || quiet:
+			case *progress == "json":
+				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "log", "path": path})
+			default:
+				fmt.Fprintf(os.Stderr, "build log: %s\n", path)
+			}
+		}()
+	}
 	// Names first: a build that would take another file's name builds
 	// nothing and names nothing.
 	var refused []error
@@ -239,7 +262,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 			}
 			if *progress == "json" {
 				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": d.name, "id": res.ID,
-					"manifest": res.Manifest.Digest, "stats": res.Stats, "previous": t.Previous, "peakRSSKiB": peakRSSKiB()})
+					"manifest": res.Manifest.Digest, "stats": res.Stats, "previous": t.Previous, "peakRSSKiB": peakRSSKiB(), "log": blog.path})
 			} else {
 				// Steps are the entries the progress numbers [n/N];
 				// cached are those it printed CACHED (nothing ran);
