@@ -346,7 +346,7 @@ func Evaluate(ctx context.Context, file string, opts Options) (*Result, error) {
 	}
 	watch.Close() // python's copy is enough
 	err = cmd.Wait()
-	if err != nil || runCtx.Err() != nil {
+	if err != nil {
 		if cause := context.Cause(runCtx); ctx.Err() == nil && cause != nil {
 			var te *TimeoutError
 			if errors.As(cause, &te) {
