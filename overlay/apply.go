@@ -176,10 +176,7 @@ func (c *entryChecker) entry(hdr *tar.Header) {
 		case typ == tar.TypeDir:
 			c.why = fmt.Sprintf("hard link to %q, a directory", target)
 		}
-		if held {
-			typ = c.written[target]
-		}
-		c.written[name] = typ
+		c.written[name] = typ // a link is what it links to
 		return
 	}
 	c.written[name] = hdr.Typeflag
