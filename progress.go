@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -138,6 +139,113 @@ type ProgressFunc func(Event)
 // Event calls f(e).
 func (f ProgressFunc) Event(e Event) { f(e) }
 
+// DefaultStepLogLimit is how many bytes of one instruction's output the
+// progress writers show, as BuildKit's progress shows at most 2 MiB of a
+// vertex's log (BUILDKIT_STEP_LOG_MAX_SIZE). A line counts its length plus
+// its newline.
+const DefaultStepLogLimit = 2 << 20
+
+// A ProgressOption tunes NewPlainProgress, NewTTYProgress and
+// NewJSONProgress.
+type ProgressOption func(*progressOptions)
+
+type progressOptions struct {
+	logLimit int
+}
+
+func makeProgressOptions(opts []ProgressOption) progressOptions {
+	o := progressOptions{logLimit: DefaultStepLogLimit}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// StepLogLimit sets how many bytes of one instruction's output (its
+// EventOutput lines, each counted with its newline) a progress writer
+// shows. The first line past the limit is replaced by BuildKit's
+//
+//	[output clipped, log limit 2MiB reached]
+//
+// and the instruction's other lines are dropped; when it ends, one more
+// line says how much was not shown:
+//
+//	[output clipped: 97.69MiB in 1005678 lines not shown]
+//
+// Lines outside any instruction (Step 0) are counted together. n <= 0
+// shows everything. The default is DefaultStepLogLimit.
+func StepLogLimit(n int) ProgressOption {
+	return func(o *progressOptions) { o.logLimit = n }
+}
+
+// clipper applies StepLogLimit to a stream of events. It is not safe for
+// concurrent use.
+type clipper struct {
+	limit int
+	steps map[clipKey]*clipState
+}
+
+type clipKey struct{ entry, step int }
+
+type clipState struct {
+	shown, dropped int // bytes
+	droppedLines   int
+}
+
+// output reports whether the EventOutput e is to be shown; when it is the
+// first line dropped, note is the line to show instead.
+func (c *clipper) output(e Event) (show bool, note string) {
+	if c.limit <= 0 {
+		return true, ""
+	}
+	k := clipKey{e.Entry, e.Step}
+	st := c.steps[k]
+	if st == nil {
+		if c.steps == nil {
+			c.steps = map[clipKey]*clipState{}
+		}
+		st = &clipState{}
+		c.steps[k] = st
+	}
+	n := len(e.Line) + 1
+	if st.dropped == 0 && st.shown+n <= c.limit {
+		st.shown += n
+		return true, ""
+	}
+	st.dropped += n
+	st.droppedLines++
+	if st.droppedLines == 1 {
+		return false, fmt.Sprintf("[output clipped, log limit %s reached]", formatBytes(c.limit))
+	}
+	return false, ""
+}
+
+// done ends the instruction of the EventDone e; note, when lines of it
+// were dropped, says how much.
+func (c *clipper) done(e Event) (note string) {
+	k := clipKey{e.Entry, e.Step}
+	st := c.steps[k]
+	delete(c.steps, k)
+	if st == nil || st.droppedLines == 0 {
+		return ""
+	}
+	return fmt.Sprintf("[output clipped: %s in %d lines not shown]", formatBytes(st.dropped), st.droppedLines)
+}
+
+// formatBytes formats n bytes in binary units, as BuildKit's units
+// package does: "2MiB", "97.69MiB", "512B".
+func formatBytes(n int) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	v, i := float64(n), 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	s := strconv.FormatFloat(v, 'f', 2, 64)
+	s = strings.TrimRight(strings.TrimRight(s, "0"), ".")
+	return s + units[i]
+}
+
 // NewPlainProgress writes one line per entry start and end, the
 // instructions of an entry, their output and heartbeats, prefixed by the
 // entry number, as BuildKit's plain progress (docker build --progress=plain):
@@ -174,7 +282,17 @@ func (f ProgressFunc) Event(e Event) { f(e) }
 //
 //	#4 ERROR 0.31s
 //	#3 CANCELED 0.32s
-func NewPlainProgress(w io.Writer) Progress { return &textProgress{w: w, details: true} }
+//
+// An instruction's output is clipped at DefaultStepLogLimit (see
+// StepLogLimit), as BuildKit clips it:
+//
+//	#2 [output clipped, log limit 2MiB reached]
+//	#2 [output clipped: 97.69MiB in 1005678 lines not shown]
+//	#2 DONE 4.10s
+func NewPlainProgress(w io.Writer, opts ...ProgressOption) Progress {
+	o := makeProgressOptions(opts)
+	return &textProgress{w: w, details: true, clip: clipper{limit: o.logLimit}}
+}
 
 // NewTTYProgress is NewPlainProgress for terminals: colour, no Detail
 // lines and no heartbeat lines, and below the printed lines a status line
@@ -192,20 +310,40 @@ func NewPlainProgress(w io.Writer) Progress { return &textProgress{w: w, details
 // lines print and when the last entry ends. The redraws run in a goroutine
 // from an EventEntryStart while any entry runs, until the EventEntryDone
 // that leaves none running, which a Builder always sends before Build
-// returns; whoever sends events of their own must send it too.
-func NewTTYProgress(w io.Writer) Progress {
-	return &textProgress{w: w, color: true, live: true, redraw: 200 * time.Millisecond, width: func() int { return termWidth(w) }}
+// returns; whoever sends events of their own must send it too. Output is
+// clipped as NewPlainProgress clips it.
+func NewTTYProgress(w io.Writer, opts ...ProgressOption) Progress {
+	o := makeProgressOptions(opts)
+	return &textProgress{w: w, color: true, live: true, redraw: 200 * time.Millisecond, width: func() int { return termWidth(w) },
+		clip: clipper{limit: o.logLimit}}
 }
 
 // NewJSONProgress writes each Event as one JSON object per line, every
 // kind included: entry-start, start, output (Detail lines too), heartbeat,
-// done, entry-done, warning.
-func NewJSONProgress(w io.Writer) Progress {
+// done, entry-done, warning. An instruction's output is clipped as
+// NewPlainProgress clips it: the notes are output events of the
+// instruction.
+func NewJSONProgress(w io.Writer, opts ...ProgressOption) Progress {
 	var mu sync.Mutex
 	enc := json.NewEncoder(w)
+	clip := clipper{limit: makeProgressOptions(opts).logLimit}
 	return ProgressFunc(func(e Event) {
 		mu.Lock()
 		defer mu.Unlock()
+		switch e.Kind {
+		case EventOutput:
+			show, note := clip.output(e)
+			if note != "" {
+				_ = enc.Encode(e.output(note))
+			}
+			if !show {
+				return
+			}
+		case EventDone:
+			if note := clip.done(e); note != "" {
+				_ = enc.Encode(e.output(note))
+			}
+		}
 		_ = enc.Encode(e)
 	})
 }
@@ -230,6 +368,7 @@ type textProgress struct {
 	out     bytes.Buffer // what one event or redraw writes, sent to w in one Write
 	color   bool
 	details bool // print Detail lines and heartbeats
+	clip    clipper
 
 	// live: keep a status line per running entry, with a timer, below
 	// the output (tty).
@@ -305,6 +444,14 @@ func (p *textProgress) event(e Event) (wait func()) {
 	if (e.Kind == EventOutput && e.Detail && !p.details) || (e.Kind == EventHeartbeat && !p.details) {
 		return nil // nothing to print; a terminal shows the time on the status line
 	}
+	if e.Kind == EventOutput {
+		show, note := p.clip.output(e)
+		if note != "" {
+			e.Line = note
+		} else if !show {
+			return nil // clipped: not even a redraw
+		}
+	}
 	defer p.flush()
 	if p.live {
 		p.erase()
@@ -348,6 +495,13 @@ func (p *textProgress) event(e Event) (wait func()) {
 	case EventWarn:
 		fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;33", "WARNING:"), e.Line)
 	case EventDone:
+		if note := p.clip.done(e); note != "" {
+			if n := numberOf(e); n > 0 {
+				fmt.Fprintf(&p.out, "#%d %s\n", n, note)
+			} else {
+				fmt.Fprintf(&p.out, "%s\n", note)
+			}
+		}
 		if e.Entry == 0 {
 			p.result(e.Step, e, nil)
 			return nil

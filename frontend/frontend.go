@@ -42,6 +42,7 @@ import (
 	"context"
 	"embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -49,7 +50,11 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
+	"syscall"
+	"time"
 )
 
 // python holds the shim: the modal package, the front end and the runner.
@@ -114,6 +119,23 @@ type Options struct {
 	// Meta asks Evaluate for Result.Meta, what names the images. The
 	// default leaves Result.Meta empty.
 	Meta bool
+	// Timeout bounds how long the file may take to load (Python's start,
+	// the file's import and the recipe's writing). A file still loading
+	// then is stopped, and Evaluate returns a *TimeoutError. The default,
+	// 0, is no limit, as Modal has none.
+	Timeout time.Duration
+}
+
+// TimeoutError is Evaluate's error for a file still loading after
+// Options.Timeout: a file that loops or waits at import, or whose imports
+// take longer than the timeout. Python was stopped.
+type TimeoutError struct {
+	File    string        // the file, or "-m MODULE"
+	Timeout time.Duration // Options.Timeout
+}
+
+func (e *TimeoutError) Error() string {
+	return fmt.Sprintf("%s: still loading after %v, the load timeout: python was stopped (does the file loop or wait at import, outside a function and an `if __name__ == \"__main__\":` block?)", e.File, e.Timeout)
 }
 
 // Result is what Evaluate returns.
@@ -212,7 +234,16 @@ func LoadWith(ctx context.Context, file string, opts Options) ([]byte, error) {
 // recipe JSON, with their Meta when opts.Meta is set.
 //
 // The embedded Python tree is written to a private temporary directory,
-// removed before Evaluate returns. Python runs in the caller's working
+// removed before Evaluate returns, and python removes it too when the
+// calling process dies first (a SIGKILL included): python watches a pipe
+// whose other end only the calling process holds, and at its end of file
+// it kills the file's process group, removes the directory and exits. The
+// file is loaded in a child of that python, in a process group of its
+// own, which dies with it (PR_SET_PDEATHSIG); whatever the file started
+// and left running is killed with that group when it ends. A directory
+// that is left all the same (the process died between python's exit and
+// the removal) is removed by the next Evaluate of the same user, which
+// removes those of processes that are gone. Python runs in the caller's working
 // directory and environment, with PYTHONHASHSEED=0 unless set (so that
 // run_function's pickled globals are the same from run to run).
 //
@@ -223,6 +254,9 @@ func LoadWith(ctx context.Context, file string, opts Options) ([]byte, error) {
 // call and the file's line:
 //
 //	app.py:12: modal.Sandbox.create() cannot run while snapbuild reads the file (it needs Modal's servers); move it under a function or `if __name__ == "__main__":`
+//
+// Cancelling ctx stops python (its group) and returns ctx's error wrapped;
+// a file still loading after opts.Timeout returns a *TimeoutError.
 //
 // An unknown selector, a file without images and a module that is not
 // found are one-line *Errors too. A missing file is os.Stat's error; no
@@ -245,7 +279,8 @@ func Evaluate(ctx context.Context, file string, opts Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	dir, err := os.MkdirTemp("", "snapbuild-frontend-")
+	sweepStale(os.TempDir())
+	dir, err := os.MkdirTemp("", fmt.Sprintf("%s%d-", tempPrefix, os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +290,21 @@ func Evaluate(ctx context.Context, file string, opts Options) (*Result, error) {
 	}
 	out := filepath.Join(dir, "recipe.json")
 	meta := filepath.Join(dir, "meta.json")
-	args := []string{filepath.Join(dir, bootstrapScript), "--out", out}
+	// The watch pipe: python gets its read end as fd 3; its write end,
+	// close-on-exec, is only ever ours, so python reads end of file when
+	// this process closes it or exits, a SIGKILL included.
+	watch, hold, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer watch.Close()
+	var closeHold sync.Once
+	release := func() error {
+		closeHold.Do(func() { hold.Close() })
+		return nil
+	}
+	defer release()
+	args := []string{filepath.Join(dir, bootstrapScript), "--out", out, "--watch-fd", "3", "--owns", dir}
 	if opts.Selector != "" {
 		args = append(args, "--select", opts.Selector)
 	}
@@ -267,11 +316,24 @@ func Evaluate(ctx context.Context, file string, opts Options) (*Result, error) {
 	} else {
 		args = append(args, "--", file)
 	}
-	cmd := exec.CommandContext(ctx, py, args...)
+	runCtx := ctx
+	if opts.Timeout > 0 {
+		var cancel context.CancelFunc
+		runCtx, cancel = context.WithTimeoutCause(ctx, opts.Timeout, &TimeoutError{File: label, Timeout: opts.Timeout})
+		defer cancel()
+	}
+	cmd := exec.CommandContext(runCtx, py, args...)
 	cmd.Env = os.Environ()
 	if _, ok := os.LookupEnv("PYTHONHASHSEED"); !ok {
 		cmd.Env = append(cmd.Env, "PYTHONHASHSEED=0")
 	}
+	cmd.ExtraFiles = []*os.File{watch}
+	// A group of its own: a Ctrl-C at the terminal is ours to handle, not
+	// python's (no KeyboardInterrupt traceback); we stop it by closing the
+	// pipe, and kill it if it has not gone after waitDelay.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = release
+	cmd.WaitDelay = waitDelay
 	output := opts.Output
 	if output == nil {
 		output = os.Stderr
@@ -279,7 +341,18 @@ func Evaluate(ctx context.Context, file string, opts Options) (*Result, error) {
 	var stderr bytes.Buffer
 	cmd.Stdout = output
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := cmd.Start(); err != nil {
+		return nil, &Error{File: label, Err: err}
+	}
+	watch.Close() // python's copy is enough
+	err = cmd.Wait()
+	if err != nil {
+		if cause := context.Cause(runCtx); ctx.Err() == nil && cause != nil {
+			var te *TimeoutError
+			if errors.As(cause, &te) {
+				return nil, te
+			}
+		}
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("%s: %w", label, ctx.Err())
 		}
@@ -300,6 +373,48 @@ func Evaluate(ctx context.Context, file string, opts Options) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+const (
+	// tempPrefix starts the name of Evaluate's temporary directories,
+	// followed by the pid of the process that made them and "-".
+	tempPrefix = "snapbuild-frontend-"
+	// waitDelay is how long Evaluate waits, after the pipe closed, for
+	// python to stop the file and exit before it kills it.
+	waitDelay = 5 * time.Second
+)
+
+// sweepStale removes the temporary directories of Evaluate under tmp that
+// a process now gone left behind: python removes its own when that process
+// exits, but not one left between python's exit and the process's own
+// removal, nor one made just before python started. A directory whose
+// pid is alive, or is not ours to remove, is left alone.
+func sweepStale(tmp string) {
+	ents, err := os.ReadDir(tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		rest, ok := strings.CutPrefix(e.Name(), tempPrefix)
+		if !ok || !e.IsDir() {
+			continue
+		}
+		pidStr, _, ok := strings.Cut(rest, "-")
+		pid, err := strconv.Atoi(pidStr)
+		if !ok || err != nil || pid <= 0 || pid == os.Getpid() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			os.RemoveAll(filepath.Join(tmp, e.Name()))
+		}
+	}
 }
 
 // WriteRuntime writes what a build container needs to run a run_function

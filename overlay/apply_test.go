@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"path/filepath"
 	"sort"
@@ -175,4 +176,79 @@ func randHex(t testing.TB) string {
 	_, err := rand.Read(b)
 	must(t, err)
 	return hex.EncodeToString(b)
+}
+
+// TestApplyNamesRefusedEntry: a layer the unpacker refuses fails with an
+// error that names the entry and says why it cannot be applied, and wraps
+// the unpacker's error.
+func TestApplyNamesRefusedEntry(t *testing.T) {
+	needOverlay(t)
+	for _, tc := range []struct {
+		name    string
+		entries []tarEntry
+		want    string
+		errno   error // the unpacker's error, when it is an errno
+	}{{
+		name: "hard link into a lower layer",
+		entries: []tarEntry{
+			{name: "usr/", typ: tar.TypeDir, mode: 0o755},
+			{name: "usr/bin/", typ: tar.TypeDir, mode: 0o755},
+			{name: "usr/bin/python3", typ: tar.TypeLink, link: "usr/bin/python3.11"},
+		},
+		want:  `overlay apply: entry "usr/bin/python3": refused: hard link to "usr/bin/python3.11", which no earlier entry of this layer wrote (a hard link may point only to a file of its own layer: overlayfs keeps each layer apart, so a file of a lower layer cannot be linked to): no such file or directory`,
+		errno: unix.ENOENT,
+	}, {
+		// A failure the checks do not foresee still names the entry.
+		name: "whiteout of an entry of its own layer",
+		entries: []tarEntry{
+			{name: "etc/", typ: tar.TypeDir, mode: 0o755},
+			{name: "etc/sub/", typ: tar.TypeDir, mode: 0o755},
+			{name: "etc/sub/a", body: "a"},
+			{name: "etc/.wh.sub"},
+		},
+		want:  `overlay apply: entry "etc/.wh.sub": mknod `,
+		errno: unix.EEXIST,
+	}, {
+		name:    "hard link outside the root",
+		entries: []tarEntry{{name: "a", body: "a"}, {name: "passwd", typ: tar.TypeLink, link: "../../../etc/passwd"}},
+		want:    `overlay apply: entry "passwd": refused: hard link to "../../../etc/passwd", outside the image's root filesystem: invalid hardlink "../../../etc/passwd"`,
+	}, {
+		name:    "path outside the root",
+		entries: []tarEntry{{name: "a", body: "a"}, {name: "../../evil", body: "x"}},
+		want:    `overlay apply: entry "../../evil": refused: its path is outside the image's root filesystem: `,
+	}, {
+		name:    "hard link to a directory",
+		entries: []tarEntry{{name: "d/", typ: tar.TypeDir, mode: 0o755}, {name: "l", typ: tar.TypeLink, link: "d"}},
+		want:    `overlay apply: entry "l": refused: hard link to "d", a directory: operation not permitted`,
+		errno:   unix.EPERM,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newOverlayDirs(t)
+			_, err := Apply(t.Context(), d.upper, bytes.NewReader(layerTar(t, tc.entries...)), ApplyOptions{UserXattr: testUserXattr})
+			if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("Apply = %v\nwant an error starting %s", err, tc.want)
+			}
+			if tc.errno != nil && !errors.Is(err, tc.errno) {
+				t.Errorf("Apply = %v, which does not wrap %v", err, tc.errno)
+			}
+		})
+	}
+
+	// The same links, with their targets earlier in the layer, apply.
+	d := newOverlayDirs(t)
+	_, err := Apply(t.Context(), d.upper, bytes.NewReader(layerTar(t,
+		tarEntry{name: "usr/", typ: tar.TypeDir, mode: 0o755},
+		tarEntry{name: "usr/bin/", typ: tar.TypeDir, mode: 0o755},
+		tarEntry{name: "usr/bin/python3.11", body: "elf"},
+		tarEntry{name: "usr/bin/python3", typ: tar.TypeLink, link: "/usr/bin/python3.11"},
+		tarEntry{name: "usr/bin/py", typ: tar.TypeLink, link: "./usr/bin/../bin/python3"},
+	)), ApplyOptions{UserXattr: testUserXattr})
+	must(t, err)
+	var a, b, c unix.Stat_t
+	must(t, unix.Lstat(d.upper+"/usr/bin/python3.11", &a))
+	must(t, unix.Lstat(d.upper+"/usr/bin/python3", &b))
+	must(t, unix.Lstat(d.upper+"/usr/bin/py", &c))
+	if a.Ino != b.Ino || a.Ino != c.Ino || a.Nlink != 3 {
+		t.Errorf("inodes %d %d %d (nlink %d), want one inode linked 3 times", a.Ino, b.Ino, c.Ino, a.Nlink)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/snapbuild/snapbuild"
 	"github.com/snapbuild/snapbuild/frontend"
@@ -79,6 +80,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	platform := fs.String("platform", "", "build for `OS/ARCH[/VARIANT]`, as docker build --platform: only the host's platform is accepted ("+snapbuild.HostPlatform()+"; every step runs natively, without emulation)")
 	timestamps := fs.String("timestamps", "clamp", "file mtimes in layers: clamp (to SOURCE_DATE_EPOCH, reproducible) or keep (as the steps left them)")
 	mirror := fs.String("mirror", "", "Debian archive `URL` for debian_slim bases")
+	loadTimeout := fs.Duration("load-timeout", defaultLoadTimeout, "stop reading a Python file (APP.py, -m) that is still loading after `DURATION` (0: no limit)")
 	reg := addRegistryFlags(fs)
 	siteFl := addSiteFlags(fs)
 	var cdiDirs listFlag
@@ -118,7 +120,10 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	defs, err := definitions(ctx, pos, *module, &df, dry != "")
+	if *loadTimeout < 0 {
+		return usagef("build: --load-timeout %v: give a duration such as 30s or 5m, or 0 for no limit", *loadTimeout)
+	}
+	defs, err := definitions(ctx, pos, *module, &df, dry != "", *loadTimeout)
 	if err != nil {
 		return err
 	}
@@ -149,6 +154,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	if quiet {
 		p = snapbuild.ProgressFunc(func(snapbuild.Event) {})
+	}
+	// Every step's whole output goes to the store's build log, which the
+	// view clips (snapbuild.StepLogLimit).
+	blog := &buildLog{view: p}
+	if dry == "" {
+		p = blog
 	}
 	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSecurity(sandbox.Security(*security)), snapbuild.WithSite(site),
 		snapbuild.WithTimestamps(ts)}
@@ -191,6 +202,23 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	defer b.Close()
+	if dry == "" {
+		if err := blog.open(storeDir); err != nil {
+			fmt.Fprintf(os.Stderr, "snapbuild: warning: %v; building without a log\n", err)
+		}
+		defer func() {
+			path, err := blog.close()
+			switch {
+			case err != nil:
+				fmt.Fprintf(os.Stderr, "snapbuild: warning: %v\n", err)
+			case path == "" || quiet:
+			case *progress == "json":
+				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "log", "path": path})
+			default:
+				fmt.Fprintf(os.Stderr, "build log: %s\n", path)
+			}
+		}()
+	}
 	// Names first: a build that would take another file's name builds
 	// nothing and names nothing.
 	var refused []error
@@ -238,7 +266,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 			}
 			if *progress == "json" {
 				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": d.name, "id": res.ID,
-					"manifest": res.Manifest.Digest, "stats": res.Stats, "previous": t.Previous, "peakRSSKiB": peakRSSKiB()})
+					"manifest": res.Manifest.Digest, "stats": res.Stats, "previous": t.Previous, "peakRSSKiB": peakRSSKiB(), "log": blog.path})
 			} else {
 				// Steps are the entries the progress numbers [n/N];
 				// cached are those it printed CACHED (nothing ran);
@@ -268,7 +296,7 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 // and some of its images (FILE [IMAGE...]), Modal files (APP.py[::NAME]...),
 // a module (-m PKG.MODULE[::NAME]) or a Dockerfile and its build context
 // (-f FILE [CONTEXT], or a CONTEXT directory).
-func definitions(ctx context.Context, pos []string, module string, df *dockerfileFlags, dry bool) ([]definition, error) {
+func definitions(ctx context.Context, pos []string, module string, df *dockerfileFlags, dry bool, loadTimeout time.Duration) ([]definition, error) {
 	if df.used() || module == "" && len(pos) > 0 && isDir(pos[0]) {
 		if module != "" {
 			return nil, usagef("build: -m %s builds a module's images; -f, --build-arg, --secret and --target are for a Dockerfile: give one or the other (see 'snapbuild build --help')", module)
@@ -287,7 +315,7 @@ func definitions(ctx context.Context, pos []string, module string, df *dockerfil
 		if len(pos) > 0 {
 			return nil, usagef("build: -m %s builds a module's images; the other arguments (%s) are not used: remove them, or pick an image with -m %s::NAME", module, strings.Join(pos, " "), module)
 		}
-		return loadPython(ctx, module, true)
+		return loadPython(ctx, module, true, loadTimeout)
 	}
 	if len(pos) == 0 {
 		return nil, usagef("build: give a recipe file, a Python file, a module or a Dockerfile: snapbuild build FILE [IMAGE...], snapbuild build app.py[::NAME], snapbuild build -m pkg.module[::NAME], snapbuild build -f Dockerfile [CONTEXT] (see 'snapbuild build --help')")
@@ -324,7 +352,7 @@ func definitions(ctx context.Context, pos []string, module string, df *dockerfil
 		if !isPythonRef(p) {
 			return nil, fmt.Errorf("build: %s: after a Python file, give more Python files (pick an image with FILE.py::NAME)", p)
 		}
-		more, err := loadPython(ctx, p, false)
+		more, err := loadPython(ctx, p, false, loadTimeout)
 		if err != nil {
 			return nil, err
 		}

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/snapbuild/snapbuild"
 	"github.com/snapbuild/snapbuild/frontend"
@@ -117,18 +119,27 @@ func loadRecipe(file, tag string) ([]definition, error) {
 	return defs, nil
 }
 
+// defaultLoadTimeout is build's --load-timeout: how long a Python file may
+// take to load (imports included) before snapbuild stops it. Modal sets no
+// limit; a file that loops at import would otherwise hang the build.
+const defaultLoadTimeout = 2 * time.Minute
+
 // loadPython runs a Modal file (FILE.py[::NAME]) or, with module set, a
 // module (PKG.MODULE[::NAME], as `modal run -m`), and names its images
 // "<project>:<name>" (frontend.ImageName). Local paths are relative to the
 // working directory, as in Modal.
-func loadPython(ctx context.Context, ref string, module bool) ([]definition, error) {
+func loadPython(ctx context.Context, ref string, module bool, timeout time.Duration) ([]definition, error) {
 	target, selector := frontend.SplitRef(ref)
-	opts := frontend.Options{Selector: selector, Meta: true}
+	opts := frontend.Options{Selector: selector, Meta: true, Timeout: timeout}
 	file := target
 	if module {
 		opts.Module, file = target, ""
 	}
 	res, err := frontend.Evaluate(ctx, file, opts)
+	var te *frontend.TimeoutError
+	if errors.As(err, &te) {
+		return nil, fmt.Errorf("%w; give it longer with --load-timeout (now %v; 0 for no limit)", err, timeout)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,15 @@ App has none); for an Image variable, the name of the App of the first
 function or class that uses that very image, else the name of the only named
 App of the module (its global Apps and the Apps they include), else null.
 
+With --watch-fd FD --owns DIR (how snapbuild starts it), the process forks:
+the child loads the file in a process group of its own, and the parent
+watches FD, the read end of a pipe whose write end only snapbuild holds.
+When snapbuild exits, however it exits (a SIGKILL too), the pipe reads end
+of file: the parent then kills the child's process group, removes DIR (the
+temporary directory snapbuild wrote this script to) and exits. The child
+also dies with the parent (PR_SET_PDEATHSIG), and whatever it started at
+import is killed with its group when it ends.
+
 Exit status: 0 on success; 1 when the file (or what it calls while its
 images are written) raises, after printing the traceback, or when it calls
 what needs Modal's servers (modal.Sandbox.create(), f.remote()...), after
@@ -54,6 +63,9 @@ import importlib
 import importlib.util
 import json
 import os
+import select
+import shutil
+import signal
 import sys
 import traceback
 
@@ -211,7 +223,13 @@ def main(argv=None):
     p.add_argument("--out", default="-", help="where to write the JSON recipe (default: stdout)")
     p.add_argument("--meta", default="", help="where to write the images' names, Apps and kinds as JSON")
     p.add_argument("--list", action="store_true", help="print the image names instead")
+    p.add_argument("--watch-fd", type=int, default=-1, help="load in a child process; kill it and remove --owns when this pipe reads end of file")
+    p.add_argument("--owns", default="", help="the directory to remove when --watch-fd reads end of file")
     args = p.parse_args(argv)
+    if args.watch_fd >= 0:
+        status = supervise(args.watch_fd, args.owns)
+        if status is not None:
+            return status
     if bool(args.file) == bool(args.module):
         p.error("give an app file or --module, not both" if args.file else "give an app file or --module MODULE")
 
@@ -230,6 +248,70 @@ def main(argv=None):
     except UsageError as exc:
         print("snapbuild: %s" % exc, file=sys.stderr)
         return 2
+
+
+def supervise(fd, owned):
+    """Forks. In the child, returns None: the child goes on to load the file,
+    in a process group of its own, and dies with its parent. In the parent,
+    waits for the child or for end of file on fd (snapbuild is gone), and
+    returns the exit status: the child's (128+N when a signal N killed it),
+    or 1 after killing the child's group and removing owned."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        os.close(fd)
+        os.setpgid(0, 0)
+        _die_with_parent()
+        if os.getppid() != parent:  # the parent died before prctl
+            os._exit(1)
+        return None
+    try:
+        os.setpgid(pid, pid)  # the child may not have run yet
+    except OSError:
+        pass
+    # snapbuild handles Ctrl-C: it closes the pipe.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    watched = [fd] if pidfd is None else [fd, pidfd]
+    while True:
+        try:
+            ready, _, _ = select.select(watched, [], [], 0.2 if pidfd is None else None)
+        except InterruptedError:
+            ready = []
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            _kill_group(pid)  # what it started and left running
+            code = os.waitstatus_to_exitcode(status)
+            return 128 - code if code < 0 else code
+        if fd in ready and not os.read(fd, 512):
+            _kill_group(pid)
+            os.waitpid(pid, 0)
+            if owned:
+                shutil.rmtree(owned, ignore_errors=True)
+            return 1
+
+
+def _die_with_parent():
+    """Asks the kernel to SIGKILL this process when its parent dies."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # no ctypes: the parent still kills the group
+        pass
+
+
+def _kill_group(pgid):
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _prepare():
