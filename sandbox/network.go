@@ -189,7 +189,7 @@ func startSlirp(ctx context.Context, pid int) (*slirp, error) {
 	}
 	if err != nil {
 		sl.stop()
-		return nil, fmt.Errorf("slirp4netns for network %s: %v%s", NetworkPrivate, err, sl.why())
+		return nil, fmt.Errorf("slirp4netns for network %s: %w%s", NetworkPrivate, err, sl.why())
 	}
 	return sl, nil
 }
