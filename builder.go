@@ -183,11 +183,16 @@ func WithEpoch(t time.Time) Option {
 	return func(b *Builder) error { b.epoch = t.UTC().Truncate(time.Second); return nil }
 }
 
-// WithNetwork sets the network of RUN steps. The default is the host's.
+// WithNetwork sets the network of RUN steps: sandbox.NetworkHost,
+// sandbox.NetworkNone (every step offline, a Dockerfile's RUN
+// --network=host included) or sandbox.NetworkPrivate (every step not asked
+// to be offline in a namespace of its own with outbound access through
+// slirp4netns; the host's 127.0.0.1 is sandbox.PrivateGateway). The mode is
+// part of each step's cache key. The default is the host's.
 func WithNetwork(n sandbox.Network) Option {
 	return func(b *Builder) error {
-		if n != sandbox.NetworkHost && n != sandbox.NetworkNone {
-			return fmt.Errorf("unknown network %q: use %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone)
+		if n == "" || n.Check() != nil {
+			return fmt.Errorf("unknown network %q: use %q, %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone, sandbox.NetworkPrivate)
 		}
 		b.network = n
 		return nil

@@ -190,6 +190,13 @@ func (b *Builder) solveLayer(ctx context.Context, st *buildState, l *modal.Layer
 				// mode is part of the op, so of its key.
 				e.Network = pb.NetMode_NONE
 			}
+			if b.network == sandbox.NetworkPrivate && e.Network != pb.NetMode_NONE {
+				// So is a private build for every op not asked to be
+				// offline: the worker's network (a label BuildKit's
+				// worker constraints can ask for) is part of the op.
+				e.Network = pb.NetMode_UNSET
+				worker.RequireNetwork(op, sandbox.NetworkPrivate)
+			}
 			if b.security == sandbox.SecurityInsecure {
 				// So is an insecure build for every op: the mode is
 				// part of the op, so of its key.

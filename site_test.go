@@ -80,8 +80,12 @@ func TestStepKeyIgnoresSite(t *testing.T) {
 			t.Errorf("%s changed the keys: RUN %v, run_function %v", name, run != run0, fn != fn0)
 		}
 	}
-	if run, fn := keys(siteBuilder(t, WithSite(fullSite), WithNetwork(sandbox.NetworkNone)), nil); run == run0 || fn == fn0 {
-		t.Errorf("the network no longer changes the keys: RUN %v, run_function %v", run == run0, fn == fn0)
+	runNone, fnNone := keys(siteBuilder(t, WithSite(fullSite), WithNetwork(sandbox.NetworkNone)), nil)
+	if runNone == run0 || fnNone == fn0 {
+		t.Errorf("the network no longer changes the keys: RUN %v, run_function %v", runNone == run0, fnNone == fn0)
+	}
+	if run, fn := keys(siteBuilder(t, WithSite(fullSite), WithNetwork(sandbox.NetworkPrivate)), nil); run == run0 || fn == fn0 || run == runNone || fn == fnNone {
+		t.Errorf("--network private shares keys: with host RUN %v, run_function %v; with none RUN %v, run_function %v", run == run0, fn == fn0, run == runNone, fn == fnNone)
 	}
 	if run, fn := keys(siteBuilder(t, WithSecurity(sandbox.SecurityInsecure)), nil); run == run0 || fn == fn0 {
 		t.Errorf("--security insecure does not change the keys: RUN %v, run_function %v", run == run0, fn == fn0)

@@ -17,6 +17,16 @@
 // CAP_NET_ADMIN when the process shares the host's network namespace.
 // SecurityInsecure, BuildKit's security.insecure, lifts all three.
 //
+// Spec.Network picks the network: the host's (NetworkHost, the default), a
+// namespace with loopback only (NetworkNone), or a namespace of its own with
+// outbound access through slirp4netns (NetworkPrivate). For the last, Run
+// starts the container, which waits at libcontainer's exec fifo with its
+// namespaces made; starts slirp4netns against the init's pid, which joins
+// its network namespace and brings up tap0; waits for slirp4netns to report
+// the network ready; and only then lets the process run. slirp4netns is
+// stopped (its exit fd closed, then SIGKILL) when the process ends, on every
+// path, and is killed with the builder if it dies (parent-death signal).
+//
 // A Spec describes the process, its environment, the rootfs, extra bind
 // mounts, device nodes (bound, never created) and OCI hooks (e.g. from a CDI
 // spec); Run starts it, streams its output and waits for it. Mount targets that

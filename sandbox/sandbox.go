@@ -33,7 +33,34 @@ const (
 	NetworkHost Network = "host"
 	// NetworkNone gives the sandbox a network namespace with loopback only.
 	NetworkNone Network = "none"
+	// NetworkPrivate gives the sandbox a network namespace of its own
+	// with outbound access through slirp4netns (Debian package
+	// slirp4netns), a user-mode TCP/IP stack, as podman's rootless
+	// default network and BuildKit's rootless "sandbox" network: the
+	// sandbox has address PrivateAddress on tap0, a default route
+	// through PrivateGateway and PrivateDNS as its only nameserver.
+	// Connections leave from the host's network namespace as the
+	// builder's own would, NATed. The host's loopback services (a
+	// package index on 127.0.0.1) are reachable only through
+	// PrivateGateway (HostAlias in /etc/hosts), not through 127.0.0.1,
+	// which is the sandbox's own; the sandbox cannot bind host ports,
+	// see the host's interfaces or reach the host's abstract Unix
+	// sockets. The process keeps Docker's full default capability set,
+	// as with NetworkNone. Rootless, slirp4netns opens /dev/net/tun,
+	// which must be readable and writable by the user (mode 0666, as
+	// Debian's udev rules make it).
+	NetworkPrivate Network = "private"
 )
+
+// Check reports whether n is a known network, naming the choices when it
+// is not. "" is NetworkHost.
+func (n Network) Check() error {
+	switch n {
+	case "", NetworkHost, NetworkNone, NetworkPrivate:
+		return nil
+	}
+	return fmt.Errorf("unknown network %q: use %q (the default), %q or %q", string(n), NetworkHost, NetworkNone, NetworkPrivate)
+}
 
 // BindMount is a bind mount of a host path into the sandbox.
 type BindMount struct {
@@ -207,6 +234,12 @@ func run(ctx context.Context, s Spec) (Result, error) {
 	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
 	}
+	if s.Network == NetworkPrivate {
+		if err := writePrivateFiles(s); err != nil {
+			return Result{}, fmt.Errorf("sandbox %s: network files: %w", s.ID, err)
+		}
+		defer os.RemoveAll(privateDir(s))
+	}
 	var track *upperTracker
 	if len(s.Hooks) > 0 {
 		bundle, err := writeBundle(s, spec)
@@ -252,13 +285,30 @@ func run(ctx context.Context, s Spec) (Result, error) {
 		p.ConsoleSocket = child
 		p.ConsoleWidth, p.ConsoleHeight = s.Terminal.Size.Width, s.Terminal.Size.Height
 	}
-	if track == nil {
+	var net *slirp
+	defer func() {
+		if net != nil {
+			net.stop()
+		}
+	}()
+	if track == nil && s.Network != NetworkPrivate {
 		err = c.Run(p)
 	} else {
-		// Start stops the init at the exec fifo, after the mounts and the
-		// hooks: what is new in the upper dir now is the runtime's.
+		// Start stops the init at the exec fifo, after the namespaces,
+		// the mounts and the hooks: what is new in the upper dir now is
+		// the runtime's, and the network namespace exists for
+		// slirp4netns to serve before the process runs.
 		if err = c.Start(p); err == nil {
-			if err = track.started(); err == nil {
+			if track != nil {
+				err = track.started()
+			}
+			if err == nil && s.Network == NetworkPrivate {
+				var pid int
+				if pid, err = p.Pid(); err == nil {
+					net, err = startSlirp(ctx, pid)
+				}
+			}
+			if err == nil {
 				err = c.Exec()
 			} else {
 				_ = p.Signal(unix.SIGKILL)
@@ -339,10 +389,8 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 	if err := s.Security.Check(); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", s.ID, err)
 	}
-	switch s.Network {
-	case "", NetworkHost, NetworkNone:
-	default:
-		return nil, fmt.Errorf("sandbox %s: unknown network %q: use %q or %q", s.ID, string(s.Network), NetworkHost, NetworkNone)
+	if err := s.Network.Check(); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", s.ID, err)
 	}
 	if err := confine(spec, s.Security, s.Network); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", s.ID, err)
@@ -367,14 +415,7 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 		}
 		mounts = append(mounts, m)
 	}
-	if s.Network != NetworkNone {
-		for _, f := range []string{"/etc/resolv.conf", "/etc/hosts"} {
-			if _, err := os.Stat(f); err == nil {
-				mounts = append(mounts, specs.Mount{Destination: f, Type: "bind", Source: f,
-					Options: []string{"bind", "ro", "nosuid", "nodev", "noexec"}})
-			}
-		}
-	}
+	mounts = append(mounts, netMounts(s)...)
 	for _, m := range s.Mounts {
 		if !path.IsAbs(m.Destination) {
 			return nil, fmt.Errorf("sandbox %s: mount destination %q is not absolute", s.ID, m.Destination)

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -90,6 +91,59 @@ func TestRuntimeSpec(t *testing.T) {
 	}
 	if spec.Linux.Resources != nil {
 		t.Errorf("resources without devices: %+v", spec.Linux.Resources)
+	}
+}
+
+// TestRuntimeSpecPrivate: NetworkPrivate gets a network namespace, Docker's
+// full default capabilities, and the generated resolv.conf and hosts bound
+// read-only from beside the container's state.
+func TestRuntimeSpecPrivate(t *testing.T) {
+	s := Spec{ID: "x", StateDir: "/tmp/state", Rootfs: "/tmp/rootfs", Args: []string{"true"}, Network: NetworkPrivate}
+	spec, err := runtimeSpec(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := spec.Linux.Namespaces; n[len(n)-1].Type != specs.NetworkNamespace {
+		t.Errorf("namespaces = %v, want a network namespace", n)
+	}
+	if c := spec.Process.Capabilities.Bounding; !reflect.DeepEqual(c, defaultCaps) {
+		t.Errorf("capabilities = %v, want Docker's %v", c, defaultCaps)
+	}
+	for dst, src := range map[string]string{"/etc/resolv.conf": "/tmp/state/x.net/resolv.conf", "/etc/hosts": "/tmp/state/x.net/hosts"} {
+		if m := mountByDest(spec, dst); m == nil || m.Source != src || !slices.Contains(m.Options, "ro") {
+			t.Errorf("%s = %+v, want a read-only bind of %s", dst, m, src)
+		}
+	}
+	dir := t.TempDir()
+	s.StateDir, s.Hostname = dir, "box"
+	if err := writePrivateFiles(s); err != nil {
+		t.Fatal(err)
+	}
+	resolv, _ := os.ReadFile(filepath.Join(dir, "x.net", "resolv.conf"))
+	hosts, _ := os.ReadFile(filepath.Join(dir, "x.net", "hosts"))
+	if string(resolv) != "nameserver 10.0.2.3\n" {
+		t.Errorf("resolv.conf = %q", resolv)
+	}
+	for _, l := range []string{"127.0.0.1\tlocalhost\n", "10.0.2.100\tbox\n", "10.0.2.2\thost.containers.internal\n"} {
+		if !strings.Contains(string(hosts), l) {
+			t.Errorf("hosts = %q, want a line %q", hosts, l)
+		}
+	}
+	want := []string{"--configure", "--mtu=65520", "--ready-fd=3", "--exit-fd=4", "--enable-sandbox", "--enable-seccomp", "42", "tap0"}
+	if got := slirpArgs(42); !reflect.DeepEqual(got, want) {
+		t.Errorf("slirpArgs(42) = %q, want %q (no --disable-host-loopback: the gateway is the host's loopback)", got, want)
+	}
+}
+
+func TestNetworkCheck(t *testing.T) {
+	for _, n := range []Network{"", NetworkHost, NetworkNone, NetworkPrivate} {
+		if err := n.Check(); err != nil {
+			t.Errorf("Check(%q) = %v", n, err)
+		}
+	}
+	err := Network("bridge").Check()
+	if err == nil || !strings.Contains(err.Error(), `"bridge"`) || !strings.Contains(err.Error(), `"private"`) {
+		t.Errorf("Check(bridge) = %v, want an error naming the value and the choices", err)
 	}
 }
 

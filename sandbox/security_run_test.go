@@ -103,6 +103,7 @@ func TestSecurityInSandbox(t *testing.T) {
 	}{
 		{"", sandbox.NetworkHost, map[string]string{"Seccomp": "2", "NoNewPrivs": "1", "packet": "EPERM", "keyctl": "EPERM", "unshare": "EPERM"}},
 		{sandbox.SecuritySandbox, sandbox.NetworkNone, map[string]string{"Seccomp": "2", "NoNewPrivs": "1", "packet": "ok", "keyctl": "EPERM", "unshare": "EPERM"}},
+		{sandbox.SecuritySandbox, sandbox.NetworkPrivate, map[string]string{"Seccomp": "2", "NoNewPrivs": "1", "packet": "ok", "keyctl": "EPERM", "unshare": "EPERM"}},
 		{sandbox.SecurityInsecure, sandbox.NetworkHost, map[string]string{"Seccomp": "0", "NoNewPrivs": "0", "packet": "ok", "keyctl": "ok", "unshare": "ok"}},
 	} {
 		t.Run(fmt.Sprintf("%s-%s", orSandbox(c.security), c.network), func(t *testing.T) {

@@ -28,7 +28,7 @@ apt_dir=${SNAPBUILD_APT_DIR:-/etc/apt}
 subuid=${SNAPBUILD_SUBUID:-/etc/subuid}
 subgid=${SNAPBUILD_SUBGID:-/etc/subgid}
 
-PKGS="mmdebstrap uidmap skopeo podman buildah umoci runc zstd xz-utils libcap2-bin libarchive-tools gcc libseccomp-dev pkg-config python3 python3-cloudpickle docker-registry docker.io"
+PKGS="mmdebstrap uidmap slirp4netns skopeo podman buildah umoci runc zstd xz-utils libcap2-bin libarchive-tools gcc libseccomp-dev pkg-config python3 python3-cloudpickle docker-registry docker.io"
 
 # can_root succeeds when as_root can run commands.
 can_root() {
@@ -105,6 +105,13 @@ if ! find_go "$want" >/dev/null; then
 		echo "deps: fetching Go $want (go.mod's toolchain) with $g through the Go module proxy"
 	fi
 	"$snapbuild_dir/scripts/go" version
+fi
+
+# --network private runs slirp4netns, which opens /dev/net/tun: rootless, as
+# the user (Debian's udev rules make it mode 0666).
+if [ "$(id -u)" != 0 ] && [ -c /dev/net/tun ] && ! { : <>/dev/net/tun; } 2>/dev/null; then
+	echo "deps: /dev/net/tun is not readable and writable by $(id -un): builds with --network private will fail; as root run:" >&2
+	echo "  chmod 0666 /dev/net/tun" >&2
 fi
 
 if [ "$(id -u)" != 0 ]; then

@@ -75,7 +75,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	force := fs.Bool("force-build", false, "rebuild every step")
 	var jobs jobsFlag
 	fs.Var(&jobs, "jobs", "run at most `N` independent steps at once, such as a Dockerfile's stages that do not need each other, as buildah bud --jobs (default: the number of CPUs)")
-	network := fs.String("network", "host", "network `MODE` of RUN steps: host or none")
+	network := fs.String("network", "host", "network `MODE` of RUN steps: host (the host's network namespace, without raw sockets), none (loopback only) or private (a namespace of its own with outbound access through slirp4netns; the host's 127.0.0.1 is 10.0.2.2, host.containers.internal; DNS through 10.0.2.3)")
 	security := fs.String("security", "sandbox", "security `MODE` of RUN steps: sandbox (Docker's default capabilities, seccomp profile and no_new_privs; no raw sockets with the host network) or insecure (every capability, no seccomp filter: BuildKit's security.insecure, for the rare step that needs it; also lets a Dockerfile's RUN --security=insecure run)")
 	platform := fs.String("platform", "", "build for `OS/ARCH[/VARIANT]`, as docker build --platform: only the host's platform is accepted ("+snapbuild.HostPlatform()+"; every step runs natively, without emulation)")
 	timestamps := fs.String("timestamps", "clamp", "file mtimes in layers: clamp (to SOURCE_DATE_EPOCH, reproducible) or keep (as the steps left them)")
@@ -498,10 +498,10 @@ func firstLine(s string) string {
 // network, as a usage error, before anything is read or built.
 func checkNetwork(command, v string) error {
 	switch sandbox.Network(v) {
-	case sandbox.NetworkHost, sandbox.NetworkNone:
+	case sandbox.NetworkHost, sandbox.NetworkNone, sandbox.NetworkPrivate:
 		return nil
 	}
-	return usagef("%s: --network %s: use %s (the host's network) or %s (loopback only)", command, v, sandbox.NetworkHost, sandbox.NetworkNone)
+	return usagef("%s: --network %s: use %s (the host's network), %s (loopback only) or %s (a namespace of its own with outbound access through slirp4netns)", command, v, sandbox.NetworkHost, sandbox.NetworkNone, sandbox.NetworkPrivate)
 }
 
 // checkSecurity refuses a --security value of command that is not a sandbox

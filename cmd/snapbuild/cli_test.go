@@ -295,7 +295,7 @@ func TestNetworkAndTimestampsFlags(t *testing.T) {
 	}{
 		{[]string{"build", "--network", "bogus", "-f", "Dockerfile.missing"}, `snapbuild: build: --network bogus: use host`},
 		{[]string{"build", "--timestamps=bogus", "-f", "Dockerfile.missing"}, `snapbuild: build: --timestamps: timestamps "bogus": use "clamp"`},
-		{[]string{"run", "--network=bogus", "img"}, `snapbuild: run: --network bogus: use host`},
+		{[]string{"run", "--network=bogus", "img"}, `snapbuild: run: --network bogus: use host (the host's network), none (loopback only) or private`},
 		{[]string{"build", "--security", "privileged", "-f", "Dockerfile.missing"}, `snapbuild: build: --security privileged: use sandbox (the default`},
 		{[]string{"run", "--security=bogus", "img"}, `snapbuild: run: --security bogus: use sandbox`},
 	} {

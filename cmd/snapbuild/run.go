@@ -76,7 +76,7 @@ func cmdRun(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	root := rootFlag(fs)
 	workdir := fs.String("w", "", "run the command in `DIR` (default: the image's WORKDIR)")
-	network := fs.String("network", "host", "`MODE`: host (the host's network) or none (loopback only)")
+	network := fs.String("network", "host", "`MODE`: host (the host's network), none (loopback only) or private (a namespace of its own with outbound access through slirp4netns; the host's 127.0.0.1 is 10.0.2.2)")
 	security := fs.String("security", "sandbox", "`MODE`: sandbox (Docker's default capabilities, seccomp profile and no_new_privs) or insecure (every capability, no seccomp filter), as build --security")
 	entrypoint := fs.String("entrypoint", "", "replace the image's ENTRYPOINT with `CMD` (\"\" clears it; a JSON array gives arguments too); the image's CMD is then not used")
 	var interactive, tty bool

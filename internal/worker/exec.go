@@ -81,7 +81,8 @@ func (e *ExitError) Error() string {
 // /etc/passwd and /etc/group, Meta.Hostname. The process gets the user's
 // uid and gid only: supplementary groups from /etc/group are not set (the
 // sandbox takes one gid), where BuildKit sets them. The network is the op's
-// (host or none; unset means the worker's default, WithNetwork). Extra
+// (host or none; unset means the worker's default, WithNetwork: host, none
+// or private). Extra
 // hosts, ulimits, a cgroup parent, proxy env and CDI devices (without
 // WithDevices) are refused with an error naming them. The security mode
 // is the op's: sandbox (sandbox.SecuritySandbox: Docker's default

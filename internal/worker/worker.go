@@ -137,16 +137,52 @@ func WithKeepTimestamps() Option {
 }
 
 // WithNetwork sets the network of exec ops whose network mode is unset
-// (pb.NetMode_UNSET, BuildKit's default "sandbox" network). Ops that ask for
-// host or none get what they ask for.
+// (pb.NetMode_UNSET, BuildKit's default "sandbox" network): the host's
+// (sandbox.NetworkHost), loopback only (sandbox.NetworkNone) or a namespace
+// of its own with outbound access through slirp4netns
+// (sandbox.NetworkPrivate). Ops that ask for host or none get what they ask
+// for. The worker's network is not part of any key: an op run in a private
+// network carries NetworkConstraint(sandbox.NetworkPrivate) (see
+// RequireNetwork), so that it is not reused for one run in the host's.
 // The default is sandbox.NetworkHost, as snapbuild's RUN steps.
 func WithNetwork(n sandbox.Network) Option {
 	return func(o *options) error {
-		if n != sandbox.NetworkHost && n != sandbox.NetworkNone {
-			return fmt.Errorf("network %q: use %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone)
+		if n == "" {
+			n = sandbox.NetworkHost
+		}
+		if err := n.Check(); err != nil {
+			return err
 		}
 		o.network = n
 		return nil
+	}
+}
+
+// NetworkLabel is BuildKit's worker label for the network that serves exec
+// ops with the default network mode (pb.NetMode_UNSET): "host" or "cni" for
+// BuildKit's workers, the sandbox.Network for this one.
+const NetworkLabel = "org.mobyproject.buildkit.worker.network"
+
+// NetworkConstraint returns the worker constraint (a pb.WorkerConstraints
+// filter, in BuildKit's worker filter syntax) that asks for a worker whose
+// default network is n, e.g.
+// labels."org.mobyproject.buildkit.worker.network"==private.
+func NetworkConstraint(n sandbox.Network) string {
+	return fmt.Sprintf("labels.%q==%s", NetworkLabel, n)
+}
+
+// RequireNetwork adds NetworkConstraint(n) to op's worker constraints, once.
+// The constraints are part of the op, so of its cache key (see
+// build.KeyVersion): a result made in network n is reused only for ops that
+// ask for n. The Worker does not read them: the caller gives it
+// WithNetwork(n) too.
+func RequireNetwork(op *pb.Op, n sandbox.Network) {
+	c := NetworkConstraint(n)
+	if op.Constraints == nil {
+		op.Constraints = &pb.WorkerConstraints{}
+	}
+	if !slices.Contains(op.Constraints.Filter, c) {
+		op.Constraints.Filter = append(op.Constraints.Filter, c)
 	}
 }
 
