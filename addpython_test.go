@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 func TestAddPythonCommands(t *testing.T) {
@@ -34,7 +35,7 @@ func TestAddPythonCommands(t *testing.T) {
 			t.Errorf("%s: %v, want %q", series, err, want)
 		}
 	}
-	if f := standaloneBuilds["3.11"].file("3.11"); f != "cpython-3.11.5+20230826-x86_64-unknown-linux-gnu-install_only.tar.gz" {
+	if f := modal.StandaloneBuilds["3.11"].File("3.11"); f != "cpython-3.11.5+20230826-x86_64-unknown-linux-gnu-install_only.tar.gz" {
 		t.Errorf("3.11 file %s", f)
 	}
 }
@@ -47,8 +48,7 @@ func TestAddPythonBuild(t *testing.T) {
 	dir := t.TempDir()
 	t.Setenv("SNAPBUILD_PYTHON_STANDALONE_DIR", dir)
 	base := pImage(t, "amd64", pTar(t, [][2]string{{"etc/", ""}, {"etc/os-release", "ID=x\n"}}))
-	b := uBuilder(t)
-	b.puller = func(context.Context, string, *Credentials) (v1.Image, error) { return base, nil }
+	b := uBuilder(t, WithPuller(func(context.Context, string, *Credentials) (v1.Image, error) { return base, nil }))
 	img := FromRegistry("r.example/base:1", RegistryOptions{AddPython: "3.13"})
 	_, err := b.Build(t.Context(), img)
 	file := "cpython-3.13.0+20241008-x86_64-unknown-linux-gnu-install_only.tar.gz"
@@ -84,11 +84,11 @@ func TestAddPythonBuild(t *testing.T) {
 	if !slices.Contains(res.Config.Config.Env, "TERMINFO_DIRS=/etc/terminfo:/lib/terminfo:/usr/share/terminfo:/usr/lib/terminfo") {
 		t.Errorf("env %q", res.Config.Config.Env)
 	}
-	rec, err := b.store.Resolve(res.ID)
+	rec, err := b.e.Store().Resolve(res.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := b.store.Snapshots().View(rec.ChainID)
+	v, err := b.e.Store().Snapshots().View(rec.ChainID)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,354 +2,36 @@ package snapbuild
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"runtime"
-	"slices"
-	"sort"
-	"strconv"
-	"strings"
-	"time"
 
-	"github.com/distribution/reference"
-	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	dockerspec "github.com/moby/docker-image-spec/specs-go/v1"
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
-
-	"github.com/snapbuild/snapbuild/base"
-	"github.com/snapbuild/snapbuild/gpu"
+	"github.com/snapbuild/snapbuild/internal/engine"
 	"github.com/snapbuild/snapbuild/internal/modal"
-	"github.com/snapbuild/snapbuild/internal/store"
-	"github.com/snapbuild/snapbuild/internal/userdb"
-	"github.com/snapbuild/snapbuild/oci"
-	"github.com/snapbuild/snapbuild/overlay"
-	"github.com/snapbuild/snapbuild/registry"
-	"github.com/snapbuild/snapbuild/sandbox"
-	"github.com/snapbuild/snapbuild/snapshot"
 )
-
-// BuilderVersion is the Modal image builder version whose commands snapbuild
-// emits. Only 2025.06 (and PREVIEW, its equal) are implemented.
-const BuilderVersion = "2025.06"
 
 // Builder builds Images into a local store. A Builder is not safe for
 // concurrent use; several Builders (or processes) on one store serialize their
 // builds on the store's lock.
-type Builder struct {
-	store        *store.Store
-	root         string // WithRoot, WithExistingRoot; "": DefaultRoot()
-	rootExisting bool   // WithExistingRoot: the store must exist
-	progress     Progress
-	mirror       string
-	forceAll     bool
-	network      sandbox.Network
-	security     sandbox.Security // WithSecurity; "": sandbox.SecuritySandbox
-	epoch        time.Time
-	timestamps   Timestamps  // WithTimestamps; "" clamps
-	gpu          gpu.Options // where GPU steps find the host's NVIDIA devices and CDI specs
-	puller       Puller      // how from_registry fetches images; nil: package registry
-	registryOpts []registry.Option
-	// slimFromRegistry: debian_slim pulls Docker Hub's python image (through
-	// a configured mirror) instead of bootstrapping Debian.
-	slimFromRegistry bool
-	// stepEnv is the site's environment for RUN and run_function steps
-	// (WithStepEnv): below the image's ENV, outside images and cache keys.
-	stepEnv []string
-	// pythonDir is where add_python finds python-build-standalone archives
-	// (WithPythonStandaloneDir); "" for the default.
-	pythonDir string
-	// toolImages maps normalized repositories to replacements
-	// (WithToolImage).
-	toolImages map[string]string
-	seq        int
-	stats      Stats
-	// heartbeat is how often a silent entry reports it still runs
-	// (WithHeartbeat).
-	heartbeat time.Duration
-	// plan is set during a dry run's step (Builder.Plan): layerStep
-	// records the key there and does no work.
-	plan *planCursor
-	// planConfigs are the configs of the images a dry run described
-	// instead of writing (writeManifest), by manifest digest.
-	planConfigs map[digest.Digest][]byte
-	// jobs is how many ops of a build graph may run at once
-	// (WithParallelism); 0 for the number of CPUs.
-	jobs int
-}
-
-// DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
-// 1980-01-01T00:00:00Z (315532800), the earliest time a zip file can hold,
-// so that tools which zip files from an image (wheel builders) still work.
-var DefaultEpoch = time.Unix(315532800, 0).UTC()
-
-// epochFromEnv reads SOURCE_DATE_EPOCH (seconds since 1970, UTC).
-func epochFromEnv() (time.Time, error) {
-	v := os.Getenv("SOURCE_DATE_EPOCH")
-	if v == "" {
-		return DefaultEpoch, nil
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n < 0 {
-		return time.Time{}, fmt.Errorf("SOURCE_DATE_EPOCH=%q: want a non-negative number of seconds since 1970-01-01 UTC", v)
-	}
-	return time.Unix(n, 0).UTC(), nil
-}
-
-// Option configures a Builder.
-type Option func(*Builder) error
-
-// WithRoot sets the store directory, which NewBuilder creates when it does
-// not exist. The default is DefaultRoot().
-func WithRoot(dir string) Option {
-	return func(b *Builder) error {
-		if dir == "" {
-			return errors.New("WithRoot: empty directory")
-		}
-		b.root, b.rootExisting = dir, false
-		return nil
-	}
-}
-
-// WithExistingRoot is WithRoot for a Builder that only reads or removes
-// what a store holds (listing, inspecting, exporting images): when dir does
-// not exist, NewBuilder creates nothing and fails with a
-// *StoreNotExistError, as podman's and docker's image commands report an
-// unknown image rather than make an empty store. The default is
-// DefaultRoot(), created when missing.
-func WithExistingRoot(dir string) Option {
-	return func(b *Builder) error {
-		if dir == "" {
-			return errors.New("WithExistingRoot: empty directory")
-		}
-		b.root, b.rootExisting = dir, true
-		return nil
-	}
-}
-
-// StoreNotExistError is NewBuilder's error when the directory given to
-// WithExistingRoot does not exist.
-type StoreNotExistError struct {
-	Root string // the store directory, absolute
-}
-
-func (e *StoreNotExistError) Error() string { return "store " + e.Root + " does not exist" }
-
-// WithProgress sets where build events go. The default is plain text on
-// standard error.
-func WithProgress(p Progress) Option {
-	return func(b *Builder) error { b.progress = p; return nil }
-}
-
-// WithHeartbeat sets how often a running entry that has reported nothing
-// sends an EventHeartbeat (plain progress prints "#4 still running, 1m30s").
-// 0 sends none. The default is 30 seconds.
-func WithHeartbeat(every time.Duration) Option {
-	return func(b *Builder) error {
-		if every < 0 {
-			return fmt.Errorf("WithHeartbeat(%v): give a positive interval, or 0 for none", every)
-		}
-		b.heartbeat = every
-		return nil
-	}
-}
-
-// WithDebianMirror sets the Debian archive that Debian bases are bootstrapped
-// from. The default is $SNAPBUILD_DEBIAN_MIRROR, else base.DefaultMirror.
-func WithDebianMirror(url string) Option {
-	return func(b *Builder) error { b.mirror = url; return nil }
-}
-
-// WithForceBuild rebuilds every step, ignoring and replacing cache entries.
-// The default is true when MODAL_FORCE_BUILD or SNAPBUILD_FORCE_BUILD is set to
-// anything but "", "0" or "false" (case-insensitive), as Modal parses it.
-func WithForceBuild(force bool) Option {
-	return func(b *Builder) error { b.forceAll = force; return nil }
-}
-
-// WithEpoch sets the reproducibility timestamp (SOURCE_DATE_EPOCH): layer
-// mtimes later than it are clamped to it, whiteouts carry it, and RUN steps
-// and Debian bootstraps see it as SOURCE_DATE_EPOCH (so Python compiles
-// hash-checked .pyc files, which clamped mtimes cannot invalidate). The
-// default is $SOURCE_DATE_EPOCH, else DefaultEpoch.
-func WithEpoch(t time.Time) Option {
-	return func(b *Builder) error { b.epoch = t.UTC().Truncate(time.Second); return nil }
-}
-
-// WithNetwork sets the network of RUN steps: sandbox.NetworkHost,
-// sandbox.NetworkNone (every step offline, a Dockerfile's RUN
-// --network=host included) or sandbox.NetworkPrivate (every step not asked
-// to be offline in a namespace of its own with outbound access through
-// slirp4netns; the host's 127.0.0.1 is sandbox.PrivateGateway). The mode is
-// part of each step's cache key. The default is the host's.
-func WithNetwork(n sandbox.Network) Option {
-	return func(b *Builder) error {
-		if n == "" || n.Check() != nil {
-			return fmt.Errorf("unknown network %q: use %q, %q or %q", n, sandbox.NetworkHost, sandbox.NetworkNone, sandbox.NetworkPrivate)
-		}
-		b.network = n
-		return nil
-	}
-}
-
-// WithSecurity sets the security mode of every RUN step and of Run.
-// sandbox.SecurityInsecure is BuildKit's security.insecure entitlement
-// applied to every step, as RUN --security=insecure: every capability, no
-// seccomp filter, no no_new_privs. It is part of each step's cache key, so
-// a step run insecure is not reused by a sandboxed build, nor the other way
-// round; it also lets a Dockerfile's RUN --security=insecure run. The
-// default is sandbox.SecuritySandbox (see sandbox.Security).
-func WithSecurity(s sandbox.Security) Option {
-	return func(b *Builder) error { b.security = s; return s.Check() }
-}
-
-// WithCDISpecDirs sets the directories where GPU steps look for CDI specs
-// (nvidia.com/gpu), in increasing priority. The default is /etc/cdi and
-// /var/run/cdi, as the CDI tools use.
-func WithCDISpecDirs(dirs ...string) Option {
-	return func(b *Builder) error {
-		for _, d := range dirs {
-			if !filepath.IsAbs(d) {
-				return fmt.Errorf("CDI spec directory %q: give an absolute path", d)
-			}
-		}
-		b.gpu.CDISpecDirs = slices.Clone(dirs)
-		return nil
-	}
-}
-
-// WithParallelism sets how many independent ops of a Dockerfile's build
-// graph (stages that do not depend on each other, the sources of a COPY)
-// may run at once, as buildah's --jobs and BuildKit's max-parallelism; n
-// must be at least 1. The default is the number of CPUs the process may
-// use (runtime.GOMAXPROCS).
-func WithParallelism(n int) Option {
-	return func(b *Builder) error {
-		if n < 1 {
-			return fmt.Errorf("parallelism %d: give at least 1", n)
-		}
-		b.jobs = n
-		return nil
-	}
-}
+type Builder struct{ e *engine.Engine }
 
 // NewBuilder opens the store, creating it unless WithExistingRoot is given,
 // and returns a Builder. The process must have called Init: NewBuilder fails
 // when it is neither root nor in a user namespace (after WithExistingRoot's
 // check, so that a missing store is reported as such everywhere).
 func NewBuilder(opts ...Option) (*Builder, error) {
-	epoch, err := epochFromEnv()
+	e, err := engine.New(opts...)
 	if err != nil {
 		return nil, err
 	}
-	b := &Builder{
-		progress:  NewPlainProgress(os.Stderr),
-		forceAll:  envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
-		network:   sandbox.NetworkHost,
-		epoch:     epoch,
-		heartbeat: 30 * time.Second,
-	}
-	for _, o := range opts {
-		if err := o(b); err != nil {
-			return nil, err
-		}
-	}
-	if b.root == "" {
-		b.root = DefaultRoot()
-	}
-	if b.rootExisting {
-		abs, err := filepath.Abs(b.root)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := os.Stat(abs); errors.Is(err, fs.ErrNotExist) {
-			return nil, &StoreNotExistError{Root: abs}
-		}
-	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main")
-	}
-	st, err := store.Open(b.root)
-	if err != nil {
-		return nil, err
-	}
-	b.store = st
-	return b, nil
+	return &Builder{e: e}, nil
 }
 
 // Close releases the store.
-func (b *Builder) Close() error { return b.store.Close() }
+func (b *Builder) Close() error {
+	return b.e.Close()
+}
 
 // Root is the store directory.
-func (b *Builder) Root() string { return b.store.Root() }
-
-func envBool(name string) bool {
-	v := strings.ToLower(os.Getenv(name))
-	return v != "" && v != "0" && v != "false"
-}
-
-// Stats counts what a build did. Entries are what the user wrote and what
-// the progress numbers [n/N] (see Event); steps are the Dockerfile
-// instructions they lower to.
-type Stats struct {
-	Steps  int `json:"steps"`  // instructions executed or found cached
-	Cached int `json:"cached"` // instructions taken from the cache (config-only ones never are)
-	// Config counts instructions that changed only the image config (ENV,
-	// CMD, ...): they are neither cached nor run.
-	Config            int `json:"config"`
-	ContainersStarted int `json:"containersStarted"` // sandboxes started (RUN and run_function steps that were not cached)
-	// Entries counts the entries built: recipe entries / Modal method
-	// calls, one per instruction of from_dockerfile and
-	// dockerfile_commands.
-	Entries int `json:"entries"`
-	// EntriesCached counts the entries that ran nothing, those the
-	// progress prints CACHED: at least one instruction was cached and the
-	// others changed only the config.
-	EntriesCached int `json:"entriesCached"`
-}
-
-// Result describes a built image.
-type Result struct {
-	ID       string             // "im-" + 22 base62 characters, as Modal's
-	Manifest ocispec.Descriptor // the image manifest in the store
-	// Config is the image config with Docker's extensions (Healthcheck,
-	// Shell, OnBuild).
-	Config dockerspec.DockerOCIImage
-	Stats  Stats
-	// Mounts are the add_local_* copy=False files: not in the image (ID),
-	// attached by Run and written as a last layer by Export. Use TagResult
-	// to keep them with a name.
-	Mounts []Mount
-}
-
-// buildState is the image as built so far.
-type buildState struct {
-	id      string // image ID of the last complete Modal layer
-	chain   digest.Digest
-	layers  []ocispec.Descriptor
-	diffIDs []digest.Digest
-	config  ocispec.ImageConfig
-	history []ocispec.History
-	shell   []string
-	health  *dockerspec.HealthcheckConfig // HEALTHCHECK (Docker's config extension)
-	onBuild []string                      // ONBUILD triggers (Docker's config extension)
-	// manifest is the stored manifest of exactly this state, "" when it
-	// has changed since one was written (commitImage, writeManifest).
-	manifest digest.Digest
-}
-
-// plannedStep is one instruction to execute.
-type plannedStep struct {
-	layer int
-	instr instruction
-	entry int // the entry it belongs to, from 1
+func (b *Builder) Root() string {
+	return b.e.Root()
 }
 
 // Build builds img into the store and returns the result of its last layer.
@@ -361,631 +43,99 @@ type plannedStep struct {
 // cancelled. A failed build leaves the store consistent and its cache entries
 // for the steps that succeeded.
 func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
-	return b.build(ctx, img, nil)
-}
-
-// build builds img; with plan, it is a dry run (Builder.Plan) that fills
-// plan and returns no Result.
-func (b *Builder) build(ctx context.Context, img Image, plan *Plan) (_ Result, err error) {
 	if img.err != nil {
 		return Result{}, img.err
 	}
-	if len(img.layers) == 0 {
-		return Result{}, &InvalidError{Message: "No commands were provided for the image — have you tried using snapbuild.DebianSlim()?"}
-	}
-	if v := os.Getenv("MODAL_IMAGE_BUILDER_VERSION"); v != "" && v != BuilderVersion && v != "PREVIEW" {
-		return Result{}, fmt.Errorf("MODAL_IMAGE_BUILDER_VERSION=%s: snapbuild implements the %s builder (and PREVIEW) only", v, BuilderVersion)
-	}
-	// Where debian_slim's Python comes from depends on the site; from a
-	// registry, the layer runs Modal's commands on Modal's image.
-	img.layers = slices.Clone(img.layers)
-	for i, l := range img.layers {
-		if l.Root != nil && l.Root.Debian != nil {
-			src, err := b.slimSource(l.Method, l.Root.Debian)
-			if err != nil {
-				return Result{}, err // before any step runs
-			}
-			if src.kind == slimRegistry {
-				img.layers[i] = slimRegistryLayer(l, src.ref)
-			}
-		}
-	}
-	var steps []plannedStep
-	entries := 0
-	parsed := make([][]instruction, len(img.layers))
-	var mounts []*modal.Layer
-	for i, l := range img.layers {
-		if l.Mount {
-			mounts = append(mounts, l)
-			continue
-		}
-		if len(mounts) > 0 {
-			return Result{}, &InvalidError{Method: l.Method, Message: "An image tried to run a build step after using `image.add_local_*` to include local files. " +
-				"Run `image.add_local_*` with `copy=True` prior to any build steps, or move the `image.add_local_*` calls to the end of the chain"}
-		}
-		ins, err := parseCommands(l.Commands)
-		if err != nil {
-			return Result{}, &InvalidError{Method: l.Method, Message: err.Error()}
-		}
-		if l.Root != nil && l.Root.Dockerfile {
-			if err := checkDockerfile(ins); err != nil {
-				return Result{}, &InvalidError{Method: l.Method, Message: err.Error()}
-			}
-		} else if len(ins) == 0 || !ins[0].isFrom() {
-			return Result{}, &InvalidError{Method: l.Method, Message: "a layer's commands must start with FROM"}
-		}
-		if (i == 0) != (l.Root != nil) || (i > 0 && ins[0].fromRef() != "base") {
-			return Result{}, &InvalidError{Method: l.Method, Message: "only the first layer may have a FROM other than \"FROM base\""}
-		}
-		if l.Function != nil {
-			ins = append(ins, instruction{text: l.Function.Title(), cmd: l.Function, line: 2})
-		}
-		parsed[i] = ins
-		for j, in := range ins {
-			if j == 0 && i > 0 {
-				continue
-			}
-			if l.PerInstruction() || j == 0 || (i > 0 && j == 1) {
-				entries++
-			}
-			steps = append(steps, plannedStep{layer: i, instr: in, entry: entries})
-		}
-	}
-	b.planConfigs = nil
-	if plan != nil {
-		// A dry run only reads: other builds may go on.
-		if err := b.store.LockShared(); err != nil {
-			return Result{}, err
-		}
-		defer b.store.Unlock()
-	} else {
-		if err := b.store.LockExclusive(); err != nil {
-			return Result{}, err
-		}
-		defer func() {
-			_ = store.CleanDir(filepath.Join(b.store.Root(), "tmp"))
-			b.store.Unlock()
-		}()
-		if err := b.checkSources(ctx, img, steps); err != nil {
-			return Result{}, err
-		}
-	}
-	for _, l := range img.layers {
-		if l.AddPython != "" {
-			if _, err := b.pythonContext(l.Method, l.AddPython); err != nil {
-				return Result{}, err // before any step runs
-			}
-		}
-	}
-	b.stats = Stats{}
-	if plan == nil {
-		sp := &syncProgress{p: b.progress}
-		b.progress = sp
-		defer func() { b.progress = sp.p }()
-	}
-	st := &buildState{}
-	var res Result
-	n := 0
-	stopped := false // dry run: a step would run, later keys are unknown
-	for i, l := range img.layers {
-		if l.Mount {
-			if plan != nil {
-				plan.Layers = append(plan.Layers, PlanLayer{Method: l.Method, Runtime: true})
-			}
-			continue
-		}
-		if l.AddPython != "" {
-			dir, err := b.pythonContext(l.Method, l.AddPython)
-			if err != nil {
-				return Result{}, err
-			}
-			withPy := *l
-			withPy.Context = append(slices.Clone(l.Context), modal.ContextInput{Local: dir, Remote: "/", Dir: true})
-			l = &withPy
-		}
-		ctxFiles, err := resolveContext(l)
-		if err != nil {
-			return Result{}, err
-		}
-		force := b.forceAll || l.ForceBuild
-		var pl *PlanLayer
-		if plan != nil {
-			plan.Layers = append(plan.Layers, PlanLayer{Method: l.Method, Commands: slices.Clone(l.Commands)})
-			pl = &plan.Layers[len(plan.Layers)-1]
-		}
-		evs := make([]Event, len(parsed[i]))
-		for j, in := range parsed[i] {
-			if j == 0 && i > 0 {
-				continue
-			}
-			n++
-			evs[j] = Event{Step: n, Total: len(steps), Instruction: in.text, Entry: steps[n-1].entry, Entries: entries, Method: l.Method}
-		}
-		if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl, &stopped); err != nil {
-			return Result{}, err
-		}
-		if plan != nil {
-			continue // nothing is committed
-		}
-		if l.Root != nil && l.Root.FromID != "" && len(parsed[i]) == 1 {
-			// from_id adds no layer: its result is the stored image
-			// itself, and the chain goes on from it.
-			rec, err := b.store.Resolve(l.Root.FromID)
-			if err != nil {
-				return Result{}, &InvalidError{Method: l.Method, Message: err.Error()}
-			}
-			s, img, err := b.stateOf(rec)
-			if err != nil {
-				return Result{}, err
-			}
-			*st = *s
-			res = Result{ID: rec.ID, Manifest: rec.Manifest, Config: img}
-			continue
-		}
-		if res, err = b.commitImage(st, l, ctxFiles); err != nil {
-			return Result{}, err
-		}
-	}
-	res.Stats = b.stats
-	for _, l := range mounts {
-		for _, in := range l.Context {
-			// Files are read when the image runs; a bad ignore= is an
-			// error of the build, not of every later run.
-			if m, ok := in.Ignore.(*FilePatternMatcher); ok {
-				if _, err := m.Patterns(); err != nil {
-					return Result{}, &InvalidError{Method: l.Method, Message: err.Error()}
-				}
-			}
-		}
-		res.Mounts = append(res.Mounts, l.Context...)
-	}
-	if n := len(st.layers); n > maxRuntimeLayers {
-		b.progress.Event(Event{Kind: EventWarn, Step: len(steps), Total: len(steps), Line: fmt.Sprintf(
-			"the image has %d layers: podman and Docker cannot run images of more than %d; join run_commands strings with && to make fewer RUN steps", n, maxRuntimeLayers)})
-	}
-	return res, nil
+	return b.e.Build(ctx, img.layers)
 }
 
-// maxRuntimeLayers is the most layers containers/storage (podman, buildah)
-// and Docker mount; an image with more builds but does not run there.
-const maxRuntimeLayers = 125
-
-// checkSources fails before any step runs when an image the build needs is
-// not in the store: a stored base (from_id, a tool image such as
-// micromamba's) or the image of a COPY --from.
-func (b *Builder) checkSources(ctx context.Context, img Image, plan []plannedStep) error {
-	for i, p := range plan {
-		l := img.layers[p.layer]
-		var ref string
-		var pullable bool
-		switch c := p.instr.cmd.(type) {
-		case *instructions.Stage:
-			if l.Root != nil {
-				ref = l.Root.FromID
-				pullable = l.Root.Pull
-			}
-			if l.Root != nil && l.Root.Dockerfile {
-				continue // resolved per stage, with ARG expansion, by fromStage
-			}
-		case *instructions.CopyCommand:
-			ref, pullable = c.From, true
-			if l.Root != nil && l.Root.Dockerfile {
-				continue // may name a stage
-			}
-		}
-		if ref == "" {
-			continue
-		}
-		if pullable && !strings.HasPrefix(ref, "im-") {
-			ev := Event{Step: i + 1, Total: len(plan), Instruction: p.instr.text,
-				Entry: p.entry, Entries: plan[len(plan)-1].entry, Method: l.Method}
-			if _, _, err := b.sourceImage(ctx, l.Method, ev, ref); err != nil {
-				return err
-			}
-			continue
-		}
-		if _, err := b.store.Resolve(ref); err != nil {
-			if strings.HasPrefix(ref, "im-") {
-				return &InvalidError{Method: l.Method, Message: err.Error()}
-			}
-			return missingSource(l.Method, p.instr.text, ref, err)
-		}
+// Plan evaluates img against the store as Build would, without running
+// anything: for every step it says whether the build would take it from the
+// cache, run it, or only change the config, and gives the step's cache key
+// where it can be known. Nothing is written to the store (except that the
+// python-build-standalone archive an add_python step copies is unpacked into
+// the store's cache once, as its files are part of that step's key); no
+// container starts, no image is pulled and no mirror is contacted (a
+// debian_slim base is looked up as the last one built for its suite, which a
+// build checks against the mirror's archive state).
+//
+// Errors are those of Build that can be found without running a step (the
+// Image's own error, *InvalidError for bad definitions and missing local
+// files), and ctx.Err().
+func (b *Builder) Plan(ctx context.Context, img Image) (Plan, error) {
+	if img.err != nil {
+		return Plan{}, img.err
 	}
-	return nil
-}
-
-// entryRun is an entry being built.
-type entryRun struct {
-	ev     Event // its EventEntryStart
-	start  time.Time
-	worked bool   // one of its steps did work (or failed)
-	cached bool   // one of its steps was cached
-	stop   func() // ends its heartbeat
-}
-
-// startEntry reports that the entry of ev, labelled label, begins, and
-// starts its heartbeat.
-func (b *Builder) startEntry(ev Event, label string) *entryRun {
-	ev.Kind, ev.Label = EventEntryStart, label
-	ev.Step, ev.Instruction = 0, ""
-	e := &entryRun{ev: ev, start: time.Now(), stop: func() {}}
-	b.progress.Event(ev)
-	if sp, ok := b.progress.(*syncProgress); ok && b.heartbeat > 0 {
-		e.stop = sp.heartbeat(ev, e.start, b.heartbeat)
-	}
-	return e
-}
-
-// endEntry stops e's heartbeat and reports how e ended; err is the build's
-// error, if it failed. No-op for a nil e.
-func (b *Builder) endEntry(e *entryRun, err error) {
-	if e == nil {
-		return
-	}
-	e.stop()
-	ev := e.ev
-	ev.Kind, ev.Duration = EventEntryDone, time.Since(e.start)
-	ev.setError(err)
-	// Cached: taken from the cache, not merely config-only (an env()
-	// entry does no work, but is not cached either).
-	ev.Cached = err == nil && !e.worked && e.cached
-	b.progress.Event(ev)
-	b.stats.Entries++
-	if ev.Cached {
-		b.stats.EntriesCached++
-	}
-}
-
-// stepKey is the cache key of a filesystem-changing step: everything that can
-// change its result. Build-time env values are left out, as Modal leaves
-// secret values out (only the names count).
-func stepKey(st *buildState, l *modal.Layer, in instruction, inputs string, epoch time.Time) string {
-	var envKeys []string
-	for k := range l.BuildEnv {
-		envKeys = append(envKeys, k)
-	}
-	sort.Strings(envKeys)
-	for _, s := range l.Secrets {
-		envKeys = append(envKeys, s.Repr())
-	}
-	v := struct {
-		Version     string        `json:"v"`
-		Parent      digest.Digest `json:"parent"`
-		Instruction string        `json:"instruction"`
-		Env         []string      `json:"env"`
-		BuildEnv    []string      `json:"buildEnv"`
-		Workdir     string        `json:"workdir"`
-		Shell       []string      `json:"shell"`
-		User        string        `json:"user"`
-		Inputs      string        `json:"inputs"`
-		Platform    string        `json:"platform"`
-		GPU         string        `json:"gpu,omitempty"`
-		Epoch       int64         `json:"epoch"`
-	}{"snapbuild-step/1", st.chain, in.text, st.config.Env, envKeys, st.config.WorkingDir,
-		st.shell, st.config.User, inputs, runtime.GOOS + "/" + runtime.GOARCH, l.GPU, epoch.Unix()}
-	bs, _ := json.Marshal(v)
-	sum := sha256.Sum256(bs)
-	return hex.EncodeToString(sum[:])
-}
-
-// layerStep returns the cached result of key, or prepares a snapshot on st,
-// lets change modify it, and commits the difference as a layer.
-func (b *Builder) layerStep(ctx context.Context, st *buildState, key, instr string, force bool, change func(a *snapshot.Active) error) (bool, error) {
-	key = b.timestampsKey(key)
-	if b.plan != nil {
-		b.plan.key = key
-		if force {
-			return false, &wouldRun{"run again: force_build"}
-		}
-	}
-	if !force {
-		rec, ok, err := b.store.Step(key)
-		if err != nil {
-			return false, err
-		}
-		if ok && b.store.StepUsable(rec) {
-			st.apply(rec)
-			return true, nil
-		}
-	}
-	if b.plan != nil {
-		return false, &wouldRun{"run: not in the cache"}
-	}
-	a, err := b.store.Snapshots().Prepare(st.chain)
-	if err != nil {
-		return false, err
-	}
-	defer a.Remove()
-	if err := change(a); err != nil {
-		return false, err
-	}
-	rec, err := b.commitLayer(ctx, st.chain, a, key, instr)
-	if err != nil {
-		return false, err
-	}
-	st.apply(rec)
-	return false, nil
-}
-
-// commitLayer diffs a's upper dir into a zstd layer, clamps the upper dir's
-// mtimes as the layer's are, commits the snapshot and records the step.
-func (b *Builder) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string) (store.Step, error) {
-	if err := a.Unmount(); err != nil {
-		return store.Step{}, err
-	}
-	var stats overlay.Stats
-	layer, err := b.store.Blobs().WriteLayer(ctx, func(w io.Writer) error {
-		var err error
-		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.Snapshots().UserXattr(), Epoch: b.layerEpoch()})
-		return err
-	})
-	if err == nil && b.layerEpoch() != nil {
-		// The snapshot holds the times the layer holds.
-		err = overlay.ClampTimes(ctx, a.Upper, *b.layerEpoch())
-	}
-	if err != nil {
-		return store.Step{}, err
-	}
-	rec := store.Step{Key: key, Instruction: instr}
-	if stats.Entries == 0 {
-		rec.Empty = true
-	} else {
-		rec.Layer, rec.DiffID = layer.Descriptor, layer.DiffID
-		rec.ChainID = snapshot.ChainID(parent, layer.DiffID)
-		if err := b.store.Snapshots().Commit(a, rec.ChainID); err != nil {
-			return store.Step{}, err
-		}
-	}
-	if err := b.store.PutStep(rec); err != nil {
-		return store.Step{}, err
-	}
-	return rec, nil
-}
-
-// apply adds a step's layer (if any) to the state.
-func (s *buildState) apply(r store.Step) {
-	s.history = append(s.history, ocispec.History{CreatedBy: r.Instruction, Comment: "snapbuild", EmptyLayer: r.Empty})
-	if r.Empty {
-		return
-	}
-	s.chain = r.ChainID
-	s.layers = append(s.layers, r.Layer)
-	s.diffIDs = append(s.diffIDs, r.DiffID)
-}
-
-// configOnly records an instruction that changes only the image config.
-func (s *buildState) configOnly(instr string) {
-	s.history = append(s.history, ocispec.History{CreatedBy: instr, Comment: "snapbuild", EmptyLayer: true})
-}
-
-// commitImage stores the image made so far as the result of Modal layer l.
-func (b *Builder) commitImage(st *buildState, l *modal.Layer, files []contextFile) (Result, error) {
-	img, layers := st.imageConfig()
-	manifest, err := b.store.Blobs().WriteDockerImage(img, layers)
-	if err != nil {
-		return Result{}, err
-	}
-	var inputs []string
-	for _, f := range files {
-		inputs = append(inputs, fmt.Sprintf("%s %s %o", f.path, f.digest, f.mode))
-	}
-	def, _ := json.Marshal(struct {
-		Parent   string   `json:"parent"`
-		Builder  string   `json:"builder"`
-		Commands []string `json:"commands"`
-		Inputs   []string `json:"inputs"`
-		Manifest string   `json:"manifest"`
-	}{st.id, BuilderVersion, l.Commands, inputs, manifest.Digest.String()})
-	rec := store.Image{ID: store.ImageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
-	if err := b.store.PutImage(rec); err != nil {
-		return Result{}, err
-	}
-	st.id, st.manifest = rec.ID, manifest.Digest
-	return Result{ID: rec.ID, Manifest: manifest, Config: img}, nil
+	return b.e.Plan(ctx, img.layers)
 }
 
 // Tag names image id (or an existing name) so that later commands can use the
 // name. An existing name is moved.
 func (b *Builder) Tag(name, ref string) error {
-	if err := ValidateName(name); err != nil {
-		return err
-	}
-	if err := b.store.LockExclusive(); err != nil {
-		return err
-	}
-	defer b.store.Unlock()
-	rec, err := b.store.Resolve(ref)
-	if err != nil {
-		return err
-	}
-	return b.store.SetName(name, rec.ID)
-}
-
-// ValidateName checks an image name for Tag: an image reference as docker
-// and podman take it (a lower-case repository of path components, with an
-// optional registry host, :tag and @digest: "myapp", "myapp:v1",
-// "registry.local:5000/team/app:v1"), not starting with "im-" (reserved for
-// image IDs). The error names the name and says what a name is.
-func ValidateName(name string) error {
-	if strings.HasPrefix(name, "im-") {
-		return fmt.Errorf("image name %q: names starting with \"im-\" are reserved for image IDs", name)
-	}
-	if _, err := reference.ParseNormalizedNamed(name); err != nil {
-		return fmt.Errorf("image name %q: %v: a name is an image reference as docker and podman take it "+
-			"(lower-case repository, optional :tag), e.g. myapp or registry.local:5000/team/app:v1", name, err)
-	}
-	return nil
-}
-
-// ImageInfo describes a stored image.
-type ImageInfo struct {
-	ID       string             `json:"id"`
-	Names    []string           `json:"names,omitempty"`
-	Manifest ocispec.Descriptor `json:"manifest"`
-	// Config is the image config with Docker's extensions (Healthcheck,
-	// Shell, OnBuild), as BuildKit and docker write it.
-	Config dockerspec.DockerOCIImage `json:"config"`
-	Size   int64                     `json:"size"` // compressed layers, bytes
-	// Metadata is what Modal's ImageMetadata reports, when it was probed
-	// (see Builder.Metadata); nil otherwise.
-	Metadata *Metadata `json:"metadata,omitempty"`
+	return b.e.Tag(name, ref)
 }
 
 // Images lists the named images, sorted by name.
 func (b *Builder) Images() ([]ImageInfo, error) {
-	names, err := b.store.Names()
-	if err != nil {
-		return nil, err
-	}
-	byID := map[string]*ImageInfo{}
-	var out []*ImageInfo
-	keys := make([]string, 0, len(names))
-	for n := range names {
-		keys = append(keys, n)
-	}
-	sort.Strings(keys)
-	for _, n := range keys {
-		id := names[n]
-		if info, ok := byID[id]; ok {
-			info.Names = append(info.Names, n)
-			continue
-		}
-		info, err := b.Inspect(id)
-		if err != nil {
-			return nil, err
-		}
-		info.Names = []string{n}
-		byID[id] = &info
-		out = append(out, &info)
-	}
-	res := make([]ImageInfo, len(out))
-	for i, p := range out {
-		res[i] = *p
-	}
-	return res, nil
+	return b.e.Images()
 }
 
 // Inspect describes the image named by ref (an ID or a name).
 func (b *Builder) Inspect(ref string) (ImageInfo, error) {
-	rec, err := b.store.Resolve(ref)
-	if err != nil {
-		return ImageInfo{}, err
-	}
-	m, err := b.store.Blobs().Manifest(rec.Manifest.Digest)
-	if err != nil {
-		return ImageInfo{}, err
-	}
-	var cfg dockerspec.DockerOCIImage
-	if err := b.store.Blobs().ReadJSON(m.Config.Digest, &cfg); err != nil {
-		return ImageInfo{}, err
-	}
-	md, err := b.metadata(rec.Manifest.Digest)
-	if err != nil {
-		return ImageInfo{}, err
-	}
-	info := ImageInfo{ID: rec.ID, Manifest: rec.Manifest, Config: cfg, Metadata: md}
-	for _, l := range m.Layers {
-		info.Size += l.Size
-	}
-	names, err := b.store.Names()
-	if err != nil {
-		return ImageInfo{}, err
-	}
-	for n, id := range names {
-		if id == rec.ID {
-			info.Names = append(info.Names, n)
-		}
-	}
-	sort.Strings(info.Names)
-	return info, nil
+	return b.e.Inspect(ref)
 }
 
 // Remove deletes the name ref. The image's content stays in the store (it is
 // the build cache).
 func (b *Builder) Remove(name string) error {
-	if err := b.store.LockExclusive(); err != nil {
-		return err
-	}
-	defer b.store.Unlock()
-	names, err := b.store.Names()
-	if err != nil {
-		return err
-	}
-	if _, ok := names[name]; !ok {
-		return fmt.Errorf("no image named %q in store %s", name, b.store.Root())
-	}
-	return b.store.SetName(name, "")
+	return b.e.Remove(name)
 }
 
 // Export writes the image ref to dest, "oci:DIR[:TAG]" or
 // "oci-archive:FILE[:TAG]" (skopeo's transport syntax).
 func (b *Builder) Export(ref, dest string) error {
-	r, err := oci.ParseReference(dest)
-	if err != nil {
-		return err
-	}
-	rec, err := b.store.Resolve(ref)
-	if err != nil {
-		return err
-	}
-	manifest, err := b.exportManifest(context.Background(), ref, rec)
-	if err != nil {
-		return err
-	}
-	return b.store.Blobs().Export(manifest, r)
+	return b.e.Export(ref, dest)
 }
 
-// RunOptions are the stdio and overrides of Builder.Run.
-type RunOptions struct {
-	// Stdin, Stdout and Stderr connect the command; nil means /dev/null.
-	// Like `docker run` without -i, the CLI passes no stdin unless asked.
-	Stdin          io.Reader
-	Stdout, Stderr io.Writer
-	Env            []string // extra KEY=value entries
-	Workdir        string   // overrides the image's working directory
-
-	// Entrypoint replaces the image's ENTRYPOINT when ReplaceEntrypoint is
-	// set, as `docker run --entrypoint` and `podman run --entrypoint` do:
-	// the command is then Entrypoint followed by Run's args, and the image's
-	// CMD is not used (Docker drops it too, as it was written for the
-	// image's own ENTRYPOINT). An empty Entrypoint (`--entrypoint ""`)
-	// clears it, so args alone are the command. Without ReplaceEntrypoint
-	// the image's ENTRYPOINT stays in front of args, or of its CMD when
-	// there are no args.
-	Entrypoint        []string
-	ReplaceEntrypoint bool
-
-	// Terminal, when set, runs the command on a pseudo-terminal, as
-	// `docker run -t` does: Stdin and Stdout connect the terminal and
-	// Stderr is unused (see sandbox.Terminal). The caller owns the host
-	// terminal: raw mode, its size and SIGWINCH.
-	Terminal *sandbox.Terminal
+// ExportWith writes the image ref (a name or ID) to dest: oci:DIR[:TAG],
+// oci-archive:FILE[:TAG], docker-archive:FILE[:REF] (for `docker load` and
+// `podman load`) or docker://REF (a push; blobs the registry has are not
+// sent again), with o's compression (see ExportOptions for each
+// destination's default). A name with add_local_* copy=False files gets
+// them as a last layer, as Export does.
+//
+// An OCI layout or archive records the image's full name ("app" is
+// docker.io/library/app:latest) in its index.json, so that `podman load`
+// and `ctr images import` import it under that name: as
+// io.containerd.image.name, and as org.opencontainers.image.ref.name unless
+// dest gives a TAG (see registry.IndexAnnotations). A docker-archive without
+// REF is tagged with the image's name. An image given by ID has no name.
+func (b *Builder) ExportWith(ctx context.Context, ref, dest string, o ExportOptions) error {
+	return b.e.ExportWith(ctx, ref, dest, o)
 }
 
-// runArgv is the command Builder.Run starts for an image whose config has
-// entrypoint and cmd, given o and the caller's args: Docker's rules (see
-// RunOptions.Entrypoint).
-func runArgv(entrypoint, cmd, args []string, o RunOptions) ([]string, error) {
-	if o.ReplaceEntrypoint {
-		argv := append(slices.Clone(o.Entrypoint), args...)
-		if len(argv) == 0 {
-			return nil, errors.New(`no command: an empty entrypoint clears the image's ENTRYPOINT and CMD; give a command after the image name`)
-		}
-		if argv[0] == "" {
-			return nil, errors.New(`the entrypoint's program name is empty: give a program, or an empty entrypoint to clear the image's`)
-		}
-		return argv, nil
-	}
-	argv := slices.Clone(entrypoint)
-	if len(args) > 0 {
-		argv = append(argv, args...)
-	} else {
-		argv = append(argv, cmd...)
-	}
-	if len(argv) == 0 {
-		return nil, errors.New("the image has no ENTRYPOINT or CMD: give a command after the image name")
-	}
-	return argv, nil
+// Push is ExportWith to a registry: dest is docker://REF or a bare REF.
+func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) error {
+	return b.e.Push(ctx, ref, dest, o)
+}
+
+// Pull fetches ref (a registry reference or an air-gapped source, as
+// FromRegistry takes it) into the store, so that from_registry(ref),
+// from_id and Dockerfile FROM lines find it without the network:
+// `snapbuild pull` pre-seeds a store for offline builds. A registry
+// reference names the image ref. An air-gapped source (oci:, oci-archive:,
+// docker-archive:) names it as `podman load` would, by the name the source
+// carries (see registry.SourceName), and leaves it unnamed, found by its
+// ID, when the source carries none. creds may be nil (the user's auth
+// files are used).
+func (b *Builder) Pull(ctx context.Context, ref string, creds *modal.Credentials) (ImageInfo, error) {
+	return b.e.Pull(ctx, ref, creds)
+}
+
+// PullAs is Pull naming the image name instead of ref (snapbuild load
+// names the images of a layout by their tags).
+func (b *Builder) PullAs(ctx context.Context, ref, name string, creds *modal.Credentials) (ImageInfo, error) {
+	return b.e.PullAs(ctx, ref, name, creds)
 }
 
 // Run runs a command in a throwaway container of image ref, like a Modal
@@ -995,73 +145,69 @@ func runArgv(entrypoint, cmd, args []string, o RunOptions) ([]string, error) {
 // kept. It returns the command's exit status (128+N when signal N ended
 // it).
 func (b *Builder) Run(ctx context.Context, ref string, args []string, o RunOptions) (int, error) {
-	rec, err := b.store.Resolve(ref)
-	if err != nil {
-		return 0, err
-	}
-	info, err := b.Inspect(rec.ID)
-	if err != nil {
-		return 0, err
-	}
-	c := info.Config.Config
-	argv, err := runArgv(c.Entrypoint, c.Cmd, args, o)
-	if err != nil {
-		return 0, fmt.Errorf("run %s: %w", ref, err)
-	}
-	mounts, err := b.mountsOf(ref)
-	if err != nil {
-		return 0, err
-	}
-	files, err := mountFiles(mounts)
-	if err != nil {
-		return 0, err
-	}
-	a, err := b.store.Snapshots().Prepare(rec.ChainID)
-	if err != nil {
-		return 0, err
-	}
-	defer a.Remove()
-	if err := attachMounts(ctx, a.Rootfs, files); err != nil {
-		return 0, err
-	}
-	u, err := userdb.ExecUser(a.Rootfs, c.User)
-	if err != nil {
-		return 0, err
-	}
-	b.seq++
-	stateDir := filepath.Join(b.store.Root(), "run", fmt.Sprint(os.Getpid()))
-	defer os.RemoveAll(stateDir)
-	res, err := sandbox.Run(ctx, sandbox.Spec{
-		ID:       fmt.Sprintf("snapbuild-run-%d-%d", os.Getpid(), b.seq),
-		StateDir: stateDir,
-		Rootfs:   a.Rootfs,
-		Args:     argv,
-		Env:      withPath(append(slices.Clone(c.Env), o.Env...)),
-		Cwd:      orDefault(o.Workdir, c.WorkingDir),
-		UID:      u.Uid, GID: u.Gid,
-		Stdin: o.Stdin, Stdout: o.Stdout, Stderr: o.Stderr,
-		Terminal: o.Terminal,
-		Network:  b.network,
-		Security: b.security,
-	})
-	return res.ExitCode, err
+	return b.e.Run(ctx, ref, args, o)
 }
 
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
+// Metadata returns the metadata of image ref (an ID or a name), probing the
+// image the first time.
+func (b *Builder) Metadata(ctx context.Context, ref string) (*Metadata, error) {
+	return b.e.Metadata(ctx, ref)
 }
 
-// withPath adds Docker's default PATH when env has none.
-func withPath(env []string) []string {
-	for _, e := range env {
-		if strings.HasPrefix(e, "PATH=") {
-			return env
-		}
-	}
-	return append(env, "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+// TagResult names the image of res, with its runtime mounts (see
+// Result.Mounts), so that Run and Export of the name attach them. An
+// existing name is moved. It is TagResultWith with Replace set.
+func (b *Builder) TagResult(name string, res Result) error {
+	return b.e.TagResult(name, res)
 }
 
-var _ = base.DefaultMirror
+// TagResultWith names the image of res, with its runtime mounts (see
+// TagResult), and records o.Source with the name. A name that already names
+// another image is moved when it came from the same source or o.Replace is
+// set, and the Tagged result says what it named; otherwise the name is left
+// as it is and the error is a *NameTakenError.
+func (b *Builder) TagResultWith(name string, res Result, o TagOptions) (Tagged, error) {
+	return b.e.TagResultWith(name, res, o)
+}
+
+// CheckName reports, before a build, whether TagResultWith(name, ..., o)
+// could be refused: a *NameTakenError when name names an image from
+// another source (or from none recorded) and o.Replace is not set, nil
+// otherwise. It is conservative: the build might make the very image the
+// name already names, which TagResultWith would accept.
+func (b *Builder) CheckName(name string, o TagOptions) error {
+	return b.e.CheckName(name, o)
+}
+
+// StepEnv is the site environment every RUN and run_function step gets
+// (WithStepEnv, WithSite), as "KEY=VALUE" entries.
+func (b *Builder) StepEnv() []string {
+	return b.e.StepEnv()
+}
+
+// PythonStandaloneDir is where add_python looks for python-build-standalone
+// tarballs: the WithPythonStandaloneDir (or WithSite) directory, else
+// $SNAPBUILD_PYTHON_STANDALONE_DIR, else <store>/python-build-standalone.
+func (b *Builder) PythonStandaloneDir() string {
+	return b.e.PythonStandaloneDir()
+}
+
+// ValidateName checks an image name for Tag: an image reference as docker
+// and podman take it (a lower-case repository of path components, with an
+// optional registry host, :tag and @digest: "myapp", "myapp:v1",
+// "registry.local:5000/team/app:v1"), not starting with "im-" (reserved for
+// image IDs). The error names the name and says what a name is.
+func ValidateName(name string) error {
+	return engine.ValidateName(name)
+}
+
+// DefaultRoot is the store directory used when none is given: $SNAPBUILD_ROOT,
+// else /var/lib/snapbuild for root, else $XDG_DATA_HOME/snapbuild or
+// ~/.local/share/snapbuild.
+func DefaultRoot() string {
+	return engine.DefaultRoot()
+}
+
+// BuilderVersion is the Modal image builder version whose commands snapbuild
+// emits. Only 2025.06 (and PREVIEW, its equal) are implemented.
+const BuilderVersion = modal.BuilderVersion

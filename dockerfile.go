@@ -1,16 +1,12 @@
 package snapbuild
 
 import (
-	"errors"
-	"fmt"
 	"os"
 	"path"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 
-	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
@@ -68,7 +64,7 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 		}
 		l.Context = append(l.Context, modal.ContextInput{Local: local, Remote: path.Clean("/" + name)})
 	}
-	patterns, err := copyPatterns(commands)
+	patterns, err := modal.CopyPatterns(commands)
 	if err != nil {
 		return img.fail(&InvalidError{Method: method, Message: err.Error()})
 	}
@@ -88,123 +84,6 @@ func (img Image) DockerfileCommands(commands []string, o DockerfileOptions, opts
 		l.Context = append(l.Context, modal.ContextInput{Local: abs, Remote: "/", Dir: true, Ignore: ignore, Include: patterns})
 	}
 	return img.with(l, opts)
-}
-
-// copyPatterns extracts the build-context patterns that COPY and ADD
-// sources name (Modal's extract_copy_command_patterns): "." is everything;
-// --from sources need no context.
-func copyPatterns(commands []string) ([]string, error) {
-	ins, err := parseCommands(append([]string{"FROM base"}, commands...))
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, in := range ins {
-		var srcs []string
-		switch c := in.cmd.(type) {
-		case *instructions.CopyCommand:
-			if c.From != "" {
-				continue
-			}
-			srcs = c.SourcePaths
-		case *instructions.AddCommand:
-			srcs = c.SourcePaths
-		default:
-			continue
-		}
-		for _, s := range srcs {
-			if strings.HasPrefix(s, "--") || strings.Contains(s, "$") {
-				return nil, fmt.Errorf("COPY command: %s using special flags/arguments/variables are not supported", s)
-			}
-			if isURL(s) {
-				continue
-			}
-			p := strings.Trim(path.Clean("/"+s), "/")
-			if p == "" {
-				p = "**"
-			}
-			out = append(out, p)
-		}
-	}
-	return out, nil
-}
-
-// dockerfileContextPatterns is copyPatterns for a whole Dockerfile, built as
-// docker build builds it: where the patterns of COPY and ADD sources cannot
-// name every file the build reads from its context, the whole context (less
-// the ignore file's patterns) is the context, as docker build sends it. That
-// is when a source names a variable (COPY ${SRC}/ /app/, which Modal
-// refuses; the converter expands it) or a RUN bind-mounts the context (RUN
-// --mount=type=bind without from, reading files no COPY names).
-func dockerfileContextPatterns(lines []string) ([]string, error) {
-	ins, err := parseCommands(append([]string{"FROM base"}, lines...))
-	if err != nil {
-		return nil, err
-	}
-	for _, in := range ins {
-		var srcs []string
-		switch c := in.cmd.(type) {
-		case *instructions.RunCommand:
-			// Mount options are read when expanded; words are kept as
-			// written. One that cannot be read (type=$T) may be a bind.
-			if err := c.Expand(func(w string) (string, error) { return w, nil }); err != nil {
-				return []string{"**"}, nil
-			}
-			for _, m := range instructions.GetMounts(c) {
-				if m.Type == instructions.MountTypeBind && m.From == "" {
-					return []string{"**"}, nil
-				}
-			}
-		case *instructions.CopyCommand:
-			if c.From == "" {
-				srcs = c.SourcePaths
-			}
-		case *instructions.AddCommand:
-			srcs = c.SourcePaths
-		}
-		for _, s := range srcs {
-			if strings.Contains(s, "$") {
-				return []string{"**"}, nil
-			}
-		}
-	}
-	return copyPatterns(lines)
-}
-
-func isURL(s string) bool {
-	return strings.HasPrefix(s, "http://") || strings.HasPrefix(s, "https://") || strings.HasPrefix(s, "git@")
-}
-
-// checkDockerfile checks a Dockerfile's shape: ARG lines, then FROM, then
-// anything.
-func checkDockerfile(ins []instruction) error {
-	for _, in := range ins {
-		switch in.cmd.(type) {
-		case *instructions.ArgCommand:
-			continue
-		case *instructions.Stage:
-			return nil
-		}
-		return fmt.Errorf("line %d: a Dockerfile must start with FROM (ARG lines may come before it)", in.line)
-	}
-	return errors.New("the Dockerfile has no FROM")
-}
-
-var pythonImageRE = regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?python:(3\.\d+)(?:-slim)?(?:-(bookworm|trixie))?$`)
-
-// offlinePython maps Docker Hub's python:<series>[-slim][-<codename>] to the
-// Debian base snapbuild can bootstrap offline (the same as debian_slim's, so
-// it also holds gcc and build-essential), or nil.
-func offlinePython(ref string) *modal.DebianBase {
-	m := pythonImageRE.FindStringSubmatch(ref)
-	if m == nil {
-		return nil
-	}
-	suite, ok := debianSuiteFor[m[1]]
-	if !ok || (m[2] != "" && m[2] != suite) {
-		return nil
-	}
-	return &modal.DebianBase{Suite: suite, Python: m[1], Version: m[1]}
 }
 
 // FromDockerfileOptions are from_dockerfile's keyword arguments.
@@ -272,7 +151,7 @@ func FromDockerfile(dockerfile string, o FromDockerfileOptions, opts ...StepOpti
 	if err != nil {
 		return Image{err: modal.Invalidf(method, "%v", err)}
 	}
-	patterns, err := dockerfileContextPatterns(lines)
+	patterns, err := modal.DockerfileContextPatterns(lines)
 	if err != nil {
 		return Image{err: &InvalidError{Method: method, Message: err.Error()}}
 	}

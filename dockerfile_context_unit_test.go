@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
 // TestDockerfileContextPatterns checks which part of the build context a
@@ -32,7 +34,7 @@ func TestDockerfileContextPatterns(t *testing.T) {
 		{"a cache mount", "FROM base\nRUN --mount=type=cache,target=/root/.cache make", nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := dockerfileContextPatterns(strings.Split(tc.dockerfile, "\n"))
+			got, err := modal.DockerfileContextPatterns(strings.Split(tc.dockerfile, "\n"))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -42,7 +44,7 @@ func TestDockerfileContextPatterns(t *testing.T) {
 		})
 	}
 	// Modal's own rule for dockerfile_commands stays: a variable is refused.
-	if _, err := copyPatterns([]string{"ARG SRC=app", "COPY ${SRC}/ /app/"}); err == nil {
+	if _, err := modal.CopyPatterns([]string{"ARG SRC=app", "COPY ${SRC}/ /app/"}); err == nil {
 		t.Error("copyPatterns accepted a variable in a COPY source")
 	}
 }

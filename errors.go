@@ -1,53 +1,23 @@
 package snapbuild
 
 import (
-	"fmt"
-	"strings"
-	"time"
-
+	"github.com/snapbuild/snapbuild/internal/engine"
 	"github.com/snapbuild/snapbuild/internal/modal"
 )
-
-// StepError reports a build step whose process exited with a non-zero status.
-type StepError struct {
-	Step int // 1-based instruction number in the build (Event.Step)
-	// Entry is the 1-based entry (recipe entry, Modal method call) the
-	// instruction belongs to, as the progress numbers it (Event.Entry),
-	// and Method its Modal method; 0 and "" when not known.
-	Entry       int
-	Method      string
-	Instruction string // e.g. "RUN apt-get install -y git"
-	ExitCode    int
-	// TimedOut is the step's timeout when it was killed for running
-	// longer (run_function's timeout=); 0 otherwise.
-	TimedOut time.Duration
-	Tail     []string // the last lines of the step's output
-}
-
-func (e *StepError) Error() string {
-	var b strings.Builder
-	// "step 2 (run_commands) failed", numbered as the progress's [2/N].
-	step := fmt.Sprint(e.Step)
-	if e.Entry > 0 {
-		step = fmt.Sprintf("%d (%s)", e.Entry, e.Method)
-	}
-	if e.TimedOut > 0 {
-		fmt.Fprintf(&b, "step %s failed: %s: timed out after %s and was killed", step, e.Instruction, e.TimedOut)
-	} else {
-		fmt.Fprintf(&b, "step %s failed: %s: exit code %d", step, e.Instruction, e.ExitCode)
-	}
-	if len(e.Tail) > 0 {
-		b.WriteString("\nlast lines of output:\n")
-		for _, l := range e.Tail {
-			b.WriteString("  | ")
-			b.WriteString(l)
-			b.WriteByte('\n')
-		}
-	}
-	return strings.TrimRight(b.String(), "\n")
-}
 
 // InvalidError reports a bad argument to an Image method, as Modal's
 // modal.exception.InvalidError does: Method is the Image method (e.g.
 // "apt_install"), Message follows Modal's wording where Modal has one.
 type InvalidError = modal.InvalidError
+
+// StoreNotExistError is NewBuilder's error when the directory given to
+// WithExistingRoot does not exist.
+type StoreNotExistError = engine.StoreNotExistError
+
+// NameTakenError is returned by Builder.TagResultWith when the name names
+// another image, from another source, and TagOptions.Replace is not set: a
+// build never silently takes a name that another project's build gave.
+type NameTakenError = engine.NameTakenError
+
+// StepError reports a build step whose process exited with a non-zero status.
+type StepError = engine.StepError

@@ -184,7 +184,7 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 	}
 	// Modal's codename is bookworm for every series; a series bootstrapped
 	// from Debian names the suite that ships it (trixie for 3.13).
-	suite, ok := debianSuiteFor[pythonVersion]
+	suite, ok := modal.DebianSuiteFor[pythonVersion]
 	if !ok {
 		suite = "bookworm"
 	}
@@ -200,18 +200,6 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 		o(l)
 	}
 	return Image{layers: []*modal.Layer{l}}
-}
-
-// debianSuiteFor maps a Python series to the Debian suite that ships it.
-var debianSuiteFor = map[string]string{"3.11": "bookworm", "3.13": "trixie"}
-
-func offlineSeries() string {
-	var s []string
-	for series, suite := range debianSuiteFor {
-		s = append(s, fmt.Sprintf("Python %s (Debian %s)", series, suite))
-	}
-	sort.Strings(s)
-	return strings.Join(s, " and ")
 }
 
 // FromID starts from an image built earlier into the same store, named by its
@@ -347,7 +335,7 @@ func (img Image) EnvVars(vars ...EnvVar) Image {
 		if err := oneLine("env", lineArg(fmt.Sprintf("vars[%q]", v.Name), v.Value)); err != nil {
 			return img.fail(err)
 		}
-		cmds = append(cmds, "ENV "+v.Name+"="+shlexQuote(v.Value))
+		cmds = append(cmds, "ENV "+v.Name+"="+modal.ShlexQuote(v.Value))
 	}
 	return img.with(&modal.Layer{Method: "env", Call: "env(" + pyDict(vars) + ")", Commands: cmds}, nil)
 }
@@ -362,7 +350,7 @@ func (img Image) Workdir(dir string) Image {
 	if err := oneLine("workdir", lineArg("path", dir)); err != nil {
 		return img.fail(err)
 	}
-	return img.with(&modal.Layer{Method: "workdir", Call: "workdir(" + pyStr(dir) + ")", Commands: []string{"FROM base", "WORKDIR " + shlexQuote(dir)}}, nil)
+	return img.with(&modal.Layer{Method: "workdir", Call: "workdir(" + pyStr(dir) + ")", Commands: []string{"FROM base", "WORKDIR " + modal.ShlexQuote(dir)}}, nil)
 }
 
 // Entrypoint is modal.Image.entrypoint: `ENTRYPOINT ["a", "b"]`.
@@ -442,29 +430,11 @@ func (img Image) AddLocalDir(localPath, remotePath string, copy bool, ignore Mat
 		Commands: []string{"FROM base", "COPY . /"}, Context: []modal.ContextInput{in}}, nil)
 }
 
-// shlexQuote is Python's shlex.quote.
-func shlexQuote(s string) string {
-	if s == "" {
-		return "''"
-	}
-	safe := true
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_@%+=:,./-", r)) {
-			safe = false
-			break
-		}
-	}
-	if safe {
-		return s
-	}
-	return "'" + strings.ReplaceAll(s, "'", `'"'"'`) + "'"
-}
-
 // shlexJoin is Python's shlex.join.
 func shlexJoin(args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		q[i] = shlexQuote(a)
+		q[i] = modal.ShlexQuote(a)
 	}
 	return strings.Join(q, " ")
 }

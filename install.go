@@ -68,7 +68,7 @@ func (o PipOptions) args() string {
 	var flags []string
 	for _, f := range [][2]string{{"--find-links", o.FindLinks}, {"--index-url", o.IndexURL}, {"--extra-index-url", o.ExtraIndexURL}} {
 		if f[1] != "" {
-			flags = append(flags, f[0]+" "+shlexQuote(f[1]))
+			flags = append(flags, f[0]+" "+modal.ShlexQuote(f[1]))
 		}
 	}
 	args := strings.Join(flags, " ")
@@ -357,7 +357,7 @@ func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOpt
 	args := []string{"--python $(command -v python)", "--compile-bytecode"}
 	for _, f := range [][2]string{{"--find-links", o.FindLinks}, {"--index-url", o.IndexURL}, {"--extra-index-url", o.ExtraIndexURL}} {
 		if f[1] != "" {
-			args = append(args, f[0]+" "+shlexQuote(f[1]))
+			args = append(args, f[0]+" "+modal.ShlexQuote(f[1]))
 		}
 	}
 	if o.Pre {
@@ -389,7 +389,7 @@ func (img Image) UvPipInstall(packages []string, o UvPipOptions, opts ...StepOpt
 	sorted := slices.Clone(packages)
 	sort.Strings(sorted)
 	for _, p := range sorted {
-		args = append(args, shlexQuote(p))
+		args = append(args, modal.ShlexQuote(p))
 	}
 	cmds = append(cmds, "RUN /.uv/uv pip install "+strings.Join(args, " "))
 	return img.withInstall(&modal.Layer{Method: method, Commands: cmds, Context: ctx}, opts)

@@ -90,20 +90,20 @@ func instWrite(t *testing.T, path, content string) string {
 // instParse parses l's commands and checks the instruction types.
 func instParse(t *testing.T, l *modal.Layer, types ...any) []instruction {
 	t.Helper()
-	ins, err := parseCommands(l.Commands)
+	ins, err := modal.ParseCommands(l.Commands)
 	if err != nil {
-		t.Fatalf("parseCommands(%q): %v", l.Commands, err)
+		t.Fatalf("modal.ParseCommands(%q): %v", l.Commands, err)
 	}
 	if len(ins) != len(types) {
-		t.Fatalf("parseCommands(%q) gave %d instructions, want %d", l.Commands, len(ins), len(types))
+		t.Fatalf("modal.ParseCommands(%q) gave %d instructions, want %d", l.Commands, len(ins), len(types))
 	}
 	for i := range ins {
-		if reflect.TypeOf(ins[i].cmd) != reflect.TypeOf(types[i]) {
-			t.Errorf("instruction %d (%q) is %T, want %T", i, ins[i].text, ins[i].cmd, types[i])
+		if reflect.TypeOf(ins[i].Cmd) != reflect.TypeOf(types[i]) {
+			t.Errorf("instruction %d (%q) is %T, want %T", i, ins[i].Text, ins[i].Cmd, types[i])
 		}
 	}
-	if len(ins) > 0 && l.Root == nil && (!ins[0].isFrom() || ins[0].fromRef() != "base") {
-		t.Errorf("first instruction %q is not FROM base", ins[0].text)
+	if len(ins) > 0 && l.Root == nil && (!ins[0].IsFrom() || ins[0].FromRef() != "base") {
+		t.Errorf("first instruction %q is not FROM base", ins[0].Text)
 	}
 	return ins
 }
@@ -119,9 +119,9 @@ var (
 
 func instRunLine(t *testing.T, in instruction) string {
 	t.Helper()
-	r, ok := in.cmd.(*instructions.RunCommand)
+	r, ok := in.Cmd.(*instructions.RunCommand)
 	if !ok || !r.PrependShell || len(r.CmdLine) != 1 || len(r.FlagsUsed) != 0 {
-		t.Fatalf("%q: want a shell-form RUN without flags, got %+v", in.text, in.cmd)
+		t.Fatalf("%q: want a shell-form RUN without flags, got %+v", in.Text, in.Cmd)
 	}
 	return r.CmdLine[0]
 }
@@ -215,7 +215,7 @@ func TestInstallPipInstallFromRequirements(t *testing.T) {
 		"RUN python -m pip install -r /.requirements.txt")
 	instWantContext(t, l, modal.ContextInput{Local: req, Remote: "/.requirements.txt"})
 	ins := instParse(t, l, tFrom, tCopy, tRun)
-	c := ins[1].cmd.(*instructions.CopyCommand)
+	c := ins[1].Cmd.(*instructions.CopyCommand)
 	if c.From != "" || !reflect.DeepEqual(c.SourcePaths, []string{"/.requirements.txt"}) || c.DestPath != "/.requirements.txt" {
 		t.Errorf("COPY = %+v", c)
 	}
@@ -361,11 +361,11 @@ func TestInstallUvPipInstall(t *testing.T) {
 		"RUN /.uv/uv pip install --python $(command -v python) --compile-bytecode --index-url agi.se --prerelease allow --no-build-isolation --requirements /.uv/0/requirements.txt --requirements /.uv/1/requirements.txt 'a b' 'torch~=2.2' transformers==4.23.0")
 	instWantContext(t, l, modal.ContextInput{Local: r0, Remote: "/.0_requirements.txt"}, modal.ContextInput{Local: r1, Remote: "/.1_requirements.txt"})
 	ins := instParse(t, l, tFrom, tCopy, tCopy, tCopy, tRun)
-	c := ins[1].cmd.(*instructions.CopyCommand)
+	c := ins[1].Cmd.(*instructions.CopyCommand)
 	if c.From != "ghcr.io/astral-sh/uv:latest" || !reflect.DeepEqual(c.SourcePaths, []string{"/uv"}) || c.DestPath != "/.uv/uv" {
 		t.Errorf("COPY --from = from %q sources %q dest %q", c.From, c.SourcePaths, c.DestPath)
 	}
-	if c := ins[2].cmd.(*instructions.CopyCommand); c.From != "" || c.DestPath != "/.uv/0/requirements.txt" {
+	if c := ins[2].Cmd.(*instructions.CopyCommand); c.From != "" || c.DestPath != "/.uv/0/requirements.txt" {
 		t.Errorf("COPY = %+v", c)
 	}
 
@@ -405,7 +405,7 @@ func TestInstallUvSync(t *testing.T) {
 		"ENV PATH=/.uv/.venv/bin:$PATH")
 	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"})
 	ins := instParse(t, l, tFrom, tCopy, tCopy, tRun, tEnv)
-	if e := ins[4].cmd.(*instructions.EnvCommand); len(e.Env) != 1 || e.Env[0].Key != "PATH" || e.Env[0].Value != "/.uv/.venv/bin:$PATH" {
+	if e := ins[4].Cmd.(*instructions.EnvCommand); len(e.Env) != 1 || e.Env[0].Key != "PATH" || e.Env[0].Value != "/.uv/.venv/bin:$PATH" {
 		t.Errorf("ENV = %+v", e.Env)
 	}
 
@@ -468,13 +468,13 @@ func TestInstallPoetryInstallFromFile(t *testing.T) {
 		"poetry install --no-root --compile")
 	instWantContext(t, l, modal.ContextInput{Local: pp, Remote: "/.pyproject.toml"}, modal.ContextInput{Local: lock, Remote: "/.poetry.lock"})
 	// The three last lines are one continued RUN.
-	ins, err := parseCommands(l.Commands)
+	ins, err := modal.ParseCommands(l.Commands)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var kinds []string
 	for _, in := range ins {
-		kinds = append(kinds, reflect.TypeOf(in.cmd).Elem().Name())
+		kinds = append(kinds, reflect.TypeOf(in.Cmd).Elem().Name())
 	}
 	if want := []string{"Stage", "RunCommand", "CopyCommand", "CopyCommand", "RunCommand"}; !reflect.DeepEqual(kinds, want) {
 		t.Fatalf("instructions %q, want %q", kinds, want)
@@ -537,13 +537,13 @@ func TestInstallMicromamba(t *testing.T) {
 		t.Errorf("root = %+v", l.Root)
 	}
 	ins := instParse(t, l, tFrom, tShell, tEnv, tRun, tCmd)
-	if ins[0].fromRef() != MicromambaImage {
-		t.Errorf("FROM ref = %q", ins[0].fromRef())
+	if ins[0].FromRef() != MicromambaImage {
+		t.Errorf("FROM ref = %q", ins[0].FromRef())
 	}
-	if s := ins[1].cmd.(*instructions.ShellCommand); !reflect.DeepEqual(s.Shell, []string{"/usr/local/bin/_dockerfile_shell.sh"}) {
+	if s := ins[1].Cmd.(*instructions.ShellCommand); !reflect.DeepEqual(s.Shell, []string{"/usr/local/bin/_dockerfile_shell.sh"}) {
 		t.Errorf("SHELL = %q", s.Shell)
 	}
-	if c := ins[4].cmd.(*instructions.CmdCommand); c.PrependShell || !reflect.DeepEqual(c.CmdLine, []string{"sleep", "172800"}) {
+	if c := ins[4].Cmd.(*instructions.CmdCommand); c.PrependShell || !reflect.DeepEqual(c.CmdLine, []string{"sleep", "172800"}) {
 		t.Errorf("CMD = %+v", c.ShellDependantCmdLine)
 	}
 
@@ -591,7 +591,7 @@ func TestInstallMicromambaInstall(t *testing.T) {
 		"RUN micromamba install torch=2.2 'transformers<4.23.0' -f /env.yml -n base -c conda-forge -c my-channel --yes")
 	instWantContext(t, l, modal.ContextInput{Local: spec, Remote: "/env.yml"})
 	ins := instParse(t, l, tFrom, tCopy, tRun)
-	if c := ins[1].cmd.(*instructions.CopyCommand); c.From != "" || !reflect.DeepEqual(c.SourcePaths, []string{"/env.yml"}) || c.DestPath != "/env.yml" {
+	if c := ins[1].Cmd.(*instructions.CopyCommand); c.From != "" || !reflect.DeepEqual(c.SourcePaths, []string{"/env.yml"}) || c.DestPath != "/env.yml" {
 		t.Errorf("COPY = %+v", c)
 	}
 	l = instWant(t, base.MicromambaInstall(nil, MicromambaOptions{SpecFile: spec}),

@@ -2,6 +2,7 @@ package snapbuild
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/snapbuild/snapbuild/internal/modal"
@@ -71,4 +72,26 @@ func oneLine(method string, args ...namedValues) error {
 // to it.
 func endsInContinuation(s string) bool {
 	return strings.HasSuffix(strings.TrimRight(s, " \t\r\n"), "\\")
+}
+
+// pyStr quotes s as a Python string literal in double quotes, as the
+// progress shows arguments.
+func pyStr(s string) string { return strconv.Quote(s) }
+
+// pyList formats ss as a Python list of strings: ["a", "b"].
+func pyList(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = pyStr(s)
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+// pyDict formats vars as a Python dict of strings in the given order.
+func pyDict(vars []EnvVar) string {
+	q := make([]string, len(vars))
+	for i, v := range vars {
+		q[i] = pyStr(v.Name) + ": " + pyStr(v.Value)
+	}
+	return "{" + strings.Join(q, ", ") + "}"
 }

@@ -70,7 +70,7 @@ func TestLineBreakRefused(t *testing.T) {
 func TestCarriageReturnKept(t *testing.T) {
 	l := instLast(t, instBase(t).EnvVars(EnvVar{"A", "x\ry"}, EnvVar{"B", "z"}))
 	ins := instParse(t, l, &instructions.Stage{}, &instructions.EnvCommand{}, &instructions.EnvCommand{})
-	kv := ins[1].cmd.(*instructions.EnvCommand).Env[0]
+	kv := ins[1].Cmd.(*instructions.EnvCommand).Env[0]
 	if kv.Key != "A" || kv.Value != "'x\ry'" {
 		t.Errorf("ENV A: %+v", kv)
 	}
@@ -90,11 +90,11 @@ func TestLineBreakInExecForm(t *testing.T) {
 		{base.Shell(args), func(c any) []string { return c.(*instructions.ShellCommand).Shell }},
 	} {
 		l := instLast(t, c.img)
-		ins, err := parseCommands(l.Commands)
+		ins, err := modal.ParseCommands(l.Commands)
 		if err != nil || len(ins) != 2 {
-			t.Fatalf("%s: parseCommands(%q) = %d instructions, %v", l.Method, l.Commands, len(ins), err)
+			t.Fatalf("%s: modal.ParseCommands(%q) = %d instructions, %v", l.Method, l.Commands, len(ins), err)
 		}
-		if got := c.args(ins[1].cmd); !reflect.DeepEqual(got, args) {
+		if got := c.args(ins[1].Cmd); !reflect.DeepEqual(got, args) {
 			t.Errorf("%s: %q, want %q", l.Method, got, args)
 		}
 	}

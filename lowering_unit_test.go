@@ -295,16 +295,16 @@ func TestLoweringExecForms(t *testing.T) {
 // line: the lowered layer must still parse to a single instruction.
 func TestLoweringExecFormControlCharacters(t *testing.T) {
 	img := uBase(t).Cmd([]string{"a\nb"})
-	ins, err := parseCommands(uLastLayer(t, img))
+	ins, err := modal.ParseCommands(uLastLayer(t, img))
 	if err != nil || len(ins) != 2 {
 		t.Fatalf("BUG (minor): image.go jsonList escapes only '\"' and '\\\\', so a newline (or other control "+
 			"character) in an ENTRYPOINT/CMD/SHELL item splits the Dockerfile line and the layer fails to parse at build time "+
 			"(got %d instructions, err %v); escape control characters as JSON does (e.g. strconv.Quote-like \\n, \\t, \\u00XX) "+
 			"or reject them at call time", len(ins), err)
 	}
-	c, ok := ins[1].cmd.(*instructions.CmdCommand)
+	c, ok := ins[1].Cmd.(*instructions.CmdCommand)
 	if !ok || c.PrependShell || !reflect.DeepEqual(c.CmdLine, []string{"a\nb"}) {
-		t.Errorf("second instruction is %T %+v", ins[1].cmd, ins[1].cmd)
+		t.Errorf("second instruction is %T %+v", ins[1].Cmd, ins[1].Cmd)
 	}
 }
 
@@ -512,8 +512,8 @@ func TestShlexQuoteMatchesPython(t *testing.T) {
 		{"`", "'`'"},
 		{"|", "'|'"},
 	} {
-		if got := shlexQuote(tc.in); got != tc.want {
-			t.Errorf("shlexQuote(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := modal.ShlexQuote(tc.in); got != tc.want {
+			t.Errorf("modal.ShlexQuote(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 	if got := shlexJoin([]string{"git", "libfoo>=1", ""}); got != "git 'libfoo>=1' ''" {
@@ -543,22 +543,5 @@ func TestRunCommandsLineBreaks(t *testing.T) {
 	err := base.RunCommands([]string{"set -e\nmkdir /x"}).Err()
 	if err == nil || !strings.Contains(err.Error(), "holds a line break") || !strings.Contains(err.Error(), `end them with \,`) {
 		t.Errorf("bare newline: %v", err)
-	}
-}
-
-func TestExpandKnown(t *testing.T) {
-	env := []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
-	for in, want := range map[string]string{
-		"/x:$PATH":        "/x:/usr/bin:/bin",
-		"/x:${PATH}:/y":   "/x:/usr/bin:/bin:/y",
-		"$HOME/bin":       "$HOME/bin",
-		"cost $5":         "cost $5",
-		"$LANG-$LANGUAGE": "C.UTF-8-$LANGUAGE",
-		"no references":   "no references",
-		"$$PATH":          "$/usr/bin:/bin",
-	} {
-		if got := expandKnown(in, env); got != want {
-			t.Errorf("expandKnown(%q) = %q, want %q", in, got, want)
-		}
 	}
 }

@@ -95,15 +95,14 @@ func TestFromRegistryImport(t *testing.T) {
 		pTar(t, [][2]string{{"opt/tool/", ""}, {"opt/tool/.wh.old", ""}, {"opt/tool/bin/", ""}, {"opt/tool/bin/entry", "#!/bin/sh\n"}}),
 		pTar(t, [][2]string{{"srv/app/", ""}, {"srv/app/link", "-> /opt/tool/bin/entry"}}),
 	)
-	b := uBuilder(t)
 	pulls := 0
-	b.puller = func(ctx context.Context, ref string, creds *Credentials) (v1.Image, error) {
+	b := uBuilder(t, WithPuller(func(ctx context.Context, ref string, creds *Credentials) (v1.Image, error) {
 		pulls++
 		if ref != "registry.example:5000/team/tool:1" {
 			t.Errorf("pulled %q", ref)
 		}
 		return base, nil
-	}
+	}))
 	img := FromRegistry("registry.example:5000/team/tool:1", RegistryOptions{}).Env(map[string]string{"EXTRA": "1"})
 	res, err := b.Build(t.Context(), img)
 	if err != nil {
@@ -115,7 +114,7 @@ func TestFromRegistryImport(t *testing.T) {
 		t.Errorf("the base's config did not carry over: %+v", c)
 	}
 	// The layers are the registry's blobs, with their digests and diffIDs.
-	m, err := b.store.Blobs().Manifest(res.Manifest.Digest)
+	m, err := b.e.Store().Blobs().Manifest(res.Manifest.Digest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,11 +132,11 @@ func TestFromRegistryImport(t *testing.T) {
 		t.Errorf("media types: %s %s %s", m.Layers[0].MediaType, m.Layers[1].MediaType, m.Layers[2].MediaType)
 	}
 	// The snapshots show the image's filesystem: the whiteout hides "old".
-	rec, err := b.store.Resolve(res.ID)
+	rec, err := b.e.Store().Resolve(res.ID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := b.store.Snapshots().View(rec.ChainID)
+	v, err := b.e.Store().Snapshots().View(rec.ChainID)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,18 +173,17 @@ func TestFromRegistryBadImages(t *testing.T) {
 		{"tampered", tamperedImage(t), "digest mismatch"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := uBuilder(t)
-			b.puller = func(context.Context, string, *Credentials) (v1.Image, error) { return tc.img, nil }
+			b := uBuilder(t, WithPuller(func(context.Context, string, *Credentials) (v1.Image, error) { return tc.img, nil }))
 			_, err := b.Build(t.Context(), FromRegistry("r.example/x:1", RegistryOptions{}))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "from_registry: FROM r.example/x:1: ") {
 				t.Errorf("error %v, want one containing %q", err, tc.want)
 			}
 			for _, d := range []string{"tmp", "snapshots/.tmp"} {
-				if ents, _ := os.ReadDir(filepath.Join(b.store.Root(), d)); len(ents) > 0 {
+				if ents, _ := os.ReadDir(filepath.Join(b.e.Store().Root(), d)); len(ents) > 0 {
 					t.Errorf("%s left: %d entries", d, len(ents))
 				}
 			}
-			if ents, _ := os.ReadDir(filepath.Join(b.store.Root(), "snapshots")); len(ents) > 1 {
+			if ents, _ := os.ReadDir(filepath.Join(b.e.Store().Root(), "snapshots")); len(ents) > 1 {
 				t.Errorf("snapshots were committed for a failed pull: %d entries", len(ents))
 			}
 		})

@@ -67,9 +67,8 @@ func TestRegistryCredentials(t *testing.T) {
 				t.Fatal(err)
 			}
 			tc.img.layers[0].Root.Registry.HTTPClient = tc.client
-			b := uBuilder(t)
 			var got *Credentials
-			b.puller = func(_ context.Context, _ string, c *Credentials) (v1.Image, error) { got = c; return base, nil }
+			b := uBuilder(t, WithPuller(func(_ context.Context, _ string, c *Credentials) (v1.Image, error) { got = c; return base, nil }))
 			if _, err := b.Build(t.Context(), tc.img); err != nil {
 				t.Fatal(err)
 			}
@@ -79,8 +78,7 @@ func TestRegistryCredentials(t *testing.T) {
 		})
 	}
 	// Errors name what is missing, never the values.
-	b := uBuilder(t)
-	b.puller = func(context.Context, string, *Credentials) (v1.Image, error) { return base, nil }
+	b := uBuilder(t, WithPuller(func(context.Context, string, *Credentials) (v1.Image, error) { return base, nil }))
 	_, err = b.Build(t.Context(), FromAWSECR("r.example/a:1", RegistryOptions{Secret: ptr(SecretFromDict(map[string]string{"AWS_SECRET_ACCESS_KEY": "hush"}))}))
 	if err == nil || !strings.Contains(err.Error(), "missing AWS_ACCESS_KEY_ID, AWS_REGION") || strings.Contains(err.Error(), "hush") {
 		t.Errorf("ECR without keys: %v", err)
@@ -104,19 +102,19 @@ func ptr[T any](v T) *T { return &v }
 func TestResolveNormalizedName(t *testing.T) {
 	b := uBuilder(t)
 	const id = "im-0123456789abcdefghijkl"
-	if err := b.store.PutImage(store.Image{ID: id}); err != nil {
+	if err := b.e.Store().PutImage(store.Image{ID: id}); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.store.SetName("docker.io/library/ubuntu:22.04", id); err != nil {
+	if err := b.e.Store().SetName("docker.io/library/ubuntu:22.04", id); err != nil {
 		t.Fatal(err)
 	}
 	for _, ref := range []string{"docker.io/library/ubuntu:22.04", "ubuntu:22.04", "library/ubuntu:22.04", "index.docker.io/library/ubuntu:22.04"} {
-		if rec, err := b.store.Resolve(ref); err != nil || rec.ID != id {
+		if rec, err := b.e.Store().Resolve(ref); err != nil || rec.ID != id {
 			t.Errorf("resolve(%q) = %v, %v", ref, rec.ID, err)
 		}
 	}
 	for _, ref := range []string{"ubuntu:20.04", "ubuntu", "quay.io/library/ubuntu:22.04", "oci:/x:ubuntu:22.04"} {
-		if _, err := b.store.Resolve(ref); err == nil {
+		if _, err := b.e.Store().Resolve(ref); err == nil {
 			t.Errorf("resolve(%q) found the image", ref)
 		}
 	}

@@ -120,3 +120,9 @@ func (l *Layer) AllVolumes() map[string]Volume {
 	maps.Copy(all, l.Function.Call.Volumes)
 	return all
 }
+
+// BuilderVersion is the Modal image builder version whose commands snapbuild
+// emits. Only 2025.06 (and PREVIEW, its equal) are implemented.
+const BuilderVersion = "2025.06"
+
+

@@ -1,0 +1,219 @@
+package snapbuild
+
+import (
+	"time"
+
+	"github.com/snapbuild/snapbuild/internal/engine"
+	"github.com/snapbuild/snapbuild/registry"
+	"github.com/snapbuild/snapbuild/sandbox"
+	"github.com/snapbuild/snapbuild/siteconfig"
+)
+
+// Option configures a Builder.
+type Option = engine.Option
+
+// WithRoot sets the store directory, which NewBuilder creates when it does
+// not exist. The default is DefaultRoot().
+func WithRoot(dir string) Option {
+	return engine.WithRoot(dir)
+}
+
+// WithExistingRoot is WithRoot for a Builder that only reads or removes
+// what a store holds (listing, inspecting, exporting images): when dir does
+// not exist, NewBuilder creates nothing and fails with a
+// *StoreNotExistError, as podman's and docker's image commands report an
+// unknown image rather than make an empty store. The default is
+// DefaultRoot(), created when missing.
+func WithExistingRoot(dir string) Option {
+	return engine.WithExistingRoot(dir)
+}
+
+// WithProgress sets where build events go. The default is plain text on
+// standard error.
+func WithProgress(p Progress) Option {
+	return engine.WithProgress(p)
+}
+
+// WithHeartbeat sets how often a running entry that has reported nothing
+// sends an EventHeartbeat (plain progress prints "#4 still running, 1m30s").
+// 0 sends none. The default is 30 seconds.
+func WithHeartbeat(every time.Duration) Option {
+	return engine.WithHeartbeat(every)
+}
+
+// WithDebianMirror sets the Debian archive that Debian bases are bootstrapped
+// from. The default is $SNAPBUILD_DEBIAN_MIRROR, else base.DefaultMirror.
+func WithDebianMirror(url string) Option {
+	return engine.WithDebianMirror(url)
+}
+
+// WithForceBuild rebuilds every step, ignoring and replacing cache entries.
+// The default is true when MODAL_FORCE_BUILD or SNAPBUILD_FORCE_BUILD is set to
+// anything but "", "0" or "false" (case-insensitive), as Modal parses it.
+func WithForceBuild(force bool) Option {
+	return engine.WithForceBuild(force)
+}
+
+// WithEpoch sets the reproducibility timestamp (SOURCE_DATE_EPOCH): layer
+// mtimes later than it are clamped to it, whiteouts carry it, and RUN steps
+// and Debian bootstraps see it as SOURCE_DATE_EPOCH (so Python compiles
+// hash-checked .pyc files, which clamped mtimes cannot invalidate). The
+// default is $SOURCE_DATE_EPOCH, else DefaultEpoch.
+func WithEpoch(t time.Time) Option {
+	return engine.WithEpoch(t)
+}
+
+// WithNetwork sets the network of RUN steps: sandbox.NetworkHost,
+// sandbox.NetworkNone (every step offline, a Dockerfile's RUN
+// --network=host included) or sandbox.NetworkPrivate (every step not asked
+// to be offline in a namespace of its own with outbound access through
+// slirp4netns; the host's 127.0.0.1 is sandbox.PrivateGateway). The mode is
+// part of each step's cache key. The default is the host's.
+func WithNetwork(n sandbox.Network) Option {
+	return engine.WithNetwork(n)
+}
+
+// WithSecurity sets the security mode of every RUN step and of Run.
+// sandbox.SecurityInsecure is BuildKit's security.insecure entitlement
+// applied to every step, as RUN --security=insecure: every capability, no
+// seccomp filter, no no_new_privs. It is part of each step's cache key, so
+// a step run insecure is not reused by a sandboxed build, nor the other way
+// round; it also lets a Dockerfile's RUN --security=insecure run. The
+// default is sandbox.SecuritySandbox (see sandbox.Security).
+func WithSecurity(s sandbox.Security) Option {
+	return engine.WithSecurity(s)
+}
+
+// WithCDISpecDirs sets the directories where GPU steps look for CDI specs
+// (nvidia.com/gpu), in increasing priority. The default is /etc/cdi and
+// /var/run/cdi, as the CDI tools use.
+func WithCDISpecDirs(dirs ...string) Option {
+	return engine.WithCDISpecDirs(dirs...)
+}
+
+// WithParallelism sets how many independent ops of a Dockerfile's build
+// graph (stages that do not depend on each other, the sources of a COPY)
+// may run at once, as buildah's --jobs and BuildKit's max-parallelism; n
+// must be at least 1. The default is the number of CPUs the process may
+// use (runtime.GOMAXPROCS).
+func WithParallelism(n int) Option {
+	return engine.WithParallelism(n)
+}
+
+// WithPuller sets how from_registry and Pull fetch images.
+func WithPuller(p Puller) Option {
+	return engine.WithPuller(p)
+}
+
+// WithRegistryOptions sets how images are pulled, pushed and exported:
+// package registry's options (a registries.conf with mirrors, insecure
+// registries, a CA file, a keychain). Credentials from a from_registry
+// secret are added per pull.
+func WithRegistryOptions(opts ...registry.Option) Option {
+	return engine.WithRegistryOptions(opts...)
+}
+
+// WithDebianSlimFromRegistry makes debian_slim pull Docker Hub's
+// python:<micro>-slim-bookworm image, as Modal's builder does, instead of
+// bootstrapping Debian locally; the CLI sets it when the registries.conf
+// sends docker.io to a mirror (an offline site's). The image is then
+// completed with Modal's debian_slim commands, except `pip install
+// --upgrade pip wheel uv`, which needs PyPI.
+func WithDebianSlimFromRegistry(on bool) Option {
+	return engine.WithDebianSlimFromRegistry(on)
+}
+
+// WithStepEnv gives every RUN and run_function step the variables env
+// ("KEY=VALUE" entries) as process environment: a site's package mirrors
+// (PIP_INDEX_URL, UV_INDEX_URL, MAMBA_CHANNEL_ALIAS, ...). They fill in what
+// the image's ENV and the ARG values leave unset, and a step's env= and
+// secrets override them. They are not part of the image (config, history)
+// nor of any step's cache key: the same definition gives the same image
+// whichever mirror it was built from. A later WithStepEnv replaces an
+// earlier one's variables of the same name.
+func WithStepEnv(env ...string) Option {
+	return engine.WithStepEnv(env...)
+}
+
+// WithPythonStandaloneDir sets where add_python finds python-build-standalone
+// archives (see PythonStandaloneDir). dir must be absolute.
+func WithPythonStandaloneDir(dir string) Option {
+	return engine.WithPythonStandaloneDir(dir)
+}
+
+// WithToolImage makes the images a build names by reference from
+// repository (a COPY --from such as uv's, Image.micromamba's base, a
+// Dockerfile FROM) come from replacement instead, keeping the tag or
+// digest: with WithToolImage(UvImageRepository,
+// "registry.internal/astral-sh/uv"), ghcr.io/astral-sh/uv:0.8.0 is taken
+// from the store, or pulled, as registry.internal/astral-sh/uv:0.8.0.
+// from_registry bases are not replaced (registries.conf mirrors serve them).
+//
+// Cache keys follow content, not names: a step that copies from the
+// replacement is keyed by the replacement's manifest digest and a
+// micromamba base's image ID by the image pulled, so a faithful copy of the
+// original (same digest) gives the same images and anything else gives
+// other ones.
+func WithToolImage(repository, replacement string) Option {
+	return engine.WithToolImage(repository, replacement)
+}
+
+// WithSite applies a site configuration (package siteconfig): its step
+// environment (Site.StepEnv: the pip, uv and conda mirrors, and env) as
+// WithStepEnv, its Debian mirror as WithDebianMirror, its
+// python-build-standalone directory as WithPythonStandaloneDir, and its uv
+// and micromamba images as WithToolImage. Its registries.conf is the
+// caller's to load (registry.LoadConfig, WithRegistryOptions). Options
+// after WithSite override it.
+func WithSite(s siteconfig.Site) Option {
+	return engine.WithSite(s)
+}
+
+// WithTimestamps sets what layers keep of the mtimes that steps leave; see
+// Timestamps. Layers made under one choice are not reused under the other:
+// the choice is part of every step's cache key.
+// The default is TimestampsClamp.
+func WithTimestamps(t Timestamps) Option {
+	return engine.WithTimestamps(t)
+}
+
+// DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
+// 1980-01-01T00:00:00Z (315532800), the earliest time a zip file can hold,
+// so that tools which zip files from an image (wheel builders) still work.
+var DefaultEpoch = engine.DefaultEpoch
+
+// Timestamps says what the layers of a build keep of the modification times
+// (mtimes) that its steps leave on files, directories and links.
+type Timestamps = engine.Timestamps
+
+// TimestampsClamp writes every mtime later than the build's epoch
+// (SOURCE_DATE_EPOCH, WithEpoch; DefaultEpoch when neither is set) as
+// the epoch and keeps earlier ones, so that a step that writes the same
+// files gives the same layer digest whenever it runs: BuildKit's
+// rewrite-timestamp=true exporter option with SOURCE_DATE_EPOCH set.
+const TimestampsClamp = engine.TimestampsClamp
+
+// TimestampsKeep writes mtimes as the steps left them, to the
+// nanosecond: what docker build does when SOURCE_DATE_EPOCH is unset
+// (BuildKit's rewrite-timestamp=false), for tools that compare mtimes
+// (make, the mtime-checked .pyc files of a Python that does not see
+// SOURCE_DATE_EPOCH). Layers then change with the time they are built
+// at: rebuilding a step without its cache gives another digest.
+// Whiteouts carry the Unix epoch. RUN steps and Debian bootstraps still
+// see SOURCE_DATE_EPOCH, as with a build arg of that name and
+// rewrite-timestamp=false.
+const TimestampsKeep = engine.TimestampsKeep
+
+// ParseTimestamps returns the Timestamps named s: "clamp" or "keep".
+func ParseTimestamps(s string) (Timestamps, error) {
+	return engine.ParseTimestamps(s)
+}
+
+// Puller fetches an image for a reference: the registry protocol, or an
+// air-gapped source. The default is set by package registry's wiring in
+// NewBuilder; tests may replace it with WithPuller.
+type Puller = engine.Puller
+
+const UvImageRepository = engine.UvImageRepository
+
+const MicromambaImageRepository = engine.MicromambaImageRepository

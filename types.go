@@ -1,0 +1,69 @@
+package snapbuild
+
+import "github.com/snapbuild/snapbuild/internal/engine"
+
+// Stats counts what a build did. Entries are what the user wrote and what
+// the progress numbers [n/N] (see Event); steps are the Dockerfile
+// instructions they lower to.
+type Stats = engine.Stats
+
+// Result describes a built image.
+type Result = engine.Result
+
+// ImageInfo describes a stored image.
+type ImageInfo = engine.ImageInfo
+
+// RunOptions are the stdio and overrides of Builder.Run.
+type RunOptions = engine.RunOptions
+
+// ExportOptions tune ExportWith and Push.
+type ExportOptions = engine.ExportOptions
+
+// Mount is one add_local_file or add_local_dir with copy=False: local files
+// that are read and attached to a container when it starts, as Modal mounts
+// them, instead of being built into a layer.
+type Mount = engine.Mount
+
+// TagOptions say where a build's image came from when it is named
+// (Builder.TagResultWith).
+type TagOptions = engine.TagOptions
+
+// Tagged is what Builder.TagResultWith did to the name.
+type Tagged = engine.Tagged
+
+// Metadata describes a built image as Modal's ImageMetadata does. It is
+// probed once per image (manifest) in a throwaway container without network,
+// when first asked for (Builder.Metadata, `snapbuild inspect`), not during
+// the build: a probe costs a container and a Python start (about 0.3 s),
+// which would dominate cheap builds.
+type Metadata = engine.Metadata
+
+// PlanState says what a build would do with one step (see Builder.Plan).
+type PlanState = engine.PlanState
+
+// PlanCached: the step's result is in the store's cache; a build
+// reuses it and runs nothing.
+const PlanCached = engine.PlanCached
+
+// PlanConfig: the step changes only the image config (ENV, CMD, ...)
+// or names a base already in the store; a build does no work for it.
+const PlanConfig = engine.PlanConfig
+
+// PlanRun: the step is not cached; a build would run it (a container,
+// a copy, a pull or a Debian bootstrap: PlanStep.Note says which).
+const PlanRun = engine.PlanRun
+
+// PlanPending: the step comes after one that would run; its cache key
+// depends on that step's result (the layer's content), so it is not
+// known before the build.
+const PlanPending = engine.PlanPending
+
+// Plan is what a build of an image would do, found without running a step,
+// pulling an image or contacting a mirror (Builder.Plan).
+type Plan = engine.Plan
+
+// PlanLayer is one Modal layer of the image: one method call.
+type PlanLayer = engine.PlanLayer
+
+// PlanStep is one instruction of a layer.
+type PlanStep = engine.PlanStep
