@@ -1,7 +1,9 @@
 package overlay
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"os"
 	"path/filepath"
 	"testing"
@@ -72,5 +74,67 @@ func TestClampTimes(t *testing.T) {
 	cancel()
 	if err := ClampTimes(ctx, dir, epoch); err == nil {
 		t.Error("a cancelled context did not stop the walk")
+	}
+}
+
+// pycHeader is a PEP 552 header: magic, flags, source mtime and size.
+func pycHeader(flags, mtime, size uint32) []byte {
+	h := []byte{0xa7, 0x0d, '\r', '\n', 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.LittleEndian.PutUint32(h[4:], flags)
+	binary.LittleEndian.PutUint32(h[8:], mtime)
+	binary.LittleEndian.PutUint32(h[12:], size)
+	return append(h, "code"...)
+}
+
+// A timestamp .pyc that records its clamped source stays valid: its record
+// is clamped too. Hash-based ones, stale ones and ones whose source is not
+// in the tree keep their bytes.
+func TestClampTimesPyc(t *testing.T) {
+	dir := t.TempDir()
+	epoch := time.Unix(315532800, 0)
+	src := time.Unix(1700000000, 0)
+	write := func(rel string, data []byte, mt time.Time) string {
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	body := []byte("X = 1\n")
+	n := uint32(len(body))
+	write("pkg/__init__.py", body, src)
+	write("pkg/mod.py", body, src)
+	fresh := write("pkg/__pycache__/__init__.cpython-311.pyc", pycHeader(0, uint32(src.Unix()), n), src)
+	opt := write("pkg/__pycache__/mod.cpython-311.opt-1.pyc", pycHeader(0, uint32(src.Unix()), n), src)
+	stale := write("pkg/__pycache__/mod.cpython-311.pyc", pycHeader(0, uint32(src.Unix())-5, n), src)
+	hashed := write("pkg/__pycache__/mod.cpython-312.pyc", pycHeader(3, 0xdeadbeef, 0x12345678), src)
+	orphan := write("lone/__pycache__/gone.cpython-311.pyc", pycHeader(0, uint32(src.Unix()), n), src)
+
+	if err := ClampTimes(context.Background(), dir, epoch); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string][]byte{
+		fresh:  pycHeader(0, uint32(epoch.Unix()), n),
+		opt:    pycHeader(0, uint32(epoch.Unix()), n),
+		stale:  pycHeader(0, uint32(src.Unix())-5, n),
+		hashed: pycHeader(3, 0xdeadbeef, 0x12345678),
+		orphan: pycHeader(0, uint32(src.Unix()), n),
+	} {
+		got, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s: header % x, want % x", filepath.Base(p), got[:16], want[:16])
+		}
+		if mt := lmtime(t, p); !mt.Equal(epoch) {
+			t.Errorf("%s: mtime %v, want the epoch", filepath.Base(p), mt)
+		}
 	}
 }

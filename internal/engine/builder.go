@@ -657,11 +657,18 @@ func (b *Engine) layerStep(ctx context.Context, st *buildState, key, instr strin
 	return false, nil
 }
 
-// commitLayer diffs a's upper dir into a zstd layer, clamps the upper dir's
-// mtimes as the layer's are, commits the snapshot and records the step.
+// commitLayer clamps a's upper dir's mtimes (overlay.ClampTimes, as the
+// layer's are), diffs it into a zstd layer, commits the snapshot and records
+// the step.
 func (b *Engine) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string) (store.Step, error) {
 	if err := a.Unmount(); err != nil {
 		return store.Step{}, err
+	}
+	if e := b.layerEpoch(); e != nil {
+		// The snapshot holds the times the layer holds.
+		if err := overlay.ClampTimes(ctx, a.Upper, *e); err != nil {
+			return store.Step{}, err
+		}
 	}
 	var stats overlay.Stats
 	layer, err := b.store.Blobs().WriteLayer(ctx, func(w io.Writer) error {
@@ -669,10 +676,6 @@ func (b *Engine) commitLayer(ctx context.Context, parent digest.Digest, a *snaps
 		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.Snapshots().UserXattr(), Epoch: b.layerEpoch()})
 		return err
 	})
-	if err == nil && b.layerEpoch() != nil {
-		// The snapshot holds the times the layer holds.
-		err = overlay.ClampTimes(ctx, a.Upper, *b.layerEpoch())
-	}
 	if err != nil {
 		return store.Step{}, err
 	}

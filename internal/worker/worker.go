@@ -521,13 +521,19 @@ func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Re
 	return &r, nil
 }
 
-// writeDiff unmounts a and writes the changes in its upper dir as one zstd
-// layer (overlay.Diff into oci.Store.WriteLayer), with the Worker's mtime
-// clamp, which it then applies to the upper dir too (overlay.ClampTimes).
-// a stays, unmounted.
+// writeDiff unmounts a, clamps its upper dir's mtimes to the Worker's epoch
+// (overlay.ClampTimes, so that the snapshot holds the times the layer
+// holds), and writes the changes in it as one zstd layer (overlay.Diff into
+// oci.Store.WriteLayer). a stays, unmounted.
 func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, overlay.Stats, error) {
 	if err := a.Unmount(); err != nil {
 		return oci.Layer{}, overlay.Stats{}, err
+	}
+	if e := w.layerEpoch(); e != nil {
+		// The snapshot holds the times the layer holds.
+		if err := overlay.ClampTimes(ctx, a.Upper, *e); err != nil {
+			return oci.Layer{}, overlay.Stats{}, err
+		}
 	}
 	var stats overlay.Stats
 	layer, err := w.blobs.WriteLayer(ctx, func(out io.Writer) error {
@@ -535,10 +541,6 @@ func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, 
 		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: w.layerEpoch()})
 		return err
 	})
-	if err == nil && w.layerEpoch() != nil {
-		// The snapshot holds the times the layer holds.
-		err = overlay.ClampTimes(ctx, a.Upper, *w.layerEpoch())
-	}
 	return layer, stats, err
 }
 
