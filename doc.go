@@ -5,9 +5,13 @@
 // modal.Image (DebianSlim, AptInstall, RunCommands, Env, Workdir, ...). Each
 // method appends one Modal "layer": the Dockerfile-like instructions that Modal
 // emits for it (each method's godoc quotes them), starting with "FROM base".
-// A Builder executes those instructions step by step: each RUN runs in a
-// libcontainer sandbox on an overlayfs snapshot of its parent, the snapshot's
-// upper dir becomes a zstd OCI layer, and each step is cached by content.
+// A Builder builds the chain layer by layer: each layer's text, on FROM its
+// parent, goes through BuildKit's Dockerfile converter to LLB, which
+// snapbuild's solver runs (independent steps at once, unneeded ones never):
+// each RUN runs in a libcontainer sandbox on an overlayfs snapshot of its
+// parent, the snapshot's upper dir becomes a zstd OCI layer, and each step is
+// cached by content. Dockerfiles (FromDockerfile, DockerfileCommands) take
+// the same path, with Docker's semantics.
 //
 // A program that builds images must call Init first in main:
 //
