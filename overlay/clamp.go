@@ -18,25 +18,43 @@ import (
 // DiffOptions.Epoch, and leaves earlier mtimes and every access time as they
 // are. Symlinks are not followed: a symlink's own time is set.
 //
-// A timestamp-validated Python bytecode file (__pycache__/NAME.*.pyc, PEP
-// 552 flags 0) records its source's mtime; where that source is in dir,
-// matches the record (mtime in seconds and size) and is clamped, the record
-// is clamped with it, so that the .pyc stays valid: Python would otherwise
-// find it stale and write a new one in the next step that imports it.
-//
-// A builder calls it on an upper dir before Diff and the snapshot's commit,
-// so that the snapshot holds the times its layer holds: a store that built a
-// layer and a store that unpacked it from an image then see the same files,
-// and a later step (Python checking a .pyc against its source, make
-// comparing times) does the same thing in both.
+// A builder calls ClampPyc on an upper dir before Diff, and ClampTimes after
+// Diff and before the snapshot's commit, so that the snapshot holds what its
+// layer holds: a store that built a layer and a store that unpacked it from
+// an image then see the same files, and a later step (Python checking a .pyc
+// against its source, make comparing times) does the same thing in both.
+// Diff itself sees the times the step left, so the layer does not depend on
+// the clamp.
 //
 // Errors read "overlay clamp: <relpath>: <cause>"; a cancelled ctx stops the
 // walk with an error wrapping ctx.Err().
 func ClampTimes(ctx context.Context, dir string, epoch time.Time) error {
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(epoch.UnixNano())}
-	// The original mtimes of the .py files clamped so far, for their
-	// .pyc files met later in the walk.
-	clampedPy := map[string]time.Time{}
+	return walkLater(ctx, dir, epoch, func(p string, _ fs.DirEntry) error {
+		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
+	})
+}
+
+// ClampPyc readies the timestamp-validated Python bytecode files under dir
+// (__pycache__/NAME.TAG.pyc, PEP 552 flags 0) for ClampTimes: one whose
+// source (NAME.py beside __pycache__) is in dir, later than epoch, and what
+// the .pyc records (mtime in seconds and size) gets epoch as the recorded
+// mtime, so that it is still valid once the source is clamped. Python would
+// otherwise find it stale and write a new one in the next step that imports
+// it. Hash-based .pyc files, stale ones, and ones whose source is elsewhere
+// (a lower layer's) keep their bytes. Errors are ClampTimes'.
+func ClampPyc(ctx context.Context, dir string, epoch time.Time) error {
+	return walkLater(ctx, dir, epoch, func(p string, d fs.DirEntry) error {
+		if !d.Type().IsRegular() || !strings.HasSuffix(p, ".pyc") || filepath.Base(filepath.Dir(p)) != "__pycache__" {
+			return nil
+		}
+		return clampPycSource(p, epoch)
+	})
+}
+
+// walkLater calls fn for every entry under dir (dir excluded) whose mtime is
+// later than epoch, in lexical order.
+func walkLater(ctx context.Context, dir string, epoch time.Time, fn func(p string, d fs.DirEntry) error) error {
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		rel, _ := filepath.Rel(dir, p)
 		if err != nil {
@@ -52,21 +70,10 @@ func ClampTimes(ctx context.Context, dir string, epoch time.Time) error {
 		if err := unix.Lstat(p, &st); err != nil {
 			return fmt.Errorf("overlay clamp: %s: %w", rel, err)
 		}
-		mtime := time.Unix(st.Mtim.Unix())
-		if !mtime.After(epoch) {
+		if !time.Unix(st.Mtim.Unix()).After(epoch) {
 			return nil
 		}
-		if d.Type().IsRegular() {
-			switch {
-			case strings.HasSuffix(p, ".py"):
-				clampedPy[p] = mtime
-			case strings.HasSuffix(p, ".pyc") && filepath.Base(filepath.Dir(p)) == "__pycache__":
-				if err := clampPycSource(p, clampedPy, epoch); err != nil {
-					return fmt.Errorf("overlay clamp: %s: %w", rel, err)
-				}
-			}
-		}
-		if err := unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+		if err := fn(p, d); err != nil {
 			return fmt.Errorf("overlay clamp: %s: %w", rel, err)
 		}
 		return nil
@@ -75,20 +82,17 @@ func ClampTimes(ctx context.Context, dir string, epoch time.Time) error {
 
 // clampPycSource sets the source mtime recorded in the timestamp-validated
 // .pyc at p to epoch when its source (DIR/NAME.py for DIR/__pycache__/
-// NAME.TAG.pyc) is a regular file in the same tree whose mtime, before
-// clamping (clampedPy, or its mtime now), is what the .pyc records and
-// later than epoch, and whose size matches. Anything else is left alone.
-func clampPycSource(p string, clampedPy map[string]time.Time, epoch time.Time) error {
+// NAME.TAG.pyc) is a regular file in the same tree whose mtime is what the
+// .pyc records and later than epoch, and whose size matches. Anything else
+// is left alone.
+func clampPycSource(p string, epoch time.Time) error {
 	name := filepath.Base(p)
 	src := filepath.Join(filepath.Dir(filepath.Dir(p)), name[:strings.IndexByte(name, '.')]+".py")
 	var sst unix.Stat_t
 	if err := unix.Lstat(src, &sst); err != nil || sst.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil // no source here (a lower layer's, or none)
 	}
-	smtime, ok := clampedPy[src]
-	if !ok {
-		smtime = time.Unix(sst.Mtim.Unix())
-	}
+	smtime := time.Unix(sst.Mtim.Unix())
 	if !smtime.After(epoch) {
 		return nil
 	}

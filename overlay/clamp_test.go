@@ -86,8 +86,8 @@ func pycHeader(flags, mtime, size uint32) []byte {
 	return append(h, "code"...)
 }
 
-// A timestamp .pyc that records its clamped source stays valid: its record
-// is clamped too. Hash-based ones, stale ones and ones whose source is not
+// A timestamp .pyc that records its clamped source stays valid: ClampPyc
+// clamps its record. Hash-based ones, stale ones and ones whose source is not
 // in the tree keep their bytes.
 func TestClampTimesPyc(t *testing.T) {
 	dir := t.TempDir()
@@ -116,6 +116,9 @@ func TestClampTimesPyc(t *testing.T) {
 	hashed := write("pkg/__pycache__/mod.cpython-312.pyc", pycHeader(3, 0xdeadbeef, 0x12345678), src)
 	orphan := write("lone/__pycache__/gone.cpython-311.pyc", pycHeader(0, uint32(src.Unix()), n), src)
 
+	if err := ClampPyc(context.Background(), dir, epoch); err != nil {
+		t.Fatal(err)
+	}
 	if err := ClampTimes(context.Background(), dir, epoch); err != nil {
 		t.Fatal(err)
 	}

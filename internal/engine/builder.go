@@ -657,16 +657,16 @@ func (b *Engine) layerStep(ctx context.Context, st *buildState, key, instr strin
 	return false, nil
 }
 
-// commitLayer clamps a's upper dir's mtimes (overlay.ClampTimes, as the
-// layer's are), diffs it into a zstd layer, commits the snapshot and records
-// the step.
+// commitLayer diffs a's upper dir into a zstd layer, clamps the upper dir
+// as the layer is clamped (overlay.ClampPyc before the diff,
+// overlay.ClampTimes after it), commits the snapshot and records the step.
 func (b *Engine) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string) (store.Step, error) {
 	if err := a.Unmount(); err != nil {
 		return store.Step{}, err
 	}
 	if e := b.layerEpoch(); e != nil {
-		// The snapshot holds the times the layer holds.
-		if err := overlay.ClampTimes(ctx, a.Upper, *e); err != nil {
+		// .pyc files stay valid once their sources are clamped.
+		if err := overlay.ClampPyc(ctx, a.Upper, *e); err != nil {
 			return store.Step{}, err
 		}
 	}
@@ -676,6 +676,10 @@ func (b *Engine) commitLayer(ctx context.Context, parent digest.Digest, a *snaps
 		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.Snapshots().UserXattr(), Epoch: b.layerEpoch()})
 		return err
 	})
+	if e := b.layerEpoch(); err == nil && e != nil {
+		// The snapshot holds the times the layer holds.
+		err = overlay.ClampTimes(ctx, a.Upper, *e)
+	}
 	if err != nil {
 		return store.Step{}, err
 	}

@@ -521,17 +521,18 @@ func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Re
 	return &r, nil
 }
 
-// writeDiff unmounts a, clamps its upper dir's mtimes to the Worker's epoch
-// (overlay.ClampTimes, so that the snapshot holds the times the layer
-// holds), and writes the changes in it as one zstd layer (overlay.Diff into
-// oci.Store.WriteLayer). a stays, unmounted.
+// writeDiff unmounts a, writes the changes in its upper dir as one zstd
+// layer (overlay.Diff into oci.Store.WriteLayer) with the Worker's mtime
+// clamp, and clamps the upper dir the same way (overlay.ClampPyc before the
+// diff, overlay.ClampTimes after it), so that the snapshot holds what the
+// layer holds. a stays, unmounted.
 func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, overlay.Stats, error) {
 	if err := a.Unmount(); err != nil {
 		return oci.Layer{}, overlay.Stats{}, err
 	}
 	if e := w.layerEpoch(); e != nil {
-		// The snapshot holds the times the layer holds.
-		if err := overlay.ClampTimes(ctx, a.Upper, *e); err != nil {
+		// .pyc files stay valid once their sources are clamped.
+		if err := overlay.ClampPyc(ctx, a.Upper, *e); err != nil {
 			return oci.Layer{}, overlay.Stats{}, err
 		}
 	}
@@ -541,6 +542,10 @@ func (w *Worker) writeDiff(ctx context.Context, a *snapshot.Active) (oci.Layer, 
 		stats, err = overlay.Diff(ctx, out, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: w.snaps.UserXattr(), Epoch: w.layerEpoch()})
 		return err
 	})
+	if e := w.layerEpoch(); err == nil && e != nil {
+		// The snapshot holds the times the layer holds.
+		err = overlay.ClampTimes(ctx, a.Upper, *e)
+	}
 	return layer, stats, err
 }
 
