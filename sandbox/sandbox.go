@@ -234,8 +234,8 @@ func run(ctx context.Context, s Spec) (Result, error) {
 	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
 	}
-	if s.Network == NetworkPrivate {
-		if err := writePrivateFiles(s); err != nil {
+	if s.Network == NetworkPrivate || s.Network == NetworkNone {
+		if err := writeNetFiles(s); err != nil {
 			return Result{}, fmt.Errorf("sandbox %s: network files: %w", s.ID, err)
 		}
 		defer os.RemoveAll(privateDir(s))

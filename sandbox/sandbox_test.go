@@ -89,6 +89,9 @@ func TestRuntimeSpec(t *testing.T) {
 	if m := mountByDest(spec, "/etc/resolv.conf"); m != nil {
 		t.Errorf("network none still binds resolv.conf")
 	}
+	if m := mountByDest(spec, "/etc/hosts"); m == nil || m.Source != filepath.Join(s.StateDir, s.ID+".net", "hosts") || !slices.Contains(m.Options, "ro") {
+		t.Errorf("network none: /etc/hosts = %+v, want a read-only bind of the generated hosts file", m)
+	}
 	if spec.Linux.Resources != nil {
 		t.Errorf("resources without devices: %+v", spec.Linux.Resources)
 	}
@@ -116,7 +119,7 @@ func TestRuntimeSpecPrivate(t *testing.T) {
 	}
 	dir := t.TempDir()
 	s.StateDir, s.Hostname = dir, "box"
-	if err := writePrivateFiles(s); err != nil {
+	if err := writeNetFiles(s); err != nil {
 		t.Fatal(err)
 	}
 	resolv, _ := os.ReadFile(filepath.Join(dir, "x.net", "resolv.conf"))
