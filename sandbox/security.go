@@ -51,7 +51,7 @@ func (s Security) Check() error {
 
 // ErrSeccompUnsupported reports a binary built without libcontainer's
 // seccomp support, which cannot run a process under SecuritySandbox.
-var ErrSeccompUnsupported = errors.New(`this binary was built without seccomp support (Go build tag "seccomp" with cgo and libseccomp-dev): rebuild it with "make build", or build with --security insecure (SecurityInsecure)`)
+var ErrSeccompUnsupported = errors.New(`this binary was built without seccomp support (Go build tag "seccomp" with cgo and libseccomp-dev): rebuild it with "make build" (a program of your own: go build -tags seccomp), or build with --security insecure (Go: WithSecurity(sandbox.SecurityInsecure))`)
 
 // defaultCaps is Docker's default capability set (moby's
 // oci/caps.DefaultCapabilities), which BuildKit and podman also use.
