@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // A command is one snapbuild subcommand. Its --help is this text plus the
@@ -362,6 +363,14 @@ func flagError(fs *flag.FlagSet, err error) error {
 	// for flag -jobs: ...); the help spells it --jobs.
 	if before, after, ok := strings.Cut(msg, " for flag -"); ok && strings.HasPrefix(before, "invalid value ") {
 		if name, rest, ok := strings.Cut(after, ":"); ok {
+			// flag's Duration says only "parse error" ("5" lacks a unit).
+			if f := fs.Lookup(name); f != nil && strings.TrimSpace(rest) == "parse error" {
+				if g, ok := f.Value.(flag.Getter); ok {
+					if _, ok := g.Get().(time.Duration); ok {
+						rest = " not a duration: give a number with a unit, such as 30s, 5m or 1h30m"
+					}
+				}
+			}
 			msg = before + " for flag " + dashes(name) + ":" + rest
 		}
 	}
