@@ -382,6 +382,7 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 		return nil, fmt.Errorf("sandbox %s: no command given", s.ID)
 	}
 	spec := specconv.Example()
+	spec.Linux.MaskedPaths = append(spec.Linux.MaskedPaths, extraMaskedPaths()...)
 	spec.Root = &specs.Root{Path: s.Rootfs}
 	spec.Hostname = orDefault(s.Hostname, "snapbuild")
 	spec.Process.Terminal = s.Terminal != nil

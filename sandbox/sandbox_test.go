@@ -71,6 +71,11 @@ func TestRuntimeSpec(t *testing.T) {
 	if spec.Linux.Seccomp == nil {
 		t.Error("no seccomp profile")
 	}
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/interrupts", "/sys/devices/virtual/powercap"} {
+		if !slices.Contains(spec.Linux.MaskedPaths, p) {
+			t.Errorf("masked paths %q lack %s (containerd's default spec masks it)", spec.Linux.MaskedPaths, p)
+		}
+	}
 
 	s.Terminal = &Terminal{Size: WinSize{Width: 80, Height: 24}}
 	if spec, err := runtimeSpec(s); err != nil || !spec.Process.Terminal {
