@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -178,5 +179,41 @@ func TestEvaluateSweep(t *testing.T) {
 		if _, err := os.Stat(d); err != nil {
 			t.Errorf("%s was removed: %v", d, err)
 		}
+	}
+}
+
+// detachedSource starts, at import, a process in a session of its own
+// (out of the loader's process group), holding the file's path on its
+// command line, then either loops or finishes loading.
+const detachedSource = `import modal, subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1000)", __file__], start_new_session=True)
+image = modal.Image.debian_slim()
+while LOOP:
+    pass
+`
+
+// TestEvaluateDetached: what a file starts in a session of its own at
+// import does not outlive Evaluate, whether the file is stopped at its
+// load timeout or finishes loading.
+func TestEvaluateDetached(t *testing.T) {
+	needPython(t)
+	for _, loop := range []bool{true, false} {
+		t.Run(fmt.Sprintf("loop=%v", loop), func(t *testing.T) {
+			file, tmp := writeLoop(t)
+			src := strings.Replace(detachedSource, "LOOP", map[bool]string{true: "True", false: "False"}[loop], 1)
+			if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			timeout := time.Minute // loading may be slow on a busy machine
+			if loop {
+				timeout = 2 * time.Second
+			}
+			_, err := frontend.Evaluate(context.Background(), file, frontend.Options{Timeout: timeout})
+			var te *frontend.TimeoutError
+			if loop != errors.As(err, &te) || (!loop && err != nil) {
+				t.Fatalf("Evaluate = %v, want a *TimeoutError: %v", err, loop)
+			}
+			waitGone(t, file, tmp)
+		})
 	}
 }

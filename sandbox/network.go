@@ -52,11 +52,14 @@ var slirp4netnsPath = "slirp4netns"
 
 // netFiles returns the host paths of the resolv.conf and hosts files that a
 // sandbox with network n gets, for spec s: generated ones under StateDir for
-// NetworkPrivate, the host's for the host network, none for NetworkNone.
+// NetworkPrivate, the host's for the host network, and for NetworkNone a
+// generated hosts file naming only loopback (as BuildKit and Docker give a
+// step or container without network one, so that localhost resolves) and
+// no resolv.conf.
 func netFiles(s Spec) (resolv, hosts string) {
 	switch s.Network {
 	case NetworkNone:
-		return "", ""
+		return "", filepath.Join(privateDir(s), "hosts")
 	case NetworkPrivate:
 		dir := privateDir(s)
 		return filepath.Join(dir, "resolv.conf"), filepath.Join(dir, "hosts")
@@ -64,22 +67,28 @@ func netFiles(s Spec) (resolv, hosts string) {
 	return "/etc/resolv.conf", "/etc/hosts"
 }
 
-// privateDir holds the generated network files of a NetworkPrivate sandbox.
+// privateDir holds the generated network files of a NetworkPrivate or
+// NetworkNone sandbox.
 func privateDir(s Spec) string {
 	return filepath.Join(s.StateDir, s.ID+".net")
 }
 
-// writePrivateFiles writes the resolv.conf and hosts files of a
-// NetworkPrivate sandbox (see netFiles). The caller removes privateDir.
-func writePrivateFiles(s Spec) error {
+// writeNetFiles writes the generated network files of a NetworkPrivate or
+// NetworkNone sandbox (see netFiles). The caller removes privateDir.
+func writeNetFiles(s Spec) error {
 	resolv, hosts := netFiles(s)
-	if err := os.MkdirAll(filepath.Dir(resolv), 0o755); err != nil {
+	if err := os.MkdirAll(privateDir(s), 0o755); err != nil {
 		return err
+	}
+	name := orDefault(s.Hostname, "snapbuild")
+	if s.Network == NetworkNone {
+		// BuildKit's hosts file for a step (executor/oci/hosts.go).
+		h := "127.0.0.1\tlocalhost " + name + "\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+		return os.WriteFile(hosts, []byte(h), 0o644)
 	}
 	if err := os.WriteFile(resolv, []byte("nameserver "+PrivateDNS+"\n"), 0o644); err != nil {
 		return err
 	}
-	name := orDefault(s.Hostname, "snapbuild")
 	h := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n" +
 		PrivateAddress + "\t" + name + "\n" +
 		PrivateGateway + "\t" + HostAlias + "\n"
@@ -94,7 +103,7 @@ func netMounts(s Spec) []specs.Mount {
 		if f.src == "" {
 			continue
 		}
-		if s.Network != NetworkPrivate {
+		if s.Network == NetworkHost || s.Network == "" {
 			if _, err := os.Stat(f.src); err != nil {
 				continue
 			}

@@ -234,8 +234,8 @@ func run(ctx context.Context, s Spec) (Result, error) {
 	if err := os.MkdirAll(s.StateDir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("sandbox %s: %w", s.ID, err)
 	}
-	if s.Network == NetworkPrivate {
-		if err := writePrivateFiles(s); err != nil {
+	if s.Network == NetworkPrivate || s.Network == NetworkNone {
+		if err := writeNetFiles(s); err != nil {
 			return Result{}, fmt.Errorf("sandbox %s: network files: %w", s.ID, err)
 		}
 		defer os.RemoveAll(privateDir(s))
@@ -382,6 +382,7 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 		return nil, fmt.Errorf("sandbox %s: no command given", s.ID)
 	}
 	spec := specconv.Example()
+	spec.Linux.MaskedPaths = append(spec.Linux.MaskedPaths, extraMaskedPaths()...)
 	spec.Root = &specs.Root{Path: s.Rootfs}
 	spec.Hostname = orDefault(s.Hostname, "snapbuild")
 	spec.Process.Terminal = s.Terminal != nil

@@ -71,6 +71,11 @@ func TestRuntimeSpec(t *testing.T) {
 	if spec.Linux.Seccomp == nil {
 		t.Error("no seccomp profile")
 	}
+	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/interrupts", "/sys/devices/virtual/powercap"} {
+		if !slices.Contains(spec.Linux.MaskedPaths, p) {
+			t.Errorf("masked paths %q lack %s (containerd's default spec masks it)", spec.Linux.MaskedPaths, p)
+		}
+	}
 
 	s.Terminal = &Terminal{Size: WinSize{Width: 80, Height: 24}}
 	if spec, err := runtimeSpec(s); err != nil || !spec.Process.Terminal {
@@ -88,6 +93,9 @@ func TestRuntimeSpec(t *testing.T) {
 	}
 	if m := mountByDest(spec, "/etc/resolv.conf"); m != nil {
 		t.Errorf("network none still binds resolv.conf")
+	}
+	if m := mountByDest(spec, "/etc/hosts"); m == nil || m.Source != filepath.Join(s.StateDir, s.ID+".net", "hosts") || !slices.Contains(m.Options, "ro") {
+		t.Errorf("network none: /etc/hosts = %+v, want a read-only bind of the generated hosts file", m)
 	}
 	if spec.Linux.Resources != nil {
 		t.Errorf("resources without devices: %+v", spec.Linux.Resources)
@@ -116,7 +124,7 @@ func TestRuntimeSpecPrivate(t *testing.T) {
 	}
 	dir := t.TempDir()
 	s.StateDir, s.Hostname = dir, "box"
-	if err := writePrivateFiles(s); err != nil {
+	if err := writeNetFiles(s); err != nil {
 		t.Fatal(err)
 	}
 	resolv, _ := os.ReadFile(filepath.Join(dir, "x.net", "resolv.conf"))

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
 
@@ -51,7 +52,19 @@ func (s Security) Check() error {
 
 // ErrSeccompUnsupported reports a binary built without libcontainer's
 // seccomp support, which cannot run a process under SecuritySandbox.
-var ErrSeccompUnsupported = errors.New(`this binary was built without seccomp support (Go build tag "seccomp" with cgo and libseccomp-dev): rebuild it with "make build", or build with --security insecure (SecurityInsecure)`)
+var ErrSeccompUnsupported = errors.New(`this binary was built without seccomp support (Go build tag "seccomp" with cgo and libseccomp-dev): rebuild it with "make build" (a program of your own: go build -tags seccomp), or build with --security insecure (Go: WithSecurity(sandbox.SecurityInsecure))`)
+
+// extraMaskedPaths returns the paths that containerd's default spec (which
+// BuildKit's steps and Docker's containers get) masks beyond runc's example
+// spec (specconv.Example): the host's interrupt counts, its RAPL energy
+// counters (powercap, the side channel of CVE-2020-8694) and, for each CPU
+// that has them, its thermal throttle counters (runc skips a masked path
+// that does not exist).
+func extraMaskedPaths() []string {
+	paths := []string{"/proc/interrupts", "/sys/devices/virtual/powercap"}
+	cpus, _ := filepath.Glob("/sys/devices/system/cpu/cpu[0-9]*/thermal_throttle")
+	return append(paths, cpus...)
+}
 
 // defaultCaps is Docker's default capability set (moby's
 // oci/caps.DefaultCapabilities), which BuildKit and podman also use.

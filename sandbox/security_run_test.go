@@ -145,3 +145,18 @@ func orSandbox(s sandbox.Security) sandbox.Security {
 	}
 	return s
 }
+
+// TestMaskedPaths: besides runc's example masks, a step cannot read what
+// containerd's default spec (BuildKit's, Docker's) masks: the host's
+// interrupt counts and its powercap energy counters read empty.
+func TestMaskedPaths(t *testing.T) {
+	if _, err := os.Stat("/proc/interrupts"); err != nil {
+		t.Skipf("this kernel has no /proc/interrupts: %v", err)
+	}
+	s := newSnap(t)
+	res, out, err := runIn(t, s, nil, `echo "interrupts=[$(cat /proc/interrupts)]"; echo "powercap=[$(ls /sys/devices/virtual/powercap 2>/dev/null)]"`)
+	if err != nil || res.ExitCode != 0 {
+		t.Fatalf("run: %v, exit %d\n%s", err, res.ExitCode, out)
+	}
+	wantLines(t, out, "interrupts=[]", "powercap=[]")
+}

@@ -310,6 +310,19 @@ func TestNetworkAndTimestampsFlags(t *testing.T) {
 	}
 }
 
+// TestDurationFlagError: a duration flag given a number without its unit
+// is a usage error that says what a duration looks like (the flag package
+// says only "parse error").
+func TestDurationFlagError(t *testing.T) {
+	root := filepath.Join(t.TempDir(), "store")
+	argv := []string{"--root", root, "build", "--load-timeout", "5", "app.py"}
+	_, errOut, code := runCLI(t, argv...)
+	want := `snapbuild: build: invalid value "5" for flag --load-timeout: not a duration: give a number with a unit, such as 30s, 5m or 1h30m`
+	if code != exitUsage || !strings.HasPrefix(errOut, want) {
+		t.Errorf("snapbuild %s: exit %d, stderr %q; want exit %d and %q", strings.Join(argv, " "), code, errOut, exitUsage, want)
+	}
+}
+
 // TestBuildJobs checks build's --jobs: a value below 1 or not a whole
 // number is a usage error (exit 125) naming --jobs, given before anything
 // is read or a store is made; a valid value is taken as given.

@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // A command is one snapbuild subcommand. Its --help is this text plus the
@@ -128,7 +129,8 @@ prune waits until running builds have finished (their images named), and builds 
 layer, snapshot and blob once). Build cache: what the cache entries hold beyond the named
 images; KEPT counts the shared entries prune keeps, RECLAIMABLE is what prune frees of it
 (prune --all frees all of it). Unreferenced: content nothing references and what killed
-processes left. Sizes are the apparent sizes of the files, in units of 1000.`,
+processes left. Volumes and Build logs (the last 20 builds' output): kept by prune.
+Sizes are the apparent sizes of the files, in units of 1000.`,
 		examples: []string{"snapbuild df", "snapbuild df -v", "snapbuild df --json | jq .cacheReclaimable"},
 		run:      cmdDf,
 	},
@@ -361,6 +363,14 @@ func flagError(fs *flag.FlagSet, err error) error {
 	// for flag -jobs: ...); the help spells it --jobs.
 	if before, after, ok := strings.Cut(msg, " for flag -"); ok && strings.HasPrefix(before, "invalid value ") {
 		if name, rest, ok := strings.Cut(after, ":"); ok {
+			// flag's Duration says only "parse error" ("5" lacks a unit).
+			if f := fs.Lookup(name); f != nil && strings.TrimSpace(rest) == "parse error" {
+				if g, ok := f.Value.(flag.Getter); ok {
+					if _, ok := g.Get().(time.Duration); ok {
+						rest = " not a duration: give a number with a unit, such as 30s, 5m or 1h30m"
+					}
+				}
+			}
 			msg = before + " for flag " + dashes(name) + ":" + rest
 		}
 	}

@@ -202,6 +202,7 @@ func writeUsageTable(w io.Writer, u store.Usage, verbose bool) {
 	fmt.Fprintf(tw, "Build cache\t%d\t%d\t%s\t%s (%s)\n", len(u.Cache), shared, size(u.CacheSize), size(u.CacheReclaimable), pct(u.CacheReclaimable, u.CacheSize))
 	fmt.Fprintf(tw, "Unreferenced\t%d\t0\t%s\t%s (%s)\n", u.Unreferenced, size(u.UnreferencedSize), size(u.UnreferencedSize), pct(u.UnreferencedSize, u.UnreferencedSize))
 	fmt.Fprintf(tw, "Volumes\t-\t-\t%s\t0B (0%%)\n", size(u.VolumesSize))
+	fmt.Fprintf(tw, "Build logs\t-\t-\t%s\t0B (0%%)\n", size(u.LogsSize))
 	tw.Flush()
 	fmt.Fprintf(w, "\nprune frees %s; prune --all frees %s (KEPT: what prune without --all keeps).\n",
 		size(u.CacheReclaimable+u.UnreferencedSize), size(u.CacheSize+u.UnreferencedSize))

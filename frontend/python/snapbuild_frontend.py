@@ -48,7 +48,9 @@ When snapbuild exits, however it exits (a SIGKILL too), the pipe reads end
 of file: the parent then kills the child's process group, removes DIR (the
 temporary directory snapbuild wrote this script to) and exits. The child
 also dies with the parent (PR_SET_PDEATHSIG), and whatever it started at
-import is killed with its group when it ends.
+import is killed with its group when it ends; the parent is the subreaper
+of what the child starts (PR_SET_CHILD_SUBREAPER), so a process started in
+a session of its own is killed then too.
 
 Exit status: 0 on success; 1 when the file (or what it calls while its
 images are written) raises, after printing the traceback, or when it calls
@@ -258,6 +260,7 @@ def supervise(fd, owned):
     or 1 after killing the child's group and removing owned."""
     sys.stdout.flush()
     sys.stderr.flush()
+    _become_subreaper()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:
@@ -286,11 +289,13 @@ def supervise(fd, owned):
         done, status = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             _kill_group(pid)  # what it started and left running
+            _kill_orphans()
             code = os.waitstatus_to_exitcode(status)
             return 128 - code if code < 0 else code
         if fd in ready and not os.read(fd, 512):
             _kill_group(pid)
             os.waitpid(pid, 0)
+            _kill_orphans()
             if owned:
                 shutil.rmtree(owned, ignore_errors=True)
             return 1
@@ -305,6 +310,57 @@ def _die_with_parent():
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
     except Exception:  # no ctypes: the parent still kills the group
         pass
+
+
+def _become_subreaper():
+    """Makes this process the subreaper of what it starts: a process the
+    file starts in a session of its own (out of the loader's group), or
+    that outlives its parent, becomes this process's child when orphaned,
+    and _kill_orphans finds it."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except Exception:  # no ctypes: the group is still killed
+        pass
+
+
+def _children():
+    """Returns the pids of this process's children, from /proc."""
+    me, pids = os.getpid(), []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % name, "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            pids.append(int(name))
+    return pids
+
+
+def _kill_orphans():
+    """Kills and reaps the processes orphaned to this subreaper (see
+    _become_subreaper), and theirs, until none is left."""
+    for _ in range(100):
+        pids = _children()
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        for pid in pids:
+            try:
+                os.waitpid(pid, 0)
+            except ChildProcessError:
+                pass
 
 
 def _kill_group(pgid):

@@ -123,6 +123,9 @@ type Usage struct {
 	// VolumesSize is the bytes of the Modal volumes kept in the store
 	// (volumes/), which prune never removes.
 	VolumesSize int64 `json:"volumesSize"`
+	// LogsSize is the bytes of the build logs kept in the store (logs/,
+	// the last 20 builds' whole output), which prune does not remove.
+	LogsSize int64 `json:"logsSize"`
 }
 
 // PruneReport says what Prune removed.
@@ -173,7 +176,7 @@ func (s *Store) DiskUsage() (Usage, error) {
 	if err != nil {
 		return Usage{}, err
 	}
-	u := Usage{Images: g.images, VolumesSize: g.volumes}
+	u := Usage{Images: g.images, VolumesSize: g.volumes, LogsSize: treeSize(filepath.Join(s.root, "logs"))}
 	if u.Images == nil {
 		u.Images = []ImageUsage{}
 	}

@@ -445,6 +445,15 @@ func TestStepMarksUse(t *testing.T) {
 
 func TestDiskUsage(t *testing.T) {
 	w := newWorld(t)
+	logs := filepath.Join(w.s.Root(), "logs")
+	if err := os.MkdirAll(logs, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a.log", "b.log"} {
+		if err := os.WriteFile(filepath.Join(logs, n), make([]byte, 3000), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	u, err := w.s.DiskUsage()
 	if err != nil {
 		t.Fatal(err)
@@ -477,8 +486,18 @@ func TestDiskUsage(t *testing.T) {
 	if u.Unreferenced != 3 {
 		t.Errorf("Unreferenced = %d, want 3", u.Unreferenced)
 	}
+	// The build logs are counted apart, and not in what prune frees.
+	if u.LogsSize != 6000 {
+		t.Errorf("LogsSize = %d, want 6000 (two logs of 3000 bytes)", u.LogsSize)
+	}
+	if _, err := w.s.Prune(PruneOptions{All: true}); err != nil {
+		t.Fatal(err)
+	}
+	if !w.exists(filepath.Join("logs", "a.log")) {
+		t.Error("Prune(All) removed a build log")
+	}
 	b, err := json.Marshal(u)
-	if err != nil || !strings.Contains(string(b), `"cacheReclaimable"`) {
+	if err != nil || !strings.Contains(string(b), `"cacheReclaimable"`) || !strings.Contains(string(b), `"logsSize":6000`) {
 		t.Errorf("Usage as JSON: %s, %v", b, err)
 	}
 }
