@@ -128,13 +128,13 @@ func (b *Builder) Push(ctx context.Context, ref, dest string, o ExportOptions) e
 // carries (see registry.SourceName), and leaves it unnamed, found by its
 // ID, when the source carries none. creds may be nil (the user's auth
 // files are used).
-func (b *Builder) Pull(ctx context.Context, ref string, creds *modal.Credentials) (ImageInfo, error) {
+func (b *Builder) Pull(ctx context.Context, ref string, creds *Credentials) (ImageInfo, error) {
 	return b.e.Pull(ctx, ref, creds)
 }
 
 // PullAs is Pull naming the image name instead of ref (snapbuild load
 // names the images of a layout by their tags).
-func (b *Builder) PullAs(ctx context.Context, ref, name string, creds *modal.Credentials) (ImageInfo, error) {
+func (b *Builder) PullAs(ctx context.Context, ref, name string, creds *Credentials) (ImageInfo, error) {
 	return b.e.PullAs(ctx, ref, name, creds)
 }
 

@@ -140,7 +140,11 @@ const EventHeartbeat = engine.EventHeartbeat
 // the build's context.
 const EventEntryDone = engine.EventEntryDone
 
-// Event is one progress report from a build.
+// Event is one progress report from a build. Its fields: Kind; Step, Total
+// and Instruction; Entry, Entries, Method and Label; Line (output and
+// warnings) and Detail; Cached, Duration, Commit, Error and Canceled when a
+// step or entry ends. As JSON (NewJSONProgress) they are named in lower
+// case.
 //
 // Two counters run through a build. Entry/Entries count what the user
 // wrote: recipe entries or Modal methods (debian_slim, apt_install, ...),
@@ -153,7 +157,8 @@ const EventEntryDone = engine.EventEntryDone
 // entry's Label says what it is made of.
 type Event = engine.Event
 
-// Progress receives build events. Calls come from one goroutine at a time.
+// Progress receives build events: its one method is Event(Event). Calls
+// come from one goroutine at a time.
 // Entries may overlap: where a build runs independent Dockerfile stages at
 // once, the events of several entries interleave between their
 // EventEntryStart and EventEntryDone; each event names its Entry.

@@ -7,7 +7,11 @@ import "github.com/snapbuild/snapbuild/internal/engine"
 // instructions they lower to.
 type Stats = engine.Stats
 
-// Result describes a built image.
+// Result describes a built image: ID ("im-" + 22 base62 characters, as
+// Modal's), Manifest (its descriptor in the store), Config (the image config
+// with Docker's extensions), Stats, and Mounts (the add_local_* copy=False
+// files, attached by Run and written as a last layer by Export; TagResult
+// keeps them with a name).
 type Result = engine.Result
 
 // ImageInfo describes a stored image.
