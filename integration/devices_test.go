@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -36,7 +37,14 @@ func devicesImage(t *testing.T, dir string) {
 	data := buf.Bytes()
 	l, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
 	must(t, err)
-	img, err := mutate.AppendLayers(empty.Image, l)
+	writeLayout(t, dir, "devs", l)
+}
+
+// writeLayout writes an OCI layout at dir holding one linux/amd64 image of
+// layers, named tag, readable by everyone (a rootless test user loads it).
+func writeLayout(t *testing.T, dir, tag string, layers ...v1.Layer) {
+	t.Helper()
+	img, err := mutate.AppendLayers(empty.Image, layers...)
 	must(t, err)
 	cf, err := img.ConfigFile()
 	must(t, err)
@@ -46,7 +54,7 @@ func devicesImage(t *testing.T, dir string) {
 	must(t, err)
 	p, err := layout.Write(dir, empty.Index)
 	must(t, err)
-	must(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "devs"})))
+	must(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": tag})))
 	if out, err := exec.Command("chmod", "-R", "a+rX", dir).CombinedOutput(); err != nil {
 		t.Fatalf("chmod: %v\n%s", err, out)
 	}

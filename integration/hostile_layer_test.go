@@ -4,15 +4,11 @@ import (
 	"archive/tar"
 	"bytes"
 	"io"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
@@ -53,20 +49,7 @@ func hardlinkImage(t *testing.T, dir string) string {
 		tar.Header{Name: "usr/bin/pip", Typeflag: tar.TypeReg, Mode: 0o755},
 		tar.Header{Name: "usr/bin/python3", Typeflag: tar.TypeLink, Linkname: "usr/bin/python3.11"},
 	)
-	img, err := mutate.AppendLayers(empty.Image, base, link)
-	must(t, err)
-	cf, err := img.ConfigFile()
-	must(t, err)
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", "amd64"
-	img, err = mutate.ConfigFile(img, cf)
-	must(t, err)
-	p, err := layout.Write(dir, empty.Index)
-	must(t, err)
-	must(t, p.AppendImage(img, layout.WithAnnotations(map[string]string{"org.opencontainers.image.ref.name": "hostile"})))
-	if out, err := exec.Command("chmod", "-R", "a+rX", dir).CombinedOutput(); err != nil {
-		t.Fatalf("chmod: %v\n%s", err, out)
-	}
+	writeLayout(t, dir, "hostile", base, link)
 	d, err := link.Digest()
 	must(t, err)
 	return d.String()
