@@ -392,10 +392,7 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 		if err := b.store.LockExclusive(); err != nil {
 			return Result{}, err
 		}
-		defer func() {
-			_ = store.CleanDir(filepath.Join(b.store.Root(), "tmp"))
-			b.store.Unlock()
-		}()
+		defer b.store.Unlock() // the last build out empties tmp/
 		if err := b.checkSources(ctx, layers, steps); err != nil {
 			return Result{}, err
 		}
