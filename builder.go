@@ -42,11 +42,31 @@ func (b *Builder) Root() string {
 // instructions); *StepError when a step's process fails; ctx.Err() when
 // cancelled. A failed build leaves the store consistent and its cache entries
 // for the steps that succeeded.
-func (b *Builder) Build(ctx context.Context, img Image) (Result, error) {
+//
+// Build is safe for concurrent use: independent images build at once (give
+// each a BuildLabel so that their progress can be told apart), their steps
+// together bounded by WithParallelism, and a step two of them share (the
+// same cache key: a common debian_slim and apt_install, say) runs once, the
+// other build waiting for it and taking it from the cache, as BuildKit
+// merges the equal vertices of a bake's targets.
+func (b *Builder) Build(ctx context.Context, img Image, opts ...BuildOption) (Result, error) {
 	if img.err != nil {
 		return Result{}, img.err
 	}
-	return b.e.Build(ctx, img.layers)
+	return b.e.Build(ctx, img.layers, opts...)
+}
+
+// A BuildOption configures one Build.
+type BuildOption = engine.BuildOption
+
+// BuildLabel names a build in its progress events (Event.Image), so that the
+// events of builds that run at once can be told apart; the text renderers
+// show it in each entry's header, "#4 [web 2/3] apt_install(...)", and
+// number the entries of all builds in one sequence, as BuildKit numbers the
+// vertices of a bake's targets. The CLI labels each image of a recipe with
+// its name when it builds several.
+func BuildLabel(name string) BuildOption {
+	return engine.BuildLabel(name)
 }
 
 // Plan evaluates img against the store as Build would, without running

@@ -91,10 +91,11 @@ func WithCDISpecDirs(dirs ...string) Option {
 	return engine.WithCDISpecDirs(dirs...)
 }
 
-// WithParallelism sets how many independent ops of a Dockerfile's build
-// graph (stages that do not depend on each other, the sources of a COPY)
-// may run at once, as buildah's --jobs and BuildKit's max-parallelism; n
-// must be at least 1. The default is the number of CPUs the process may
+// WithParallelism sets how many independent ops may run at once, as
+// buildah's --jobs and BuildKit's max-parallelism: the stages of a
+// Dockerfile's build graph that do not depend on each other, the sources of
+// a COPY, and the steps of images built at once (concurrent Build calls
+// share the bound); n must be at least 1. The default is the number of CPUs the process may
 // use (runtime.GOMAXPROCS).
 func WithParallelism(n int) Option {
 	return engine.WithParallelism(n)

@@ -140,8 +140,8 @@ const EventHeartbeat = engine.EventHeartbeat
 // the build's context.
 const EventEntryDone = engine.EventEntryDone
 
-// Event is one progress report from a build. Its fields: Kind; Step, Total
-// and Instruction; Entry, Entries, Method and Label; Line (output and
+// Event is one progress report from a build. Its fields: Kind; Image (the
+// build's BuildLabel, "" without one); Step, Total and Instruction; Entry, Entries, Method and Label; Line (output and
 // warnings) and Detail; Cached, Duration, Commit, Error and Canceled when a
 // step or entry ends. As JSON (NewJSONProgress) they are named in lower
 // case.
@@ -158,7 +158,8 @@ const EventEntryDone = engine.EventEntryDone
 type Event = engine.Event
 
 // Progress receives build events: its one method is Event(Event). Calls
-// come from one goroutine at a time.
+// come from one goroutine at a time, also when several builds of one Builder
+// run at once (their events interleave; Image tells them apart).
 // Entries may overlap: where a build runs independent Dockerfile stages at
 // once, the events of several entries interleave between their
 // EventEntryStart and EventEntryDone; each event names its Entry.

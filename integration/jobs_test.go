@@ -1,11 +1,14 @@
 package integration
 
 import (
+	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/snapbuild/snapbuild/internal/testimage"
@@ -81,5 +84,86 @@ func TestBuildJobs(t *testing.T) {
 	}
 	if manifests["1"] != manifests["2"] {
 		t.Errorf("--jobs 1 made manifest %s, --jobs 2 %s: want the same image", manifests["1"], manifests["2"])
+	}
+}
+
+// imagesRecipe is two images of one recipe on a stored base: a step they
+// share (the same cache key), then a step of each that prints its start and
+// end time around a sleep. TOKEN makes each build run every step.
+const imagesRecipe = `left:
+  - from_id: jobs-base
+  - run_commands: ["echo shared-TOKEN >/shared"]
+  - run_commands: ["echo \"image left start $(date +%s.%N)\" && sleep 2 && echo left-TOKEN >/left && echo \"image left end $(date +%s.%N)\""]
+right:
+  - from_id: jobs-base
+  - run_commands: ["echo shared-TOKEN >/shared"]
+  - run_commands: ["echo \"image right start $(date +%s.%N)\" && sleep 2 && echo right-TOKEN >/right && echo \"image right end $(date +%s.%N)\""]
+`
+
+var imagesLine = regexp.MustCompile(`image (left|right) (start|end) ([0-9]+\.[0-9]+)`)
+
+// TestBuildImagesAtOnce: the images of one recipe build at once (as docker
+// buildx bake builds its targets), bounded by --jobs: with --jobs 2 their own
+// steps overlap, with --jobs 1 they do not. The step both images share runs
+// once (three containers in all, not four), and each image's progress is
+// labelled with its name.
+func TestBuildImagesAtOnce(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "ldd", "sh", "echo", "sleep", "date", "cat")
+	dir := t.TempDir()
+	base := filepath.Join(dir, "base")
+	must(t, testimage.WriteLayout(base, testimage.Spec{Tag: "jobs-base", Tools: []string{"sh", "echo", "sleep", "date", "cat"}, Dirs: []string{"/tmp"}}))
+	r := runner{t: t, root: filepath.Join(dir, "store")}
+	r.ok("load", base)
+
+	for _, jobs := range []string{"1", "2"} {
+		recipe := writeRecipe(t, dir, "images.yaml", strings.ReplaceAll(imagesRecipe, "TOKEN", "jobs-"+jobs))
+		res := r.ok("build", "--jobs", jobs, "--progress", "json", recipe)
+		containers := 0
+		sc := bufio.NewScanner(strings.NewReader(res.stdout))
+		for sc.Scan() {
+			var s buildSummary
+			if json.Unmarshal(sc.Bytes(), &s) == nil && s.Kind == "image" {
+				containers += s.Stats.ContainersStarted
+			}
+		}
+		if containers != 3 {
+			t.Errorf("--jobs %s: %d containers started in all, want 3 (the shared step once, and each image's own)", jobs, containers)
+		}
+		for _, name := range []string{"left", "right"} {
+			if !strings.Contains(res.stderr, `"image":"`+name+`"`) {
+				t.Errorf("--jobs %s: no progress event labelled %q:\n%s", jobs, name, tail(res.stderr, 20))
+			}
+		}
+		spans := map[string][2]float64{}
+		for _, m := range imagesLine.FindAllStringSubmatch(res.stderr, -1) {
+			v, err := strconv.ParseFloat(m[3], 64)
+			must(t, err)
+			sp := spans[m[1]]
+			if m[2] == "start" {
+				sp[0] = v
+			} else {
+				sp[1] = v
+			}
+			spans[m[1]] = sp
+		}
+		l, rt := spans["left"], spans["right"]
+		if l[0] == 0 || l[1] == 0 || rt[0] == 0 || rt[1] == 0 {
+			t.Fatalf("--jobs %s: the images' start and end times are not all in the progress (%v):\n%s", jobs, spans, tail(res.stderr, 30))
+		}
+		both := min(l[1], rt[1]) - max(l[0], rt[0])
+		desc := fmt.Sprintf("left ran %.2f..%.2f, right %.2f..%.2f", l[0], l[1], rt[0], rt[1])
+		switch {
+		case jobs == "1" && both > 0:
+			t.Errorf("--jobs 1: the images' steps ran at once for %.2fs (%s), want one after the other", both, desc)
+		case jobs == "2" && both <= 0:
+			t.Errorf("--jobs 2: the images' steps ran one after the other (%s), want them at once", desc)
+		}
+		for _, name := range []string{"left", "right"} {
+			out := r.ok("run", name, "--", "sh", "-c", "echo $(cat /shared) $(cat /"+name+")").stdout
+			if want := "shared-jobs-" + jobs + " " + name + "-jobs-" + jobs; strings.TrimSpace(out) != want {
+				t.Errorf("--jobs %s: %s holds %q, want %q", jobs, name, strings.TrimSpace(out), want)
+			}
+		}
 	}
 }

@@ -3,7 +3,7 @@
 // snapbuild Images.
 //
 // A recipe is either a list of steps (one image) or a mapping of image names
-// to lists of steps (several images, built in file order). Each step is a
+// to lists of steps (several images, which snapbuild build builds at once). Each step is a
 // one-key mapping, method: arguments, where arguments are a mapping of Modal's
 // keyword arguments, a list (the method's variadic arguments), a single
 // string (its first argument), or null:

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/snapbuild/snapbuild"
@@ -238,12 +239,15 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if len(refused) > 0 {
 		return errors.Join(append(refused, errors.New("build: nothing was built"))...)
 	}
-	for _, g := range gs {
-		d := g.defs[0]
-		res, err := b.Build(ctx, d.image)
-		if err != nil {
-			return fmt.Errorf("build %s: %w", d.name, err)
-		}
+	// Independent images build at once, as docker buildx bake builds its
+	// targets: their steps share --jobs, a step they have in common runs
+	// once, and each names its images when it is done. A failed image
+	// stops none of the others.
+	var mu sync.Mutex // refused, stdout
+	// nameBuilt names the image g's build made with each of g's names
+	// and says so on stdout; a name taken while the build ran goes to
+	// refused. mu is held.
+	nameBuilt := func(g group, res snapbuild.Result) error {
 		for _, d := range g.defs {
 			t, err := b.TagResultWith(d.name, res, tagOpts(d))
 			var taken *snapbuild.NameTakenError
@@ -268,19 +272,44 @@ func cmdBuild(ctx context.Context, args []string) error {
 				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": d.name, "id": res.ID,
 					"manifest": res.Manifest.Digest, "stats": res.Stats, "previous": t.Previous, "peakRSSKiB": peakRSSKiB(), "log": blog.path})
 			} else {
-				// Steps are the entries the progress numbers [n/N];
-				// cached are those it printed CACHED (nothing ran);
-				// containers are the sandboxes RUN and run_function
-				// steps started.
+				// Steps are the entries the progress numbers [n/N]; cached
+				// are those it printed CACHED (nothing ran); containers are
+				// the sandboxes RUN and run_function steps started.
 				fmt.Printf("%s %s %s (%d steps, %d cached, %d containers)\n", d.name, res.ID, res.Manifest.Digest,
 					res.Stats.Entries, res.Stats.EntriesCached, res.Stats.ContainersStarted)
 			}
 		}
 		if quiet {
-			// One line per image, whatever names it got: the ID is
-			// what docker build -q prints.
+			// One line per image, whatever names it got: the ID is what
+			// docker build -q prints.
 			fmt.Println(res.ID)
 		}
+		return nil
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(gs))
+	for i, g := range gs {
+		var opts []snapbuild.BuildOption
+		if len(gs) > 1 {
+			opts = append(opts, snapbuild.BuildLabel(g.defs[0].name))
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := g.defs[0]
+			res, err := b.Build(ctx, d.image, opts...)
+			if err != nil {
+				errs[i] = fmt.Errorf("build %s: %w", d.name, err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			errs[i] = nameBuilt(g, res)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return errors.Join(err, errors.Join(refused...))
 	}
 	return errors.Join(refused...)
 }

@@ -44,8 +44,8 @@ Containerfile, as podman), and the image is named -t NAME, else after the contex
 the context is filtered by <Dockerfile>.dockerignore, else .containerignore (as podman),
 else .dockerignore.
 Every step is cached by content: an unchanged step runs nothing. Steps that do not need each
-other, such as a Dockerfile's independent stages, run at once, up to --jobs N (default: the
-number of CPUs). --print shows each step's cache state and key and builds nothing.`,
+other, such as a Dockerfile's independent stages and the images of one recipe or Python file,
+run at once, up to --jobs N (default: the number of CPUs); a step two images share runs once. --print shows each step's cache state and key and builds nothing.`,
 		examples: []string{
 			"snapbuild build examples/hello/hello.yaml",
 			"snapbuild build app.py::image -t app:latest",

@@ -29,6 +29,7 @@ type options struct {
 	progress    func(Event)
 	platform    platform
 	salt        string
+	pool        *Pool // WithPool; nil: the solve's own slots, no key locks
 }
 
 // WithCache looks every vertex up in c before running it and stores what it
@@ -332,7 +333,7 @@ func (s *Solver) prepare(ctx context.Context, g *Graph) (*solve, error) {
 		s:      s,
 		ctx:    cctx,
 		cancel: cancel,
-		sem:    make(chan struct{}, s.opts.parallelism),
+		sem:    s.slots(),
 		keys:   map[*Vertex]digest.Digest{},
 		forced: map[*Vertex]bool{},
 		states: map[*Vertex]*vertexState{},
@@ -509,6 +510,15 @@ func (x *solve) contentKeys(order []*Vertex) (map[*Vertex]digest.Digest, error) 
 	return content, firstErr
 }
 
+// slots is the channel that bounds a solve's Worker calls: the Pool's when
+// there is one, else one of the Solver's parallelism.
+func (s *Solver) slots() chan struct{} {
+	if s.opts.pool != nil {
+		return s.opts.pool.slots
+	}
+	return make(chan struct{}, s.opts.parallelism)
+}
+
 // withSlot runs fn when fewer than the solver's parallelism Worker calls
 // are running, or returns the solve's error if it is cancelled first.
 func (x *solve) withSlot(fn func() error) error {
@@ -568,6 +578,23 @@ func (x *solve) run(v *Vertex) ([]Ref, error) {
 			return nil, st.err // already reported, by the input's vertex
 		}
 		inputs[i] = st.refs[v.Inputs[i].Output]
+	}
+
+	if pool := x.s.opts.pool; pool != nil {
+		// Another solve of this process may be running the same key:
+		// wait for it, then take its result from the cache.
+		unlock := pool.Lock(key)
+		defer unlock()
+		if cache != nil && !x.forced[v] {
+			refs, ok, err := cache.Get(ctx, key)
+			if err != nil {
+				return nil, x.stop(v, false, fmt.Errorf("looking up cache key %s: %w", key, err))
+			}
+			if ok && len(refs) == v.Outputs {
+				x.event(Event{Kind: VertexCached, Vertex: v, Key: key})
+				return refs, nil
+			}
+		}
 	}
 
 	var outs []Ref

@@ -16,6 +16,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/distribution/reference"
@@ -26,6 +28,7 @@ import (
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/gpu"
+	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/internal/userdb"
@@ -37,8 +40,12 @@ import (
 )
 
 // Engine builds Modal layers into a local store: snapbuild.Builder's
-// implementation. An Engine is not safe for concurrent use; several Engines
-// (or processes) on one store serialize their builds on the store's lock.
+// implementation. An Engine is safe for concurrent use: each Build and Plan
+// works on a copy of the Engine (its run: the options are shared, read-only;
+// stats, the dry-run state and the progress wrapper are the run's own), and
+// the runs share the store's lock, the Pool that bounds their work and locks
+// each step's cache key, and the sandbox IDs. Several Engines (or processes)
+// on one store serialize their builds on the store's lock.
 type Engine struct {
 	store        *store.Store
 	root         string // WithRoot, WithExistingRoot; "": DefaultRoot()
@@ -65,8 +72,17 @@ type Engine struct {
 	// toolImages maps normalized repositories to replacements
 	// (WithToolImage).
 	toolImages map[string]string
-	seq        int
-	stats      Stats
+	// seq numbers the sandboxes this Engine's runs start; shared by them.
+	seq   *atomic.Int64
+	stats Stats
+	// pool bounds the worker calls of all runs together (WithParallelism)
+	// and locks each cache key, so that runs reaching the same step run
+	// it once; shared by them.
+	pool *build.Pool
+	// progressMu serializes the runs' events to progress; shared.
+	progressMu *sync.Mutex
+	// label is the run's name in its events (Event.Image): BuildLabel.
+	label string
 	// heartbeat is how often a silent entry reports it still runs
 	// (WithHeartbeat).
 	heartbeat time.Duration
@@ -209,16 +225,21 @@ func New(opts ...Option) (*Engine, error) {
 		return nil, err
 	}
 	b := &Engine{
-		progress:  NewPlainProgress(os.Stderr),
-		forceAll:  envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
-		network:   sandbox.NetworkHost,
-		epoch:     epoch,
-		heartbeat: 30 * time.Second,
+		seq:        new(atomic.Int64),
+		progressMu: new(sync.Mutex),
+		progress:   NewPlainProgress(os.Stderr),
+		forceAll:   envBool("MODAL_FORCE_BUILD") || envBool("SNAPBUILD_FORCE_BUILD"),
+		network:    sandbox.NetworkHost,
+		epoch:      epoch,
+		heartbeat:  30 * time.Second,
 	}
 	for _, o := range opts {
 		if err := o(b); err != nil {
 			return nil, err
 		}
+	}
+	if err := b.share(); err != nil {
+		return nil, err
 	}
 	if b.root == "" {
 		b.root = DefaultRoot()
@@ -241,6 +262,20 @@ func New(opts ...Option) (*Engine, error) {
 	}
 	b.store = st
 	return b, nil
+}
+
+// share makes what b's runs share, once the options are applied.
+func (b *Engine) share() error {
+	jobs := b.jobs
+	if jobs == 0 {
+		jobs = runtime.GOMAXPROCS(0)
+	}
+	pool, err := build.NewPool(jobs)
+	if err != nil {
+		return err
+	}
+	b.pool, b.seq, b.progressMu = pool, new(atomic.Int64), new(sync.Mutex)
+	return nil
 }
 
 // Close is snapbuild.Builder.Close.
@@ -312,9 +347,46 @@ type plannedStep struct {
 	entry int // the entry it belongs to, from 1
 }
 
+// BuildOption is snapbuild.BuildOption.
+type BuildOption func(*Engine)
+
+// BuildLabel is snapbuild.BuildLabel.
+func BuildLabel(name string) BuildOption {
+	return func(r *Engine) { r.label = name }
+}
+
 // Build is snapbuild.Builder.Build.
-func (b *Engine) Build(ctx context.Context, layers []*modal.Layer) (Result, error) {
-	return b.build(ctx, layers, nil)
+func (b *Engine) Build(ctx context.Context, layers []*modal.Layer, opts ...BuildOption) (Result, error) {
+	return b.run(opts).build(ctx, layers, nil)
+}
+
+// run returns the Engine a Build or Plan works on: a copy of b with the
+// run's own state, whose events go to b's progress one at a time, marked
+// with the run's label.
+func (b *Engine) run(opts []BuildOption) *Engine {
+	r := *b
+	r.stats, r.plan, r.planConfigs, r.label = Stats{}, nil, nil, ""
+	for _, o := range opts {
+		o(&r)
+	}
+	r.progress = &runProgress{mu: b.progressMu, p: b.progress, image: r.label}
+	return &r
+}
+
+// runProgress passes a run's events to p under mu, which the runs of an
+// Engine share, so that a Progress sees one event at a time however many
+// builds run at once, each marked with the run's image label.
+type runProgress struct {
+	mu    *sync.Mutex
+	p     Progress
+	image string
+}
+
+func (r *runProgress) Event(e Event) {
+	e.Image = r.image
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.p.Event(e)
 }
 
 // build builds img; with plan, it is a dry run (Builder.Plan) that fills
@@ -392,10 +464,7 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 		if err := b.store.LockExclusive(); err != nil {
 			return Result{}, err
 		}
-		defer func() {
-			_ = store.CleanDir(filepath.Join(b.store.Root(), "tmp"))
-			b.store.Unlock()
-		}()
+		defer b.store.Unlock() // the last build out empties tmp/
 		if err := b.checkSources(ctx, layers, steps); err != nil {
 			return Result{}, err
 		}
@@ -627,6 +696,12 @@ func (b *Engine) layerStep(ctx context.Context, st *buildState, key, instr strin
 		if force {
 			return false, &wouldRun{"run again: force_build"}
 		}
+	}
+	if b.plan == nil {
+		// Another run of this Engine may be making the same step: wait
+		// for it and take its result.
+		unlock := b.pool.Lock(digest.NewDigestFromEncoded(digest.SHA256, key))
+		defer unlock()
 	}
 	if !force {
 		rec, ok, err := b.store.Step(key)
@@ -973,11 +1048,11 @@ func (b *Engine) Run(ctx context.Context, ref string, args []string, o RunOption
 	if err != nil {
 		return 0, err
 	}
-	b.seq++
+	seq := b.seq.Add(1)
 	stateDir := filepath.Join(b.store.Root(), "run", fmt.Sprint(os.Getpid()))
 	defer os.RemoveAll(stateDir)
 	res, err := sandbox.Run(ctx, sandbox.Spec{
-		ID:       fmt.Sprintf("snapbuild-run-%d-%d", os.Getpid(), b.seq),
+		ID:       fmt.Sprintf("snapbuild-run-%d-%d", os.Getpid(), seq),
 		StateDir: stateDir,
 		Rootfs:   a.Rootfs,
 		Args:     argv,

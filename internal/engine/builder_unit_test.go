@@ -141,7 +141,11 @@ func uBuilder(t *testing.T) *Engine {
 		t.Fatalf("store.Open: %v", err)
 	}
 	t.Cleanup(func() { s.Close() })
-	return &Engine{store: s, progress: ProgressFunc(func(Event) {})}
+	b := &Engine{store: s, progress: ProgressFunc(func(Event) {})}
+	if err := b.share(); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // uRootState puts one real layer into b's store and returns a state as a

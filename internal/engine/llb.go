@@ -266,9 +266,7 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 		}
 	}
 	sopts := []build.Option{build.WithCache(w.Cache()), build.WithKeySalt(w.KeySalt()), build.WithProgress(x.event)}
-	if b.jobs > 0 {
-		sopts = append(sopts, build.WithParallelism(b.jobs))
-	}
+	sopts = append(sopts, build.WithPool(b.pool)) // shared with the Engine's other runs
 	s, err := build.NewSolver(w, sopts...)
 	if err != nil {
 		return err

@@ -82,9 +82,9 @@ func (b *Engine) probeMetadata(ctx context.Context, st *buildState, manifest dig
 		}
 		defer a.Remove()
 		var out, errb bytes.Buffer
-		b.seq++
+		seq := b.seq.Add(1)
 		res, err := sandbox.Run(ctx, sandbox.Spec{
-			ID:       fmt.Sprintf("snapbuild-probe-%d-%d", os.Getpid(), b.seq),
+			ID:       fmt.Sprintf("snapbuild-probe-%d-%d", os.Getpid(), seq),
 			StateDir: filepath.Join(b.store.Root(), "tmp", "run"),
 			Rootfs:   a.Rootfs,
 			Args:     []string{"/bin/sh", "-c", probeScript},

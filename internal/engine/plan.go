@@ -78,6 +78,6 @@ type planCursor struct {
 // Plan is snapbuild.Builder.Plan.
 func (b *Engine) Plan(ctx context.Context, layers []*modal.Layer) (Plan, error) {
 	var p Plan
-	_, err := b.build(ctx, layers, &p)
+	_, err := b.run(nil).build(ctx, layers, &p)
 	return p, err
 }

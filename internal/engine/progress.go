@@ -44,10 +44,14 @@ const (
 
 // Event is snapbuild.Event.
 type Event struct {
-	Kind        EventKind `json:"kind"`
-	Step        int       `json:"step"`  // instruction, 1-based, across the whole build
-	Total       int       `json:"total"` // instructions in the build
-	Instruction string    `json:"instruction"`
+	Kind EventKind `json:"kind"`
+	// Image names the build the event belongs to when several run at
+	// once (snapbuild.BuildLabel): the CLI gives each image of a recipe its
+	// name. "" for a build given no label.
+	Image       string `json:"image,omitempty"`
+	Step        int    `json:"step"`  // instruction, 1-based, across the whole build
+	Total       int    `json:"total"` // instructions in the build
+	Instruction string `json:"instruction"`
 	// Entry is the recipe entry (Modal method call) the event belongs to,
 	// 1-based; Entries is how many the build has. 0 for events from
 	// outside a build's entries.
@@ -159,7 +163,10 @@ type clipper struct {
 	steps map[clipKey]*clipState
 }
 
-type clipKey struct{ entry, step int }
+type clipKey struct {
+	image       string
+	entry, step int
+}
 
 type clipState struct {
 	shown, dropped int // bytes
@@ -172,7 +179,7 @@ func (c *clipper) output(e Event) (show bool, note string) {
 	if c.limit <= 0 {
 		return true, ""
 	}
-	k := clipKey{e.Entry, e.Step}
+	k := clipKey{e.Image, e.Entry, e.Step}
 	st := c.steps[k]
 	if st == nil {
 		if c.steps == nil {
@@ -197,7 +204,7 @@ func (c *clipper) output(e Event) (show bool, note string) {
 // done ends the instruction of the EventDone e; note, when lines of it
 // were dropped, says how much.
 func (c *clipper) done(e Event) (note string) {
-	k := clipKey{e.Entry, e.Step}
+	k := clipKey{e.Image, e.Entry, e.Step}
 	st := c.steps[k]
 	delete(c.steps, k)
 	if st == nil || st.droppedLines == 0 {
@@ -290,11 +297,61 @@ type textProgress struct {
 
 	// The entries started and not yet ended, in the order they began.
 	open []*openEntry
+	// nums numbers the entries of labelled builds (Event.Image), which
+	// run at once, in the order they start: each has its own entry
+	// numbers, the output one sequence, as BuildKit numbers the vertices
+	// of the targets of a bake.
+	nums map[entryKey]int
 
 	// live only
 	shown   int // status lines on screen; the cursor ends the last one
 	stop    chan struct{}
 	stopped chan struct{}
+}
+
+// entryKey is an entry, or an instruction outside entries, of a build.
+type entryKey struct {
+	image string
+	n     int // Entry, or -Step outside entries
+}
+
+func keyOf(e Event) entryKey {
+	if e.Entry != 0 {
+		return entryKey{e.Image, e.Entry}
+	}
+	return entryKey{e.Image, -e.Step}
+}
+
+// number is the number the lines of e are prefixed with: its entry, or its
+// instruction for events outside entries; for a labelled build, the entry's
+// place in the order entries started. mu is held.
+func (p *textProgress) number(e Event) int {
+	if e.Image == "" {
+		return numberOf(e)
+	}
+	k := keyOf(e)
+	n, ok := p.nums[k]
+	if !ok {
+		if p.nums == nil {
+			p.nums = map[entryKey]int{}
+		}
+		n = len(p.nums) + 1
+		p.nums[k] = n
+	}
+	return n
+}
+
+// position is e's entry (or instruction) of its build, "[3/5]", with the
+// build's label for labelled builds, "[web 3/5]".
+func position(e Event) string {
+	n, total := e.Entry, e.Entries
+	if n == 0 {
+		n, total = e.Step, e.Total
+	}
+	if e.Image != "" {
+		return fmt.Sprintf("[%s %d/%d]", e.Image, n, total)
+	}
+	return fmt.Sprintf("[%d/%d]", n, total)
 }
 
 // openEntry is an entry between its EventEntryStart and EventEntryDone.
@@ -319,21 +376,21 @@ func (p *textProgress) clock() time.Time {
 	return time.Now()
 }
 
-// find is the open entry n, or nil. mu is held.
-func (p *textProgress) find(n int) *openEntry {
+// find is the open entry of e, or nil. mu is held.
+func (p *textProgress) find(e Event) *openEntry {
 	for _, o := range p.open {
-		if o.ev.Entry == n {
+		if o.ev.Entry == e.Entry && o.ev.Image == e.Image {
 			return o
 		}
 	}
 	return nil
 }
 
-// remove takes the open entry n out of p.open and returns it, or nil. mu
-// is held.
-func (p *textProgress) remove(n int) *openEntry {
+// remove takes the open entry of e out of p.open and returns it, or nil.
+// mu is held.
+func (p *textProgress) remove(e Event) *openEntry {
 	for i, o := range p.open {
-		if o.ev.Entry == n {
+		if o.ev.Entry == e.Entry && o.ev.Image == e.Image {
 			p.open = append(p.open[:i], p.open[i+1:]...)
 			return o
 		}
@@ -370,61 +427,61 @@ func (p *textProgress) event(e Event) (wait func()) {
 	}
 	switch e.Kind {
 	case EventEntryStart:
-		fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;34", fmt.Sprintf("#%d [%d/%d]", e.Entry, e.Entry, e.Entries)), e.Label)
-		p.remove(e.Entry) // started again: it starts over
+		fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;34", fmt.Sprintf("#%d %s", p.number(e), position(e))), e.Label)
+		p.remove(e) // started again: it starts over
 		p.open = append(p.open, &openEntry{ev: e, current: e.Label, since: p.clock()})
 		if p.live && p.stop == nil {
 			p.startTicker()
 		}
 	case EventStart:
 		if e.Entry == 0 {
-			fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;34", fmt.Sprintf("#%d [%d/%d]", e.Step, e.Step, e.Total)), e.Instruction)
+			fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;34", fmt.Sprintf("#%d %s", p.number(e), position(e))), e.Instruction)
 			return nil
 		}
 		label := ""
-		if o := p.find(e.Entry); o != nil {
+		if o := p.find(e); o != nil {
 			o.current, label = e.Instruction, o.ev.Label
 		}
 		if e.Instruction != label {
-			fmt.Fprintf(&p.out, "#%d %s\n", e.Entry, p.paint("1", e.Instruction))
+			fmt.Fprintf(&p.out, "#%d %s\n", p.number(e), p.paint("1", e.Instruction))
 		}
 	case EventOutput:
-		if n := numberOf(e); n > 0 {
-			fmt.Fprintf(&p.out, "#%d %s\n", n, e.Line)
+		if numberOf(e) > 0 {
+			fmt.Fprintf(&p.out, "#%d %s\n", p.number(e), e.Line)
 		} else {
 			// Outside any step (snapbuild pull): no "#0".
 			fmt.Fprintf(&p.out, "%s\n", e.Line)
 		}
-		if o := p.find(e.Entry); o != nil && strings.HasPrefix(e.Line, "debian: ") &&
+		if o := p.find(e); o != nil && strings.HasPrefix(e.Line, "debian: ") &&
 			(strings.HasPrefix(o.current, "FROM ") || strings.HasPrefix(o.current, "debian: ")) {
 			// A bootstrap's status line shows its phase, not the FROM
 			// line Modal would pull.
 			o.current = e.Line
 		}
 	case EventHeartbeat:
-		fmt.Fprintf(&p.out, "#%d still running, %s\n", numberOf(e), e.Duration.Round(time.Second))
+		fmt.Fprintf(&p.out, "#%d still running, %s\n", p.number(e), e.Duration.Round(time.Second))
 	case EventWarn:
 		fmt.Fprintf(&p.out, "%s %s\n", p.paint("1;33", "WARNING:"), e.Line)
 	case EventDone:
 		if note := p.clip.done(e); note != "" {
-			if n := numberOf(e); n > 0 {
-				fmt.Fprintf(&p.out, "#%d %s\n", n, note)
+			if numberOf(e) > 0 {
+				fmt.Fprintf(&p.out, "#%d %s\n", p.number(e), note)
 			} else {
 				fmt.Fprintf(&p.out, "%s\n", note)
 			}
 		}
 		if e.Entry == 0 {
-			p.result(e.Step, e, nil)
+			p.result(p.number(e), e, nil)
 			return nil
 		}
-		if o := p.find(e.Entry); o != nil {
+		if o := p.find(e); o != nil {
 			o.stepsIn++
 			if e.Cached {
 				o.cachedIn++
 			}
 		}
 	case EventEntryDone:
-		p.result(e.Entry, e, p.remove(e.Entry))
+		p.result(p.number(e), e, p.remove(e))
 		if len(p.open) == 0 {
 			return p.stopTicker()
 		}
@@ -497,12 +554,12 @@ func (p *textProgress) status() []string {
 	lines := make([]string, 0, liveLines)
 	for _, o := range list {
 		e := o.ev
-		lines = append(lines, cut(fmt.Sprintf("#%d [%d/%d] %s %s", e.Entry, e.Entry, e.Entries, formatElapsed(now.Sub(o.since)), o.current)))
+		lines = append(lines, cut(fmt.Sprintf("#%d %s %s %s", p.number(e), position(e), formatElapsed(now.Sub(o.since)), o.current)))
 	}
 	if more := p.open[len(list):]; len(more) > 0 {
 		nums := make([]string, len(more))
 		for i, o := range more {
-			nums[i] = fmt.Sprintf("#%d", o.ev.Entry)
+			nums[i] = fmt.Sprintf("#%d", p.number(o.ev))
 		}
 		lines = append(lines, cut(fmt.Sprintf("+%d more: %s", len(more), strings.Join(nums, " "))))
 	}

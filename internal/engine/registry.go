@@ -160,8 +160,7 @@ func (b *Engine) pullNamed(ctx context.Context, ref, name string, record bool, c
 	if err == nil && record {
 		err = b.store.WriteJSON(registryBaseRel(ref), pulledBase{Ref: ref, ImageID: rec.ID})
 	}
-	_ = store.CleanDir(filepath.Join(b.store.Root(), "tmp"))
-	b.store.Unlock()
+	b.store.Unlock() // empties tmp/
 	if err != nil {
 		return ImageInfo{}, err
 	}

@@ -34,6 +34,9 @@ func siteBuilder(t *testing.T, opts ...Option) *Engine {
 			t.Fatal(err)
 		}
 	}
+	if err := b.share(); err != nil {
+		t.Fatal(err)
+	}
 	return b
 }
 

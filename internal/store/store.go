@@ -34,9 +34,12 @@
 // Prune removes in the opposite order: records first, then what no record
 // names; DiskUsage says what uses the space.
 //
-// A Store is safe for use by one goroutine at a time; processes (and several
-// Stores opened on one root) serialize on the lock file: a build holds it
-// exclusively, readers share it. A build's result has no name until the
+// A Store is safe for concurrent use. Processes (and several Stores opened
+// on one root) serialize on the lock file: a build holds it exclusively,
+// readers share it. Goroutines of one Store share its lock: the first to
+// lock takes the file lock, the last to unlock releases it, and builds that
+// run at once in one process (several images of one recipe) coordinate
+// through finer locks of their own (per cache key, per snapshot). A build's result has no name until the
 // builder names it, after the build lock is released; so a Store that took
 // the build lock also holds the pin file shared until it is closed, and a
 // prune (LockPrune) waits for every such Store to close.
@@ -50,6 +53,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -73,6 +77,14 @@ type Store struct {
 	lock   *os.File
 	pin    *os.File
 	pinned int // how pin is held: 0, unix.LOCK_SH (built) or unix.LOCK_EX (pruning)
+
+	// The lock as this Store's goroutines hold it: holders of mode
+	// (unix.LOCK_SH or unix.LOCK_EX; 0 when none). lockMu guards them and
+	// pinned; released is signalled when holders drops to 0.
+	lockMu   sync.Mutex
+	released *sync.Cond
+	holders  int
+	mode     int
 }
 
 // Step is one step cache entry, stored as steps/<Key>.json. A base
@@ -141,7 +153,9 @@ func Open(root string) (*Store, error) {
 		lock.Close()
 		return nil, fmt.Errorf("store %s: %w", abs, err)
 	}
-	return &Store{root: abs, blobs: blobs, snaps: snaps, lock: lock, pin: pin}, nil
+	st := &Store{root: abs, blobs: blobs, snaps: snaps, lock: lock, pin: pin}
+	st.released = sync.NewCond(&st.lockMu)
+	return st, nil
 }
 
 // CheckMode refuses to mix rootless and root use of the store at root: their
@@ -185,16 +199,31 @@ func (s *Store) Close() error { return errors.Join(s.lock.Close(), s.pin.Close()
 // temporary blobs and snapshots and the contents of tmp/, worker/tmp/ and
 // worker/run/. The first call also pins the store until Close: a prune
 // waits for the images this Store builds to be named (see Store).
+// While another goroutine of this Store holds the build lock, it returns at
+// once and clears nothing; while this Store holds the lock shared, it waits
+// for those holders to unlock.
 func (s *Store) LockExclusive() error {
-	// The pin first: a prune takes it before the build lock, so no two
-	// processes wait for each other.
-	if s.pinned == 0 {
-		if err := s.flock(s.pin, unix.LOCK_SH, "waiting for snapbuild prune on %s..."); err != nil {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	for s.holders > 0 && s.mode == unix.LOCK_SH {
+		s.released.Wait()
+	}
+	if s.holders == 0 {
+		// The pin first: a prune takes it before the build lock, so no
+		// two processes wait for each other.
+		if s.pinned == 0 {
+			if err := s.flock(s.pin, unix.LOCK_SH, "waiting for snapbuild prune on %s..."); err != nil {
+				return err
+			}
+			s.pinned = unix.LOCK_SH
+		}
+		if err := s.lockBuild(); err != nil {
 			return err
 		}
-		s.pinned = unix.LOCK_SH
+		s.mode = unix.LOCK_EX
 	}
-	return s.lockBuild()
+	s.holders++
+	return nil
 }
 
 // LockPrune takes the store for a prune: it waits (saying so on stderr)
@@ -202,14 +231,20 @@ func (s *Store) LockExclusive() error {
 // the build lock as LockExclusive does. Builds wait for the prune until
 // Unlock. It must be the first lock a Store takes.
 func (s *Store) LockPrune() error {
-	if s.pinned != 0 {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.pinned != 0 || s.holders != 0 {
 		return fmt.Errorf("store %s: LockPrune after a build lock on the same Store: use a Store of its own", s.root)
 	}
 	if err := s.flock(s.pin, unix.LOCK_EX, "waiting for snapbuild processes that build on %s to finish..."); err != nil {
 		return err
 	}
 	s.pinned = unix.LOCK_EX
-	return s.lockBuild()
+	if err := s.lockBuild(); err != nil {
+		return err
+	}
+	s.mode, s.holders = unix.LOCK_EX, 1
+	return nil
 }
 
 // flock takes lock how on f, first without waiting; when it has to wait it
@@ -244,25 +279,47 @@ func (s *Store) lockBuild() error {
 var workerScratch = []string{filepath.Join("worker", "tmp"), filepath.Join("worker", "run")}
 
 // LockShared takes the lock as a reader: it waits for a running build and
-// lets other readers in, and clears nothing.
+// lets other readers in, and clears nothing. While another goroutine of this
+// Store holds the lock, in either mode, it returns at once.
 func (s *Store) LockShared() error {
-	if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
-		fmt.Fprintf(os.Stderr, "waiting for another snapbuild build on %s...\n", s.root)
-		if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH); err != nil {
-			return fmt.Errorf("store %s: lock: %w", s.root, err)
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.holders == 0 {
+		if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH|unix.LOCK_NB); err != nil {
+			fmt.Fprintf(os.Stderr, "waiting for another snapbuild build on %s...\n", s.root)
+			if err := unix.Flock(int(s.lock.Fd()), unix.LOCK_SH); err != nil {
+				return fmt.Errorf("store %s: lock: %w", s.root, err)
+			}
 		}
+		s.mode = unix.LOCK_SH
 	}
+	s.holders++
 	return nil
 }
 
-// Unlock releases the lock taken by LockExclusive, LockShared or LockPrune.
-// A build's pin stays until Close; a prune's is released.
+// Unlock releases one hold of the lock taken by LockExclusive, LockShared or
+// LockPrune. The last hold releases the file lock; when it was the build
+// lock, it first empties tmp/ (a build's scratch). A build's pin stays until
+// Close; a prune's is released.
 func (s *Store) Unlock() {
+	s.lockMu.Lock()
+	defer s.lockMu.Unlock()
+	if s.holders == 0 {
+		return
+	}
+	if s.holders--; s.holders > 0 {
+		return
+	}
+	if s.mode == unix.LOCK_EX {
+		_ = CleanDir(filepath.Join(s.root, "tmp"))
+	}
 	_ = unix.Flock(int(s.lock.Fd()), unix.LOCK_UN)
 	if s.pinned == unix.LOCK_EX {
 		_ = unix.Flock(int(s.pin.Fd()), unix.LOCK_UN)
 		s.pinned = 0
 	}
+	s.mode = 0
+	s.released.Broadcast()
 }
 
 // CleanDir removes everything in dir, keeping dir itself. It tries every

@@ -405,6 +405,66 @@ func TestLock(t *testing.T) {
 	}
 }
 
+// TestLockGoroutines: goroutines of one Store share its lock, as the builds
+// of one process's images do: a second LockExclusive returns at once and
+// clears nothing the first one's build is using, another Store (another
+// process) waits until the last hold is released, and only that last Unlock
+// empties tmp/.
+func TestLockGoroutines(t *testing.T) {
+	dir := t.TempDir()
+	s1, s2 := open(t, dir), open(t, dir)
+	if err := s1.LockExclusive(); err != nil {
+		t.Fatal(err)
+	}
+	inUse := filepath.Join(dir, "tmp", "first-build")
+	if err := os.MkdirAll(inUse, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	second := make(chan error, 1)
+	go func() { second <- s1.LockExclusive() }()
+	select {
+	case err := <-second:
+		if err != nil {
+			t.Fatalf("a second hold: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second LockExclusive of the same Store waits for the first")
+	}
+	if _, err := os.Stat(inUse); err != nil {
+		t.Errorf("the second hold cleared the first one's scratch: %v", err)
+	}
+	if err := s1.LockShared(); err != nil {
+		t.Fatalf("a reader of the same Store: %v", err)
+	}
+	s1.Unlock()
+
+	other := make(chan error, 1)
+	go func() { other <- s2.LockExclusive() }()
+	s1.Unlock()
+	select {
+	case err := <-other:
+		t.Fatalf("another Store got the lock while a hold remains: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := os.Stat(inUse); err != nil {
+		t.Errorf("an Unlock before the last cleared tmp/: %v", err)
+	}
+	s1.Unlock()
+	select {
+	case err := <-other:
+		if err != nil {
+			t.Fatalf("LockExclusive after the last hold: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("another Store still waits after the last hold was released")
+	}
+	if _, err := os.Stat(inUse); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the last Unlock left tmp/ as it was: %v", err)
+	}
+	s2.Unlock()
+	s1.Unlock() // one more than taken: nothing happens
+}
+
 func TestCleanDir(t *testing.T) {
 	dir := t.TempDir()
 	for _, p := range []string{"a/b/c", "d"} {

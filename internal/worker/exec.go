@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	securejoin "github.com/cyphar/filepath-securejoin"
@@ -183,7 +182,7 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	case w.opts.output != nil:
 		out = io.MultiWriter(tail, w.opts.output)
 	}
-	spec.ID = fmt.Sprintf("snapbuild-w%d-%d", os.Getpid(), atomic.AddInt64(&w.seq, 1))
+	spec.ID = fmt.Sprintf("snapbuild-w%d-%d", os.Getpid(), sandboxSeq.Add(1))
 	spec.StateDir = filepath.Join(w.dir, "run")
 	spec.Rootfs = rootfs
 	// With hooks (a device injector's), the runtime reports what they
@@ -490,7 +489,7 @@ func pruneMountDirs(upper string, stubs []string, mounts []sandbox.BindMount) {
 
 // cacheLock returns the lock of the cache directory dir.
 func (w *Worker) cacheLock(dir string) *sync.Mutex {
-	return keyedLock(&w.mu, w.cacheMu, dir)
+	return keyedLock(&sharedMu, cacheLocks, dir)
 }
 
 // makeCache creates the cache directory dir of mount m unless it exists:

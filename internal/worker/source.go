@@ -195,7 +195,7 @@ const dockerManifest = "application/vnd.docker.distribution.manifest.v2+json"
 // exists (snapshot.Store.Apply: the diffID checked, whiteouts that hide
 // nothing dropped). Concurrent calls for one chain unpack it once.
 func (w *Worker) unpack(ctx context.Context, parent, chain digest.Digest, desc ocispec.Descriptor, diffID digest.Digest) error {
-	mu := keyedLock(&w.mu, w.unpackMu, chain)
+	mu := keyedLock(&sharedMu, unpackLocks, chain)
 	mu.Lock()
 	defer mu.Unlock()
 	if w.snaps.Exists(chain) {

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moby/buildkit/solver/pb"
@@ -63,11 +64,8 @@ type Worker struct {
 	hashes map[string]*fileHashes // content hashes of local directories, by directory
 	temps  []string               // directories to remove on Close
 
-	cacheMu  map[string]*sync.Mutex // cache mounts by directory, for locked sharing
-	seq      int64                  // sandbox IDs
-	unpackMu map[digest.Digest]*sync.Mutex
-	fetchMu  map[string]*sync.Mutex // http downloads, by source
-	fetches  map[string]*download   // downloads ContentKey made, for Source
+	fetchMu map[string]*sync.Mutex // http downloads, by source
+	fetches map[string]*download   // downloads ContentKey made, for Source
 }
 
 // local is a directory registered with AddLocal.
@@ -299,6 +297,18 @@ func WithDefaultEnv(env []string) Option {
 	}
 }
 
+// sandboxSeq numbers the sandboxes of every Worker of the process: their
+// IDs (and state directories) must differ while Workers run at once.
+var sandboxSeq atomic.Int64
+
+// The locks Workers that run at once in one process share: a cache mount's
+// directory for locked sharing, a snapshot being unpacked from its layers.
+var (
+	sharedMu    sync.Mutex
+	cacheLocks  = map[string]*sync.Mutex{}
+	unpackLocks = map[digest.Digest]*sync.Mutex{}
+)
+
 // New returns a Worker that keeps layers and image blobs in blobs, snapshots
 // in snaps, and its own files (sandbox state, cache mounts, copies of local
 // sources) under dir, which it creates. The process must have been set up by
@@ -324,7 +334,7 @@ func New(blobs *oci.Store, snaps *snapshot.Store, dir string, opts ...Option) (*
 		}
 	}
 	return &Worker{blobs: blobs, snaps: snaps, dir: abs, opts: o,
-		locals: map[string]local{}, hashes: map[string]*fileHashes{}, cacheMu: map[string]*sync.Mutex{}, unpackMu: map[digest.Digest]*sync.Mutex{},
+		locals: map[string]local{}, hashes: map[string]*fileHashes{},
 		fetchMu: map[string]*sync.Mutex{}, fetches: map[string]*download{}}, nil
 }
 
