@@ -311,7 +311,11 @@ func (b *Engine) baseChanges(old, np basePin) []string {
 	if len(ch) == 0 {
 		return append(lines, "no package changed")
 	}
-	lines = append(lines, fmt.Sprintf("%d packages changed:", len(ch)))
+	if len(ch) == 1 {
+		lines = append(lines, "1 package changed:")
+	} else {
+		lines = append(lines, fmt.Sprintf("%d packages changed:", len(ch)))
+	}
 	for i, c := range ch {
 		if i == maxChangesShown {
 			lines = append(lines, fmt.Sprintf("  and %d more", len(ch)-maxChangesShown))
@@ -576,6 +580,8 @@ func (b *Engine) updateBase(ctx context.Context, p namedPin) (BaseUpdate, error)
 	}
 	u.New = np.describe()
 	u.Updated = b.pins.moved[p.defKey]
-	u.Changes = b.pins.changes[p.defKey]
+	for _, c := range b.pins.changes[p.defKey] {
+		u.Changes = append(u.Changes, strings.TrimSpace(c))
+	}
 	return u, nil
 }
