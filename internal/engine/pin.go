@@ -67,6 +67,15 @@ func (p basePin) debian() base.Debian {
 	return d
 }
 
+// setDefinition records d's definition in the pin.
+func (p *basePin) setDefinition(d base.Debian) {
+	p.Suite, p.Packages, p.Epoch = d.Suite, slices.Clone(d.Packages), d.Epoch.Unix()
+	p.PythonDir, p.PythonDigest = "", ""
+	if d.Python != nil {
+		p.PythonDir, p.PythonDigest = d.Python.Dir, d.Python.Digest
+	}
+}
+
 // describe is what a message calls the pinned base: "Debian 12.8 of
 // 2024-11-09", or its key for a record older than pinning.
 func (p basePin) describe() string {
@@ -89,7 +98,7 @@ func shortHex(h string) string {
 type pinChecks struct {
 	checked map[string]bool // definition key -> checked
 	moved   map[string]bool // definition key -> bootstrapped again
-	pulled  map[string]bool // registry reference -> pulled again (--pull)
+	pulled  map[string]bool // "from_registry REF", "FROM REF" -> pulled again (repull)
 	// changes describe how each moved base changed (baseChanges).
 	changes map[string][]string
 	// forceRest makes every later step of the current build run: its
@@ -186,8 +195,10 @@ func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Deb
 		b.pins.mark(&b.pins.checked, defKey)
 		if pin.current(def, a) {
 			b.progress.Event(ev.output(fmt.Sprintf("debian: the pinned %s base is current: %s", d.Suite, a)))
-			if pin.Archive == nil {
-				// A record older than pinning learns its archive.
+			if pin.Archive == nil || pin.Suite == "" {
+				// A record older than pinning learns its archive
+				// and definition.
+				pin.setDefinition(d)
 				pin.Archive = &a
 				if err := b.store.WriteJSON(pinRel(defKey), pin); err != nil {
 					return false, store.Step{}, err
@@ -228,10 +239,8 @@ func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Deb
 	if b.plan != nil || arch == nil {
 		return cached, rec, nil // a dry run writes nothing; the pin stays
 	}
-	np := basePin{Step: rec, Suite: d.Suite, Packages: slices.Clone(d.Packages), Epoch: d.Epoch.Unix(), Archive: arch, Built: time.Now().UTC()}
-	if d.Python != nil {
-		np.PythonDir, np.PythonDigest = d.Python.Dir, d.Python.Digest
-	}
+	np := basePin{Step: rec, Archive: arch, Built: time.Now().UTC()}
+	np.setDefinition(d)
 	if cached && havePin && pin.Key == key && !pin.Built.IsZero() {
 		np.Built = pin.Built
 	}

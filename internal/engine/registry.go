@@ -37,7 +37,7 @@ func registryBaseRel(ref string) string { return "bases/registry-" + modal.SHA25
 // a fresh pull.
 func (b *Engine) fromRegistry(ctx context.Context, st *buildState, l *modal.Layer, in instruction, force bool, ev Event) (bool, error) {
 	rb := l.Root.Registry
-	rec, cached, err := b.pulledBase(rb.Ref, force || b.repull(rb.Ref))
+	rec, cached, err := b.pulledBase(rb.Ref, force || b.repull("from_registry "+rb.Ref))
 	if err != nil {
 		return false, err
 	}
@@ -63,7 +63,7 @@ func (b *Engine) fromRegistry(ctx context.Context, st *buildState, l *modal.Laye
 		if err := b.store.WriteJSON(registryBaseRel(rb.Ref), pulledBase{Ref: rb.Ref, ImageID: rec.ID}); err != nil {
 			return false, err
 		}
-		b.pins.mark(&b.pins.pulled, rb.Ref)
+		b.pins.mark(&b.pins.pulled, "from_registry "+rb.Ref)
 	}
 	s, _, err := b.stateOf(rec)
 	if err != nil {
@@ -333,23 +333,25 @@ func (b *Engine) sourceImage(ctx context.Context, method string, ev Event, ref s
 			return store.Image{}, false, err
 		}
 	}
-	b.pins.mark(&b.pins.pulled, ref)
+	b.pins.mark(&b.pins.pulled, "FROM "+ref)
 	return rec, true, nil
 }
 
-// repull reports whether registry reference ref is to be pulled although
-// the store has an image for it: with WithPull, once per Engine, as docker
-// build --pull resolves every FROM tag again. Without it a tag in the store
-// is used as it is and no registry is asked.
-func (b *Engine) repull(ref string) bool {
-	return b.pullBases && !b.pins.pulled[ref]
+// repull reports whether the image of use ("from_registry REF", "FROM
+// REF") is to be pulled although the store has one: with WithPull, once
+// per Engine, as docker build --pull resolves every FROM tag again. Without
+// it a tag in the store is used as it is and no registry is asked. The two
+// uses are apart as the store records them apart (a from_registry base by
+// reference, a FROM image under its name).
+func (b *Engine) repull(use string) bool {
+	return b.pullBases && !b.pins.pulled[use]
 }
 
 // repullSource is repull for the image of a FROM or COPY --from that the
 // store holds under name ref: an image a build of this store named (a
 // recipe's, a Dockerfile's -t) is not a registry's, and is used as it is.
 func (b *Engine) repullSource(ref string) bool {
-	if !b.repull(ref) || strings.HasPrefix(ref, "im-") {
+	if !b.repull("FROM "+ref) || strings.HasPrefix(ref, "im-") {
 		return false
 	}
 	srcs, err := b.store.Sources()
