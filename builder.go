@@ -76,8 +76,8 @@ func BuildLabel(name string) BuildOption {
 // python-build-standalone archive an add_python step copies is unpacked into
 // the store's cache once, as its files are part of that step's key); no
 // container starts, no image is pulled and no mirror is contacted (a
-// debian_slim base is looked up as the last one built for its suite, which a
-// build checks against the mirror's archive state).
+// debian_slim base is the one pinned in the store, as for a build; with
+// WithPull or force_build the plan says the base would be checked).
 //
 // Errors are those of Build that can be found without running a step (the
 // Image's own error, *InvalidError for bad definitions and missing local
@@ -93,6 +93,28 @@ func (b *Builder) Plan(ctx context.Context, img Image) (Plan, error) {
 // name. An existing name is moved.
 func (b *Builder) Tag(name, ref string) error {
 	return b.e.Tag(name, ref)
+}
+
+// Bases lists the Debian bases pinned in the store, by suite: each is the
+// base the store's debian_slim builds of that definition (suite, package
+// set, Python source) use, with the archive state it was made from and the
+// named images built on it. A build asks no mirror whether its base is
+// current; WithPull, force_build and UpdateBases do.
+func (b *Builder) Bases() ([]BaseInfo, error) {
+	return b.e.Bases()
+}
+
+// UpdateBases checks the Debian archive for the pinned bases of suites (all
+// pinned bases when none is given), as a build WithPull does: a base whose
+// archive is unchanged stays pinned; one whose archive moved is
+// bootstrapped again and pinned, and the update names the release and the
+// packages that changed. Images built on the old base keep it until they
+// are built again. Progress goes to the Builder's Progress, as a build's.
+//
+// Errors: a suite with no pinned base (naming the pinned suites), a mirror
+// that cannot be reached (naming it), a failed bootstrap, ctx.Err().
+func (b *Builder) UpdateBases(ctx context.Context, suites ...string) ([]BaseUpdate, error) {
+	return b.e.UpdateBases(ctx, suites...)
 }
 
 // Images lists the named images, sorted by name.

@@ -54,6 +54,20 @@ func WithForceBuild(force bool) Option {
 	return engine.WithForceBuild(force)
 }
 
+// WithPull checks the build's bases for newer ones, as docker build --pull
+// and podman build --pull do: a from_registry or FROM image that a registry
+// serves is pulled again (once per Builder), and a pinned Debian base is
+// checked against the Debian archive: unchanged, it stays; moved, it is
+// bootstrapped again and pinned, every later step of the build runs again,
+// and the progress says which release and packages changed. A
+// force_build root layer (and WithForceBuild) checks a Debian base alike.
+// Without it, a build contacts no registry for an image the store has and
+// no Debian mirror for a base the store has pinned.
+// The default is false.
+func WithPull(pull bool) Option {
+	return engine.WithPull(pull)
+}
+
 // WithEpoch sets the reproducibility timestamp (SOURCE_DATE_EPOCH): layer
 // mtimes later than it are clamped to it, whiteouts carry it, and RUN steps
 // and Debian bootstraps see it as SOURCE_DATE_EPOCH (so Python compiles
@@ -202,7 +216,9 @@ const TimestampsClamp = engine.TimestampsClamp
 // at: rebuilding a step without its cache gives another digest.
 // Whiteouts carry the Unix epoch. RUN steps and Debian bootstraps still
 // see SOURCE_DATE_EPOCH, as with a build arg of that name and
-// rewrite-timestamp=false.
+// rewrite-timestamp=false. Bases are as they come: a pulled image's
+// mtimes are its own, and a Debian bootstrap is clamped in both modes
+// (as Debian's own images are), so both share it.
 const TimestampsKeep = engine.TimestampsKeep
 
 // ParseTimestamps returns the Timestamps named s: "clamp" or "keep".

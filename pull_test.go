@@ -217,3 +217,46 @@ type tamperedImageT struct{ v1.Image }
 func tamperedImage(t *testing.T) v1.Image {
 	return tamperedImageT{pImage(t, "amd64", pTar(t, [][2]string{{"a", "a"}}))}
 }
+
+// TestWithPull: a build takes a tag the store has without asking the
+// registry; WithPull pulls it again, once per Builder, for from_registry
+// and for a Dockerfile's FROM, as docker build --pull does.
+func TestWithPull(t *testing.T) {
+	uNeedRoot(t)
+	const ref = "registry.example:5000/team/tool:1"
+	base := pImage(t, "amd64", pTar(t, [][2]string{{"etc/", ""}, {"etc/os-release", "ID=tool\n"}}))
+	pulls := 0
+	puller := WithPuller(func(ctx context.Context, r string, creds *Credentials) (v1.Image, error) {
+		pulls++
+		return base, nil
+	})
+	dir := t.TempDir()
+	df := filepath.Join(dir, "Dockerfile")
+	if err := os.WriteFile(df, []byte("FROM "+ref+"\nENV X=1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b := uBuilder(t, puller)
+	root := b.Root()
+	reg := FromRegistry(ref, RegistryOptions{})
+	fromDF := FromDockerfile(df, FromDockerfileOptions{})
+	for _, img := range []Image{reg, fromDF, reg} {
+		if _, err := b.Build(t.Context(), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pulls != 2 {
+		t.Fatalf("without WithPull: %d pulls, want 2 (the from_registry reference, then the Dockerfile's FROM, which are recorded apart)", pulls)
+	}
+	b.Close()
+
+	pulls = 0
+	bp := uBuilder(t, puller, WithRoot(root), WithPull(true))
+	for _, img := range []Image{reg, reg, fromDF, fromDF} {
+		if _, err := bp.Build(t.Context(), img); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pulls != 2 {
+		t.Errorf("WithPull: %d pulls, want 2 (each reference once per Builder)", pulls)
+	}
+}

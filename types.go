@@ -17,6 +17,21 @@ type Result = engine.Result
 // ImageInfo describes a stored image.
 type ImageInfo = engine.ImageInfo
 
+// BaseInfo describes a pinned Debian base (Builder.Bases): ID (short hash of
+// its definition), Suite, Packages (on top of minbase), Python version,
+// Release ("Debian 12.8"), ArchiveDate and InRelease (sha256 of the suite's
+// InRelease file) of the archive it was made from, Built (when it was
+// bootstrapped), Size (of its layer, compressed, in bytes), Images (the
+// named images built on it) and Present (false once prune removed its
+// files).
+type BaseInfo = engine.BaseInfo
+
+// BaseUpdate is what Builder.UpdateBases did to a pinned base: Old and New
+// archive states ("Debian 12.8 of 2024-11-09"), Updated when it was
+// bootstrapped again, and Changes (the release and the packages whose
+// versions changed, as "name old → new").
+type BaseUpdate = engine.BaseUpdate
+
 // RunOptions are the stdio and overrides of Builder.Run.
 type RunOptions = engine.RunOptions
 

@@ -10,11 +10,8 @@ package base
 import (
 	"bufio"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -89,32 +86,6 @@ func (d Debian) Definition() string {
 		def += fmt.Sprintf(" python=%s recipe=%s", d.Python.Digest, localPythonVersion)
 	}
 	return def
-}
-
-// ArchiveState returns the sha256 of the suite's InRelease file, which changes
-// whenever the archive's content for the suite changes. It fails when the
-// mirror cannot be reached within 10 seconds.
-func (d Debian) ArchiveState(ctx context.Context) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	url := strings.TrimRight(d.mirror(), "/") + "/dists/" + d.Suite + "/InRelease"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return "", fmt.Errorf("debian mirror %q: %w", d.mirror(), err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("debian mirror: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("debian mirror: GET %s: %s", url, resp.Status)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, resp.Body); err != nil {
-		return "", fmt.Errorf("debian mirror: GET %s: %w", url, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // customize runs inside mmdebstrap after the packages are installed ($1 is

@@ -73,7 +73,8 @@ func cmdBuild(ctx context.Context, args []string) error {
 	var quiet bool
 	fs.BoolVar(&quiet, "q", false, "show no progress and print only the image ID, one line per image built, as docker build -q and podman build -q (errors still go to standard error)")
 	fs.BoolVar(&quiet, "quiet", false, "show no progress and print only the image ID, one line per image built, as docker build -q and podman build -q (errors still go to standard error)")
-	force := fs.Bool("force-build", false, "rebuild every step")
+	force := fs.Bool("force-build", false, "rebuild every step (a pinned Debian base is checked as with --pull)")
+	pull := fs.Bool("pull", false, "check bases for newer ones, as docker build --pull: pull from_registry and FROM images again, and check pinned Debian bases against the archive (a moved one is bootstrapped again and every later step runs again)")
 	var jobs jobsFlag
 	fs.Var(&jobs, "jobs", "run at most `N` independent steps at once, such as a Dockerfile's stages that do not need each other, as buildah bud --jobs (default: the number of CPUs)")
 	network := fs.String("network", "host", "network `MODE` of RUN steps: host (the host's network namespace, without raw sockets), none (loopback only) or private (a namespace of its own with outbound access through slirp4netns; the host's 127.0.0.1 is 10.0.2.2, host.containers.internal; DNS through 10.0.2.3)")
@@ -166,6 +167,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 		snapbuild.WithTimestamps(ts)}
 	if *force {
 		opts = append(opts, snapbuild.WithForceBuild(true))
+	}
+	if *pull {
+		opts = append(opts, snapbuild.WithPull(true))
 	}
 	if jobs > 0 {
 		opts = append(opts, snapbuild.WithParallelism(int(jobs)))

@@ -50,7 +50,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 // commandFlags are flags each command's help must list, as the help shows
 // them.
 var commandFlags = map[string][]string{
-	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "-q, --quiet", "--platform OS/ARCH[/VARIANT]", "--force-build", "--network MODE", "--security MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
+	"build":   {"--root DIR", "-t NAME", "--tag NAME", "--print", "--progress MODE", "auto (tty on a terminal, else plain)", "-q, --quiet", "--platform OS/ARCH[/VARIANT]", "--force-build", "--pull", "--network MODE", "--security MODE", "--mirror URL", "--replace", "-m PKG.MODULE[::NAME]", "--cdi-spec-dir DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE", "--ca-file FILE", "--site-config FILE", "--pip-index-url URL", "--uv-image REPO", "-f, --file FILE", "--build-arg NAME=VALUE", "--target STAGE", "--jobs N", "(default: the number of CPUs)"},
 	"run":     {"--root DIR", "-e KEY=VALUE", "-w DIR", "--network MODE", "--security MODE"},
 	"images":  {"--root DIR", "--json"},
 	"inspect": {"--root DIR"},
@@ -60,6 +60,7 @@ var commandFlags = map[string][]string{
 	"pull":    {"--root DIR", "--insecure-registry HOST[:PORT]", "--registries-conf FILE"},
 	"prune":   {"--root DIR", "-a, --all", "-f, --force", "--keep-storage SIZE", "--filter until=DURATION"},
 	"df":      {"--root DIR", "-v, --verbose", "--json"},
+	"base":    {"--root DIR", "--json", "--mirror URL", "--progress MODE"},
 	"save":    {"--root DIR"},
 	"load":    {"--root DIR"},
 	"version": nil,

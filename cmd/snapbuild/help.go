@@ -135,6 +135,30 @@ Sizes are the apparent sizes of the files, in units of 1000.`,
 		run:      cmdDf,
 	},
 	{
+		name:    "base",
+		summary: "List the pinned Debian bases, or check the Debian archive for newer ones",
+		usage:   []string{"base ls [--json] [flags]", "base update [SUITE...] [flags]"},
+		details: `A debian_slim build uses the Debian base the store bootstrapped first for its definition
+(suite, package set, Python source, snapbuild's recipe), pinned with the archive state it
+came from: a build asks no mirror whether it is current, works offline, and a Debian point
+release rebuilds nothing unasked (Modal fixes debian_slim per image builder version).
+ls shows each pinned base: suite, base ID (its definition's hash), release and archive
+date it was made from, Python, when it was built, its layer's size, and the named images
+built on it. update checks the archive for the pinned bases of each SUITE (all when none
+is given), as build --pull does: a base whose archive is unchanged stays; one whose
+archive moved is bootstrapped again and pinned, and update names the release and the
+packages whose versions changed. Images built on the old base keep it until they are
+built again; build --pull (or force_build) also runs every step after a moved base.`,
+		examples: []string{
+			"snapbuild base ls",
+			"snapbuild base ls --json | jq -r '.[] | .suite + \" \" + .release'",
+			"snapbuild base update            # every pinned base",
+			"snapbuild base update bookworm",
+			"snapbuild build --pull app.yaml  # check the base while building",
+		},
+		run: cmdBase,
+	},
+	{
 		name:    "export",
 		summary: "Write an image to an OCI layout or archive, a docker-archive, or a registry",
 		usage: []string{

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,7 +13,6 @@ import (
 	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
-	"github.com/snapbuild/snapbuild/snapshot"
 )
 
 // envRefRE matches $NAME and ${NAME}.
@@ -139,71 +137,6 @@ func (b *Engine) fromDebian(ctx context.Context, st *buildState, l *modal.Layer,
 		st.config.Env = append(st.config.Env, "PYTHON_VERSION="+rec.Python)
 	}
 	return cached, nil
-}
-
-// bootstrapDebian bootstraps (or reuses) the Debian base d as the first
-// layer of st, recorded as instruction in. The cache key is d's definition
-// and the archive state (the hash of the suite's InRelease file); when the
-// mirror cannot be reached the newest base made for the same definition is
-// reused. It returns the base's step record.
-func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Debian, in instruction, force bool, ev Event) (bool, store.Step, error) {
-	defKey := modal.SHA256Hex("snapbuild-base/1 " + d.Definition())
-	defRel := filepath.Join("bases", defKey+".json")
-	var key string
-	if b.plan != nil {
-		// A dry run asks no mirror: the base is the last one built.
-		var last store.Step
-		if ok, err := b.store.ReadJSON(defRel, &last); err != nil || !ok {
-			return false, store.Step{}, &wouldRun{"bootstrap Debian " + d.Suite + ": no base for it in the store yet"}
-		}
-		key = last.Key
-	} else if state, err := d.ArchiveState(ctx); err == nil {
-		key = modal.SHA256Hex("snapbuild-base/1 " + d.Definition() + " archive=" + state)
-	} else {
-		var last store.Step
-		ok, rerr := b.store.ReadJSON(defRel, &last)
-		if rerr != nil || !ok {
-			return false, store.Step{}, fmt.Errorf("%s: cannot bootstrap Debian %s: %w; and no earlier base for it is in the store", in.Text, d.Suite, err)
-		}
-		b.progress.Event(ev.output(fmt.Sprintf("note: %v; reusing the Debian %s base built earlier", err, d.Suite)))
-		key = last.Key
-	}
-	*st = buildState{}
-	// The phases are what a terminal shows; mmdebstrap's own lines are
-	// detail, kept by plain and JSON progress.
-	var phases base.BootstrapPhases
-	log := &lineWriter{keep: 20, emit: func(s string) {
-		phase, detail := phases.Line(s)
-		if phase != "" {
-			b.progress.Event(ev.output("debian: " + phase))
-		}
-		out := ev.output(s)
-		out.Detail = detail
-		b.progress.Event(out)
-	}}
-	cached, err := b.layerStep(ctx, st, key, in.Text, force, func(a *snapshot.Active) error {
-		err := d.Bootstrap(ctx, a.Rootfs, log)
-		log.flush()
-		if err != nil && ctx.Err() == nil {
-			// A terminal did not show mmdebstrap's lines: say how it
-			// ended.
-			return fmt.Errorf("%w; its last lines:\n  %s", err, strings.Join(log.lastLines(), "\n  "))
-		}
-		return err
-	})
-	if err != nil {
-		return false, store.Step{}, err
-	}
-	rec, _, err := b.store.Step(key)
-	if err != nil {
-		return false, store.Step{}, err
-	}
-	if b.plan == nil { // a dry run writes nothing
-		if err := b.store.WriteJSON(defRel, rec); err != nil {
-			return false, store.Step{}, err
-		}
-	}
-	return cached, rec, nil
 }
 
 // gpuInjection plans the GPU devices, driver files, env and CDI hooks for

@@ -95,6 +95,13 @@ type Engine struct {
 	// jobs is how many ops of a build graph may run at once
 	// (WithParallelism); 0 for the number of CPUs.
 	jobs int
+	// pull: check bases for newer ones (WithPull); pins holds what that
+	// check found, per base, for the Engine's life (see pin.go).
+	pullBases bool
+	pins      *pinChecks // shared by the runs
+	// forceRest makes every later step of the run's build run: its base
+	// moved (pin.go).
+	forceRest bool
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -274,7 +281,7 @@ func (b *Engine) share() error {
 	if err != nil {
 		return err
 	}
-	b.pool, b.seq, b.progressMu = pool, new(atomic.Int64), new(sync.Mutex)
+	b.pool, b.seq, b.progressMu, b.pins = pool, new(atomic.Int64), new(sync.Mutex), &pinChecks{}
 	return nil
 }
 
@@ -365,7 +372,7 @@ func (b *Engine) Build(ctx context.Context, layers []*modal.Layer, opts ...Build
 // with the run's label.
 func (b *Engine) run(opts []BuildOption) *Engine {
 	r := *b
-	r.stats, r.plan, r.planConfigs, r.label = Stats{}, nil, nil, ""
+	r.stats, r.plan, r.planConfigs, r.label, r.forceRest = Stats{}, nil, nil, "", false
 	for _, o := range opts {
 		o(&r)
 	}
@@ -477,6 +484,7 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 		}
 	}
 	b.stats = Stats{}
+	b.forceRest = false
 	if plan == nil {
 		sp := &syncProgress{p: b.progress}
 		b.progress = sp
@@ -506,7 +514,7 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 		if err != nil {
 			return Result{}, err
 		}
-		force := b.forceAll || l.ForceBuild
+		force := b.forceAll || l.ForceBuild || b.forceRest
 		var pl *PlanLayer
 		if plan != nil {
 			plan.Layers = append(plan.Layers, PlanLayer{Method: l.Method, Commands: slices.Clone(l.Commands)})
@@ -690,7 +698,12 @@ func stepKey(st *buildState, l *modal.Layer, in instruction, inputs string, epoc
 // layerStep returns the cached result of key, or prepares a snapshot on st,
 // lets change modify it, and commits the difference as a layer.
 func (b *Engine) layerStep(ctx context.Context, st *buildState, key, instr string, force bool, change func(a *snapshot.Active) error) (bool, error) {
-	key = b.timestampsKey(key)
+	return b.layerStepAt(ctx, st, b.timestampsKey(key), instr, force, b.layerEpoch(), change)
+}
+
+// layerStepAt is layerStep with the step's key and the epoch its layer's
+// mtimes are clamped to (nil: kept) given as they are.
+func (b *Engine) layerStepAt(ctx context.Context, st *buildState, key, instr string, force bool, epoch *time.Time, change func(a *snapshot.Active) error) (bool, error) {
 	if b.plan != nil {
 		b.plan.key = key
 		if force {
@@ -724,7 +737,7 @@ func (b *Engine) layerStep(ctx context.Context, st *buildState, key, instr strin
 	if err := change(a); err != nil {
 		return false, err
 	}
-	rec, err := b.commitLayer(ctx, st.chain, a, key, instr)
+	rec, err := b.commitLayer(ctx, st.chain, a, key, instr, epoch)
 	if err != nil {
 		return false, err
 	}
@@ -734,12 +747,13 @@ func (b *Engine) layerStep(ctx context.Context, st *buildState, key, instr strin
 
 // commitLayer diffs a's upper dir into a zstd layer, clamps the upper dir
 // as the layer is clamped (overlay.ClampPyc before the diff,
-// overlay.ClampTimes after it), commits the snapshot and records the step.
-func (b *Engine) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string) (store.Step, error) {
+// overlay.ClampTimes after it) to epoch unless it is nil, commits the
+// snapshot and records the step.
+func (b *Engine) commitLayer(ctx context.Context, parent digest.Digest, a *snapshot.Active, key, instr string, epoch *time.Time) (store.Step, error) {
 	if err := a.Unmount(); err != nil {
 		return store.Step{}, err
 	}
-	if e := b.layerEpoch(); e != nil {
+	if e := epoch; e != nil {
 		// .pyc files stay valid once their sources are clamped.
 		if err := overlay.ClampPyc(ctx, a.Upper, *e); err != nil {
 			return store.Step{}, err
@@ -748,10 +762,10 @@ func (b *Engine) commitLayer(ctx context.Context, parent digest.Digest, a *snaps
 	var stats overlay.Stats
 	layer, err := b.store.Blobs().WriteLayer(ctx, func(w io.Writer) error {
 		var err error
-		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.Snapshots().UserXattr(), Epoch: b.layerEpoch()})
+		stats, err = overlay.Diff(ctx, w, a.Upper, overlay.DiffOptions{Lowers: a.Lowers, UserXattr: b.store.Snapshots().UserXattr(), Epoch: epoch})
 		return err
 	})
-	if e := b.layerEpoch(); err == nil && e != nil {
+	if e := epoch; err == nil && e != nil {
 		// The snapshot holds the times the layer holds.
 		err = overlay.ClampTimes(ctx, a.Upper, *e)
 	}

@@ -172,7 +172,7 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 		return err
 	}
 	def, err := build.Rewrite(def0, func(op *pb.Op, md *pb.OpMetadata) error {
-		if force {
+		if force || b.forceRest { // a moved base (pin.go) reruns what follows
 			md.IgnoreCache = true
 		}
 		if src := op.GetSource(); src != nil && src.Identifier == "local://"+contextName && len(lc.include) > 0 {

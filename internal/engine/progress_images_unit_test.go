@@ -20,7 +20,7 @@ func TestPlainProgressImages(t *testing.T) {
 		with(api, func(e *Event) { e.Kind, e.Label = EventEntryStart, "debian_slim()" }),
 		with(web, func(e *Event) { e.Kind, e.Step, e.Instruction, e.Line = EventOutput, 1, "FROM base", "web line" }),
 		with(api, func(e *Event) { e.Kind, e.Step, e.Instruction, e.Line = EventOutput, 1, "FROM base", "api line" }),
-		with(api, func(e *Event) { e.Kind, e.Duration = EventEntryDone, 2 * time.Second }),
+		with(api, func(e *Event) { e.Kind, e.Duration = EventEntryDone, 2*time.Second }),
 		with(web, func(e *Event) { e.Kind, e.Cached = EventEntryDone, true }),
 		with(web, func(e *Event) { e.Kind, e.Entry, e.Label = EventEntryStart, 2, "apt_install(['git'])" }),
 		with(web, func(e *Event) { e.Kind, e.Entry, e.Duration = EventEntryDone, 2, time.Second }),

@@ -37,7 +37,7 @@ func registryBaseRel(ref string) string { return "bases/registry-" + modal.SHA25
 // a fresh pull.
 func (b *Engine) fromRegistry(ctx context.Context, st *buildState, l *modal.Layer, in instruction, force bool, ev Event) (bool, error) {
 	rb := l.Root.Registry
-	rec, cached, err := b.pulledBase(rb.Ref, force)
+	rec, cached, err := b.pulledBase(rb.Ref, force || b.repull("from_registry "+rb.Ref))
 	if err != nil {
 		return false, err
 	}
@@ -53,11 +53,17 @@ func (b *Engine) fromRegistry(ctx context.Context, st *buildState, l *modal.Laye
 			b.progress.Event(ev.output(line))
 		})
 		if err != nil {
+			if b.pullBases && ctx.Err() == nil {
+				if _, found, _ := b.pulledBase(rb.Ref, false); found {
+					return false, &modal.InvalidError{Method: l.Method, Message: fmt.Sprintf("%s: --pull could not pull %s again: %v; build without --pull to use the image the store has", in.Text, rb.Ref, err)}
+				}
+			}
 			return false, &modal.InvalidError{Method: l.Method, Message: fmt.Sprintf("%s: %v", in.Text, err)}
 		}
 		if err := b.store.WriteJSON(registryBaseRel(rb.Ref), pulledBase{Ref: rb.Ref, ImageID: rec.ID}); err != nil {
 			return false, err
 		}
+		b.pins.mark("pulled", "from_registry "+rb.Ref)
 	}
 	s, _, err := b.stateOf(rec)
 	if err != nil {
@@ -297,7 +303,7 @@ func (b *Engine) Push(ctx context.Context, ref, dest string, o ExportOptions) er
 // store's lock must be held. The error says how to provide the image.
 func (b *Engine) sourceImage(ctx context.Context, method string, ev Event, ref string) (rec store.Image, pulled bool, err error) {
 	ref = b.toolRef(ref)
-	if rec, err := b.store.Resolve(ref); err == nil && b.store.ImageUsable(rec) {
+	if rec, err := b.store.Resolve(ref); err == nil && b.store.ImageUsable(rec) && !b.repullSource(ref) {
 		return rec, false, nil
 	}
 	if b.plan != nil {
@@ -312,6 +318,10 @@ func (b *Engine) sourceImage(ctx context.Context, method string, ev Event, ref s
 		if ctx.Err() != nil {
 			return store.Image{}, false, ctx.Err()
 		}
+		if _, rerr := b.store.Resolve(ref); rerr == nil {
+			return store.Image{}, false, &modal.InvalidError{Method: method, Message: fmt.Sprintf(
+				"%s: --pull could not pull image %q again: %v; build without --pull to use the one in the store", ev.Instruction, ref, err)}
+		}
 		return store.Image{}, false, &modal.InvalidError{Method: method, Message: fmt.Sprintf(
 			"%s: image %q is not in the store and could not be pulled: %v; pull it where its registry is reachable "+
 				"(snapbuild pull %s, and snapbuild save/load to carry it), configure a mirror (registries.conf), "+
@@ -322,7 +332,33 @@ func (b *Engine) sourceImage(ctx context.Context, method string, ev Event, ref s
 			return store.Image{}, false, err
 		}
 	}
+	b.pins.mark("pulled", "FROM "+ref)
 	return rec, true, nil
+}
+
+// repull reports whether the image of use ("from_registry REF", "FROM
+// REF") is to be pulled although the store has one: with WithPull, once
+// per Engine, as docker build --pull resolves every FROM tag again. Without
+// it a tag in the store is used as it is and no registry is asked. The two
+// uses are apart as the store records them apart (a from_registry base by
+// reference, a FROM image under its name).
+func (b *Engine) repull(use string) bool {
+	return b.pullBases && !b.pins.is("pulled", use)
+}
+
+// repullSource is repull for the image of a FROM or COPY --from that the
+// store holds under name ref: an image a build of this store named (a
+// recipe's, a Dockerfile's -t) is not a registry's, and is used as it is.
+func (b *Engine) repullSource(ref string) bool {
+	if !b.repull("FROM "+ref) || strings.HasPrefix(ref, "im-") {
+		return false
+	}
+	srcs, err := b.store.Sources()
+	if err != nil {
+		return true
+	}
+	_, built := srcs[ref]
+	return !built
 }
 
 // WithDebianSlimFromRegistry is snapbuild.WithDebianSlimFromRegistry.

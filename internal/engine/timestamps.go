@@ -27,7 +27,9 @@ const (
 	// at: rebuilding a step without its cache gives another digest.
 	// Whiteouts carry the Unix epoch. RUN steps and Debian bootstraps still
 	// see SOURCE_DATE_EPOCH, as with a build arg of that name and
-	// rewrite-timestamp=false.
+	// rewrite-timestamp=false. Bases are as they come: a pulled image's
+	// mtimes are its own, and a Debian bootstrap is clamped in both modes
+	// (as Debian's own images are), so both share it.
 	TimestampsKeep Timestamps = "keep"
 )
 

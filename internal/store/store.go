@@ -12,7 +12,9 @@
 //	blobs/sha256/<hex>   layers, configs and manifests (OCI content)
 //	snapshots/<hex>/fs   committed overlay upper dirs, named by chain ID
 //	steps/<hex>.json     step cache: step key -> layer, diffID, chain ID (Step)
-//	bases/<hex>.json     newest base built for a base definition (offline reuse)
+//	bases/<hex>.json     the Debian base pinned for a base definition (a Step
+//	                     and its archive state), or registry-<hex>.json:
+//	                     the image pulled for a from_registry reference
 //	images/<im-id>.json  built images: manifest, chain ID, shell (Image)
 //	metadata/<hex>.json  probed metadata of an image, by manifest digest
 //	names.json           image names -> image IDs
@@ -87,8 +89,9 @@ type Store struct {
 	mode     int
 }
 
-// Step is one step cache entry, stored as steps/<Key>.json. A base
-// definition's newest build is a Step too, under bases/.
+// Step is one step cache entry, stored as steps/<Key>.json. The record
+// pinning a base definition's Debian base, under bases/, holds a Step's
+// fields too.
 type Step struct {
 	Key         string             `json:"key"`
 	Instruction string             `json:"instruction"`
