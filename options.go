@@ -217,3 +217,22 @@ type Puller = engine.Puller
 const UvImageRepository = engine.UvImageRepository
 
 const MicromambaImageRepository = engine.MicromambaImageRepository
+
+// WithoutSandbox makes a Builder that mounts no snapshot and starts no
+// sandbox, for a process that has not entered the build namespace
+// (sandbox.Entered is false; sandbox.Init was called, not
+// sandbox.EnterNamespace). Build first plans the build as Plan does, taking
+// only the store's shared lock; when every step is cached or changes only
+// the config it builds (writing the image's manifest and record, as any
+// build does), and otherwise it returns an error wrapping ErrNeedsSandbox
+// before changing the store. So do Run, a pull, and Metadata when it must
+// probe an image. The caller then enters the namespace
+// (sandbox.EnterNamespace) and builds again with a Builder made without this
+// option. A fully cached build so runs in one process, with no namespace,
+// mount or container, as BuildKit answers a cached build without starting a
+// container. A non-root process may make such a Builder.
+// The default is a Builder that runs every step, in a process that
+// entered the namespace (snapbuild.Init).
+func WithoutSandbox() Option {
+	return engine.WithoutSandbox()
+}

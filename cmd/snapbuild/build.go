@@ -158,8 +158,17 @@ func cmdBuild(ctx context.Context, args []string) error {
 	// Every step's whole output goes to the store's build log, which the
 	// view clips (snapbuild.StepLogLimit).
 	blog := &buildLog{view: p}
+	// Outside the build namespace the builds run in this process until a
+	// step must run (snapbuild.ErrNeedsSandbox); then everything starts
+	// over in the namespace. Their progress, log and results are held
+	// until all are built here, so that nothing is shown twice.
+	held := (*heldProgress)(nil)
 	if dry == "" {
 		p = blog
+		if !sandbox.Entered() {
+			held = &heldProgress{}
+			p = held
+		}
 	}
 	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSecurity(sandbox.Security(*security)), snapbuild.WithSite(site),
 		snapbuild.WithTimestamps(ts)}
@@ -202,9 +211,14 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	defer b.Close()
-	if dry == "" {
+	openLog := func() {
 		if err := blog.open(storeDir); err != nil {
 			fmt.Fprintf(os.Stderr, "snapbuild: warning: %v; building without a log\n", err)
+		}
+	}
+	if dry == "" {
+		if held == nil {
+			openLog()
 		}
 		defer func() {
 			path, err := blog.close()
@@ -238,12 +252,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if len(refused) > 0 {
 		return errors.Join(append(refused, errors.New("build: nothing was built"))...)
 	}
-	for _, g := range gs {
-		d := g.defs[0]
-		res, err := b.Build(ctx, d.image)
-		if err != nil {
-			return fmt.Errorf("build %s: %w", d.name, err)
-		}
+	// finish names the image group g's build made and prints it; an error
+	// ends the command, a name taken meanwhile is added to refused.
+	finish := func(g group, res snapbuild.Result) error {
 		for _, d := range g.defs {
 			t, err := b.TagResultWith(d.name, res, tagOpts(d))
 			var taken *snapbuild.NameTakenError
@@ -281,6 +292,45 @@ func cmdBuild(ctx context.Context, args []string) error {
 			// what docker build -q prints.
 			fmt.Println(res.ID)
 		}
+		return nil
+	}
+	type built struct {
+		g   group
+		res snapbuild.Result
+	}
+	var done []built // held: built in this process, not yet named
+	var buildErr error
+	for _, g := range gs {
+		d := g.defs[0]
+		res, err := b.Build(ctx, d.image)
+		if held != nil && errors.Is(err, snapbuild.ErrNeedsSandbox) {
+			return err // every image is built again in the namespace
+		}
+		if err != nil {
+			buildErr = fmt.Errorf("build %s: %w", d.name, err)
+			break
+		}
+		if held != nil {
+			done = append(done, built{g, res})
+			continue
+		}
+		if err := finish(g, res); err != nil {
+			return err
+		}
+	}
+	if held != nil {
+		// Every build stands (or failed on its own): show them as they
+		// went, then name them.
+		openLog()
+		held.replay(blog)
+		for _, bt := range done {
+			if err := finish(bt.g, bt.res); err != nil {
+				return err
+			}
+		}
+	}
+	if buildErr != nil {
+		return buildErr
 	}
 	return errors.Join(refused...)
 }

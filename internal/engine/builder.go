@@ -79,6 +79,9 @@ type Engine struct {
 	// jobs is how many ops of a build graph may run at once
 	// (WithParallelism); 0 for the number of CPUs.
 	jobs int
+	// noSandbox (WithoutSandbox): mount nothing, run nothing; stop with
+	// ErrNeedsSandbox where that would be needed.
+	noSandbox bool
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -202,6 +205,11 @@ func WithParallelism(n int) Option {
 	}
 }
 
+// WithoutSandbox is snapbuild.WithoutSandbox.
+func WithoutSandbox() Option {
+	return func(b *Engine) error { b.noSandbox = true; return nil }
+}
+
 // New opens the store and returns an Engine (snapbuild.NewBuilder).
 func New(opts ...Option) (*Engine, error) {
 	epoch, err := epochFromEnv()
@@ -232,8 +240,8 @@ func New(opts ...Option) (*Engine, error) {
 			return nil, &StoreNotExistError{Root: abs}
 		}
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main")
+	if os.Geteuid() != 0 && !b.noSandbox {
+		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main, or build WithoutSandbox")
 	}
 	st, err := store.Open(b.root)
 	if err != nil {
@@ -314,6 +322,32 @@ type plannedStep struct {
 
 // Build is snapbuild.Builder.Build.
 func (b *Engine) Build(ctx context.Context, layers []*modal.Layer) (Result, error) {
+	if b.noSandbox {
+		// A dry run first: it only reads (under the shared lock) and
+		// says whether any step would run, pull or bootstrap. Only a
+		// build that would do none goes on, so that one that needs the
+		// namespace leaves the store as it found it. Its progress is
+		// not shown: the build that follows reports the same.
+		p := b.progress
+		b.progress = ProgressFunc(func(Event) {})
+		var plan Plan
+		_, err := b.build(ctx, layers, &plan)
+		b.progress = p
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		if errors.As(err, new(*modal.InvalidError)) {
+			return Result{}, err // the recipe's own error, the same in any process
+		}
+		if err != nil {
+			// The build in the namespace reports it, as it always has:
+			// a dry run's errors are not all a build's.
+			return Result{}, needsSandbox(fmt.Sprintf("the dry run failed (%v)", err))
+		}
+		if n := plan.Steps()[PlanRun]; n > 0 {
+			return Result{}, needsSandbox(fmt.Sprintf("%d step(s) would run", n))
+		}
+	}
 	return b.build(ctx, layers, nil)
 }
 
@@ -454,12 +488,10 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 		if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl, &stopped); err != nil {
 			return Result{}, err
 		}
-		if plan != nil {
-			continue // nothing is committed
-		}
-		if l.Root != nil && l.Root.FromID != "" && len(parsed[i]) == 1 {
+		if l.Root != nil && l.Root.FromID != "" && len(parsed[i]) == 1 && !stopped {
 			// from_id adds no layer: its result is the stored image
-			// itself, and the chain goes on from it.
+			// itself, and the chain goes on from it (a dry run's too:
+			// the next layer's keys start from its manifest).
 			rec, err := b.store.Resolve(l.Root.FromID)
 			if err != nil {
 				return Result{}, &modal.InvalidError{Method: l.Method, Message: err.Error()}
@@ -471,6 +503,9 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 			*st = *s
 			res = Result{ID: rec.ID, Manifest: rec.Manifest, Config: img}
 			continue
+		}
+		if plan != nil {
+			continue // nothing is committed
 		}
 		if res, err = b.commitImage(st, l, ctxFiles); err != nil {
 			return Result{}, err
@@ -640,6 +675,9 @@ func (b *Engine) layerStep(ctx context.Context, st *buildState, key, instr strin
 	}
 	if b.plan != nil {
 		return false, &wouldRun{"run: not in the cache"}
+	}
+	if b.noSandbox {
+		return false, needsSandbox(instr)
 	}
 	a, err := b.store.Snapshots().Prepare(st.chain)
 	if err != nil {
@@ -940,6 +978,9 @@ func runArgv(entrypoint, cmd, args []string, o RunOptions) ([]string, error) {
 
 // Run is snapbuild.Builder.Run.
 func (b *Engine) Run(ctx context.Context, ref string, args []string, o RunOptions) (int, error) {
+	if b.noSandbox {
+		return 0, needsSandbox("run " + ref)
+	}
 	rec, err := b.store.Resolve(ref)
 	if err != nil {
 		return 0, err
