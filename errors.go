@@ -25,6 +25,6 @@ type StepError = engine.StepError
 // ErrNeedsSandbox is wrapped by the errors of a Builder made WithoutSandbox
 // where a build, run, pull or metadata probe would need the build namespace
 // (a step to run, a snapshot to mount, a base to pull or bootstrap). The
-// store is as it was before the call. Test it with errors.Is, then call
-// sandbox.EnterNamespace and try again.
+// call recorded nothing (see WithoutSandbox). Test it with errors.Is, then
+// call sandbox.EnterNamespace and try again.
 var ErrNeedsSandbox = engine.ErrNeedsSandbox

@@ -135,7 +135,7 @@ func uniq(s []string) map[string]bool {
 	return m
 }
 
-// traced runs snapbuild as r runs it under strace -f, in a new network
+// traced runs snapbuild as r runs it under strace -ff, in a new network
 // namespace with no network when offline, and returns its result and the
 // programs executed in the process tree below the test's own wrappers
 // (runuser, env), as "PATH ARGV..." lines. It fails the test when snapbuild
@@ -143,10 +143,12 @@ func uniq(s []string) map[string]bool {
 // sendto.
 func traced(t *testing.T, r runner, dir string, offline bool, args ...string) (result, []string) {
 	t.Helper()
-	log := filepath.Join(dir, "strace.log")
-	os.Remove(log)
+	logs := filepath.Join(dir, "strace")
+	os.RemoveAll(logs)
+	must(t, os.Mkdir(logs, 0o700))
 	cmd := r.cmd(t.Context(), args...)
-	argv := append([]string{"strace", "-f", "-qq", "-s", "256", "-e", "trace=execve,connect,sendto,sendmsg", "-o", log}, cmd.Args...)
+	// -ff: a file per process, so that no call is split across lines.
+	argv := append([]string{"strace", "-ff", "-qq", "-s", "256", "-e", "trace=execve,connect,sendto,sendmsg", "-o", filepath.Join(logs, "trace")}, cmd.Args...)
 	if offline {
 		argv = append([]string{"unshare", "-n", "--"}, argv...)
 	}
@@ -159,10 +161,16 @@ func traced(t *testing.T, r runner, dir string, offline bool, args ...string) (r
 	if err != nil {
 		t.Fatalf("snapbuild %v under strace (offline %v): %v\nstdout:\n%s\nstderr:\n%s", args, offline, err, res.stdout, tail(res.stderr, 40))
 	}
-	data, err := os.ReadFile(log)
+	files, err := filepath.Glob(filepath.Join(logs, "trace.*"))
 	must(t, err)
+	var all []string
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		must(t, err)
+		all = append(all, strings.Split(string(data), "\n")...)
+	}
 	var execs []string
-	for _, l := range strings.Split(string(data), "\n") {
+	for _, l := range all {
 		if strings.Contains(l, "AF_INET") && !strings.Contains(l, "AF_UNIX") {
 			t.Errorf("snapbuild %v made a network connection attempt: %s", args, l)
 		}

@@ -82,6 +82,10 @@ type Engine struct {
 	// noSandbox (WithoutSandbox): mount nothing, run nothing; stop with
 	// ErrNeedsSandbox where that would be needed.
 	noSandbox bool
+	// pending are the image records of a build WithoutSandbox, written
+	// in order once it has built everything, so that one that stops has
+	// recorded nothing (non-nil during such a build).
+	pending []func() error
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -323,29 +327,21 @@ type plannedStep struct {
 // Build is snapbuild.Builder.Build.
 func (b *Engine) Build(ctx context.Context, layers []*modal.Layer) (Result, error) {
 	if b.noSandbox {
-		// A dry run first: it only reads (under the shared lock) and
-		// says whether any step would run, pull or bootstrap. Only a
-		// build that would do none goes on, so that one that needs the
-		// namespace leaves the store as it found it. Its progress is
-		// not shown: the build that follows reports the same.
-		p := b.progress
-		b.progress = ProgressFunc(func(Event) {})
-		var plan Plan
-		_, err := b.build(ctx, layers, &plan)
-		b.progress = p
-		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
-		}
-		if errors.As(err, new(*modal.InvalidError)) {
-			return Result{}, err // the recipe's own error, the same in any process
-		}
-		if err != nil {
-			// The build in the namespace reports it, as it always has:
-			// a dry run's errors are not all a build's.
-			return Result{}, needsSandbox(fmt.Sprintf("the dry run failed (%v)", err))
-		}
-		if n := plan.Steps()[PlanRun]; n > 0 {
-			return Result{}, needsSandbox(fmt.Sprintf("%d step(s) would run", n))
+		// One pass of the build itself: each point where it would
+		// mount, run, pull or bootstrap stops it with ErrNeedsSandbox
+		// (needsSandbox), and its image records are written only
+		// when it gets to the end (pending).
+		b.pending = []func() error{}
+		res, err := b.build(ctx, layers, nil)
+		b.pending = nil
+		switch {
+		case err == nil, ctx.Err() != nil, errors.Is(err, ErrNeedsSandbox), errors.As(err, new(*modal.InvalidError)):
+			// The recipe's own errors are the same in any process.
+			return res, err
+		default:
+			// The build in the namespace reports it, as it always
+			// has: this one may have missed what only that one has.
+			return Result{}, needsSandbox(fmt.Sprintf("building here failed (%v)", err))
 		}
 	}
 	return b.build(ctx, layers, nil)
@@ -523,6 +519,15 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 			}
 		}
 		res.Mounts = append(res.Mounts, l.Context...)
+	}
+	if b.pending != nil {
+		// Built without a sandbox: the store's writes, at last.
+		for _, write := range b.pending {
+			if err := write(); err != nil {
+				return Result{}, err
+			}
+		}
+		b.pending = b.pending[:0]
 	}
 	if n := len(st.layers); n > maxRuntimeLayers {
 		b.progress.Event(Event{Kind: EventWarn, Step: len(steps), Total: len(steps), Line: fmt.Sprintf(
@@ -772,7 +777,9 @@ func (b *Engine) commitImage(st *buildState, l *modal.Layer, files []contextFile
 		Manifest string   `json:"manifest"`
 	}{st.id, modal.BuilderVersion, l.Commands, inputs, manifest.Digest.String()})
 	rec := store.Image{ID: store.ImageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
-	if err := b.store.PutImage(rec); err != nil {
+	if b.pending != nil {
+		b.pending = append(b.pending, func() error { return b.store.PutImage(rec) })
+	} else if err := b.store.PutImage(rec); err != nil {
 		return Result{}, err
 	}
 	st.id, st.manifest = rec.ID, manifest.Digest

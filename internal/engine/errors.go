@@ -50,5 +50,6 @@ func (e *StepError) Error() string {
 var ErrNeedsSandbox = errors.New("this needs the build namespace: call sandbox.EnterNamespace (snapbuild.Init does) and try again")
 
 // needsSandbox is the error of an Engine made WithoutSandbox at the point
-// where it would do what: it wraps ErrNeedsSandbox.
+// where it would do what (an instruction, "pulling REF"): it wraps
+// ErrNeedsSandbox.
 func needsSandbox(what string) error { return fmt.Errorf("%s: %w", what, ErrNeedsSandbox) }
