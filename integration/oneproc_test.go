@@ -51,6 +51,8 @@ func oneProcess(t *testing.T, r runner, dir string) {
 - run_commands: ["echo two > /two"]
 - env: {GREETING: hi}
 `)
+	app := filepath.Join(dir, "oneproc_app.py")
+	must(t, os.WriteFile(app, []byte("import modal\n\nimage = modal.Image.from_id(\"oneproc-base\").run_commands(\"echo py > /py\")\n"), 0o644))
 	ctx := filepath.Join(dir, "ctx")
 	must(t, os.MkdirAll(ctx, 0o755))
 	must(t, os.WriteFile(filepath.Join(ctx, "Dockerfile"), []byte("FROM oneproc-base\nRUN echo df > /df\nCMD [\"sh\"]\n"), 0o644))
@@ -61,9 +63,11 @@ func oneProcess(t *testing.T, r runner, dir string) {
 	for _, c := range []struct {
 		name string
 		args []string
+		py   bool // a Python file: evaluated once per command, by python3
 	}{
-		{"recipe", []string{"build", recipe, "-t", "oneproc", "--progress", "plain"}},
-		{"dockerfile", []string{"build", "-t", "oneproc-df", "--progress", "plain", ctx}},
+		{"recipe", []string{"build", recipe, "-t", "oneproc", "--progress", "plain"}, false},
+		{"dockerfile", []string{"build", "-t", "oneproc-df", "--progress", "plain", ctx}, false},
+		{"python", []string{"build", app, "-t", "oneproc-py", "--progress", "plain"}, true},
 	} {
 		// The first build runs its steps: one re-execution, into the
 		// namespace, and everything it shows shown once.
@@ -77,6 +81,9 @@ func oneProcess(t *testing.T, r runner, dir string) {
 		if lines := stepHeaders.FindAllString(first.stderr, -1); len(lines) == 0 || len(uniq(lines)) != len(lines) {
 			t.Errorf("%s: an uncached build shows its steps' headers %q, each should be there once:\n%s", c.name, lines, first.stderr)
 		}
+		if n := frontendRuns(execs); c.py && n != 1 {
+			t.Errorf("%s: an uncached build evaluated the Python file %d times, want 1 (handed to the namespace):\n%s", c.name, n, strings.Join(execs, "\n"))
+		}
 		id := imageID(t, first.stdout)
 
 		// The same build again: cached, one process, no network asked.
@@ -84,7 +91,13 @@ func oneProcess(t *testing.T, r runner, dir string) {
 		if got := imageID(t, again.stdout); got != id {
 			t.Errorf("%s: the cached build in a network namespace made %s, the first build %s", c.name, got, id)
 		}
-		if len(execs) != 1 || snapbuildExecs(execs) != 1 {
+		if c.py {
+			// snapbuild once, and python3 (through whatever wrappers
+			// PATH gives) to read the file.
+			if snapbuildExecs(execs) != 1 || frontendRuns(execs) != 1 {
+				t.Errorf("%s: a cached build executed snapbuild %d times and evaluated the file %d times, want 1 and 1:\n%s", c.name, snapbuildExecs(execs), frontendRuns(execs), strings.Join(execs, "\n"))
+			}
+		} else if len(execs) != 1 || snapbuildExecs(execs) != 1 {
 			t.Errorf("%s: a cached build executed %d programs, want 1 (snapbuild):\n%s", c.name, len(execs), strings.Join(execs, "\n"))
 		}
 		if !strings.Contains(again.stdout, " cached, 0 containers)") {
@@ -199,6 +212,21 @@ func snapbuildExecs(execs []string) int {
 	}
 	return n
 }
+
+// frontendRuns counts the evaluations of Python files among execs: the
+// front end's loader directories (snapbuild-frontend-PID-N) their
+// arguments name.
+func frontendRuns(execs []string) int {
+	dirs := map[string]bool{}
+	for _, e := range execs {
+		for _, d := range frontendDir.FindAllString(e, -1) {
+			dirs[d] = true
+		}
+	}
+	return len(dirs)
+}
+
+var frontendDir = regexp.MustCompile(`snapbuild-frontend-\d+-\d+`)
 
 // imageID is the image ID on the summary line of a build's plain output
 // ("NAME ID MANIFEST (...)").

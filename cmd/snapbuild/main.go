@@ -110,6 +110,7 @@ func run(argv []string) int {
 		// from the start, in the namespace, and this process exits with
 		// its status.
 		stop()
+		handOver()
 		enterNamespace()
 	}
 	defer stop()
