@@ -3,6 +3,7 @@ package integration
 import (
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -239,4 +240,43 @@ func imageID(t *testing.T, stdout string) string {
 	}
 	t.Fatalf("no image summary in:\n%s", stdout)
 	return ""
+}
+
+// TestRootlessWithoutSubIDs: a user with no subordinate ID range can use
+// what needs no user namespace (images, a build whose steps change only
+// the config); the "cannot run rootless" error, with what to do, comes
+// only when a step must run.
+func TestRootlessWithoutSubIDs(t *testing.T) {
+	requireRoot(t)
+	requireTools(t, "useradd", "runuser")
+	const name = "snapbuild-it-nosub"
+	if _, err := user.Lookup(name); err != nil {
+		// A system user: useradd gives it no subordinate IDs.
+		if out, err := exec.Command("useradd", "-r", "-m", "-s", "/bin/sh", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v\n%s", err, out)
+		}
+	}
+	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+		b, _ := os.ReadFile(f)
+		if strings.Contains("\n"+string(b), "\n"+name+":") {
+			t.Fatalf("%s gives %s subordinate IDs; the test needs a user without", f, name)
+		}
+	}
+	u, err := user.Lookup(name)
+	must(t, err)
+	dir := userDir(t, u)
+	r := runner{t: t, user: name, root: filepath.Join(dir, "store")}
+
+	r.ok("images")
+	res := r.ok("build", writeRecipe(t, dir, "config.yaml", "- from_scratch: {}\n- env: {GREETING: hi}\n"), "-t", "nosub-config")
+	if !strings.Contains(res.stdout, "nosub-config im-") {
+		t.Errorf("a config-only build printed %q", res.stdout)
+	}
+	fail := r.run("", "build", writeRecipe(t, dir, "run.yaml", "- from_scratch: {}\n- run_commands: [\"true\"]\n"), "-t", "nosub-run")
+	if fail.code != 125 || !strings.Contains(fail.stderr, "cannot run rootless") || !strings.Contains(fail.stderr, "usermod --add-subuids") {
+		t.Errorf("a build with a step to run, without subordinate IDs: exit %d, stderr:\n%s\nwant 125 and the rootless error saying what to do", fail.code, fail.stderr)
+	}
+	if strings.Contains(fail.stderr, "[1/") {
+		t.Errorf("the stopped build showed its progress:\n%s", fail.stderr)
+	}
 }
