@@ -19,7 +19,8 @@ import (
 // without a single AF_INET or AF_INET6 connect. A build with a step to run
 // re-executes snapbuild exactly once, into the user namespace (rootless) or
 // a private mount namespace (root), and shows its progress and build log
-// once. As root and as the rootless test user.
+// once; so does one of two images, one of them cached; a Python file is
+// evaluated once either way. As root and as the rootless test user.
 func TestCachedBuildOneProcess(t *testing.T) {
 	requireRoot(t)
 	requireTools(t, "strace", "unshare", "ldd")
@@ -112,10 +113,29 @@ func oneProcess(t *testing.T, r runner, dir string) {
 		}
 	}
 
+	// Two images of one recipe, one cached and one not: one
+	// re-execution for both, each named and printed once.
+	multi := writeRecipe(t, dir, "multi.yaml", `oneproc-a:
+- from_id: oneproc-base
+- run_commands: ["echo one > /one"]
+oneproc-b:
+- from_id: oneproc-base
+- run_commands: ["echo multi > /multi"]
+`)
+	res, execs := traced(t, r, dir, false, "build", multi, "--progress", "plain")
+	if n := snapbuildExecs(execs); n != 2 {
+		t.Errorf("a two-image build executed snapbuild %d times, want 2:\n%s", n, strings.Join(execs, "\n"))
+	}
+	for _, name := range []string{"oneproc-a ", "oneproc-b "} {
+		if n := strings.Count(res.stdout, name); n != 1 {
+			t.Errorf("a two-image build printed %q %d times, want once:\n%s", name, n, res.stdout)
+		}
+	}
+
 	// Commands that only read the store run as one process too. The
 	// first inspect of an image probes it (python -VV, pip list) in a
 	// container: once in the namespace; the second reads what it stored.
-	_, execs := traced(t, r, dir, true, "inspect", "oneproc")
+	_, execs = traced(t, r, dir, true, "inspect", "oneproc")
 	if n := snapbuildExecs(execs); n != 2 {
 		t.Errorf("the first inspect executed snapbuild %d times, want 2 (its probe runs in the namespace):\n%s", n, strings.Join(execs, "\n"))
 	}
