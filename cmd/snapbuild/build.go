@@ -123,6 +123,11 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if *loadTimeout < 0 {
 		return usagef("build: --load-timeout %v: give a duration such as 30s or 5m, or 0 for no limit", *loadTimeout)
 	}
+	if *force && dry == "" && !sandbox.Entered() {
+		// Every step runs again: straight to the namespace (command.ns),
+		// with no attempt here first.
+		return fmt.Errorf("build --force-build: %w", snapbuild.ErrNeedsSandbox)
+	}
 	defs, err := definitions(ctx, pos, *module, &df, dry != "", *loadTimeout)
 	if err != nil {
 		return err
