@@ -4,11 +4,12 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
-var addPythonRE = regexp.MustCompile(`^3\.\d{1,2}t?$`)
+var addPythonRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^3\.\d{1,2}t?$`) })
 
 // addPythonCommands validates add_python and returns Modal's commands for
 // it: the tree copied to /usr/local, a python symlink before 3.13,
@@ -17,7 +18,7 @@ func addPythonCommands(method, series string) ([]string, error) {
 	if regexp.MustCompile(`^3\.\d{1,2}\.\d+`).MatchString(series) {
 		return nil, modal.Invalidf(method, "Python version must be specified as 'major.minor' for this interface; micro-level specification (%s) is not valid.", modal.PyRepr(series))
 	}
-	if _, ok := modal.StandaloneBuilds[series]; !ok || !addPythonRE.MatchString(series) {
+	if _, ok := modal.StandaloneBuilds[series]; !ok || !addPythonRE().MatchString(series) {
 		return nil, modal.Invalidf(method, "add_python=%s: python-build-standalone builds exist for 3.10, 3.11, 3.12, 3.13, 3.14 and 3.14t", modal.PyRepr(series))
 	}
 	cmds := []string{"COPY /python/. /usr/local"}

@@ -21,7 +21,11 @@
 //	}
 //
 // Init may re-execute the program (as libcontainer's container init, or into
-// a user namespace when not run as root); see sandbox.Init.
+// a user namespace when not run as root); see sandbox.Init and
+// sandbox.EnterNamespace. A program that wants a fully cached build to run as
+// one process, as the snapbuild command does, calls sandbox.Init instead,
+// builds WithoutSandbox, and calls sandbox.EnterNamespace and builds again
+// only when Build returns ErrNeedsSandbox.
 //
 // Errors found while chaining (a bad argument) are kept in the Image and
 // returned by Image.Err and by Builder.Build, so a chain reads like Python's.
@@ -30,7 +34,12 @@ package snapbuild
 import "github.com/snapbuild/snapbuild/sandbox"
 
 // Init must be the first call in main of any program that builds or runs
-// images. It handles libcontainer's "init" re-execution and moves the process
-// into a user namespace (rootless) or a private mount namespace (root). It may
-// not return: it exits the process when it ran a re-executed role.
-func Init() { sandbox.Init() }
+// images. It handles libcontainer's "init" re-execution (sandbox.Init) and
+// moves the process into a user namespace (rootless) or a private mount
+// namespace (root) by re-executing it (sandbox.EnterNamespace). It may not
+// return: it exits the process when it ran a re-executed role, and the
+// process that re-executed exits with the status of the one it started.
+func Init() {
+	sandbox.Init()
+	sandbox.EnterNamespace()
+}

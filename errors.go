@@ -21,3 +21,10 @@ type NameTakenError = engine.NameTakenError
 
 // StepError reports a build step whose process exited with a non-zero status.
 type StepError = engine.StepError
+
+// ErrNeedsSandbox is wrapped by the errors of a Builder made WithoutSandbox
+// where a build, run, pull or metadata probe would need the build namespace
+// (a step to run, a snapshot to mount, a base to pull or bootstrap). The
+// call recorded nothing (see WithoutSandbox). Test it with errors.Is, then
+// call sandbox.EnterNamespace and try again.
+var ErrNeedsSandbox = engine.ErrNeedsSandbox

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/internal/modal"
@@ -135,8 +136,8 @@ func (img Image) fail(err error) Image {
 const DefaultPythonVersion = "3.11"
 
 var (
-	pythonVersionRE = regexp.MustCompile(`^3(?:\.\d{1,2}){1,2}(rc\d*)?t?$`)
-	pythonSeriesRE  = regexp.MustCompile(`^3\.\d{1,2}`)
+	pythonVersionRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^3(?:\.\d{1,2}){1,2}(rc\d*)?t?$`) })
+	pythonSeriesRE  = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^3\.\d{1,2}`) })
 )
 
 // modalSeries is what Modal's 2025.06 builder accepts for debian_slim.
@@ -168,13 +169,13 @@ func DebianSlim(pythonVersion string, opts ...StepOption) Image {
 	if pythonVersion == "" {
 		pythonVersion = DefaultPythonVersion
 	}
-	if !pythonVersionRE.MatchString(pythonVersion) {
+	if !pythonVersionRE().MatchString(pythonVersion) {
 		return Image{err: modal.Invalidf(method, "Invalid Python version: %s", modal.PyRepr(pythonVersion))}
 	}
 	if strings.HasSuffix(pythonVersion, "t") {
 		return Image{err: modal.Invalidf(method, "Free threaded Python is not supported with Image.debian_slim")}
 	}
-	series := pythonSeriesRE.FindString(pythonVersion)
+	series := pythonSeriesRE().FindString(pythonVersion)
 	if !slices.Contains(modalSeries, series) {
 		reprs := make([]string, len(modalSeries))
 		for i, s := range modalSeries {

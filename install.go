@@ -642,7 +642,7 @@ func Micromamba(pythonVersion string, opts ...StepOption) Image {
 	if pythonVersion == "" {
 		pythonVersion = DefaultPythonVersion
 	}
-	if !pythonVersionRE.MatchString(pythonVersion) {
+	if !pythonVersionRE().MatchString(pythonVersion) {
 		return Image{err: modal.Invalidf(method, "Invalid Python version: %s", modal.PyRepr(pythonVersion))}
 	}
 	if strings.HasSuffix(pythonVersion, "t") {

@@ -234,3 +234,27 @@ type Puller = engine.Puller
 const UvImageRepository = engine.UvImageRepository
 
 const MicromambaImageRepository = engine.MicromambaImageRepository
+
+// WithoutSandbox makes a Builder that mounts no snapshot and starts no
+// sandbox, for a process that has not entered the build namespace
+// (sandbox.Entered is false: it called sandbox.Init, not
+// sandbox.EnterNamespace). Build runs in this process for as long as every
+// step is cached or changes only the config, and at the first one that
+// would run, pull or bootstrap a base (not cached, force_build) it stops
+// with an error wrapping ErrNeedsSandbox. Until the build completes, it
+// holds back the image records it makes, so a build that stops has named
+// nothing and recorded nothing; only manifest and config blobs of cached
+// layers may be new in the store, unreferenced (prune removes them). The
+// progress it reported is the start of a build that did not happen: a
+// caller shows it only once Build returns without ErrNeedsSandbox, as the
+// snapbuild command does. Run, pulls and a Metadata that must probe an image
+// also stop with ErrNeedsSandbox. The caller then enters the namespace
+// (sandbox.EnterNamespace) and builds again with a Builder made without this
+// option. A fully cached build so runs as one process, with no namespace,
+// mount or container, as BuildKit answers a cached build without starting
+// one. A non-root process may make such a Builder.
+// The default is a Builder that runs every step, in a process that entered
+// the namespace (snapbuild.Init).
+func WithoutSandbox() Option {
+	return engine.WithoutSandbox()
+}

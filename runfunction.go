@@ -28,7 +28,7 @@ import (
 func (img Image) RunFunction(fn Function, call FunctionCall, opts ...StepOption) Image {
 	const method = "run_function"
 	if len(fn.Pickled) == 0 {
-		if !modal.PyDotted.MatchString(fn.Module) {
+		if !modal.PyDotted().MatchString(fn.Module) {
 			return img.fail(modal.Invalidf(method, "module %q is not a Python module name: give the module that defines the function (e.g. \"app\" for app.py)", fn.Module))
 		}
 		if strings.HasSuffix(fn.Name, "<lambda>") {
@@ -37,7 +37,7 @@ func (img Image) RunFunction(fn Function, call FunctionCall, opts ...StepOption)
 		if strings.Contains(fn.Name, "<locals>") {
 			return img.fail(modal.Invalidf(method, "Modal can only import functions defined in global scope unless they are `serialized=True`"))
 		}
-		if !modal.PyDotted.MatchString(fn.Name) {
+		if !modal.PyDotted().MatchString(fn.Name) {
 			return img.fail(modal.Invalidf(method, "function %q is not a qualified name: give the function's name in its module (e.g. \"download\" or \"Model.download\")", fn.Name))
 		}
 	}

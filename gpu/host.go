@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 )
@@ -88,11 +89,11 @@ func readInformation(path string) (map[string]string, error) {
 	return fields, sc.Err()
 }
 
-var gpuNode = regexp.MustCompile(`^/dev/nvidia([0-9]+)$`)
+var gpuNode = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^/dev/nvidia([0-9]+)$`) })
 
 // gpuMinor returns N for a GPU node path "/dev/nvidiaN".
 func gpuMinor(path string) (int, bool) {
-	m := gpuNode.FindStringSubmatch(filepath.Clean(path))
+	m := gpuNode().FindStringSubmatch(filepath.Clean(path))
 	if m == nil {
 		return 0, false
 	}

@@ -19,6 +19,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -42,7 +43,9 @@ type ECRLogin struct {
 	now func() time.Time // for tests
 }
 
-var ecrHost = regexp.MustCompile(`^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$`)
+var ecrHost = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^\d{12}\.dkr\.ecr(?:-fips)?\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$`)
+})
 
 // ECRLoginFromSecret reads Modal's from_aws_ecr secret: AWS_ACCESS_KEY_ID,
 // AWS_SECRET_ACCESS_KEY, AWS_REGION and, if present, AWS_SESSION_TOKEN.
@@ -56,7 +59,7 @@ func ECRLoginFromSecret(secret map[string]string, registryHost string) (ECRLogin
 		Region:          secret["AWS_REGION"],
 	}
 	if l.Region == "" {
-		if m := ecrHost.FindStringSubmatch(registryHost); m != nil {
+		if m := ecrHost().FindStringSubmatch(registryHost); m != nil {
 			l.Region = m[1]
 		}
 	}

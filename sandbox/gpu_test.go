@@ -45,6 +45,7 @@ func TestMain(m *testing.M) {
 		// Re-executes the tests in a private mount namespace, so that no
 		// overlay mount outlives them.
 		sandbox.Init()
+		sandbox.EnterNamespace()
 	}
 	code := m.Run()
 	if baseDir != "" {

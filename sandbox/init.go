@@ -24,22 +24,23 @@ import (
 // namespace (the real-root case).
 const envMountNS = "_SNAPBUILD_MOUNTNS"
 
-// Init prepares the current process for running sandboxes. It must be the first
-// call in main, before any goroutine or flag parsing, because it may re-execute
-// the process:
+// Init handles the roles a re-executed snapbuild process plays. It must be
+// the first call in main, before any goroutine or flag parsing:
 //
 //   - when started as "<exe> init" (libcontainer's container init), it becomes
 //     the container process and never returns;
 //   - when started for a registered reexec handler (go.podman.io/storage), it
 //     runs that handler and exits;
-//   - when not real root, it re-executes the process inside a user namespace
-//     mapped from /etc/subuid and /etc/subgid and exits with the child's status;
-//   - when real root, it re-executes the process inside a private mount
-//     namespace, so that overlay mounts vanish with the process.
+//   - otherwise it returns, and the process goes on where it was started:
+//     in the host's namespaces, or in the namespace EnterNamespace made for
+//     it (Entered), where it also makes its mounts private.
 //
-// After Init returns the process is "root" in a namespace that owns its mounts.
-// Init exits the process with status 125 and a message on stderr when the user
-// namespace cannot be set up (no subordinate ID range, missing newuidmap).
+// Init enters no namespace itself: a process that only reads and writes the
+// store's files (listing images, a fully cached build) runs as one process,
+// and one that must mount a snapshot or run a step calls EnterNamespace.
+// Init sets the umask to 022, so that files made in images (WORKDIR, COPY
+// parents) and in the store get Docker's modes whatever the invoking
+// shell's umask.
 func Init() {
 	if len(os.Args) > 1 && os.Args[1] == "init" {
 		// This runs in the container's init process (runc's stage 2, made
@@ -53,18 +54,53 @@ func Init() {
 	if reexec.Init() {
 		os.Exit(0)
 	}
+	unix.Umask(0o022)
+	if Entered() {
+		makeMountsPrivate()
+	}
+}
+
+// Entered reports whether the process runs in the namespace EnterNamespace
+// makes: a user namespace mapped from /etc/subuid and /etc/subgid, in which
+// it is root (rootless), or a private mount namespace (real root). Only
+// there may it mount snapshots and run sandboxes.
+func Entered() bool {
+	return os.Geteuid() == 0 && (os.Getenv(unshare.UsernsEnvName) != "" || os.Getenv(envMountNS) != "")
+}
+
+// EnterNamespace moves the program into the namespace it builds in, as
+// buildah and podman do, unless it is there already (Entered), in which case
+// it returns at once. Otherwise it re-executes the program with the same
+// arguments and environment, plus a marker the new process finds with
+// Entered:
+//
+//   - when not real root, in a user namespace mapped from /etc/subuid and
+//     /etc/subgid (newuidmap and newgidmap, as podman's rootless mode);
+//   - when real root, in a private mount namespace, so that overlay mounts
+//     vanish with the process.
+//
+// The calling process then waits for the new one, forwarding SIGINT,
+// SIGTERM and SIGHUP, and exits with its status (128+N when killed by
+// signal N): EnterNamespace does not return there, and deferred calls do
+// not run, so a caller closes what it opened first. The re-executed program
+// starts again from main, calls Init, and reaches EnterNamespace again,
+// which then returns: whatever it did before this call, it does twice.
+//
+// EnterNamespace exits with status 125 and a message on standard error when
+// the namespace cannot be made (no subordinate ID range for the user,
+// newuidmap missing).
+func EnterNamespace() {
+	if Entered() {
+		return
+	}
 	if os.Geteuid() != 0 {
 		if err := checkSubIDs(); err != nil {
 			fmt.Fprintf(os.Stderr, "snapbuild: cannot run rootless: %v\n", err)
 			os.Exit(125)
 		}
-		unshare.MaybeReexecUsingUserNamespace(false) // returns only in the child
-		workerSetup()
-		return
-	}
-	if os.Getenv(unshare.UsernsEnvName) != "" || os.Getenv(envMountNS) != "" {
-		workerSetup()
-		return
+		unshare.MaybeReexecUsingUserNamespace(false) // exits with the child's status
+		fmt.Fprintln(os.Stderr, "snapbuild: cannot run rootless: the user namespace was not entered")
+		os.Exit(125)
 	}
 	os.Exit(reexecInMountNS())
 }
@@ -76,16 +112,9 @@ func InUserNamespace() bool {
 	return unshare.IsRootless() || os.Getenv(unshare.UsernsEnvName) != ""
 }
 
-// workerSetup runs in the process that builds: its mounts must not propagate
-// back to the host's namespace, and files it makes in images (WORKDIR, COPY
-// parents) get Docker's modes whatever the invoking shell's umask.
-func workerSetup() {
-	makeMountsPrivate()
-	unix.Umask(0o022)
-}
-
+// makeMountsPrivate keeps the mounts of the process that builds from
+// propagating back to the host's namespace.
 func makeMountsPrivate() {
-	// Our mounts must not propagate back to the host's namespace.
 	_ = unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "")
 }
 

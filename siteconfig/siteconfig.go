@@ -50,6 +50,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -428,10 +429,12 @@ func checkURL(v string) error {
 	return nil
 }
 
-var hostRE = regexp.MustCompile(`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$`)
+var hostRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?)(:[0-9]{1,5})?$`)
+})
 
 func checkHost(v string) error {
-	if !hostRE.MatchString(v) {
+	if !hostRE().MatchString(v) {
 		return fmt.Errorf("%q: want a host name or address, with an optional :port (no scheme, no path)", v)
 	}
 	return nil
@@ -439,20 +442,22 @@ func checkHost(v string) error {
 
 // repoRE is a repository name: an optional registry host[:port], then
 // lower-case path components (the distribution spec's grammar, loosely).
-var repoRE = regexp.MustCompile(`^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$`)
+var repoRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^([A-Za-z0-9.-]+(:[0-9]+)?/)?[a-z0-9]+([._-]+[a-z0-9]+)*(/[a-z0-9]+([._-]+[a-z0-9]+)*)*$`)
+})
 
 func checkRepo(v string) error {
-	if !repoRE.MatchString(v) {
+	if !repoRE().MatchString(v) {
 		return fmt.Errorf("%q: want an image repository without tag or digest, e.g. registry.internal:5000/astral-sh/uv", v)
 	}
 	return nil
 }
 
-var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var envNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`) })
 
 func checkEnv(env map[string]string) error {
 	for k := range env {
-		if !envNameRE.MatchString(k) {
+		if !envNameRE().MatchString(k) {
 			return fmt.Errorf("%q is not a variable name (letters, digits and _, not starting with a digit)", k)
 		}
 	}

@@ -125,6 +125,11 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if *loadTimeout < 0 {
 		return usagef("build: --load-timeout %v: give a duration such as 30s or 5m, or 0 for no limit", *loadTimeout)
 	}
+	if *force && dry == "" && !sandbox.Entered() {
+		// Every step runs again: straight to the namespace (command.ns),
+		// with no attempt here first.
+		return fmt.Errorf("build --force-build: %w", snapbuild.ErrNeedsSandbox)
+	}
 	defs, err := definitions(ctx, pos, *module, &df, dry != "", *loadTimeout)
 	if err != nil {
 		return err
@@ -160,8 +165,17 @@ func cmdBuild(ctx context.Context, args []string) error {
 	// Every step's whole output goes to the store's build log, which the
 	// view clips (snapbuild.StepLogLimit).
 	blog := &buildLog{view: p}
+	// Outside the build namespace the builds run in this process until a
+	// step must run (snapbuild.ErrNeedsSandbox); then everything starts
+	// over in the namespace. Their progress, log and results are held
+	// until all are built here, so that nothing is shown twice.
+	held := (*heldProgress)(nil)
 	if dry == "" {
 		p = blog
+		if !sandbox.Entered() {
+			held = &heldProgress{}
+			p = held
+		}
 	}
 	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSecurity(sandbox.Security(*security)), snapbuild.WithSite(site),
 		snapbuild.WithTimestamps(ts)}
@@ -207,9 +221,14 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	defer b.Close()
-	if dry == "" {
+	openLog := func() {
 		if err := blog.open(storeDir); err != nil {
 			fmt.Fprintf(os.Stderr, "snapbuild: warning: %v; building without a log\n", err)
+		}
+	}
+	if dry == "" {
+		if held == nil {
+			openLog()
 		}
 		defer func() {
 			path, err := blog.close()
@@ -248,10 +267,10 @@ func cmdBuild(ctx context.Context, args []string) error {
 	// once, and each names its images when it is done. A failed image
 	// stops none of the others.
 	var mu sync.Mutex // refused, stdout
-	// nameBuilt names the image g's build made with each of g's names
-	// and says so on stdout; a name taken while the build ran goes to
-	// refused. mu is held.
-	nameBuilt := func(g group, res snapbuild.Result) error {
+	// finish names the image g's build made with each of g's names and
+	// says so on stdout; a name taken while the build ran goes to refused.
+	// mu is held.
+	finish := func(g group, res snapbuild.Result) error {
 		for _, d := range g.defs {
 			t, err := b.TagResultWith(d.name, res, tagOpts(d))
 			var taken *snapbuild.NameTakenError
@@ -290,8 +309,14 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 		return nil
 	}
+	// In this process (held), the first image that needs the namespace
+	// stops the others: every image is built again there.
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	errs := make([]error, len(gs))
+	results := make([]*snapbuild.Result, len(gs)) // held: built here, not yet named
+	needsSandbox := false
 	for i, g := range gs {
 		var opts []snapbuild.BuildOption
 		if len(gs) > 1 {
@@ -301,17 +326,37 @@ func cmdBuild(ctx context.Context, args []string) error {
 		go func() {
 			defer wg.Done()
 			d := g.defs[0]
-			res, err := b.Build(ctx, d.image, opts...)
-			if err != nil {
-				errs[i] = fmt.Errorf("build %s: %w", d.name, err)
-				return
-			}
+			res, err := b.Build(bctx, d.image, opts...)
 			mu.Lock()
 			defer mu.Unlock()
-			errs[i] = nameBuilt(g, res)
+			switch {
+			case held != nil && errors.Is(err, snapbuild.ErrNeedsSandbox):
+				needsSandbox = true
+				cancel()
+			case err != nil:
+				errs[i] = fmt.Errorf("build %s: %w", d.name, err)
+			case held != nil:
+				results[i] = &res
+			default:
+				errs[i] = finish(g, res)
+			}
 		}()
 	}
 	wg.Wait()
+	if needsSandbox {
+		return snapbuild.ErrNeedsSandbox // every image is built again in the namespace
+	}
+	if held != nil {
+		// Every build stands (or failed on its own): show them as they
+		// went, then name them.
+		openLog()
+		held.replay(blog)
+		for i, res := range results {
+			if res != nil {
+				errs[i] = finish(gs[i], *res)
+			}
+		}
+	}
 	if err := errors.Join(errs...); err != nil {
 		return errors.Join(err, errors.Join(refused...))
 	}

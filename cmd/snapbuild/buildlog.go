@@ -114,3 +114,29 @@ func pruneBuildLogs(dir, keep string) {
 		logs = logs[1:]
 	}
 }
+
+// heldProgress keeps the events of a build that may have to start over in
+// the build namespace (snapbuild.ErrNeedsSandbox), so that none is shown
+// twice: replay passes them on once the build is known to stand.
+type heldProgress struct {
+	mu     sync.Mutex
+	events []snapbuild.Event
+}
+
+// Event keeps e.
+func (h *heldProgress) Event(e snapbuild.Event) {
+	h.mu.Lock()
+	h.events = append(h.events, e)
+	h.mu.Unlock()
+}
+
+// replay passes the events kept so far to p, in order, and forgets them.
+func (h *heldProgress) replay(p snapbuild.Progress) {
+	h.mu.Lock()
+	evs := h.events
+	h.events = nil
+	h.mu.Unlock()
+	for _, e := range evs {
+		p.Event(e)
+	}
+}

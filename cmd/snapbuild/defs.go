@@ -9,11 +9,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/snapbuild/snapbuild"
 	"github.com/snapbuild/snapbuild/frontend"
 	"github.com/snapbuild/snapbuild/recipe"
+	"github.com/snapbuild/snapbuild/sandbox"
 )
 
 // definition is one image a build command names: a recipe's image, or an
@@ -135,18 +137,24 @@ func loadPython(ctx context.Context, ref string, module bool, timeout time.Durat
 	if module {
 		opts.Module, file = target, ""
 	}
-	res, err := frontend.Evaluate(ctx, file, opts)
-	var te *frontend.TimeoutError
-	if errors.As(err, &te) {
-		return nil, fmt.Errorf("%w; give it longer with --load-timeout (now %v; 0 for no limit)", err, timeout)
-	}
-	if err != nil {
-		return nil, err
-	}
 	cwd, err := os.Getwd()
 	if err != nil {
 		return nil, err
 	}
+	ev := pythonEval{Ref: ref, Module: module, Cwd: cwd}
+	res, ok := handedOver(ev)
+	if !ok {
+		res, err = frontend.Evaluate(ctx, file, opts)
+		var te *frontend.TimeoutError
+		if errors.As(err, &te) {
+			return nil, fmt.Errorf("%w; give it longer with --load-timeout (now %v; 0 for no limit)", err, timeout)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	ev.Recipe, ev.Meta = res.Recipe, res.Meta
+	evaluated = append(evaluated, ev)
 	stem := res.Meta.Stem
 	imgs, err := recipe.ParseGenerated(res.Recipe, cwd, stem)
 	if err != nil {
@@ -178,3 +186,75 @@ func loadPython(ctx context.Context, ref string, module bool, timeout time.Durat
 	}
 	return defs, nil
 }
+
+// pythonEval is what loadPython read from a Python file or module.
+type pythonEval struct {
+	Ref    string        `json:"ref"`    // FILE.py[::NAME] or PKG.MODULE[::NAME]
+	Module bool          `json:"module"` // -m
+	Cwd    string        `json:"cwd"`    // the working directory it ran in
+	Recipe []byte        `json:"recipe"` // frontend.Result.Recipe
+	Meta   frontend.Meta `json:"meta"`
+}
+
+// evaluated are the Python files and modules this process evaluated, for
+// handOver.
+var evaluated []pythonEval
+
+// envEvaluated names the file in which a process that re-executes itself
+// into the build namespace hands its evaluated Python files to the new
+// process (handOver), so that a file is run once per command, not once per
+// process: importing it may be slow, or have effects.
+const envEvaluated = "_SNAPBUILD_PYTHON_EVALUATED"
+
+// handOver writes what this process evaluated to a file that the process
+// it is about to re-execute into the namespace reads (handedOver), and
+// names it in the environment. Without it, that process evaluates again.
+func handOver() {
+	if len(evaluated) == 0 {
+		return
+	}
+	data, err := json.Marshal(evaluated)
+	if err != nil {
+		return
+	}
+	f, err := os.CreateTemp("", "snapbuild-python-")
+	if err != nil {
+		return
+	}
+	_, err = f.Write(data)
+	if cerr := f.Close(); err != nil || cerr != nil {
+		os.Remove(f.Name())
+		return
+	}
+	os.Setenv(envEvaluated, f.Name())
+}
+
+// handedOver returns the evaluation of ev's file or module (its Ref,
+// Module and Cwd) that the process which re-executed this one into the
+// build namespace handed over, if any. The first call reads and removes
+// the file.
+func handedOver(ev pythonEval) (*frontend.Result, bool) {
+	handedOnce.Do(func() {
+		name := os.Getenv(envEvaluated)
+		if name == "" || !sandbox.Entered() {
+			return
+		}
+		os.Unsetenv(envEvaluated)
+		data, err := os.ReadFile(name)
+		os.Remove(name)
+		if err == nil {
+			json.Unmarshal(data, &handed)
+		}
+	})
+	for _, h := range handed {
+		if h.Ref == ev.Ref && h.Module == ev.Module && h.Cwd == ev.Cwd {
+			return &frontend.Result{Recipe: h.Recipe, Meta: h.Meta}, true
+		}
+	}
+	return nil, false
+}
+
+var (
+	handedOnce sync.Once
+	handed     []pythonEval
+)

@@ -21,7 +21,32 @@ type command struct {
 	details  string   // paragraphs after the summary; may be ""
 	examples []string // command lines, with "  # comment" lines allowed
 	run      func(ctx context.Context, args []string) error
+	// ns says when the command enters the build namespace.
+	ns nsUse
 }
+
+// nsUse says when a command enters the build namespace
+// (sandbox.EnterNamespace), which re-executes snapbuild once: only commands
+// that mount snapshots or start containers need it, and the others run as
+// one process. --help never enters it.
+type nsUse int
+
+const (
+	// nsFirst: before the command runs; it mounts snapshots or starts
+	// containers (run, pull and load apply layers, prune removes
+	// snapshot files owned by subordinate IDs).
+	nsFirst nsUse = iota
+	// nsNever: the command only reads and writes the store's files.
+	nsNever
+	// nsOnDemand: the command runs in this process and fails with
+	// snapbuild.ErrNeedsSandbox where it needs the namespace (a build
+	// with a step to run, an inspect that probes an image); it then runs
+	// again, from the start, in the namespace.
+	nsOnDemand
+	// nsRootless: before the command runs when not real root (df reads
+	// snapshot files owned by subordinate IDs).
+	nsRootless
+)
 
 // commands are snapbuild's subcommands, in the order the top-level help
 // lists them.
@@ -56,6 +81,7 @@ run at once, up to --jobs N (default: the number of CPUs); a step two images sha
 			"snapbuild build --platform linux/amd64 -t app .   # accepted on an amd64 host only",
 		},
 		run: cmdBuild,
+		ns:  nsOnDemand,
 	},
 	{
 		name:    "run",
@@ -71,6 +97,7 @@ Flags come before NAME; everything after NAME is the command.`,
 			"snapbuild run --entrypoint env hello      # replace the image's ENTRYPOINT (and CMD)",
 		},
 		run: cmdRun,
+		ns:  nsFirst,
 	},
 	{
 		name:     "images",
@@ -78,6 +105,7 @@ Flags come before NAME; everything after NAME is the command.`,
 		usage:    []string{"images [flags]"},
 		examples: []string{"snapbuild images", "snapbuild images --json | jq -r '.[].id'"},
 		run:      cmdImages,
+		ns:       nsNever,
 	},
 	{
 		name:     "inspect",
@@ -85,6 +113,7 @@ Flags come before NAME; everything after NAME is the command.`,
 		usage:    []string{"inspect [flags] NAME|ID"},
 		examples: []string{"snapbuild inspect hello", "snapbuild inspect hello | jq .config.config.Env"},
 		run:      cmdInspect,
+		ns:       nsOnDemand,
 	},
 	{
 		name:    "rm",
@@ -96,6 +125,7 @@ what no named image uses (see 'snapbuild prune --help').`,
 			"snapbuild rm hello",
 		},
 		run: cmdRm,
+		ns:  nsNever,
 	},
 	{
 		name:    "prune",
@@ -120,6 +150,7 @@ prune waits until running builds have finished (their images named), and builds 
 			"snapbuild prune --all --keep-storage 10GB -f",
 		},
 		run: cmdPrune,
+		ns:  nsFirst,
 	},
 	{
 		name:    "df",
@@ -133,6 +164,7 @@ processes left. Volumes and Build logs (the last 20 builds' output): kept by pru
 Sizes are the apparent sizes of the files, in units of 1000.`,
 		examples: []string{"snapbuild df", "snapbuild df -v", "snapbuild df --json | jq .cacheReclaimable"},
 		run:      cmdDf,
+		ns:       nsRootless,
 	},
 	{
 		name:    "base",
@@ -180,6 +212,7 @@ docker-archive is tagged with the image's name unless :REF is given.`,
 			"snapbuild export --compression gzip hello oci:/tmp/hello-gz   # for umoci 0.4",
 		},
 		run: cmdExport,
+		ns:  nsNever,
 	},
 	{
 		name:    "push",
@@ -193,6 +226,7 @@ buildah, crane and Docker 23 or newer.`,
 			"snapbuild push --insecure-registry localhost:5000 hello docker://localhost:5000/hello:1   # a plain-HTTP registry",
 		},
 		run: cmdPush,
+		ns:  nsNever,
 	},
 	{
 		name:    "pull",
@@ -205,6 +239,7 @@ or docker-archive:FILE[:REF].`,
 			"snapbuild pull oci-archive:hello.tar:latest",
 		},
 		run: cmdPull,
+		ns:  nsFirst,
 	},
 	{
 		name:     "save",
@@ -213,6 +248,7 @@ or docker-archive:FILE[:REF].`,
 		details:  `Each image is tagged with its name in DIR; tar DIR to carry it. snapbuild load reads it back.`,
 		examples: []string{"snapbuild save /media/usb/images hello app:image"},
 		run:      cmdSave,
+		ns:       nsNever,
 	},
 	{
 		name:     "load",
@@ -220,6 +256,7 @@ or docker-archive:FILE[:REF].`,
 		usage:    []string{"load [flags] DIR"},
 		examples: []string{"snapbuild load /media/usb/images"},
 		run:      cmdLoad,
+		ns:       nsFirst,
 	},
 	{
 		name:     "version",
@@ -227,6 +264,7 @@ or docker-archive:FILE[:REF].`,
 		usage:    []string{"version"},
 		examples: []string{"snapbuild version"},
 		run:      cmdVersion,
+		ns:       nsNever,
 	},
 }
 

@@ -33,7 +33,10 @@ import (
 )
 
 func main() {
-	snapbuild.Init()
+	// Only libcontainer's and storage's re-executed roles: a command
+	// enters the build namespace when it needs it (command.ns).
+	sandbox.Init()
+	enterNamespace = sandbox.EnterNamespace
 	// The layer writer's parallel zstd jobs allocate briskly; a tighter GC
 	// keeps the builder's peak RSS near 55 MiB instead of near 100 MiB,
 	// at no measurable cost in capture time. GOGC overrides it.
@@ -47,6 +50,11 @@ func main() {
 type exitError int
 
 func (e exitError) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+// enterNamespace moves the process into the build namespace, re-executing
+// it (sandbox.EnterNamespace); main sets it. Tests that call run leave it
+// nil: their commands run in the test's process.
+var enterNamespace func()
 
 // globalRoot is a --root given before the command.
 var globalRoot string
@@ -92,9 +100,20 @@ func run(argv []string) int {
 	if c == nil {
 		return report(unknownCommand(argv[0]))
 	}
+	if (c.ns == nsFirst || c.ns == nsRootless && os.Geteuid() != 0) && !wantsHelp(argv[1:]) && enterNamespace != nil {
+		enterNamespace() // re-executes snapbuild once, here
+	}
 	ctx, stop := signalContext()
-	defer stop()
 	err := c.run(ctx, argv[1:])
+	if c.ns == nsOnDemand && errors.Is(err, snapbuild.ErrNeedsSandbox) && !sandbox.Entered() && enterNamespace != nil {
+		// The command stopped before changing the store: it runs again,
+		// from the start, in the namespace, and this process exits with
+		// its status.
+		stop()
+		handOver()
+		enterNamespace()
+	}
+	defer stop()
 	var sig signalled
 	if errors.Is(err, context.Canceled) && errors.As(context.Cause(ctx), &sig) {
 		err = sig // the exit status tells SIGINT (130) from SIGTERM (143)
@@ -109,6 +128,20 @@ func run(argv []string) int {
 		return 0
 	}
 	return report(err)
+}
+
+// wantsHelp reports whether a command's arguments ask for its help (-h,
+// -help or --help before any "--").
+func wantsHelp(args []string) bool {
+	for _, a := range args {
+		switch a {
+		case "--":
+			return false
+		case "-h", "-help", "--help":
+			return true
+		}
+	}
+	return false
 }
 
 // signalled is the cause of a command's cancellation by a signal.
@@ -223,14 +256,24 @@ func storeRoot(root string) string {
 // newBuilder opens the store, creating it when missing: for commands that
 // write images into it (build, pull, load).
 func newBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error) {
-	return snapbuild.NewBuilder(append(opts, snapbuild.WithRoot(storeRoot(root)))...)
+	return snapbuild.NewBuilder(append(sandboxOptions(opts), snapbuild.WithRoot(storeRoot(root)))...)
 }
 
 // openBuilder opens the store only when it exists, and otherwise fails with
 // a *snapbuild.StoreNotExistError: for commands that read or remove what a
 // store holds, so that a mistyped --root leaves no directory behind.
 func openBuilder(root string, opts ...snapbuild.Option) (*snapbuild.Builder, error) {
-	return snapbuild.NewBuilder(append(opts, snapbuild.WithExistingRoot(storeRoot(root)))...)
+	return snapbuild.NewBuilder(append(sandboxOptions(opts), snapbuild.WithExistingRoot(storeRoot(root)))...)
+}
+
+// sandboxOptions is opts, with snapbuild.WithoutSandbox outside the build
+// namespace: the Builder then stops with snapbuild.ErrNeedsSandbox where it
+// would need it.
+func sandboxOptions(opts []snapbuild.Option) []snapbuild.Option {
+	if sandbox.Entered() {
+		return opts
+	}
+	return append(opts[:len(opts):len(opts)], snapbuild.WithoutSandbox())
 }
 
 // noImage is the error of a command given image names when the store does
@@ -351,6 +394,9 @@ func cmdInspect(ctx context.Context, args []string) error {
 		// The first inspect of a pulled image probes its metadata (Python
 		// version, ...); the description is worth printing without it.
 		m, err := b.Metadata(ctx, pos[0])
+		if errors.Is(err, snapbuild.ErrNeedsSandbox) && !sandbox.Entered() {
+			return err // probed in the namespace (command.ns)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "snapbuild: warning: the image's metadata could not be probed: %v\n", err)
 		}

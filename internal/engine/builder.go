@@ -102,6 +102,13 @@ type Engine struct {
 	// forceRest makes every later step of the run's build run: its base
 	// moved (pin.go).
 	forceRest bool
+	// noSandbox (WithoutSandbox): mount nothing, run nothing; stop with
+	// ErrNeedsSandbox where that would be needed.
+	noSandbox bool
+	// pending are the image records of a run WithoutSandbox, written in
+	// order once it has built everything, so that one that stops has
+	// recorded nothing (non-nil during such a run; the run's own).
+	pending []func() error
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -225,6 +232,11 @@ func WithParallelism(n int) Option {
 	}
 }
 
+// WithoutSandbox is snapbuild.WithoutSandbox.
+func WithoutSandbox() Option {
+	return func(b *Engine) error { b.noSandbox = true; return nil }
+}
+
 // New opens the store and returns an Engine (snapbuild.NewBuilder).
 func New(opts ...Option) (*Engine, error) {
 	epoch, err := epochFromEnv()
@@ -260,8 +272,8 @@ func New(opts ...Option) (*Engine, error) {
 			return nil, &StoreNotExistError{Root: abs}
 		}
 	}
-	if os.Geteuid() != 0 {
-		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main")
+	if os.Geteuid() != 0 && !b.noSandbox {
+		return nil, errors.New("snapbuild: the process is not root and not in a user namespace: call snapbuild.Init() first in main, or build WithoutSandbox")
 	}
 	st, err := store.Open(b.root)
 	if err != nil {
@@ -364,7 +376,26 @@ func BuildLabel(name string) BuildOption {
 
 // Build is snapbuild.Builder.Build.
 func (b *Engine) Build(ctx context.Context, layers []*modal.Layer, opts ...BuildOption) (Result, error) {
-	return b.run(opts).build(ctx, layers, nil)
+	r := b.run(opts)
+	if r.noSandbox {
+		// One pass of the build itself: each point where it would
+		// mount, run, pull or bootstrap stops it with ErrNeedsSandbox
+		// (needsSandbox), and its image records are written only
+		// when it gets to the end (pending).
+		r.pending = []func() error{}
+		res, err := r.build(ctx, layers, nil)
+		r.pending = nil
+		switch {
+		case err == nil, ctx.Err() != nil, errors.Is(err, ErrNeedsSandbox), errors.As(err, new(*modal.InvalidError)):
+			// The recipe's own errors are the same in any process.
+			return res, err
+		default:
+			// The build in the namespace reports it, as it always
+			// has: this one may have missed what only that one has.
+			return Result{}, needsSandbox(fmt.Sprintf("building here failed (%v)", err))
+		}
+	}
+	return r.build(ctx, layers, nil)
 }
 
 // run returns the Engine a Build or Plan works on: a copy of b with the
@@ -372,7 +403,7 @@ func (b *Engine) Build(ctx context.Context, layers []*modal.Layer, opts ...Build
 // with the run's label.
 func (b *Engine) run(opts []BuildOption) *Engine {
 	r := *b
-	r.stats, r.plan, r.planConfigs, r.label, r.forceRest = Stats{}, nil, nil, "", false
+	r.stats, r.plan, r.planConfigs, r.label, r.forceRest, r.pending = Stats{}, nil, nil, "", false, nil
 	for _, o := range opts {
 		o(&r)
 	}
@@ -531,12 +562,10 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 		if err := b.solveLayer(ctx, st, l, parsed[i], evs, ctxFiles, force, pl, &stopped); err != nil {
 			return Result{}, err
 		}
-		if plan != nil {
-			continue // nothing is committed
-		}
-		if l.Root != nil && l.Root.FromID != "" && len(parsed[i]) == 1 {
+		if l.Root != nil && l.Root.FromID != "" && len(parsed[i]) == 1 && !stopped {
 			// from_id adds no layer: its result is the stored image
-			// itself, and the chain goes on from it.
+			// itself, and the chain goes on from it (a dry run's too:
+			// the next layer's keys start from its manifest).
 			rec, err := b.store.Resolve(l.Root.FromID)
 			if err != nil {
 				return Result{}, &modal.InvalidError{Method: l.Method, Message: err.Error()}
@@ -548,6 +577,9 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 			*st = *s
 			res = Result{ID: rec.ID, Manifest: rec.Manifest, Config: img}
 			continue
+		}
+		if plan != nil {
+			continue // nothing is committed
 		}
 		if res, err = b.commitImage(st, l, ctxFiles); err != nil {
 			return Result{}, err
@@ -565,6 +597,15 @@ func (b *Engine) build(ctx context.Context, layers []*modal.Layer, plan *Plan) (
 			}
 		}
 		res.Mounts = append(res.Mounts, l.Context...)
+	}
+	if b.pending != nil {
+		// Built without a sandbox: the store's writes, at last.
+		for _, write := range b.pending {
+			if err := write(); err != nil {
+				return Result{}, err
+			}
+		}
+		b.pending = b.pending[:0]
 	}
 	if n := len(st.layers); n > maxRuntimeLayers {
 		b.progress.Event(Event{Kind: EventWarn, Step: len(steps), Total: len(steps), Line: fmt.Sprintf(
@@ -729,6 +770,9 @@ func (b *Engine) layerStepAt(ctx context.Context, st *buildState, key, instr str
 	if b.plan != nil {
 		return false, &wouldRun{"run: not in the cache"}
 	}
+	if b.noSandbox {
+		return false, needsSandbox(instr)
+	}
 	a, err := b.store.Snapshots().Prepare(st.chain)
 	if err != nil {
 		return false, err
@@ -823,7 +867,9 @@ func (b *Engine) commitImage(st *buildState, l *modal.Layer, files []contextFile
 		Manifest string   `json:"manifest"`
 	}{st.id, modal.BuilderVersion, l.Commands, inputs, manifest.Digest.String()})
 	rec := store.Image{ID: store.ImageID(def), Manifest: manifest, ChainID: st.chain, Shell: st.shell, Health: st.health, Parent: st.id}
-	if err := b.store.PutImage(rec); err != nil {
+	if b.pending != nil {
+		b.pending = append(b.pending, func() error { return b.store.PutImage(rec) })
+	} else if err := b.store.PutImage(rec); err != nil {
 		return Result{}, err
 	}
 	st.id, st.manifest = rec.ID, manifest.Digest
@@ -1029,6 +1075,9 @@ func runArgv(entrypoint, cmd, args []string, o RunOptions) ([]string, error) {
 
 // Run is snapbuild.Builder.Run.
 func (b *Engine) Run(ctx context.Context, ref string, args []string, o RunOptions) (int, error) {
+	if b.noSandbox {
+		return 0, needsSandbox("run " + ref)
+	}
 	rec, err := b.store.Resolve(ref)
 	if err != nil {
 		return 0, err

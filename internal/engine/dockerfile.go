@@ -4,18 +4,21 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sync"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
 	"github.com/snapbuild/snapbuild/internal/modal"
 )
 
-var pythonImageRE = regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?python:(3\.\d+)(?:-slim)?(?:-(bookworm|trixie))?$`)
+var pythonImageRE = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`^(?:docker\.io/)?(?:library/)?python:(3\.\d+)(?:-slim)?(?:-(bookworm|trixie))?$`)
+})
 
 // offlinePython maps Docker Hub's python:<series>[-slim][-<codename>] to the
 // Debian base snapbuild can bootstrap offline (the same as debian_slim's, so
 // it also holds gcc and build-essential), or nil.
 func offlinePython(ref string) *modal.DebianBase {
-	m := pythonImageRE.FindStringSubmatch(ref)
+	m := pythonImageRE().FindStringSubmatch(ref)
 	if m == nil {
 		return nil
 	}

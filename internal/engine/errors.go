@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -44,3 +45,11 @@ func (e *StepError) Error() string {
 	}
 	return strings.TrimRight(b.String(), "\n")
 }
+
+// ErrNeedsSandbox is snapbuild.ErrNeedsSandbox.
+var ErrNeedsSandbox = errors.New("this needs the build namespace: call sandbox.EnterNamespace (snapbuild.Init does) and try again")
+
+// needsSandbox is the error of an Engine made WithoutSandbox at the point
+// where it would do what (an instruction, "pulling REF"): it wraps
+// ErrNeedsSandbox.
+func needsSandbox(what string) error { return fmt.Errorf("%s: %w", what, ErrNeedsSandbox) }

@@ -293,6 +293,17 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 		return nil
 	}
 
+	if b.noSandbox {
+		// The dry run's test: an op of a step the cache lacks would run.
+		var pl PlanLayer
+		stop := false
+		if err := x.plan(ctx, &pl, w.Cache(), keys, force, &stop); err != nil {
+			return err
+		}
+		if stop {
+			return needsSandbox(l.Method)
+		}
+	}
 	x.advance()
 	out, err := s.SolveGraph(ctx, g)
 	if err != nil {

@@ -75,6 +75,9 @@ func (b *Engine) probeMetadata(ctx context.Context, st *buildState, manifest dig
 		return err
 	}
 	m := Metadata{Workdir: st.config.WorkingDir, ImageBuilderVersion: modal.BuilderVersion}
+	if st.chain != "" && b.noSandbox {
+		return needsSandbox("probing the metadata of " + manifest.String())
+	}
 	if st.chain != "" {
 		a, err := b.store.Snapshots().Prepare(st.chain)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/snapbuild/snapbuild/frontend"
@@ -99,8 +100,10 @@ func (v Volume) Repr() string {
 }
 
 var (
-	volumeName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	PyDotted   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+	volumeName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`) })
+	PyDotted   = sync.OnceValue(func() *regexp.Regexp {
+		return regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
+	})
 )
 
 // CheckVolumes validates volume mounts as Modal does: canonical
@@ -121,7 +124,7 @@ func CheckVolumes(vols map[string]Volume) error {
 			return fmt.Errorf("volume mount path %q: a volume cannot be mounted at /, /root or /tmp", p)
 		case v.Name != "" && v.HostPath != "":
 			return fmt.Errorf("volume at %s: give a name or a host path, not both", p)
-		case v.Name != "" && !volumeName.MatchString(v.Name):
+		case v.Name != "" && !volumeName().MatchString(v.Name):
 			return fmt.Errorf("volume name %q: use 1-64 letters, digits, '.', '-' or '_'", v.Name)
 		case v.Name == "" && v.HostPath == "":
 			return fmt.Errorf("volume at %s has neither a name nor a host path", p)

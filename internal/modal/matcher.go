@@ -151,7 +151,9 @@ func (m *FilePatternMatcher) Match(relPath string) (bool, error) {
 	return matched != m.spec.Inverted, nil
 }
 
-var lineBreak = regexp.MustCompile(`\r\n|[\n\r\v\f\x{1c}\x{1d}\x{1e}\x{85}\x{2028}\x{2029}]`)
+var lineBreak = sync.OnceValue(func() *regexp.Regexp {
+	return regexp.MustCompile(`\r\n|[\n\r\v\f\x{1c}\x{1d}\x{1e}\x{85}\x{2028}\x{2029}]`)
+})
 
 func (m *FilePatternMatcher) compile() error {
 	m.once.Do(func() {
@@ -177,7 +179,7 @@ func (m *FilePatternMatcher) compile() error {
 				m.err = fmt.Errorf("ignore patterns: %w", err)
 				return
 			}
-			patterns = lineBreak.Split(string(b), -1) // Python's str.splitlines
+			patterns = lineBreak().Split(string(b), -1) // Python's str.splitlines
 		}
 		cleaned, err := cleanPatterns(patterns)
 		if err != nil {

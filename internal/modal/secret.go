@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Secret is a set of environment variables given to a build step's
@@ -71,7 +72,7 @@ func SecretsDir() string {
 	return filepath.Join(home, ".config", "snapbuild", "secrets")
 }
 
-var secretNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`)
+var secretNameRE = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]*$`) })
 
 // Load returns the secret's variables.
 func (s Secret) Load() (map[string]string, error) {
@@ -79,7 +80,7 @@ func (s Secret) Load() (map[string]string, error) {
 	case "dict":
 		return s.values, nil
 	case "name":
-		if !secretNameRE.MatchString(s.name) {
+		if !secretNameRE().MatchString(s.name) {
 			return nil, fmt.Errorf("secret name %q: use letters, digits, '.', '_' and '-'", s.name)
 		}
 		p := filepath.Join(SecretsDir(), s.name+".env")

@@ -49,6 +49,7 @@ func TestMain(m *testing.M) {
 		// for it: in a user namespace mapped from /etc/subuid, as the
 		// rootless builder runs.
 		sandbox.Init()
+		sandbox.EnterNamespace()
 	}
 	os.Exit(m.Run())
 }
