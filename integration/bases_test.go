@@ -41,12 +41,15 @@ func TestDebianBasePinned(t *testing.T) {
 
 	offline := func(what string) {
 		t.Helper()
-		s, stdout, stderr, inet := tracedBuild(t, r, recipe, "--mirror", closed)
+		s, stdout, stderr, inet, execs := tracedBuild(t, r, recipe, "--mirror", closed)
 		if s.ID != first.ID || s.Stats.ContainersStarted != 0 || strings.Contains(stdout+stderr, "debian: updating package lists") {
 			t.Errorf("%s: cached build = %s, %d containers started, %d of %d steps cached; want %s, nothing run", what, s.ID, s.Stats.ContainersStarted, s.Stats.Cached, s.Stats.Steps, first.ID)
 		}
 		if len(inet) > 0 {
 			t.Errorf("%s: a cached build made network connections:\n%s", what, strings.Join(inet, "\n"))
+		}
+		if len(execs) != 1 {
+			t.Errorf("%s: a cached build executed %d programs, want 1 (snapbuild itself, no re-exec):\n%s", what, len(execs), strings.Join(execs, "\n"))
 		}
 		if out := stdout + stderr; strings.Contains(strings.ToLower(out), "mirror") {
 			t.Errorf("%s: a cached build speaks of the mirror:\n%s", what, tail(out, 20))
@@ -127,14 +130,14 @@ func TestDebianBasePinned(t *testing.T) {
 }
 
 // tracedBuild builds recipe with JSON progress under strace and returns the
-// summary, the output, and the connect(2) calls to IPv4 or IPv6 addresses
-// that the build's processes made.
-func tracedBuild(t *testing.T, r runner, recipe string, extra ...string) (buildSummary, string, string, []string) {
+// summary, the output, the connect(2) calls to IPv4 or IPv6 addresses that
+// the build's processes made, and their execve(2) calls.
+func tracedBuild(t *testing.T, r runner, recipe string, extra ...string) (buildSummary, string, string, []string, []string) {
 	t.Helper()
 	trace := filepath.Join(t.TempDir(), "connect.trace")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	args := append([]string{"-f", "-qq", "-e", "trace=connect", "-o", trace, bin, "build", recipe, "--progress", "json", "--root", r.root}, extra...)
+	args := append([]string{"-f", "-qq", "-e", "trace=connect,execve", "-o", trace, bin, "build", recipe, "--progress", "json", "--root", r.root}, extra...)
 	cmd := exec.CommandContext(ctx, "strace", args...)
 	cmd.Env = append(os.Environ(), r.env...)
 	var stdout, stderr bytes.Buffer
@@ -146,13 +149,16 @@ func tracedBuild(t *testing.T, r runner, recipe string, extra ...string) (buildS
 	if err != nil {
 		t.Fatal(err)
 	}
-	var inet []string
+	var inet, execs []string
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.Contains(line, "AF_INET") {
+		switch {
+		case strings.Contains(line, "AF_INET"):
 			inet = append(inet, line)
+		case strings.Contains(line, "execve("):
+			execs = append(execs, line)
 		}
 	}
-	return lastSummary(t, stdout.String()), stdout.String(), stderr.String(), inet
+	return lastSummary(t, stdout.String()), stdout.String(), stderr.String(), inet, execs
 }
 
 // debianPin is the path of the store's one Debian base pin.
