@@ -76,11 +76,15 @@ type bench struct {
 	dir      string            // temporary directory holding everything
 	store    string            // snapbuild --root
 	runc     string            // runtime for buildah
+	strace   string            // strace, for the process and connection counts
 	buildah  []string          // buildah and its global flags
 	budStore bool              // buildah's private store may hold something
 	skipped  string            // why buildah is skipped; "" when it runs
 	budArgs  []string          // extra `buildah bud` flags found to be needed
 	pulled   map[string]string // tag: manifest, images pulled into buildah
+
+	kit     *kit   // the dockerd of the BuildKit column, nil when not running
+	kitSkip string // why the BuildKit column is skipped; "" when it runs
 
 	notes  []string // printed under the tables
 	met    []string // targets met, over all parts
@@ -127,6 +131,9 @@ func (b *bench) main(ctx context.Context) (err error) {
 	}
 	if b.part("parallel") {
 		if err := b.parallel(ctx, base.manifest); err != nil {
+			return err
+		}
+		if err := b.images(ctx); err != nil {
 			return err
 		}
 	}
@@ -181,6 +188,11 @@ func (b *bench) checkTools() error {
 	}
 	if b.runc, err = lookPath("runc"); err != nil {
 		return errors.New("runc not found: install the Debian package runc (apt-get install -y runc)")
+	}
+	if b.part("compare") {
+		if b.strace, err = exec.LookPath("strace"); err != nil {
+			return errors.New("strace not found (compare counts a cached build's processes and connections with it): install the Debian package strace (apt-get install -y strace)")
+		}
 	}
 	if b.part("capture") {
 		for _, t := range []string{"tar", "zstd", "du", "bash"} {
@@ -342,10 +354,16 @@ func (b *bench) budWarm(ctx context.Context, ctxName, containerfile, tag string,
 // command runs a command, timing it from start to exit, and returns an error
 // that shows the end of its output when it fails.
 func (b *bench) command(ctx context.Context, limit time.Duration, name string, args ...string) (run, error) {
+	return b.commandEnv(ctx, limit, nil, name, args...)
+}
+
+// commandEnv is command with the environment env (nil: the bench's own).
+func (b *bench) commandEnv(ctx context.Context, limit time.Duration, env []string, name string, args ...string) (run, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -373,6 +391,7 @@ func (b *bench) cleanup() {
 	if b.dir == "" {
 		return
 	}
+	b.kitCleanup()
 	if b.keep {
 		logf("kept %s", b.dir)
 		return
