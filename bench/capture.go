@@ -1,7 +1,7 @@
 package main
 
 // The capture part: what it costs snapbuild to turn a step's overlay upper
-// dir into a layer (issue 3; README.md, "capture"). The figure is the
+// dir into a layer (README.md, "capture"). The figure is the
 // "commit" of the step's JSON done event (progress.go): unmount, diff of the
 // upper dir, tar, sha256, zstd, sha256, fsync, snapshot commit.
 
@@ -22,7 +22,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 )
 
-// Targets for layer capture (issue 3).
+// Targets for layer capture.
 const (
 	commitScaleTarget = 1.20 // commit of one tiny file: big base / small base
 	captureTarget     = 0.90 // capture throughput: snapbuild / `tar -c | zstd -3 -T0`
@@ -411,7 +411,7 @@ func (b *bench) reportCapture(c *captureResults) {
 	wall := func(r stepRun) time.Duration { return r.wall }
 	selfRSS := func(r stepRun) int64 { return r.selfRSS }
 
-	fmt.Printf("\nlayer capture (issue 3), %s, median of %d\n", b.version(), b.n)
+	fmt.Printf("\nlayer capture, %s, median of %d\n", b.version(), b.n)
 
 	// Case 1.
 	fmt.Printf("\ncase 1: commit cost vs rootfs size: one RUN `echo TOKEN > /newfile`, cold, on each base, median of %d\n\n", scaleRuns*b.n)

@@ -1,11 +1,13 @@
 // Command bench measures snapbuild and prints tables of medians against
 // targets. It has four parts (see README.md), all run by default. The
-// compare part (compare.go) runs snapbuild and buildah side by side on the
-// same work, from the same local base image: median wall times,
-// snapbuild/buildah ratios and peak RSS. The parallel part (parallel.go)
-// builds a Dockerfile with two independent stages one step at a time
-// (--jobs 1) and in parallel, with both tools. The capture part
-// (capture.go) measures the cost of capturing a step's layer (issue 3):
+// compare part (compare.go) runs snapbuild, buildah and, where Debian's
+// dockerd can run, BuildKit side by side on the debian_slim path, from the
+// same local base image: median wall times, ratios, peak RSS, and the
+// execve and network connect counts of a cached build. The parallel part
+// (parallel.go, images.go) builds a Dockerfile with two independent stages
+// one step at a time (--jobs 1) and in parallel, with both tools, and a
+// recipe of two independent images together and one at a time. The capture part
+// (capture.go) measures the cost of capturing a step's layer:
 // commit time on a small and a 2 GB base, capture throughput on a ~200 MB
 // change against `tar -c | zstd -3 -T0`, and peak RSS by layer size. The
 // context part (context.go) times a rebuild, nothing changed, of a
@@ -14,7 +16,8 @@
 //	go run -tags "$(TAGS)" ./bench -bin bin/snapbuild [-n 5] [-only compare|parallel|capture|context] [-keep] [-v]
 //
 // It builds a debian_slim base once with snapbuild; buildah gets the same
-// content by pulling snapbuild's OCI export. Everything lives in one
+// content by pulling snapbuild's OCI export, dockerd by loading its
+// docker-archive export. Everything lives in one
 // temporary directory, removed at the end.
 package main
 
@@ -45,7 +48,7 @@ func main() {
 	b := &bench{}
 	flag.StringVar(&b.bin, "bin", "bin/snapbuild", "snapbuild binary")
 	flag.IntVar(&b.n, "n", 5, "timed iterations per workload and tool")
-	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah), parallel (independent stages), capture (layer capture, issue 3) or context (cached rebuild of a 30k-file build context)")
+	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah and BuildKit), parallel (independent stages), capture (layer capture) or context (cached rebuild of a 30k-file build context)")
 	flag.BoolVar(&b.keep, "keep", false, "keep the temporary directory (stores, recipes)")
 	flag.BoolVar(&b.verbose, "v", false, "print every iteration's times")
 	flag.Parse()

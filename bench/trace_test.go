@@ -42,4 +42,3 @@ func TestTraced(t *testing.T) {
 		t.Errorf("traced(bash -c 'true; /dev/tcp') = %+v, want 2 execve and 1 inet connect", c)
 	}
 }
-

@@ -28,7 +28,7 @@ apt_dir=${SNAPBUILD_APT_DIR:-/etc/apt}
 subuid=${SNAPBUILD_SUBUID:-/etc/subuid}
 subgid=${SNAPBUILD_SUBGID:-/etc/subgid}
 
-PKGS="mmdebstrap uidmap slirp4netns skopeo podman buildah umoci runc zstd xz-utils libcap2-bin libarchive-tools gcc libseccomp-dev pkg-config python3 python3-cloudpickle docker-registry docker.io"
+PKGS="mmdebstrap uidmap slirp4netns skopeo podman buildah umoci runc zstd xz-utils libcap2-bin libarchive-tools gcc libseccomp-dev pkg-config python3 python3-cloudpickle docker-registry docker.io strace"
 
 # can_root succeeds when as_root can run commands.
 can_root() {
