@@ -119,10 +119,10 @@ func (b *bench) compare(ctx context.Context, baseManifest string) error {
 	}
 
 	// Check that each run measured what its row says.
-	cold.snapValid = checkSnap(cold.snap, func(s stats) bool { return s.ContainersStarted == 10 && s.Cached == s.Steps-10 }, "10 containers, nothing but the base cached")
-	cached.snapValid = checkSnap(cached.snap, func(s stats) bool { return s.ContainersStarted == 0 && s.Cached == s.Steps }, "no container, every step cached")
-	appCold.snapValid = checkSnap(appCold.snap, func(s stats) bool { return s.ContainersStarted == 4 && s.Cached == s.Steps-4 }, "4 containers (echo, apt-get update, apt-get install, pip), nothing but the base cached")
-	appCached.snapValid = checkSnap(appCached.snap, func(s stats) bool { return s.ContainersStarted == 0 && s.Cached == s.Steps }, "no container, every step cached")
+	cold.snapValid = checkSnap(cold.snap, func(s stats) bool { return s.ContainersStarted == 10 && s.Cached+s.Config == s.Steps-10 }, "10 containers, nothing but the base cached")
+	cached.snapValid = checkSnap(cached.snap, func(s stats) bool { return s.ContainersStarted == 0 && s.Cached+s.Config == s.Steps }, "no container, every step cached")
+	appCold.snapValid = checkSnap(appCold.snap, func(s stats) bool { return s.ContainersStarted == 4 && s.Cached+s.Config == s.Steps-4 }, "4 containers (echo, apt-get update, apt-get install, pip), nothing but the base cached")
+	appCached.snapValid = checkSnap(appCached.snap, func(s stats) bool { return s.ContainersStarted == 0 && s.Cached+s.Config == s.Steps }, "no container, every step cached")
 	appForced.snapValid = checkSnap(appForced.snap, func(s stats) bool { return s.ContainersStarted == 3 }, "3 containers (apt-get update, apt-get install, pip)")
 	for _, w := range []*workload{cold, cached, appCold, appCached, appForced} {
 		hits := 0
@@ -388,7 +388,7 @@ func appRecipe(token, index string, forced bool) (yml, containerfile string) {
 func checkSnap(rs []run, ok func(stats) bool, want string) string {
 	for _, r := range rs {
 		var out struct{ Stats stats }
-		json.Unmarshal([]byte(lastLine(r.stdout)), &out)
+		json.Unmarshal([]byte(summaryLine(r.stdout)), &out)
 		if !ok(out.Stats) {
 			return fmt.Sprintf("want %s, got %+v", want, out.Stats)
 		}

@@ -56,10 +56,10 @@ func (b *bench) images(ctx context.Context) error {
 		n := 0
 		for _, l := range strings.Split(r.stdout, "\n") {
 			var out struct {
-				Manifest string
-				Stats    stats
+				Kind  string
+				Stats stats
 			}
-			if json.Unmarshal([]byte(l), &out) == nil && out.Manifest != "" {
+			if json.Unmarshal([]byte(l), &out) == nil && out.Kind == "image" {
 				n++
 				if out.Stats.ContainersStarted != 1 {
 					invalid = append(invalid, fmt.Sprintf("%v: an image started %d containers, want 1", images, out.Stats.ContainersStarted))

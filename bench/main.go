@@ -50,6 +50,7 @@ func main() {
 	flag.IntVar(&b.n, "n", 5, "timed iterations per workload and tool")
 	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah and BuildKit), parallel (independent stages), capture (layer capture) or context (cached rebuild of a 30k-file build context)")
 	flag.BoolVar(&b.keep, "keep", false, "keep the temporary directory (stores, recipes)")
+	flag.StringVar(&b.store, "store", "", "snapbuild store (--root) to use instead of a fresh one in the temporary directory, e.g. the snapbuild/ a -keep run left: its cached base skips the bootstrap; it is kept")
 	flag.BoolVar(&b.verbose, "v", false, "print every iteration's times")
 	flag.Parse()
 	if b.n < 1 {
@@ -113,7 +114,11 @@ func (b *bench) main(ctx context.Context) (err error) {
 	if b.dir, err = os.MkdirTemp("", "snapbuild-bench-"); err != nil {
 		return err
 	}
-	b.store = filepath.Join(b.dir, "snapbuild")
+	if b.store == "" {
+		b.store = filepath.Join(b.dir, "snapbuild")
+	} else if b.store, err = filepath.Abs(b.store); err != nil {
+		return err
+	}
 	defer b.cleanup()
 	start, load0 := time.Now(), loadAvg()
 
@@ -297,8 +302,9 @@ func (b *bench) snapbuildArgs(ctx context.Context, limit time.Duration, what str
 		PeakRSSKiB int64
 		Stats      stats
 	}
-	if err := json.Unmarshal([]byte(lastLine(r.stdout)), &out); err != nil {
-		return r, fmt.Errorf("snapbuild build %s: cannot read its final JSON line %q: %v", what, lastLine(r.stdout), err)
+	line := summaryLine(r.stdout)
+	if err := json.Unmarshal([]byte(line), &out); err != nil || out.Manifest == "" {
+		return r, fmt.Errorf("snapbuild build %s: no image summary (a JSON line with a manifest) on stdout, last line %q", what, lastLine(r.stdout))
 	}
 	r.selfRSS, r.manifest = out.PeakRSSKiB, out.Manifest
 	return r, nil
@@ -520,6 +526,20 @@ func secs(d time.Duration) string {
 }
 
 func mib(kib int64) string { return fmt.Sprintf("%.0f MiB", float64(kib)/1024) }
+
+// summaryLine is the last image summary ({"kind": "image", ...}) among
+// the JSON lines snapbuild writes on stdout with --progress=json; a
+// {"kind": "log"} line follows it.
+func summaryLine(stdout string) string {
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var l struct{ Kind string }
+		if json.Unmarshal([]byte(lines[i]), &l) == nil && l.Kind == "image" {
+			return lines[i]
+		}
+	}
+	return lastLine(stdout)
+}
 
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)
