@@ -28,16 +28,16 @@ type Layer struct {
 // on the level and the window, not on the number of goroutines.
 //
 // Measured on a 319 MB change (13,866 entries: Python's standard library,
-// C headers, eight large shared libraries) on 2 cores, against tar -c |
-// zstd -3 -T0 on the same files in the same run: the earlier settings
-// (level 3, two goroutines compressing 2 MiB jobs of a 512 KiB window)
-// took 1.6x the CPU of C zstd -3 and lost the most when the host was busy
-// (0.36-0.85x its throughput); these take about 1.1x its CPU and reached
-// 0.9-1.3x its throughput on the same busy host, for a 3% smaller blob
-// (84.6 MB against 87.3 MB; the larger window finds more matches) and a
-// third of the memory (no jobs in flight: 19 MiB peak RSS against 44 MiB
-// for the capture alone, GOGC=25). A bigger window gives little (8 MiB:
-// 84.1 MB) and costs the history buffers.
+// C headers, eight large shared libraries) on 2 cores, diff to fsynced
+// blob, against tar -c | zstd -3 -T0 on the same files, the three taking
+// turns in one run on a busy host (load 7-10): the earlier settings (level
+// 3, two goroutines compressing 2 MiB jobs of a 512 KiB window) reached
+// 0.49x the peer's throughput and took about 1.6x the CPU of C zstd -3;
+// these reach 1.06x and take about 1.1x its CPU, for a 3% smaller blob
+// (84.6 MB against 87.3 MB: the larger window finds more matches) and less
+// than half the memory (no jobs in flight: 19 MiB peak RSS against 44 MiB
+// for the capture alone, GOGC=25). An 8 MiB window gives little more
+// (84.1 MB) and costs twice the history buffers.
 //
 // The blob digest can still change when klauspost/compress changes its
 // encoder or these settings change, which is why caches are keyed by
