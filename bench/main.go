@@ -122,9 +122,9 @@ func (b *bench) main(ctx context.Context) (err error) {
 	defer b.cleanup()
 	start, load0 := time.Now(), loadAvg()
 
-	// The base, for compare and parallel; buildah pulls it in compare.
+	// The base, for every part but context; buildah pulls it in compare.
 	var base run
-	if b.part("compare") || b.part("parallel") {
+	if b.part("compare") || b.part("parallel") || b.part("capture") {
 		logf("base: building debian_slim python 3.11 with snapbuild (needs deb.debian.org)")
 		if base, err = b.snapbuild(ctx, "base.yaml", "- debian_slim: {python_version: \"3.11\"}\n", "benchbase", 15*time.Minute); err != nil {
 			return err
