@@ -1,11 +1,13 @@
 // Command bench measures snapbuild and prints tables of medians against
 // targets. It has four parts (see README.md), all run by default. The
-// compare part (compare.go) runs snapbuild and buildah side by side on the
-// same work, from the same local base image: median wall times,
-// snapbuild/buildah ratios and peak RSS. The parallel part (parallel.go)
-// builds a Dockerfile with two independent stages one step at a time
-// (--jobs 1) and in parallel, with both tools. The capture part
-// (capture.go) measures the cost of capturing a step's layer (issue 3):
+// compare part (compare.go) runs snapbuild, buildah and, where Debian's
+// dockerd can run, BuildKit side by side on the debian_slim path, from the
+// same local base image: median wall times, ratios, peak RSS, and the
+// execve and network connect counts of a cached build. The parallel part
+// (parallel.go, images.go) builds a Dockerfile with two independent stages
+// one step at a time (--jobs 1) and in parallel, with both tools, and a
+// recipe of two independent images together and one at a time. The capture part
+// (capture.go) measures the cost of capturing a step's layer:
 // commit time on a small and a 2 GB base, capture throughput on a ~200 MB
 // change against `tar -c | zstd -3 -T0`, and peak RSS by layer size. The
 // context part (context.go) times a rebuild, nothing changed, of a
@@ -14,7 +16,8 @@
 //	go run -tags "$(TAGS)" ./bench -bin bin/snapbuild [-n 5] [-only compare|parallel|capture|context] [-keep] [-v]
 //
 // It builds a debian_slim base once with snapbuild; buildah gets the same
-// content by pulling snapbuild's OCI export. Everything lives in one
+// content by pulling snapbuild's OCI export, dockerd by loading its
+// docker-archive export. Everything lives in one
 // temporary directory, removed at the end.
 package main
 
@@ -45,8 +48,9 @@ func main() {
 	b := &bench{}
 	flag.StringVar(&b.bin, "bin", "bin/snapbuild", "snapbuild binary")
 	flag.IntVar(&b.n, "n", 5, "timed iterations per workload and tool")
-	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah), parallel (independent stages), capture (layer capture, issue 3) or context (cached rebuild of a 30k-file build context)")
+	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah and BuildKit), parallel (independent stages), capture (layer capture) or context (cached rebuild of a 30k-file build context)")
 	flag.BoolVar(&b.keep, "keep", false, "keep the temporary directory (stores, recipes)")
+	flag.StringVar(&b.store, "store", "", "snapbuild store (--root) to use instead of a fresh one in the temporary directory, e.g. the snapbuild/ a -keep run left: its cached base skips the bootstrap; it is kept")
 	flag.BoolVar(&b.verbose, "v", false, "print every iteration's times")
 	flag.Parse()
 	if b.n < 1 {
@@ -76,11 +80,15 @@ type bench struct {
 	dir      string            // temporary directory holding everything
 	store    string            // snapbuild --root
 	runc     string            // runtime for buildah
+	strace   string            // strace, for the process and connection counts
 	buildah  []string          // buildah and its global flags
 	budStore bool              // buildah's private store may hold something
 	skipped  string            // why buildah is skipped; "" when it runs
 	budArgs  []string          // extra `buildah bud` flags found to be needed
 	pulled   map[string]string // tag: manifest, images pulled into buildah
+
+	kit     *kit   // the dockerd of the BuildKit column, nil when not running
+	kitSkip string // why the BuildKit column is skipped; "" when it runs
 
 	notes  []string // printed under the tables
 	met    []string // targets met, over all parts
@@ -106,13 +114,17 @@ func (b *bench) main(ctx context.Context) (err error) {
 	if b.dir, err = os.MkdirTemp("", "snapbuild-bench-"); err != nil {
 		return err
 	}
-	b.store = filepath.Join(b.dir, "snapbuild")
+	if b.store == "" {
+		b.store = filepath.Join(b.dir, "snapbuild")
+	} else if b.store, err = filepath.Abs(b.store); err != nil {
+		return err
+	}
 	defer b.cleanup()
 	start, load0 := time.Now(), loadAvg()
 
-	// The base, for compare and parallel; buildah pulls it in compare.
+	// The base, for every part but context; buildah pulls it in compare.
 	var base run
-	if b.part("compare") || b.part("parallel") {
+	if b.part("compare") || b.part("parallel") || b.part("capture") {
 		logf("base: building debian_slim python 3.11 with snapbuild (needs deb.debian.org)")
 		if base, err = b.snapbuild(ctx, "base.yaml", "- debian_slim: {python_version: \"3.11\"}\n", "benchbase", 15*time.Minute); err != nil {
 			return err
@@ -127,6 +139,9 @@ func (b *bench) main(ctx context.Context) (err error) {
 	}
 	if b.part("parallel") {
 		if err := b.parallel(ctx, base.manifest); err != nil {
+			return err
+		}
+		if err := b.images(ctx); err != nil {
 			return err
 		}
 	}
@@ -181,6 +196,11 @@ func (b *bench) checkTools() error {
 	}
 	if b.runc, err = lookPath("runc"); err != nil {
 		return errors.New("runc not found: install the Debian package runc (apt-get install -y runc)")
+	}
+	if b.part("compare") {
+		if b.strace, err = exec.LookPath("strace"); err != nil {
+			return errors.New("strace not found (compare counts a cached build's processes and connections with it): install the Debian package strace (apt-get install -y strace)")
+		}
 	}
 	if b.part("capture") {
 		for _, t := range []string{"tar", "zstd", "du", "bash"} {
@@ -282,8 +302,9 @@ func (b *bench) snapbuildArgs(ctx context.Context, limit time.Duration, what str
 		PeakRSSKiB int64
 		Stats      stats
 	}
-	if err := json.Unmarshal([]byte(lastLine(r.stdout)), &out); err != nil {
-		return r, fmt.Errorf("snapbuild build %s: cannot read its final JSON line %q: %v", what, lastLine(r.stdout), err)
+	line := summaryLine(r.stdout)
+	if err := json.Unmarshal([]byte(line), &out); err != nil || out.Manifest == "" {
+		return r, fmt.Errorf("snapbuild build %s: no image summary (a JSON line with a manifest) on stdout, last line %q", what, lastLine(r.stdout))
 	}
 	r.selfRSS, r.manifest = out.PeakRSSKiB, out.Manifest
 	return r, nil
@@ -342,10 +363,16 @@ func (b *bench) budWarm(ctx context.Context, ctxName, containerfile, tag string,
 // command runs a command, timing it from start to exit, and returns an error
 // that shows the end of its output when it fails.
 func (b *bench) command(ctx context.Context, limit time.Duration, name string, args ...string) (run, error) {
+	return b.commandEnv(ctx, limit, nil, name, args...)
+}
+
+// commandEnv is command with the environment env (nil: the bench's own).
+func (b *bench) commandEnv(ctx context.Context, limit time.Duration, env []string, name string, args ...string) (run, error) {
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -373,6 +400,7 @@ func (b *bench) cleanup() {
 	if b.dir == "" {
 		return
 	}
+	b.kitCleanup()
 	if b.keep {
 		logf("kept %s", b.dir)
 		return
@@ -498,6 +526,20 @@ func secs(d time.Duration) string {
 }
 
 func mib(kib int64) string { return fmt.Sprintf("%.0f MiB", float64(kib)/1024) }
+
+// summaryLine is the last image summary ({"kind": "image", ...}) among
+// the JSON lines snapbuild writes on stdout with --progress=json; a
+// {"kind": "log"} line follows it.
+func summaryLine(stdout string) string {
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		var l struct{ Kind string }
+		if json.Unmarshal([]byte(lines[i]), &l) == nil && l.Kind == "image" {
+			return lines[i]
+		}
+	}
+	return lastLine(stdout)
+}
 
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)

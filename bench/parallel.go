@@ -273,7 +273,7 @@ func (c *parConfig) checkCached(r run) {
 
 func snapStats(r run) stats {
 	var out struct{ Stats stats }
-	json.Unmarshal([]byte(lastLine(r.stdout)), &out)
+	json.Unmarshal([]byte(summaryLine(r.stdout)), &out)
 	return out.Stats
 }
 

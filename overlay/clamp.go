@@ -30,7 +30,7 @@ import (
 // walk with an error wrapping ctx.Err().
 func ClampTimes(ctx context.Context, dir string, epoch time.Time) error {
 	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, unix.NsecToTimespec(epoch.UnixNano())}
-	return walkLater(ctx, dir, epoch, func(p string, _ fs.DirEntry) error {
+	return walkLater(ctx, dir, epoch, nil, func(p string, _ fs.DirEntry) error {
 		return unix.UtimesNanoAt(unix.AT_FDCWD, p, ts, unix.AT_SYMLINK_NOFOLLOW)
 	})
 }
@@ -44,21 +44,27 @@ func ClampTimes(ctx context.Context, dir string, epoch time.Time) error {
 // it. Hash-based .pyc files, stale ones, and ones whose source is elsewhere
 // (a lower layer's) keep their bytes. Errors are ClampTimes'.
 func ClampPyc(ctx context.Context, dir string, epoch time.Time) error {
-	return walkLater(ctx, dir, epoch, func(p string, d fs.DirEntry) error {
-		if !d.Type().IsRegular() || !strings.HasSuffix(p, ".pyc") || filepath.Base(filepath.Dir(p)) != "__pycache__" {
-			return nil
-		}
+	return walkLater(ctx, dir, epoch, isCachedPyc, func(p string, _ fs.DirEntry) error {
 		return clampPycSource(p, epoch)
 	})
 }
 
+// isCachedPyc reports whether p is a regular file NAME.pyc in a
+// __pycache__ directory, from its name and the type its directory lists,
+// without a stat.
+func isCachedPyc(p string, d fs.DirEntry) bool {
+	return d.Type().IsRegular() && strings.HasSuffix(p, ".pyc") && filepath.Base(filepath.Dir(p)) == "__pycache__"
+}
+
 // walkLater calls fn for every entry under dir (dir excluded) whose mtime is
-// later than epoch, in lexical order.
-func walkLater(ctx context.Context, dir string, epoch time.Time, fn func(p string, d fs.DirEntry) error) error {
+// later than epoch, in lexical order. A non-nil want picks the entries to
+// look at from the walk alone (path and listed type), before the stat
+// that reads the mtime: one lstat fewer per entry it turns down.
+func walkLater(ctx context.Context, dir string, epoch time.Time, want func(p string, d fs.DirEntry) bool, fn func(p string, d fs.DirEntry) error) error {
+	rel := func(p string) string { r, _ := filepath.Rel(dir, p); return r }
 	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		rel, _ := filepath.Rel(dir, p)
 		if err != nil {
-			return fmt.Errorf("overlay clamp: %s: %w", rel, err)
+			return fmt.Errorf("overlay clamp: %s: %w", rel(p), err)
 		}
 		if p == dir {
 			return nil
@@ -66,15 +72,18 @@ func walkLater(ctx context.Context, dir string, epoch time.Time, fn func(p strin
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("overlay clamp: %w", err)
 		}
+		if want != nil && !want(p, d) {
+			return nil
+		}
 		var st unix.Stat_t
 		if err := unix.Lstat(p, &st); err != nil {
-			return fmt.Errorf("overlay clamp: %s: %w", rel, err)
+			return fmt.Errorf("overlay clamp: %s: %w", rel(p), err)
 		}
 		if !time.Unix(st.Mtim.Unix()).After(epoch) {
 			return nil
 		}
 		if err := fn(p, d); err != nil {
-			return fmt.Errorf("overlay clamp: %s: %w", rel, err)
+			return fmt.Errorf("overlay clamp: %s: %w", rel(p), err)
 		}
 		return nil
 	})

@@ -164,6 +164,8 @@ type Event struct {
 	// Err is set for VertexFailed (why the vertex failed) and
 	// VertexCanceled (why the solve was cancelled).
 	Err error
+	// Outputs are the op's results, for VertexDone only.
+	Outputs []Ref
 }
 
 // VertexError is the error of a vertex whose op failed: it says which vertex
@@ -616,7 +618,7 @@ func (x *solve) run(v *Vertex) ([]Ref, error) {
 			return nil, x.stop(v, true, fmt.Errorf("storing the outputs under cache key %s: %w", key, err))
 		}
 	}
-	x.event(Event{Kind: VertexDone, Vertex: v, Key: key})
+	x.event(Event{Kind: VertexDone, Vertex: v, Key: key, Outputs: outs})
 	return outs, nil
 }
 

@@ -79,6 +79,7 @@ type llbStep struct {
 	ent      *entryRun
 	start    time.Time
 	out      *lineWriter
+	commit   time.Duration // layer capture of its ops that ran (worker.Ref.Capture)
 }
 
 // llbLayer is the solve of one Dockerfile layer.
@@ -93,6 +94,8 @@ type llbLayer struct {
 	// ent is the layer's one entry when it is not one per instruction
 	// (a Modal method); nil before it starts.
 	ent *entryRun
+	// captured holds the refs whose Capture a step has counted.
+	captured map[*worker.Ref]bool
 	// baseHistory is the number of history entries of a root layer's
 	// base (see base).
 	baseHistory int
@@ -819,6 +822,17 @@ func (x *llbLayer) event(e build.Event) {
 			x.endStep(s, nil)
 		}
 	case build.VertexDone:
+		for _, o := range e.Outputs {
+			// An op that changed nothing returns its input, whose
+			// capture was its own op's.
+			if r, ok := o.(*worker.Ref); ok && r != nil && !x.captured[r] {
+				s.commit += r.Capture
+				if x.captured == nil {
+					x.captured = map[*worker.Ref]bool{}
+				}
+				x.captured[r] = true
+			}
+		}
 		if e.Vertex.Digest == s.final {
 			x.endStep(s, nil)
 		}
@@ -867,7 +881,7 @@ func (x *llbLayer) endStep(s *llbStep, err error) {
 		s.out.flush()
 	}
 	ev := s.ev
-	ev.Kind, ev.Duration = EventDone, time.Since(s.start)
+	ev.Kind, ev.Duration, ev.Commit = EventDone, time.Since(s.start), s.commit
 	ev.Cached = err == nil && !s.ran && (len(s.vtx) > 0 || s.resolved)
 	ev.setError(err)
 	x.b.progress.Event(ev)

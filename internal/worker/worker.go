@@ -47,6 +47,12 @@ type Ref struct {
 	// AddLocal (read in place: it holds what the op's patterns leave out
 	// too); "" otherwise.
 	Dir string
+	// Capture is how long the op that made this ref spent turning its
+	// writable snapshot into a layer: unmount, diff, tar, zstd, both
+	// hashes, fsync and the snapshot commit. 0 for a ref that no op of
+	// this process captured (one from the cache, a source, a merge). An op
+	// that changed nothing returns its input, Capture and all.
+	Capture time.Duration
 
 	local *localRef // the patterns a local source is read through
 }
@@ -506,6 +512,7 @@ func (w *Worker) view(ctx context.Context, r *Ref) (string, func(), error) {
 // filesystem for nil). a is removed in every case.
 func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Ref, error) {
 	defer a.Remove()
+	t0 := time.Now()
 	layer, stats, err := w.writeDiff(ctx, a)
 	if err != nil {
 		return nil, err
@@ -528,6 +535,7 @@ func (w *Worker) commit(ctx context.Context, a *snapshot.Active, base *Ref) (*Re
 	if err := w.snaps.Commit(a, r.Chain); err != nil {
 		return nil, err
 	}
+	r.Capture = time.Since(t0)
 	return &r, nil
 }
 
