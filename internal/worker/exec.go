@@ -129,6 +129,13 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	if root == nil || root.active == nil {
 		return nil, errors.New("the exec op has no writable root mount (\"/\")")
 	}
+	pkgMounts, pkgEnv, err := x.packageCaches(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range pkgMounts {
+		spec.Mounts = append(spec.Mounts, sandbox.BindMount{Source: m.source, Destination: m.dest})
+	}
 	rootfs := root.active.Rootfs
 
 	u, err := userdb.ExecUser(rootfs, meta.User)
@@ -143,9 +150,10 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 		return nil, fmt.Errorf("working directory %s: %w", cwd, err)
 	}
 	env := slices.Clone(meta.Env)
-	// The worker's defaults (WithDefaultEnv), then PATH, where the op
-	// does not set them.
-	for _, kv := range append(slices.Clone(w.opts.defaultEnv), "PATH="+defaultPath) {
+	// The worker's defaults (WithDefaultEnv), then the package caches'
+	// variables, then PATH, where the op does not set them.
+	defaults := append(slices.Clone(w.opts.defaultEnv), pkgEnv...)
+	for _, kv := range append(defaults, "PATH="+defaultPath) {
 		if k, _, _ := strings.Cut(kv, "="); !slices.ContainsFunc(env, hasName(k)) {
 			env = append(env, kv)
 		}
