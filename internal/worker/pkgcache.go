@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,8 +24,11 @@ import (
 // front end per op (WithPackageCaches) and kept outside the op, so that it
 // changes no cache key, whether it is on, off, warm or cold.
 //
-// The directory is pkgcache/<Name> under the Worker's dir, made empty
-// (root's, 0755) on first use. Mounting it at Dest makes the runtime create
+// The directory is pkgcache/<Name> under the Worker's dir for ops that run
+// as uid 0, and pkgcache/<Name>-<uid> for ops that run as another user, made
+// empty on first use (mode 0755, owned by the op's uid and gid): a tool run
+// as a user finds a cache it can write, and never one another user's
+// files fill. Mounting it at Dest makes the runtime create
 // Dest's missing directories in the step's upper dir; they are removed
 // before the diff, like every mount target the runtime makes, so neither
 // the directory nor anything in it reaches a layer.
@@ -89,7 +93,7 @@ func WithPackageCaches(fn func(ctx context.Context, op *pb.ExecOp) []PackageCach
 // packageCaches prepares the package caches the front end gives op: it
 // locks the Locked ones (released by x.release), calls their Prepare, and
 // returns the bind mounts and the environment entries to add.
-func (x *execRun) packageCaches(ctx context.Context, op *pb.ExecOp) (mounts []packageMount, env []string, err error) {
+func (x *execRun) packageCaches(ctx context.Context, op *pb.ExecOp, uid, gid int) (mounts []packageMount, env []string, err error) {
 	if x.w.opts.packageCaches == nil {
 		return nil, nil, nil
 	}
@@ -109,6 +113,9 @@ func (x *execRun) packageCaches(ctx context.Context, op *pb.ExecOp) (mounts []pa
 			return nil, nil, fmt.Errorf("package cache %s: %w", c.Name, err)
 		}
 		dir := filepath.Join(root, c.Name)
+		if uid != 0 {
+			dir += "-" + strconv.Itoa(uid)
+		}
 		if c.Locked {
 			unlock, err := lockFile(ctx, dir+".lock")
 			if err != nil {
@@ -116,7 +123,7 @@ func (x *execRun) packageCaches(ctx context.Context, op *pb.ExecOp) (mounts []pa
 			}
 			x.releases = append(x.releases, unlock)
 		}
-		if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		if err := makeOwnedDir(dir, uid, gid); err != nil {
 			return nil, nil, fmt.Errorf("package cache %s: %w", c.Name, err)
 		}
 		if c.Prepare != nil {
@@ -158,4 +165,31 @@ func lockFile(ctx context.Context, p string) (func(), error) {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+}
+
+// makeOwnedDir makes directory dir (mode 0755, owned by uid:gid) unless it
+// exists: in a temporary directory beside it, renamed into place, so that
+// no process sees it with another owner.
+func makeOwnedDir(dir string, uid, gid int) error {
+	if _, err := os.Lstat(dir); err == nil {
+		return nil
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(dir), ".new-")
+	if err != nil {
+		return err
+	}
+	err = os.Chmod(tmp, 0o755)
+	if err == nil {
+		err = os.Lchown(tmp, uid, gid)
+	}
+	if err == nil {
+		err = os.Rename(tmp, dir)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		if _, serr := os.Lstat(dir); serr == nil {
+			return nil // made by another op meanwhile
+		}
+	}
+	return err
 }

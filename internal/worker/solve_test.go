@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -751,7 +752,8 @@ func TestExecSecurity(t *testing.T) {
 // TestPackageCaches: a package cache the front end gives an op is mounted
 // at its target with its variables; what a step writes there stays in the
 // worker's pkgcache/<name> for the next op (and the next Worker on the
-// same directory) and reaches no layer, nor do the target's directories;
+// same directory) and reaches no layer (a step run as another user gets
+// a directory of its own that it owns), nor do the target's directories;
 // the op's own variables win; ops the front end gives none see nothing;
 // the caches are no part of any key; bad caches are errors naming them.
 func TestPackageCaches(t *testing.T) {
@@ -775,6 +777,8 @@ ENV OPSET=op
 RUN sh -c 'echo "$TOOL_CACHE $OPSET" > /env.txt; echo one >> $TOOL_CACHE/log'
 RUN sh -c 'cat /var/cache/snapbuild-test/tool/log > /seen.txt'
 RUN sh -c 'ls -A /var/cache > /nocache.txt; echo "[$TOOL_CACHE]" >> /nocache.txt'
+USER app
+RUN sh -c 'touch $TOOL_CACHE/by-app'
 `
 	def := convertOnBase(t, w, df)
 	s, err := build.NewSolver(w, build.WithCache(w.Cache()), build.WithKeySalt(w.KeySalt()))
@@ -796,8 +800,15 @@ RUN sh -c 'ls -A /var/cache > /nocache.txt; echo "[$TOOL_CACHE]" >> /nocache.txt
 			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
 		}
 	}
-	if prepared != 2 {
-		t.Errorf("Prepare called %d times, want 2 (once per op given the cache)", prepared)
+	if prepared != 3 {
+		t.Errorf("Prepare called %d times, want 3 (once per op given the cache)", prepared)
+	}
+	// A step run as another user gets a cache of its own, which it owns.
+	if fi, err := os.Stat(filepath.Join(dir, "worker", "pkgcache", "tool-1000", "by-app")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1000 {
+		t.Errorf("pkgcache/tool-1000/by-app: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "worker", "pkgcache", "tool-1000")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1000 {
+		t.Errorf("pkgcache/tool-1000 is not owned by 1000: %v", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "worker", "pkgcache", "tool", "log")); err != nil || string(b) != "one\n" {
 		t.Errorf("pkgcache/tool/log = %q, %v", b, err)
