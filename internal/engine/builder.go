@@ -79,6 +79,9 @@ type Engine struct {
 	// jobs is how many ops of a build graph may run at once
 	// (WithParallelism); 0 for the number of CPUs.
 	jobs int
+	// noPackageCaches turns the installer steps' package caches off
+	// (WithPackageCaches(false)).
+	noPackageCaches bool
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -189,6 +192,11 @@ func WithCDISpecDirs(dirs ...string) Option {
 		b.gpu.CDISpecDirs = slices.Clone(dirs)
 		return nil
 	}
+}
+
+// WithPackageCaches is snapbuild.WithPackageCaches.
+func WithPackageCaches(on bool) Option {
+	return func(b *Engine) error { b.noPackageCaches = !on; return nil }
 }
 
 // WithParallelism is snapbuild.WithParallelism.
