@@ -131,6 +131,10 @@ func (x *execRun) packageCaches(ctx context.Context, op *pb.ExecOp, uid, gid int
 				return nil, nil, fmt.Errorf("package cache %s: %w", c.Name, err)
 			}
 		}
+		// Its modification time is its last use, which prune's
+		// --filter until and --keep-storage read.
+		now := time.Now()
+		_ = os.Chtimes(dir, now, now)
 		mounts = append(mounts, packageMount{source: dir, dest: c.Dest})
 		env = append(env, c.Env...)
 	}
