@@ -105,6 +105,24 @@ func WithCDISpecDirs(dirs ...string) Option {
 	return engine.WithCDISpecDirs(dirs...)
 }
 
+// WithPackageCaches turns on or off the package caches of the installer
+// methods' steps. On, the steps of apt_install, the pip_install methods,
+// pip_install_private_repos, uv_pip_install, uv_sync,
+// poetry_install_from_file, micromamba and micromamba_install find the
+// downloads of earlier builds on the same store (apt's archives, pip's,
+// uv's, poetry's and micromamba's caches, kept under the store's
+// worker/pkgcache/), as a Dockerfile's RUN --mount=type=cache would give
+// them: a forced rebuild, or a sibling image installing the same
+// packages, downloads nothing again. The caches are in no layer and no
+// cache key: images and their IDs are the same either way. run_commands,
+// Dockerfile RUN and run_function steps never get them (as in Docker and
+// BuildKit, a RUN gets a cache mount only by asking for one).
+// Builder.Prune removes them (docs/store.md).
+// The default is on.
+func WithPackageCaches(on bool) Option {
+	return engine.WithPackageCaches(on)
+}
+
 // WithParallelism sets how many independent ops may run at once, as
 // buildah's --jobs and BuildKit's max-parallelism: the stages of a
 // Dockerfile's build graph that do not depend on each other, the sources of

@@ -51,7 +51,8 @@ func wheel(t *testing.T, dir, name, version, value string, requires ...string) s
 }
 
 // packageIndex serves wheels as a PEP 503 "simple" index on 127.0.0.1 and
-// returns its URL (".../simple").
+// returns its URL (".../simple"); the wheels are served as PyPI serves
+// them, cacheable for a year.
 func packageIndex(t *testing.T, wheels map[string][]string) string {
 	t.Helper()
 	root := t.TempDir()
@@ -76,7 +77,15 @@ func packageIndex(t *testing.T, wheels map[string][]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(root))}
+	fileServer := http.FileServer(http.Dir(root))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/files/") {
+			// A file of an index never changes: PyPI says so, and pip
+			// keeps what it downloads in its cache for that long.
+			w.Header().Set("Cache-Control", "max-age=365000000, immutable, public")
+		}
+		fileServer.ServeHTTP(w, r)
+	})}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String() + "/simple"

@@ -75,6 +75,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	fs.BoolVar(&quiet, "quiet", false, "show no progress and print only the image ID, one line per image built, as docker build -q and podman build -q (errors still go to standard error)")
 	force := fs.Bool("force-build", false, "rebuild every step (a pinned Debian base is checked as with --pull)")
 	pull := fs.Bool("pull", false, "check bases for newer ones, as docker build --pull: pull from_registry and FROM images again, and check pinned Debian bases against the archive (a moved one is bootstrapped again and every later step runs again)")
+	noPkgCache := fs.Bool("no-package-cache", false, "give installer steps (apt_install, pip_install, uv_pip_install, ...) no package caches: they download everything again, as on a new store (images and cache keys are the same either way)")
 	var jobs jobsFlag
 	fs.Var(&jobs, "jobs", "run at most `N` independent steps at once, such as a Dockerfile's stages that do not need each other, as buildah bud --jobs (default: the number of CPUs)")
 	network := fs.String("network", "host", "network `MODE` of RUN steps: host (the host's network namespace, without raw sockets), none (loopback only) or private (a namespace of its own with outbound access through slirp4netns; the host's 127.0.0.1 is 10.0.2.2, host.containers.internal; DNS through 10.0.2.3)")
@@ -179,6 +180,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	opts := []snapbuild.Option{snapbuild.WithProgress(p), snapbuild.WithNetwork(sandbox.Network(*network)), snapbuild.WithSecurity(sandbox.Security(*security)), snapbuild.WithSite(site),
 		snapbuild.WithTimestamps(ts)}
+	if *noPkgCache {
+		opts = append(opts, snapbuild.WithPackageCaches(false))
+	}
 	if *force {
 		opts = append(opts, snapbuild.WithForceBuild(true))
 	}

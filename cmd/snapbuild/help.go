@@ -159,8 +159,9 @@ prune waits until running builds have finished (their images named), and builds 
 		details: `As podman system df and docker buildx du. Images: what the named images hold (each
 layer, snapshot and blob once). Build cache: what the cache entries hold beyond the named
 images; KEPT counts the shared entries prune keeps, RECLAIMABLE is what prune frees of it
-(prune --all frees all of it). Unreferenced: content nothing references and what killed
-processes left. Volumes and Build logs (the last 20 builds' output): kept by prune.
+(prune --all frees all of it). Package caches: the downloads of installer steps (apt, pip,
+uv, poetry, micromamba), which every prune frees. Unreferenced: content nothing references
+and what killed processes left. Volumes and Build logs (the last 20 builds' output): kept by prune.
 Sizes are the apparent sizes of the files, in units of 1000.`,
 		examples: []string{"snapbuild df", "snapbuild df -v", "snapbuild df --json | jq .cacheReclaimable"},
 		run:      cmdDf,

@@ -183,10 +183,17 @@ func cmdDf(ctx context.Context, args []string) error {
 
 // writeUsageTable prints u as podman system df and docker system df do.
 func writeUsageTable(w io.Writer, u store.Usage, verbose bool) {
-	shared := 0
+	// Package caches get a row of their own, out of the build cache's:
+	// they hold no layers and no named image shares them.
+	shared, pkgs := 0, 0
+	var pkgSize int64
 	for _, e := range u.Cache {
 		if e.Shared {
 			shared++
+		}
+		if e.Kind == "package-cache" {
+			pkgs++
+			pkgSize += e.Size
 		}
 	}
 	pct := func(part, whole int64) string {
@@ -199,7 +206,9 @@ func writeUsageTable(w io.Writer, u store.Usage, verbose bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 3, ' ', 0)
 	fmt.Fprintln(tw, "TYPE\tTOTAL\tKEPT\tSIZE\tRECLAIMABLE")
 	fmt.Fprintf(tw, "Images\t%d\t%d\t%s\t0B (0%%)\n", len(u.Images), len(u.Images), size(u.ImagesSize))
-	fmt.Fprintf(tw, "Build cache\t%d\t%d\t%s\t%s (%s)\n", len(u.Cache), shared, size(u.CacheSize), size(u.CacheReclaimable), pct(u.CacheReclaimable, u.CacheSize))
+	cacheSize, reclaimable := u.CacheSize-pkgSize, u.CacheReclaimable-pkgSize
+	fmt.Fprintf(tw, "Build cache\t%d\t%d\t%s\t%s (%s)\n", len(u.Cache)-pkgs, shared, size(cacheSize), size(reclaimable), pct(reclaimable, cacheSize))
+	fmt.Fprintf(tw, "Package caches\t%d\t0\t%s\t%s (%s)\n", pkgs, size(pkgSize), size(pkgSize), pct(pkgSize, pkgSize))
 	fmt.Fprintf(tw, "Unreferenced\t%d\t0\t%s\t%s (%s)\n", u.Unreferenced, size(u.UnreferencedSize), size(u.UnreferencedSize), pct(u.UnreferencedSize, u.UnreferencedSize))
 	fmt.Fprintf(tw, "Volumes\t-\t-\t%s\t0B (0%%)\n", size(u.VolumesSize))
 	fmt.Fprintf(tw, "Build logs\t-\t-\t%s\t0B (0%%)\n", size(u.LogsSize))

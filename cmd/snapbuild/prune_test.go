@@ -72,3 +72,42 @@ func TestDfPruneEmptyStore(t *testing.T) {
 		t.Errorf("df or prune made the store %s: %v", root, err)
 	}
 }
+
+// TestUsageTablePackageCaches: df prints the package caches on a row of
+// their own, out of the build cache's row, and the totals still add up.
+func TestUsageTablePackageCaches(t *testing.T) {
+	now := time.Now()
+	u := store.Usage{
+		Images: []store.ImageUsage{},
+		Cache: []store.CacheEntry{
+			{Kind: "step", ID: "a", Size: 3000, Shared: true, LastUsed: now},
+			{Kind: "solver", ID: "b", Size: 2000, LastUsed: now},
+			{Kind: "package-cache", ID: "apt", Size: 10000, LastUsed: now},
+			{Kind: "package-cache", ID: "pip", Size: 5000, LastUsed: now},
+		},
+		CacheSize: 20000, CacheReclaimable: 17000,
+	}
+	var b bytes.Buffer
+	writeUsageTable(&b, u, false)
+	fields := map[string][]string{}
+	for _, line := range strings.Split(b.String(), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) > 2 && f[0] == "Build" && f[1] == "cache":
+			fields["Build cache"] = f[2:]
+		case len(f) > 2 && f[0] == "Package" && f[1] == "caches":
+			fields["Package caches"] = f[2:]
+		}
+	}
+	for row, want := range map[string]string{
+		"Build cache":    "2 1 5kB 2kB (40%)",
+		"Package caches": "2 0 15kB 15kB (100%)",
+	} {
+		if got := strings.Join(fields[row], " "); got != want {
+			t.Errorf("row %s = %q, want %q\n%s", row, got, want, b.String())
+		}
+	}
+	if !strings.Contains(b.String(), "prune frees 17kB; prune --all frees 20kB") {
+		t.Errorf("totals:\n%s", b.String())
+	}
+}

@@ -109,6 +109,9 @@ type Engine struct {
 	// order once it has built everything, so that one that stops has
 	// recorded nothing (non-nil during such a run; the run's own).
 	pending []func() error
+	// noPackageCaches turns the installer steps' package caches off
+	// (WithPackageCaches(false)).
+	noPackageCaches bool
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -219,6 +222,11 @@ func WithCDISpecDirs(dirs ...string) Option {
 		b.gpu.CDISpecDirs = slices.Clone(dirs)
 		return nil
 	}
+}
+
+// WithPackageCaches is snapbuild.WithPackageCaches.
+func WithPackageCaches(on bool) Option {
+	return func(b *Engine) error { b.noPackageCaches = !on; return nil }
 }
 
 // WithParallelism is snapbuild.WithParallelism.

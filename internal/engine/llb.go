@@ -240,7 +240,7 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 			defer os.RemoveAll(wdir)
 		}
 	}
-	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices), worker.WithCacheDirs(x.volumeDir), worker.WithDefaultEnv(b.siteEnv())}
+	wopts := []worker.Option{worker.WithEpoch(b.epoch), worker.WithOutputFor(x.output), worker.WithSecrets(secrets.store), worker.WithDevices(x.devices), worker.WithCacheDirs(x.volumeDir), worker.WithDefaultEnv(b.siteEnv()), worker.WithPackageCaches(x.packageCaches)}
 	wopts = append(wopts, b.timestampsWorkerOptions()...)
 	if f := l.Function; f != nil {
 		// A traceback is longer than a shell's error; the timeout is the

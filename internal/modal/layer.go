@@ -124,5 +124,3 @@ func (l *Layer) AllVolumes() map[string]Volume {
 // BuilderVersion is the Modal image builder version whose commands snapbuild
 // emits. Only 2025.06 (and PREVIEW, its equal) are implemented.
 const BuilderVersion = "2025.06"
-
-

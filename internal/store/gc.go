@@ -33,9 +33,9 @@ import (
 //     its outputs' layers and chains, a base record (bases/) its bootstrap's
 //     layer and chain or its pulled image, an image record that no name
 //     points at (an intermediate Modal layer, a renamed or removed image)
-//     what a named image would hold. Cache mounts (worker/cache/) and file
-//     hash caches (worker/contenthash/) are entries that hold only
-//     themselves.
+//     what a named image would hold. Cache mounts (worker/cache/), package
+//     caches (worker/pkgcache/) and file hash caches (worker/contenthash/)
+//     are entries that hold only themselves.
 //
 // An entry is shared when every layer blob and snapshot it holds is also
 // held by a named image: removing it frees (almost) nothing and only makes
@@ -65,7 +65,9 @@ type PruneOptions struct {
 type CacheEntry struct {
 	// Kind is "step" (steps/), "solver" (worker/keys/), "base" (bases/),
 	// "image" (an image record with no name), "cache-mount"
-	// (worker/cache/) or "file-hashes" (worker/contenthash/).
+	// (worker/cache/), "package-cache" (worker/pkgcache/: the downloads
+	// of installer steps, by tool, e.g. "apt", "pip", "uv-1000" for a
+	// step run as uid 1000) or "file-hashes" (worker/contenthash/).
 	Kind string `json:"kind"`
 	// ID names the entry within its kind: a cache key, an image ID, a
 	// directory's hash.
@@ -736,7 +738,7 @@ func (g *gcState) scanEntries() error {
 	}); err != nil {
 		return err
 	}
-	for _, d := range []struct{ kind, dir string }{{"cache-mount", "cache"}, {"file-hashes", "contenthash"}} {
+	for _, d := range []struct{ kind, dir string }{{"cache-mount", "cache"}, {"package-cache", "pkgcache"}, {"file-hashes", "contenthash"}} {
 		dir := filepath.Join(g.s.root, "worker", d.dir)
 		ents, err := os.ReadDir(dir)
 		if errors.Is(err, os.ErrNotExist) {
@@ -746,11 +748,14 @@ func (g *gcState) scanEntries() error {
 			return fmt.Errorf("store %s: %w", g.s.root, err)
 		}
 		for _, e := range ents {
+			if d.kind == "package-cache" && (!e.IsDir() || strings.HasPrefix(e.Name(), ".")) {
+				continue // a cache's lock file, a directory being made
+			}
 			fi, err := e.Info()
 			if err != nil {
 				continue
 			}
-			add(d.kind, e.Name(), "", filepath.Join("worker", d.dir, e.Name()), fi).dangling = d.kind == "cache-mount"
+			add(d.kind, e.Name(), "", filepath.Join("worker", d.dir, e.Name()), fi).dangling = d.kind != "file-hashes"
 		}
 	}
 	return nil

@@ -156,6 +156,11 @@ func newWorld(t *testing.T) *world {
 	w.write(filepath.Join("worker", "keys", w.solverDrop+".json"), []solverRecord{{Chain: w.c2, Layers: []ocispec.Descriptor{w.lB, w.l2}}})
 	w.cacheMount = strings.Repeat("3", 64)
 	w.write(filepath.Join("worker", "cache", w.cacheMount, "apt", "pkg.deb"), "a cached package")
+	// A package cache, its lock file and a directory a killed build was
+	// making: only the cache is an entry.
+	w.write(filepath.Join("worker", "pkgcache", "apt", "archives", "pkg.deb"), "a cached package")
+	w.write(filepath.Join("worker", "pkgcache", "apt.lock"), "")
+	w.write(filepath.Join("worker", "pkgcache", ".new-123", "x"), "")
 	w.fileHashes = strings.Repeat("4", 32)
 	w.write(filepath.Join("worker", "contenthash", w.fileHashes), "hashes")
 	// The pulled base both images are built on.
@@ -203,7 +208,7 @@ func TestPruneDangling(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Prune: %v", err)
 	}
-	want := []string{"cache-mount " + w.cacheMount, "image " + w.old.ID, "solver " + w.solverDrop, "step deep", "step stage", "step two"}
+	want := []string{"cache-mount " + w.cacheMount, "image " + w.old.ID, "package-cache apt", "solver " + w.solverDrop, "step deep", "step stage", "step two"}
 	if got := entryIDs(rep.Entries); strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("Prune removed entries\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
@@ -241,6 +246,7 @@ func TestPruneDangling(t *testing.T) {
 		filepath.Join("images", w.old.ID+".json"),
 		filepath.Join("metadata", w.old.Manifest.Digest.Encoded()+".json"),
 		filepath.Join("worker", "cache", w.cacheMount),
+		filepath.Join("worker", "pkgcache", "apt"),
 		w.deadRun,
 	} {
 		if w.exists(rel) {
@@ -478,6 +484,14 @@ func TestDiskUsage(t *testing.T) {
 	}
 	if e := byID["cache-mount "+w.cacheMount]; e.Shared || e.Size != int64(len(`"a cached package"`)+1) {
 		t.Errorf("cache mount = %+v, want dangling", e)
+	}
+	if e := byID["package-cache apt"]; e.Shared || e.Size != int64(len(`"a cached package"`)+1) {
+		t.Errorf("package cache = %+v, want dangling, the size of its file", e)
+	}
+	for id := range byID {
+		if strings.HasPrefix(id, "package-cache ") && id != "package-cache apt" {
+			t.Errorf("entry %s: a lock file or a directory being made is no package cache", id)
+		}
 	}
 	if u.CacheReclaimable < 5000 || u.CacheReclaimable > u.CacheSize {
 		t.Errorf("CacheReclaimable = %d, CacheSize = %d; want 5000 <= reclaimable <= size", u.CacheReclaimable, u.CacheSize)

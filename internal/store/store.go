@@ -24,6 +24,7 @@
 //	run/<pid>/           state of `snapbuild run` containers
 //	tmp/                 libcontainer state and scratch; emptied by each build
 //	worker/              the build worker's files: cache/ (cache mounts),
+//	                     pkgcache/ (package caches of installer steps),
 //	                     keys/ (solver cache records) and contenthash/ (file
 //	                     hashes of local sources) are kept; tmp/ (copies of
 //	                     local sources) and run/ (sandbox state, secret

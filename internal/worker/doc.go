@@ -19,7 +19,8 @@
 //	exec      snapshot.Prepare on the root mount's input, the other mounts bound
 //	          in (read-only views, writable snapshots, cache and tmpfs
 //	          directories, secrets as read-only files on a tmpfs of their
-//	          own), secret env added to the process's environment, the
+//	          own), the front end's package caches (WithPackageCaches)
+//	          bound in, secret env added to the process's environment, the
 //	          process from the op's Meta run by sandbox.Run,
 //	          mount stubs removed, then every output mount's upper dir diffed
 //	          (overlay.Diff) into one zstd layer (oci.Store.WriteLayer) and

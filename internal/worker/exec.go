@@ -73,7 +73,8 @@ func (e *ExitError) Error() string {
 // file on a tmpfs of its own under the worker's run dir, owned by the
 // mount's uid and gid, with its mode, bound read-only at its target and
 // unmounted after the op; an optional secret the store lacks gets no
-// mount. Ssh mounts are refused.
+// mount. Ssh mounts are refused. Package caches (WithPackageCaches) are
+// mounted after the op's own mounts.
 //
 // Process: Meta.Args, Meta.Env (PATH added when missing), Meta.Cwd (created,
 // owned by the user, when missing), Meta.User resolved against the rootfs's
@@ -141,10 +142,18 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	if err := mkCwd(rootfs, cwd, u.Uid, u.Gid); err != nil {
 		return nil, fmt.Errorf("working directory %s: %w", cwd, err)
 	}
+	pkgMounts, pkgEnv, err := x.packageCaches(ctx, op, u.Uid, u.Gid)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range pkgMounts {
+		spec.Mounts = append(spec.Mounts, sandbox.BindMount{Source: m.source, Destination: m.dest})
+	}
 	env := slices.Clone(meta.Env)
-	// The worker's defaults (WithDefaultEnv), then PATH, where the op
-	// does not set them.
-	for _, kv := range append(slices.Clone(w.opts.defaultEnv), "PATH="+defaultPath) {
+	// The worker's defaults (WithDefaultEnv), then the package caches'
+	// variables, then PATH, where the op does not set them.
+	defaults := append(slices.Clone(w.opts.defaultEnv), pkgEnv...)
+	for _, kv := range append(defaults, "PATH="+defaultPath) {
 		if k, _, _ := strings.Cut(kv, "="); !slices.ContainsFunc(env, hasName(k)) {
 			env = append(env, kv)
 		}

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -745,6 +746,114 @@ func TestExecSecurity(t *testing.T) {
 			if !strings.Contains(string(b), want) {
 				t.Errorf("RUN %s: /proc/self/status lacks %q:\n%s", c.flag, strings.TrimSpace(want), b)
 			}
+		}
+	}
+}
+
+// TestPackageCaches: a package cache the front end gives an op is mounted
+// at its target with its variables; what a step writes there stays in the
+// worker's pkgcache/<name> for the next op (and the next Worker on the
+// same directory) and reaches no layer (a step run as another user gets
+// a directory of its own that it owns), nor do the target's directories;
+// the op's own variables win; ops the front end gives none see nothing;
+// the caches are no part of any key; bad caches are errors naming them.
+func TestPackageCaches(t *testing.T) {
+	needRoot(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	prepared := 0
+	caches := func(_ context.Context, op *pb.ExecOp) []PackageCache {
+		if strings.Contains(strings.Join(op.Meta.Args, " "), "nocache") {
+			return nil
+		}
+		return []PackageCache{{
+			Name: "tool", Dest: "/var/cache/snapbuild-test/tool", Locked: true,
+			Env:     []string{"TOOL_CACHE=/var/cache/snapbuild-test/tool", "OPSET=cache"},
+			Prepare: func(string) error { prepared++; return nil },
+		}}
+	}
+	w := newWorkerAt(t, dir, WithPackageCaches(caches))
+	df := `FROM base
+ENV OPSET=op
+RUN sh -c 'echo "$TOOL_CACHE $OPSET" > /env.txt; echo one >> $TOOL_CACHE/log'
+RUN sh -c 'cat /var/cache/snapbuild-test/tool/log > /seen.txt'
+RUN sh -c 'ls -A /var/cache > /nocache.txt; echo "[$TOOL_CACHE]" >> /nocache.txt'
+USER app
+RUN sh -c 'touch $TOOL_CACHE/by-app'
+`
+	def := convertOnBase(t, w, df)
+	s, err := build.NewSolver(w, build.WithCache(w.Cache()), build.WithKeySalt(w.KeySalt()))
+	must(t, err)
+	res, err := s.Solve(ctx, def)
+	if err != nil {
+		t.Fatalf("solve: %v", err)
+	}
+	r := res.Ref.(*Ref)
+	root, release, err := w.view(ctx, r)
+	must(t, err)
+	defer release()
+	for rel, want := range map[string]string{
+		"env.txt":     "/var/cache/snapbuild-test/tool op\n",
+		"seen.txt":    "one\n",
+		"nocache.txt": "[]\n",
+	} {
+		if b, err := os.ReadFile(filepath.Join(root, rel)); err != nil || string(b) != want {
+			t.Errorf("/%s = %q, %v; want %q", rel, b, err, want)
+		}
+	}
+	if prepared != 3 {
+		t.Errorf("Prepare called %d times, want 3 (once per op given the cache)", prepared)
+	}
+	// A step run as another user gets a cache of its own, which it owns.
+	if fi, err := os.Stat(filepath.Join(dir, "worker", "pkgcache", "tool-1000", "by-app")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1000 {
+		t.Errorf("pkgcache/tool-1000/by-app: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "worker", "pkgcache", "tool-1000")); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 1000 {
+		t.Errorf("pkgcache/tool-1000 is not owned by 1000: %v", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "worker", "pkgcache", "tool", "log")); err != nil || string(b) != "one\n" {
+		t.Errorf("pkgcache/tool/log = %q, %v", b, err)
+	}
+	// No layer holds the cache's files or the mount target's directories
+	// (the base has no /var: the runtime made /var/cache/snapbuild-test/tool).
+	for i := range r.Layers {
+		for _, e := range layerEntries(t, w, r, i) {
+			if strings.HasPrefix(e, "var") {
+				t.Errorf("layer %d holds %s", i, e)
+			}
+		}
+	}
+	// The same definition keys alike on a Worker without package caches:
+	// there, everything is a cache hit.
+	plain := newWorkerAt(t, dir)
+	g, err := build.Load(def)
+	must(t, err)
+	s1, err := build.NewSolver(w, build.WithKeySalt(w.KeySalt()))
+	must(t, err)
+	s2, err := build.NewSolver(plain, build.WithKeySalt(plain.KeySalt()))
+	must(t, err)
+	k1, err := s1.Key(ctx, g)
+	must(t, err)
+	k2, err := s2.Key(ctx, g)
+	must(t, err)
+	if k1 != k2 {
+		t.Errorf("the package caches changed the key: %s vs %s", k1, k2)
+	}
+
+	for _, bad := range []struct {
+		c    PackageCache
+		want string
+	}{
+		{PackageCache{Name: "Apt", Dest: "/x"}, `package cache name "Apt"`},
+		{PackageCache{Name: "apt", Dest: "rel"}, `package cache apt: mount target "rel"`},
+		{PackageCache{Name: "apt", Dest: "/x", Env: []string{"NOEQ"}}, `env "NOEQ"`},
+	} {
+		bw := newWorker(t, WithPackageCaches(func(context.Context, *pb.ExecOp) []PackageCache { return []PackageCache{bad.c} }))
+		s, err := build.NewSolver(bw)
+		must(t, err)
+		_, err = s.Solve(ctx, convertOnBase(t, bw, "FROM base\nRUN true\n"))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%+v: %v, want an error with %q", bad.c, err, bad.want)
 		}
 	}
 }

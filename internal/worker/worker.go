@@ -113,6 +113,8 @@ type options struct {
 	devices    func(ctx context.Context, devices []*pb.CDIDevice, spec *sandbox.Spec) error
 	cacheDirs  func(ctx context.Context, id string) (string, bool, error)
 	defaultEnv []string
+	// packageCaches is WithPackageCaches'.
+	packageCaches func(ctx context.Context, op *pb.ExecOp) []PackageCache
 }
 
 // WithEpoch clamps the mtime of every entry in the layers the Worker writes
