@@ -34,6 +34,31 @@ COPY --from=right /right /
 // progress shows (with $(date ...) unexpanded).
 var jobsStageLine = regexp.MustCompile(`stage (left|right) (start|end) ([0-9]+\.[0-9]+)`)
 
+// overlap reads the start and end times that a "left" and a "right" step
+// printed (line's groups: which, start or end, the time) from a build's
+// progress, and returns the seconds both ran at once (negative when one
+// ended before the other began) and a description of the two spans.
+func overlap(t *testing.T, line *regexp.Regexp, progress, what string) (float64, string) {
+	t.Helper()
+	spans := map[string][2]float64{}
+	for _, m := range line.FindAllStringSubmatch(progress, -1) {
+		v, err := strconv.ParseFloat(m[3], 64)
+		must(t, err)
+		sp := spans[m[1]]
+		if m[2] == "start" {
+			sp[0] = v
+		} else {
+			sp[1] = v
+		}
+		spans[m[1]] = sp
+	}
+	l, r := spans["left"], spans["right"]
+	if l[0] == 0 || l[1] == 0 || r[0] == 0 || r[1] == 0 {
+		t.Fatalf("%s: the start and end times are not all in the progress (%v):\n%s", what, spans, tail(progress, 30))
+	}
+	return min(l[1], r[1]) - max(l[0], r[0]), fmt.Sprintf("left ran %.2f..%.2f, right %.2f..%.2f", l[0], l[1], r[0], r[1])
+}
+
 // TestBuildJobs checks build's --jobs on a real build graph: with --jobs 1
 // the two independent stages run one after the other, with --jobs 2 at
 // once (as buildah bud --jobs runs stages), and both give the same image.
@@ -57,24 +82,7 @@ func TestBuildJobs(t *testing.T) {
 		if s.Stats.ContainersStarted != 2 {
 			t.Errorf("--jobs %s: %d containers started, want 2 (both stages' RUN)", jobs, s.Stats.ContainersStarted)
 		}
-		spans := map[string][2]float64{}
-		for _, m := range jobsStageLine.FindAllStringSubmatch(res.stderr, -1) {
-			v, err := strconv.ParseFloat(m[3], 64)
-			must(t, err)
-			sp := spans[m[1]]
-			if m[2] == "start" {
-				sp[0] = v
-			} else {
-				sp[1] = v
-			}
-			spans[m[1]] = sp
-		}
-		l, rt := spans["left"], spans["right"]
-		if l[0] == 0 || l[1] == 0 || rt[0] == 0 || rt[1] == 0 {
-			t.Fatalf("--jobs %s: the stages' start and end times are not all in the progress (%v):\n%s", jobs, spans, tail(res.stderr, 30))
-		}
-		both := min(l[1], rt[1]) - max(l[0], rt[0]) // seconds both stages ran
-		desc := fmt.Sprintf("left ran %.2f..%.2f, right %.2f..%.2f", l[0], l[1], rt[0], rt[1])
+		both, desc := overlap(t, jobsStageLine, res.stderr, "--jobs "+jobs)
 		switch {
 		case jobs == "1" && both > 0:
 			t.Errorf("--jobs 1: the stages ran at once for %.2fs (%s), want one after the other", both, desc)
@@ -135,24 +143,7 @@ func TestBuildImagesAtOnce(t *testing.T) {
 				t.Errorf("--jobs %s: no progress event labelled %q:\n%s", jobs, name, tail(res.stderr, 20))
 			}
 		}
-		spans := map[string][2]float64{}
-		for _, m := range imagesLine.FindAllStringSubmatch(res.stderr, -1) {
-			v, err := strconv.ParseFloat(m[3], 64)
-			must(t, err)
-			sp := spans[m[1]]
-			if m[2] == "start" {
-				sp[0] = v
-			} else {
-				sp[1] = v
-			}
-			spans[m[1]] = sp
-		}
-		l, rt := spans["left"], spans["right"]
-		if l[0] == 0 || l[1] == 0 || rt[0] == 0 || rt[1] == 0 {
-			t.Fatalf("--jobs %s: the images' start and end times are not all in the progress (%v):\n%s", jobs, spans, tail(res.stderr, 30))
-		}
-		both := min(l[1], rt[1]) - max(l[0], rt[0])
-		desc := fmt.Sprintf("left ran %.2f..%.2f, right %.2f..%.2f", l[0], l[1], rt[0], rt[1])
+		both, desc := overlap(t, imagesLine, res.stderr, "--jobs "+jobs)
 		switch {
 		case jobs == "1" && both > 0:
 			t.Errorf("--jobs 1: the images' steps ran at once for %.2fs (%s), want one after the other", both, desc)

@@ -49,24 +49,11 @@ func cmdBaseLs(args []string) error {
 	if len(pos) > 0 {
 		return usagef("base ls: unexpected argument %q: snapbuild base ls takes only flags", pos[0])
 	}
-	var bases []snapbuild.BaseInfo
-	b, err := openBuilder(*root)
-	var nse *snapbuild.StoreNotExistError
-	switch {
-	case errors.As(err, &nse):
-		// A store that does not exist pins no base.
-	case err != nil:
+	bases, err := listStore(*root, (*snapbuild.Builder).Bases)
+	if err != nil {
 		return err
-	default:
-		defer b.Close()
-		if bases, err = b.Bases(); err != nil {
-			return err
-		}
 	}
 	if *asJSON {
-		if bases == nil {
-			bases = []snapbuild.BaseInfo{} // [], not null
-		}
 		return json.NewEncoder(os.Stdout).Encode(bases)
 	}
 	writeBases(os.Stdout, bases, time.Now())

@@ -318,6 +318,25 @@ type listFlag []string
 func (l *listFlag) String() string     { return strings.Join(*l, ",") }
 func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
 
+// listStore lists what the store at root holds with list: nothing (an empty
+// list, JSON's [] rather than null) when the store does not exist.
+func listStore[T any](root string, list func(*snapbuild.Builder) ([]T, error)) ([]T, error) {
+	b, err := openBuilder(root)
+	var nse *snapbuild.StoreNotExistError
+	switch {
+	case errors.As(err, &nse):
+		return []T{}, nil
+	case err != nil:
+		return nil, err
+	}
+	defer b.Close()
+	items, err := list(b)
+	if items == nil && err == nil {
+		items = []T{}
+	}
+	return items, err
+}
+
 func cmdImages(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("images", flag.ContinueOnError)
 	root := rootFlag(fs)
@@ -329,24 +348,11 @@ func cmdImages(ctx context.Context, args []string) error {
 	if len(pos) > 0 {
 		return usagef("images: unexpected argument %q: snapbuild images takes no name (see 'snapbuild inspect NAME')", pos[0])
 	}
-	var imgs []snapbuild.ImageInfo
-	b, err := openBuilder(*root)
-	var nse *snapbuild.StoreNotExistError
-	switch {
-	case errors.As(err, &nse):
-		// A store that does not exist holds no image.
-	case err != nil:
+	imgs, err := listStore(*root, (*snapbuild.Builder).Images)
+	if err != nil {
 		return err
-	default:
-		defer b.Close()
-		if imgs, err = b.Images(); err != nil {
-			return err
-		}
 	}
 	if *asJSON {
-		if imgs == nil {
-			imgs = []snapbuild.ImageInfo{} // [], not null
-		}
 		return json.NewEncoder(os.Stdout).Encode(imgs)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
