@@ -94,8 +94,8 @@ func EnterNamespace() {
 		return
 	}
 	if os.Geteuid() != 0 {
-		if err := checkSubIDs(); err != nil {
-			fmt.Fprintf(os.Stderr, "snapbuild: cannot run rootless: %v\n", err)
+		if err := CheckNamespace(); err != nil {
+			fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
 			os.Exit(125)
 		}
 		unshare.MaybeReexecUsingUserNamespace(false) // exits with the child's status
@@ -103,6 +103,21 @@ func EnterNamespace() {
 		os.Exit(125)
 	}
 	os.Exit(reexecInMountNS())
+}
+
+// CheckNamespace reports whether EnterNamespace can succeed: nil as root or
+// once entered; rootless, an error saying what is missing (newuidmap and
+// newgidmap, a subordinate ID range of at least 65536 in /etc/subuid and
+// /etc/subgid) and how to add it. A command that can do without the
+// namespace (inspect without probing an image) asks it first.
+func CheckNamespace() error {
+	if Entered() || os.Geteuid() == 0 {
+		return nil
+	}
+	if err := checkSubIDs(); err != nil {
+		return fmt.Errorf("cannot run rootless: %w", err)
+	}
+	return nil
 }
 
 // InUserNamespace reports whether the process runs in a user namespace, that is
@@ -172,10 +187,40 @@ func checkSubIDs() error {
 			return err
 		}
 		if n < 65536 {
-			return fmt.Errorf("%s gives user %s %d subordinate IDs, need at least 65536: run `usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s` as root", file, u.Username, n, u.Username)
+			lo := freeSubIDs("/etc/subuid", "/etc/subgid")
+			return fmt.Errorf("%s gives user %s %d subordinate IDs, need at least 65536: run `usermod --add-subuids %d-%d --add-subgids %d-%d %s` as root (a range no other user has)",
+				file, u.Username, n, lo, lo+65535, lo, lo+65535, u.Username)
 		}
 	}
 	return nil
+}
+
+// freeSubIDs is the start of a range of 65536 subordinate IDs that no entry
+// of files (/etc/subuid, /etc/subgid) overlaps: 100000 (useradd's
+// SUB_UID_MIN) plus the first multiple of 65536 past every range they give.
+func freeSubIDs(files ...string) int {
+	lo := 100000
+	for _, file := range files {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			parts := strings.Split(strings.TrimSpace(line), ":")
+			if len(parts) != 3 {
+				continue
+			}
+			start, err1 := strconv.Atoi(parts[1])
+			n, err2 := strconv.Atoi(parts[2])
+			if err1 == nil && err2 == nil && start+n > lo {
+				lo = start + n
+			}
+		}
+	}
+	if r := (lo - 100000) % 65536; r != 0 {
+		lo += 65536 - r
+	}
+	return lo
 }
 
 func subIDCount(file, name, uid string) (int, error) {

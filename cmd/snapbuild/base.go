@@ -27,6 +27,11 @@ func cmdBase(ctx context.Context, args []string) error {
 	case "ls", "list":
 		return cmdBaseLs(args[1:])
 	case "update":
+		// A moved base is bootstrapped again: that needs the namespace
+		// (ls does not).
+		if enterNamespace != nil && !wantsHelp(args[1:]) {
+			enterNamespace()
+		}
 		return cmdBaseUpdate(ctx, args[1:])
 	case "-h", "-help", "--help":
 		// The help lists the flags of both subcommands.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -270,11 +271,17 @@ func cmdBuild(ctx context.Context, args []string) error {
 	// targets: their steps share --jobs, a step they have in common runs
 	// once, and each names its images when it is done. A failed image
 	// stops none of the others.
-	var mu sync.Mutex // refused, stdout
-	// finish names the image g's build made with each of g's names and
-	// says so on stdout; a name taken while the build ran goes to refused.
-	// mu is held.
-	finish := func(g group, res snapbuild.Result) error {
+	// What each image's build says (its summary lines, names moved) is
+	// printed once every image is done, in the order the images were
+	// given: not between the live progress lines of the others, and -q's
+	// IDs in a known order.
+	var mu sync.Mutex // refused
+	said := make([]struct{ out, errOut bytes.Buffer }, len(gs))
+	// finish names the image of gs[i]'s build with each of its names and
+	// says so in said[i]; a name taken while the build ran goes to
+	// refused. mu is held.
+	finish := func(i int, res snapbuild.Result) error {
+		g, stdout, stderr := gs[i], &said[i].out, &said[i].errOut
 		for _, d := range g.defs {
 			t, err := b.TagResultWith(d.name, res, tagOpts(d))
 			var taken *snapbuild.NameTakenError
@@ -288,28 +295,28 @@ func cmdBuild(ctx context.Context, args []string) error {
 			if quiet {
 				continue
 			}
-			if t.Previous != "" {
+			if t.Previous != "" && *progress != "json" { // JSON: the summary's "previous"
 				from := ""
 				if t.PreviousSource != "" && t.PreviousSource != d.source {
 					from = ", built from " + t.PreviousSource
 				}
-				fmt.Fprintf(os.Stderr, "%s: moved from %s%s\n", d.name, t.Previous, from)
+				fmt.Fprintf(stderr, "%s: moved from %s%s\n", d.name, t.Previous, from)
 			}
 			if *progress == "json" {
-				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "image", "name": d.name, "id": res.ID,
+				json.NewEncoder(stdout).Encode(map[string]any{"kind": "image", "name": d.name, "id": res.ID,
 					"manifest": res.Manifest.Digest, "stats": res.Stats, "previous": t.Previous, "peakRSSKiB": peakRSSKiB(), "log": blog.path})
 			} else {
 				// Steps are the entries the progress numbers [n/N]; cached
 				// are those it printed CACHED (nothing ran); containers are
 				// the sandboxes RUN and run_function steps started.
-				fmt.Printf("%s %s %s (%d steps, %d cached, %d containers)\n", d.name, res.ID, res.Manifest.Digest,
+				fmt.Fprintf(stdout, "%s %s %s (%d steps, %d cached, %d containers)\n", d.name, res.ID, res.Manifest.Digest,
 					res.Stats.Entries, res.Stats.EntriesCached, res.Stats.ContainersStarted)
 			}
 		}
 		if quiet {
 			// One line per image, whatever names it got: the ID is what
 			// docker build -q prints.
-			fmt.Println(res.ID)
+			fmt.Fprintln(stdout, res.ID)
 		}
 		return nil
 	}
@@ -342,7 +349,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 			case held != nil:
 				results[i] = &res
 			default:
-				errs[i] = finish(g, res)
+				errs[i] = finish(i, res)
 			}
 		}()
 	}
@@ -357,9 +364,13 @@ func cmdBuild(ctx context.Context, args []string) error {
 		held.replay(blog)
 		for i, res := range results {
 			if res != nil {
-				errs[i] = finish(gs[i], *res)
+				errs[i] = finish(i, *res)
 			}
 		}
+	}
+	for i := range said {
+		os.Stderr.Write(said[i].errOut.Bytes())
+		os.Stdout.Write(said[i].out.Bytes())
 	}
 	if err := errors.Join(errs...); err != nil {
 		return errors.Join(err, errors.Join(refused...))

@@ -80,7 +80,21 @@ func nameWithTag(tags []string, defs []definition) ([]group, error) {
 		labels = append(labels, strings.Join(ls, " = "))
 	}
 	return nil, fmt.Errorf("build: -t names one image, but %d different images are defined: %s; pick one, e.g. snapbuild build %s -t %s",
-		len(gs), strings.Join(labels, ", "), gs[0].defs[0].label, tags[0])
+		len(gs), strings.Join(labels, ", "), selector(gs[0].defs[0].label), tags[0])
+}
+
+// selector is how the command line selects the image labelled label: a
+// recipe's image is an argument after the file ("hello.yaml hello"), a
+// Python file's is named after "::" as its label says ("app.py::image").
+func selector(label string) string {
+	file, name, ok := strings.Cut(label, "::")
+	switch strings.ToLower(filepath.Ext(file)) {
+	case ".yaml", ".yml", ".json":
+		if ok {
+			return file + " " + name
+		}
+	}
+	return label
 }
 
 // recipeSteps returns each image's steps of recipe JSON ({name: [steps]}),

@@ -89,3 +89,20 @@ func TestWritePlan(t *testing.T) {
 		t.Errorf("writePlan:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+// TestSelector: the -t error's example selects a recipe's image as an
+// argument after the file, and a Python file's after "::".
+func TestSelector(t *testing.T) {
+	for label, want := range map[string]string{
+		"fb.yaml::fb1":      "fb.yaml fb1",
+		"dir/r.yml::web":    "dir/r.yml web",
+		"r.json::a":         "r.json a",
+		"app.py::image":     "app.py::image",
+		"pkg.module::image": "pkg.module::image",
+		"hello.yaml":        "hello.yaml",
+	} {
+		if got := selector(label); got != want {
+			t.Errorf("selector(%q) = %q, want %q", label, got, want)
+		}
+	}
+}

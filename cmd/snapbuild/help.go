@@ -190,6 +190,7 @@ built again; build --pull (or force_build) also runs every step after a moved ba
 			"snapbuild build --pull app.yaml  # check the base while building",
 		},
 		run: cmdBase,
+		ns:  nsNever, // base update enters the namespace itself (cmdBase)
 	},
 	{
 		name:    "export",

@@ -401,7 +401,13 @@ func cmdInspect(ctx context.Context, args []string) error {
 		// version, ...); the description is worth printing without it.
 		m, err := b.Metadata(ctx, pos[0])
 		if errors.Is(err, snapbuild.ErrNeedsSandbox) && !sandbox.Entered() {
-			return err // probed in the namespace (command.ns)
+			if nerr := sandbox.CheckNamespace(); nerr != nil {
+				// Without a namespace to probe in, the description
+				// still stands.
+				err = nerr
+			} else {
+				return err // probed in the namespace (command.ns)
+			}
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "snapbuild: warning: the image's metadata could not be probed: %v\n", err)

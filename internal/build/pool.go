@@ -21,10 +21,14 @@ type Pool struct {
 	keys map[digest.Digest]*keyLock
 }
 
-// keyLock is one cache key's lock and how many solves hold or wait for it.
+// keyLock is one cache key's lock, how many solves hold or wait for it, and
+// what the last holder settled for those waiting.
 type keyLock struct {
-	mu   sync.Mutex
-	refs int
+	mu      sync.Mutex
+	refs    int
+	settled bool
+	value   any
+	err     error
 }
 
 // NewPool returns a Pool that lets at most n Worker calls run at a time; n
@@ -36,9 +40,17 @@ func NewPool(n int) (*Pool, error) {
 	return &Pool{slots: make(chan struct{}, n), keys: map[digest.Digest]*keyLock{}}, nil
 }
 
+// A Hold is one holder's lock of a cache key (Pool.Lock).
+type Hold struct {
+	p   *Pool
+	key digest.Digest
+	l   *keyLock
+}
+
 // Lock waits until no other holder of key's lock remains and returns the
-// function that releases it. Locks of different keys are independent.
-func (p *Pool) Lock(key digest.Digest) (unlock func()) {
+// hold, which the caller must Unlock. Locks of different keys are
+// independent.
+func (p *Pool) Lock(key digest.Digest) *Hold {
 	p.mu.Lock()
 	l := p.keys[key]
 	if l == nil {
@@ -48,14 +60,35 @@ func (p *Pool) Lock(key digest.Digest) (unlock func()) {
 	l.refs++
 	p.mu.Unlock()
 	l.mu.Lock()
-	return func() {
-		l.mu.Unlock()
-		p.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(p.keys, key)
-		}
-		p.mu.Unlock()
+	return &Hold{p: p, key: key, l: l}
+}
+
+// Outcome is what an earlier holder settled (Settle) while this one waited:
+// the outputs it made, or the error its run failed with. ok is false when
+// nothing was settled: this holder is the first, or the earlier ones made
+// nothing worth sharing (a cancelled run).
+func (h *Hold) Outcome() (value any, err error, ok bool) {
+	return h.l.value, h.l.err, h.l.settled
+}
+
+// Settle leaves the outcome of this holder's run (value, or the error it
+// failed with) to the holders waiting for the key, so that they take it
+// instead of running again, as BuildKit's solver gives every build that
+// shares a vertex the one result or error. It is kept only while holders
+// wait: once the last one unlocks it is forgotten, so a later solve (a
+// retry of a failed build) runs the key again.
+func (h *Hold) Settle(value any, err error) {
+	h.l.settled, h.l.value, h.l.err = true, value, err
+}
+
+// Unlock releases the hold.
+func (h *Hold) Unlock() {
+	h.l.mu.Unlock()
+	h.p.mu.Lock()
+	if h.l.refs--; h.l.refs == 0 {
+		delete(h.p.keys, h.key)
 	}
+	h.p.mu.Unlock()
 }
 
 // WithPool makes the Solver share p with the other solves given it: p's

@@ -2,6 +2,7 @@ package build
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -170,4 +171,116 @@ func (w *countingWorker) File(ctx context.Context, op *pb.FileOp, in []Ref) ([]R
 	defer w.track(-1)
 	time.Sleep(20 * time.Millisecond)
 	return w.fakeWorker.File(ctx, op, in)
+}
+
+// TestSolvePoolSharedFailure: two solves sharing a Pool reach the same exec;
+// it fails in the one that runs it, and the other, waiting for the key,
+// fails with the same error instead of running it again. A forced exec
+// (ignore-cache) shared the same way runs once too. Once nobody waits, the
+// outcome is forgotten: a later solve runs the key again.
+func TestSolvePoolSharedFailure(t *testing.T) {
+	for _, forced := range []bool{false, true} {
+		t.Run(fmt.Sprintf("forced=%v", forced), func(t *testing.T) {
+			var opts []llb.RunOption
+			opts = append(opts, llb.Args([]string{"make"}))
+			if forced {
+				opts = append(opts, llb.IgnoreCache)
+			}
+			exec := llb.Image(alpineRef).Run(opts...).Root()
+			defA := marshal(t, exec.File(llb.Mkdir("/a", 0o755)))
+			defB := marshal(t, exec.File(llb.Mkdir("/b", 0o755)))
+			g, err := Load(defA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			keys, err := newSolver(t, newFakeWorker()).Keys(testCtx(t), g)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var execKey digest.Digest
+			for d, k := range keys {
+				if v := g.Vertex(d); v != nil && v.Kind == KindExec {
+					execKey = k
+				}
+			}
+			pool, err := NewPool(2)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Both solves ask the cache for the exec's key (forced ones
+			// do not ask: the gate then lets the first through alone).
+			n := 2
+			if forced {
+				n = 1
+			}
+			cache := &gatedCache{memCache: newMemCache(), key: execKey, n: n, seen: map[int]bool{}, open: make(chan struct{})}
+			workers := []*fakeWorker{newFakeWorker(), newFakeWorker()}
+			boom := errors.New("make: *** [all] Error 2")
+			if !forced {
+				workers[0].fail["make"], workers[1].fail["make"] = boom, boom
+			}
+			// The exec that runs holds the key until the other solve
+			// waits for it.
+			waiting := func(ctx context.Context) {
+				for ctx.Err() == nil {
+					pool.mu.Lock()
+					l := pool.keys[execKey]
+					n := 0
+					if l != nil {
+						n = l.refs
+					}
+					pool.mu.Unlock()
+					if n == 2 {
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}
+			var wg sync.WaitGroup
+			errs := make([]error, 2)
+			for i, def := range []*pb.Definition{defA, defB} {
+				w := &slowExec{fakeWorker: workers[i], wait: waiting}
+				s := newSolver(t, w, WithCache(cache), WithPool(pool))
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					_, errs[i] = s.Solve(context.WithValue(testCtx(t), solveIDKey{}, i), def)
+				}()
+			}
+			wg.Wait()
+			runs := workers[0].counts["make"] + workers[1].counts["make"]
+			if runs != 1 {
+				t.Errorf("make ran %d times, want once", runs)
+			}
+			for i, err := range errs {
+				switch {
+				case forced && err != nil:
+					t.Errorf("solve %d: %v", i, err)
+				case !forced && !errors.Is(err, boom):
+					t.Errorf("solve %d = %v, want the exec's error %v", i, err, boom)
+				}
+			}
+			// Nobody waits any more: a new solve runs the key again.
+			w := newFakeWorker()
+			if !forced {
+				w.fail["make"] = boom
+			}
+			_, err = newSolver(t, w, WithCache(newMemCache()), WithPool(pool)).Solve(testCtx(t), defA)
+			if w.counts["make"] != 1 || (!forced && !errors.Is(err, boom)) {
+				t.Errorf("a later solve: make ran %d times (want 1), error %v", w.counts["make"], err)
+			}
+		})
+	}
+}
+
+// slowExec is a fakeWorker whose exec ops first call wait: an exec that
+// takes until another solve has reached the same key.
+type slowExec struct {
+	*fakeWorker
+	wait func(context.Context)
+}
+
+func (w *slowExec) Exec(ctx context.Context, op *pb.ExecOp, in []Ref) ([]Ref, error) {
+	w.wait(ctx)
+	return w.fakeWorker.Exec(ctx, op, in)
 }

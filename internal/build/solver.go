@@ -582,11 +582,23 @@ func (x *solve) run(v *Vertex) ([]Ref, error) {
 		inputs[i] = st.refs[v.Inputs[i].Output]
 	}
 
+	var hold *Hold
 	if pool := x.s.opts.pool; pool != nil {
 		// Another solve of this process may be running the same key:
-		// wait for it, then take its result from the cache.
-		unlock := pool.Lock(key)
-		defer unlock()
+		// wait for it, then take its outcome, or its result from the
+		// cache.
+		hold = pool.Lock(key)
+		defer hold.Unlock()
+		if value, err, ok := hold.Outcome(); ok {
+			if err != nil {
+				// The same step failed in the solve that ran it.
+				return nil, x.stop(v, false, err)
+			}
+			if refs, _ := value.([]Ref); len(refs) == v.Outputs {
+				x.event(Event{Kind: VertexCached, Vertex: v, Key: key})
+				return refs, nil
+			}
+		}
 		if cache != nil && !x.forced[v] {
 			refs, ok, err := cache.Get(ctx, key)
 			if err != nil {
@@ -608,6 +620,11 @@ func (x *solve) run(v *Vertex) ([]Ref, error) {
 		return err
 	})
 	if err != nil {
+		if hold != nil && started && ctx.Err() == nil {
+			// The op's own failure, not this solve's cancellation:
+			// solves waiting for the key fail with it too.
+			hold.Settle(nil, err)
+		}
 		return nil, x.stop(v, started, err)
 	}
 	if len(outs) != v.Outputs {
@@ -617,6 +634,9 @@ func (x *solve) run(v *Vertex) ([]Ref, error) {
 		if err := cache.Put(ctx, key, outs); err != nil {
 			return nil, x.stop(v, true, fmt.Errorf("storing the outputs under cache key %s: %w", key, err))
 		}
+	}
+	if hold != nil {
+		hold.Settle(outs, nil) // a forced run's outputs too: it runs once
 	}
 	x.event(Event{Kind: VertexDone, Vertex: v, Key: key, Outputs: outs})
 	return outs, nil

@@ -762,8 +762,8 @@ func (b *Engine) layerStepAt(ctx context.Context, st *buildState, key, instr str
 	if b.plan == nil {
 		// Another run of this Engine may be making the same step: wait
 		// for it and take its result.
-		unlock := b.pool.Lock(digest.NewDigestFromEncoded(digest.SHA256, key))
-		defer unlock()
+		hold := b.pool.Lock(digest.NewDigestFromEncoded(digest.SHA256, key))
+		defer hold.Unlock()
 	}
 	if !force {
 		rec, ok, err := b.store.Step(key)

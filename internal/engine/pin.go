@@ -189,8 +189,8 @@ func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Deb
 	if b.plan == nil {
 		// Builds running at once check and re-pin a definition one at
 		// a time: the second finds it checked, or moved.
-		unlock := b.pool.Lock(digest.FromString("snapbuild base pin " + defKey))
-		defer unlock()
+		hold := b.pool.Lock(digest.FromString("snapbuild base pin " + defKey))
+		defer hold.Unlock()
 	}
 	pin, havePin, err := b.readPin(defKey)
 	if err != nil {
