@@ -214,7 +214,7 @@ docker-archive is tagged with the image's name unless :REF is given.`,
 			"snapbuild export --compression gzip hello oci:/tmp/hello-gz   # for umoci 0.4",
 		},
 		run: cmdExport,
-		ns:  nsNever,
+		ns:  nsOnDemand, // add_local_* copy=False files become a layer in the namespace
 	},
 	{
 		name:    "push",
@@ -228,7 +228,7 @@ buildah, crane and Docker 23 or newer.`,
 			"snapbuild push --insecure-registry localhost:5000 hello docker://localhost:5000/hello:1   # a plain-HTTP registry",
 		},
 		run: cmdPush,
-		ns:  nsNever,
+		ns:  nsOnDemand, // add_local_* copy=False files become a layer in the namespace
 	},
 	{
 		name:    "pull",
@@ -250,7 +250,7 @@ or docker-archive:FILE[:REF].`,
 		details:  `Each image is tagged with its name in DIR; tar DIR to carry it. snapbuild load reads it back.`,
 		examples: []string{"snapbuild save /media/usb/images hello app:image"},
 		run:      cmdSave,
-		ns:       nsNever,
+		ns:       nsOnDemand, // as export
 	},
 	{
 		name:     "load",

@@ -109,6 +109,9 @@ type Engine struct {
 	// order once it has built everything, so that one that stops has
 	// recorded nothing (non-nil during such a run; the run's own).
 	pending []func() error
+	// sandboxNeeded is set when the run stopped where it needed the
+	// namespace (needsSandbox); the run's own.
+	sandboxNeeded *atomic.Bool
 	// noPackageCaches turns the installer steps' package caches off
 	// (WithPackageCaches(false)).
 	noPackageCaches bool
@@ -391,16 +394,21 @@ func (b *Engine) Build(ctx context.Context, layers []*modal.Layer, opts ...Build
 		// (needsSandbox), and its image records are written only
 		// when it gets to the end (pending).
 		r.pending = []func() error{}
+		r.sandboxNeeded = new(atomic.Bool)
 		res, err := r.build(ctx, layers, nil)
 		r.pending = nil
 		switch {
+		case err != nil && r.sandboxNeeded.Load() && !errors.Is(err, ErrNeedsSandbox):
+			// Stopped for the namespace, then reworded on the way
+			// (a pull's error inside a missing-image message).
+			return Result{}, r.needsSandbox(fmt.Sprintf("building here stopped (%v)", err))
 		case err == nil, ctx.Err() != nil, errors.Is(err, ErrNeedsSandbox), errors.As(err, new(*modal.InvalidError)):
 			// The recipe's own errors are the same in any process.
 			return res, err
 		default:
 			// The build in the namespace reports it, as it always
 			// has: this one may have missed what only that one has.
-			return Result{}, needsSandbox(fmt.Sprintf("building here failed (%v)", err))
+			return Result{}, r.needsSandbox(fmt.Sprintf("building here failed (%v)", err))
 		}
 	}
 	return r.build(ctx, layers, nil)
@@ -779,7 +787,7 @@ func (b *Engine) layerStepAt(ctx context.Context, st *buildState, key, instr str
 		return false, &wouldRun{"run: not in the cache"}
 	}
 	if b.noSandbox {
-		return false, needsSandbox(instr)
+		return false, b.needsSandbox(instr)
 	}
 	a, err := b.store.Snapshots().Prepare(st.chain)
 	if err != nil {
@@ -1084,7 +1092,7 @@ func runArgv(entrypoint, cmd, args []string, o RunOptions) ([]string, error) {
 // Run is snapbuild.Builder.Run.
 func (b *Engine) Run(ctx context.Context, ref string, args []string, o RunOptions) (int, error) {
 	if b.noSandbox {
-		return 0, needsSandbox("run " + ref)
+		return 0, b.needsSandbox("run " + ref)
 	}
 	rec, err := b.store.Resolve(ref)
 	if err != nil {

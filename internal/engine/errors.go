@@ -51,5 +51,13 @@ var ErrNeedsSandbox = errors.New("this needs the build namespace: call sandbox.E
 
 // needsSandbox is the error of an Engine made WithoutSandbox at the point
 // where it would do what (an instruction, "pulling REF"): it wraps
-// ErrNeedsSandbox.
-func needsSandbox(what string) error { return fmt.Errorf("%s: %w", what, ErrNeedsSandbox) }
+// ErrNeedsSandbox. It also marks the run, so that a build reports
+// ErrNeedsSandbox however a caller on the way wrapped or reworded the
+// error (a COPY --from image that "could not be pulled" was only not
+// pulled here).
+func (b *Engine) needsSandbox(what string) error {
+	if b.sandboxNeeded != nil {
+		b.sandboxNeeded.Store(true)
+	}
+	return fmt.Errorf("%s: %w", what, ErrNeedsSandbox)
+}

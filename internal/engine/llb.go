@@ -304,7 +304,7 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 			return err
 		}
 		if stop {
-			return needsSandbox(l.Method)
+			return b.needsSandbox(l.Method)
 		}
 	}
 	x.advance()

@@ -76,7 +76,7 @@ func (b *Engine) probeMetadata(ctx context.Context, st *buildState, manifest dig
 	}
 	m := Metadata{Workdir: st.config.WorkingDir, ImageBuilderVersion: modal.BuilderVersion}
 	if st.chain != "" && b.noSandbox {
-		return needsSandbox("probing the metadata of " + manifest.String())
+		return b.needsSandbox("probing the metadata of " + manifest.String())
 	}
 	if st.chain != "" {
 		a, err := b.store.Snapshots().Prepare(st.chain)

@@ -98,7 +98,7 @@ func (b *Engine) pulledBase(ref string, force bool) (store.Image, bool, error) {
 // pull fetches ref with the builder's puller and imports it.
 func (b *Engine) pull(ctx context.Context, ref string, creds *modal.Credentials, progress func(string)) (store.Image, error) {
 	if b.noSandbox {
-		return store.Image{}, needsSandbox("pulling " + ref)
+		return store.Image{}, b.needsSandbox("pulling " + ref)
 	}
 	puller := b.puller
 	if puller == nil {
