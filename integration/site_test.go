@@ -129,7 +129,9 @@ def record():
 	uvSite := site("site-uv.yaml", mirrorA, fmt.Sprintf("uv_extra_index_urls: [%s]\nconda_channel_alias: http://127.0.0.1:9/conda\nuv_image: localhost/site-mirror/uv\n", mirrorB))
 	r.build(uvApp, "--site-config", uvSite)
 	uvEnv := r.ok("run", "siteuv", "cat", "/uv-env").stdout
-	want := fmt.Sprintf("PIP_INDEX_URL=%s\nPIP_NO_CACHE_DIR=1\nPIP_TRUSTED_HOST=127.0.0.1\nUV_EXTRA_INDEX_URL=%s\nUV_INDEX_URL=%s\nUV_INSECURE_HOST=127.0.0.1\n", mirrorA, mirrorB, mirrorA)
+	// UV_CACHE_DIR and UV_LINK_MODE: uv_pip_install's package cache
+	// (README "Package caches"), which the site leaves on.
+	want := fmt.Sprintf("PIP_INDEX_URL=%s\nPIP_NO_CACHE_DIR=1\nPIP_TRUSTED_HOST=127.0.0.1\nUV_CACHE_DIR=/.snapbuild-cache/uv\nUV_EXTRA_INDEX_URL=%s\nUV_INDEX_URL=%s\nUV_INSECURE_HOST=127.0.0.1\nUV_LINK_MODE=copy\n", mirrorA, mirrorB, mirrorA)
 	if uvEnv != want {
 		t.Errorf("uv's environment:\n%s\nwant:\n%s", uvEnv, want)
 	}
@@ -137,6 +139,9 @@ def record():
 		t.Errorf("uv's arguments (no index: it comes from the site):\n%s", args)
 	}
 	fnEnv := r.ok("run", "siteuv", "cat", "/fn-env").stdout
+	if strings.Contains(fnEnv, "UV_CACHE_DIR=") || strings.Contains(fnEnv, "PIP_CACHE_DIR=") {
+		t.Errorf("run_function got a package cache (only the installer methods' steps do):\n%s", fnEnv)
+	}
 	for _, w := range []string{"PIP_INDEX_URL=" + mirrorA, "UV_INDEX_URL=" + mirrorA, "MAMBA_CHANNEL_ALIAS=http://127.0.0.1:9/conda", "CONDA_CHANNEL_ALIAS=http://127.0.0.1:9/conda"} {
 		if !strings.Contains(fnEnv, w+"\n") {
 			t.Errorf("run_function's environment lacks %s:\n%s", w, fnEnv)
