@@ -49,6 +49,27 @@ func (c *gatedCache) Get(ctx context.Context, key digest.Digest) ([]Ref, bool, e
 	return refs, ok, err
 }
 
+// execKeyOf is the cache key of def's exec vertex, as a solver of default
+// options computes it.
+func execKeyOf(t *testing.T, def *pb.Definition) digest.Digest {
+	t.Helper()
+	g, err := Load(def)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := newSolver(t, newFakeWorker()).Keys(testCtx(t), g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d, k := range keys {
+		if v := g.Vertex(d); v != nil && v.Kind == KindExec {
+			return k
+		}
+	}
+	t.Fatal("no exec vertex in the definition")
+	return ""
+}
+
 // TestSolvePoolSharedKey: two solves sharing a Pool both miss the exec's key
 // at once; the exec runs once, and the other solve takes it from the cache
 // once it holds the key's lock. Without the Pool both run it.
@@ -57,24 +78,7 @@ func TestSolvePoolSharedKey(t *testing.T) {
 	defA := marshal(t, exec.File(llb.Mkdir("/a", 0o755)))
 	defB := marshal(t, exec.File(llb.Mkdir("/b", 0o755)))
 
-	// The exec's key, from a solver of the same options.
-	g, err := Load(defA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys, err := newSolver(t, newFakeWorker()).Keys(testCtx(t), g)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var execKey digest.Digest
-	for d, k := range keys {
-		if v := g.Vertex(d); v != nil && v.Kind == KindExec {
-			execKey = k
-		}
-	}
-	if execKey == "" {
-		t.Fatal("no exec vertex in the definition")
-	}
+	execKey := execKeyOf(t, defA)
 
 	for _, pooled := range []bool{true, false} {
 		t.Run(fmt.Sprintf("pool=%v", pooled), func(t *testing.T) {
@@ -189,20 +193,7 @@ func TestSolvePoolSharedFailure(t *testing.T) {
 			exec := llb.Image(alpineRef).Run(opts...).Root()
 			defA := marshal(t, exec.File(llb.Mkdir("/a", 0o755)))
 			defB := marshal(t, exec.File(llb.Mkdir("/b", 0o755)))
-			g, err := Load(defA)
-			if err != nil {
-				t.Fatal(err)
-			}
-			keys, err := newSolver(t, newFakeWorker()).Keys(testCtx(t), g)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var execKey digest.Digest
-			for d, k := range keys {
-				if v := g.Vertex(d); v != nil && v.Kind == KindExec {
-					execKey = k
-				}
-			}
+			execKey := execKeyOf(t, defA)
 			pool, err := NewPool(2)
 			if err != nil {
 				t.Fatal(err)
