@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"strconv"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -82,7 +83,7 @@ var ErrSingleID = errors.New("the ID is not mapped in single-ID mode")
 // ErrSingleID.
 func SingleIDError(what string) error {
 	name := "USER"
-	if u, err := user.Current(); err == nil {
+	if u, err := user.LookupId(strconv.Itoa(unshare.GetRootlessUID())); err == nil {
 		name = u.Username
 	}
 	lo := freeSubIDs("/etc/subuid", "/etc/subgid")
