@@ -66,8 +66,10 @@ func aptSingleID(dir string, env []string) (sandbox.BindMount, []string, error) 
 // EPERM for setgroups (denied in the namespace). They are matched against
 // the last lines of a failed step's output.
 var singleIDRefusals = []string{
-	// coreutils chown/chgrp, install -o, dpkg ("error setting ownership").
+	// coreutils chown/chgrp (a package's postinst chgrp to its own
+	// group), install -o, dpkg ("error setting ownership").
 	"changing ownership of",
+	"changing group of",
 	"error setting ownership",
 	// su, runuser, setpriv, apt's sandbox drop ("setgroups 65534 failed").
 	"setgroups",
@@ -82,10 +84,15 @@ var singleIDRefusals = []string{
 	"chown",
 }
 
-// singleIDCause reports the line of tail (a failed step's last lines) that
-// shows the step asked for an unmapped ID, or "" when none does.
+// singleIDCause reports the first line of tail (a failed step's last lines)
+// that shows the step asked for an unmapped ID, or "" when none does.
+// apt's warnings ("W: chown to root:adm of file /var/log/apt/term.log
+// failed"), which every apt run prints in single-ID mode, are no cause.
 func singleIDCause(tail []string) string {
-	for i := len(tail) - 1; i >= 0; i-- {
+	for i := range tail {
+		if strings.HasPrefix(tail[i], "W: ") {
+			continue
+		}
 		l := strings.ToLower(tail[i])
 		if !strings.Contains(l, "invalid argument") && !strings.Contains(l, "operation not permitted") {
 			continue

@@ -16,6 +16,15 @@ func TestSingleIDCause(t *testing.T) {
 		{[]string{"E: setgroups 65534 failed - setgroups (1: Operation not permitted)", "E: done"}, "E: setgroups 65534 failed - setgroups (1: Operation not permitted)"},
 		{[]string{"dpkg: error processing archive x.deb (--unpack):", " error setting ownership of './usr/share/x': Invalid argument"}, " error setting ownership of './usr/share/x': Invalid argument"},
 		{[]string{"su: cannot set groups: Operation not permitted"}, "su: cannot set groups: Operation not permitted"},
+		// The first refusal is the cause; apt's warning is not.
+		{[]string{
+			"Setting up openssh-client (1:9.2p1-2+deb12u10) ...",
+			"chgrp: changing group of '/usr/bin/ssh-agent': Invalid argument",
+			"dpkg: error processing package openssh-client (--configure):",
+			"W: chown to root:adm of file /var/log/apt/term.log failed - OpenLog (22: Invalid argument)",
+			"E: Sub-process /usr/bin/dpkg returned an error code (1)",
+		}, "chgrp: changing group of '/usr/bin/ssh-agent': Invalid argument"},
+		{[]string{"W: chown to root:adm of file /var/log/apt/term.log failed - OpenLog (22: Invalid argument)", "E: Unable to locate package nope"}, ""},
 		// Not an ID refusal.
 		{[]string{"mkdir: cannot create directory '/x': Operation not permitted"}, ""},
 		{[]string{"chown: cannot access '/nope': No such file or directory"}, ""},
