@@ -15,8 +15,9 @@ const podUID = "1000:1000"
 // podSnapbuild runs script with sh in a podman container shaped like a
 // Kubernetes pod under the "restricted" pod security standard: user 1000,
 // no capabilities at all (--cap-drop=all), no_new_privs
-// (allowPrivilegeEscalation: false), the runtime's default seccomp profile
-// and masked /proc, empty /etc/subuid and /etc/subgid. The snapbuild
+// (allowPrivilegeEscalation: false), a read-only root filesystem with a
+// tmpfs /tmp (readOnlyRootFilesystem: true), the runtime's default seccomp
+// profile and masked /proc, empty /etc/subuid and /etc/subgid. The snapbuild
 // binary, the base image's OCI layout (/base) and the recipes (/work) are
 // bound read-only, the store (/store) is a directory of the host's, as an
 // emptyDir. It returns the combined output and whether the script
@@ -26,7 +27,7 @@ func podSnapbuild(t *testing.T, image, base, work, store, script string) (string
 	empty := filepath.Join(t.TempDir(), "empty")
 	must(t, os.WriteFile(empty, nil, 0o644))
 	args := []string{"--runtime", "runc", "run", "--rm",
-		"--user", podUID, "--cap-drop=all", "--security-opt", "no-new-privileges",
+		"--user", podUID, "--cap-drop=all", "--security-opt", "no-new-privileges", "--read-only",
 		"--ulimit", "nofile=1024:1024", "--ulimit", "nproc=4096:4096",
 		"-v", bin + ":/usr/local/bin/snapbuild:ro",
 		"-v", base + ":/base:ro",
@@ -106,6 +107,8 @@ snapbuild run --root /store greet -- sh -c 'cat /greeting; echo "$GREETING from 
 		// The container really is unprivileged.
 		"CapEff:\t0000000000000000", "NoNewPrivs:\t1",
 		"snapbuild: warning: building in single-ID mode",
+		// The masked /proc refuses a procfs of the step's own.
+		"snapbuild: warning: the kernel refused a /proc of the sandbox's own",
 		"Hello, world!",
 		"hello from /work",
 	} {

@@ -47,10 +47,10 @@ const (
 	// mode with one ID. It works in a container without capabilities and
 	// without /etc/subuid. Its limits: files of a layer owned by other IDs
 	// are unpacked as 0 (their owner is squashed, as podman does with
-	// ignore_chown_errors), and a step that needs another ID (chown to it,
-	// USER of another user, apt's _apt sandbox user, useradd then su)
-	// fails, with an error naming the mode and the fix. apt runs with
-	// APT::Sandbox::User "root" in this mode.
+	// ignore_chown_errors), and a step that needs another ID (chown or
+	// chgrp to it, USER of another user, su to one) fails, with an error
+	// naming the mode and the fix. apt runs with APT::Sandbox::User
+	// "root" in this mode, so it does not drop to its _apt user.
 	UserNSSingle UserNSMode = "single"
 )
 
