@@ -116,6 +116,12 @@ snapbuild run --root /store greet -- sh -c 'cat /greeting; echo "$GREETING from 
 			t.Errorf("output lacks %q:\n%s", want, tail(out, 60))
 		}
 	}
+	// The store, a directory of the host's as an emptyDir is, is left
+	// clean: no temporary snapshot, no sandbox state, no apt
+	// configuration of single-ID mode.
+	if l := leftovers(t, store); len(l) > 0 {
+		t.Errorf("temporary files left in the store: %v", l)
+	}
 	// apt ran as root: no privilege drop to _apt was tried.
 	if strings.Contains(out, "setgroups") || strings.Contains(out, "seteuid") {
 		t.Errorf("apt tried its sandbox user:\n%s", tail(out, 60))

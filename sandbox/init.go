@@ -62,8 +62,9 @@ func Init() {
 
 // Entered reports whether the process runs in the namespace EnterNamespace
 // makes: a user namespace (mapped from /etc/subuid and /etc/subgid, or
-// from the user's own ID only: SingleID), in which it is root (rootless), or a private mount namespace (real root). Only
-// there may it mount snapshots and run sandboxes.
+// from the user's own ID only: SingleID), in which it is root (rootless),
+// or a private mount namespace (real root). Only there may it mount
+// snapshots and run sandboxes.
 func Entered() bool {
 	return os.Geteuid() == 0 && (os.Getenv(unshare.UsernsEnvName) != "" || os.Getenv(envMountNS) != "")
 }
