@@ -264,8 +264,9 @@ func imageID(t *testing.T, stdout string) string {
 
 // TestRootlessWithoutSubIDs: a user with no subordinate ID range can use
 // what needs no user namespace (images, a build whose steps change only
-// the config); the "cannot run rootless" error, with what to do, comes
-// only when a step must run.
+// the config); with SNAPBUILD_USERNS=subids the "cannot run rootless"
+// error, with what to do, comes only when a step must run; by default the
+// step runs in single-ID mode, with a warning.
 func TestRootlessWithoutSubIDs(t *testing.T) {
 	requireRoot(t)
 	requireTools(t, "useradd", "runuser")
@@ -292,11 +293,26 @@ func TestRootlessWithoutSubIDs(t *testing.T) {
 	if !strings.Contains(res.stdout, "nosub-config im-") {
 		t.Errorf("a config-only build printed %q", res.stdout)
 	}
-	fail := r.run("", "build", writeRecipe(t, dir, "run.yaml", "- from_scratch: {}\n- run_commands: [\"true\"]\n"), "-t", "nosub-run")
+	runRecipe := writeRecipe(t, dir, "run.yaml", "- from_scratch: {}\n- run_commands: [\"true\"]\n")
+	subids := r
+	subids.env = []string{"SNAPBUILD_USERNS=subids"}
+	fail := subids.run("", "build", runRecipe, "-t", "nosub-run")
 	if fail.code != 125 || !strings.Contains(fail.stderr, "cannot run rootless") || !strings.Contains(fail.stderr, "usermod --add-subuids") {
-		t.Errorf("a build with a step to run, without subordinate IDs: exit %d, stderr:\n%s\nwant 125 and the rootless error saying what to do", fail.code, fail.stderr)
+		t.Errorf("a build with a step to run, without subordinate IDs, SNAPBUILD_USERNS=subids: exit %d, stderr:\n%s\nwant 125 and the rootless error saying what to do", fail.code, fail.stderr)
 	}
 	if strings.Contains(fail.stderr, "[1/") {
 		t.Errorf("the stopped build showed its progress:\n%s", fail.stderr)
+	}
+	// By default (auto) the step runs in single-ID mode, with a warning
+	// that says why; from_scratch has no shell to run "true" with.
+	auto := r.run("", "build", runRecipe, "-t", "nosub-run", "--progress", "plain")
+	for _, want := range []string{
+		"snapbuild: warning: building in single-ID mode",
+		"subordinate IDs unusable: /etc/subuid gives user " + name + " 0 subordinate IDs",
+		`command not found: /bin/sh`,
+	} {
+		if !strings.Contains(auto.stderr, want) {
+			t.Errorf("a build with a step to run, without subordinate IDs: stderr lacks %q:\n%s", want, auto.stderr)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	"go.podman.io/storage/pkg/archive"
+	"go.podman.io/storage/pkg/idtools"
 	"go.podman.io/storage/pkg/unshare"
 )
 
@@ -27,6 +28,13 @@ type ApplyOptions struct {
 	// there, so the unpacker skips them and the snapshot lacks them. Not
 	// called as real root, where they are created.
 	SkippedDevice func(name string)
+	// SquashOwners unpacks every entry as owned by 0:0, whatever owner
+	// the layer gives it: for a user namespace that maps only ID 0, where
+	// any other owner cannot be set. It is what podman's
+	// ignore_chown_errors leaves on disk, without a warning per entry.
+	// Modes (setuid bits included), xattrs and content are kept. The
+	// default applies the layer's owners.
+	SquashOwners bool
 }
 
 // Apply unpacks layer, an uncompressed OCI layer tar, into upper: the empty
@@ -83,6 +91,7 @@ func Apply(ctx context.Context, upper string, layer io.Reader, o ApplyOptions) (
 	err := archive.Unpack(r, upper, &archive.TarOptions{
 		WhiteoutFormat: archive.OverlayWhiteoutFormat,
 		InUserNS:       unshare.IsRootless(),
+		ChownOpts:      squashed(o.SquashOwners),
 	})
 	if err == nil {
 		// The tar reader stops at the end-of-archive marker: hash the
@@ -109,6 +118,15 @@ func Apply(ctx context.Context, upper string, layer io.Reader, o ApplyOptions) (
 		}
 	}
 	return digest.NewDigest(digest.SHA256, h), nil
+}
+
+// squashed is the owner every entry gets: 0:0 when squash, else nil (the
+// layer's owners).
+func squashed(squash bool) *idtools.IDPair {
+	if !squash {
+		return nil
+	}
+	return &idtools.IDPair{UID: 0, GID: 0}
 }
 
 // entryChecker follows a layer's tar stream as the unpacker reads it and

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/opencontainers/go-digest"
@@ -250,5 +251,55 @@ func TestApplyNamesRefusedEntry(t *testing.T) {
 	must(t, unix.Lstat(d.upper+"/usr/bin/py", &c))
 	if a.Ino != b.Ino || a.Ino != c.Ino || a.Nlink != 3 {
 		t.Errorf("inodes %d %d %d (nlink %d), want one inode linked 3 times", a.Ino, b.Ino, c.Ino, a.Nlink)
+	}
+}
+
+// TestApplySquashOwners: with SquashOwners every entry is 0:0, modes
+// (setuid included) kept; without it the layer's owners are applied.
+func TestApplySquashOwners(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root, to apply owners other than the running user's")
+	}
+	data := func() []byte {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, h := range []*tar.Header{
+			{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755, Uid: 0, Gid: 42},
+			{Name: "etc/shadow", Typeflag: tar.TypeReg, Mode: 0o640, Uid: 0, Gid: 42},
+			{Name: "usr/bin/chage", Typeflag: tar.TypeReg, Mode: 0o2755, Uid: 0, Gid: 42},
+			{Name: "var/cache/partial/", Typeflag: tar.TypeDir, Mode: 0o700, Uid: 42, Gid: 0},
+		} {
+			h.ModTime = lowerTime
+			must(t, tw.WriteHeader(h))
+		}
+		must(t, tw.Close())
+		return buf.Bytes()
+	}()
+	for _, squash := range []bool{false, true} {
+		upper := t.TempDir()
+		if _, err := Apply(t.Context(), upper, bytes.NewReader(data), ApplyOptions{UserXattr: testUserXattr, SquashOwners: squash}); err != nil {
+			t.Fatalf("SquashOwners %v: %v", squash, err)
+		}
+		for _, c := range []struct {
+			name     string
+			uid, gid uint32
+			mode     os.FileMode
+		}{
+			{"etc/shadow", 0, 42, 0o640},
+			{"usr/bin/chage", 0, 42, 0o755 | os.ModeSetgid},
+			{"var/cache/partial", 42, 0, 0o700 | os.ModeDir},
+		} {
+			if squash {
+				c.uid, c.gid = 0, 0
+			}
+			fi, err := os.Lstat(filepath.Join(upper, c.name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			if st.Uid != c.uid || st.Gid != c.gid || fi.Mode() != c.mode {
+				t.Errorf("SquashOwners %v: %s is %d:%d %v, want %d:%d %v", squash, c.name, st.Uid, st.Gid, fi.Mode(), c.uid, c.gid, c.mode)
+			}
+		}
 	}
 }

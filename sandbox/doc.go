@@ -2,13 +2,22 @@
 // prepared rootfs.
 //
 // The model is the buildah one: the whole snapbuild process first enters a user
-// namespace of its own (see Init), mapped 0 -> the invoking user and
-// 1..N -> the user's /etc/subuid and /etc/subgid ranges. Inside it the process is
+// namespace of its own (see EnterNamespace), mapped 0 -> the invoking user and
+// 1..N -> the user's /etc/subuid and /etc/subgid ranges, or, where those
+// cannot be used (no range, no newuidmap, no_new_privs in an unprivileged
+// container), 0 -> the invoking user alone (UserNSSingle, chosen by
+// SNAPBUILD_USERNS). Inside it the process is
 // "root": it mounts the overlay snapshot and asks libcontainer for a container
 // with pid, ipc, uts and mount namespaces (no user namespace of its own, no
 // network namespace unless asked), with cgroup errors ignored. As real root the
 // same code runs without the user namespace; Init then re-executes the process
 // into a private mount namespace so that a killed build never leaks a mount.
+//
+// In a container that refuses part of that (a /proc with masked paths,
+// where the kernel refuses a new procfs; a seccomp profile that refuses
+// sethostname), Run falls back once per process, with a warning: the
+// container shares the builder's PID namespace and /proc, or its UTS
+// namespace (BuildKit's --oci-worker-no-process-sandbox).
 //
 // Every process gets Docker's defaults (Spec.Security, SecuritySandbox):
 // its seccomp profile (moby's, converted by runc's specconv and applied by

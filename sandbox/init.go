@@ -61,9 +61,10 @@ func Init() {
 }
 
 // Entered reports whether the process runs in the namespace EnterNamespace
-// makes: a user namespace mapped from /etc/subuid and /etc/subgid, in which
-// it is root (rootless), or a private mount namespace (real root). Only
-// there may it mount snapshots and run sandboxes.
+// makes: a user namespace (mapped from /etc/subuid and /etc/subgid, or
+// from the user's own ID only: SingleID), in which it is root (rootless),
+// or a private mount namespace (real root). Only there may it mount
+// snapshots and run sandboxes.
 func Entered() bool {
 	return os.Geteuid() == 0 && (os.Getenv(unshare.UsernsEnvName) != "" || os.Getenv(envMountNS) != "")
 }
@@ -74,8 +75,12 @@ func Entered() bool {
 // arguments and environment, plus a marker the new process finds with
 // Entered:
 //
-//   - when not real root, in a user namespace mapped from /etc/subuid and
-//     /etc/subgid (newuidmap and newgidmap, as podman's rootless mode);
+//   - when not real root, in a user namespace mapped as the variable
+//     SNAPBUILD_USERNS (EnvUserNS) says: by default from /etc/subuid and
+//     /etc/subgid (newuidmap and newgidmap, as podman's rootless mode,
+//     UserNSSubIDs) when the user has a usable range, else with the user's
+//     own ID only (UserNSSingle), with a warning on standard error that
+//     says why and what single-ID mode cannot do;
 //   - when real root, in a private mount namespace, so that overlay mounts
 //     vanish with the process.
 //
@@ -87,16 +92,22 @@ func Entered() bool {
 // which then returns: whatever it did before this call, it does twice.
 //
 // EnterNamespace exits with status 125 and a message on standard error when
-// the namespace cannot be made (no subordinate ID range for the user,
-// newuidmap missing).
+// the namespace cannot be made (SNAPBUILD_USERNS=subids without a usable
+// subordinate ID range, a kernel or seccomp profile that refuses user
+// namespaces).
 func EnterNamespace() {
 	if Entered() {
 		return
 	}
 	if os.Geteuid() != 0 {
-		if err := CheckNamespace(); err != nil {
+		choice, err := userNSFor(os.Getenv(EnvUserNS))
+		if err != nil {
 			fmt.Fprintf(os.Stderr, "snapbuild: %v\n", err)
 			os.Exit(125)
+		}
+		if choice.single {
+			fmt.Fprintln(os.Stderr, singleIDWarning(choice.warn))
+			os.Exit(reexecSingleID())
 		}
 		unshare.MaybeReexecUsingUserNamespace(false) // exits with the child's status
 		fmt.Fprintln(os.Stderr, "snapbuild: cannot run rootless: the user namespace was not entered")
@@ -106,18 +117,35 @@ func EnterNamespace() {
 }
 
 // CheckNamespace reports whether EnterNamespace can succeed: nil as root or
-// once entered; rootless, an error saying what is missing (newuidmap and
+// once entered; rootless, nil when the mode SNAPBUILD_USERNS names can be
+// set up, else an error saying what is missing (with subids: newuidmap and
 // newgidmap, a subordinate ID range of at least 65536 in /etc/subuid and
-// /etc/subgid) and how to add it. A command that can do without the
+// /etc/subgid, a process allowed to gain privileges) and how to add it. A command that can do without the
 // namespace (inspect without probing an image) asks it first.
 func CheckNamespace() error {
 	if Entered() || os.Geteuid() == 0 {
 		return nil
 	}
-	if err := checkSubIDs(); err != nil {
-		return fmt.Errorf("cannot run rootless: %w", err)
+	_, err := userNSFor(os.Getenv(EnvUserNS))
+	return err
+}
+
+// userNSFor is the mapping EnterNamespace makes for a rootless user with
+// the mode named mode (SNAPBUILD_USERNS), or why none can be made.
+func userNSFor(mode string) (userNSChoice, error) {
+	m, err := ParseUserNSMode(mode)
+	if err != nil {
+		return userNSChoice{}, err
 	}
-	return nil
+	var subErr error
+	if m != UserNSSingle {
+		subErr = subIDsUsable()
+	}
+	c, err := chooseUserNS(m, subErr)
+	if err != nil {
+		return c, fmt.Errorf("cannot run rootless: %w (or build with %s=single: one ID, see UserNSSingle)", err, EnvUserNS)
+	}
+	return c, nil
 }
 
 // InUserNamespace reports whether the process runs in a user namespace, that is

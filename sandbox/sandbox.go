@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -196,6 +197,13 @@ func lastPart(msg string) string {
 // down. A non-zero exit status is not an error: it is reported in
 // Result.ExitCode. Errors are failures to set up or start the container. When ctx
 // is cancelled the process is killed and ctx.Err() is returned.
+//
+// The process gets a PID namespace and a procfs of its own. Where the
+// kernel refuses that procfs (in a container whose /proc has masked paths:
+// podman's and Kubernetes' default), Run starts it again sharing the
+// builder's PID namespace with the builder's /proc bound in its place, and
+// so every later Run of the process (SharedPIDNamespace), with one warning
+// on standard error: BuildKit's rootless --oci-worker-no-process-sandbox.
 func Run(ctx context.Context, s Spec) (Result, error) {
 	// The container's init process has this OS thread as its parent (runc
 	// clones it with CLONE_PARENT) and dies with it (see Init): keep the
@@ -208,7 +216,7 @@ func Run(ctx context.Context, s Spec) (Result, error) {
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		res, err := run(ctx, s)
+		res, err := runFallingBack(ctx, s)
 		ch <- outcome{res, err}
 	}()
 	o := <-ch
@@ -403,6 +411,12 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 	if !sharesHostNetwork(s.Network) {
 		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.NetworkNamespace})
 	}
+	if sharedPID.Load() {
+		shareProc(spec)
+	}
+	if sharedUTS.Load() {
+		shareUTS(spec)
+	}
 	var mounts []specs.Mount
 	for _, m := range spec.Mounts {
 		switch m.Destination {
@@ -413,6 +427,12 @@ func runtimeSpec(s Spec) (*specs.Spec, error) {
 				Options: []string{"rbind", "nosuid", "noexec", "nodev", "ro"}}
 		case "/sys/fs/cgroup":
 			continue
+		case "/dev/pts":
+			if SingleID() {
+				// Group tty (5) is not mapped: the ptys keep the
+				// owner's group (runc's ToRootless).
+				m.Options = slices.DeleteFunc(slices.Clone(m.Options), func(o string) bool { return strings.HasPrefix(o, "gid=") })
+			}
 		}
 		mounts = append(mounts, m)
 	}

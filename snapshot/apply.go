@@ -35,6 +35,7 @@ func (s *Store) Apply(ctx context.Context, parent, id digest.Digest, layer io.Re
 		return nil, err
 	}
 	got, err := overlay.Apply(ctx, a.Upper, layer, overlay.ApplyOptions{UserXattr: s.userXattr,
+		SquashOwners:  s.squash,
 		SkippedDevice: func(name string) { skipped = append(skipped, name) }})
 	if err != nil {
 		return nil, err

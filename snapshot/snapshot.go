@@ -33,18 +33,34 @@ import (
 type Store struct {
 	root      string
 	userXattr bool
+	squash    bool       // SquashOwners
 	commitMu  sync.Mutex // Commit's check and rename into place
 }
 
 // New opens the snapshot store at root. userXattr must be true when the process
 // runs in a user namespace: overlay then keeps whiteout and opaque markers in
 // user.overlay.* xattrs, and every mount of the store's snapshots must agree.
-func New(root string, userXattr bool) (*Store, error) {
+func New(root string, userXattr bool, opts ...Option) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(root, ".tmp"), 0o700); err != nil {
 		return nil, fmt.Errorf("snapshot store: %w", err)
 	}
-	return &Store{root: root, userXattr: userXattr}, nil
+	s := &Store{root: root, userXattr: userXattr}
+	for _, o := range opts {
+		o(s)
+	}
+	return s, nil
 }
+
+// Option configures a Store opened with New.
+type Option func(*Store)
+
+// SquashOwners makes Apply unpack every entry as owned by 0:0, the only
+// IDs a user namespace that maps one ID has (single-ID rootless mode),
+// instead of failing on the first entry of another owner: what podman's
+// ignore_chown_errors leaves on disk. The snapshot then differs from the
+// layer in those entries' owners only; modes, setuid bits and content are
+// kept. The default applies the layer's owners.
+func SquashOwners(s *Store) { s.squash = true }
 
 // UserXattr reports the overlay xattr namespace the store was opened with.
 func (s *Store) UserXattr() bool { return s.userXattr }

@@ -21,7 +21,13 @@ type StepError struct {
 	// longer (run_function's timeout=); 0 otherwise.
 	TimedOut time.Duration
 	Tail     []string // the last lines of the step's output
+	// Cause is why the step failed where the builder can tell better
+	// than the exit code (worker.ExitError.Cause); nil otherwise.
+	Cause error
 }
+
+// Unwrap returns e.Cause.
+func (e *StepError) Unwrap() error { return e.Cause }
 
 func (e *StepError) Error() string {
 	var b strings.Builder
@@ -34,6 +40,9 @@ func (e *StepError) Error() string {
 		fmt.Fprintf(&b, "step %s failed: %s: timed out after %s and was killed", step, e.Instruction, e.TimedOut)
 	} else {
 		fmt.Fprintf(&b, "step %s failed: %s: exit code %d", step, e.Instruction, e.ExitCode)
+	}
+	if e.Cause != nil {
+		fmt.Fprintf(&b, ": %v", e.Cause)
 	}
 	if len(e.Tail) > 0 {
 		b.WriteString("\nlast lines of output:\n")

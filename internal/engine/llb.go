@@ -1067,7 +1067,7 @@ func (x *llbLayer) stepError(err error) error {
 	s := x.byVtx[ve.Digest]
 	var ee *worker.ExitError
 	if errors.As(err, &ee) && s != nil {
-		return &StepError{Step: s.ev.Step, Entry: s.ev.Entry, Method: s.ev.Method, Instruction: s.in.Text, ExitCode: ee.ExitCode, TimedOut: ee.TimedOut, Tail: ee.Tail}
+		return &StepError{Step: s.ev.Step, Entry: s.ev.Entry, Method: s.ev.Method, Instruction: s.in.Text, ExitCode: ee.ExitCode, TimedOut: ee.TimedOut, Tail: ee.Tail, Cause: ee.Cause}
 	}
 	var ie *modal.InvalidError
 	if errors.As(err, &ie) {

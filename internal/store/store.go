@@ -141,7 +141,13 @@ func Open(root string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	snaps, err := snapshot.New(filepath.Join(abs, "snapshots"), sandbox.InUserNamespace())
+	var snapOpts []snapshot.Option
+	if sandbox.SingleID() {
+		// One ID mapped: layers' other owners become 0 (podman's
+		// ignore_chown_errors).
+		snapOpts = append(snapOpts, snapshot.SquashOwners)
+	}
+	snaps, err := snapshot.New(filepath.Join(abs, "snapshots"), sandbox.InUserNamespace(), snapOpts...)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,15 @@ type ExitError struct {
 	// TimedOut is the op's time limit (WithTimeout) when the process was
 	// killed for reaching it; 0 otherwise.
 	TimedOut time.Duration
+	// Cause is why the process failed where the worker can tell better
+	// than the exit code: in single-ID mode, the output line that shows
+	// the step asked for an ID the user namespace does not map (an error
+	// wrapping sandbox.ErrSingleID); nil otherwise.
+	Cause error
 }
+
+// Unwrap returns e.Cause.
+func (e *ExitError) Unwrap() error { return e.Cause }
 
 // Error returns, as BuildKit words it, `process "/bin/sh -c false" did not
 // complete successfully: exit code: 1`, followed by the output's last lines.
@@ -48,6 +56,9 @@ func (e *ExitError) Error() string {
 	msg := fmt.Sprintf("process %q did not complete successfully: exit code: %d", strings.Join(e.Args, " "), e.ExitCode)
 	if e.TimedOut > 0 {
 		msg = fmt.Sprintf("process %q did not complete successfully: timed out after %s and was killed", strings.Join(e.Args, " "), e.TimedOut)
+	}
+	if e.Cause != nil {
+		msg += ": " + e.Cause.Error()
 	}
 	if len(e.Tail) > 0 {
 		msg += "\n" + strings.Join(e.Tail, "\n")
@@ -135,6 +146,9 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 	if err != nil {
 		return nil, err
 	}
+	if sandbox.SingleID() && (u.Uid != 0 || u.Gid != 0) {
+		return nil, sandbox.SingleIDError(fmt.Sprintf("USER %s (uid %d, gid %d)", meta.User, u.Uid, u.Gid))
+	}
 	cwd := meta.Cwd
 	if cwd == "" {
 		cwd = "/"
@@ -157,6 +171,15 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 		if k, _, _ := strings.Cut(kv, "="); !slices.ContainsFunc(env, hasName(k)) {
 			env = append(env, kv)
 		}
+	}
+	if sandbox.SingleID() {
+		m, e, err := aptSingleID(filepath.Join(w.dir, "run"), env)
+		if err != nil {
+			return nil, fmt.Errorf("apt configuration for single-ID mode: %w", err)
+		}
+		x.releases = append(x.releases, func() { os.Remove(m.Source) })
+		spec.Mounts = append(spec.Mounts, m)
+		env = e
 	}
 	// Secret values go into the process's environment only, over the
 	// op's own variables (BuildKit's order: a secret wins).
@@ -243,7 +266,13 @@ func (w *Worker) Exec(ctx context.Context, op *pb.ExecOp, inputs []build.Ref) ([
 		return nil, err
 	}
 	if !exitOK(res.ExitCode, meta.ValidExitCodes) {
-		return nil, &ExitError{Args: meta.Args, ExitCode: res.ExitCode, Tail: tail.lines()}
+		ee := &ExitError{Args: meta.Args, ExitCode: res.ExitCode, Tail: tail.lines()}
+		if sandbox.SingleID() {
+			if line := singleIDCause(ee.Tail); line != "" {
+				ee.Cause = sandbox.SingleIDError(fmt.Sprintf("the step's %q", strings.TrimSpace(line)))
+			}
+		}
+		return nil, ee
 	}
 	// Mount targets the runtime made belong to no layer.
 	if err := root.active.Unmount(); err != nil {
