@@ -91,10 +91,12 @@ type storeBlob struct {
 	blobs *oci.Store
 }
 
-func (b *storeBlob) Digest() (v1.Hash, error)            { return v1.NewHash(b.desc.Digest.String()) }
-func (b *storeBlob) Size() (int64, error)                { return b.desc.Size, nil }
-func (b *storeBlob) MediaType() (types.MediaType, error) { return types.MediaType(b.desc.MediaType), nil }
-func (b *storeBlob) Compressed() (io.ReadCloser, error)  { return b.blobs.Open(b.desc.Digest) }
+func (b *storeBlob) Digest() (v1.Hash, error) { return v1.NewHash(b.desc.Digest.String()) }
+func (b *storeBlob) Size() (int64, error)     { return b.desc.Size, nil }
+func (b *storeBlob) MediaType() (types.MediaType, error) {
+	return types.MediaType(b.desc.MediaType), nil
+}
+func (b *storeBlob) Compressed() (io.ReadCloser, error) { return b.blobs.Open(b.desc.Digest) }
 
 // Source is one cache opened for reading (--cache-from): its config in
 // memory, its layers fetched on demand.
@@ -261,7 +263,7 @@ func (im *Importer) warnBlob(s *Source, what string, d digest.Digest, err error)
 	im.failed[d] = err
 	im.mu.Unlock()
 	if !seen {
-		im.warn(fmt.Sprintf("cache %s: %s: layer %s refused: %v: the step runs", s.ref, what, d, err))
+		im.warn(fmt.Sprintf("cache %s: %s: layer %s refused: %v; the step runs", s.ref, what, d, err))
 	}
 }
 
@@ -291,7 +293,12 @@ func (im *Importer) fetch(ctx context.Context, s *Source, l ocispec.Descriptor, 
 		return err
 	}
 	defer rc.Close()
-	_, err = blobs.WriteBlobFrom(l.MediaType, rc, l.Digest, l.Size)
+	if _, err = blobs.WriteBlobFrom(l.MediaType, rc, l.Digest, l.Size); err != nil {
+		var de *registry.DigestError
+		if errors.As(err, &de) {
+			return de // it names the blob, the source and what differs
+		}
+	}
 	return err
 }
 
