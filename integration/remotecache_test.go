@@ -179,6 +179,7 @@ func TestRemoteCacheRegistry(t *testing.T) {
 	if up == 0 || man != 1 {
 		t.Fatalf("first --cache-to: %d blob uploads, %d manifests: want some uploads and one manifest", up, man)
 	}
+	t.Logf("first --cache-to: %d blob uploads", up)
 	if !strings.Contains(resA.stdout, `"kind":"cache"`) {
 		t.Errorf("no cache line in the JSON output:\n%s", tail(resA.stdout, 5))
 	}
@@ -211,12 +212,16 @@ func TestRemoteCacheRegistry(t *testing.T) {
 	// Again from A: every blob is in the registry, none is uploaded.
 	proxy.reset()
 	a.ok("build", recipe, "--progress", "json", "--cache-to", cacheRef, insecure)
-	if up, mounts, man := proxy.counts(); up != 0 || mounts != 0 || man != 1 {
-		t.Errorf("second --cache-to: %d blob uploads, %d mounts, %d manifests; want 0, 0, 1", up, mounts, man)
+	// The artifact is the same too: go-containerregistry finds its
+	// manifest there and does not send it again either.
+	if up, mounts, man := proxy.counts(); up != 0 || mounts != 0 || man > 1 {
+		t.Errorf("second --cache-to: %d blob uploads, %d mounts, %d manifests; want 0, 0 and at most 1", up, mounts, man)
+	} else {
+		t.Logf("second --cache-to: %d blob uploads, %d mounts, %d manifest PUTs", up, mounts, man)
 	}
 
 	// What pulling the same layers into an empty store takes.
-	a.ok("push", "twenty", "docker://"+proxy.host+"/ci/twenty:1", insecure)
+	a.ok("push", "twenty", "docker://"+proxy.host+"/ci/twenty:1", insecure, "--compression", "zstd") // the store's blobs, as the cache holds them
 	p := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
 	start = time.Now()
 	p.ok("pull", "docker://"+proxy.host+"/ci/twenty:1", insecure)

@@ -207,7 +207,7 @@ func (b *Engine) ExportCache(ctx context.Context) (CacheExport, error) {
 	}
 	defer b.store.Unlock()
 	cfg := rc.recorder.Config(rc.to.Mode)
-	if err := remotecache.Write(ctx, rc.to.Ref, cfg, b.store.Blobs(), slices.Clone(b.registryOpts)...); err != nil {
+	if err := remotecache.Write(ctx, rc.to.Ref, cfg, b.store.Blobs(), rc.importer, slices.Clone(b.registryOpts)...); err != nil {
 		return CacheExport{}, err
 	}
 	n := map[digest.Digest]bool{}

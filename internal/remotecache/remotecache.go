@@ -9,8 +9,10 @@ import (
 	"io"
 	"sync"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/partial"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	digest "github.com/opencontainers/go-digest"
 	specs "github.com/opencontainers/image-spec/specs-go"
@@ -24,20 +26,39 @@ import (
 // Write writes cfg as the cache artifact dest names (docker://REF or
 // oci:DIR[:TAG]), its layers read from blobs. A layer the destination has
 // is not sent again; a registry is asked first (HEAD), a layout has the
-// file. An image or cache already under dest's tag is replaced. opts are
-// the registry's (credentials, insecure hosts). A layer cfg names that
-// blobs lacks is an error naming it; nothing is written then.
-func Write(ctx context.Context, dest registry.Reference, cfg *Config, blobs *oci.Store, opts ...registry.Option) error {
-	img, err := artifactImage(cfg, blobs)
+// file. A layer that from (nil: none) took from a cache in another
+// repository of dest's registry is mounted from there (a cross-repository
+// blob mount) instead of being uploaded. An image or cache already under
+// dest's tag is replaced. opts are the registry's (credentials, insecure
+// hosts). A layer cfg names that blobs lacks is an error naming it;
+// nothing is written then.
+func Write(ctx context.Context, dest registry.Reference, cfg *Config, blobs *oci.Store, from *Importer, opts ...registry.Option) error {
+	img, err := artifactImage(cfg, blobs, mountSource(dest, from))
 	if err != nil {
 		return fmt.Errorf("cache %s: %w", dest, err)
 	}
 	return registry.Write(ctx, img, dest, opts...)
 }
 
+// mountSource returns, for a layer digest, the repository of dest's
+// registry that from took the layer from (nil when there is none, or it
+// is dest's own repository).
+func mountSource(dest registry.Reference, from *Importer) func(digest.Digest) name.Reference {
+	return func(d digest.Digest) name.Reference {
+		if dest.Transport != registry.Docker {
+			return nil
+		}
+		o, ok := from.origin(d)
+		if !ok || o.Name.Context().RegistryStr() != dest.Name.Context().RegistryStr() || o.Name.Context().String() == dest.Name.Context().String() {
+			return nil
+		}
+		return o.Name
+	}
+}
+
 // artifactImage is cfg as a go-containerregistry image whose layers are
 // the store's blobs as they are.
-func artifactImage(cfg *Config, blobs *oci.Store) (v1.Image, error) {
+func artifactImage(cfg *Config, blobs *oci.Store, mountFrom func(digest.Digest) name.Reference) (v1.Image, error) {
 	raw, err := json.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -62,7 +83,41 @@ func artifactImage(cfg *Config, blobs *oci.Store) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	return partial.CompressedToImage(&artifact{config: raw, manifest: rawManifest, layers: layers, blobs: blobs})
+	img, err := partial.CompressedToImage(&artifact{config: raw, manifest: rawManifest, layers: layers, blobs: blobs})
+	if err != nil {
+		return nil, err
+	}
+	out := &mountingImage{Image: img}
+	for _, l := range layers {
+		layer, err := partial.CompressedToLayer(&storeBlob{desc: l, blobs: blobs})
+		if err != nil {
+			return nil, err
+		}
+		if from := mountFrom(l.Digest); from != nil {
+			// remote.Write mounts a MountableLayer from its repository.
+			layer = &remote.MountableLayer{Layer: layer, Reference: from}
+		}
+		out.layers = append(out.layers, layer)
+	}
+	return out, nil
+}
+
+// mountingImage is an image whose layers are given: some of them
+// remote.MountableLayers, which partial's images never return.
+type mountingImage struct {
+	v1.Image
+	layers []v1.Layer
+}
+
+func (m *mountingImage) Layers() ([]v1.Layer, error) { return m.layers, nil }
+
+func (m *mountingImage) LayerByDigest(h v1.Hash) (v1.Layer, error) {
+	for _, l := range m.layers {
+		if d, err := l.Digest(); err == nil && d == h {
+			return l, nil
+		}
+	}
+	return m.Image.LayerByDigest(h) // the config
 }
 
 // artifact is the partial.CompressedImageCore of a cache artifact.
@@ -144,8 +199,9 @@ type Importer struct {
 	sources []*Source
 	warn    func(string)
 
-	mu     sync.Mutex
-	failed map[digest.Digest]error // blobs that failed verification, by digest
+	mu      sync.Mutex
+	failed  map[digest.Digest]error              // blobs that failed verification, by digest
+	origins map[digest.Digest]registry.Reference // blobs taken from a registry cache, by digest
 }
 
 // NewImporter returns an Importer over sources; warn receives one line
@@ -154,7 +210,7 @@ func NewImporter(sources []*Source, warn func(string)) *Importer {
 	if warn == nil {
 		warn = func(string) {}
 	}
-	return &Importer{sources: sources, warn: warn, failed: map[digest.Digest]error{}}
+	return &Importer{sources: sources, warn: warn, failed: map[digest.Digest]error{}, origins: map[digest.Digest]registry.Reference{}}
 }
 
 // Unpacker makes snapshot chain on parent from the stored layer desc,
@@ -183,9 +239,37 @@ func (im *Importer) Solver(ctx context.Context, key digest.Digest, blobs *oci.St
 			}
 			continue
 		}
+		im.taken(s, outs)
 		return outs, true, nil
 	}
 	return nil, false, nil
+}
+
+// taken records the layers of outs as found in s, when s is a registry.
+func (im *Importer) taken(s *Source, outs []Output) {
+	if s.ref.Transport != registry.Docker {
+		return
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	for _, o := range outs {
+		for _, l := range o.Layers {
+			if _, ok := im.origins[l.Digest]; !ok {
+				im.origins[l.Digest] = s.ref
+			}
+		}
+	}
+}
+
+// origin is the registry cache a layer of a hit came from.
+func (im *Importer) origin(d digest.Digest) (registry.Reference, bool) {
+	if im == nil {
+		return registry.Reference{}, false
+	}
+	im.mu.Lock()
+	defer im.mu.Unlock()
+	r, ok := im.origins[d]
+	return r, ok
 }
 
 // Pin returns the pin recorded for the base definition key defKey and the
@@ -215,6 +299,7 @@ func (im *Importer) Pin(ctx context.Context, defKey string, stepKey func(pin jso
 			}
 			continue
 		}
+		im.taken(s, []Output{st.Output})
 		return pin, key, st, true, nil
 	}
 	return nil, "", Step{}, false, nil

@@ -164,7 +164,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 	f := newFixture(t)
 	ref := mustParse(t, host+"/cache/app:main")
 	insecure := registry.WithInsecureRegistries(host)
-	if err := Write(context.Background(), ref, f.cfg, f.store, insecure); err != nil {
+	if err := Write(context.Background(), ref, f.cfg, f.store, nil, insecure); err != nil {
 		t.Fatalf("Write = %v", err)
 	}
 	if n := reg.count(); n != 3 { // two layers and the config
@@ -192,7 +192,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 	}
 	// Written again: every blob is there, none is uploaded.
 	before := reg.count()
-	if err := Write(context.Background(), ref, f.cfg, f.store, insecure); err != nil {
+	if err := Write(context.Background(), ref, f.cfg, f.store, nil, insecure); err != nil {
 		t.Fatal(err)
 	}
 	if n := reg.count() - before; n != 0 {
@@ -222,7 +222,7 @@ func layoutCache(t *testing.T, f fixture) (registry.Reference, string) {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), "layout")
 	ref := mustParse(t, "oci:"+dir+":c")
-	if err := Write(context.Background(), ref, f.cfg, f.store); err != nil {
+	if err := Write(context.Background(), ref, f.cfg, f.store, nil); err != nil {
 		t.Fatalf("Write(%s) = %v", ref, err)
 	}
 	return ref, dir
@@ -350,5 +350,62 @@ func TestParse(t *testing.T) {
 	}
 	if _, err := ParseImport("type=local,dest=/tmp/c"); err == nil {
 		t.Error("ParseImport(type=local,dest=) accepted: an import reads src=")
+	}
+}
+
+// A cache written to another repository of the registry its layers came
+// from mounts them from there instead of uploading them.
+func TestCrossRepositoryMount(t *testing.T) {
+	host, _ := startRegistry(t)
+	f := newFixture(t)
+	insecure := registry.WithInsecureRegistries(host)
+	from := mustParse(t, host+"/team-a/cache:main")
+	if err := Write(context.Background(), from, f.cfg, f.store, nil, insecure); err != nil {
+		t.Fatal(err)
+	}
+	src, err := Open(context.Background(), from, insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := oci.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := NewImporter([]*Source{src}, func(s string) { t.Error(s) })
+	u := &checkDiffID{blobs: dst}
+	if _, ok, err := im.Solver(context.Background(), f.k2, dst, u.unpack); !ok || err != nil {
+		t.Fatalf("Solver(k2) = %v, %v", ok, err)
+	}
+	// go-containerregistry's in-memory registry keeps blobs for all
+	// repositories at once (a HEAD in team-b finds team-a's), so what is
+	// checked is what remote.Write is given: layers it mounts.
+	check := func(dest string, want string) {
+		t.Helper()
+		img, err := artifactImage(f.cfg, dst, mountSource(mustParse(t, dest), im))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls, err := img.Layers()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range ls {
+			ml, ok := l.(*remote.MountableLayer)
+			switch {
+			case want == "" && ok:
+				t.Errorf("to %s: layer mounted from %s, want an upload", dest, ml.Reference)
+			case want != "" && !ok:
+				t.Errorf("to %s: layer uploaded, want a mount from %s", dest, want)
+			case ok && ml.Reference.Context().String() != want:
+				t.Errorf("to %s: mounted from %s, want %s", dest, ml.Reference.Context(), want)
+			}
+		}
+	}
+	check(host+"/team-b/cache:main", host+"/team-a/cache")
+	check(host+"/team-a/cache:other", "")      // the same repository has them
+	check("other.invalid:5000/team-b/c:1", "") // another registry
+	check("oci:"+t.TempDir()+":c", "")         // a layout
+	if err := Write(context.Background(), mustParse(t, host+"/team-b/cache:main"), f.cfg, dst, im, insecure); err != nil {
+		t.Fatal(err)
 	}
 }
