@@ -27,6 +27,8 @@ type Artifact struct {
 
 	img    v1.Image
 	source string
+	o      *options
+	ref    name.Reference // the registry reference as reached (Docker), else nil
 }
 
 // OpenArtifact opens the artifact ref names: docker://REF (the registry's
@@ -50,6 +52,7 @@ func OpenArtifact(ctx context.Context, ref Reference, opts ...Option) (*Artifact
 
 func (o *options) openArtifact(ctx context.Context, ref Reference) (*Artifact, error) {
 	var img v1.Image
+	var reached name.Reference
 	switch ref.Transport {
 	case Docker:
 		r := ref.Name
@@ -65,7 +68,7 @@ func (o *options) openArtifact(ctx context.Context, ref Reference) (*Artifact, e
 		if err != nil {
 			return nil, explain(err, host, who)
 		}
-		img = i
+		img, reached = i, r
 	case OCI:
 		p, err := layout.FromPath(ref.Path)
 		if err != nil {
@@ -116,14 +119,24 @@ func (o *options) openArtifact(ctx context.Context, ref Reference) (*Artifact, e
 	if err != nil {
 		return nil, err
 	}
-	return &Artifact{Manifest: m, RawManifest: raw, Config: cfg, img: img, source: ref.String()}, nil
+	return &Artifact{Manifest: m, RawManifest: raw, Config: cfg, img: img, source: ref.String(), o: o, ref: reached}, nil
 }
 
-// Blob opens the blob d of the artifact (a layer its manifest lists). The
-// final Read returns a *DigestError (errors.Is ErrDigestMismatch) instead
-// of io.EOF when the content does not match d's digest or size.
-func (a *Artifact) Blob(d v1.Descriptor) (io.ReadCloser, error) {
-	l, err := a.img.LayerByDigest(d.Digest)
+// Blob opens the blob d of the artifact (a layer its manifest lists),
+// read from a registry under ctx. The final Read returns a *DigestError
+// (errors.Is ErrDigestMismatch) instead of io.EOF when the content does
+// not match d's digest or size.
+func (a *Artifact) Blob(ctx context.Context, d v1.Descriptor) (io.ReadCloser, error) {
+	var l v1.Layer
+	var err error
+	if a.ref != nil {
+		// The blob under ctx, not under the context Open was given.
+		ropts, who := a.o.remoteOptions(ctx, a.ref.Context())
+		l, err = remote.Layer(a.ref.Context().Digest(d.Digest.String()), ropts...)
+		err = explain(err, a.ref.Context().RegistryStr(), who)
+	} else {
+		l, err = a.img.LayerByDigest(d.Digest)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("blob %s from %s: %w", d.Digest, a.source, err)
 	}

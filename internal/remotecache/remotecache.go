@@ -373,7 +373,7 @@ func (im *Importer) fetch(ctx context.Context, s *Source, l ocispec.Descriptor, 
 	if err != nil {
 		return err
 	}
-	rc, err := s.art.Blob(v1.Descriptor{Digest: h, Size: l.Size, MediaType: types.MediaType(l.MediaType)})
+	rc, err := s.art.Blob(ctx, v1.Descriptor{Digest: h, Size: l.Size, MediaType: types.MediaType(l.MediaType)})
 	if err != nil {
 		return err
 	}
