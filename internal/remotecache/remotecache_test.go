@@ -409,3 +409,30 @@ func TestCrossRepositoryMount(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A cache opened under one context reads its layers under the context of
+// each lookup: a build after the one that opened it still reads it.
+func TestLookupAfterOpenContextEnds(t *testing.T) {
+	host, _ := startRegistry(t)
+	f := newFixture(t)
+	ref := mustParse(t, host+"/cache/app:main")
+	insecure := registry.WithInsecureRegistries(host)
+	if err := Write(context.Background(), ref, f.cfg, f.store, nil, insecure); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	src, err := Open(ctx, ref, insecure)
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst, err := oci.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	im := NewImporter([]*Source{src}, func(s string) { t.Error(s) })
+	u := &checkDiffID{blobs: dst}
+	if _, ok, err := im.Solver(context.Background(), f.k2, dst, u.unpack); !ok || err != nil {
+		t.Errorf("Solver(k2) after Open's context ended = %v, %v", ok, err)
+	}
+}
