@@ -155,7 +155,7 @@ func layersOf(t *testing.T, r runner, name string) []string {
 // a registry (docker-registry on 127.0.0.1, behind a proxy that counts
 // uploads); store B, empty, builds it with --cache-from: the same image ID
 // and layers, every step cached, no container started, no Debian
-// bootstrap. A second --cache-to of the same build uploads no blob. The
+// bootstrap; so does an empty rootless store. A second --cache-to of the same build uploads no blob. The
 // time of B's build and of pulling the same layers into an empty store
 // are logged (not asserted).
 func TestRemoteCacheRegistry(t *testing.T) {
@@ -207,6 +207,20 @@ func TestRemoteCacheRegistry(t *testing.T) {
 	}
 	if got := b.ok("run", "twenty", "--", "sh", "-c", "cat /steps/17; jq --version >/dev/null && echo jq").stdout; got != "17\njq\n" {
 		t.Errorf("store B's image: %q", got)
+	}
+
+	// Rootless, from an empty store: the layers are unpacked in the build
+	// namespace, which the miss outside it sends the build into.
+	u := ensureTestUser(t)
+	udir := userDir(t, u)
+	recipeU := filepath.Join(udir, "twenty.yaml")
+	if err := os.WriteFile(recipeU, []byte(twentySteps()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rl := runner{t: t, user: testUser, root: filepath.Join(udir, "store"), dir: udir}
+	su := parseCacheSummary(t, rl.ok("build", recipeU, "--progress", "json", "--cache-from", cacheRef, insecure).stdout)
+	if su.ID != sa.ID || su.Stats.ContainersStarted != 0 {
+		t.Errorf("rootless store from the cache: %s with %d containers; want %s with 0", su.ID, su.Stats.ContainersStarted, sa.ID)
 	}
 
 	// Again from A: every blob is in the registry, none is uploaded.
