@@ -29,6 +29,18 @@ func (b *Builder) Close() error {
 	return b.e.Close()
 }
 
+// ExportCache writes the step cache of the builds this Builder made so
+// far to the destination of WithCacheTo, as an OCI artifact whose config
+// maps cache keys to layers and whose layers are the store's blobs: a blob
+// the destination already has (a registry answers a HEAD for it) is not
+// sent again, so a second export of the same builds uploads only the
+// manifest and config. Call it once the builds are done; it takes the
+// store's lock shared. Errors name the destination; without WithCacheTo it
+// fails.
+func (b *Builder) ExportCache(ctx context.Context) (CacheExport, error) {
+	return b.e.ExportCache(ctx)
+}
+
 // Root is the store directory.
 func (b *Builder) Root() string {
 	return b.e.Root()

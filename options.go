@@ -146,6 +146,33 @@ func WithRegistryOptions(opts ...registry.Option) Option {
 	return engine.WithRegistryOptions(opts...)
 }
 
+// WithCacheFrom reads step caches from refs before building, as
+// docker buildx build --cache-from does with BuildKit's registry cache: a
+// step the store lacks is taken from the first cache that has it, its
+// layers fetched and checked (digest, size and diffID) and unpacked, so it
+// runs no container. A ref is a registry reference (docker://HOST/REPO:TAG
+// or HOST/REPO:TAG), an OCI layout (oci:DIR:TAG), or buildx's form
+// (type=registry,ref=HOST/REPO:TAG or type=local,src=DIR). A cache that
+// cannot be read, or a layer that fails a check, is a warning and the step
+// runs. Registry options (WithRegistryOptions) apply. A malformed ref is an
+// error of NewBuilder.
+// The default is no cache but the store's.
+func WithCacheFrom(refs ...string) Option {
+	return engine.WithCacheFrom(refs...)
+}
+
+// WithCacheTo makes Builder.ExportCache write the steps of the builds to
+// ref as an OCI artifact (docs/cache.md): a registry reference, an OCI
+// layout (oci:DIR:TAG), or buildx's form (type=registry,ref=REF,mode=max,
+// type=local,dest=DIR). mode=min (the default, as BuildKit's) writes the
+// steps the built images are made of; mode=max every step the builds
+// made or found, intermediate stages too. A malformed ref is an error of
+// NewBuilder.
+// The default is no export.
+func WithCacheTo(ref string) Option {
+	return engine.WithCacheTo(ref)
+}
+
 // WithDebianSlimFromRegistry makes debian_slim pull Docker Hub's
 // python:<micro>-slim-bookworm image, as Modal's builder does, instead of
 // bootstrapping Debian locally; the CLI sets it when the registries.conf

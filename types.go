@@ -86,3 +86,7 @@ type PlanLayer = engine.PlanLayer
 
 // PlanStep is one instruction of a layer.
 type PlanStep = engine.PlanStep
+
+// CacheExport is what Builder.ExportCache wrote: where, in which mode, how
+// many records (Keys) and how many layer blobs they name (Layers).
+type CacheExport = engine.CacheExport

@@ -13,7 +13,7 @@
 // context part (context.go) times a rebuild, nothing changed, of a
 // Dockerfile whose build context holds 30 000 files, with both tools.
 //
-//	go run -tags "$(TAGS)" ./bench -bin bin/snapbuild [-n 5] [-only compare|parallel|capture|context] [-keep] [-v]
+//	go run -tags "$(TAGS)" ./bench -bin bin/snapbuild [-n 5] [-only compare|parallel|capture|context|cache] [-keep] [-v]
 //
 // It builds a debian_slim base once with snapbuild; buildah gets the same
 // content by pulling snapbuild's OCI export, dockerd by loading its
@@ -48,7 +48,7 @@ func main() {
 	b := &bench{}
 	flag.StringVar(&b.bin, "bin", "bin/snapbuild", "snapbuild binary")
 	flag.IntVar(&b.n, "n", 5, "timed iterations per workload and tool")
-	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah and BuildKit), parallel (independent stages), capture (layer capture) or context (cached rebuild of a 30k-file build context)")
+	flag.StringVar(&b.only, "only", "", "run one part only: compare (snapbuild vs buildah and BuildKit), parallel (independent stages), capture (layer capture), context (cached rebuild of a 30k-file build context) or cache (a fresh store from build --cache-from against a pull of the same layers)")
 	flag.BoolVar(&b.keep, "keep", false, "keep the temporary directory (stores, recipes)")
 	flag.StringVar(&b.store, "store", "", "snapbuild store (--root) to use instead of a fresh one in the temporary directory, e.g. the snapbuild/ a -keep run left: its cached base skips the bootstrap; it is kept")
 	flag.BoolVar(&b.verbose, "v", false, "print every iteration's times")
@@ -57,8 +57,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: -n must be at least 1")
 		os.Exit(2)
 	}
-	if !slices.Contains([]string{"", "all", "compare", "parallel", "capture", "context"}, b.only) {
-		fmt.Fprintf(os.Stderr, "bench: -only must be compare, parallel, capture or context, not %q\n", b.only)
+	if !slices.Contains([]string{"", "all", "compare", "parallel", "capture", "context", "cache"}, b.only) {
+		fmt.Fprintf(os.Stderr, "bench: -only must be compare, parallel, capture, context or cache, not %q\n", b.only)
 		os.Exit(2)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -73,7 +73,7 @@ func main() {
 type bench struct {
 	bin     string
 	n       int
-	only    string // "compare", "parallel", "capture", "context", or "" / "all" for every part
+	only    string // "compare", "parallel", "capture", "context", "cache", or "" / "all" for every part
 	keep    bool
 	verbose bool
 
@@ -124,7 +124,7 @@ func (b *bench) main(ctx context.Context) (err error) {
 
 	// The base, for every part but context; buildah pulls it in compare.
 	var base run
-	if b.part("compare") || b.part("parallel") || b.part("capture") {
+	if b.part("compare") || b.part("parallel") || b.part("capture") || b.part("cache") {
 		logf("base: building debian_slim python 3.11 with snapbuild (needs deb.debian.org)")
 		if base, err = b.snapbuild(ctx, "base.yaml", "- debian_slim: {python_version: \"3.11\"}\n", "benchbase", 15*time.Minute); err != nil {
 			return err
@@ -152,6 +152,11 @@ func (b *bench) main(ctx context.Context) (err error) {
 	}
 	if b.part("context") {
 		if err := b.contextPart(ctx); err != nil {
+			return err
+		}
+	}
+	if b.part("cache") {
+		if err := b.cachePart(ctx); err != nil {
 			return err
 		}
 	}

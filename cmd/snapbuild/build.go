@@ -87,6 +87,9 @@ func cmdBuild(ctx context.Context, args []string) error {
 	loadTimeout := fs.Duration("load-timeout", defaultLoadTimeout, "stop reading a Python file (APP.py, -m) that is still loading after `DURATION` (0: no limit)")
 	reg := addRegistryFlags(fs)
 	siteFl := addSiteFlags(fs)
+	var cacheFrom listFlag
+	fs.Var(&cacheFrom, "cache-from", "take steps the store lacks from the step cache at `REF` (docker://HOST/REPO:TAG, HOST/REPO:TAG, oci:DIR:TAG, or buildx's type=registry,ref=REF / type=local,src=DIR; repeatable, first match wins); a cache that cannot be read or a layer that fails its checks is a warning and the step runs")
+	cacheTo := fs.String("cache-to", "", "after the build, write its step cache to `REF` (as --cache-from, or buildx's type=registry,ref=REF,mode=max / type=local,dest=DIR); mode=min (default) writes the steps of the images built, mode=max every step")
 	var cdiDirs listFlag
 	fs.Var(&cdiDirs, "cdi-spec-dir", "`DIR` of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
@@ -201,6 +204,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	opts = append(opts, regOpts...)
+	if len(cacheFrom) > 0 && dry == "" {
+		opts = append(opts, snapbuild.WithCacheFrom(cacheFrom...))
+	}
+	if *cacheTo != "" && dry == "" {
+		opts = append(opts, snapbuild.WithCacheTo(*cacheTo))
+	}
 	if len(cdiDirs) > 0 {
 		abs := make([]string, len(cdiDirs))
 		for i, d := range cdiDirs {
@@ -374,6 +383,21 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return errors.Join(err, errors.Join(refused...))
+	}
+	if *cacheTo != "" {
+		// As buildx: a cache that cannot be written fails the command,
+		// after the images were built and named.
+		ce, err := b.ExportCache(ctx)
+		if err != nil {
+			return errors.Join(fmt.Errorf("build: --cache-to: %w", err), errors.Join(refused...))
+		}
+		switch {
+		case quiet:
+		case *progress == "json":
+			json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "cache", "ref": ce.Ref, "mode": ce.Mode, "keys": ce.Keys, "layers": ce.Layers})
+		default:
+			fmt.Fprintf(os.Stderr, "cache: wrote %s (mode=%s, %d keys, %d layers)\n", ce.Ref, ce.Mode, ce.Keys, ce.Layers)
+		}
 	}
 	return errors.Join(refused...)
 }

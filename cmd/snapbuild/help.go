@@ -70,7 +70,10 @@ the context is filtered by <Dockerfile>.dockerignore, else .containerignore (as 
 else .dockerignore.
 Every step is cached by content: an unchanged step runs nothing. Steps that do not need each
 other, such as a Dockerfile's independent stages and the images of one recipe or Python file,
-run at once, up to --jobs N (default: the number of CPUs); a step two images share runs once. --print shows each step's cache state and key and builds nothing.`,
+run at once, up to --jobs N (default: the number of CPUs); a step two images share runs once. --print shows each step's cache state and key and builds nothing.
+--cache-to REF writes the build's step cache to a registry or OCI layout; --cache-from REF
+lets a store that lacks a step take it from there (layers checked by digest and diffID; a
+bad cache is a warning and the step runs): docs/cache.md.`,
 		examples: []string{
 			"snapbuild build examples/hello/hello.yaml",
 			"snapbuild build app.py::image -t app:latest",
@@ -79,6 +82,7 @@ run at once, up to --jobs N (default: the number of CPUs); a step two images sha
 			"snapbuild build --jobs 1 -f Dockerfile .   # one step at a time",
 			"id=$(snapbuild build -q -t app .)   # no progress: only the image ID",
 			"snapbuild build --platform linux/amd64 -t app .   # accepted on an amd64 host only",
+			"snapbuild build app.py --cache-from reg:5000/ci/cache:main --cache-to reg:5000/ci/cache:main   # CI runners share steps",
 		},
 		run: cmdBuild,
 		ns:  nsOnDemand,

@@ -30,6 +30,7 @@ import (
 	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/modal"
+	"github.com/snapbuild/snapbuild/internal/remotecache"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/internal/userdb"
 	"github.com/snapbuild/snapbuild/oci"
@@ -115,6 +116,9 @@ type Engine struct {
 	// noPackageCaches turns the installer steps' package caches off
 	// (WithPackageCaches(false)).
 	noPackageCaches bool
+	// remote is build --cache-from and --cache-to (WithCacheFrom,
+	// WithCacheTo); nil when neither was given. Shared by the runs.
+	remote *remoteCache
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -305,6 +309,9 @@ func (b *Engine) share() error {
 		return err
 	}
 	b.pool, b.seq, b.progressMu, b.pins = pool, new(atomic.Int64), new(sync.Mutex), &pinChecks{}
+	if b.remote != nil && b.remote.to != nil {
+		b.remote.recorder = remotecache.NewRecorder()
+	}
 	return nil
 }
 

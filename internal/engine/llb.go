@@ -255,6 +255,10 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 		wopts = append(wopts, worker.WithNetwork(b.network))
 	}
 	wopts = append(wopts, worker.WithSecurity(b.security))
+	if pl == nil {
+		// A dry run reads the store's cache alone.
+		wopts = append(wopts, worker.WithRemoteCache(b.remoteImporter(ctx), b.remoteRecorder()))
+	}
 	w, err := worker.New(b.store.Blobs(), b.store.Snapshots(), wdir, wopts...)
 	if err != nil {
 		return err
@@ -318,6 +322,7 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 		ref = &worker.Ref{}
 	}
 	x.finish()
+	finalKeys(b.remoteRecorder(), g, keys)
 	x.apply(ctx, st, img, g, w.Cache(), keys, ref)
 	return nil
 }

@@ -183,7 +183,7 @@ func (b *Engine) pinnedStep(p basePin) (store.Step, bool, error) {
 // base is the one pinned for d's definition, when there is one; the mirror
 // is asked only when there is none (or its files were pruned), or when
 // force or b.pull asks to check for a newer one (see the top of this file).
-func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Debian, in instruction, force bool, ev Event) (bool, store.Step, error) {
+func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Debian, in instruction, force bool, ev Event) (_ bool, _ store.Step, err error) {
 	def := d.Definition()
 	defKey := baseDefKey(def)
 	if b.plan == nil {
@@ -202,6 +202,28 @@ func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Deb
 			return false, store.Step{}, err
 		}
 	}
+	if !usable && !force && !b.pullBases {
+		// A base built elsewhere, from the remote cache (--cache-from).
+		imported, err := b.importPin(ctx, defKey)
+		if err != nil {
+			return false, store.Step{}, err
+		}
+		if imported {
+			if pin, havePin, err = b.readPin(defKey); err != nil {
+				return false, store.Step{}, err
+			}
+			if havePin {
+				if _, usable, err = b.pinnedStep(pin); err != nil {
+					return false, store.Step{}, err
+				}
+			}
+		}
+	}
+	defer func() {
+		if err == nil {
+			b.recordPin(defKey)
+		}
+	}()
 	why := "force_build"
 	if b.pullBases {
 		why = "--pull"

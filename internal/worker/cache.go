@@ -10,9 +10,13 @@ import (
 	"time"
 
 	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/internal/atomicfile"
 	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/remotecache"
+	"github.com/snapbuild/snapbuild/oci"
+	"github.com/snapbuild/snapbuild/snapshot"
 )
 
 // Cache returns the build.Cache of the Worker: one JSON record per cache
@@ -20,7 +24,9 @@ import (
 // snapshot, layers and diffIDs (the store's prune reads these records:
 // internal/store's solverRecord). A hit sets the record's access time,
 // its last use. A record whose snapshots or layer blobs are
-// gone is a miss. Outputs that are local sources (directories that live as
+// gone is a miss, unless the remote cache (WithRemoteCache) has the key:
+// its record is made local first (layers fetched and checked, snapshots
+// unpacked) and then written as a record of the store. Outputs that are local sources (directories that live as
 // long as the Worker) are not recorded: a vertex with one runs again.
 func (w *Worker) Cache() build.Cache { return (*cache)(w) }
 
@@ -47,6 +53,18 @@ func (c *cache) Get(ctx context.Context, key digest.Digest) ([]build.Ref, bool, 
 	if err != nil {
 		return nil, false, err
 	}
+	refs, ok, err := c.local(ctx, p, key)
+	if err != nil || ok {
+		if ok {
+			c.opts.record.Solver(key, outputsOf(refs))
+		}
+		return refs, ok, err
+	}
+	return c.fromRemote(ctx, key)
+}
+
+// local is Get from the store's own records.
+func (c *cache) local(ctx context.Context, p string, key digest.Digest) ([]build.Ref, bool, error) {
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, false, nil
@@ -114,5 +132,46 @@ func (c *cache) Put(ctx context.Context, key digest.Digest, outputs []build.Ref)
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return err
 	}
-	return atomicfile.Write(p, append(b, '\n'), 0o644)
+	if err := atomicfile.Write(p, append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	c.opts.record.Solver(key, outputsOf(outputs))
+	return nil
+}
+
+// fromRemote asks the remote cache for key; a hit is made local (its
+// layers fetched and verified, its snapshots unpacked) and recorded in the
+// store before it is returned.
+func (c *cache) fromRemote(ctx context.Context, key digest.Digest) ([]build.Ref, bool, error) {
+	w := (*Worker)(c)
+	outs, ok, err := c.opts.remote.Solver(ctx, key, c.blobs, w.unpack)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	refs := make([]build.Ref, len(outs))
+	for i, o := range outs {
+		r := &Ref{}
+		for j, l := range o.Layers {
+			r.Chain = snapshot.ChainID(r.Chain, o.DiffIDs[j])
+			l.MediaType, _ = oci.LayerMediaType(l.MediaType) // checked by Solver
+			r.Layers = append(r.Layers, ocispec.Descriptor{MediaType: l.MediaType, Digest: l.Digest, Size: l.Size})
+			r.DiffIDs = append(r.DiffIDs, o.DiffIDs[j])
+		}
+		refs[i] = r
+	}
+	if err := c.Put(ctx, key, refs); err != nil {
+		return nil, false, err
+	}
+	return refs, true, nil
+}
+
+// outputsOf is refs as the remote cache records outputs.
+func outputsOf(refs []build.Ref) []remotecache.Output {
+	outs := make([]remotecache.Output, len(refs))
+	for i, o := range refs {
+		if r, _ := asRef(o); r != nil {
+			outs[i] = remotecache.Output{Layers: r.Layers, DiffIDs: r.DiffIDs}
+		}
+	}
+	return outs
 }

@@ -41,7 +41,8 @@
 // An op that changes nothing (an empty diff) returns its input's result: no
 // empty layer is added. Worker.Cache records results by cache key under the
 // worker's dir, so a later solve reuses them while their snapshots and blobs
-// exist; a failing process is an *ExitError with its exit code and the last
+// exist; on a miss it asks the remote cache given with WithRemoteCache
+// (build --cache-from), whose records it makes local first; a failing process is an *ExitError with its exit code and the last
 // lines of its output. Ops this worker cannot run yet (ssh mounts, CDI
 // devices, insecure mode, extra hosts, git sources) fail with an error that
 // names what is not supported.

@@ -19,6 +19,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/internal/build"
+	"github.com/snapbuild/snapbuild/internal/remotecache"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/overlay"
 	"github.com/snapbuild/snapbuild/sandbox"
@@ -115,6 +116,23 @@ type options struct {
 	defaultEnv []string
 	// packageCaches is WithPackageCaches'.
 	packageCaches func(ctx context.Context, op *pb.ExecOp) []PackageCache
+	// remote and record are WithRemoteCache's.
+	remote *remotecache.Importer
+	record *remotecache.Recorder
+}
+
+// WithRemoteCache makes the Worker's cache (Cache) ask remote on a local
+// miss, and report every record it finds or writes to record (for an
+// export, build --cache-to). A record remote has is taken only once each
+// layer it names is in the store with its digest and diffID checked and
+// its snapshot made (no container runs for it); otherwise the op runs,
+// after remote's warning. Either may be nil.
+// The default is no remote cache and no recorder.
+func WithRemoteCache(remote *remotecache.Importer, record *remotecache.Recorder) Option {
+	return func(o *options) error {
+		o.remote, o.record = remote, record
+		return nil
+	}
 }
 
 // WithEpoch clamps the mtime of every entry in the layers the Worker writes
