@@ -9,6 +9,8 @@
 //	pin                  flock(2) held shared by every process that has built
 //	                     (until it closes the store), exclusively by a prune
 //	mode                 "root" or "rootless": who made the store (see CheckMode)
+//	idmap                rootless: "subids" or "single", the user namespace
+//	                     the snapshots were unpacked in (see CheckIDMap)
 //	blobs/sha256/<hex>   layers, configs and manifests (OCI content)
 //	snapshots/<hex>/fs   committed overlay upper dirs, named by chain ID
 //	steps/<hex>.json     step cache: step key -> layer, diffID, chain ID (Step)
@@ -154,6 +156,11 @@ func Open(root string) (*Store, error) {
 	if err := CheckMode(abs, sandbox.InUserNamespace()); err != nil {
 		return nil, err
 	}
+	if sandbox.Entered() && sandbox.InUserNamespace() {
+		if err := CheckIDMap(abs, sandbox.SingleID()); err != nil {
+			return nil, err
+		}
+	}
 	lock, err := os.OpenFile(filepath.Join(abs, "lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", abs, err)
@@ -188,6 +195,34 @@ func CheckMode(root string, rootless bool) error {
 	}
 	if got := strings.TrimSpace(string(b)); got != mode {
 		return fmt.Errorf("store %s was made by a %s snapbuild and cannot be used %s: use another --root", root, got, map[string]string{"root": "as root", "rootless": "rootless"}[mode])
+	}
+	return nil
+}
+
+// CheckIDMap refuses to mix the rootless ID mappings on the store at root.
+// In single-ID mode (sandbox.UserNSSingle) layers are unpacked with every
+// owner squashed to 0 under the same chain IDs as with subordinate IDs, so a
+// snapshot of one mode is wrong in the other: owners lost, or owned by IDs
+// the single-ID namespace does not map. The first call from inside the
+// build namespace records the mode in root/idmap ("subids" or "single");
+// later calls compare with it and fail with an error naming both modes and
+// the fix when they differ. Processes outside the namespace read no
+// snapshot's owners and do not call it.
+func CheckIDMap(root string, single bool) error {
+	mode := "subids"
+	if single {
+		mode = "single"
+	}
+	p := filepath.Join(root, "idmap")
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return atomicfile.Write(p, []byte(mode+"\n"), 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	if got := strings.TrimSpace(string(b)); got != mode {
+		return fmt.Errorf("store %s holds snapshots unpacked with %s ID mapping and cannot be used with %s mapping (SNAPBUILD_USERNS): its layers' owners would be wrong; use another --root for this mapping, or SNAPBUILD_USERNS=%s", root, got, mode, got)
 	}
 	return nil
 }

@@ -537,3 +537,24 @@ func TestLockPrune(t *testing.T) {
 		t.Error("LockPrune on a Store that built = nil error")
 	}
 }
+
+func TestCheckIDMap(t *testing.T) {
+	root := t.TempDir()
+	if err := CheckIDMap(root, true); err != nil {
+		t.Fatalf("first use: %v", err)
+	}
+	if err := CheckIDMap(root, true); err != nil {
+		t.Fatalf("same mapping again: %v", err)
+	}
+	err := CheckIDMap(root, false)
+	if err == nil || !strings.Contains(err.Error(), "single ID mapping") || !strings.Contains(err.Error(), "SNAPBUILD_USERNS=single") {
+		t.Fatalf("subids on a single-ID store: got %v, want an error naming both mappings and the fix", err)
+	}
+	other := t.TempDir()
+	if err := CheckIDMap(other, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckIDMap(other, true); err == nil || !strings.Contains(err.Error(), "subids ID mapping") {
+		t.Fatalf("single on a subids store: got %v", err)
+	}
+}
