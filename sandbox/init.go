@@ -172,10 +172,20 @@ func reexecInMountNS() int {
 	cmd.Env = append(os.Environ(), envMountNS+"=1")
 	// Go makes the new namespace's mounts private when it unshares CLONE_NEWNS.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
+	return runChild(cmd, cmd.Start, "cannot enter a private mount namespace")
+}
+
+// runChild starts cmd with start (cmd.Start, or that of the wrapper that
+// writes the child's ID maps), forwards SIGINT, SIGTERM, SIGHUP and
+// SIGQUIT to it, waits, and returns its exit status: 128+N when signal N
+// killed it, 125 when it could not start (the error, after what, on
+// stderr) or its status is unknown.
+func runChild(cmd *exec.Cmd, start func() error, what string) int {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "snapbuild: cannot enter a private mount namespace: %v\n", err)
+	defer signal.Stop(sigs)
+	if err := start(); err != nil {
+		fmt.Fprintf(os.Stderr, "snapbuild: %s: %v\n", what, err)
 		return 125
 	}
 	go func() {
@@ -183,8 +193,7 @@ func reexecInMountNS() int {
 			_ = cmd.Process.Signal(s)
 		}
 	}()
-	err = cmd.Wait()
-	signal.Stop(sigs)
+	err := cmd.Wait()
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
 		if ws.Signaled() {
 			return 128 + int(ws.Signal())

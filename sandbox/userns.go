@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"os/user"
 	"strconv"
 	"syscall"
@@ -170,27 +169,5 @@ func reexecSingleID() int {
 	// setgroups is denied.
 	cmd.GidMappingsEnableSetgroups = false
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT)
-	defer signal.Stop(sigs)
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(os.Stderr, "snapbuild: cannot run rootless: cannot create a user namespace: %v: the kernel must allow unprivileged user namespaces (user.max_user_namespaces > 0) and a container's seccomp profile must allow unshare and mount (podman's and Kubernetes' RuntimeDefault do)\n", err)
-		return 125
-	}
-	go func() {
-		for s := range sigs {
-			_ = cmd.Process.Signal(s)
-		}
-	}()
-	err = cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok {
-		if ws.Signaled() {
-			return 128 + int(ws.Signal())
-		}
-		return ws.ExitStatus()
-	}
-	if err != nil {
-		return 125
-	}
-	return 0
+	return runChild(cmd.Cmd, cmd.Start, "cannot run rootless: cannot create a user namespace (the kernel must allow unprivileged user namespaces, user.max_user_namespaces > 0, and a container's seccomp profile must allow unshare and mount: podman's default does, Kubernetes' RuntimeDefault does not without CAP_SYS_ADMIN; see README \"CI runners\")")
 }

@@ -185,7 +185,15 @@ func CheckMode(root string, rootless bool) error {
 	if rootless {
 		mode = "rootless"
 	}
-	p := filepath.Join(root, "mode")
+	return checkMarker(root, "mode", mode, func(got string) error {
+		return fmt.Errorf("store %s was made by a %s snapbuild and cannot be used %s: use another --root", root, got, map[string]string{"root": "as root", "rootless": "rootless"}[mode])
+	})
+}
+
+// checkMarker records mode in the file root/name when it does not exist,
+// else compares: a different word there is mismatch(word).
+func checkMarker(root, name, mode string, mismatch func(got string) error) error {
+	p := filepath.Join(root, name)
 	b, err := os.ReadFile(p)
 	if errors.Is(err, os.ErrNotExist) {
 		return atomicfile.Write(p, []byte(mode+"\n"), 0o644)
@@ -194,7 +202,7 @@ func CheckMode(root string, rootless bool) error {
 		return err
 	}
 	if got := strings.TrimSpace(string(b)); got != mode {
-		return fmt.Errorf("store %s was made by a %s snapbuild and cannot be used %s: use another --root", root, got, map[string]string{"root": "as root", "rootless": "rootless"}[mode])
+		return mismatch(got)
 	}
 	return nil
 }
@@ -213,18 +221,9 @@ func CheckIDMap(root string, single bool) error {
 	if single {
 		mode = "single"
 	}
-	p := filepath.Join(root, "idmap")
-	b, err := os.ReadFile(p)
-	if errors.Is(err, os.ErrNotExist) {
-		return atomicfile.Write(p, []byte(mode+"\n"), 0o644)
-	}
-	if err != nil {
-		return err
-	}
-	if got := strings.TrimSpace(string(b)); got != mode {
+	return checkMarker(root, "idmap", mode, func(got string) error {
 		return fmt.Errorf("store %s holds snapshots unpacked with %s ID mapping and cannot be used with %s mapping (SNAPBUILD_USERNS): its layers' owners would be wrong; use another --root for this mapping, or SNAPBUILD_USERNS=%s", root, got, mode, got)
-	}
-	return nil
+	})
 }
 
 // Root is the store directory, absolute.
