@@ -87,6 +87,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	loadTimeout := fs.Duration("load-timeout", defaultLoadTimeout, "stop reading a Python file (APP.py, -m) that is still loading after `DURATION` (0: no limit)")
 	reg := addRegistryFlags(fs)
 	siteFl := addSiteFlags(fs)
+	bk := addBuilderFlags(fs)
 	var cdiDirs listFlag
 	fs.Var(&cdiDirs, "cdi-spec-dir", "`DIR` of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
@@ -201,6 +202,11 @@ func cmdBuild(ctx context.Context, args []string) error {
 		return err
 	}
 	opts = append(opts, regOpts...)
+	bkOpts, err := bk.options("build")
+	if err != nil {
+		return err
+	}
+	opts = append(opts, bkOpts...)
 	if len(cdiDirs) > 0 {
 		abs := make([]string, len(cdiDirs))
 		for i, d := range cdiDirs {

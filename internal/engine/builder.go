@@ -30,6 +30,7 @@ import (
 	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/modal"
+	"github.com/snapbuild/snapbuild/internal/remote"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/internal/userdb"
 	"github.com/snapbuild/snapbuild/oci"
@@ -115,6 +116,9 @@ type Engine struct {
 	// noPackageCaches turns the installer steps' package caches off
 	// (WithPackageCaches(false)).
 	noPackageCaches bool
+	// remote is the BuildKit builder the layers are solved on
+	// (WithBuilder); nil: the local worker.
+	remote *remote.Client
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -309,7 +313,12 @@ func (b *Engine) share() error {
 }
 
 // Close is snapbuild.Builder.Close.
-func (b *Engine) Close() error { return b.store.Close() }
+func (b *Engine) Close() error {
+	if b.remote != nil {
+		b.remote.Close()
+	}
+	return b.store.Close()
+}
 
 // Root is snapbuild.Builder.Root.
 func (b *Engine) Root() string { return b.store.Root() }
