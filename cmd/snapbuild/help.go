@@ -79,6 +79,7 @@ run at once, up to --jobs N (default: the number of CPUs); a step two images sha
 			"snapbuild build --jobs 1 -f Dockerfile .   # one step at a time",
 			"id=$(snapbuild build -q -t app .)   # no progress: only the image ID",
 			"snapbuild build --platform linux/amd64 -t app .   # accepted on an amd64 host only",
+			"snapbuild build --builder buildkit://unix:///run/buildkit/buildkitd.sock examples/hello/hello.yaml   # steps run on buildkitd",
 		},
 		run: cmdBuild,
 		ns:  nsOnDemand,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -86,6 +87,7 @@ func (x *llbLayer) solveRemote(ctx context.Context, st *buildState, def *pb.Defi
 		Locals:     locals,
 		Secrets:    secrets,
 		Blobs:      b.store.Blobs(),
+		Tmp:        filepath.Join(b.store.Root(), "tmp"),
 		Epoch:      epoch,
 		Insecure:   b.security == sandbox.SecurityInsecure,
 		Progress: func(e remote.Event) {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"time"
 
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
@@ -97,4 +99,103 @@ func (blobStore) ListStatuses(context.Context, ...string) ([]content.Status, err
 
 func (blobStore) Abort(context.Context, string) error {
 	return fmt.Errorf("no ingest: %w", errdefs.ErrNotFound)
+}
+
+// exportStore is the content store BuildKit's oci exporter writes a
+// result into, through the session: snapbuild's blob store. A blob the
+// store has is refused with errdefs.ErrAlreadyExists, as containerd's
+// stores do, so the exporter never sends it again (a layer's parent layers,
+// the bases); a new blob is written to a temporary file under tmp and
+// stored at Commit, checked against its digest and size.
+type exportStore struct {
+	blobStore
+	tmp string
+}
+
+func (s exportStore) Writer(_ context.Context, opts ...content.WriterOpt) (content.Writer, error) {
+	var wo content.WriterOpts
+	for _, o := range opts {
+		if err := o(&wo); err != nil {
+			return nil, err
+		}
+	}
+	if wo.Desc.Digest != "" && s.blobs.Has(wo.Desc.Digest) {
+		return nil, fmt.Errorf("blob %s: %w", wo.Desc.Digest, errdefs.ErrAlreadyExists)
+	}
+	f, err := os.CreateTemp(s.tmp, "export-")
+	if err != nil {
+		return nil, err
+	}
+	return &ingest{blobs: s.blobs, f: f, ref: wo.Ref, desc: wo.Desc, dg: digest.SHA256.Digester(), started: time.Now()}, nil
+}
+
+// ingest is one blob being written into an exportStore.
+type ingest struct {
+	blobs   *oci.Store
+	f       *os.File
+	ref     string
+	desc    ocispec.Descriptor
+	dg      digest.Digester
+	n       int64
+	started time.Time
+}
+
+func (w *ingest) Write(p []byte) (int, error) {
+	n, err := w.f.Write(p)
+	w.dg.Hash().Write(p[:n])
+	w.n += int64(n)
+	return n, err
+}
+
+func (w *ingest) Digest() digest.Digest { return w.dg.Digest() }
+
+func (w *ingest) Status() (content.Status, error) {
+	return content.Status{Ref: w.ref, Offset: w.n, Total: w.desc.Size, Expected: w.desc.Digest, StartedAt: w.started, UpdatedAt: time.Now()}, nil
+}
+
+func (w *ingest) Truncate(size int64) error {
+	if size != 0 {
+		return fmt.Errorf("truncating an export to %d bytes: %w", size, errdefs.ErrNotImplemented)
+	}
+	if err := w.f.Truncate(0); err != nil {
+		return err
+	}
+	if _, err := w.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	w.dg, w.n = digest.SHA256.Digester(), 0
+	return nil
+}
+
+// Commit stores the blob written, which must have size bytes (when size
+// > 0) and digest expected (else the descriptor's, when given). The
+// writer is closed, whatever the outcome.
+func (w *ingest) Commit(_ context.Context, size int64, expected digest.Digest, _ ...content.Opt) error {
+	defer w.Close()
+	if expected == "" {
+		expected = w.desc.Digest
+	}
+	got := w.dg.Digest()
+	if expected != "" && got != expected {
+		return fmt.Errorf("exported blob %s: %w: its content has digest %s", expected, errdefs.ErrFailedPrecondition, got)
+	}
+	if size > 0 && size != w.n {
+		return fmt.Errorf("exported blob %s: %w: %d bytes written, %d expected", got, errdefs.ErrFailedPrecondition, w.n, size)
+	}
+	if _, err := w.f.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	_, err := w.blobs.WriteBlobFrom("", w.f, got, w.n)
+	return err
+}
+
+// Close discards what was written, unless committed.
+func (w *ingest) Close() error {
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Close()
+	os.Remove(w.f.Name())
+	w.f = nil
+	return err
 }

@@ -10,9 +10,10 @@
 // needs no registry credentials. Local sources (the build context,
 // run_function's runtime and sources) are synced through the session
 // (SolveOpt.LocalMounts), secrets through BuildKit's secret provider: the
-// definition holds secret IDs, never values. The result is exported as an
-// OCI tarball (BuildKit's oci exporter) whose blobs are written into the
-// local blob store as they arrive, each checked against its digest.
+// definition holds secret IDs, never values. BuildKit's oci exporter
+// writes the result into the local blob store through the session: a blob
+// the store has is never sent again, and each new one is checked against
+// its digest and size before it is stored.
 //
 // Layers are made by BuildKit's differ and compressor (zstd, as snapbuild's
 // own), so their digests differ from a local build's.

@@ -1,14 +1,14 @@
 package remote
 
 import (
-	"archive/tar"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/url"
+	"os"
 	"path"
 	"strconv"
 	"strings"
@@ -17,6 +17,7 @@ import (
 	"github.com/containerd/containerd/v2/core/content"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/session"
 	"github.com/moby/buildkit/session/secrets/secretsprovider"
 	"github.com/moby/buildkit/solver/pb"
@@ -151,6 +152,10 @@ type Solve struct {
 	// Blobs is the store the oci-layout sources are read from and the
 	// result's blobs are written to.
 	Blobs *oci.Store
+	// Tmp is the directory new blobs are written to before they are
+	// stored; the same file system as Blobs saves a copy. The default is
+	// os.TempDir().
+	Tmp string
 	// Epoch, when set, is SOURCE_DATE_EPOCH for BuildKit's exporter:
 	// file times in the result's new layers later than it are clamped to
 	// it (rewrite-timestamp).
@@ -173,9 +178,10 @@ type Result struct {
 }
 
 // Solve builds s.Definition on buildkitd and returns the image it made,
-// imported into s.Blobs. Each blob of the exported OCI tarball is checked
-// against its digest as it is written; a tarball whose index names no
-// single image manifest is an error.
+// imported into s.Blobs. BuildKit's oci exporter writes the result into
+// s.Blobs through the session, sending only the blobs it lacks, each
+// checked against its digest and size; an export that is not one image
+// manifest (an index with attestations) is an error.
 func (c *Client) Solve(ctx context.Context, s Solve) (Result, error) {
 	if s.Definition == nil || s.Blobs == nil {
 		return Result{}, errors.New("remote solve: a definition and a blob store are needed")
@@ -192,30 +198,25 @@ func (c *Client) Solve(ctx context.Context, s Solve) (Result, error) {
 	attrs := map[string]string{
 		"compression":    "zstd",
 		"oci-mediatypes": "true",
+		"tar":            "false", // into OutputStore, blob by blob
 	}
 	if s.Epoch != nil {
 		attrs["source-date-epoch"] = strconv.FormatInt(s.Epoch.Unix(), 10)
 		attrs["rewrite-timestamp"] = "true"
 	}
-	pr, pw := io.Pipe()
-	idx := make(chan ocispec.Index, 1)
-	imported := make(chan error, 1)
-	go func() {
-		ix, err := importOCI(pr, s.Blobs)
-		pr.CloseWithError(err)
-		idx <- ix
-		imported <- err
-	}()
+	tmp, err := os.MkdirTemp(s.Tmp, "export-")
+	if err != nil {
+		return Result{}, err
+	}
+	defer os.RemoveAll(tmp)
 	opt := client.SolveOpt{
 		LocalMounts: mounts,
 		OCIStores:   map[string]content.Store{StoreID: ContentStore(s.Blobs)},
 		Session:     []session.Attachable{secretsprovider.FromMap(maps.Clone(s.Secrets))},
 		Exports: []client.ExportEntry{{
-			Type:  client.ExporterOCI,
-			Attrs: attrs,
-			Output: func(map[string]string) (io.WriteCloser, error) {
-				return pw, nil
-			},
+			Type:        client.ExporterOCI,
+			Attrs:       attrs,
+			OutputStore: exportStore{blobStore{s.Blobs}, tmp},
 		}},
 	}
 	if s.Insecure {
@@ -224,11 +225,14 @@ func (c *Client) Solve(ctx context.Context, s Solve) (Result, error) {
 
 	ch := make(chan *client.SolveStatus)
 	eg, ectx := errgroup.WithContext(ctx)
+	var resp map[string]string
 	eg.Go(func() error {
 		var ld llb.Definition
 		ld.FromPB(def)
-		_, err := c.c.Solve(ectx, &ld, opt, ch)
-		pw.Close() // an export that never started leaves the importer waiting
+		res, err := c.c.Solve(ectx, &ld, opt, ch)
+		if res != nil {
+			resp = res.ExporterResponse
+		}
 		return err
 	})
 	eg.Go(func() error {
@@ -246,66 +250,32 @@ func (c *Client) Solve(ctx context.Context, s Solve) (Result, error) {
 	if err := eg.Wait(); err != nil {
 		return Result{}, fmt.Errorf("builder %s: %w", c.addr, err)
 	}
-	ix, err := <-idx, <-imported
+	res, err := readResult(resp, s.Blobs)
 	if err != nil {
-		return Result{}, fmt.Errorf("builder %s: importing the result: %w", c.addr, err)
+		return Result{}, fmt.Errorf("builder %s: %w", c.addr, err)
 	}
-	return readResult(ix, s.Blobs)
+	return res, nil
 }
 
-// importOCI reads an OCI image layout tarball from r (BuildKit's oci
-// exporter writes one), writes each blob into blobs, checked against the
-// digest its name gives, and returns the layout's index.
-func importOCI(r io.Reader, blobs *oci.Store) (ocispec.Index, error) {
-	var idx ocispec.Index
-	seen := false
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return idx, fmt.Errorf("reading the OCI tarball: %w", err)
-		}
-		if hdr.Typeflag != tar.TypeReg {
-			continue
-		}
-		name := path.Clean(strings.TrimPrefix(hdr.Name, "./"))
-		switch {
-		case name == ocispec.ImageIndexFile:
-			if err := json.NewDecoder(tr).Decode(&idx); err != nil {
-				return idx, fmt.Errorf("reading the OCI tarball's %s: %w", name, err)
-			}
-			seen = true
-		case strings.HasPrefix(name, ocispec.ImageBlobsDir+"/"):
-			alg, hex, ok := strings.Cut(strings.TrimPrefix(name, ocispec.ImageBlobsDir+"/"), "/")
-			if !ok {
-				return idx, fmt.Errorf("the OCI tarball's %s is not blobs/ALGORITHM/HEX", name)
-			}
-			d := digest.NewDigestFromEncoded(digest.Algorithm(alg), hex)
-			if _, err := blobs.WriteBlobFrom("", tr, d, hdr.Size); err != nil {
-				return idx, err
-			}
-		}
+// readResult returns the image BuildKit's exporter response resp names
+// (the manifest descriptor, exptypes.ExporterImageDescriptorKey), read
+// from blobs.
+func readResult(resp map[string]string, blobs *oci.Store) (Result, error) {
+	raw, ok := resp[exptypes.ExporterImageDescriptorKey]
+	if !ok {
+		return Result{}, fmt.Errorf("the export named no image (no %s in the exporter's response)", exptypes.ExporterImageDescriptorKey)
 	}
-	if !seen {
-		return idx, fmt.Errorf("the OCI tarball has no %s", ocispec.ImageIndexFile)
+	dt, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return Result{}, fmt.Errorf("the exporter's %s: %w", exptypes.ExporterImageDescriptorKey, err)
 	}
-	return idx, nil
-}
-
-// readResult returns the image the index of an exported layout names,
-// read from blobs.
-func readResult(idx ocispec.Index, blobs *oci.Store) (Result, error) {
-	if len(idx.Manifests) != 1 || idx.Manifests[0].MediaType != ocispec.MediaTypeImageManifest {
-		var types []string
-		for _, m := range idx.Manifests {
-			types = append(types, m.MediaType)
-		}
-		return Result{}, fmt.Errorf("the exported index lists %d manifests (%s), not one image manifest: turn off attestations (provenance, SBOM) for snapbuild's builds on buildkitd", len(idx.Manifests), strings.Join(types, ", "))
+	var desc ocispec.Descriptor
+	if err := json.Unmarshal(dt, &desc); err != nil {
+		return Result{}, fmt.Errorf("the exporter's %s: %w", exptypes.ExporterImageDescriptorKey, err)
 	}
-	desc := idx.Manifests[0]
+	if desc.MediaType != ocispec.MediaTypeImageManifest {
+		return Result{}, fmt.Errorf("the export is a %s, not one image manifest: turn off attestations (provenance, SBOM) for snapbuild's builds on buildkitd", desc.MediaType)
+	}
 	var man ocispec.Manifest
 	if err := blobs.ReadJSON(desc.Digest, &man); err != nil {
 		return Result{}, fmt.Errorf("the exported manifest: %w", err)
@@ -319,7 +289,7 @@ func readResult(idx ocispec.Index, blobs *oci.Store) (Result, error) {
 	}
 	for _, l := range man.Layers {
 		if !blobs.Has(l.Digest) {
-			return Result{}, fmt.Errorf("the exported image's layer %s was not in the tarball", l.Digest)
+			return Result{}, fmt.Errorf("the exported image's layer %s was not exported", l.Digest)
 		}
 	}
 	return Result{Manifest: ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: desc.Size}, Layers: man.Layers, DiffIDs: cfg.RootFS.DiffIDs}, nil

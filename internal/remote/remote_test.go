@@ -1,19 +1,22 @@
 package remote
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/containerd/containerd/v2/core/content"
 	"github.com/containerd/errdefs"
 	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
+	"github.com/moby/buildkit/exporter/containerimage/exptypes"
 	"github.com/moby/buildkit/solver/pb"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -162,74 +165,68 @@ func TestRewriteSources(t *testing.T) {
 	}
 }
 
-// layoutTar writes an OCI layout tarball of a one-layer image into blobs
-// order, as BuildKit's oci exporter does, and returns it with the image's
-// manifest and layer digests.
-func layoutTar(t *testing.T, corrupt bool) ([]byte, digest.Digest, digest.Digest) {
-	t.Helper()
-	layer := []byte("layer bytes")
-	diffID := digest.FromString("uncompressed")
-	cfg, _ := json.Marshal(ocispec.Image{RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}}})
-	ld := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerZstd, Digest: digest.FromBytes(layer), Size: int64(len(layer))}
-	man, _ := json.Marshal(ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest,
-		Config: ocispec.Descriptor{MediaType: ocispec.MediaTypeImageConfig, Digest: digest.FromBytes(cfg), Size: int64(len(cfg))},
-		Layers: []ocispec.Descriptor{ld}})
-	md := digest.FromBytes(man)
-	idx, _ := json.Marshal(ocispec.Index{Manifests: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageManifest, Digest: md, Size: int64(len(man))}}})
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	put := func(name string, b []byte) {
-		tw.WriteHeader(&tar.Header{Name: name, Mode: 0o444, Size: int64(len(b)), Typeflag: tar.TypeReg})
-		tw.Write(b)
-	}
-	tw.WriteHeader(&tar.Header{Name: "blobs/", Typeflag: tar.TypeDir, Mode: 0o755})
-	body := layer
-	if corrupt {
-		body = []byte("layer bytez")
-	}
-	put("blobs/sha256/"+ld.Digest.Encoded(), body)
-	put("blobs/sha256/"+digest.FromBytes(cfg).Encoded(), cfg)
-	put("blobs/sha256/"+md.Encoded(), man)
-	put("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`))
-	put("index.json", idx)
-	tw.Close()
-	return buf.Bytes(), md, ld.Digest
-}
-
-func TestImportOCI(t *testing.T) {
+func TestExportStore(t *testing.T) {
+	ctx := context.Background()
 	blobs, err := oci.NewStore(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, md, ld := layoutTar(t, false)
-	idx, err := importOCI(bytes.NewReader(tb), blobs)
+	tmp := t.TempDir()
+	es := exportStore{blobStore{blobs}, tmp}
+	have, err := blobs.WriteBlob("", []byte("a base layer"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	res, err := readResult(idx, blobs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Manifest.Digest != md || len(res.Layers) != 1 || res.Layers[0].Digest != ld || res.DiffIDs[0] != digest.FromString("uncompressed") {
-		t.Errorf("result %+v; want manifest %s, layer %s", res, md, ld)
+	if _, err := es.Writer(ctx, content.WithRef("x"), content.WithDescriptor(have)); !errors.Is(err, errdefs.ErrAlreadyExists) {
+		t.Errorf("Writer of a blob the store has: %v; want ErrAlreadyExists (never sent again)", err)
 	}
 
-	corrupt, err := oci.NewStore(t.TempDir())
+	put := func(body string, desc ocispec.Descriptor) error {
+		w, err := es.Writer(ctx, content.WithRef("ref"), content.WithDescriptor(desc))
+		if err != nil {
+			return err
+		}
+		if _, err := io.WriteString(w, body); err != nil {
+			return err
+		}
+		return w.Commit(ctx, desc.Size, desc.Digest)
+	}
+	layer := []byte("a new layer")
+	ld := ocispec.Descriptor{MediaType: ocispec.MediaTypeImageLayerZstd, Digest: digest.FromBytes(layer), Size: int64(len(layer))}
+	if err := put("a new layez", ld); !errors.Is(err, errdefs.ErrFailedPrecondition) || blobs.Has(ld.Digest) {
+		t.Errorf("Commit of content that does not match its digest: %v, stored %v; want ErrFailedPrecondition and nothing stored", err, blobs.Has(ld.Digest))
+	}
+	if err := put("a new layer!", ocispec.Descriptor{Digest: digest.FromString("a new layer!"), Size: 3}); !errors.Is(err, errdefs.ErrFailedPrecondition) {
+		t.Errorf("Commit of the wrong size: %v; want ErrFailedPrecondition", err)
+	}
+	if err := put(string(layer), ld); err != nil || !blobs.Has(ld.Digest) {
+		t.Fatalf("Commit: %v, stored %v", err, blobs.Has(ld.Digest))
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("temporary files left: %v", left)
+	}
+
+	diffID := digest.FromString("uncompressed")
+	cfg, _ := json.Marshal(ocispec.Image{RootFS: ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{digest.FromString("base"), diffID}}})
+	cd, _ := blobs.WriteBlob(ocispec.MediaTypeImageConfig, cfg)
+	man, _ := json.Marshal(ocispec.Manifest{MediaType: ocispec.MediaTypeImageManifest, Config: cd, Layers: []ocispec.Descriptor{have, ld}})
+	md, _ := blobs.WriteBlob(ocispec.MediaTypeImageManifest, man)
+	resp := func(d ocispec.Descriptor) map[string]string {
+		dt, _ := json.Marshal(d)
+		return map[string]string{exptypes.ExporterImageDescriptorKey: base64.StdEncoding.EncodeToString(dt)}
+	}
+	res, err := readResult(resp(md), blobs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	tb, _, ld = layoutTar(t, true)
-	if _, err := importOCI(bytes.NewReader(tb), corrupt); err == nil || !strings.Contains(err.Error(), "digest mismatch") {
-		t.Errorf("importOCI of a tarball with a corrupt blob: %v; want a digest mismatch", err)
+	if res.Manifest.Digest != md.Digest || len(res.Layers) != 2 || res.Layers[1].Digest != ld.Digest || res.DiffIDs[1] != diffID {
+		t.Errorf("readResult = %+v; want manifest %s, layers [%s %s]", res, md.Digest, have.Digest, ld.Digest)
 	}
-	if corrupt.Has(ld) {
-		t.Error("the corrupt blob was stored")
+	if _, err := readResult(resp(ocispec.Descriptor{MediaType: ocispec.MediaTypeImageIndex, Digest: md.Digest}), blobs); err == nil || !strings.Contains(err.Error(), "not one image manifest") {
+		t.Errorf("readResult of an index: %v", err)
 	}
-	if _, err := importOCI(strings.NewReader(""), corrupt); err == nil || !strings.Contains(err.Error(), "no index.json") {
-		t.Errorf("importOCI of an empty tarball: %v", err)
-	}
-	if _, err := readResult(ocispec.Index{Manifests: []ocispec.Descriptor{{MediaType: ocispec.MediaTypeImageIndex}}}, blobs); err == nil || !strings.Contains(err.Error(), "not one image manifest") {
-		t.Errorf("readResult of an index of an index: %v", err)
+	if _, err := readResult(nil, blobs); err == nil || !strings.Contains(err.Error(), "named no image") {
+		t.Errorf("readResult of an empty response: %v", err)
 	}
 }
 
