@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -129,11 +131,34 @@ COPY --from=build /token.sha /made /out/
 	}
 	rs := r
 	rs.env = []string{"BK_TOKEN=" + value}
-	res := rs.ok("build", "--builder", builder, "-t", "multi", "--secret", "id=token,env=BK_TOKEN", "--progress", "plain", dir)
+	host := startRegistry(t)
+	pushed := "docker://" + host + "/bk/multi:1"
+	res := rs.ok("build", "--builder", builder, "-t", "multi", "--secret", "id=token,env=BK_TOKEN", "--progress", "plain",
+		"--push", pushed, "--insecure-registry="+host, dir)
 	if strings.Contains(res.stdout+res.stderr, value) {
 		t.Errorf("the secret value is in the build output:\n%s", tail(res.stderr, 30))
 	}
 	r.ok("export", "multi", "oci:"+layout+":multi")
+	// --push sent the image built: the registry's has the diff IDs of the
+	// one in the store (its layers gzip, as snapbuild push sends them).
+	diffIDs := func(ref string, args ...string) []string {
+		out, err := exec.Command("skopeo", append(append([]string{"inspect", "--config"}, args...), ref)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("skopeo inspect --config %s: %v\n%s", ref, err, out)
+		}
+		var cfg struct {
+			RootFS struct {
+				DiffIDs []string `json:"diff_ids"`
+			} `json:"rootfs"`
+		}
+		if err := json.Unmarshal(out, &cfg); err != nil {
+			t.Fatalf("config of %s: %v\n%s", ref, err, out)
+		}
+		return cfg.RootFS.DiffIDs
+	}
+	if reg, local := diffIDs(pushed, "--tls-verify=false"), diffIDs("oci:"+layout+":multi"); !slices.Equal(reg, local) || len(reg) == 0 || !strings.Contains(res.stderr, "pushed "+pushed) {
+		t.Errorf("pushed image's diff IDs %q, want the store's %q (stderr: %s)", reg, local, tail(res.stderr, 3))
+	}
 	h := sha256.Sum256([]byte(value))
 	out = podmanRun(t, "oci:"+layout+":multi", "bk-multi", "cat /out/made /out/token.sha; cat /git-version")
 	if want := "built by buildkitd\n" + hex.EncodeToString(h[:]) + "\n"; !strings.HasPrefix(out, want) || !strings.Contains(out, "git version 2.") {

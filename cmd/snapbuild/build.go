@@ -88,6 +88,7 @@ func cmdBuild(ctx context.Context, args []string) error {
 	reg := addRegistryFlags(fs)
 	siteFl := addSiteFlags(fs)
 	bk := addBuilderFlags(fs)
+	push := fs.String("push", "", "push the image built to `REF` ([docker://]HOST/REPO:TAG) once it is built and named, as snapbuild push NAME REF does (one image only)")
 	var cdiDirs listFlag
 	fs.Var(&cdiDirs, "cdi-spec-dir", "`DIR` of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
@@ -144,6 +145,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 	} else {
 		gs = groups(defs)
+	}
+	if *push != "" && (dry != "" || len(gs) != 1 || len(gs[0].defs) != 1) {
+		if dry != "" {
+			return usagef("build: --push %s pushes the image a build makes, and --print builds nothing: give one or the other", *push)
+		}
+		return usagef("build: --push %s pushes one image, and this build makes %d: build one image (pick it with FILE IMAGE or APP.py::NAME), or push each with snapbuild push NAME REF", *push, len(defs))
 	}
 	tagOpts := func(d definition) snapbuild.TagOptions {
 		return snapbuild.TagOptions{Source: d.source, Replace: *replace || len(tags) > 0}
@@ -381,7 +388,16 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if err := errors.Join(errs...); err != nil {
 		return errors.Join(err, errors.Join(refused...))
 	}
-	return errors.Join(refused...)
+	if err := errors.Join(refused...); err != nil || *push == "" {
+		return err
+	}
+	if err := b.Push(ctx, gs[0].defs[0].name, *push, snapbuild.ExportOptions{}); err != nil {
+		return fmt.Errorf("build: --push %s: %w", *push, err)
+	}
+	if !quiet {
+		fmt.Fprintf(os.Stderr, "pushed %s\n", *push)
+	}
+	return nil
 }
 
 // flagSet reports whether the command line set the flag name of fs.
