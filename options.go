@@ -303,3 +303,32 @@ const MicromambaImageRepository = engine.MicromambaImageRepository
 func WithoutSandbox() Option {
 	return engine.WithoutSandbox()
 }
+
+// BuilderTLS is how to reach a BuildKit daemon that serves TLS, as
+// buildctl's --tlscacert, --tlscert, --tlskey and --tlsservername give it:
+// paths of PEM files. The zero value is no TLS.
+type BuilderTLS = engine.BuilderTLS
+
+// WithBuilder builds every step on the BuildKit daemon (buildkitd) at addr
+// instead of this machine's sandbox, as buildctl --addr does:
+// "unix:///PATH/buildkitd.sock" or "tcp://HOST:PORT", optionally written
+// with the "buildkit://" prefix; tls is the zero BuilderTLS for none.
+//
+// Each Modal layer (and a Dockerfile) is one solve of its LLB definition
+// on the daemon. The bases the store holds (a layer's parent, a Debian
+// bootstrap, a pulled image) are given to the daemon as OCI layout sources
+// read from the store through BuildKit's session, the build context and
+// run_function's sources as local sources, secrets through BuildKit's
+// secret provider (never in the definition); the result, an OCI tarball
+// from BuildKit's exporter, is imported into the store by digest and named
+// as a local build names it. Debian bootstraps still run here
+// (mmdebstrap). Layer digests are those of BuildKit's differ and zstd
+// compressor, and the step cache is the daemon's, not the store's.
+// Layers with gpu= or volumes=, and WithNetwork(sandbox.NetworkPrivate),
+// are refused with an error. docs/buildkit.md lists what differs.
+//
+// A bad address or TLS setting is an error from NewBuilder; an unreachable
+// daemon fails the first build. The default is to build on this machine.
+func WithBuilder(addr string, tls BuilderTLS) Option {
+	return engine.WithBuilder(addr, tls)
+}

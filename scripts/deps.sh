@@ -10,6 +10,8 @@
 #     with GOTOOLCHAIN=goVERSION+auto, which fetches go.mod's exact toolchain
 #     through the Go module proxy (here, once, so that the build after it
 #     does not look hung);
+#   - buildkitd and buildctl at go.mod's BuildKit version, built once from
+#     the Go module proxy into a cache directory (scripts/buildkit.sh);
 #   - for an ordinary user, a subordinate UID and GID range (/etc/subuid,
 #     /etc/subgid): when the user has none, it prints the usermod command
 #     that adds a range no other user has, and fails.
@@ -105,6 +107,13 @@ if ! find_go "$want" >/dev/null; then
 		echo "deps: fetching Go $want (go.mod's toolchain) with $g through the Go module proxy"
 	fi
 	"$snapbuild_dir/scripts/go" version
+fi
+
+# buildkitd and buildctl, for the tests of build --builder: built from
+# go.mod's BuildKit module, once, into a cache directory (scripts/buildkit.sh).
+# Only those tests need them: a failure is a warning here, and theirs.
+if ! "$snapbuild_dir/scripts/buildkit.sh" >/dev/null; then
+	echo "deps: warning: buildkitd and buildctl could not be built (scripts/buildkit.sh): the build --builder tests will fail" >&2
 fi
 
 # --network private runs slirp4netns, which opens /dev/net/tun: rootless, as

@@ -90,6 +90,8 @@ func cmdBuild(ctx context.Context, args []string) error {
 	var cacheFrom listFlag
 	fs.Var(&cacheFrom, "cache-from", "take steps the store lacks from the step cache at `REF` (docker://HOST/REPO:TAG, HOST/REPO:TAG, oci:DIR:TAG, or buildx's type=registry,ref=REF / type=local,src=DIR; repeatable, first match wins); a cache that cannot be read or a layer that fails its checks is a warning and the step runs")
 	cacheTo := fs.String("cache-to", "", "after the build, write its step cache to `REF` (as --cache-from, or buildx's type=registry,ref=REF,mode=max / type=local,dest=DIR); mode=min (default) writes the steps of the images built, mode=max every step")
+	bk := addBuilderFlags(fs)
+	push := fs.String("push", "", "push the image built to `REF` ([docker://]HOST/REPO:TAG) once it is built and named, as snapbuild push NAME REF does (one image only)")
 	var cdiDirs listFlag
 	fs.Var(&cdiDirs, "cdi-spec-dir", "`DIR` of CDI specs for gpu= steps (repeatable; default /etc/cdi and /var/run/cdi)")
 	pos, _, err := parse(fs, args)
@@ -146,6 +148,12 @@ func cmdBuild(ctx context.Context, args []string) error {
 		}
 	} else {
 		gs = groups(defs)
+	}
+	if *push != "" && (dry != "" || len(gs) != 1 || len(gs[0].defs) != 1) {
+		if dry != "" {
+			return usagef("build: --push %s pushes the image a build makes, and --print builds nothing: give one or the other", *push)
+		}
+		return usagef("build: --push %s pushes one image, and this build makes %d: build one image (pick it with FILE IMAGE or APP.py::NAME), or push each with snapbuild push NAME REF", *push, len(defs))
 	}
 	tagOpts := func(d definition) snapbuild.TagOptions {
 		return snapbuild.TagOptions{Source: d.source, Replace: *replace || len(tags) > 0}
@@ -210,6 +218,11 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if *cacheTo != "" && dry == "" {
 		opts = append(opts, snapbuild.WithCacheTo(*cacheTo))
 	}
+	bkOpts, err := bk.options("build")
+	if err != nil {
+		return err
+	}
+	opts = append(opts, bkOpts...)
 	if len(cdiDirs) > 0 {
 		abs := make([]string, len(cdiDirs))
 		for i, d := range cdiDirs {
@@ -383,6 +396,14 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return errors.Join(err, errors.Join(refused...))
+	}
+	if *push != "" && len(refused) == 0 {
+		if err := b.Push(ctx, gs[0].defs[0].name, *push, snapbuild.ExportOptions{}); err != nil {
+			return fmt.Errorf("build: --push %s: %w", *push, err)
+		}
+		if !quiet {
+			fmt.Fprintf(os.Stderr, "pushed %s\n", *push)
+		}
 	}
 	if *cacheTo != "" {
 		// As buildx: a cache that cannot be written fails the command,

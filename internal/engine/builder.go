@@ -30,6 +30,7 @@ import (
 	"github.com/snapbuild/snapbuild/gpu"
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/modal"
+	"github.com/snapbuild/snapbuild/internal/remote"
 	"github.com/snapbuild/snapbuild/internal/remotecache"
 	"github.com/snapbuild/snapbuild/internal/store"
 	"github.com/snapbuild/snapbuild/internal/userdb"
@@ -116,9 +117,12 @@ type Engine struct {
 	// noPackageCaches turns the installer steps' package caches off
 	// (WithPackageCaches(false)).
 	noPackageCaches bool
-	// remote is build --cache-from and --cache-to (WithCacheFrom,
+	// caches is build --cache-from and --cache-to (WithCacheFrom,
 	// WithCacheTo); nil when neither was given. Shared by the runs.
-	remote *remoteCache
+	caches *remoteCache
+	// buildkit is the BuildKit daemon the layers are solved on
+	// (WithBuilder); nil: the local worker.
+	buildkit *remote.Client
 }
 
 // DefaultEpoch is the SOURCE_DATE_EPOCH used when none is set:
@@ -269,8 +273,18 @@ func New(opts ...Option) (*Engine, error) {
 	}
 	for _, o := range opts {
 		if err := o(b); err != nil {
+			if b.buildkit != nil {
+				b.buildkit.Close()
+			}
 			return nil, err
 		}
+	}
+	if b.buildkit != nil && b.caches != nil {
+		// buildkitd keeps its own cache of the steps it runs; the local
+		// records --cache-to exports and --cache-from fills are never
+		// made or read there.
+		b.buildkit.Close()
+		return nil, fmt.Errorf("--cache-from and --cache-to work with local builds only: a --builder %s keeps its own step cache; build without --builder to share steps through a registry", b.buildkit.Addr())
 	}
 	if err := b.share(); err != nil {
 		return nil, err
@@ -309,14 +323,19 @@ func (b *Engine) share() error {
 		return err
 	}
 	b.pool, b.seq, b.progressMu, b.pins = pool, new(atomic.Int64), new(sync.Mutex), &pinChecks{}
-	if b.remote != nil && b.remote.to != nil {
-		b.remote.recorder = remotecache.NewRecorder()
+	if b.caches != nil && b.caches.to != nil {
+		b.caches.recorder = remotecache.NewRecorder()
 	}
 	return nil
 }
 
 // Close is snapbuild.Builder.Close.
-func (b *Engine) Close() error { return b.store.Close() }
+func (b *Engine) Close() error {
+	if b.buildkit != nil {
+		b.buildkit.Close()
+	}
+	return b.store.Close()
+}
 
 // Root is snapbuild.Builder.Root.
 func (b *Engine) Root() string { return b.store.Root() }

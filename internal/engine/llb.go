@@ -26,6 +26,7 @@ import (
 	"github.com/snapbuild/snapbuild/internal/build"
 	"github.com/snapbuild/snapbuild/internal/dockerfile"
 	"github.com/snapbuild/snapbuild/internal/modal"
+	"github.com/snapbuild/snapbuild/internal/remote"
 	"github.com/snapbuild/snapbuild/internal/worker"
 	"github.com/snapbuild/snapbuild/oci"
 	"github.com/snapbuild/snapbuild/sandbox"
@@ -174,6 +175,12 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 	} else if def0, img, err = x.convert(ctx, st, text, lc.exclude, force, pl, stopped); err != nil || def0 == nil {
 		return err
 	}
+	remoteSolve := b.buildkit != nil && pl == nil
+	if remoteSolve {
+		if why := b.remoteRefusal(l); why != "" {
+			return remoteLayer(l, why)
+		}
+	}
 	def, err := build.Rewrite(def0, func(op *pb.Op, md *pb.OpMetadata) error {
 		if force || b.forceRest { // a moved base (pin.go) reruns what follows
 			md.IgnoreCache = true
@@ -187,6 +194,9 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 		}
 		if e := op.GetExec(); e != nil {
 			e.Secretenv = append(e.Secretenv, env...)
+			if remoteSolve {
+				remoteEnv(e, b.siteEnv())
+			}
 			if b.network == sandbox.NetworkNone {
 				// An offline build (--network none) is offline for every
 				// op, a Dockerfile's RUN --network=host included; the
@@ -221,12 +231,27 @@ func (b *Engine) solveLayer(ctx context.Context, st *buildState, l *modal.Layer,
 	if err != nil {
 		return err
 	}
+	if remoteSolve {
+		// The bases the store holds are read from it by buildkitd; the
+		// progress maps the vertices buildkitd reports, so by the
+		// rewritten definition's digests.
+		if def, err = remote.RewriteSources(def, b.store.Blobs().Has); err != nil {
+			return err
+		}
+	}
 	g, err := build.Load(def)
 	if err != nil {
 		return err
 	}
 	x.mapVertices(g, def)
 	x.skipUnused(l.Target)
+	if remoteSolve {
+		dirs := map[string]string{contextName: lc.dir}
+		for _, ls := range locals {
+			dirs[ls.name] = ls.dir
+		}
+		return x.solveRemote(ctx, st, def, g, img, dirs, secrets.store)
+	}
 
 	wdir := filepath.Join(b.store.Root(), "worker")
 	if pl != nil {
@@ -383,7 +408,12 @@ func (x *llbLayer) apply(ctx context.Context, st *buildState, img dockerspec.Doc
 	if ref == nil {
 		ref = &worker.Ref{}
 	}
-	hist := layerHistory(ctx, g, c, keys, img.History, len(ref.Layers))
+	x.applyHistory(st, img, layerHistory(ctx, g, c, keys, img.History, len(ref.Layers)), ref)
+}
+
+// applyHistory is apply with the history hist of the layer's graph, its
+// entries marked empty where the ops made no layer.
+func (x *llbLayer) applyHistory(st *buildState, img dockerspec.DockerOCIImage, hist []ocispec.History, ref *worker.Ref) {
 	if x.l.Root == nil || !x.l.Root.Dockerfile {
 		// A Modal layer's history is its own text, as Modal shows it:
 		// after its parent's, or its base's for a root layer.
@@ -1188,7 +1218,14 @@ func layerHistory(ctx context.Context, g *build.Graph, c build.Cache, keys map[d
 			return hist
 		}
 	}
-	// BuildKit's normalization: entries without a layer become empty.
+	return normalizeHistory(hist, layers)
+}
+
+// normalizeHistory returns hist normalized as BuildKit's image exporter
+// does it for an image of layers layers: the entries past the last one
+// that has a layer are marked empty.
+func normalizeHistory(hist []ocispec.History, layers int) []ocispec.History {
+	hist = slices.Clone(hist)
 	n := 0
 	for j := range hist {
 		if hist[j].EmptyLayer {

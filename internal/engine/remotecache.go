@@ -60,10 +60,10 @@ func WithCacheTo(ref string) Option {
 }
 
 func (b *Engine) cache() *remoteCache {
-	if b.remote == nil {
-		b.remote = &remoteCache{}
+	if b.caches == nil {
+		b.caches = &remoteCache{}
 	}
-	return b.remote
+	return b.caches
 }
 
 // canUnpack reports whether this process can make snapshots from layers:
@@ -77,7 +77,7 @@ func canUnpack() bool { return os.Geteuid() == 0 || sandbox.InUserNamespace() }
 // there sends the build into it, where the caches are read). A cache that
 // cannot be read is a warning, and the build goes on without it.
 func (b *Engine) remoteImporter(ctx context.Context) *remotecache.Importer {
-	rc := b.remote
+	rc := b.caches
 	if rc == nil || len(rc.from) == 0 || !canUnpack() {
 		return nil
 	}
@@ -99,10 +99,10 @@ func (b *Engine) remoteImporter(ctx context.Context) *remotecache.Importer {
 // remoteRecorder is the Recorder of the builds' keys when WithCacheTo was
 // given, else nil.
 func (b *Engine) remoteRecorder() *remotecache.Recorder {
-	if b.remote == nil || b.remote.to == nil {
+	if b.caches == nil || b.caches.to == nil {
 		return nil
 	}
-	return b.remote.recorder
+	return b.caches.recorder
 }
 
 func (b *Engine) warn(line string) { b.progress.Event(Event{Kind: EventWarn, Line: line}) }
@@ -198,7 +198,7 @@ func (b *Engine) recordPin(defKey string) {
 
 // ExportCache is snapbuild.Builder.ExportCache.
 func (b *Engine) ExportCache(ctx context.Context) (CacheExport, error) {
-	rc := b.remote
+	rc := b.caches
 	if rc == nil || rc.to == nil {
 		return CacheExport{}, errors.New("ExportCache: no cache destination: give WithCacheTo")
 	}
