@@ -143,7 +143,7 @@ func userNSFor(mode string) (userNSChoice, error) {
 	}
 	c, err := chooseUserNS(m, subErr)
 	if err != nil {
-		return c, fmt.Errorf("cannot run rootless: %w (or build with %s=single: one ID, see UserNSSingle)", err, EnvUserNS)
+		return c, fmt.Errorf("cannot run rootless: %w (or set %s=single to map only your own ID, with the limits README \"Rootless without subordinate IDs\" lists)", err, EnvUserNS)
 	}
 	return c, nil
 }
@@ -209,7 +209,9 @@ func runChild(cmd *exec.Cmd, start func() error, what string) int {
 // checkSubIDs gives the user a clear message before the user namespace setup
 // fails with something obscure.
 func checkSubIDs() error {
-	u, err := user.Current()
+	// The invoking user, also from inside a user namespace (where the
+	// process is uid 0).
+	u, err := user.LookupId(strconv.Itoa(unshare.GetRootlessUID()))
 	if err != nil {
 		return fmt.Errorf("looking up the current user: %w", err)
 	}
