@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/sirupsen/logrus"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runc's C constructor for "init"
 	"go.podman.io/storage/pkg/reexec"
 	"go.podman.io/storage/pkg/unshare"
@@ -55,6 +57,12 @@ func Init() {
 		os.Exit(0)
 	}
 	unix.Umask(0o022)
+	// libcontainer forwards its container init's log lines, and logs its
+	// own warnings, through logrus' standard logger, whose text on
+	// standard error would be interleaved with snapbuild's progress; what
+	// fails also comes back as the error Run returns, which snapbuild
+	// reports.
+	logrus.SetOutput(io.Discard)
 	if Entered() {
 		makeMountsPrivate()
 	}

@@ -85,7 +85,7 @@ func SingleIDError(what string) error {
 	if explicit {
 		why = EnvUserNS + "=single"
 	}
-	return fmt.Errorf("%s: %w: snapbuild runs in single-ID mode (%s), whose user namespace maps only ID 0 (to uid %d): a step cannot use another user or group ID; %s",
+	return fmt.Errorf("%s: %w: snapbuild runs in single-ID mode (%s), whose user namespace maps only ID 0 (to uid %d): a step or a run cannot use another user or group ID; %s",
 		what, ErrSingleID, why, unshare.GetRootlessUID(), SingleIDFix())
 }
 
