@@ -64,6 +64,9 @@ func TestRootlessInPod(t *testing.T) {
 	r.build(writeRecipe(t, dir, "podbase.yaml", "- debian_slim: {python_version: \"3.11\"}\n"))
 	base := filepath.Join(dir, "base")
 	r.ok("export", "podbase", "oci:"+base+":base")
+	// An image whose USER is not root, made here, for run in the pod.
+	r.build(writeRecipe(t, dir, "podnobody.yaml", "- from_registry: \"oci:"+base+":base\"\n- dockerfile_commands: [\"USER nobody\"]\n"))
+	r.ok("export", "podnobody", "oci:"+base+":nobody")
 	image := "localhost/snapbuild-it/podbase:latest"
 	if out, err := exec.Command("skopeo", "copy", "--quiet", "oci:"+base+":base", "containers-storage:"+image).CombinedOutput(); err != nil {
 		t.Fatalf("skopeo copy: %v\n%s", err, out)
@@ -92,6 +95,8 @@ func TestRootlessInPod(t *testing.T) {
 `)
 	writeRecipe(t, work, "chown.yaml", "- from_registry: \"oci:/base:base\"\n- run_commands: [\"touch /owned && chown 42:42 /owned\"]\n")
 	writeRecipe(t, work, "user.yaml", "- from_registry: \"oci:/base:base\"\n- dockerfile_commands: [\"USER nobody\", \"RUN id\"]\n")
+	writeRecipe(t, work, "nobody.yaml", "- from_registry: \"oci:/base:nobody\"\n")
+	writeRecipe(t, work, "slim.yaml", "- debian_slim: {python_version: \"3.11\"}\n")
 	store := filepath.Join(dir, "store")
 	must(t, os.MkdirAll(store, 0o755))
 	must(t, exec.Command("chown", podUID, store).Run())
@@ -106,7 +111,7 @@ snapbuild run --root /store greet -- sh -c 'cat /greeting; echo "$GREETING from 
 	for _, want := range []string{
 		// The container really is unprivileged.
 		"CapEff:\t0000000000000000", "NoNewPrivs:\t1",
-		"snapbuild: warning: building in single-ID mode",
+		"snapbuild: warning: single-ID mode",
 		// The masked /proc refuses a procfs of the step's own.
 		"snapbuild: warning: the kernel refused a /proc of the sandbox's own",
 		"Hello, world!",
@@ -137,7 +142,7 @@ snapbuild run --root /store greet -- sh -c 'cat /greeting; echo "$GREETING from 
 			t.Errorf("%s: a step needing another ID built in single-ID mode:\n%s", c.recipe, tail(out, 30))
 			continue
 		}
-		if n := strings.Count(out, "single-ID mode (SNAPBUILD_USERNS=single, or no usable subordinate ID range)"); n != 1 {
+		if n := strings.Count(out, "snapbuild runs in single-ID mode (no usable subordinate ID range)"); n != 1 {
 			t.Errorf("%s: the single-ID error appears %d times, want once:\n%s", c.recipe, n, tail(out, 30))
 		}
 		for _, want := range []string{c.what, "usermod --add-subuids", "SNAPBUILD_USERNS=auto or subids"} {
@@ -145,5 +150,40 @@ snapbuild run --root /store greet -- sh -c 'cat /greeting; echo "$GREETING from 
 				t.Errorf("%s: output lacks %q:\n%s", c.recipe, want, tail(out, 30))
 			}
 		}
+	}
+
+	// run of an image whose USER is not root is refused before it starts,
+	// with the same error and none of runc's own log lines.
+	if out, ok := podSnapbuild(t, image, base, work, store, "snapbuild build /work/nobody.yaml --root /store --progress plain"); !ok {
+		t.Fatalf("a from_registry build of a USER nobody image failed:\n%s", tail(out, 30))
+	}
+	out, ok = podSnapbuild(t, image, base, work, store, "snapbuild run --root /store nobody -- id")
+	if ok {
+		t.Errorf("run of a USER nobody image succeeded in single-ID mode:\n%s", tail(out, 30))
+	}
+	for _, want := range []string{"snapbuild: warning: single-ID mode", "run nobody: USER nobody (uid 65534, gid 65534)", "snapbuild runs in single-ID mode", "usermod --add-subuids"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("run of a USER nobody image: output lacks %q:\n%s", want, tail(out, 30))
+		}
+	}
+	for _, bad := range []string{"level=", "cannot setgid", "building"} {
+		if strings.Contains(out, bad) {
+			t.Errorf("run of a USER nobody image: output has %q (runc's log lines or a build's words):\n%s", bad, tail(out, 30))
+		}
+	}
+
+	// A Debian base cannot be made in single-ID mode: refused before
+	// mmdebstrap, naming the ways out.
+	out, ok = podSnapbuild(t, image, base, work, store, "snapbuild build /work/slim.yaml --root /store --progress plain")
+	if ok {
+		t.Errorf("debian_slim built in single-ID mode:\n%s", tail(out, 30))
+	}
+	for _, want := range []string{"bootstrapping Debian bookworm", "making a Debian base needs subordinate IDs", "--cache-from", "from_registry"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("debian_slim in single-ID mode: output lacks %q:\n%s", want, tail(out, 30))
+		}
+	}
+	if strings.Contains(out, "mmdebstrap failed") || strings.Contains(out, "needs mmdebstrap") {
+		t.Errorf("debian_slim in single-ID mode: mmdebstrap was tried:\n%s", tail(out, 30))
 	}
 }

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -12,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/sirupsen/logrus"
 	_ "github.com/opencontainers/runc/libcontainer/nsenter" // runc's C constructor for "init"
 	"go.podman.io/storage/pkg/reexec"
 	"go.podman.io/storage/pkg/unshare"
@@ -55,6 +57,12 @@ func Init() {
 		os.Exit(0)
 	}
 	unix.Umask(0o022)
+	// libcontainer forwards its container init's log lines, and logs its
+	// own warnings, through logrus' standard logger, whose text on
+	// standard error would be interleaved with snapbuild's progress; what
+	// fails also comes back as the error Run returns, which snapbuild
+	// reports.
+	logrus.SetOutput(io.Discard)
 	if Entered() {
 		makeMountsPrivate()
 	}
@@ -143,7 +151,7 @@ func userNSFor(mode string) (userNSChoice, error) {
 	}
 	c, err := chooseUserNS(m, subErr)
 	if err != nil {
-		return c, fmt.Errorf("cannot run rootless: %w (or build with %s=single: one ID, see UserNSSingle)", err, EnvUserNS)
+		return c, fmt.Errorf("cannot run rootless: %w (or set %s=single to map only your own ID, with the limits README \"Rootless without subordinate IDs\" lists)", err, EnvUserNS)
 	}
 	return c, nil
 }
@@ -209,7 +217,9 @@ func runChild(cmd *exec.Cmd, start func() error, what string) int {
 // checkSubIDs gives the user a clear message before the user namespace setup
 // fails with something obscure.
 func checkSubIDs() error {
-	u, err := user.Current()
+	// The invoking user, also from inside a user namespace (where the
+	// process is uid 0).
+	u, err := user.LookupId(strconv.Itoa(unshare.GetRootlessUID()))
 	if err != nil {
 		return fmt.Errorf("looking up the current user: %w", err)
 	}

@@ -77,17 +77,46 @@ func SingleID() bool {
 var ErrSingleID = errors.New("the ID is not mapped in single-ID mode")
 
 // SingleIDError returns the one error of a step that needs an ID other than
-// 0 in single-ID mode: what is refused (what), why, and the fix (a
-// subordinate ID range, then SNAPBUILD_USERNS=auto or subids). It wraps
-// ErrSingleID.
+// 0 in single-ID mode: what is refused (what), why, and the fix
+// (SingleIDFix). It wraps ErrSingleID.
 func SingleIDError(what string) error {
+	explicit := UserNSMode(os.Getenv(EnvUserNS)) == UserNSSingle
+	why := "no usable subordinate ID range"
+	if explicit {
+		why = EnvUserNS + "=single"
+	}
+	return fmt.Errorf("%s: %w: snapbuild runs in single-ID mode (%s), whose user namespace maps only ID 0 (to uid %d): a step or a run cannot use another user or group ID; %s",
+		what, ErrSingleID, why, unshare.GetRootlessUID(), SingleIDFix())
+}
+
+// SingleIDFix says how to leave single-ID mode: when SNAPBUILD_USERNS=single
+// chose it and the user's subordinate ID range is usable, unset the
+// variable (or set it to auto or subids); otherwise give the user a range
+// (usermod --add-subuids as root), then build with auto or subids.
+func SingleIDFix() string {
+	uid := unshare.GetRootlessUID()
 	name := "USER"
-	if u, err := user.LookupId(strconv.Itoa(unshare.GetRootlessUID())); err == nil {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
 		name = u.Username
 	}
-	lo := freeSubIDs("/etc/subuid", "/etc/subgid")
-	return fmt.Errorf("%s: %w: snapbuild runs in single-ID mode (%s=single, or no usable subordinate ID range), whose user namespace maps only ID 0 (to uid %d): a step cannot use another user or group ID; give the user a subordinate range (`usermod --add-subuids %d-%d --add-subgids %d-%d %s` as root, with the uidmap package and a process allowed to gain privileges) and build with %s=auto or subids",
-		what, ErrSingleID, EnvUserNS, unshare.GetRootlessUID(), lo, lo+65535, lo, lo+65535, name, EnvUserNS)
+	explicit := UserNSMode(os.Getenv(EnvUserNS)) == UserNSSingle
+	var subErr error
+	if explicit {
+		subErr = subIDsUsable()
+	}
+	return singleIDFix(explicit, subErr, name, freeSubIDs("/etc/subuid", "/etc/subgid"))
+}
+
+// singleIDFix is SingleIDFix for the user named name: explicit when
+// SNAPBUILD_USERNS=single chose the mode, subErr nil when the user's
+// subordinate IDs are usable, lo the start of a free range of subordinate
+// IDs.
+func singleIDFix(explicit bool, subErr error, name string, lo int) string {
+	if explicit && subErr == nil {
+		return fmt.Sprintf("your subordinate ID range is usable: unset %s (or set it to auto or subids) to use it", EnvUserNS)
+	}
+	return fmt.Sprintf("give the user a subordinate range (`usermod --add-subuids %d-%d --add-subgids %d-%d %s` as root, with the uidmap package and a process allowed to gain privileges) and use %s=auto or subids",
+		lo, lo+65535, lo, lo+65535, name, EnvUserNS)
 }
 
 // userNSChoice is the mapping EnterNamespace makes.
@@ -140,9 +169,10 @@ func noNewPrivs() bool {
 	return err == nil && v == 1
 }
 
-// singleIDWarning is what a build in single-ID mode prints once.
+// singleIDWarning is what a command that enters the namespace in single-ID
+// mode prints once (a build, a run, a prune).
 func singleIDWarning(why string) string {
-	msg := fmt.Sprintf("snapbuild: warning: building in single-ID mode (%s): the user namespace maps only uid %d and gid %d, to 0; files of other owners in a layer are unpacked as 0, and a step that needs another ID fails",
+	msg := fmt.Sprintf("snapbuild: warning: single-ID mode (%s): the user namespace maps only uid %d and gid %d, to 0; files of other owners in a layer are unpacked as 0, and a step that needs another ID fails",
 		EnvUserNS, os.Getuid(), os.Getgid())
 	if why != "" {
 		msg += "; subordinate IDs unusable: " + why

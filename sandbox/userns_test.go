@@ -61,13 +61,39 @@ func TestParseUserNSMode(t *testing.T) {
 // TestSingleIDError: the error names the mode, the variable and the fix,
 // and wraps ErrSingleID.
 func TestSingleIDError(t *testing.T) {
+	t.Setenv(EnvUserNS, "")
 	err := SingleIDError("USER nobody (uid 65534, gid 65534)")
 	if !errors.Is(err, ErrSingleID) {
 		t.Errorf("SingleIDError does not wrap ErrSingleID: %v", err)
 	}
-	for _, want := range []string{"USER nobody", "single-ID mode", "SNAPBUILD_USERNS=single", "usermod --add-subuids", "SNAPBUILD_USERNS=auto"} {
+	for _, want := range []string{"USER nobody", "single-ID mode (no usable subordinate ID range)", "usermod --add-subuids", "SNAPBUILD_USERNS=auto"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("SingleIDError = %q, want it to contain %q", err, want)
+		}
+	}
+	t.Setenv(EnvUserNS, "single")
+	if err := SingleIDError("chown"); !strings.Contains(err.Error(), "single-ID mode (SNAPBUILD_USERNS=single)") {
+		t.Errorf("SingleIDError with SNAPBUILD_USERNS=single = %q, want it to name the variable as the cause", err)
+	}
+}
+
+// TestSingleIDFix: a user who chose single-ID mode and has a usable range
+// is told to drop the choice, not to add a second range.
+func TestSingleIDFix(t *testing.T) {
+	noRange := errors.New("/etc/subuid gives user u 0 subordinate IDs")
+	for _, c := range []struct {
+		explicit      bool
+		subErr        error
+		want, notWant string
+	}{
+		{true, nil, "unset SNAPBUILD_USERNS", "usermod"},
+		{true, noRange, "usermod --add-subuids 165536-231071 --add-subgids 165536-231071 u", "unset"},
+		{false, noRange, "usermod --add-subuids 165536-231071", "unset"},
+		{false, nil, "usermod --add-subuids", "unset"},
+	} {
+		got := singleIDFix(c.explicit, c.subErr, "u", 165536)
+		if !strings.Contains(got, c.want) || strings.Contains(got, c.notWant) {
+			t.Errorf("singleIDFix(%v, %v) = %q, want it to contain %q and not %q", c.explicit, c.subErr, got, c.want, c.notWant)
 		}
 	}
 }

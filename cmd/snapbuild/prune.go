@@ -19,13 +19,15 @@ import (
 )
 
 // openStore opens the store of a prune or df; nil, and no error, when it
-// does not exist (it holds nothing).
-func openStore(root string) (*store.Store, error) {
+// does not exist (it holds nothing). df reads only records and sizes, so
+// it passes store.AnyIDMap: like images, it works on a store of either
+// rootless ID mapping.
+func openStore(root string, opts ...store.OpenOption) (*store.Store, error) {
 	root = storeRoot(root)
 	if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
-	return store.Open(root)
+	return store.Open(root, opts...)
 }
 
 // pruneFlags are prune's options, parsed.
@@ -159,7 +161,7 @@ func cmdDf(ctx context.Context, args []string) error {
 		return usagef("df: unexpected argument %q: snapbuild df takes only flags", pos[0])
 	}
 	u := store.Usage{Images: []store.ImageUsage{}, Cache: []store.CacheEntry{}}
-	s, err := openStore(*root)
+	s, err := openStore(*root, store.AnyIDMap)
 	if err != nil {
 		return err
 	}

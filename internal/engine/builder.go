@@ -1153,6 +1153,10 @@ func (b *Engine) Run(ctx context.Context, ref string, args []string, o RunOption
 	if err != nil {
 		return 0, err
 	}
+	if sandbox.SingleID() && (u.Uid != 0 || u.Gid != 0) {
+		// Refused before runc fails to set the IDs, as a build's USER.
+		return 0, sandbox.SingleIDError(fmt.Sprintf("run %s: USER %s (uid %d, gid %d)", ref, orDefault(c.User, "root"), u.Uid, u.Gid))
+	}
 	seq := b.seq.Add(1)
 	stateDir := filepath.Join(b.store.Root(), "run", fmt.Sprint(os.Getpid()))
 	defer os.RemoveAll(stateDir)

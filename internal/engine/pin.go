@@ -17,6 +17,7 @@ import (
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/internal/modal"
 	"github.com/snapbuild/snapbuild/internal/store"
+	"github.com/snapbuild/snapbuild/sandbox"
 	"github.com/snapbuild/snapbuild/snapshot"
 )
 
@@ -267,6 +268,14 @@ func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Deb
 		arch, key, moved = &a, baseKey(def, a), true
 	default:
 		// No base yet, or the pinned one was pruned.
+		if b.noSandbox {
+			// The bootstrap runs in the namespace, which also tells
+			// whether it can (single-ID mode): ask no mirror here.
+			return false, store.Step{}, b.needsSandbox(in.Text)
+		}
+		if err := singleIDBootstrap(in.Text, d.Suite); err != nil {
+			return false, store.Step{}, err
+		}
 		a, err := d.ArchiveState(ctx)
 		if err != nil {
 			if havePin {
@@ -342,6 +351,9 @@ func (b *Engine) bootstrapStep(ctx context.Context, st *buildState, d base.Debia
 	}}
 	epoch := b.epoch
 	return b.layerStepAt(ctx, st, key, in.Text, force, &epoch, func(a *snapshot.Active) error {
+		if err := singleIDBootstrap(in.Text, d.Suite); err != nil {
+			return err
+		}
 		err := d.Bootstrap(ctx, a.Rootfs, log)
 		log.flush()
 		if err != nil && ctx.Err() == nil {
@@ -646,4 +658,27 @@ func (b *Engine) updateBase(ctx context.Context, p namedPin) (BaseUpdate, error)
 		u.Changes = append(u.Changes, strings.TrimSpace(c))
 	}
 	return u, nil
+}
+
+// singleIDBootstrap refuses, in single-ID mode (sandbox.SingleID), to
+// bootstrap the Debian suite for the instruction instr, before mmdebstrap
+// runs: Debian's files belong to system groups (staff, shadow, utmp, ...)
+// that a namespace mapping one ID cannot own, so mmdebstrap fails deep in
+// its unpacking. The error wraps sandbox.ErrSingleID and names the ways
+// out: a base from a step cache, a base image made elsewhere, or leaving
+// single-ID mode. nil when not in single-ID mode.
+func singleIDBootstrap(instr, suite string) error {
+	if !sandbox.SingleID() {
+		return nil
+	}
+	return singleIDBootstrapError(instr, suite, sandbox.SingleIDFix())
+}
+
+// singleIDBootstrapError is singleIDBootstrap's error, with fix the way out
+// of single-ID mode (sandbox.SingleIDFix).
+func singleIDBootstrapError(instr, suite, fix string) error {
+	return fmt.Errorf("%s: bootstrapping Debian %s: %w: making a Debian base needs subordinate IDs, as Debian's files belong to system groups (staff, shadow, ...) that single-ID mode cannot own; "+
+		"take the base from a step cache that holds it (--cache-from REF, exported once with --cache-to REF by a build with subordinate IDs or as root), "+
+		"or build on an image made elsewhere (from_registry, or from_id of an image in the store) instead of debian_slim; or %s",
+		instr, suite, sandbox.ErrSingleID, fix)
 }

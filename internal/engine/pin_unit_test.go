@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -17,9 +18,11 @@ import (
 
 	"github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"go.podman.io/storage/pkg/unshare"
 
 	"github.com/snapbuild/snapbuild/base"
 	"github.com/snapbuild/snapbuild/internal/store"
+	"github.com/snapbuild/snapbuild/sandbox"
 )
 
 // fakeMirror serves one suite's InRelease file, which the test changes,
@@ -284,5 +287,86 @@ func TestBaseChangesCapped(t *testing.T) {
 	}
 	if got := b.baseChanges(old, old); strings.Join(got, "|") != "the new base is the same as the old one: no package changed" {
 		t.Errorf("baseChanges of the same base = %q", got)
+	}
+}
+
+// TestSingleIDBootstrap: in single-ID mode a debian_slim base that the
+// store lacks is refused before the mirror is asked or mmdebstrap runs,
+// with the error naming the ways out; a base the store holds (made
+// elsewhere, imported) is used as before.
+func TestSingleIDBootstrap(t *testing.T) {
+	libc := fakeMmdebstrap(t)
+	if err := os.WriteFile(libc, []byte("2.36-9+deb12u8"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ran := filepath.Join(t.TempDir(), "ran")
+	// Wrap the fake to record that it ran.
+	dir := t.TempDir()
+	wrapper := "#!/bin/sh\ntouch " + ran + "\nexec " + filepath.Join(filepath.Dir(libc), "mmdebstrap") + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(dir, "mmdebstrap"), []byte(wrapper), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+":"+os.Getenv("PATH"))
+	m := newFakeMirror(t, "12.8")
+	root := t.TempDir()
+	d := base.Debian{Suite: "bookworm", Packages: []string{"python3"}, Epoch: DefaultEpoch, Mirror: m.srv.URL + "/debian"}
+	in := instruction{Text: "FROM python:3.11-slim-bookworm", Line: 1}
+	// single makes sandbox.SingleID true or false, as EnterNamespace's
+	// single-ID re-execution marks the process (the store is opened
+	// before, as root: its snapshots are the test's own).
+	single := func(on bool) {
+		v := ""
+		if on {
+			v = "1"
+		}
+		t.Setenv(unshare.UsernsEnvName, v)
+		t.Setenv("_SNAPBUILD_USERNS_SINGLE", v)
+		if sandbox.SingleID() != on {
+			t.Fatalf("sandbox.SingleID() = %v, want %v", !on, on)
+		}
+	}
+	boot := func() (bool, error) {
+		var events []string
+		b := pinEngine(t, root, m, &events)
+		single(true)
+		defer single(false)
+		var st buildState
+		cached, _, err := b.bootstrapDebian(context.Background(), &st, d, in, false, Event{})
+		return cached, err
+	}
+
+	_, err := boot()
+	if !errors.Is(err, sandbox.ErrSingleID) {
+		t.Fatalf("bootstrap in single-ID mode: error = %v, want one wrapping sandbox.ErrSingleID", err)
+	}
+	for _, want := range []string{"FROM python:3.11-slim-bookworm", "bootstrapping Debian bookworm", "system groups", "--cache-from", "--cache-to", "from_registry", "from_id", "usermod --add-subuids"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error = %q, want it to contain %q", err, want)
+		}
+	}
+	if n := m.requests.Load(); n != 0 {
+		t.Errorf("the refused bootstrap asked the mirror %d times, want 0", n)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("mmdebstrap ran in single-ID mode")
+	}
+
+	// The base made outside single-ID mode (as a cache import brings it)
+	// is then used in single-ID mode: no bootstrap, no error.
+	var events []string
+	b := pinEngine(t, root, m, &events)
+	var st buildState
+	if _, _, err := b.bootstrapDebian(context.Background(), &st, d, in, false, Event{}); err != nil {
+		t.Fatalf("bootstrap outside single-ID mode: %v", err)
+	}
+	if err := os.Remove(ran); err != nil {
+		t.Fatalf("mmdebstrap did not run outside single-ID mode: %v", err)
+	}
+	cached, err := boot()
+	if err != nil || !cached {
+		t.Fatalf("single-ID build on a base the store holds: cached %v, error %v; want the cached base", cached, err)
+	}
+	if _, err := os.Stat(ran); err == nil {
+		t.Error("mmdebstrap ran again for a base the store holds")
 	}
 }

@@ -118,12 +118,28 @@ type Image struct {
 	Parent string                        `json:"parent,omitempty"`
 }
 
+// OpenOption changes what Open checks.
+type OpenOption func(*openConfig)
+
+type openConfig struct{ anyIDMap bool }
+
+// AnyIDMap makes Open skip CheckIDMap, for a caller that reads only the
+// store's records and file sizes (df), never a snapshot's owners: a store
+// of either rootless ID mapping then opens, and none is recorded.
+var AnyIDMap OpenOption = func(c *openConfig) { c.anyIDMap = true }
+
 // Open opens the store at root (made absolute), creating its directories
 // when they do not exist, and checks that it was made in the same mode, root
-// or rootless, as this process runs in (CheckMode). It takes no lock. Open
-// fails naming root when root is "", when the directories cannot be made
-// (a store of another user says so), or when the mode differs.
-func Open(root string) (*Store, error) {
+// or rootless, as this process runs in (CheckMode), and, rootless in the
+// build namespace, with the same ID mapping (CheckIDMap; not with
+// AnyIDMap). It takes no lock. Open fails naming root when root is "",
+// when the directories cannot be made (a store of another user says so),
+// or when the mode or mapping differs.
+func Open(root string, opts ...OpenOption) (*Store, error) {
+	var cfg openConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
 	if root == "" {
 		return nil, errors.New("store: no root directory given")
 	}
@@ -156,7 +172,7 @@ func Open(root string) (*Store, error) {
 	if err := CheckMode(abs, sandbox.InUserNamespace()); err != nil {
 		return nil, err
 	}
-	if sandbox.Entered() && sandbox.InUserNamespace() {
+	if sandbox.Entered() && sandbox.InUserNamespace() && !cfg.anyIDMap {
 		if err := CheckIDMap(abs, sandbox.SingleID()); err != nil {
 			return nil, err
 		}

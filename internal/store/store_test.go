@@ -558,3 +558,35 @@ func TestCheckIDMap(t *testing.T) {
 		t.Fatalf("single on a subids store: got %v", err)
 	}
 }
+
+// TestOpenAnyIDMap: in the build namespace Open refuses a store of the
+// other ID mapping, and opens it with AnyIDMap (df), recording nothing.
+func TestOpenAnyIDMap(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("sandbox.Entered needs euid 0")
+	}
+	root := t.TempDir()
+	if err := CheckMode(root, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckIDMap(root, true); err != nil {
+		t.Fatal(err)
+	}
+	// As EnterNamespace marks a process in the subordinate ID mapping.
+	t.Setenv("_CONTAINERS_USERNS_CONFIGURED", "1")
+	t.Setenv("_SNAPBUILD_USERNS_SINGLE", "")
+	if s, err := Open(root); err == nil || !strings.Contains(err.Error(), "single ID mapping") {
+		if s != nil {
+			s.Close()
+		}
+		t.Fatalf("Open of a single-ID store with subids: error %v, want the mapping refused", err)
+	}
+	s, err := Open(root, AnyIDMap)
+	if err != nil {
+		t.Fatalf("Open(AnyIDMap): %v", err)
+	}
+	s.Close()
+	if b, err := os.ReadFile(filepath.Join(root, "idmap")); err != nil || strings.TrimSpace(string(b)) != "single" {
+		t.Errorf("idmap after Open(AnyIDMap) = %q, %v; want single kept", b, err)
+	}
+}
