@@ -153,12 +153,12 @@ func finalKeys(rec *remotecache.Recorder, g *build.Graph, keys map[digest.Digest
 // when the store has no usable one: the layer fetched and checked, its
 // snapshot unpacked, its step record and the pin written. It reports
 // whether it did.
-func (b *Engine) importPin(ctx context.Context, defKey string) (bool, error) {
+func (b *Engine) importPin(ctx context.Context, defKey string, ev Event) (bool, error) {
 	im := b.remoteImporter(ctx)
 	if im == nil || b.plan != nil {
 		return false, nil
 	}
-	raw, key, st, ok, err := im.Pin(ctx, defKey, func(raw json.RawMessage) (string, error) {
+	raw, key, st, from, ok, err := im.Pin(ctx, defKey, func(raw json.RawMessage) (string, error) {
 		var p basePin
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return "", err
@@ -181,6 +181,9 @@ func (b *Engine) importPin(ctx context.Context, defKey string) (bool, error) {
 	if err := b.store.PutStep(rec); err != nil {
 		return false, err
 	}
+	// The entry's label said how this site makes the base (bootstrapped);
+	// this one was made elsewhere.
+	b.progress.Event(ev.output(fmt.Sprintf("debian: base taken from cache %s, not bootstrapped here", from)))
 	return true, b.store.WriteJSON(pinRel(defKey), raw)
 }
 

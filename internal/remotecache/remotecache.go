@@ -284,10 +284,12 @@ func (im *Importer) origin(d digest.Digest) (registry.Reference, bool) {
 }
 
 // Pin returns the pin recorded for the base definition key defKey and the
-// step it names, the step's layers made local as Solver makes them.
-func (im *Importer) Pin(ctx context.Context, defKey string, stepKey func(pin json.RawMessage) (string, error), blobs *oci.Store, unpack Unpacker) (json.RawMessage, string, Step, bool, error) {
+// step it names, the step's layers made local as Solver makes them, and
+// the cache it took them from.
+func (im *Importer) Pin(ctx context.Context, defKey string, stepKey func(pin json.RawMessage) (string, error), blobs *oci.Store, unpack Unpacker) (json.RawMessage, string, Step, registry.Reference, bool, error) {
+	var none registry.Reference
 	if im == nil {
-		return nil, "", Step{}, false, nil
+		return nil, "", Step{}, none, false, nil
 	}
 	for _, s := range im.sources {
 		pin, ok := s.cfg.Pins[defKey]
@@ -306,14 +308,14 @@ func (im *Importer) Pin(ctx context.Context, defKey string, stepKey func(pin jso
 		}
 		if err := im.fetchAll(ctx, s, "base "+shortKey(defKey), []Output{st.Output}, blobs, unpack); err != nil {
 			if ctx.Err() != nil {
-				return nil, "", Step{}, false, ctx.Err()
+				return nil, "", Step{}, none, false, ctx.Err()
 			}
 			continue
 		}
 		im.taken(s, []Output{st.Output})
-		return pin, key, st, true, nil
+		return pin, key, st, s.ref, true, nil
 	}
-	return nil, "", Step{}, false, nil
+	return nil, "", Step{}, none, false, nil
 }
 
 // fetchAll makes every layer of outs local, base first, warning (what
@@ -342,7 +344,7 @@ func (im *Importer) fetchAll(ctx context.Context, s *Source, what string, outs [
 			l.MediaType = mt
 			if err := unpack(ctx, parent, chain, l, o.DiffIDs[i]); err != nil {
 				if ctx.Err() == nil {
-					im.warnBlob(s, what, l.Digest, fmt.Errorf("unpacking it against diffID %s: %w", o.DiffIDs[i], err))
+					im.warnBlob(s, what, l.Digest, fmt.Errorf("unpacking it against the cache record's diffID %s: %w", o.DiffIDs[i], err))
 				}
 				return err
 			}
