@@ -176,6 +176,11 @@ func ParseExport(s string) (Export, error) {
 		}
 		delete(kv, "mode")
 	}
+	for k := range kv {
+		if strings.HasPrefix(k, "compression") || k == "force-compression" {
+			return Export{}, fmt.Errorf("cache export %q: %s is not supported: a cache's layers are written as the store holds them (their digests are the images' own); drop the key", s, k)
+		}
+	}
 	if e.IgnoreError, err = boolKey(s, kv, "ignore-error"); err != nil {
 		return Export{}, err
 	}

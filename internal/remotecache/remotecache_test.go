@@ -330,7 +330,8 @@ func TestParse(t *testing.T) {
 		{in: "type=registry,ref=localhost:5000/c/app:main,mode=all", err: "mode=min or mode=max"},
 		{in: "type=gha", err: "type=gha is not supported"},
 		{in: "type=registry", err: "needs ref="},
-		{in: "type=registry,ref=localhost:5000/c:1,compression=zstd", err: "unknown keys compression"},
+		{in: "type=registry,ref=localhost:5000/c:1,compression=zstd", err: "compression is not supported"},
+		{in: "type=registry,ref=localhost:5000/c:1,colour=blue", err: "unknown keys colour (known: type, ref, dest, tag, mode, ignore-error, image-manifest, oci-mediatypes)"},
 		{in: "docker-archive:/tmp/x.tar", err: "not in docker-archive"},
 		// No tag: latest, as BuildKit's local cache (and a registry name).
 		{in: "oci:/tmp/c", ref: "oci:/tmp/c:latest", mode: "min"},
