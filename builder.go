@@ -30,14 +30,21 @@ func (b *Builder) Close() error {
 }
 
 // ExportCache writes the step cache of the builds this Builder made so
-// far to the destination of WithCacheTo, as an OCI artifact whose config
-// maps cache keys to layers and whose layers are the store's blobs: a blob
-// the destination already has (a registry answers a HEAD for it) is not
-// sent again, so a second export of the same builds uploads only the
-// manifest and config. Call it once the builds are done; it takes the
-// store's lock shared. Errors name the destination; without WithCacheTo it
-// fails.
-func (b *Builder) ExportCache(ctx context.Context) (CacheExport, error) {
+// far to each destination of WithCacheTo, in order, as an OCI artifact
+// whose config maps cache keys to layers and whose layers are the store's
+// blobs: a blob the destination already has (a registry answers a HEAD for
+// it, a layout has the file) is not sent again, so a second export of the
+// same builds writes no layer, only the manifest and config, and those
+// only when they changed. Call it once the builds are done; it takes the
+// store's lock shared. It returns what each destination got.
+//
+// As `snapbuild build --cache-to`, it writes nothing and fails when no
+// Build has returned yet, or when any Build of this Builder failed (a
+// cache is written after builds that all succeeded). A destination that
+// fails is an error naming it, after the others were written; with
+// ignore-error=true it is a warning (the progress's EventWarn) and left
+// out of the result. Without WithCacheTo it fails.
+func (b *Builder) ExportCache(ctx context.Context) ([]CacheExport, error) {
 	return b.e.ExportCache(ctx)
 }
 

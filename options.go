@@ -166,11 +166,15 @@ func WithCacheFrom(refs ...string) Option {
 // layout (oci:DIR:TAG), or buildx's form (type=registry,ref=REF,mode=max,
 // type=local,dest=DIR). mode=min (the default, as BuildKit's) writes the
 // steps the built images are made of; mode=max every step the builds
-// made or found, intermediate stages too. A malformed ref is an error of
-// NewBuilder.
+// made or found, intermediate stages too; ignore-error=true makes a failed
+// export a warning. Several refs, or several WithCacheTo, are each
+// written, as buildx writes every --cache-to. A reference without a tag
+// gets "latest"; a malformed ref, or one with a digest, is an error of
+// NewBuilder. A store in single-ID mode marks its cache so: only another
+// single-ID store takes it (docs/cache.md).
 // The default is no export.
-func WithCacheTo(ref string) Option {
-	return engine.WithCacheTo(ref)
+func WithCacheTo(refs ...string) Option {
+	return engine.WithCacheTo(refs...)
 }
 
 // WithDebianSlimFromRegistry makes debian_slim pull Docker Hub's

@@ -279,6 +279,45 @@ func TestRemoteCacheLayout(t *testing.T) {
 		t.Errorf("offline build from the layout: %s with %d containers; want %s with 0", sc.ID, sc.Stats.ContainersStarted, sa.ID)
 	}
 
+	// Single-ID mode: a rootless store with SNAPBUILD_USERNS=single takes
+	// root's cache (another user can read the layout: its files are
+	// readable by all) and writes its own, untagged (so "latest"), marked
+	// single; a root store refuses that one with a warning and takes the
+	// next --cache-from instead.
+	for _, d := range []string{filepath.Dir(layout), filepath.Dir(filepath.Dir(layout))} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	u := ensureTestUser(t)
+	udir := userDir(t, u)
+	recipeU := writeRecipe(t, udir, "layout.yaml", mustRead(t, recipe))
+	single := filepath.Join(udir, "single")
+	rl := runner{t: t, user: testUser, root: filepath.Join(udir, "store"), dir: udir, env: []string{"SNAPBUILD_USERNS=single"}}
+	su := parseCacheSummary(t, rl.ok("build", recipeU, "--progress", "json", "--cache-from", "oci:"+layout+":c", "--cache-to", "oci:"+single).stdout)
+	if su.Stats.ContainersStarted != 0 {
+		t.Errorf("single-ID store from root's cache: %d containers, want 0", su.Stats.ContainersStarted)
+	}
+	var idx struct {
+		Manifests []struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"manifests"`
+	}
+	if err := json.Unmarshal([]byte(mustRead(t, filepath.Join(single, "index.json"))), &idx); err != nil {
+		t.Fatal(err)
+	}
+	if len(idx.Manifests) != 1 || idx.Manifests[0].Annotations["org.opencontainers.image.ref.name"] != "latest" {
+		t.Errorf("the single-ID cache's index: %+v, want one manifest tagged latest", idx.Manifests)
+	}
+	e := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
+	res := e.ok("build", recipe, "--progress", "json", "--cache-from", "oci:"+single, "--cache-from", "oci:"+layout+":c")
+	if n := strings.Count(res.stdout+res.stderr, "was written in single-ID mode"); n != 1 {
+		t.Errorf("root store given a single-ID cache: %d warnings saying so, want 1:\n%s", n, tail(res.stdout, 20))
+	}
+	if se := parseCacheSummary(t, res.stdout); se.ID != sa.ID || se.Stats.ContainersStarted != 0 {
+		t.Errorf("root store past the single-ID cache: %s with %d containers; want %s with 0 (from root's cache)", se.ID, se.Stats.ContainersStarted, sa.ID)
+	}
+
 	// Tamper with the last step's layer, keeping its size.
 	last := layersOf(t, a, "layout")
 	blob := filepath.Join(layout, "blobs", "sha256", strings.TrimPrefix(last[len(last)-1], "sha256:"))
@@ -292,7 +331,7 @@ func TestRemoteCacheLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := runner{t: t, root: filepath.Join(t.TempDir(), "store")}
-	res := d.ok("build", recipe, "--progress", "json", "--cache-from", "oci:"+layout+":c")
+	res = d.ok("build", recipe, "--progress", "json", "--cache-from", "oci:"+layout+":c")
 	sd := parseCacheSummary(t, res.stdout)
 	if !strings.Contains(res.stdout+res.stderr, "layer "+last[len(last)-1]+" refused") {
 		t.Errorf("no warning naming the tampered layer %s:\n%s", last[len(last)-1], tail(res.stdout, 20))

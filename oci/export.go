@@ -15,6 +15,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/snapbuild/snapbuild/internal/atomicfile"
+	"github.com/snapbuild/snapbuild/internal/dirlock"
 )
 
 // Transport names a destination kind, as in skopeo's transport syntax.
@@ -141,6 +142,13 @@ func (s *Store) exportLayout(manifest ocispec.Descriptor, dir string, ann map[st
 	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
 		return fmt.Errorf("export %s: %w", dir, err)
 	}
+	// Exports into one layout take turns: each reads index.json and
+	// writes it back, keeping the others' tags.
+	unlock, err := dirlock.Lock(dir)
+	if err != nil {
+		return fmt.Errorf("export %s: %w", dir, err)
+	}
+	defer unlock()
 	for _, d := range blobs {
 		dst := filepath.Join(dir, "blobs", d.Algorithm().String(), d.Encoded())
 		if _, err := os.Stat(dst); err == nil {

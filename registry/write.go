@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
+
+	"github.com/snapbuild/snapbuild/internal/dirlock"
 )
 
 // Push writes img to the registry dest names (dest.Transport must be Docker);
@@ -97,24 +100,101 @@ func (o *options) write(ctx context.Context, img v1.Image, dest Reference) error
 		ropts, who := o.remoteOptions(ctx, ref.Context())
 		return explain(remote.Write(ref, out, ropts...), ref.Context().RegistryStr(), who)
 	case OCI:
-		p, err := layout.FromPath(dest.Path)
-		if err != nil {
-			if p, err = layout.Write(dest.Path, empty.Index); err != nil {
-				return err
-			}
-		}
-		ann := IndexAnnotations(dest.Tag, o.imageName)
-		tag := ann[AnnotationRefName]
-		if tag == "" {
-			return p.AppendImage(out)
-		}
-		return p.ReplaceImage(out, match.Annotation(AnnotationRefName, tag), layout.WithAnnotations(ann))
+		return writeLayout(out, dest.Path, IndexAnnotations(dest.Tag, o.imageName))
 	case OCIArchive:
 		return writeOCIArchive(out, dest.Path, IndexAnnotations(dest.Tag, o.imageName))
 	case DockerArchive:
 		return writeDockerArchive(out, dest)
 	}
 	return fmt.Errorf("unknown transport %q", dest.Transport)
+}
+
+// writeLayout adds img to the OCI layout dir (created if needed) with the
+// index annotations ann: replacing the image of the same tag, or, untagged,
+// appended. Writers of one layout take turns (an flock on dir), so that
+// exports at once keep every tag. What it writes is readable by all, as
+// umoci and skopeo leave a layout: blobs, index.json and oci-layout 0644,
+// directories 0755 (go-containerregistry writes blobs through 0600
+// temporary files and index.json with its umask's 0755).
+func writeLayout(img v1.Image, dir string, ann map[string]string) error {
+	unlock, err := dirlock.Lock(dir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	p, err := layout.FromPath(dir)
+	if err != nil {
+		if p, err = layout.Write(dir, empty.Index); err != nil {
+			return err
+		}
+	}
+	if tag := ann[AnnotationRefName]; tag == "" {
+		err = p.AppendImage(img)
+	} else {
+		err = p.ReplaceImage(img, match.Annotation(AnnotationRefName, tag), layout.WithAnnotations(ann))
+	}
+	if err != nil {
+		return err
+	}
+	return layoutModes(dir, img)
+}
+
+// layoutModes makes what writeLayout wrote of img in dir readable by all.
+// A blob that is already (another writer's, say) is left as it is.
+func layoutModes(dir string, img v1.Image) error {
+	for _, d := range []string{dir, filepath.Join(dir, "blobs"), filepath.Join(dir, "blobs", "sha256")} {
+		if err := ensureMode(d, 0o755, 0o555); err != nil {
+			return err
+		}
+	}
+	for _, f := range []string{"index.json", "oci-layout"} {
+		if err := ensureMode(filepath.Join(dir, f), 0o644, 0); err != nil {
+			return err
+		}
+	}
+	var blobs []v1.Hash
+	for _, f := range []func() (v1.Hash, error){img.Digest, img.ConfigName} {
+		h, err := f()
+		if err != nil {
+			return err
+		}
+		blobs = append(blobs, h)
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	for _, l := range layers {
+		h, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		blobs = append(blobs, h)
+	}
+	for _, h := range blobs {
+		if err := ensureMode(filepath.Join(dir, "blobs", h.Algorithm, h.Hex), 0o644, 0o444); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureMode gives path the permission bits mode when it lacks any bit of
+// keep (keep 0: unless they are mode already). A file of another owner,
+// which only its owner may chmod, is left as it is.
+func ensureMode(path string, mode, keep os.FileMode) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	perm := fi.Mode().Perm()
+	if perm == mode || (keep != 0 && perm&keep == keep) {
+		return nil
+	}
+	if err := os.Chmod(path, mode); err != nil && !errors.Is(err, os.ErrPermission) {
+		return err
+	}
+	return nil
 }
 
 func writeDockerArchive(img v1.Image, dest Reference) (err error) {

@@ -41,7 +41,7 @@ func (s *Store) Apply(ctx context.Context, parent, id digest.Digest, layer io.Re
 		return nil, err
 	}
 	if got != diffID {
-		return nil, fmt.Errorf("diffID mismatch: the layer's content has diffID %s, the image config says %s", got, diffID)
+		return nil, fmt.Errorf("diffID mismatch: the layer's content has diffID %s, but %s was expected", got, diffID)
 	}
 	if err := s.pruneWhiteouts(a.Upper, parent); err != nil {
 		return nil, err

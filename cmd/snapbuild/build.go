@@ -17,6 +17,7 @@ import (
 
 	"github.com/snapbuild/snapbuild"
 	"github.com/snapbuild/snapbuild/frontend"
+	"github.com/snapbuild/snapbuild/internal/remotecache"
 	"github.com/snapbuild/snapbuild/sandbox"
 )
 
@@ -89,7 +90,8 @@ func cmdBuild(ctx context.Context, args []string) error {
 	siteFl := addSiteFlags(fs)
 	var cacheFrom listFlag
 	fs.Var(&cacheFrom, "cache-from", "take steps the store lacks from the step cache at `REF` (docker://HOST/REPO:TAG, HOST/REPO:TAG, oci:DIR:TAG, or buildx's type=registry,ref=REF / type=local,src=DIR; repeatable, first match wins); a cache that cannot be read or a layer that fails its checks is a warning and the step runs")
-	cacheTo := fs.String("cache-to", "", "after the build, write its step cache to `REF` (as --cache-from, or buildx's type=registry,ref=REF,mode=max / type=local,dest=DIR); mode=min (default) writes the steps of the images built, mode=max every step")
+	var cacheTo listFlag
+	fs.Var(&cacheTo, "cache-to", "after a successful build, write its step cache to `REF` (as --cache-from, or buildx's type=registry,ref=REF,mode=max / type=local,dest=DIR[,tag=TAG]; a REF without a tag gets latest); mode=min (default) writes the steps of the images built, mode=max every step; ignore-error=true makes a failed export a warning; repeatable: each REF is written")
 	bk := addBuilderFlags(fs)
 	push := fs.String("push", "", "push the image built to `REF` ([docker://]HOST/REPO:TAG) once it is built and named, as snapbuild push NAME REF does (one image only)")
 	var cdiDirs listFlag
@@ -131,6 +133,18 @@ func cmdBuild(ctx context.Context, args []string) error {
 	}
 	if *loadTimeout < 0 {
 		return usagef("build: --load-timeout %v: give a duration such as 30s or 5m, or 0 for no limit", *loadTimeout)
+	}
+	// Cache references are checked here, --print or not: a digest, an
+	// unknown key or transport fails before anything is built.
+	for _, r := range cacheFrom {
+		if _, err := remotecache.ParseImport(r); err != nil {
+			return usagef("build: --cache-from: %v", err)
+		}
+	}
+	for _, r := range cacheTo {
+		if _, err := remotecache.ParseExport(r); err != nil {
+			return usagef("build: --cache-to: %v", err)
+		}
 	}
 	if *force && dry == "" && !sandbox.Entered() {
 		// Every step runs again: straight to the namespace (command.ns),
@@ -215,8 +229,8 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if len(cacheFrom) > 0 && dry == "" {
 		opts = append(opts, snapbuild.WithCacheFrom(cacheFrom...))
 	}
-	if *cacheTo != "" && dry == "" {
-		opts = append(opts, snapbuild.WithCacheTo(*cacheTo))
+	if len(cacheTo) > 0 && dry == "" {
+		opts = append(opts, snapbuild.WithCacheTo(cacheTo...))
 	}
 	bkOpts, err := bk.options("build")
 	if err != nil {
@@ -283,6 +297,11 @@ func cmdBuild(ctx context.Context, args []string) error {
 	if dry != "" {
 		for _, err := range refused {
 			fmt.Fprintf(os.Stderr, "snapbuild: warning: a build would stop here: %v\n", err)
+		}
+		if len(cacheFrom) > 0 {
+			// The plan reads the store only: fetching and checking a
+			// cache's layers is what a build does.
+			fmt.Fprintln(os.Stderr, "snapbuild: note: --print does not consult the --cache-from caches: a step they hold shows as it would without them (run, bootstrap, pull)")
 		}
 		return printPlans(ctx, b, gs, string(dry), os.Stdout)
 	}
@@ -395,6 +414,14 @@ func cmdBuild(ctx context.Context, args []string) error {
 		os.Stdout.Write(said[i].out.Bytes())
 	}
 	if err := errors.Join(errs...); err != nil {
+		if len(cacheTo) > 0 {
+			// As buildx: a cache is written after a build that succeeded.
+			if *progress == "json" {
+				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "cache", "refs": []string(cacheTo), "error": "not written: the build failed"})
+			} else {
+				fmt.Fprintln(os.Stderr, "cache: not written: the build failed")
+			}
+		}
 		return errors.Join(err, errors.Join(refused...))
 	}
 	if *push != "" && len(refused) == 0 {
@@ -405,19 +432,25 @@ func cmdBuild(ctx context.Context, args []string) error {
 			fmt.Fprintf(os.Stderr, "pushed %s\n", *push)
 		}
 	}
-	if *cacheTo != "" {
-		// As buildx: a cache that cannot be written fails the command,
-		// after the images were built and named.
-		ce, err := b.ExportCache(ctx)
-		if err != nil {
-			return errors.Join(fmt.Errorf("build: --cache-to: %w", err), errors.Join(refused...))
+	if len(cacheTo) > 0 {
+		// As buildx: a cache that cannot be written fails the command
+		// (unless its ignore-error=true), after the images were built
+		// and named.
+		ces, err := b.ExportCache(ctx)
+		for _, ce := range ces {
+			switch {
+			case quiet:
+			case *progress == "json":
+				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "cache", "ref": ce.Ref, "mode": ce.Mode, "keys": ce.Keys, "layers": ce.Layers})
+			default:
+				fmt.Fprintf(os.Stderr, "cache: wrote %s (mode=%s, %d keys, %d layers)\n", ce.Ref, ce.Mode, ce.Keys, ce.Layers)
+			}
 		}
-		switch {
-		case quiet:
-		case *progress == "json":
-			json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "cache", "ref": ce.Ref, "mode": ce.Mode, "keys": ce.Keys, "layers": ce.Layers})
-		default:
-			fmt.Fprintf(os.Stderr, "cache: wrote %s (mode=%s, %d keys, %d layers)\n", ce.Ref, ce.Mode, ce.Keys, ce.Layers)
+		if err != nil {
+			if *progress == "json" {
+				json.NewEncoder(os.Stdout).Encode(map[string]any{"kind": "cache", "error": err.Error()})
+			}
+			return errors.Join(fmt.Errorf("build: --cache-to: %w", err), errors.Join(refused...))
 		}
 	}
 	return errors.Join(refused...)

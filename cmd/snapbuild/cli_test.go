@@ -410,3 +410,46 @@ func TestBuildPlatform(t *testing.T) {
 		t.Errorf("a build with --platform made the store %s (%v)", root, err)
 	}
 }
+
+// TestBuildCacheFlags checks build's cache flags: a reference with a digest
+// is a usage error before anything is read or a store is made; a build
+// that fails writes no cache and says so (stderr, or a "cache" object with
+// an error in JSON); --print says once that it does not consult
+// --cache-from.
+func TestBuildCacheFlags(t *testing.T) {
+	dir := t.TempDir()
+	root := filepath.Join(dir, "store")
+	digestRef := "localhost:5000/c/app@sha256:" + strings.Repeat("a", 64)
+	for _, flag := range []string{"--cache-to", "--cache-from"} {
+		argv := []string{"--root", root, "build", flag, digestRef, "-f", "Dockerfile.missing"}
+		_, errOut, code := runCLI(t, argv...)
+		if code != exitUsage || !strings.Contains(errOut, "not by digest") {
+			t.Errorf("snapbuild %s: exit %d, stderr %q; want exit %d and an error saying a cache is written by tag", strings.Join(argv, " "), code, errOut, exitUsage)
+		}
+	}
+	if _, err := os.Stat(root); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused cache reference made the store %s (%v)", root, err)
+	}
+
+	recipe := filepath.Join(dir, "r.yaml")
+	if err := os.WriteFile(recipe, []byte("- from_id: \"no-such-image\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cache := filepath.Join(dir, "cache")
+	_, errOut, code := runCLI(t, "--root", root, "build", recipe, "--cache-to", "oci:"+cache)
+	if code == 0 || strings.Count(errOut, "cache: not written: the build failed\n") != 1 {
+		t.Errorf("failed build with --cache-to: exit %d, stderr %q; want a failure and one line saying no cache was written", code, errOut)
+	}
+	out, _, code := runCLI(t, "--root", root, "build", recipe, "--progress", "json", "--cache-to", "oci:"+cache)
+	if code == 0 || !strings.Contains(out, `"error":"not written: the build failed","kind":"cache"`) {
+		t.Errorf("failed build with --cache-to, JSON: exit %d, stdout %q; want a cache object with an error", code, out)
+	}
+	if _, err := os.Stat(cache); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed build wrote the cache %s (%v)", cache, err)
+	}
+
+	_, errOut, _ = runCLI(t, "--root", root, "build", recipe, "--print", "--cache-from", "oci:"+cache)
+	if strings.Count(errOut, "--print does not consult the --cache-from caches") != 1 {
+		t.Errorf("--print with --cache-from: stderr %q; want one note that the plan does not consult the caches", errOut)
+	}
+}

@@ -71,9 +71,10 @@ else .dockerignore.
 Every step is cached by content: an unchanged step runs nothing. Steps that do not need each
 other, such as a Dockerfile's independent stages and the images of one recipe or Python file,
 run at once, up to --jobs N (default: the number of CPUs); a step two images share runs once. --print shows each step's cache state and key and builds nothing.
---cache-to REF writes the build's step cache to a registry or OCI layout; --cache-from REF
-lets a store that lacks a step take it from there (layers checked by digest and diffID; a
-bad cache is a warning and the step runs): docs/cache.md.`,
+--cache-to REF writes the step cache of a build that succeeded to a registry or OCI layout
+(repeatable: each REF is written); --cache-from REF lets a store that lacks a step take it
+from there (layers checked by digest and diffID; a bad cache is a warning and the step runs;
+--print does not consult it): docs/cache.md.`,
 		examples: []string{
 			"snapbuild build examples/hello/hello.yaml",
 			"snapbuild build app.py::image -t app:latest",

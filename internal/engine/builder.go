@@ -323,7 +323,7 @@ func (b *Engine) share() error {
 		return err
 	}
 	b.pool, b.seq, b.progressMu, b.pins = pool, new(atomic.Int64), new(sync.Mutex), &pinChecks{}
-	if b.caches != nil && b.caches.to != nil {
+	if b.caches != nil && len(b.caches.to) > 0 {
 		b.caches.recorder = remotecache.NewRecorder()
 	}
 	return nil
@@ -413,6 +413,13 @@ func BuildLabel(name string) BuildOption {
 
 // Build is snapbuild.Builder.Build.
 func (b *Engine) Build(ctx context.Context, layers []*modal.Layer, opts ...BuildOption) (Result, error) {
+	res, err := b.build1(ctx, layers, opts)
+	b.caches.built(err)
+	return res, err
+}
+
+// build1 is Build, before the remote cache hears of its outcome.
+func (b *Engine) build1(ctx context.Context, layers []*modal.Layer, opts []BuildOption) (Result, error) {
 	r := b.run(opts)
 	if r.noSandbox {
 		// One pass of the build itself: each point where it would

@@ -205,7 +205,7 @@ func (b *Engine) bootstrapDebian(ctx context.Context, st *buildState, d base.Deb
 	}
 	if !usable && !force && !b.pullBases {
 		// A base built elsewhere, from the remote cache (--cache-from).
-		imported, err := b.importPin(ctx, defKey)
+		imported, err := b.importPin(ctx, defKey, ev)
 		if err != nil {
 			return false, store.Step{}, err
 		}

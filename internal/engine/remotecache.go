@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 
 	digest "github.com/opencontainers/go-digest"
@@ -26,11 +27,27 @@ import (
 // them) and what the builds touched, for ExportCache.
 type remoteCache struct {
 	from []registry.Reference
-	to   *remotecache.Export
+	to   []remotecache.Export
 
 	once     sync.Once
 	importer *remotecache.Importer
 	recorder *remotecache.Recorder
+
+	mu             sync.Mutex
+	builds, failed int // Builds that returned, and those that failed
+}
+
+// built counts a Build that returned err.
+func (rc *remoteCache) built(err error) {
+	if rc == nil {
+		return
+	}
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	rc.builds++
+	if err != nil {
+		rc.failed++
+	}
 }
 
 // WithCacheFrom is snapbuild.WithCacheFrom.
@@ -48,13 +65,15 @@ func WithCacheFrom(refs ...string) Option {
 }
 
 // WithCacheTo is snapbuild.WithCacheTo.
-func WithCacheTo(ref string) Option {
+func WithCacheTo(refs ...string) Option {
 	return func(b *Engine) error {
-		e, err := remotecache.ParseExport(ref)
-		if err != nil {
-			return err
+		for _, ref := range refs {
+			e, err := remotecache.ParseExport(ref)
+			if err != nil {
+				return err
+			}
+			b.cache().to = append(b.cache().to, e)
 		}
-		b.cache().to = &e
 		return nil
 	}
 }
@@ -89,6 +108,13 @@ func (b *Engine) remoteImporter(ctx context.Context) *remotecache.Importer {
 				b.warn(fmt.Sprintf("--cache-from %s: %v: building without it", ref, err))
 				continue
 			}
+			if s.SingleID() && !sandbox.SingleID() {
+				// Its layers were unpacked, and committed, with every
+				// owner squashed to 0: right for another single-ID
+				// store only (which squashes any cache's layers).
+				b.warn(fmt.Sprintf("cache %s was written in single-ID mode: its layers' owners are squashed to 0; not used outside single-ID mode", ref))
+				continue
+			}
 			srcs = append(srcs, s)
 		}
 		rc.importer = remotecache.NewImporter(srcs, b.warn)
@@ -99,7 +125,7 @@ func (b *Engine) remoteImporter(ctx context.Context) *remotecache.Importer {
 // remoteRecorder is the Recorder of the builds' keys when WithCacheTo was
 // given, else nil.
 func (b *Engine) remoteRecorder() *remotecache.Recorder {
-	if b.caches == nil || b.caches.to == nil {
+	if b.caches == nil || len(b.caches.to) == 0 {
 		return nil
 	}
 	return b.caches.recorder
@@ -127,12 +153,12 @@ func finalKeys(rec *remotecache.Recorder, g *build.Graph, keys map[digest.Digest
 // when the store has no usable one: the layer fetched and checked, its
 // snapshot unpacked, its step record and the pin written. It reports
 // whether it did.
-func (b *Engine) importPin(ctx context.Context, defKey string) (bool, error) {
+func (b *Engine) importPin(ctx context.Context, defKey string, ev Event) (bool, error) {
 	im := b.remoteImporter(ctx)
 	if im == nil || b.plan != nil {
 		return false, nil
 	}
-	raw, key, st, ok, err := im.Pin(ctx, defKey, func(raw json.RawMessage) (string, error) {
+	raw, key, st, from, ok, err := im.Pin(ctx, defKey, func(raw json.RawMessage) (string, error) {
 		var p basePin
 		if err := json.Unmarshal(raw, &p); err != nil {
 			return "", err
@@ -155,6 +181,9 @@ func (b *Engine) importPin(ctx context.Context, defKey string) (bool, error) {
 	if err := b.store.PutStep(rec); err != nil {
 		return false, err
 	}
+	// The entry's label said how this site makes the base (bootstrapped);
+	// this one was made elsewhere.
+	b.progress.Event(ev.output(fmt.Sprintf("debian: base taken from cache %s, not bootstrapped here", from)))
 	return true, b.store.WriteJSON(pinRel(defKey), raw)
 }
 
@@ -197,33 +226,62 @@ func (b *Engine) recordPin(defKey string) {
 }
 
 // ExportCache is snapbuild.Builder.ExportCache.
-func (b *Engine) ExportCache(ctx context.Context) (CacheExport, error) {
+func (b *Engine) ExportCache(ctx context.Context) ([]CacheExport, error) {
 	rc := b.caches
-	if rc == nil || rc.to == nil {
-		return CacheExport{}, errors.New("ExportCache: no cache destination: give WithCacheTo")
+	if rc == nil || len(rc.to) == 0 {
+		return nil, errors.New("ExportCache: no cache destination: give WithCacheTo")
+	}
+	rc.mu.Lock()
+	builds, failed := rc.builds, rc.failed
+	rc.mu.Unlock()
+	switch {
+	case failed > 0:
+		return nil, fmt.Errorf("cache not written: %d of the %d builds failed (a cache is written after builds that all succeeded)", failed, builds)
+	case builds == 0:
+		return nil, errors.New("cache not written: nothing was built yet (call ExportCache after Build)")
 	}
 	if err := b.store.LockShared(); err != nil {
-		return CacheExport{}, err
+		return nil, err
 	}
 	defer b.store.Unlock()
-	cfg := rc.recorder.Config(rc.to.Mode)
-	if err := remotecache.Write(ctx, rc.to.Ref, cfg, b.store.Blobs(), rc.importer, slices.Clone(b.registryOpts)...); err != nil {
-		return CacheExport{}, err
+	single := sandbox.SingleID()
+	if !single {
+		// Outside the build namespace (a fully cached rootless build),
+		// the store says which mapping its snapshots were made in.
+		m, err := os.ReadFile(filepath.Join(b.store.Root(), "idmap"))
+		single = err == nil && strings.TrimSpace(string(m)) == "single"
 	}
-	n := map[digest.Digest]bool{}
-	for _, outs := range cfg.Solver {
-		for _, o := range outs {
-			for _, l := range o.Layers {
+	var out []CacheExport
+	var errs []error
+	for _, to := range rc.to {
+		cfg := rc.recorder.Config(to.Mode)
+		if single {
+			cfg.IDMap = remotecache.IDMapSingle
+		}
+		if err := remotecache.Write(ctx, to.Ref, cfg, b.store.Blobs(), rc.importer, slices.Clone(b.registryOpts)...); err != nil {
+			if to.IgnoreError && ctx.Err() == nil {
+				b.warn(fmt.Sprintf("--cache-to %s: %v (ignore-error=true: the build stands)", to.Ref, err))
+				continue
+			}
+			errs = append(errs, err)
+			continue
+		}
+		n := map[digest.Digest]bool{}
+		for _, outs := range cfg.Solver {
+			for _, o := range outs {
+				for _, l := range o.Layers {
+					n[l.Digest] = true
+				}
+			}
+		}
+		for _, s := range cfg.Steps {
+			for _, l := range s.Layers {
 				n[l.Digest] = true
 			}
 		}
+		out = append(out, CacheExport{Ref: to.Ref.String(), Mode: string(to.Mode), Keys: len(cfg.Solver) + len(cfg.Steps), Layers: len(n)})
 	}
-	for _, s := range cfg.Steps {
-		for _, l := range s.Layers {
-			n[l.Digest] = true
-		}
-	}
-	return CacheExport{Ref: rc.to.Ref.String(), Mode: string(rc.to.Mode), Keys: len(cfg.Solver) + len(cfg.Steps), Layers: len(n)}, nil
+	return out, errors.Join(errs...)
 }
 
 // CacheExport is snapbuild.CacheExport.

@@ -28,8 +28,10 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/google/go-containerregistry/pkg/name"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -50,7 +52,15 @@ type Config struct {
 	// Pins maps base definition keys (bases/) to the pin records as the
 	// store holds them; the step a pin names is in Steps.
 	Pins map[string]json.RawMessage `json:"pins,omitempty"`
+	// IDMap is IDMapSingle when the store that wrote the cache built in
+	// single-ID mode, whose layers have every owner squashed to 0 (a
+	// useradd's home is 0:0 there); "" otherwise. Only a single-ID store
+	// takes such a cache (see Source.SingleID).
+	IDMap string `json:"idMap,omitempty"`
 }
+
+// IDMapSingle is Config.IDMap of a cache written in single-ID mode.
+const IDMapSingle = "single"
 
 // Output is one output of an op: its layers, base first, and their diffIDs
 // (the uncompressed digests), one per layer. An output with no layers is an
@@ -127,17 +137,26 @@ const (
 type Export struct {
 	Ref  registry.Reference
 	Mode Mode
+	// IgnoreError makes a failed export a warning (buildx's
+	// ignore-error=true); by default it fails the command.
+	IgnoreError bool
 }
 
 // ParseExport parses a --cache-to value: a reference in snapbuild's
 // transport syntax (docker://HOST/REPO:TAG, HOST/REPO:TAG, oci:DIR:TAG), or
 // buildx's form, comma-separated key=value pairs:
 //
-//	type=registry,ref=HOST/REPO:TAG[,mode=min|max]
-//	type=local,dest=DIR[,tag=TAG][,mode=min|max]   (an OCI layout)
+//	type=registry,ref=HOST/REPO:TAG[,mode=min|max][,ignore-error=true]
+//	type=local,dest=DIR[,tag=TAG][,mode=min|max][,ignore-error=true]   (an OCI layout)
 //
-// Other types and keys are refused with an error naming them. The mode's
-// default is min.
+// ignore-error=true makes a failed export a warning. buildx's
+// image-manifest and oci-mediatypes keys (true or false) are accepted and
+// change nothing: the cache is always one OCI image manifest with OCI media
+// types. Other types and keys (compression among them: layers are written
+// as the store holds them) are refused with an error naming them. The
+// mode's default is min. A reference without a tag gets "latest", as
+// BuildKit's caches; one with a digest is refused (a cache is written by
+// tag).
 func ParseExport(s string) (Export, error) {
 	kv, ok, err := pairs(s)
 	if err != nil {
@@ -157,8 +176,36 @@ func ParseExport(s string) (Export, error) {
 		}
 		delete(kv, "mode")
 	}
-	e.Ref, err = typedRef(s, kv, "dest")
+	for k := range kv {
+		if strings.HasPrefix(k, "compression") || k == "force-compression" {
+			return Export{}, fmt.Errorf("cache export %q: %s is not supported: a cache's layers are written as the store holds them (their digests are the images' own); drop the key", s, k)
+		}
+	}
+	if e.IgnoreError, err = boolKey(s, kv, "ignore-error"); err != nil {
+		return Export{}, err
+	}
+	for _, k := range []string{"image-manifest", "oci-mediatypes"} {
+		if _, err := boolKey(s, kv, k); err != nil {
+			return Export{}, err
+		}
+	}
+	e.Ref, err = typedRef(s, kv, "dest", "mode, ignore-error, image-manifest, oci-mediatypes")
 	return e, err
+}
+
+// boolKey removes key from kv and returns its value, true or false (false
+// when absent).
+func boolKey(s string, kv map[string]string, key string) (bool, error) {
+	v, ok := kv[key]
+	if !ok {
+		return false, nil
+	}
+	delete(kv, key)
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("cache reference %q: %s=%s: use %s=true or %s=false", s, key, v, key, key)
+	}
+	return b, nil
 }
 
 // ParseImport parses a --cache-from value: a reference as ParseExport takes
@@ -171,7 +218,7 @@ func ParseImport(s string) (registry.Reference, error) {
 	if !ok {
 		return parseRef(s)
 	}
-	return typedRef(s, kv, "src")
+	return typedRef(s, kv, "src", "")
 }
 
 // pairs splits buildx's key=value form; ok is false when s is not in it
@@ -195,8 +242,9 @@ func pairs(s string) (map[string]string, bool, error) {
 }
 
 // typedRef is the reference of buildx's form; dir names the key of a
-// local directory ("dest" for exports, "src" for imports).
-func typedRef(s string, kv map[string]string, dir string) (registry.Reference, error) {
+// local directory ("dest" for exports, "src" for imports), more the other
+// keys the caller took, for the error of an unknown key.
+func typedRef(s string, kv map[string]string, dir, more string) (registry.Reference, error) {
 	var ref registry.Reference
 	var err error
 	switch kv["type"] {
@@ -225,19 +273,34 @@ func typedRef(s string, kv map[string]string, dir string) (registry.Reference, e
 	}
 	delete(kv, "type")
 	if len(kv) > 0 {
-		return ref, fmt.Errorf("cache reference %q: unknown keys %s (known: type, ref, %s, tag, mode)", s, strings.Join(slices.Sorted(maps.Keys(kv)), ", "), dir)
+		known := "type, ref, " + dir + ", tag"
+		if more != "" {
+			known += ", " + more
+		}
+		return ref, fmt.Errorf("cache reference %q: unknown keys %s (known: %s)", s, strings.Join(slices.Sorted(maps.Keys(kv)), ", "), known)
 	}
 	return ref, nil
 }
 
 // parseRef parses a cache reference in snapbuild's transport syntax; only
-// registries and OCI layouts hold a cache.
+// registries and OCI layouts hold a cache, under a tag: an OCI layout
+// without one gets "latest" (as a registry name does, and BuildKit's local
+// cache), and a digest reference is refused.
 func parseRef(s string) (registry.Reference, error) {
 	ref, err := registry.ParseReference(s)
 	if err != nil {
 		return ref, fmt.Errorf("cache reference %q: %w", s, err)
 	}
-	if ref.Transport != registry.Docker && ref.Transport != registry.OCI {
+	switch ref.Transport {
+	case registry.Docker:
+		if _, ok := ref.Name.(name.Digest); ok {
+			return ref, fmt.Errorf("cache reference %q: a cache is written and read by tag, not by digest: use HOST/REPO:TAG", s)
+		}
+	case registry.OCI:
+		if ref.Tag == "" {
+			ref.Tag = "latest"
+		}
+	default:
 		return ref, fmt.Errorf("cache reference %q: a cache is kept in a registry (docker://HOST/REPO:TAG) or an OCI layout (oci:DIR:TAG), not in %s:", s, ref.Transport)
 	}
 	return ref, nil

@@ -187,6 +187,10 @@ func Open(ctx context.Context, ref registry.Reference, opts ...registry.Option) 
 // Ref is where the cache was read from.
 func (s *Source) Ref() registry.Reference { return s.ref }
 
+// SingleID reports whether the cache was written in single-ID mode: its
+// layers' owners are squashed to 0, right only for a store in that mode.
+func (s *Source) SingleID() bool { return s.cfg.IDMap == IDMapSingle }
+
 // Keys is how many records of each kind the cache holds.
 func (s *Source) Keys() (solver, steps, pins int) {
 	return len(s.cfg.Solver), len(s.cfg.Steps), len(s.cfg.Pins)
@@ -200,7 +204,7 @@ type Importer struct {
 	warn    func(string)
 
 	mu      sync.Mutex
-	failed  map[digest.Digest]error              // blobs that failed verification, by digest
+	failed  map[failure]error                    // blobs that failed verification, by source and digest
 	origins map[digest.Digest]registry.Reference // blobs taken from a registry cache, by digest
 }
 
@@ -210,7 +214,14 @@ func NewImporter(sources []*Source, warn func(string)) *Importer {
 	if warn == nil {
 		warn = func(string) {}
 	}
-	return &Importer{sources: sources, warn: warn, failed: map[digest.Digest]error{}, origins: map[digest.Digest]registry.Reference{}}
+	return &Importer{sources: sources, warn: warn, failed: map[failure]error{}, origins: map[digest.Digest]registry.Reference{}}
+}
+
+// failure names a blob of one source: a blob refused in one cache is asked
+// of the next.
+type failure struct {
+	source *Source
+	blob   digest.Digest
 }
 
 // Unpacker makes snapshot chain on parent from the stored layer desc,
@@ -273,10 +284,12 @@ func (im *Importer) origin(d digest.Digest) (registry.Reference, bool) {
 }
 
 // Pin returns the pin recorded for the base definition key defKey and the
-// step it names, the step's layers made local as Solver makes them.
-func (im *Importer) Pin(ctx context.Context, defKey string, stepKey func(pin json.RawMessage) (string, error), blobs *oci.Store, unpack Unpacker) (json.RawMessage, string, Step, bool, error) {
+// step it names, the step's layers made local as Solver makes them, and
+// the cache it took them from.
+func (im *Importer) Pin(ctx context.Context, defKey string, stepKey func(pin json.RawMessage) (string, error), blobs *oci.Store, unpack Unpacker) (json.RawMessage, string, Step, registry.Reference, bool, error) {
+	var none registry.Reference
 	if im == nil {
-		return nil, "", Step{}, false, nil
+		return nil, "", Step{}, none, false, nil
 	}
 	for _, s := range im.sources {
 		pin, ok := s.cfg.Pins[defKey]
@@ -295,14 +308,14 @@ func (im *Importer) Pin(ctx context.Context, defKey string, stepKey func(pin jso
 		}
 		if err := im.fetchAll(ctx, s, "base "+shortKey(defKey), []Output{st.Output}, blobs, unpack); err != nil {
 			if ctx.Err() != nil {
-				return nil, "", Step{}, false, ctx.Err()
+				return nil, "", Step{}, none, false, ctx.Err()
 			}
 			continue
 		}
 		im.taken(s, []Output{st.Output})
-		return pin, key, st, true, nil
+		return pin, key, st, s.ref, true, nil
 	}
-	return nil, "", Step{}, false, nil
+	return nil, "", Step{}, none, false, nil
 }
 
 // fetchAll makes every layer of outs local, base first, warning (what
@@ -331,7 +344,7 @@ func (im *Importer) fetchAll(ctx context.Context, s *Source, what string, outs [
 			l.MediaType = mt
 			if err := unpack(ctx, parent, chain, l, o.DiffIDs[i]); err != nil {
 				if ctx.Err() == nil {
-					im.warnBlob(s, what, l.Digest, fmt.Errorf("unpacking it against diffID %s: %w", o.DiffIDs[i], err))
+					im.warnBlob(s, what, l.Digest, fmt.Errorf("unpacking it against the cache record's diffID %s: %w", o.DiffIDs[i], err))
 				}
 				return err
 			}
@@ -340,12 +353,12 @@ func (im *Importer) fetchAll(ctx context.Context, s *Source, what string, outs [
 	return nil
 }
 
-// warnBlob warns once per blob that failed; later records naming it fail
-// without a word.
+// warnBlob warns once per blob of s that failed; later records of s naming
+// it fail without a word.
 func (im *Importer) warnBlob(s *Source, what string, d digest.Digest, err error) {
 	im.mu.Lock()
-	_, seen := im.failed[d]
-	im.failed[d] = err
+	_, seen := im.failed[failure{s, d}]
+	im.failed[failure{s, d}] = err
 	im.mu.Unlock()
 	if !seen {
 		im.warn(fmt.Sprintf("cache %s: %s: layer %s refused: %v; the step runs", s.ref, what, d, err))
@@ -355,7 +368,7 @@ func (im *Importer) warnBlob(s *Source, what string, d digest.Digest, err error)
 // fetch stores the layer l of s in blobs, unless blobs has it.
 func (im *Importer) fetch(ctx context.Context, s *Source, l ocispec.Descriptor, blobs *oci.Store) error {
 	im.mu.Lock()
-	err := im.failed[l.Digest]
+	err := im.failed[failure{s, l.Digest}]
 	im.mu.Unlock()
 	if err != nil {
 		return err

@@ -330,8 +330,20 @@ func TestParse(t *testing.T) {
 		{in: "type=registry,ref=localhost:5000/c/app:main,mode=all", err: "mode=min or mode=max"},
 		{in: "type=gha", err: "type=gha is not supported"},
 		{in: "type=registry", err: "needs ref="},
-		{in: "type=registry,ref=localhost:5000/c:1,compression=zstd", err: "unknown keys compression"},
+		{in: "type=registry,ref=localhost:5000/c:1,compression=zstd", err: "compression is not supported"},
+		{in: "type=registry,ref=localhost:5000/c:1,colour=blue", err: "unknown keys colour (known: type, ref, dest, tag, mode, ignore-error, image-manifest, oci-mediatypes)"},
 		{in: "docker-archive:/tmp/x.tar", err: "not in docker-archive"},
+		// No tag: latest, as BuildKit's local cache (and a registry name).
+		{in: "oci:/tmp/c", ref: "oci:/tmp/c:latest", mode: "min"},
+		{in: "type=local,dest=/tmp/c,mode=max", ref: "oci:/tmp/c:latest", mode: "max"},
+		{in: "localhost:5000/c/app", ref: "docker://localhost:5000/c/app:latest", mode: "min"},
+		// buildx's keys that change nothing here.
+		{in: "type=registry,ref=localhost:5000/c/app:main,mode=max,image-manifest=true,oci-mediatypes=true", ref: "docker://localhost:5000/c/app:main", mode: "max"},
+		{in: "type=registry,ref=localhost:5000/c/app:main,image-manifest=yes", err: "image-manifest=true or image-manifest=false"},
+		{in: "type=registry,ref=localhost:5000/c/app:main,ignore-error=maybe", err: "ignore-error=true or ignore-error=false"},
+		// A cache is written by tag.
+		{in: "docker://localhost:5000/c/app@sha256:" + strings.Repeat("a", 64), err: "not by digest"},
+		{in: "type=registry,ref=localhost:5000/c/app@sha256:" + strings.Repeat("a", 64), err: "not by digest"},
 	} {
 		e, err := ParseExport(tc.in)
 		switch {
@@ -344,6 +356,18 @@ func TestParse(t *testing.T) {
 		case e.Ref.String() != tc.ref || string(e.Mode) != tc.mode:
 			t.Errorf("ParseExport(%q) = %s %s, want %s %s", tc.in, e.Ref, e.Mode, tc.ref, tc.mode)
 		}
+	}
+	if e, err := ParseExport("type=local,dest=/tmp/c,ignore-error=true"); err != nil || !e.IgnoreError {
+		t.Errorf("ParseExport(ignore-error=true) = %+v, %v", e, err)
+	}
+	if e, err := ParseExport("oci:/tmp/c:t"); err != nil || e.IgnoreError {
+		t.Errorf("ParseExport(oci:) = %+v, %v: ignore-error is off by default", e, err)
+	}
+	if _, err := ParseImport("localhost:5000/c/app@sha256:" + strings.Repeat("a", 64)); err == nil || !strings.Contains(err.Error(), "not by digest") {
+		t.Errorf("ParseImport(a digest) = %v, want an error saying a cache is read by tag", err)
+	}
+	if r, err := ParseImport("type=local,src=/tmp/c"); err != nil || r.String() != "oci:/tmp/c:latest" {
+		t.Errorf("ParseImport(type=local, no tag) = %v, %v, want oci:/tmp/c:latest", r, err)
 	}
 	if r, err := ParseImport("type=local,src=/tmp/c,tag=t"); err != nil || r.String() != "oci:/tmp/c:t" {
 		t.Errorf("ParseImport(type=local) = %v, %v", r, err)
@@ -434,5 +458,83 @@ func TestLookupAfterOpenContextEnds(t *testing.T) {
 	u := &checkDiffID{blobs: dst}
 	if _, ok, err := im.Solver(context.Background(), f.k2, dst, u.unpack); !ok || err != nil {
 		t.Errorf("Solver(k2) after Open's context ended = %v, %v", ok, err)
+	}
+}
+
+// A layer refused in one cache is asked of the next --cache-from: the
+// failure is the first source's, not the digest's.
+func TestNextSourceAfterRefusal(t *testing.T) {
+	f := newFixture(t)
+	bad, dir := layoutCache(t, f)
+	p := filepath.Join(dir, "blobs", "sha256", f.l1.Descriptor.Digest.Encoded())
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0xff
+	os.Chmod(p, 0o644)
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	good, _ := layoutCache(t, f)
+	var srcs []*Source
+	for _, ref := range []registry.Reference{bad, good} {
+		s, err := Open(context.Background(), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srcs = append(srcs, s)
+	}
+	dst, err := oci.NewStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warnings []string
+	im := NewImporter(srcs, func(s string) { warnings = append(warnings, s) })
+	u := &checkDiffID{blobs: dst}
+	for _, key := range []digest.Digest{f.k1, f.k2} {
+		outs, ok, err := im.Solver(context.Background(), key, dst, u.unpack)
+		if err != nil || !ok || len(outs) != 1 {
+			t.Errorf("Solver(%s) = %v, %v, %v: want a hit from the second cache", key, outs, ok, err)
+		}
+	}
+	if len(warnings) != 1 || !strings.Contains(warnings[0], bad.String()) || !strings.Contains(warnings[0], f.l1.Descriptor.Digest.String()) {
+		t.Errorf("warnings = %q, want one naming %s and layer %s", warnings, bad, f.l1.Descriptor.Digest)
+	}
+	if !dst.Has(f.l1.Descriptor.Digest) || !dst.Has(f.l2.Descriptor.Digest) {
+		t.Error("the layers were not taken from the second cache")
+	}
+}
+
+// A cache written in single-ID mode says so in its config, and its Source
+// reports it; one written otherwise does not.
+func TestSingleIDMarked(t *testing.T) {
+	f := newFixture(t)
+	plain, _ := layoutCache(t, f)
+	f.cfg.IDMap = IDMapSingle
+	single, dir := layoutCache(t, f)
+	for _, tc := range []struct {
+		ref  registry.Reference
+		want bool
+	}{{plain, false}, {single, true}} {
+		s, err := Open(context.Background(), tc.ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.SingleID() != tc.want {
+			t.Errorf("Open(%s).SingleID() = %v, want %v", tc.ref, s.SingleID(), tc.want)
+		}
+	}
+	// On the wire: "idMap": "single" in the artifact's config.
+	art, err := registry.OpenArtifact(context.Background(), single)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]any
+	if err := json.Unmarshal(art.Config, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if raw["idMap"] != "single" {
+		t.Errorf("config of %s: idMap = %v, want \"single\"", dir, raw["idMap"])
 	}
 }
