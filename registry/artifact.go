@@ -82,12 +82,7 @@ func (o *options) openArtifact(ctx context.Context, ref Reference) (*Artifact, e
 		if err != nil {
 			return nil, err
 		}
-		var picked []v1.Descriptor
-		for _, d := range im.Manifests {
-			if t := d.Annotations[AnnotationRefName]; ref.Tag == "" || t == ref.Tag {
-				picked = append(picked, d)
-			}
-		}
+		picked, _ := tagged(im, ref.Tag)
 		switch {
 		case len(picked) == 0:
 			return nil, fmt.Errorf("%w: no manifest tagged %q in the layout", ErrNotFound, ref.Tag)

@@ -171,17 +171,7 @@ func (o *options) fromIndex(idx v1.ImageIndex, tag, src string) (v1.Image, error
 	if err != nil {
 		return nil, err
 	}
-	var picked []v1.Descriptor
-	var tags []string
-	for _, d := range im.Manifests {
-		t := d.Annotations["org.opencontainers.image.ref.name"]
-		if t != "" {
-			tags = append(tags, t)
-		}
-		if tag == "" || t == tag {
-			picked = append(picked, d)
-		}
-	}
+	picked, tags := tagged(im, tag)
 	switch {
 	case len(picked) == 0 && tag != "":
 		return nil, fmt.Errorf("%w: no image tagged %q (tags: %s)", ErrNotFound, tag, listOrNone(tags))
@@ -194,6 +184,22 @@ func (o *options) fromIndex(idx v1.ImageIndex, tag, src string) (v1.Image, error
 		return o.pick(idx, picked, src)
 	}
 	return o.open(idx, picked[0], src)
+}
+
+// tagged returns the entries of a layout's index named tag by their
+// org.opencontainers.image.ref.name (every entry when tag is ""), in
+// index order, and every tag the index names.
+func tagged(im *v1.IndexManifest, tag string) (picked []v1.Descriptor, tags []string) {
+	for _, d := range im.Manifests {
+		t := d.Annotations[AnnotationRefName]
+		if t != "" {
+			tags = append(tags, t)
+		}
+		if tag == "" || t == tag {
+			picked = append(picked, d)
+		}
+	}
+	return picked, tags
 }
 
 // open opens the image or index d of idx, choosing a platform in an index.
